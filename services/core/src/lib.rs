@@ -1,0 +1,34 @@
+//! # shikko-core
+//!
+//! The domain of Shikko, without I/O: holders and their 4 information,
+//! certificate kinds and serials, certificate status with RFC 5280 reason
+//! codes, the events of the issuing authority's feed, and the rules that turn
+//! an event into status changes ([`rules::apply`]).
+//!
+//! ```
+//! use shikko_core::{CertKind, Serial};
+//! let kind: CertKind = "phone-auth".parse().unwrap();
+//! assert_eq!(kind, CertKind::PhoneAuth);
+//! assert_eq!(Serial::from_u128(0x1234).unwrap().to_hex(), "1234");
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod error;
+pub mod event;
+pub mod holder;
+pub mod ids;
+pub mod memory;
+pub mod rules;
+pub mod status;
+pub mod time;
+
+pub use error::{RuleViolation, ValidationError};
+pub use event::{Event, EventBody, NewCert};
+pub use holder::{DateOfBirth, FourInfo, HolderRecord, HolderState, Sex};
+pub use ids::{CertKind, EventId, HolderId, Municipality, PartitionId, Serial};
+pub use memory::MemoryState;
+pub use rules::{apply, reason_for, ApplyError, Effect, RevocationCause, StateView};
+pub use status::{CertRecord, CertStatus, RevocationReason};
+pub use time::UnixTime;
