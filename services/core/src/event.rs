@@ -301,7 +301,7 @@ impl Event {
 }
 
 mod opt_hex {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
@@ -311,13 +311,40 @@ mod opt_hex {
         }
     }
 
+    /// Accepts hex text or octets (see `Serial`'s deserializer for why both).
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        if d.is_human_readable() {
-            let s: Option<String> = Option::deserialize(d)?;
-            s.map(|s| hex::decode(s).map_err(serde::de::Error::custom))
-                .transpose()
-        } else {
-            Option::<Vec<u8>>::deserialize(d)
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Option<Vec<u8>>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("DER as hex text or octets")
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+                d.deserialize_any(V)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                hex::decode(v).map(Some).map_err(E::custom)
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(Some(v.to_vec()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    if out.len() == super::CERT_DER_MAX_BYTES {
+                        return Err(serde::de::Error::custom("cert_der too long"));
+                    }
+                    out.push(b);
+                }
+                Ok(Some(out))
+            }
         }
+        d.deserialize_option(V)
     }
 }

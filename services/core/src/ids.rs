@@ -229,14 +229,34 @@ impl Serialize for Serial {
 }
 
 impl<'de> Deserialize<'de> for Serial {
+    /// Accepts hex text, raw bytes or a sequence of octets, whatever the format
+    /// claims: serde's buffering of internally tagged enums always claims to be
+    /// human-readable, even when the bytes were written by a binary format.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        if d.is_human_readable() {
-            let s = String::deserialize(d)?;
-            Serial::from_hex(&s).map_err(serde::de::Error::custom)
-        } else {
-            let b = <[u8; SERIAL_MAX_OCTETS]>::deserialize(d)?;
-            Serial::from_padded(b).map_err(serde::de::Error::custom)
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Serial;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a serial number as hex text or octets")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Serial, E> {
+                Serial::from_hex(v).map_err(E::custom)
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Serial, E> {
+                Serial::from_be_bytes(v).map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Serial, A::Error> {
+                let mut bytes = Vec::with_capacity(SERIAL_MAX_OCTETS);
+                while let Some(b) = seq.next_element::<u8>()? {
+                    if bytes.len() == SERIAL_MAX_OCTETS {
+                        return Err(serde::de::Error::custom("serial longer than 20 octets"));
+                    }
+                    bytes.push(b);
+                }
+                Serial::from_be_bytes(&bytes).map_err(serde::de::Error::custom)
+            }
         }
+        d.deserialize_any(V)
     }
 }
 

@@ -27,7 +27,7 @@ pub mod time;
 pub use error::{RuleViolation, ValidationError};
 pub use event::{Event, EventBody, NewCert};
 pub use holder::{DateOfBirth, FourInfo, HolderRecord, HolderState, Sex};
-pub use ids::{CertKind, EventId, HolderId, Municipality, PartitionId, Serial};
+pub use ids::{CertKind, EventId, HolderId, Municipality, PartitionId, SERIAL_MAX_OCTETS, Serial};
 pub use memory::MemoryState;
 pub use rules::{apply, reason_for, ApplyError, Effect, RevocationCause, StateView};
 pub use status::{CertRecord, CertStatus, RevocationReason};

@@ -1,1 +1,244 @@
-//! tmp
+//! # shikko-store
+//!
+//! The RocksDB store behind the registry, and the only crate that knows
+//! RocksDB. Its API is shaped by the domain: ingest a batch of events, read a
+//! certificate or a holder, follow the change feed from a sequence number, scan
+//! the revoked entries of an issuer or a CRL partition.
+//!
+//! Every accepted batch is one atomic `WriteBatch`, synced to the write-ahead
+//! log before [`Store::ingest`] returns: what it acknowledges survives a crash.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), shikko_store::Error> {
+//! let store = shikko_store::Store::open(std::path::Path::new("/tmp/shikko-db"))?;
+//! println!("last sequence number: {}", store.last_seq());
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+mod feed;
+mod ingest;
+mod keys;
+mod query;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions,
+};
+
+pub use feed::{ChangeRecord, StatusChange};
+pub use ingest::{IngestMode, Outcome};
+pub use query::RevokedEntry;
+
+/// A store failure: RocksDB itself, or a record that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// RocksDB reported an error.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A stored record could not be decoded: the store is corrupt or from an incompatible version.
+    #[error("corrupt record in column family {cf}: {why}")]
+    Corrupt {
+        /// Column family.
+        cf: &'static str,
+        /// What failed.
+        why: String,
+    },
+    /// The store was opened by a newer, incompatible version.
+    #[error("store format version {found} is not supported (expected {expected})")]
+    Version {
+        /// Found on disk.
+        found: u32,
+        /// Supported.
+        expected: u32,
+    },
+}
+
+/// `Result` with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Column families. Values are MessagePack-encoded, keys are fixed-width big-endian where ordered.
+pub(crate) mod cf {
+    /// `seq (u64 BE)` -> the event as received (contains 4 information; never leaves the registry).
+    pub(crate) const EVENTS: &str = "events";
+    /// `seq (u64 BE)` -> the status changes the event made: the change feed (no personal data).
+    pub(crate) const FEED: &str = "feed";
+    /// `event id` -> `seq (u64 BE) ++ SHA-256 of the event`: idempotent re-delivery.
+    pub(crate) const EVENT_IDS: &str = "event_ids";
+    /// `kind (u8) ++ serial (20)` -> certificate record.
+    pub(crate) const CERTS: &str = "certs";
+    /// `kind (u8) ++ serial (20)` -> certificate DER.
+    pub(crate) const CERT_DER: &str = "cert_der";
+    /// `holder id` -> holder record.
+    pub(crate) const HOLDERS: &str = "holders";
+    /// `kind (u8) ++ old serial (20)` -> new serial (20).
+    pub(crate) const LINKS: &str = "links";
+    /// `kind (u8) ++ partition (u32 BE) ++ serial (20)` -> revoked entry: what a CRL build scans.
+    pub(crate) const REVOKED: &str = "revoked";
+    /// `municipality code (u32 BE)` -> municipality.
+    pub(crate) const MUNICIPALITIES: &str = "municipalities";
+    /// Small named values: format version, last sequence number, CRL numbers.
+    pub(crate) const META: &str = "meta";
+    /// Reserved for the 4-information service: operators, consents, audit log.
+    pub(crate) const INFO: &str = "info";
+
+    pub(crate) const ALL: [&str; 11] = [
+        EVENTS,
+        FEED,
+        EVENT_IDS,
+        CERTS,
+        CERT_DER,
+        HOLDERS,
+        LINKS,
+        REVOKED,
+        MUNICIPALITIES,
+        META,
+        INFO,
+    ];
+}
+
+const FORMAT_VERSION: u32 = 1;
+const META_VERSION: &[u8] = b"format_version";
+const META_LAST_SEQ: &[u8] = b"last_seq";
+
+/// The registry's store. One writer at a time (ingest is serialized); reads are concurrent.
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+    write_lock: Mutex<()>,
+    last_seq: AtomicU64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("last_seq", &self.last_seq())
+            .finish()
+    }
+}
+
+fn cf_options(cache: &Cache, point_lookups: bool) -> Options {
+    let mut block = BlockBasedOptions::default();
+    block.set_block_cache(cache);
+    if point_lookups {
+        block.set_bloom_filter(10.0, false);
+        block.set_cache_index_and_filter_blocks(true);
+    }
+    let mut o = Options::default();
+    o.set_block_based_table_factory(&block);
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let cache = Cache::new_lru_cache(256 << 20);
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_bytes_per_sync(1 << 20);
+        let cfs = cf::ALL.iter().map(|name| {
+            let point = matches!(
+                *name,
+                cf::CERTS | cf::HOLDERS | cf::EVENT_IDS | cf::LINKS | cf::CERT_DER
+            );
+            ColumnFamilyDescriptor::new(*name, cf_options(&cache, point))
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+            write_lock: Mutex::new(()),
+            last_seq: AtomicU64::new(0),
+        };
+        store.check_version()?;
+        let last = store
+            .meta(META_LAST_SEQ)?
+            .map(|v| keys::decode_u64(&v, cf::META))
+            .transpose()?
+            .unwrap_or(0);
+        store.last_seq.store(last, Ordering::SeqCst);
+        Ok(store)
+    }
+
+    fn check_version(&self) -> Result<()> {
+        match self.meta(META_VERSION)? {
+            Some(v) => {
+                let found = u32::from_be_bytes(v.as_slice().try_into().map_err(|_| {
+                    Error::Corrupt {
+                        cf: cf::META,
+                        why: "format version is not 4 bytes".into(),
+                    }
+                })?);
+                if found != FORMAT_VERSION {
+                    return Err(Error::Version {
+                        found,
+                        expected: FORMAT_VERSION,
+                    });
+                }
+            }
+            None => {
+                let mut w = WriteOptions::default();
+                w.set_sync(true);
+                self.db.put_cf_opt(
+                    self.cf(cf::META),
+                    META_VERSION,
+                    FORMAT_VERSION.to_be_bytes(),
+                    &w,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The sequence number of the last accepted event (0 when empty).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::SeqCst)
+    }
+
+    /// A named small value of the `meta` family (e.g. a CRL number).
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf::META), key)?)
+    }
+
+    /// Writes a named small value of the `meta` family, synced.
+    pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        if key == META_VERSION || key == META_LAST_SEQ {
+            return Err(Error::Corrupt {
+                cf: cf::META,
+                why: "reserved meta key".into(),
+            });
+        }
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        Ok(self.db.put_cf_opt(self.cf(cf::META), key, value, &w)?)
+    }
+
+    /// Writes a consistent, openable copy of the store to `dir` (RocksDB checkpoint: hard links where possible).
+    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        let cp = rocksdb::checkpoint::Checkpoint::new(&self.db)?;
+        Ok(cp.create_checkpoint(dir)?)
+    }
+
+    pub(crate) fn cf(&self, name: &'static str) -> &ColumnFamily {
+        // Every name in cf::ALL is created at open; a missing one is a programming error.
+        #[allow(clippy::expect_used)]
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
+    }
+}

@@ -1,0 +1,14 @@
+//! Compiles proto/shikko/v1/*.proto with protox (pure Rust), so no protoc is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = ["shikko/v1/registry.proto"];
+    for p in &protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let fds = protox::compile(protos, ["."])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

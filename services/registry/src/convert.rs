@@ -1,0 +1,354 @@
+//! Conversions between the protobuf messages and the domain types, in both
+//! directions. Malformed messages become [`ValidationError`]s that name the field.
+
+use shikko_core::{
+    CertKind, CertStatus, DateOfBirth, Event, EventBody, EventId, FourInfo, HolderId,
+    Municipality, NewCert, PartitionId, RevocationReason, Serial, Sex, UnixTime, ValidationError,
+};
+use shikko_proto::v1 as pb;
+use shikko_store::{ChangeRecord, RevokedEntry, StatusChange};
+
+fn bad(msg: impl Into<String>) -> ValidationError {
+    ValidationError::BadEvent(msg.into())
+}
+
+/// The domain kind for a protobuf issuer.
+pub fn kind_from_pb(issuer: i32) -> Result<CertKind, ValidationError> {
+    match pb::Issuer::try_from(issuer) {
+        Ok(pb::Issuer::Sign) => Ok(CertKind::CardSigning),
+        Ok(pb::Issuer::Auth) => Ok(CertKind::CardAuth),
+        Ok(pb::Issuer::PhoneSign) => Ok(CertKind::PhoneSigning),
+        Ok(pb::Issuer::PhoneAuth) => Ok(CertKind::PhoneAuth),
+        Ok(pb::Issuer::Unspecified) | Err(_) => Err(bad(format!(
+            "issuer {issuer} is not one of sign (1), auth (2), phone-sign (3), phone-auth (4)"
+        ))),
+    }
+}
+
+/// The protobuf issuer for a domain kind.
+pub fn kind_to_pb(kind: CertKind) -> pb::Issuer {
+    match kind {
+        CertKind::CardSigning => pb::Issuer::Sign,
+        CertKind::CardAuth => pb::Issuer::Auth,
+        CertKind::PhoneSigning => pb::Issuer::PhoneSign,
+        CertKind::PhoneAuth => pb::Issuer::PhoneAuth,
+    }
+}
+
+/// A serial from its unsigned big-endian octets.
+pub fn serial_from_pb(bytes: &[u8]) -> Result<Serial, ValidationError> {
+    if bytes.is_empty() {
+        return Err(ValidationError::BadSerial("serial number is missing"));
+    }
+    Serial::from_be_bytes(bytes)
+}
+
+fn holder_from_pb(id: &str) -> Result<HolderId, ValidationError> {
+    HolderId::new(id)
+}
+
+fn four_info_from_pb(f: &pb::FourInfo) -> Result<FourInfo, ValidationError> {
+    let sex = u8::try_from(f.sex)
+        .ok()
+        .and_then(|s| Sex::try_from(s).ok())
+        .ok_or(ValidationError::BadFourInfo("sex must be 1, 2 or 3"))?;
+    let info = FourInfo {
+        name: f.name.clone(),
+        address: f.address.clone(),
+        date_of_birth: DateOfBirth::parse(&f.date_of_birth)?,
+        sex,
+    };
+    info.validate()?;
+    Ok(info)
+}
+
+fn four_info_to_pb(f: &FourInfo) -> pb::FourInfo {
+    pb::FourInfo {
+        name: f.name.clone(),
+        address: f.address.clone(),
+        date_of_birth: f.date_of_birth.encode(),
+        sex: u32::from(f.sex.code()),
+    }
+}
+
+fn new_cert_from_pb(c: Option<&pb::NewCert>, field: &str) -> Result<NewCert, ValidationError> {
+    let c = c.ok_or_else(|| bad(format!("{field} is missing")))?;
+    Ok(NewCert {
+        kind: kind_from_pb(c.issuer)?,
+        serial: serial_from_pb(&c.serial)?,
+        not_before: UnixTime(c.not_before),
+        not_after: UnixTime(c.not_after),
+        municipality: c.municipality.as_ref().map(|m| Municipality {
+            code: PartitionId(m.code),
+            prefecture: m.prefecture.clone(),
+            city: m.city.clone(),
+        }),
+        cert_der: (!c.cert_der.is_empty()).then(|| c.cert_der.clone()),
+    })
+}
+
+fn new_cert_to_pb(c: &NewCert) -> pb::NewCert {
+    pb::NewCert {
+        issuer: kind_to_pb(c.kind) as i32,
+        serial: c.serial.magnitude().to_vec(),
+        not_before: c.not_before.0,
+        not_after: c.not_after.0,
+        municipality: c.municipality.as_ref().map(|m| pb::Municipality {
+            code: m.code.0,
+            prefecture: m.prefecture.clone(),
+            city: m.city.clone(),
+        }),
+        cert_der: c.cert_der.clone().unwrap_or_default(),
+    }
+}
+
+fn opt_cert_from_pb(c: Option<&pb::NewCert>, field: &str) -> Result<Option<NewCert>, ValidationError> {
+    c.map(|c| new_cert_from_pb(Some(c), field)).transpose()
+}
+
+/// A domain event from its protobuf form; the error names the bad field.
+pub fn event_from_pb(e: &pb::Event) -> Result<Event, ValidationError> {
+    use pb::event::Body;
+    let body = match e.body.as_ref().ok_or_else(|| bad("event has no body"))? {
+        Body::Issue(i) => EventBody::Issue {
+            holder: holder_from_pb(&i.holder_id)?,
+            cert: new_cert_from_pb(i.cert.as_ref(), "issue.cert")?,
+            four_info: i.four_info.as_ref().map(four_info_from_pb).transpose()?,
+        },
+        Body::Revoke(r) => EventBody::Revoke {
+            kind: kind_from_pb(r.issuer)?,
+            serial: serial_from_pb(&r.serial)?,
+            reason: u8::try_from(r.reason)
+                .map_err(|_| ValidationError::UnknownReason(u8::MAX))
+                .and_then(RevocationReason::from_code)?,
+            invalidity_date: r.invalidity_date.map(UnixTime),
+        },
+        Body::Suspend(s) => EventBody::Suspend {
+            kind: kind_from_pb(s.issuer)?,
+            serial: serial_from_pb(&s.serial)?,
+        },
+        Body::Resume(s) => EventBody::Resume {
+            kind: kind_from_pb(s.issuer)?,
+            serial: serial_from_pb(&s.serial)?,
+        },
+        Body::FourInfoChange(c) => EventBody::FourInfoChange {
+            holder: holder_from_pb(&c.holder_id)?,
+            four_info: four_info_from_pb(
+                c.four_info
+                    .as_ref()
+                    .ok_or_else(|| bad("four_info_change.four_info is missing"))?,
+            )?,
+            new_signing: opt_cert_from_pb(c.new_signing.as_ref(), "four_info_change.new_signing")?,
+        },
+        Body::Death(d) => EventBody::Death {
+            holder: holder_from_pb(&d.holder_id)?,
+        },
+        Body::Emigration(d) => EventBody::Emigration {
+            holder: holder_from_pb(&d.holder_id)?,
+            keep_user_auth: d.keep_user_auth,
+        },
+        Body::CardLoss(d) => EventBody::CardLoss {
+            holder: holder_from_pb(&d.holder_id)?,
+        },
+        Body::CardReturn(d) => EventBody::CardReturn {
+            holder: holder_from_pb(&d.holder_id)?,
+        },
+        Body::PhoneChange(p) => EventBody::PhoneChange {
+            holder: holder_from_pb(&p.holder_id)?,
+            new_signing: opt_cert_from_pb(p.new_signing.as_ref(), "phone_change.new_signing")?,
+            new_auth: opt_cert_from_pb(p.new_auth.as_ref(), "phone_change.new_auth")?,
+        },
+        Body::Renewal(p) => EventBody::Renewal {
+            holder: holder_from_pb(&p.holder_id)?,
+            new_signing: opt_cert_from_pb(p.new_signing.as_ref(), "renewal.new_signing")?,
+            new_auth: opt_cert_from_pb(p.new_auth.as_ref(), "renewal.new_auth")?,
+        },
+    };
+    let event = Event {
+        id: EventId::new(e.id.clone())?,
+        time: UnixTime(e.time),
+        body,
+    };
+    event.validate()?;
+    Ok(event)
+}
+
+/// The protobuf form of a domain event.
+pub fn event_to_pb(e: &Event) -> pb::Event {
+    use pb::event::Body;
+    let body = match &e.body {
+        EventBody::Issue {
+            holder,
+            cert,
+            four_info,
+        } => Body::Issue(pb::Issue {
+            holder_id: holder.to_string(),
+            cert: Some(new_cert_to_pb(cert)),
+            four_info: four_info.as_ref().map(four_info_to_pb),
+        }),
+        EventBody::Revoke {
+            kind,
+            serial,
+            reason,
+            invalidity_date,
+        } => Body::Revoke(pb::Revoke {
+            issuer: kind_to_pb(*kind) as i32,
+            serial: serial.magnitude().to_vec(),
+            reason: u32::from(reason.code()),
+            invalidity_date: invalidity_date.map(|t| t.0),
+        }),
+        EventBody::Suspend { kind, serial } => Body::Suspend(pb::Suspend {
+            issuer: kind_to_pb(*kind) as i32,
+            serial: serial.magnitude().to_vec(),
+        }),
+        EventBody::Resume { kind, serial } => Body::Resume(pb::Resume {
+            issuer: kind_to_pb(*kind) as i32,
+            serial: serial.magnitude().to_vec(),
+        }),
+        EventBody::FourInfoChange {
+            holder,
+            four_info,
+            new_signing,
+        } => Body::FourInfoChange(pb::FourInfoChange {
+            holder_id: holder.to_string(),
+            four_info: Some(four_info_to_pb(four_info)),
+            new_signing: new_signing.as_ref().map(new_cert_to_pb),
+        }),
+        EventBody::Death { holder } => Body::Death(pb::Death {
+            holder_id: holder.to_string(),
+        }),
+        EventBody::Emigration {
+            holder,
+            keep_user_auth,
+        } => Body::Emigration(pb::Emigration {
+            holder_id: holder.to_string(),
+            keep_user_auth: *keep_user_auth,
+        }),
+        EventBody::CardLoss { holder } => Body::CardLoss(pb::CardLoss {
+            holder_id: holder.to_string(),
+        }),
+        EventBody::CardReturn { holder } => Body::CardReturn(pb::CardReturn {
+            holder_id: holder.to_string(),
+        }),
+        EventBody::PhoneChange {
+            holder,
+            new_signing,
+            new_auth,
+        } => Body::PhoneChange(pb::PhoneChange {
+            holder_id: holder.to_string(),
+            new_signing: new_signing.as_ref().map(new_cert_to_pb),
+            new_auth: new_auth.as_ref().map(new_cert_to_pb),
+        }),
+        EventBody::Renewal {
+            holder,
+            new_signing,
+            new_auth,
+        } => Body::Renewal(pb::Renewal {
+            holder_id: holder.to_string(),
+            new_signing: new_signing.as_ref().map(new_cert_to_pb),
+            new_auth: new_auth.as_ref().map(new_cert_to_pb),
+        }),
+    };
+    pb::Event {
+        id: e.id.to_string(),
+        time: e.time.0,
+        body: Some(body),
+    }
+}
+
+/// Status, reason code, time and invalidity date of a status, as protobuf fields.
+pub fn status_fields(s: &CertStatus) -> (pb::Status, u32, i64, Option<i64>) {
+    match s {
+        CertStatus::Good => (pb::Status::Good, 0, 0, None),
+        CertStatus::OnHold { since } => (
+            pb::Status::OnHold,
+            u32::from(RevocationReason::CertificateHold.code()),
+            since.0,
+            None,
+        ),
+        CertStatus::Revoked {
+            reason,
+            at,
+            invalidity_date,
+        } => (
+            pb::Status::Revoked,
+            u32::from(reason.code()),
+            at.0,
+            invalidity_date.map(|t| t.0),
+        ),
+    }
+}
+
+/// A domain status from protobuf fields (the inverse of [`status_fields`]).
+pub fn status_from_pb(
+    status: i32,
+    reason: u32,
+    time: i64,
+    invalidity_date: Option<i64>,
+) -> Result<CertStatus, ValidationError> {
+    match pb::Status::try_from(status) {
+        Ok(pb::Status::Good) => Ok(CertStatus::Good),
+        Ok(pb::Status::OnHold) => Ok(CertStatus::OnHold {
+            since: UnixTime(time),
+        }),
+        Ok(pb::Status::Revoked) => Ok(CertStatus::Revoked {
+            reason: u8::try_from(reason)
+                .map_err(|_| ValidationError::UnknownReason(u8::MAX))
+                .and_then(RevocationReason::from_code)?,
+            at: UnixTime(time),
+            invalidity_date: invalidity_date.map(UnixTime),
+        }),
+        _ => Err(bad(format!("status {status} is not good, on hold or revoked"))),
+    }
+}
+
+/// The protobuf form of one status change of the feed.
+pub fn change_to_pb(c: &StatusChange) -> pb::StatusChange {
+    let (status, reason, time, inv) = status_fields(&c.status);
+    pb::StatusChange {
+        issuer: kind_to_pb(c.kind) as i32,
+        serial: c.serial.magnitude().to_vec(),
+        partition: c.partition.0,
+        not_after: c.not_after.0,
+        status: status as i32,
+        reason,
+        revocation_time: time,
+        invalidity_date: inv,
+    }
+}
+
+/// The protobuf form of one change record.
+pub fn record_to_pb(r: &ChangeRecord) -> pb::ChangeRecord {
+    pb::ChangeRecord {
+        seq: r.seq,
+        event_id: r.event_id.to_string(),
+        event_type: r.event_type.clone(),
+        time: r.time.0,
+        changes: r.changes.iter().map(change_to_pb).collect(),
+    }
+}
+
+/// A status change from the feed's protobuf form (for followers).
+pub fn change_from_pb(c: &pb::StatusChange) -> Result<StatusChange, ValidationError> {
+    Ok(StatusChange {
+        kind: kind_from_pb(c.issuer)?,
+        serial: serial_from_pb(&c.serial)?,
+        partition: PartitionId(c.partition),
+        not_after: UnixTime(c.not_after),
+        status: status_from_pb(c.status, c.reason, c.revocation_time, c.invalidity_date)?,
+    })
+}
+
+/// The protobuf form of one revoked entry.
+pub fn revoked_to_pb(e: &RevokedEntry) -> pb::RevokedEntry {
+    let (status, reason, time, inv) = status_fields(&e.status);
+    pb::RevokedEntry {
+        serial: e.serial.magnitude().to_vec(),
+        partition: e.partition.0,
+        status: status as i32,
+        reason,
+        revocation_time: time,
+        invalidity_date: inv,
+        not_after: e.not_after.0,
+    }
+}

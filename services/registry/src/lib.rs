@@ -1,0 +1,28 @@
+//! # shikko-registry
+//!
+//! The registry role: it owns the store (single writer) and serves the
+//! `shikko.v1.Registry` gRPC service: event ingest (unary and client
+//! streaming), certificate status, the change feed that OCSP and CRL roles
+//! follow, and streamed scans of revoked entries. It also serves the standard
+//! gRPC health service.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! let store = Arc::new(shikko_store::Store::open("data/db".as_ref())?);
+//! let registry = Arc::new(shikko_registry::Registry::new(store, &prometheus::Registry::new())?);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:50051").await?;
+//! shikko_registry::serve(registry, listener, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod convert;
+mod error;
+mod metrics;
+mod service;
+
+pub use error::{Error, Result};
+pub use service::{MAX_EVENTS_PER_BATCH, MAX_MESSAGE_BYTES, Registry, RegistryService, serve, serve_with};
