@@ -84,7 +84,7 @@ impl DateOfBirth {
         if !(1868..=9999).contains(&year) || !(1..=12).contains(&month) {
             return Err(ValidationError::BadFourInfo("date of birth out of range"));
         }
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
         let days = match month {
             2 if leap => 29,
             2 => 28,

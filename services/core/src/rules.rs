@@ -242,10 +242,11 @@ impl<V: StateView> Tx<'_, V> {
     /// The latest version of a certificate: this event's own writes first.
     fn cert(&self, kind: CertKind, serial: &Serial) -> Result<Option<CertRecord>, ApplyError<V::Error>> {
         for e in self.effects.iter().rev() {
-            if let Effect::PutCert(c) = e {
-                if c.kind == kind && c.serial == *serial {
-                    return Ok(Some(c.clone()));
-                }
+            if let Effect::PutCert(c) = e
+                && c.kind == kind
+                && c.serial == *serial
+            {
+                return Ok(Some(c.clone()));
             }
         }
         self.view.cert(kind, serial).map_err(ApplyError::View)
@@ -369,10 +370,10 @@ impl<V: StateView> Tx<'_, V> {
             }
         }
         self.issue(&mut h, cert)?;
-        if cert.kind == CertKind::CardSigning {
-            if let Some(old) = h.awaiting_successor.take() {
-                self.link(cert.kind, old, cert.serial);
-            }
+        if cert.kind == CertKind::CardSigning
+            && let Some(old) = h.awaiting_successor.take()
+        {
+            self.link(cert.kind, old, cert.serial);
         }
         self.effects.push(Effect::PutHolder(h));
         Ok(())

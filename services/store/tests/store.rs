@@ -143,7 +143,7 @@ fn revoked_index_follows_status_and_partitions() {
     store.ingest(&batch, IngestMode::PerEvent).unwrap();
     let mut batch = Vec::new();
     for h in 0..9u32 {
-        if h % 2 == 0 {
+        if h.is_multiple_of(2) {
             batch.push(ev(&format!("m{h}"), 4_000, EventBody::FourInfoChange {
                 holder: holder(h),
                 four_info: info(h + 100),
@@ -215,7 +215,7 @@ fn body(h: u32, op: u8, serial: u128) -> EventBody {
         2 => EventBody::Revoke { kind, serial: Serial::from_u128(serial).unwrap(), reason: RevocationReason::Superseded, invalidity_date: None },
         3 => EventBody::Suspend { kind, serial: Serial::from_u128(serial).unwrap() },
         4 => EventBody::Resume { kind, serial: Serial::from_u128(serial).unwrap() },
-        5 => EventBody::FourInfoChange { holder: holder(h), four_info: info(h + 7), new_signing: (op % 2 == 0).then(|| new_cert(CertKind::CardSigning, serial, 100_001)) },
+        5 => EventBody::FourInfoChange { holder: holder(h), four_info: info(h + 7), new_signing: op.is_multiple_of(2).then(|| new_cert(CertKind::CardSigning, serial, 100_001)) },
         6 => EventBody::Death { holder: holder(h) },
         _ => EventBody::CardLoss { holder: holder(h) },
     }

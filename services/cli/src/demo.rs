@@ -1,0 +1,267 @@
+//! `shikko demo`: keys, CAs and a synthetic population in a data directory,
+//! sample files to query with, then every role on loopback until Ctrl-C.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use shikko_core::{CertKind, CertStatus, Event, EventBody, EventId, RevocationReason, Serial, UnixTime};
+use shikko_pki::synthetic::Population;
+use shikko_pki::{KeyAlgorithm, Signer, SoftwareSigner};
+use shikko_registry::Registry;
+use shikko_runtime::Shutdown;
+use shikko_runtime::telemetry::Metrics;
+use shikko_store::Store;
+
+use crate::authority::Authority;
+use crate::load::{LoadReport, load_population};
+use crate::population::CertMaker;
+use crate::serve::{bind, open_store, run_registry};
+
+/// Options of `shikko demo`.
+pub(crate) struct DemoOptions {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) holders: u64,
+    pub(crate) key_algorithm: KeyAlgorithm,
+    pub(crate) seed: u64,
+    pub(crate) grpc: SocketAddr,
+    pub(crate) http: SocketAddr,
+    pub(crate) metrics: SocketAddr,
+    pub(crate) setup_only: bool,
+}
+
+/// Runs the demo.
+pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating {}", opts.data_dir.display()))?;
+    // Bind first: a busy port should fail before minutes of setup.
+    let (grpc, metrics_listener) = if opts.setup_only {
+        (None, None)
+    } else {
+        (
+            Some(bind(opts.grpc, "gRPC").await?),
+            Some(bind(opts.metrics, "metrics").await?),
+        )
+    };
+    // Report the addresses actually bound (a port of 0 picks a free one).
+    if let (Some(g), Some(m)) = (&grpc, &metrics_listener) {
+        opts.grpc = g.local_addr()?;
+        opts.metrics = m.local_addr()?;
+    }
+    println!("Shikko demo: data directory {}", opts.data_dir.display());
+    let authority = tokio::task::block_in_place(|| {
+        Authority::open_or_create(&opts.data_dir, opts.key_algorithm)
+    })?;
+    let store = open_store(&opts.data_dir)?;
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
+    let registry = Arc::new(Registry::new(store.clone(), metrics.registry())?);
+
+    let samples = opts.data_dir.join("samples");
+    if store.last_seq() > 0 && samples.join("README.txt").exists() {
+        println!(
+            "  reusing the existing population ({} events); delete {} for a new one",
+            store.last_seq(),
+            opts.data_dir.display()
+        );
+    } else {
+        let report = populate(&registry, &authority, &opts).await?;
+        write_samples(&samples, &authority, &store, &report, &opts)?;
+    }
+    println!("  ready in {:.1} s", started.elapsed().as_secs_f64());
+    print_tour(&opts);
+    let (Some(grpc), Some(metrics_listener)) = (grpc, metrics_listener) else {
+        return Ok(());
+    };
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signal();
+    println!("\nServing. Press Ctrl-C to stop.");
+    run_registry(
+        registry,
+        metrics,
+        grpc,
+        metrics_listener,
+        shutdown,
+        Duration::from_secs(10),
+    )
+    .await
+}
+
+async fn populate(registry: &Registry, authority: &Authority, opts: &DemoOptions) -> Result<LoadReport> {
+    let issuers = authority
+        .cas
+        .iter()
+        .map(|ca| ca.issuer())
+        .collect::<Result<Vec<_>>>()?;
+    let maker = CertMaker {
+        issuers,
+        holder_keys: authority
+            .holder_keys
+            .iter()
+            .map(|k| k.as_ref() as &dyn Signer)
+            .collect(),
+        ocsp_url: Some(format!("http://{}/ocsp", opts.http)),
+    };
+    let pop = Population::new(opts.seed);
+    let t = Instant::now();
+    println!(
+        "  generating {} holders with {} certificates and their event history...",
+        opts.holders, opts.key_algorithm
+    );
+    let report = load_population(
+        registry,
+        &pop,
+        opts.holders,
+        opts.holders,
+        Some(&maker),
+        UnixTime::now(),
+        true,
+    )
+    .await?;
+    println!(
+        "  {} events applied in {:.1} s ({} certificates issued with DER)",
+        report.applied,
+        t.elapsed().as_secs_f64(),
+        report.with_der.len()
+    );
+    let types: Vec<String> = report.by_type.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("    by type: {}", types.join(", "));
+    if report.rejected() > 0 {
+        println!("  WARNING: {} events rejected: {:?}", report.rejected(), report.rejected_by_rule);
+        for r in &report.first_rejections {
+            println!("    {r}");
+        }
+    }
+    Ok(report)
+}
+
+fn write_pem(path: &Path, label: &str, ders: &[&[u8]]) -> Result<()> {
+    let mut text = String::new();
+    for der in ders {
+        text.push_str(&shikko_pki::to_pem(label, der)?);
+    }
+    shikko_pki::write_file_atomic(path, text.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// The first certificate with DER of each kind and status name.
+fn pick_samples(store: &Store, report: &LoadReport) -> Result<Vec<(CertKind, &'static str, Serial)>> {
+    let mut picked: Vec<(CertKind, &'static str, Serial)> = Vec::new();
+    for (kind, serial) in &report.with_der {
+        let Some(c) = store.cert(*kind, serial)? else { continue };
+        let name = match c.status {
+            CertStatus::Good => "good",
+            CertStatus::OnHold { .. } => "hold",
+            CertStatus::Revoked { .. } => "revoked",
+        };
+        if !picked.iter().any(|(k, n, _)| k == kind && *n == name) {
+            picked.push((*kind, name, *serial));
+        }
+        if picked.len() == 12 {
+            break;
+        }
+    }
+    Ok(picked)
+}
+
+fn write_samples(
+    dir: &Path,
+    authority: &Authority,
+    store: &Store,
+    report: &LoadReport,
+    opts: &DemoOptions,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for ca in &authority.cas {
+        write_pem(&dir.join(format!("{}-ca.pem", ca.kind.issuer_id())), "CERTIFICATE", &[&ca.cert_der])?;
+    }
+    let picked = pick_samples(store, report)?;
+    let mut listing = String::new();
+    for (kind, name, serial) in &picked {
+        let der = store
+            .cert_der(*kind, serial)?
+            .with_context(|| format!("DER of {kind} {serial}"))?;
+        write_pem(&dir.join(format!("{}-{name}.pem", kind.issuer_id())), "CERTIFICATE", &[&der])?;
+        let _ = writeln!(listing, "  {}-{name}.pem  serial {serial}", kind.issuer_id());
+    }
+    let responders: Vec<&[u8]> = authority.responder_certs.iter().map(Vec::as_slice).collect();
+    write_pem(&dir.join("ocsp-responder.pem"), "CERTIFICATE", &responders)?;
+    write_pem(&dir.join("operator-ca.pem"), "CERTIFICATE", &[&authority.operator_ca_der])?;
+    write_pem(&dir.join("operator.pem"), "CERTIFICATE", &[&authority.operator_der])?;
+    let op_key = SoftwareSigner::load(&authority.dir.join("keys").join("operator.key"))?;
+    let key_pem = shikko_pki::to_pem("PRIVATE KEY", &op_key.to_pkcs8_der()?)?;
+    shikko_pki::write_file_atomic(&dir.join("operator-key.pem"), key_pem.as_bytes(), 0o600)?;
+    write_pem(&dir.join("server.pem"), "CERTIFICATE", &[&authority.server_der])?;
+
+    // An event file to try `shikko events ingest` with: a second good card
+    // user-authentication certificate, revoked for key compromise.
+    let example = report
+        .with_der
+        .iter()
+        .filter(|(k, _)| *k == CertKind::CardAuth)
+        .filter(|(_, s)| !picked.iter().any(|(_, _, p)| p == s))
+        .find(|(k, s)| matches!(store.cert(*k, s), Ok(Some(c)) if c.status == CertStatus::Good));
+    if let Some((kind, serial)) = example {
+        let now = UnixTime::now();
+        let event = Event {
+            id: EventId::new(format!("example-revoke-{serial}"))?,
+            time: now,
+            body: EventBody::Revoke {
+                kind: *kind,
+                serial: *serial,
+                reason: RevocationReason::KeyCompromise,
+                invalidity_date: Some(now.plus_secs(-3_600)),
+            },
+        };
+        let line = serde_json::to_string(&event)? + "\n";
+        shikko_pki::write_file_atomic(&dir.join("example-events.jsonl"), line.as_bytes(), 0o644)?;
+    }
+
+    let http = opts.http;
+    let mut readme = format!(
+        "Shikko demo samples\n===================\n\n\
+         Issuer ids: sign, auth, phone-sign, phone-auth.\n\n\
+         Files:\n  ISSUER-ca.pem        the issuing CA (self-signed root)\n{listing}\
+         \x20 ocsp-responder.pem   the delegated OCSP responder certificates, one per issuer\n\
+         \x20 operator-ca.pem, operator.pem, operator-key.pem   mTLS material of the demo operator\n\
+         \x20 server.pem           the servers' TLS certificate (issued by the operator CA)\n\
+         \x20 example-events.jsonl one event to ingest: shikko events ingest example-events.jsonl\n\n\
+         Registry (gRPC): http://{grpc}\nMetrics: http://{metrics}/metrics\n\n\
+         OCSP endpoint: http://{http}/ocsp (POST) and http://{http}/ocsp/BASE64 (GET)\n\
+         CRLs:\n",
+        grpc = opts.grpc,
+        metrics = opts.metrics,
+    );
+    for kind in CertKind::ALL {
+        let id = kind.issuer_id();
+        let _ = writeln!(readme, "  http://{http}/crl/{id}/full.crl\n  http://{http}/crl/{id}/delta.crl");
+    }
+    readme.push_str(
+        "  http://HOST/crl/ISSUER/PARTITION.crl for each municipality partition of the signing CRLs\n\n\
+         Note: this version runs the registry role; the OCSP responder and the CRL\n\
+         publisher (the URLs above) arrive with their own roles. Until then, ask the\n\
+         registry: shikko cert status --issuer sign SERIAL\n",
+    );
+    shikko_pki::write_file_atomic(&dir.join("README.txt"), readme.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+fn print_tour(opts: &DemoOptions) {
+    let d = opts.data_dir.display();
+    let ep = format!("http://{}", opts.grpc);
+    println!(
+        "\nEndpoints:\n  registry gRPC   {ep}\n  metrics         http://{m}/metrics\n\
+         \nTry (in another terminal):\n\
+         \x20 openssl verify -CAfile {d}/samples/sign-ca.pem {d}/samples/sign-good.pem\n\
+         \x20 openssl x509 -in {d}/samples/sign-good.pem -noout -text\n\
+         \x20 shikko cert status --endpoint {ep} --cert {d}/samples/sign-revoked.pem\n\
+         \x20 shikko cert status --endpoint {ep} --cert {d}/samples/phone-auth-hold.pem\n\
+         \x20 shikko events ingest --endpoint {ep} {d}/samples/example-events.jsonl\n\
+         \x20 curl -s http://{m}/metrics | grep shikko_registry\n\
+         \x20 cat {d}/samples/README.txt",
+        m = opts.metrics,
+    );
+}

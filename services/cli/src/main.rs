@@ -1,0 +1,288 @@
+//! `shikko`: one binary for every role of the platform and its client commands.
+//!
+//! Exit codes: 0 success, 1 failure, 64 bad arguments or configuration (with a one-line reason).
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+mod authority;
+mod client;
+mod config;
+mod demo;
+mod load;
+mod population;
+mod seed;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use shikko_core::{CertKind, Serial};
+use shikko_pki::KeyAlgorithm;
+use shikko_runtime::{EXIT_CONFIG, TelemetryConfig};
+
+#[derive(Parser)]
+#[command(name = "shikko", version, about = "Certificate status and 4-information distribution for a national ID PKI")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a demo data directory (CAs, a synthetic population, samples) and run every role on loopback.
+    Demo {
+        /// Data directory.
+        #[arg(long, default_value = "./shikko-data")]
+        data_dir: PathBuf,
+        /// Number of synthetic holders.
+        #[arg(long, default_value_t = 10_000)]
+        holders: u64,
+        /// Key algorithm of the CAs and holders: rsa2048 (JPKI profile) or p256.
+        #[arg(long, default_value = "rsa2048")]
+        key_algorithm: KeyAlgorithm,
+        /// Seed of the synthetic population.
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        /// gRPC listen address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        grpc_addr: SocketAddr,
+        /// HTTP listen address (OCSP and CRLs).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http_addr: SocketAddr,
+        /// Metrics listen address.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        metrics_addr: SocketAddr,
+        /// Set up the data directory and exit without serving.
+        #[arg(long)]
+        setup_only: bool,
+    },
+    /// Run one role, for deployment.
+    Serve {
+        /// The role.
+        role: Role,
+        /// TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Load a large synthetic population (records; certificates for a sample) into a data directory.
+    Seed {
+        /// Number of holders.
+        #[arg(long)]
+        holders: u64,
+        /// Data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// How many of the holders get real certificates (DER); the rest are records only.
+        #[arg(long, default_value_t = 1_000)]
+        certificates: u64,
+        /// Key algorithm of the CAs and holders.
+        #[arg(long, default_value = "p256")]
+        key_algorithm: KeyAlgorithm,
+        /// Seed of the synthetic population.
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+    },
+    /// Event commands (talk to a running registry).
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Certificate commands (talk to a running registry).
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Role {
+    /// The registry: the store, ingest, status, change feed.
+    Registry,
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Ingest events from a JSON Lines file (or a JSON array; `-` for stdin).
+    Ingest {
+        /// The file.
+        file: PathBuf,
+        /// Registry endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+        /// Events per request.
+        #[arg(long, default_value_t = 1_000)]
+        batch_size: usize,
+        /// Apply a batch only if every event in it is accepted.
+        #[arg(long)]
+        all_or_nothing: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// The status of one certificate: by --cert FILE, or by --issuer and SERIAL (hex).
+    Status {
+        /// Serial number in hexadecimal.
+        serial: Option<Serial>,
+        /// Issuer id: sign, auth, phone-sign, phone-auth.
+        #[arg(long)]
+        issuer: Option<CertKind>,
+        /// A certificate file (PEM or DER); issuer and serial are read from it.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Registry endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("bad arguments");
+            eprintln!("shikko: {}", first.trim_start_matches("error: "));
+            eprintln!("(see shikko --help)");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("shikko: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(msg)) => {
+            eprintln!("shikko: {msg}");
+            ExitCode::from(EXIT_CONFIG as u8)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("shikko: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    Config(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Demo {
+            data_dir,
+            holders,
+            key_algorithm,
+            seed,
+            grpc_addr,
+            http_addr,
+            metrics_addr,
+            setup_only,
+        } => {
+            init_logs(&TelemetryConfig::default())?;
+            demo::run(demo::DemoOptions {
+                data_dir,
+                holders,
+                key_algorithm,
+                seed,
+                grpc: grpc_addr,
+                http: http_addr,
+                metrics: metrics_addr,
+                setup_only,
+            })
+            .await?;
+        }
+        Command::Serve { role, config } => match role {
+            Role::Registry => {
+                let cfg: config::RegistryRoleConfig = shikko_runtime::load_toml(&config)
+                    .map_err(|e| Failure::Config(e.to_string()))?;
+                init_logs(&cfg.telemetry)?;
+                serve_registry(cfg).await?;
+            }
+        },
+        Command::Seed {
+            holders,
+            data_dir,
+            certificates,
+            key_algorithm,
+            seed,
+        } => {
+            init_logs(&TelemetryConfig::default())?;
+            seed::run(&data_dir, holders, certificates, key_algorithm, seed).await?;
+        }
+        Command::Events {
+            command:
+                EventsCommand::Ingest {
+                    file,
+                    endpoint,
+                    batch_size,
+                    all_or_nothing,
+                },
+        } => client::ingest(&endpoint, &file, batch_size, all_or_nothing).await?,
+        Command::Cert {
+            command:
+                CertCommand::Status {
+                    serial,
+                    issuer,
+                    cert,
+                    endpoint,
+                },
+        } => client::status(&endpoint, issuer, serial, cert.as_deref()).await?,
+    }
+    Ok(())
+}
+
+fn init_logs(cfg: &TelemetryConfig) -> Result<(), Failure> {
+    shikko_runtime::telemetry::init_tracing(cfg).map_err(|e| Failure::Config(e.to_string()))?;
+    Ok(())
+}
+
+async fn serve_registry(cfg: config::RegistryRoleConfig) -> anyhow::Result<()> {
+    let store = serve::open_store(&cfg.registry.data_dir)?;
+    let metrics = shikko_runtime::telemetry::Metrics::new(env!("CARGO_PKG_VERSION"))?;
+    let registry = std::sync::Arc::new(shikko_registry::Registry::new(store.clone(), metrics.registry())?);
+    let grpc = serve::bind(cfg.registry.listen, "gRPC").await?;
+    let metrics_listener = serve::bind(cfg.telemetry.metrics_addr, "metrics").await?;
+    tracing::info!(
+        grpc = %grpc.local_addr()?,
+        metrics = %metrics_listener.local_addr()?,
+        last_seq = store.last_seq(),
+        "registry serving"
+    );
+    // Tests and scripts read this line to learn the bound ports.
+    println!(
+        "registry listening grpc={} metrics={}",
+        grpc.local_addr()?,
+        metrics_listener.local_addr()?
+    );
+    let shutdown = shikko_runtime::Shutdown::new();
+    shutdown.trigger_on_signal();
+    serve::run_registry(
+        registry,
+        metrics,
+        grpc,
+        metrics_listener,
+        shutdown,
+        cfg.shutdown.drain_timeout(),
+    )
+    .await
+}

@@ -1,0 +1,72 @@
+//! Running roles: the registry's gRPC server and the metrics endpoint, with
+//! graceful shutdown (stop accepting, close feed streams, drain, exit).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use shikko_registry::Registry;
+use shikko_runtime::Shutdown;
+use shikko_runtime::telemetry::Metrics;
+use shikko_store::Store;
+use tokio::net::TcpListener;
+
+/// Opens the store of a data directory.
+pub(crate) fn open_store(data_dir: &Path) -> Result<Arc<Store>> {
+    let path = data_dir.join("db");
+    std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(Arc::new(
+        Store::open(&path).with_context(|| format!("opening the store at {}", path.display()))?,
+    ))
+}
+
+/// Binds a TCP listener with a message that names the address.
+pub(crate) async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for {what} (is another shikko running?)"))
+}
+
+/// Serves the registry and metrics on bound listeners until `shutdown` fires,
+/// then drains within `drain`.
+pub(crate) async fn run_registry(
+    registry: Arc<Registry>,
+    metrics: Metrics,
+    grpc: TcpListener,
+    metrics_listener: TcpListener,
+    shutdown: Shutdown,
+    drain: Duration,
+) -> Result<()> {
+    let grpc_task = tokio::spawn(shikko_registry::serve(
+        registry,
+        grpc,
+        shutdown.wait_owned(),
+    ));
+    let metrics_task = tokio::spawn(shikko_runtime::serve_metrics(
+        metrics_listener,
+        metrics,
+        shutdown.wait_owned(),
+    ));
+    shutdown.wait().await;
+    tracing::info!(timeout_secs = drain.as_secs(), "shutting down: draining");
+    let drained = shikko_runtime::drain_with_timeout(
+        async {
+            let g = grpc_task.await;
+            let m = metrics_task.await;
+            (g, m)
+        },
+        drain,
+    )
+    .await;
+    match drained {
+        Ok((g, m)) => {
+            g.context("gRPC server task")?.context("gRPC server")?;
+            m.context("metrics server task")?.context("metrics server")?;
+            tracing::info!("drained; exiting");
+        }
+        Err(e) => tracing::warn!(error = %e, "drain timed out; exiting anyway"),
+    }
+    Ok(())
+}
