@@ -1,0 +1,66 @@
+//! Helpers shared by the CLI's tests: run `shikko`, start a registry child process.
+#![allow(dead_code, missing_docs, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub fn shikko() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shikko"))
+}
+
+pub fn run(args: &[&str]) -> Output {
+    shikko().args(args).output().expect("shikko runs")
+}
+
+/// A `shikko serve registry` child process on loopback ports chosen by the OS.
+pub struct RegistryProcess {
+    pub child: Child,
+    pub endpoint: String,
+    pub metrics: String,
+}
+
+pub fn write_config(dir: &Path, data_dir: &Path) -> PathBuf {
+    let path = dir.join("registry.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[registry]\ndata_dir = {:?}\nlisten = \"127.0.0.1:0\"\n\n[telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n\n[shutdown]\ndrain_timeout_secs = 5\n",
+            data_dir
+        ),
+    )
+    .unwrap();
+    path
+}
+
+pub fn start_registry(config: &Path) -> RegistryProcess {
+    let mut child = shikko()
+        .args(["serve", "registry", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn registry");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    // "registry listening grpc=ADDR metrics=ADDR"
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .to_owned()
+    };
+    RegistryProcess {
+        endpoint: format!("http://{}", field("grpc=")),
+        metrics: field("metrics="),
+        child,
+    }
+}
+
+impl Drop for RegistryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,92 @@
+//! `shikko demo --setup-only`: the data directory a user gets, checked with openssl.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::run;
+
+fn openssl_verify(ca: &std::path::Path, cert: &std::path::Path) -> String {
+    let out = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(ca)
+        .arg(cert)
+        .output()
+        .expect("openssl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn check_demo_dir(alg: &str, holders: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(&[
+        "demo",
+        "--setup-only",
+        "--holders",
+        holders,
+        "--key-algorithm",
+        alg,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains("WARNING"), "every generated event is valid:\n{stdout}");
+    assert!(stdout.contains("openssl verify"), "the tour is printed");
+
+    let samples = data.join("samples");
+    for issuer in ["sign", "auth", "phone-sign", "phone-auth"] {
+        let ca = samples.join(format!("{issuer}-ca.pem"));
+        for state in ["good", "revoked"] {
+            let cert = samples.join(format!("{issuer}-{state}.pem"));
+            let verdict = openssl_verify(&ca, &cert);
+            assert!(verdict.trim_end().ends_with(": OK"), "{issuer}-{state}: {verdict}");
+        }
+        // The CA of another issuer must not verify it.
+        let other = if issuer == "sign" { "auth" } else { "sign" };
+        let verdict = openssl_verify(&samples.join(format!("{other}-ca.pem")), &samples.join(format!("{issuer}-good.pem")));
+        assert!(!verdict.trim_end().ends_with(": OK"), "{verdict}");
+    }
+    for f in ["ocsp-responder.pem", "operator-ca.pem", "operator.pem", "operator-key.pem", "README.txt", "example-events.jsonl"] {
+        assert!(samples.join(f).exists(), "{f} missing");
+    }
+    let mode = std::fs::metadata(samples.join("operator-key.pem")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let verdict = openssl_verify(&samples.join("operator-ca.pem"), &samples.join("operator.pem"));
+    assert!(verdict.trim_end().ends_with(": OK"), "{verdict}");
+    let readme = std::fs::read_to_string(samples.join("README.txt")).unwrap();
+    assert!(readme.contains("/crl/sign/full.crl") && readme.contains("/ocsp"));
+
+    // Running it again reuses the directory instead of re-generating.
+    let again = run(&["demo", "--setup-only", "--holders", holders, "--key-algorithm", alg, "--data-dir", data.to_str().unwrap()]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("reusing the existing population"));
+}
+
+#[test]
+fn demo_with_ecdsa_keys_writes_verifiable_samples() {
+    check_demo_dir("p256", "1500");
+}
+
+#[test]
+fn demo_with_rsa_keys_writes_verifiable_samples() {
+    check_demo_dir("rsa2048", "1500");
+}
+
+#[test]
+fn bad_arguments_exit_64_with_one_line() {
+    let out = run(&["demo", "--holders", "many"]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.lines().next().unwrap().contains("many"), "{err}");
+    let out = run(&["serve", "registry", "--config", "/nonexistent/shikko.toml"]);
+    assert_eq!(out.status.code(), Some(64));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[registry]\ndata_dir = \"x\"\nlisten_on = \"127.0.0.1:1\"\n").unwrap();
+    let out = run(&["serve", "registry", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen_on"));
+}

@@ -1,0 +1,159 @@
+//! `shikko serve registry` as a child process: client commands against it, and
+//! kill -9 during ingest losing no acknowledged event.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{run, start_registry, write_config};
+use shikko_proto::v1 as pb;
+use shikko_proto::v1::registry_client::RegistryClient;
+
+fn issue(id: &str, holder: &str, serial: u64) -> pb::Event {
+    pb::Event {
+        id: id.into(),
+        time: 2_000,
+        body: Some(pb::event::Body::Issue(pb::Issue {
+            holder_id: holder.into(),
+            cert: Some(pb::NewCert {
+                issuer: pb::Issuer::Auth as i32,
+                serial: serial.to_be_bytes().to_vec(),
+                not_before: 1_000,
+                not_after: 4_000_000_000,
+                municipality: None,
+                cert_der: vec![],
+            }),
+            four_info: None,
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_ingest_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dir.path().join("data"));
+    let mut registry = start_registry(&config);
+    let endpoint = registry.endpoint.clone();
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+
+    // Ingest batches as fast as possible until the process dies under us.
+    let writer_acked = acked.clone();
+    let writer = tokio::spawn(async move {
+        let mut client = RegistryClient::connect(endpoint).await.unwrap();
+        for b in 0u64.. {
+            let events: Vec<pb::Event> = (0..200u64)
+                .map(|i| issue(&format!("e{b}-{i}"), &format!("H{b}-{i}"), b * 1_000 + i + 1))
+                .collect();
+            match client.ingest(pb::IngestRequest { events, all_or_nothing: false }).await {
+                Ok(resp) => {
+                    let mut a = writer_acked.lock().unwrap();
+                    for o in resp.into_inner().outcomes {
+                        assert_eq!(o.kind, pb::OutcomeKind::Applied as i32);
+                        a.push((o.event_id, o.seq));
+                    }
+                }
+                Err(_) => return b,
+            }
+        }
+        unreachable!()
+    });
+    // Let some batches be acknowledged, then SIGKILL mid-stream.
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if acked.lock().unwrap().len() >= 4_000 {
+            break;
+        }
+    }
+    registry.child.kill().unwrap(); // SIGKILL
+    registry.child.wait().unwrap();
+    let batches_tried = writer.await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 4_000 && batches_tried >= 20);
+
+    // Restart on the same data: every acknowledged event is there, with its sequence number.
+    let registry = start_registry(&config);
+    let mut client = RegistryClient::connect(registry.endpoint.clone()).await.unwrap();
+    let mut feed = client
+        .follow(pb::FollowRequest { from_seq: 1, max_batch: 10_000 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut stored = std::collections::HashMap::new();
+    while stored.len() < acked.len() {
+        let batch = feed.message().await.unwrap().unwrap();
+        for r in batch.records {
+            stored.insert(r.event_id, r.seq);
+        }
+    }
+    for (id, seq) in &acked {
+        assert_eq!(stored.get(id), Some(seq), "acknowledged event {id} lost");
+    }
+    // Sequence numbers have no gaps after recovery.
+    let max = *stored.values().max().unwrap();
+    assert_eq!(max as usize, stored.len());
+}
+
+#[test]
+fn client_commands_against_a_registry_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dir.path().join("data"));
+    let registry = start_registry(&config);
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        concat!(
+            "# a holder and a revocation\n",
+            r#"{"id":"i1","time":1700000000,"body":{"type":"issue","holder":"H1","cert":{"kind":"phone-auth","serial":"0A1B","not_before":1690000000,"not_after":1900000000}}}"#, "\n",
+            r#"{"id":"s1","time":1700000100,"body":{"type":"suspend","kind":"phone-auth","serial":"0A1B"}}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let ep = registry.endpoint.as_str();
+    let out = run(&["events", "ingest", "--endpoint", ep, events.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("2 applied, 0 duplicates, 0 rejected"), "{stdout}");
+
+    // Again: acknowledged as duplicates, nothing applied twice.
+    let out = run(&["events", "ingest", "--endpoint", ep, events.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 applied, 2 duplicates"));
+
+    let out = run(&["cert", "status", "--endpoint", ep, "--issuer", "phone-auth", "A1B"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.contains("on hold (certificateHold)"), "{stdout}");
+
+    // A rule-breaking event: named with its rule, exit status 1.
+    std::fs::write(
+        &events,
+        r#"{"id":"r1","time":1700000200,"body":{"type":"resume","kind":"phone-auth","serial":"0A1C"}}"#,
+    )
+    .unwrap();
+    let out = run(&["events", "ingest", "--endpoint", ep, events.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[unknown-serial]"));
+
+    // A malformed file: the line is named.
+    std::fs::write(&events, "{\"id\":\"x\"}\n").unwrap();
+    let out = run(&["events", "ingest", "--endpoint", ep, events.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("events.jsonl:1"));
+
+    // An unknown certificate.
+    let out = run(&["cert", "status", "--endpoint", ep, "--issuer", "sign", "FFFF"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unknown"));
+
+    // Metrics are served and count the events.
+    let metrics = http_get(&registry.metrics, "/metrics");
+    assert!(metrics.contains("shikko_registry_events_total{outcome=\"applied\",type=\"issue\"} 1"), "{metrics}");
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
