@@ -34,3 +34,17 @@ pub(crate) struct RegistrySection {
 pub(crate) fn default_grpc() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 50051))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_in_deploy_parses() {
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/registry.toml"));
+        let cfg: RegistryRoleConfig = shikko_runtime::load_toml(path).unwrap();
+        assert_eq!(cfg.registry.listen, default_grpc());
+        assert_eq!(cfg.registry.data_dir, PathBuf::from("/var/lib/shikko"));
+        assert_eq!(cfg.shutdown.drain_timeout_secs, 10);
+    }
+}

@@ -157,3 +157,22 @@ fn http_get(addr: &str, path: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+/// The event examples in the README ingest as shown.
+#[test]
+fn readme_event_examples_are_valid() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let block = readme.split("```json\n").nth(1).unwrap().split("```").next().unwrap();
+    assert!(block.lines().count() >= 4);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dir.path().join("data"));
+    let registry = start_registry(&config);
+    let file = dir.path().join("readme.jsonl");
+    std::fs::write(&file, block).unwrap();
+    let out = run(&["events", "ingest", "--endpoint", &registry.endpoint, file.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["cert", "status", "--endpoint", &registry.endpoint, "--issuer", "sign", "0A1B"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("revoked (affiliationChanged, code 3)") && stdout.contains("replaced by 0B00"), "{stdout}");
+}
