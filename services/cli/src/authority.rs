@@ -28,7 +28,10 @@ pub(crate) struct Ca {
 
 impl Ca {
     pub(crate) fn issuer(&self) -> Result<Issuer<'_>> {
-        Ok(Issuer::from_certificate(self.signer.as_ref(), &self.cert_der)?)
+        Ok(Issuer::from_certificate(
+            self.signer.as_ref(),
+            &self.cert_der,
+        )?)
     }
 }
 
@@ -46,9 +49,10 @@ pub(crate) struct Authority {
 fn key(dir: &Path, name: &str, alg: KeyAlgorithm) -> Result<Arc<SoftwareSigner>> {
     let path = dir.join("keys").join(format!("{name}.key"));
     if path.exists() {
-        return Ok(Arc::new(SoftwareSigner::load(&path).with_context(|| {
-            format!("loading key {}", path.display())
-        })?));
+        return Ok(Arc::new(
+            SoftwareSigner::load(&path)
+                .with_context(|| format!("loading key {}", path.display()))?,
+        ));
     }
     let signer = SoftwareSigner::generate(alg)?;
     signer

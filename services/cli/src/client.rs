@@ -86,7 +86,10 @@ pub(crate) async fn ingest(
                 Ok(pb::OutcomeKind::Applied) => applied += 1,
                 Ok(pb::OutcomeKind::Duplicate) => {
                     duplicates += 1;
-                    println!("duplicate  {} (applied before as seq {})", o.event_id, o.seq);
+                    println!(
+                        "duplicate  {} (applied before as seq {})",
+                        o.event_id, o.seq
+                    );
                 }
                 _ => {
                     rejected += 1;
@@ -95,7 +98,9 @@ pub(crate) async fn ingest(
             }
         }
     }
-    println!("{applied} applied, {duplicates} duplicates, {rejected} rejected; registry at seq {last_seq}");
+    println!(
+        "{applied} applied, {duplicates} duplicates, {rejected} rejected; registry at seq {last_seq}"
+    );
     if rejected > 0 {
         bail!("{rejected} events rejected");
     }
@@ -143,9 +148,14 @@ pub(crate) async fn status(
         }
         Err(s) => bail!("status refused ({:?}): {}", s.code(), s.message()),
     };
-    let status = convert::status_from_pb(st.status, st.reason, st.revocation_time, st.invalidity_date)?;
+    let status =
+        convert::status_from_pb(st.status, st.reason, st.revocation_time, st.invalidity_date)?;
     println!("issuer      {kind}\nserial      {serial}");
-    println!("validity    {} .. {}", UnixTime(st.not_before), UnixTime(st.not_after));
+    println!(
+        "validity    {} .. {}",
+        UnixTime(st.not_before),
+        UnixTime(st.not_after)
+    );
     if st.partition != 0 {
         println!("partition   {:06}", st.partition);
     }
@@ -159,7 +169,10 @@ pub(crate) async fn status(
             at,
             invalidity_date,
         } => {
-            println!("status      revoked ({reason}, code {}) at {at}", reason.code());
+            println!(
+                "status      revoked ({reason}, code {}) at {at}",
+                reason.code()
+            );
             if let Some(d) = invalidity_date {
                 println!("invalid     since {d}");
             }

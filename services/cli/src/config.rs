@@ -41,7 +41,10 @@ mod tests {
 
     #[test]
     fn the_example_config_in_deploy_parses() {
-        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/registry.toml"));
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/registry.toml"
+        ));
         let cfg: RegistryRoleConfig = shikko_runtime::load_toml(path).unwrap();
         assert_eq!(cfg.registry.listen, default_grpc());
         assert_eq!(cfg.registry.data_dir, PathBuf::from("/var/lib/shikko"));

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use shikko_core::{CertKind, CertStatus, Event, EventBody, EventId, RevocationReason, Serial, UnixTime};
+use shikko_core::{
+    CertKind, CertStatus, Event, EventBody, EventId, RevocationReason, Serial, UnixTime,
+};
 use shikko_pki::synthetic::Population;
 use shikko_pki::{KeyAlgorithm, Signer, SoftwareSigner};
 use shikko_registry::Registry;
@@ -90,7 +92,11 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     .await
 }
 
-async fn populate(registry: &Registry, authority: &Authority, opts: &DemoOptions) -> Result<LoadReport> {
+async fn populate(
+    registry: &Registry,
+    authority: &Authority,
+    opts: &DemoOptions,
+) -> Result<LoadReport> {
     let issuers = authority
         .cas
         .iter()
@@ -127,10 +133,18 @@ async fn populate(registry: &Registry, authority: &Authority, opts: &DemoOptions
         t.elapsed().as_secs_f64(),
         report.with_der.len()
     );
-    let types: Vec<String> = report.by_type.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let types: Vec<String> = report
+        .by_type
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
     println!("    by type: {}", types.join(", "));
     if report.rejected() > 0 {
-        println!("  WARNING: {} events rejected: {:?}", report.rejected(), report.rejected_by_rule);
+        println!(
+            "  WARNING: {} events rejected: {:?}",
+            report.rejected(),
+            report.rejected_by_rule
+        );
         for r in &report.first_rejections {
             println!("    {r}");
         }
@@ -148,10 +162,15 @@ fn write_pem(path: &Path, label: &str, ders: &[&[u8]]) -> Result<()> {
 }
 
 /// The first certificate with DER of each kind and status name.
-fn pick_samples(store: &Store, report: &LoadReport) -> Result<Vec<(CertKind, &'static str, Serial)>> {
+fn pick_samples(
+    store: &Store,
+    report: &LoadReport,
+) -> Result<Vec<(CertKind, &'static str, Serial)>> {
     let mut picked: Vec<(CertKind, &'static str, Serial)> = Vec::new();
     for (kind, serial) in &report.with_der {
-        let Some(c) = store.cert(*kind, serial)? else { continue };
+        let Some(c) = store.cert(*kind, serial)? else {
+            continue;
+        };
         let name = match c.status {
             CertStatus::Good => "good",
             CertStatus::OnHold { .. } => "hold",
@@ -176,7 +195,11 @@ fn write_samples(
 ) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     for ca in &authority.cas {
-        write_pem(&dir.join(format!("{}-ca.pem", ca.kind.issuer_id())), "CERTIFICATE", &[&ca.cert_der])?;
+        write_pem(
+            &dir.join(format!("{}-ca.pem", ca.kind.issuer_id())),
+            "CERTIFICATE",
+            &[&ca.cert_der],
+        )?;
     }
     let picked = pick_samples(store, report)?;
     let mut listing = String::new();
@@ -184,17 +207,41 @@ fn write_samples(
         let der = store
             .cert_der(*kind, serial)?
             .with_context(|| format!("DER of {kind} {serial}"))?;
-        write_pem(&dir.join(format!("{}-{name}.pem", kind.issuer_id())), "CERTIFICATE", &[&der])?;
-        let _ = writeln!(listing, "  {}-{name}.pem  serial {serial}", kind.issuer_id());
+        write_pem(
+            &dir.join(format!("{}-{name}.pem", kind.issuer_id())),
+            "CERTIFICATE",
+            &[&der],
+        )?;
+        let _ = writeln!(
+            listing,
+            "  {}-{name}.pem  serial {serial}",
+            kind.issuer_id()
+        );
     }
-    let responders: Vec<&[u8]> = authority.responder_certs.iter().map(Vec::as_slice).collect();
+    let responders: Vec<&[u8]> = authority
+        .responder_certs
+        .iter()
+        .map(Vec::as_slice)
+        .collect();
     write_pem(&dir.join("ocsp-responder.pem"), "CERTIFICATE", &responders)?;
-    write_pem(&dir.join("operator-ca.pem"), "CERTIFICATE", &[&authority.operator_ca_der])?;
-    write_pem(&dir.join("operator.pem"), "CERTIFICATE", &[&authority.operator_der])?;
+    write_pem(
+        &dir.join("operator-ca.pem"),
+        "CERTIFICATE",
+        &[&authority.operator_ca_der],
+    )?;
+    write_pem(
+        &dir.join("operator.pem"),
+        "CERTIFICATE",
+        &[&authority.operator_der],
+    )?;
     let op_key = SoftwareSigner::load(&authority.dir.join("keys").join("operator.key"))?;
     let key_pem = shikko_pki::to_pem("PRIVATE KEY", &op_key.to_pkcs8_der()?)?;
     shikko_pki::write_file_atomic(&dir.join("operator-key.pem"), key_pem.as_bytes(), 0o600)?;
-    write_pem(&dir.join("server.pem"), "CERTIFICATE", &[&authority.server_der])?;
+    write_pem(
+        &dir.join("server.pem"),
+        "CERTIFICATE",
+        &[&authority.server_der],
+    )?;
 
     // An event file to try `shikko events ingest` with: a second good card
     // user-authentication certificate, revoked for key compromise.
@@ -237,7 +284,10 @@ fn write_samples(
     );
     for kind in CertKind::ALL {
         let id = kind.issuer_id();
-        let _ = writeln!(readme, "  http://{http}/crl/{id}/full.crl\n  http://{http}/crl/{id}/delta.crl");
+        let _ = writeln!(
+            readme,
+            "  http://{http}/crl/{id}/full.crl\n  http://{http}/crl/{id}/delta.crl"
+        );
     }
     readme.push_str(
         "  http://HOST/crl/ISSUER/PARTITION.crl for each municipality partition of the signing CRLs\n\n\

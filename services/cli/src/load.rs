@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use shikko_core::{CertKind, Event, Serial, UnixTime};
+use shikko_core::{CertKind, Serial, UnixTime};
 use shikko_pki::synthetic::Population;
 use shikko_registry::Registry;
 use shikko_store::{IngestMode, Outcome};
 
-use crate::population::{CertMaker, holder_history};
+use crate::population::{CertMaker, History, holder_history};
 
 /// Holders generated and ingested together; events within a chunk are sorted by time.
 const CHUNK_HOLDERS: u64 = 5_000;
@@ -62,13 +62,12 @@ pub(crate) async fn load_population(
     let mut start = 0;
     while start < holders {
         let end = (start + CHUNK_HOLDERS).min(holders);
-        let generated: Vec<(Vec<Event>, Vec<(CertKind, Serial)>)> =
-            tokio::task::block_in_place(|| {
-                (start..end)
-                    .into_par_iter()
-                    .map(|i| holder_history(pop, i, now, if i < der_for { maker } else { None }))
-                    .collect::<Result<Vec<_>>>()
-            })?;
+        let generated: Vec<History> = tokio::task::block_in_place(|| {
+            (start..end)
+                .into_par_iter()
+                .map(|i| holder_history(pop, i, now, if i < der_for { maker } else { None }))
+                .collect::<Result<Vec<_>>>()
+        })?;
         let mut events = Vec::new();
         for (ev, der) in generated {
             events.extend(ev);
@@ -77,7 +76,9 @@ pub(crate) async fn load_population(
         // Per-holder order is already right; a stable sort by time keeps it.
         events.sort_by_key(|e| e.time);
         for batch in events.chunks(10_000) {
-            let outcomes = registry.ingest(batch.to_vec(), IngestMode::PerEvent).await?;
+            let outcomes = registry
+                .ingest(batch.to_vec(), IngestMode::PerEvent)
+                .await?;
             for (e, o) in batch.iter().zip(outcomes) {
                 match o {
                     Outcome::Applied { .. } => {

@@ -24,7 +24,11 @@ use shikko_pki::KeyAlgorithm;
 use shikko_runtime::{EXIT_CONFIG, TelemetryConfig};
 
 #[derive(Parser)]
-#[command(name = "shikko", version, about = "Certificate status and 4-information distribution for a national ID PKI")]
+#[command(
+    name = "shikko",
+    version,
+    about = "Certificate status and 4-information distribution for a national ID PKI"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -155,7 +159,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("shikko: cannot start the async runtime: {e}");
@@ -259,7 +266,10 @@ fn init_logs(cfg: &TelemetryConfig) -> Result<(), Failure> {
 async fn serve_registry(cfg: config::RegistryRoleConfig) -> anyhow::Result<()> {
     let store = serve::open_store(&cfg.registry.data_dir)?;
     let metrics = shikko_runtime::telemetry::Metrics::new(env!("CARGO_PKG_VERSION"))?;
-    let registry = std::sync::Arc::new(shikko_registry::Registry::new(store.clone(), metrics.registry())?);
+    let registry = std::sync::Arc::new(shikko_registry::Registry::new(
+        store.clone(),
+        metrics.registry(),
+    )?);
     let grpc = serve::bind(cfg.registry.listen, "gRPC").await?;
     let metrics_listener = serve::bind(cfg.telemetry.metrics_addr, "metrics").await?;
     tracing::info!(

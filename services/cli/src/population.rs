@@ -122,6 +122,9 @@ impl Builder<'_, '_> {
     }
 }
 
+/// A holder's events, and the certificates issued with DER.
+pub(crate) type History = (Vec<Event>, Vec<(CertKind, Serial)>);
+
 /// The events of one holder's life so far, in time order, and the certificates
 /// issued with DER.
 pub(crate) fn holder_history(
@@ -129,7 +132,7 @@ pub(crate) fn holder_history(
     index: u64,
     now: UnixTime,
     maker: Option<&CertMaker<'_>>,
-) -> Result<(Vec<Event>, Vec<(CertKind, Serial)>)> {
+) -> Result<History> {
     let mut rng = SplitMix64::new(pop.seed() ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let holder = pop.holder(index);
     let mut b = Builder {
@@ -156,8 +159,22 @@ pub(crate) fn holder_history(
     };
     let four_info = b.holder.four_info.clone();
     let h = b.holder_id();
-    b.push(t0, EventBody::Issue { holder: h.clone(), cert: sign, four_info: Some(four_info) })?;
-    b.push(t0, EventBody::Issue { holder: h.clone(), cert: auth, four_info: None })?;
+    b.push(
+        t0,
+        EventBody::Issue {
+            holder: h.clone(),
+            cert: sign,
+            four_info: Some(four_info),
+        },
+    )?;
+    b.push(
+        t0,
+        EventBody::Issue {
+            holder: h.clone(),
+            cert: auth,
+            four_info: None,
+        },
+    )?;
     let mut t = t0;
     // Each step moves time forward by up to a quarter of what is left.
     let next = |t: &mut UnixTime, rng: &mut SplitMix64| {
@@ -173,7 +190,14 @@ pub(crate) fn holder_history(
         live.psign = Some(ps.serial);
         live.pauth = Some(pa.serial);
         live.pauth_good = true;
-        b.push(at, EventBody::PhoneChange { holder: h.clone(), new_signing: Some(ps), new_auth: Some(pa) })?;
+        b.push(
+            at,
+            EventBody::PhoneChange {
+                holder: h.clone(),
+                new_signing: Some(ps),
+                new_auth: Some(pa),
+            },
+        )?;
     }
     // A move (6%): the signing certificates are revoked; usually the new one is issued at once.
     if rng.chance(60) {
@@ -181,11 +205,22 @@ pub(crate) fn holder_history(
         b.holder = pop.moved(&b.holder, 1);
         let info = b.holder.four_info.clone();
         let pending = rng.chance(100);
-        let new_signing = if pending { None } else { Some(b.new_cert(CertKind::CardSigning, at)?) };
+        let new_signing = if pending {
+            None
+        } else {
+            Some(b.new_cert(CertKind::CardSigning, at)?)
+        };
         live.sign = new_signing.as_ref().map(|c| c.serial);
         live.sign_good = live.sign.is_some();
         live.psign = None;
-        b.push(at, EventBody::FourInfoChange { holder: h.clone(), four_info: info, new_signing })?;
+        b.push(
+            at,
+            EventBody::FourInfoChange {
+                holder: h.clone(),
+                four_info: info,
+                new_signing,
+            },
+        )?;
     }
     if live.pauth.is_some() && rng.chance(60) {
         let at = next(&mut t, &mut rng);
@@ -194,21 +229,48 @@ pub(crate) fn holder_history(
         live.psign = Some(ps.serial);
         live.pauth = Some(pa.serial);
         live.pauth_good = true;
-        b.push(at, EventBody::PhoneChange { holder: h.clone(), new_signing: Some(ps), new_auth: Some(pa) })?;
+        b.push(
+            at,
+            EventBody::PhoneChange {
+                holder: h.clone(),
+                new_signing: Some(ps),
+                new_auth: Some(pa),
+            },
+        )?;
     }
-    if let (Some(pa), true) = (live.pauth, live.pauth_good) {
-        if rng.chance(40) {
+    if let (Some(pa), true) = (live.pauth, live.pauth_good)
+        && rng.chance(40)
+    {
+        {
             let at = next(&mut t, &mut rng);
             // A lost phone: both of its certificates are suspended; only the
             // user-authentication one can come back.
-            b.push(at, EventBody::Suspend { kind: CertKind::PhoneAuth, serial: pa })?;
+            b.push(
+                at,
+                EventBody::Suspend {
+                    kind: CertKind::PhoneAuth,
+                    serial: pa,
+                },
+            )?;
             if let Some(ps) = live.psign {
-                b.push(at, EventBody::Suspend { kind: CertKind::PhoneSigning, serial: ps })?;
+                b.push(
+                    at,
+                    EventBody::Suspend {
+                        kind: CertKind::PhoneSigning,
+                        serial: ps,
+                    },
+                )?;
             }
             live.pauth_good = false;
             if rng.chance(500) {
                 let at = next(&mut t, &mut rng);
-                b.push(at, EventBody::Resume { kind: CertKind::PhoneAuth, serial: pa })?;
+                b.push(
+                    at,
+                    EventBody::Resume {
+                        kind: CertKind::PhoneAuth,
+                        serial: pa,
+                    },
+                )?;
                 live.pauth_good = true;
             }
         }
@@ -219,29 +281,47 @@ pub(crate) fn holder_history(
         live.sign_good = false;
         live.auth_good = false;
     }
-    if let Some(a) = live.auth {
-        if rng.chance(5) {
+    if let Some(a) = live.auth
+        && rng.chance(5)
+    {
+        {
             let at = next(&mut t, &mut rng);
-            b.push(at, EventBody::Revoke {
-                kind: CertKind::CardAuth,
-                serial: a,
-                reason: RevocationReason::KeyCompromise,
-                invalidity_date: Some(at.plus_secs(-DAY)),
-            })?;
+            b.push(
+                at,
+                EventBody::Revoke {
+                    kind: CertKind::CardAuth,
+                    serial: a,
+                    reason: RevocationReason::KeyCompromise,
+                    invalidity_date: Some(at.plus_secs(-DAY)),
+                },
+            )?;
         }
     }
     if rng.chance(10) {
         let at = next(&mut t, &mut rng);
         let new_signing = Some(b.new_cert(CertKind::CardSigning, at)?);
         let new_auth = Some(b.new_cert(CertKind::CardAuth, at)?);
-        b.push(at, EventBody::Renewal { holder: h.clone(), new_signing, new_auth })?;
+        b.push(
+            at,
+            EventBody::Renewal {
+                holder: h.clone(),
+                new_signing,
+                new_auth,
+            },
+        )?;
     }
     if rng.chance(10) {
         let at = next(&mut t, &mut rng);
         b.push(at, EventBody::Death { holder: h.clone() })?;
     } else if rng.chance(5) {
         let at = next(&mut t, &mut rng);
-        b.push(at, EventBody::Emigration { holder: h, keep_user_auth: rng.chance(500) })?;
+        b.push(
+            at,
+            EventBody::Emigration {
+                holder: h,
+                keep_user_auth: rng.chance(500),
+            },
+        )?;
     }
     Ok((b.events, b.with_der))
 }

@@ -28,10 +28,21 @@ pub(crate) async fn run(
     std::fs::create_dir_all(data_dir)?;
     let authority = tokio::task::block_in_place(|| Authority::open_or_create(data_dir, alg))?;
     let store = open_store(data_dir)?;
-    let registry = Registry::new(store.clone(), Metrics::new(env!("CARGO_PKG_VERSION"))?.registry())?;
+    let registry = Registry::new(
+        store.clone(),
+        Metrics::new(env!("CARGO_PKG_VERSION"))?.registry(),
+    )?;
     let maker = CertMaker {
-        issuers: authority.cas.iter().map(|c| c.issuer()).collect::<Result<Vec<_>>>()?,
-        holder_keys: authority.holder_keys.iter().map(|k| k.as_ref() as &dyn Signer).collect(),
+        issuers: authority
+            .cas
+            .iter()
+            .map(|c| c.issuer())
+            .collect::<Result<Vec<_>>>()?,
+        holder_keys: authority
+            .holder_keys
+            .iter()
+            .map(|k| k.as_ref() as &dyn Signer)
+            .collect(),
         ocsp_url: None,
     };
     let report = load_population(

@@ -17,9 +17,9 @@ use tokio::net::TcpListener;
 pub(crate) fn open_store(data_dir: &Path) -> Result<Arc<Store>> {
     let path = data_dir.join("db");
     std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-    Ok(Arc::new(
-        Store::open(&path).with_context(|| format!("opening the store at {}", path.display()))?,
-    ))
+    Ok(Arc::new(Store::open(&path).with_context(|| {
+        format!("opening the store at {}", path.display())
+    })?))
 }
 
 /// Binds a TCP listener with a message that names the address.
@@ -63,7 +63,8 @@ pub(crate) async fn run_registry(
     match drained {
         Ok((g, m)) => {
             g.context("gRPC server task")?.context("gRPC server")?;
-            m.context("metrics server task")?.context("metrics server")?;
+            m.context("metrics server task")?
+                .context("metrics server")?;
             tracing::info!("drained; exiting");
         }
         Err(e) => tracing::warn!(error = %e, "drain timed out; exiting anyway"),

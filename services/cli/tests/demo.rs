@@ -1,4 +1,5 @@
 //! `shikko demo --setup-only`: the data directory a user gets, checked with openssl.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -32,8 +33,15 @@ fn check_demo_dir(alg: &str, holders: &str) {
         data.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!stdout.contains("WARNING"), "every generated event is valid:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !stdout.contains("WARNING"),
+        "every generated event is valid:\n{stdout}"
+    );
     assert!(stdout.contains("openssl verify"), "the tour is printed");
 
     let samples = data.join("samples");
@@ -42,25 +50,53 @@ fn check_demo_dir(alg: &str, holders: &str) {
         for state in ["good", "revoked"] {
             let cert = samples.join(format!("{issuer}-{state}.pem"));
             let verdict = openssl_verify(&ca, &cert);
-            assert!(verdict.trim_end().ends_with(": OK"), "{issuer}-{state}: {verdict}");
+            assert!(
+                verdict.trim_end().ends_with(": OK"),
+                "{issuer}-{state}: {verdict}"
+            );
         }
         // The CA of another issuer must not verify it.
         let other = if issuer == "sign" { "auth" } else { "sign" };
-        let verdict = openssl_verify(&samples.join(format!("{other}-ca.pem")), &samples.join(format!("{issuer}-good.pem")));
+        let verdict = openssl_verify(
+            &samples.join(format!("{other}-ca.pem")),
+            &samples.join(format!("{issuer}-good.pem")),
+        );
         assert!(!verdict.trim_end().ends_with(": OK"), "{verdict}");
     }
-    for f in ["ocsp-responder.pem", "operator-ca.pem", "operator.pem", "operator-key.pem", "README.txt", "example-events.jsonl"] {
+    for f in [
+        "ocsp-responder.pem",
+        "operator-ca.pem",
+        "operator.pem",
+        "operator-key.pem",
+        "README.txt",
+        "example-events.jsonl",
+    ] {
         assert!(samples.join(f).exists(), "{f} missing");
     }
-    let mode = std::fs::metadata(samples.join("operator-key.pem")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(samples.join("operator-key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let verdict = openssl_verify(&samples.join("operator-ca.pem"), &samples.join("operator.pem"));
+    let verdict = openssl_verify(
+        &samples.join("operator-ca.pem"),
+        &samples.join("operator.pem"),
+    );
     assert!(verdict.trim_end().ends_with(": OK"), "{verdict}");
     let readme = std::fs::read_to_string(samples.join("README.txt")).unwrap();
     assert!(readme.contains("/crl/sign/full.crl") && readme.contains("/ocsp"));
 
     // Running it again reuses the directory instead of re-generating.
-    let again = run(&["demo", "--setup-only", "--holders", holders, "--key-algorithm", alg, "--data-dir", data.to_str().unwrap()]);
+    let again = run(&[
+        "demo",
+        "--setup-only",
+        "--holders",
+        holders,
+        "--key-algorithm",
+        alg,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("reusing the existing population"));
 }
@@ -85,7 +121,11 @@ fn bad_arguments_exit_64_with_one_line() {
     assert_eq!(out.status.code(), Some(64));
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, "[registry]\ndata_dir = \"x\"\nlisten_on = \"127.0.0.1:1\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[registry]\ndata_dir = \"x\"\nlisten_on = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
     let out = run(&["serve", "registry", "--config", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen_on"));

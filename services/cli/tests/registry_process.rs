@@ -1,5 +1,6 @@
 //! `shikko serve registry` as a child process: client commands against it, and
 //! kill -9 during ingest losing no acknowledged event.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -42,9 +43,21 @@ async fn kill_9_during_ingest_loses_no_acknowledged_event() {
         let mut client = RegistryClient::connect(endpoint).await.unwrap();
         for b in 0u64.. {
             let events: Vec<pb::Event> = (0..200u64)
-                .map(|i| issue(&format!("e{b}-{i}"), &format!("H{b}-{i}"), b * 1_000 + i + 1))
+                .map(|i| {
+                    issue(
+                        &format!("e{b}-{i}"),
+                        &format!("H{b}-{i}"),
+                        b * 1_000 + i + 1,
+                    )
+                })
                 .collect();
-            match client.ingest(pb::IngestRequest { events, all_or_nothing: false }).await {
+            match client
+                .ingest(pb::IngestRequest {
+                    events,
+                    all_or_nothing: false,
+                })
+                .await
+            {
                 Ok(resp) => {
                     let mut a = writer_acked.lock().unwrap();
                     for o in resp.into_inner().outcomes {
@@ -72,9 +85,14 @@ async fn kill_9_during_ingest_loses_no_acknowledged_event() {
 
     // Restart on the same data: every acknowledged event is there, with its sequence number.
     let registry = start_registry(&config);
-    let mut client = RegistryClient::connect(registry.endpoint.clone()).await.unwrap();
+    let mut client = RegistryClient::connect(registry.endpoint.clone())
+        .await
+        .unwrap();
     let mut feed = client
-        .follow(pb::FollowRequest { from_seq: 1, max_batch: 10_000 })
+        .follow(pb::FollowRequest {
+            from_seq: 1,
+            max_batch: 10_000,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -109,16 +127,43 @@ fn client_commands_against_a_registry_process() {
     )
     .unwrap();
     let ep = registry.endpoint.as_str();
-    let out = run(&["events", "ingest", "--endpoint", ep, events.to_str().unwrap()]);
+    let out = run(&[
+        "events",
+        "ingest",
+        "--endpoint",
+        ep,
+        events.to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("2 applied, 0 duplicates, 0 rejected"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("2 applied, 0 duplicates, 0 rejected"),
+        "{stdout}"
+    );
 
     // Again: acknowledged as duplicates, nothing applied twice.
-    let out = run(&["events", "ingest", "--endpoint", ep, events.to_str().unwrap()]);
+    let out = run(&[
+        "events",
+        "ingest",
+        "--endpoint",
+        ep,
+        events.to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 applied, 2 duplicates"));
 
-    let out = run(&["cert", "status", "--endpoint", ep, "--issuer", "phone-auth", "A1B"]);
+    let out = run(&[
+        "cert",
+        "status",
+        "--endpoint",
+        ep,
+        "--issuer",
+        "phone-auth",
+        "A1B",
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(stdout.contains("on hold (certificateHold)"), "{stdout}");
@@ -129,30 +174,57 @@ fn client_commands_against_a_registry_process() {
         r#"{"id":"r1","time":1700000200,"body":{"type":"resume","kind":"phone-auth","serial":"0A1C"}}"#,
     )
     .unwrap();
-    let out = run(&["events", "ingest", "--endpoint", ep, events.to_str().unwrap()]);
+    let out = run(&[
+        "events",
+        "ingest",
+        "--endpoint",
+        ep,
+        events.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("[unknown-serial]"));
 
     // A malformed file: the line is named.
     std::fs::write(&events, "{\"id\":\"x\"}\n").unwrap();
-    let out = run(&["events", "ingest", "--endpoint", ep, events.to_str().unwrap()]);
+    let out = run(&[
+        "events",
+        "ingest",
+        "--endpoint",
+        ep,
+        events.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("events.jsonl:1"));
 
     // An unknown certificate.
-    let out = run(&["cert", "status", "--endpoint", ep, "--issuer", "sign", "FFFF"]);
+    let out = run(&[
+        "cert",
+        "status",
+        "--endpoint",
+        ep,
+        "--issuer",
+        "sign",
+        "FFFF",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("unknown"));
 
     // Metrics are served and count the events.
     let metrics = http_get(&registry.metrics, "/metrics");
-    assert!(metrics.contains("shikko_registry_events_total{outcome=\"applied\",type=\"issue\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("shikko_registry_events_total{outcome=\"applied\",type=\"issue\"} 1"),
+        "{metrics}"
+    );
 }
 
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -161,18 +233,47 @@ fn http_get(addr: &str, path: &str) -> String {
 /// The event examples in the README ingest as shown.
 #[test]
 fn readme_event_examples_are_valid() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let block = readme.split("```json\n").nth(1).unwrap().split("```").next().unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let block = readme
+        .split("```json\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
     assert!(block.lines().count() >= 4);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &dir.path().join("data"));
     let registry = start_registry(&config);
     let file = dir.path().join("readme.jsonl");
     std::fs::write(&file, block).unwrap();
-    let out = run(&["events", "ingest", "--endpoint", &registry.endpoint, file.to_str().unwrap()]);
+    let out = run(&[
+        "events",
+        "ingest",
+        "--endpoint",
+        &registry.endpoint,
+        file.to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let out = run(&["cert", "status", "--endpoint", &registry.endpoint, "--issuer", "sign", "0A1B"]);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "cert",
+        "status",
+        "--endpoint",
+        &registry.endpoint,
+        "--issuer",
+        "sign",
+        "0A1B",
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("revoked (affiliationChanged, code 3)") && stdout.contains("replaced by 0B00"), "{stdout}");
+    assert!(
+        stdout.contains("revoked (affiliationChanged, code 3)")
+            && stdout.contains("replaced by 0B00"),
+        "{stdout}"
+    );
 }

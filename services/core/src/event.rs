@@ -312,7 +312,9 @@ mod opt_hex {
     }
 
     /// Accepts hex text or octets (see `Serial`'s deserializer for why both).
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = Option<Vec<u8>>;
@@ -334,7 +336,10 @@ mod opt_hex {
             fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
                 Ok(Some(v.to_vec()))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some(b) = seq.next_element::<u8>()? {
                     if out.len() == super::CERT_DER_MAX_BYTES {

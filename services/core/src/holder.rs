@@ -84,7 +84,8 @@ impl DateOfBirth {
         if !(1868..=9999).contains(&year) || !(1..=12).contains(&month) {
             return Err(ValidationError::BadFourInfo("date of birth out of range"));
         }
-        let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
+        let leap =
+            (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
         let days = match month {
             2 if leap => 29,
             2 => 28,
@@ -92,7 +93,9 @@ impl DateOfBirth {
             _ => 31,
         };
         if day == 0 || day > days {
-            return Err(ValidationError::BadFourInfo("date of birth is not a calendar day"));
+            return Err(ValidationError::BadFourInfo(
+                "date of birth is not a calendar day",
+            ));
         }
         Ok(DateOfBirth {
             era,
@@ -252,9 +255,18 @@ mod tests {
 
     #[test]
     fn date_of_birth_round_trips_and_checks_calendar() {
-        assert!(DateOfBirth::parse("319870229").is_err(), "1987 is not a leap year");
-        assert!(DateOfBirth::parse("319880229").is_ok(), "1988 is a leap year");
-        assert!(DateOfBirth::parse("519000229").is_err(), "1900 is not a leap year");
+        assert!(
+            DateOfBirth::parse("319870229").is_err(),
+            "1987 is not a leap year"
+        );
+        assert!(
+            DateOfBirth::parse("319880229").is_ok(),
+            "1988 is a leap year"
+        );
+        assert!(
+            DateOfBirth::parse("519000229").is_err(),
+            "1900 is not a leap year"
+        );
         let ok = DateOfBirth::parse("319880301").unwrap();
         assert_eq!(ok.encode(), "319880301");
         assert!(DateOfBirth::parse("520240229").is_ok());
@@ -270,10 +282,13 @@ mod tests {
             date_of_birth: DateOfBirth::parse("319800101").unwrap(),
             sex: Sex::Male,
         };
-        let s = format!("{info:?} {:?}", HolderRecord {
-            four_info: Some(info.clone()),
-            ..HolderRecord::new(HolderId::new("H1").unwrap())
-        });
+        let s = format!(
+            "{info:?} {:?}",
+            HolderRecord {
+                four_info: Some(info.clone()),
+                ..HolderRecord::new(HolderId::new("H1").unwrap())
+            }
+        );
         assert!(!s.contains("山田") && !s.contains("東京") && !s.contains("1980"));
         assert!(info.validate().is_ok());
         let long = FourInfo {

@@ -245,7 +245,10 @@ impl<'de> Deserialize<'de> for Serial {
             fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Serial, E> {
                 Serial::from_be_bytes(v).map_err(E::custom)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Serial, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Serial, A::Error> {
                 let mut bytes = Vec::with_capacity(SERIAL_MAX_OCTETS);
                 while let Some(b) = seq.next_element::<u8>()? {
                     if bytes.len() == SERIAL_MAX_OCTETS {
@@ -370,9 +373,7 @@ impl Municipality {
     /// Checks the code and the names (non-empty, at most 64 characters, no control characters).
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.code == PartitionId::WHOLE || self.code.0 > 999_999 {
-            return Err(ValidationError::BadMunicipality(
-                "code must be 1 to 999999",
-            ));
+            return Err(ValidationError::BadMunicipality("code must be 1 to 999999"));
         }
         for name in [&self.prefecture, &self.city] {
             let n = name.chars().count();

@@ -29,6 +29,6 @@ pub use event::{Event, EventBody, NewCert};
 pub use holder::{DateOfBirth, FourInfo, HolderRecord, HolderState, Sex};
 pub use ids::{CertKind, EventId, HolderId, Municipality, PartitionId, SERIAL_MAX_OCTETS, Serial};
 pub use memory::MemoryState;
-pub use rules::{apply, reason_for, ApplyError, Effect, RevocationCause, StateView};
+pub use rules::{ApplyError, Effect, RevocationCause, StateView, apply, reason_for};
 pub use status::{CertRecord, CertStatus, RevocationReason};
 pub use time::UnixTime;

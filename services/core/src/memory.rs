@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 
+use crate::RuleViolation;
 use crate::event::Event;
 use crate::holder::HolderRecord;
 use crate::ids::{CertKind, HolderId, Serial};
-use crate::rules::{apply, ApplyError, Effect, StateView};
+use crate::rules::{ApplyError, Effect, StateView, apply};
 use crate::status::CertRecord;
-use crate::RuleViolation;
 
 /// Certificates, holders and links in hash maps.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

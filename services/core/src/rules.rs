@@ -240,7 +240,11 @@ struct Tx<'v, V> {
 
 impl<V: StateView> Tx<'_, V> {
     /// The latest version of a certificate: this event's own writes first.
-    fn cert(&self, kind: CertKind, serial: &Serial) -> Result<Option<CertRecord>, ApplyError<V::Error>> {
+    fn cert(
+        &self,
+        kind: CertKind,
+        serial: &Serial,
+    ) -> Result<Option<CertRecord>, ApplyError<V::Error>> {
         for e in self.effects.iter().rev() {
             if let Effect::PutCert(c) = e
                 && c.kind == kind
@@ -252,7 +256,11 @@ impl<V: StateView> Tx<'_, V> {
         self.view.cert(kind, serial).map_err(ApplyError::View)
     }
 
-    fn require_cert(&self, kind: CertKind, serial: &Serial) -> Result<CertRecord, ApplyError<V::Error>> {
+    fn require_cert(
+        &self,
+        kind: CertKind,
+        serial: &Serial,
+    ) -> Result<CertRecord, ApplyError<V::Error>> {
         self.cert(kind, serial)?.ok_or_else(|| {
             RuleViolation::UnknownSerial {
                 kind,
@@ -308,11 +316,7 @@ impl<V: StateView> Tx<'_, V> {
             ))
             .into());
         }
-        let partition = c
-            .municipality
-            .as_ref()
-            .map(|m| m.code)
-            .unwrap_or_default();
+        let partition = c.municipality.as_ref().map(|m| m.code).unwrap_or_default();
         if let Some(m) = &c.municipality {
             self.effects.push(Effect::PutMunicipality(m.clone()));
         }
@@ -484,7 +488,11 @@ impl<V: StateView> Tx<'_, V> {
         Ok(())
     }
 
-    fn suspend_event(&mut self, kind: CertKind, serial: &Serial) -> Result<(), ApplyError<V::Error>> {
+    fn suspend_event(
+        &mut self,
+        kind: CertKind,
+        serial: &Serial,
+    ) -> Result<(), ApplyError<V::Error>> {
         let mut c = self.require_cert(kind, serial)?;
         self.put_on_hold(&mut c)?;
         self.effects.push(Effect::PutCert(c));
@@ -493,11 +501,13 @@ impl<V: StateView> Tx<'_, V> {
 
     fn put_on_hold(&self, c: &mut CertRecord) -> Result<(), ApplyError<V::Error>> {
         match c.status {
-            CertStatus::Good if self.time < c.not_before => Err(RuleViolation::OutOfOrder(format!(
-                "{} serial {} is valid from {}, after this hold time {}",
-                c.kind, c.serial, c.not_before, self.time
-            ))
-            .into()),
+            CertStatus::Good if self.time < c.not_before => {
+                Err(RuleViolation::OutOfOrder(format!(
+                    "{} serial {} is valid from {}, after this hold time {}",
+                    c.kind, c.serial, c.not_before, self.time
+                ))
+                .into())
+            }
             CertStatus::Good => {
                 c.status = CertStatus::OnHold { since: self.time };
                 Ok(())
@@ -515,7 +525,11 @@ impl<V: StateView> Tx<'_, V> {
         }
     }
 
-    fn resume_event(&mut self, kind: CertKind, serial: &Serial) -> Result<(), ApplyError<V::Error>> {
+    fn resume_event(
+        &mut self,
+        kind: CertKind,
+        serial: &Serial,
+    ) -> Result<(), ApplyError<V::Error>> {
         let mut c = self.require_cert(kind, serial)?;
         match c.status {
             CertStatus::Revoked { .. } => {

@@ -1,5 +1,6 @@
 //! The rules, checked as a state machine: random event sequences over a small
 //! universe, with the invariants checked after every event.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
 use shikko_core::*;
@@ -131,7 +132,10 @@ fn check_invariants(before: &MemoryState, after: &MemoryState) -> Result<(), Tes
     }
     for c in after.certs.values() {
         if let CertStatus::Revoked { reason, .. } = c.status {
-            prop_assert!(reason.allowed_in_revoke_event(), "reason {reason} on a revoked entry");
+            prop_assert!(
+                reason.allowed_in_revoke_event(),
+                "reason {reason} on a revoked entry"
+            );
         }
         prop_assert_eq!(c.partition != PartitionId::WHOLE, c.kind.is_signing());
     }
@@ -147,7 +151,11 @@ fn check_invariants(before: &MemoryState, after: &MemoryState) -> Result<(), Tes
             }
         }
         // Every certificate of the holder that is live is in its live slot.
-        for c in after.certs.values().filter(|c| c.holder == h.id && c.status.is_live()) {
+        for c in after
+            .certs
+            .values()
+            .filter(|c| c.holder == h.id && c.status.is_live())
+        {
             prop_assert_eq!(h.live(c.kind), Some(c.serial));
         }
         match h.state {
@@ -248,9 +256,19 @@ fn a_move_revokes_signing_with_affiliation_changed_and_links_successor() {
         },
     ))
     .unwrap();
-    assert_eq!(reason_of(&s, CertKind::CardSigning, 100), Some(RevocationReason::AffiliationChanged));
-    assert_eq!(reason_of(&s, CertKind::PhoneSigning, 102), Some(RevocationReason::AffiliationChanged));
-    assert_eq!(reason_of(&s, CertKind::CardAuth, 101), None, "user-auth is kept");
+    assert_eq!(
+        reason_of(&s, CertKind::CardSigning, 100),
+        Some(RevocationReason::AffiliationChanged)
+    );
+    assert_eq!(
+        reason_of(&s, CertKind::PhoneSigning, 102),
+        Some(RevocationReason::AffiliationChanged)
+    );
+    assert_eq!(
+        reason_of(&s, CertKind::CardAuth, 101),
+        None,
+        "user-auth is kept"
+    );
     // No successor yet: the chain ends at the revoked serial.
     assert_eq!(s.newest(CertKind::CardSigning, serial(100)), serial(100));
     s.ingest(&ev(
@@ -270,14 +288,38 @@ fn a_move_revokes_signing_with_affiliation_changed_and_links_successor() {
 fn holds_end_in_revocation_except_phone_auth() {
     let mut s = MemoryState::default();
     issue_all(&mut s);
-    s.ingest(&ev(10, EventBody::CardLoss { holder: holder(0) })).unwrap();
+    s.ingest(&ev(10, EventBody::CardLoss { holder: holder(0) }))
+        .unwrap();
     let err = s
-        .ingest(&ev(11, EventBody::Resume { kind: CertKind::CardAuth, serial: serial(101) }))
+        .ingest(&ev(
+            11,
+            EventBody::Resume {
+                kind: CertKind::CardAuth,
+                serial: serial(101),
+            },
+        ))
         .unwrap_err();
     assert_eq!(err.rule(), "hold-not-releasable");
-    s.ingest(&ev(12, EventBody::Suspend { kind: CertKind::PhoneAuth, serial: serial(103) })).unwrap();
-    s.ingest(&ev(13, EventBody::Resume { kind: CertKind::PhoneAuth, serial: serial(103) })).unwrap();
-    assert_eq!(s.certs[&(CertKind::PhoneAuth, serial(103))].status, CertStatus::Good);
+    s.ingest(&ev(
+        12,
+        EventBody::Suspend {
+            kind: CertKind::PhoneAuth,
+            serial: serial(103),
+        },
+    ))
+    .unwrap();
+    s.ingest(&ev(
+        13,
+        EventBody::Resume {
+            kind: CertKind::PhoneAuth,
+            serial: serial(103),
+        },
+    ))
+    .unwrap();
+    assert_eq!(
+        s.certs[&(CertKind::PhoneAuth, serial(103))].status,
+        CertStatus::Good
+    );
     s.ingest(&ev(
         14,
         EventBody::Revoke {
@@ -288,19 +330,38 @@ fn holds_end_in_revocation_except_phone_auth() {
         },
     ))
     .unwrap();
-    assert_eq!(reason_of(&s, CertKind::CardAuth, 101), Some(RevocationReason::KeyCompromise));
+    assert_eq!(
+        reason_of(&s, CertKind::CardAuth, 101),
+        Some(RevocationReason::KeyCompromise)
+    );
 }
 
 #[test]
 fn death_and_emigration_revoke_with_cessation() {
     let mut s = MemoryState::default();
     issue_all(&mut s);
-    s.ingest(&ev(10, EventBody::Emigration { holder: holder(0), keep_user_auth: true })).unwrap();
+    s.ingest(&ev(
+        10,
+        EventBody::Emigration {
+            holder: holder(0),
+            keep_user_auth: true,
+        },
+    ))
+    .unwrap();
     assert_eq!(reason_of(&s, CertKind::CardAuth, 101), None);
-    for (k, n) in [(CertKind::CardSigning, 100), (CertKind::PhoneSigning, 102), (CertKind::PhoneAuth, 103)] {
-        assert_eq!(reason_of(&s, k, n), Some(RevocationReason::CessationOfOperation));
+    for (k, n) in [
+        (CertKind::CardSigning, 100),
+        (CertKind::PhoneSigning, 102),
+        (CertKind::PhoneAuth, 103),
+    ] {
+        assert_eq!(
+            reason_of(&s, k, n),
+            Some(RevocationReason::CessationOfOperation)
+        );
     }
-    let err = s.ingest(&ev(11, EventBody::Death { holder: holder(0) })).unwrap_err();
+    let err = s
+        .ingest(&ev(11, EventBody::Death { holder: holder(0) }))
+        .unwrap_err();
     assert_eq!(err.rule(), "holder-inactive");
 }
 
@@ -350,7 +411,13 @@ fn rule_breaking_events_name_their_rule() {
 fn events_read_from_json() {
     let json = r#"{"id":"ev-1","time":1700000000,"body":{"type":"revoke","kind":"phone-auth","serial":"0A1B","reason":"keyCompromise"}}"#;
     let e: Event = serde_json::from_str(json).unwrap();
-    assert!(matches!(e.body, EventBody::Revoke { kind: CertKind::PhoneAuth, .. }));
+    assert!(matches!(
+        e.body,
+        EventBody::Revoke {
+            kind: CertKind::PhoneAuth,
+            ..
+        }
+    ));
     let bad = r#"{"id":"ev-1","time":1,"body":{"type":"revoke","kind":"phone-auth","serial":"0A1B","reason":"keyCompromise","x":1}}"#;
     assert!(serde_json::from_str::<Event>(bad).is_err());
 }

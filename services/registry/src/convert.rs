@@ -2,8 +2,8 @@
 //! directions. Malformed messages become [`ValidationError`]s that name the field.
 
 use shikko_core::{
-    CertKind, CertStatus, DateOfBirth, Event, EventBody, EventId, FourInfo, HolderId,
-    Municipality, NewCert, PartitionId, RevocationReason, Serial, Sex, UnixTime, ValidationError,
+    CertKind, CertStatus, DateOfBirth, Event, EventBody, EventId, FourInfo, HolderId, Municipality,
+    NewCert, PartitionId, RevocationReason, Serial, Sex, UnixTime, ValidationError,
 };
 use shikko_proto::v1 as pb;
 use shikko_store::{ChangeRecord, RevokedEntry, StatusChange};
@@ -102,7 +102,10 @@ fn new_cert_to_pb(c: &NewCert) -> pb::NewCert {
     }
 }
 
-fn opt_cert_from_pb(c: Option<&pb::NewCert>, field: &str) -> Result<Option<NewCert>, ValidationError> {
+fn opt_cert_from_pb(
+    c: Option<&pb::NewCert>,
+    field: &str,
+) -> Result<Option<NewCert>, ValidationError> {
     c.map(|c| new_cert_from_pb(Some(c), field)).transpose()
 }
 
@@ -298,7 +301,9 @@ pub fn status_from_pb(
             at: UnixTime(time),
             invalidity_date: invalidity_date.map(UnixTime),
         }),
-        _ => Err(bad(format!("status {status} is not good, on hold or revoked"))),
+        _ => Err(bad(format!(
+            "status {status} is not good, on hold or revoked"
+        ))),
     }
 }
 

@@ -25,4 +25,6 @@ mod metrics;
 mod service;
 
 pub use error::{Error, Result};
-pub use service::{MAX_EVENTS_PER_BATCH, MAX_MESSAGE_BYTES, Registry, RegistryService, serve, serve_with};
+pub use service::{
+    MAX_EVENTS_PER_BATCH, MAX_MESSAGE_BYTES, Registry, RegistryService, serve, serve_with,
+};

@@ -39,7 +39,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("store", &self.store).finish()
+        f.debug_struct("Registry")
+            .field("store", &self.store)
+            .finish()
     }
 }
 
@@ -48,7 +50,9 @@ impl Registry {
     pub fn new(store: Arc<Store>, metrics: &prometheus::Registry) -> Result<Registry> {
         let metrics = RegistryMetrics::register(metrics)?;
         let last = store.last_seq();
-        metrics.last_seq.set(i64::try_from(last).unwrap_or(i64::MAX));
+        metrics
+            .last_seq
+            .set(i64::try_from(last).unwrap_or(i64::MAX));
         Ok(Registry {
             store,
             head: watch::Sender::new(last),
@@ -237,8 +241,8 @@ impl RegistryApi for RegistryService {
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
-        let cert =
-            cert.ok_or_else(|| Error::NotFound(format!("{kind} serial {serial} was never issued")))?;
+        let cert = cert
+            .ok_or_else(|| Error::NotFound(format!("{kind} serial {serial} was never issued")))?;
         let (status, reason, time, inv) = convert::status_fields(&cert.status);
         Ok(Response::new(pb::CertificateStatus {
             issuer: convert::kind_to_pb(kind) as i32,
@@ -301,7 +305,10 @@ impl RegistryApi for RegistryService {
                 }
                 if entries.len() == chunk {
                     let full = std::mem::replace(&mut entries, Vec::with_capacity(chunk));
-                    if tx.blocking_send(Ok(pb::RevokedChunk { entries: full })).is_err() {
+                    if tx
+                        .blocking_send(Ok(pb::RevokedChunk { entries: full }))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -406,7 +413,8 @@ pub async fn serve_with(
     health_reporter
         .set_serving::<RegistryServer<RegistryService>>()
         .await;
-    let routes = tonic::service::Routes::new(health_service).add_service(registry.clone().into_service());
+    let routes =
+        tonic::service::Routes::new(health_service).add_service(registry.clone().into_service());
     let routes = add(routes);
     let closer = registry.clone();
     let signal = async move {

@@ -1,4 +1,5 @@
 //! The registry over real gRPC on 127.0.0.1:0 with a real RocksDB in a temp dir.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,12 @@ async fn start(dir: &std::path::Path) -> Server {
     let task = tokio::spawn(shikko_registry::serve(registry, listener, async move {
         let _ = rx.await;
     }));
-    Server { addr, stop: Some(tx), task, _dir: None }
+    Server {
+        addr,
+        stop: Some(tx),
+        task,
+        _dir: None,
+    }
 }
 
 impl Server {
@@ -45,7 +51,9 @@ impl Server {
 }
 
 async fn client(addr: std::net::SocketAddr) -> RegistryClient<Channel> {
-    RegistryClient::connect(format!("http://{addr}")).await.unwrap()
+    RegistryClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
 }
 
 fn issue(id: &str, holder: &str, serial: u32) -> pb::Event {
@@ -81,10 +89,13 @@ fn revoke(id: &str, serial: u32, reason: u32) -> pb::Event {
 }
 
 async fn ingest(c: &mut RegistryClient<Channel>, events: Vec<pb::Event>) -> pb::IngestResponse {
-    c.ingest(pb::IngestRequest { events, all_or_nothing: false })
-        .await
-        .unwrap()
-        .into_inner()
+    c.ingest(pb::IngestRequest {
+        events,
+        all_or_nothing: false,
+    })
+    .await
+    .unwrap()
+    .into_inner()
 }
 
 #[tokio::test]
@@ -92,13 +103,26 @@ async fn change_feed_resumes_from_a_sequence_number() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
     let mut c = client(server.addr).await;
-    let resp = ingest(&mut c, (1..=5).map(|i| issue(&format!("i{i}"), &format!("H{i}"), i)).collect()).await;
+    let resp = ingest(
+        &mut c,
+        (1..=5)
+            .map(|i| issue(&format!("i{i}"), &format!("H{i}"), i))
+            .collect(),
+    )
+    .await;
     assert_eq!(resp.last_seq, 5);
-    assert!(resp.outcomes.iter().all(|o| o.kind == pb::OutcomeKind::Applied as i32));
+    assert!(
+        resp.outcomes
+            .iter()
+            .all(|o| o.kind == pb::OutcomeKind::Applied as i32)
+    );
 
     // Read the history, then stop after seq 3.
     let mut stream = c
-        .follow(pb::FollowRequest { from_seq: 1, max_batch: 2 })
+        .follow(pb::FollowRequest {
+            from_seq: 1,
+            max_batch: 2,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -116,7 +140,10 @@ async fn change_feed_resumes_from_a_sequence_number() {
 
     // Resume from where we stopped: exactly the records after 3, nothing twice.
     let mut stream = c
-        .follow(pb::FollowRequest { from_seq: 4, max_batch: 0 })
+        .follow(pb::FollowRequest {
+            from_seq: 4,
+            max_batch: 0,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -140,7 +167,9 @@ async fn change_feed_resumes_from_a_sequence_number() {
 
     // Shutdown drains although this stream is still open.
     server.stop().await;
-    let end = tokio::time::timeout(Duration::from_secs(5), stream.message()).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .unwrap();
     assert!(!matches!(end, Ok(Some(_))));
 }
 
@@ -159,9 +188,23 @@ async fn the_feed_survives_a_registry_restart() {
     assert_eq!(resp.outcomes[0].kind, pb::OutcomeKind::Duplicate as i32);
     assert_eq!(resp.outcomes[0].seq, 2);
     assert_eq!(resp.outcomes[1].seq, 3);
-    let mut stream = c.follow(pb::FollowRequest { from_seq: 2, max_batch: 0 }).await.unwrap().into_inner();
+    let mut stream = c
+        .follow(pb::FollowRequest {
+            from_seq: 2,
+            max_batch: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let batch = stream.message().await.unwrap().unwrap();
-    assert_eq!(batch.records.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>(), vec!["i2", "i3"]);
+    assert_eq!(
+        batch
+            .records
+            .iter()
+            .map(|r| r.event_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["i2", "i3"]
+    );
     drop(stream);
     server.stop().await;
 }
@@ -177,20 +220,38 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     let mut bad = issue("i2", "H2", 0);
     bad.id = "bad-serial".into();
     let err = c
-        .ingest(pb::IngestRequest { events: vec![issue("ok", "H9", 9), bad], all_or_nothing: false })
+        .ingest(pb::IngestRequest {
+            events: vec![issue("ok", "H9", 9), bad],
+            all_or_nothing: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("event #1") && err.message().contains("bad-serial"), "{}", err.message());
+    assert!(
+        err.message().contains("event #1") && err.message().contains("bad-serial"),
+        "{}",
+        err.message()
+    );
     // A missing body.
     let err = c
-        .ingest(pb::IngestRequest { events: vec![pb::Event { id: "nobody".into(), time: 1, body: None }], all_or_nothing: false })
+        .ingest(pb::IngestRequest {
+            events: vec![pb::Event {
+                id: "nobody".into(),
+                time: 1,
+                body: None,
+            }],
+            all_or_nothing: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 
     // Rule-breaking, per event: the outcome names the rule, the good event is applied.
-    let resp = ingest(&mut c, vec![revoke("r-unknown", 77, 1), issue("i3", "H3", 3)]).await;
+    let resp = ingest(
+        &mut c,
+        vec![revoke("r-unknown", 77, 1), issue("i3", "H3", 3)],
+    )
+    .await;
     assert_eq!(resp.outcomes[0].kind, pb::OutcomeKind::Rejected as i32);
     assert_eq!(resp.outcomes[0].rule, "unknown-serial");
     assert!(resp.outcomes[0].message.contains("r-unknown"));
@@ -205,22 +266,35 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(err.message().contains("hold-by-revoke") && err.message().contains("reason-not-allowed"), "{}", err.message());
+    assert!(
+        err.message().contains("hold-by-revoke") && err.message().contains("reason-not-allowed"),
+        "{}",
+        err.message()
+    );
     let err = c
-        .get_status(pb::GetStatusRequest { issuer: pb::Issuer::Auth as i32, serial: vec![4] })
+        .get_status(pb::GetStatusRequest {
+            issuer: pb::Issuer::Auth as i32,
+            serial: vec![4],
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 
     // Status of a known certificate, and a bad issuer.
     let st = c
-        .get_status(pb::GetStatusRequest { issuer: pb::Issuer::Auth as i32, serial: vec![0, 0, 1] })
+        .get_status(pb::GetStatusRequest {
+            issuer: pb::Issuer::Auth as i32,
+            serial: vec![0, 0, 1],
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(st.status, pb::Status::Good as i32);
     let err = c
-        .get_status(pb::GetStatusRequest { issuer: 42, serial: vec![1] })
+        .get_status(pb::GetStatusRequest {
+            issuer: 42,
+            serial: vec![1],
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -240,13 +314,26 @@ async fn bulk_ingest_and_revoked_scans_stream() {
             all_or_nothing: false,
         })
         .collect();
-    let summary = c.ingest_stream(tokio_stream::iter(batches)).await.unwrap().into_inner();
-    assert_eq!((summary.applied, summary.duplicates, summary.rejected), (500, 0, 0));
-    let revokes: Vec<pb::Event> = (1..=250u32).map(|s| revoke(&format!("r{s}"), s * 2, 4)).collect();
+    let summary = c
+        .ingest_stream(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (summary.applied, summary.duplicates, summary.rejected),
+        (500, 0, 0)
+    );
+    let revokes: Vec<pb::Event> = (1..=250u32)
+        .map(|s| revoke(&format!("r{s}"), s * 2, 4))
+        .collect();
     ingest(&mut c, revokes).await;
 
     let mut stream = c
-        .scan_revoked(pb::ScanRevokedRequest { issuer: pb::Issuer::Auth as i32, partition: None, chunk_size: 100 })
+        .scan_revoked(pb::ScanRevokedRequest {
+            issuer: pb::Issuer::Auth as i32,
+            partition: None,
+            chunk_size: 100,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -255,19 +342,33 @@ async fn bulk_ingest_and_revoked_scans_stream() {
     while let Some(chunk) = stream.message().await.unwrap() {
         sizes.push(chunk.entries.len());
         total += chunk.entries.len();
-        assert!(chunk.entries.iter().all(|e| e.reason == 4 && e.status == pb::Status::Revoked as i32));
+        assert!(
+            chunk
+                .entries
+                .iter()
+                .all(|e| e.reason == 4 && e.status == pb::Status::Revoked as i32)
+        );
     }
     assert_eq!(total, 250);
     assert_eq!(sizes, vec![100, 100, 50]);
 
     // The health service reports serving.
-    let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let resp = health
-        .check(tonic_health::pb::HealthCheckRequest { service: "shikko.v1.Registry".into() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "shikko.v1.Registry".into(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(resp.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        resp.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
     server.stop().await;
 }

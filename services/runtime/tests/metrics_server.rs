@@ -1,4 +1,5 @@
 //! The metrics endpoint over real TCP: scrape, health, 404, graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

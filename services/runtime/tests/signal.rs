@@ -1,5 +1,6 @@
 //! `shutdown_signal` completes on a real SIGTERM. Its own test binary: the
 //! handler is process-wide.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(unix)]
 
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! The global tracing subscriber. Its own test binary: installing a global
 //! subscriber affects the whole process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use anyhow::Result;
 use shikko_runtime::config::{LogFormat, TelemetryConfig};

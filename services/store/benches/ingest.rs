@@ -22,8 +22,8 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use shikko_core::{
     CertKind, DateOfBirth, Event, EventBody, EventId, FourInfo, HolderId, Municipality, NewCert,
     PartitionId, RevocationReason, Serial, Sex, UnixTime,
@@ -123,7 +123,11 @@ impl Gen {
             name: format!("山田 太郎{}", n % 1_000),
             address: format!("東京都千代田区千代田一丁目{}番{}号", n % 50 + 1, n % 30 + 1),
             date_of_birth: DateOfBirth::parse("319800101").expect("valid date of birth"),
-            sex: if n.is_multiple_of(2) { Sex::Male } else { Sex::Female },
+            sex: if n.is_multiple_of(2) {
+                Sex::Male
+            } else {
+                Sex::Female
+            },
         }
     }
 
@@ -192,11 +196,7 @@ fn prepopulate(store: &Store, events: Vec<Event>) {
 }
 
 /// Times only `Store::ingest`; `make` builds each batch outside the clock.
-fn time_batches(
-    store: &Store,
-    iters: u64,
-    mut make: impl FnMut() -> Vec<Event>,
-) -> Duration {
+fn time_batches(store: &Store, iters: u64, mut make: impl FnMut() -> Vec<Event>) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let batch = make();
@@ -282,9 +282,7 @@ fn revoke(c: &mut Criterion) {
     let top_up = |g: &mut Gen, live: &mut VecDeque<(CertKind, Serial)>| {
         let mut certs: Vec<_> = issue_card_pairs(&store, g, PREISSUED_CERTS / 2)
             .into_iter()
-            .flat_map(|(_, sign, auth)| {
-                [(CertKind::CardSigning, sign), (CertKind::CardAuth, auth)]
-            })
+            .flat_map(|(_, sign, auth)| [(CertKind::CardSigning, sign), (CertKind::CardAuth, auth)])
             .collect();
         g.shuffle(&mut certs);
         live.extend(certs);

@@ -162,12 +162,13 @@ impl Store {
             return Ok(None);
         };
         let seq = keys::decode_u64(&v, cf::EVENT_IDS)?;
-        let fp: [u8; 32] = v.get(8..40).and_then(|b| b.try_into().ok()).ok_or(
-            Error::Corrupt {
+        let fp: [u8; 32] = v
+            .get(8..40)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(Error::Corrupt {
                 cf: cf::EVENT_IDS,
                 why: "fingerprint is not 32 bytes".into(),
-            },
-        )?;
+            })?;
         Ok(Some((seq, fp)))
     }
 

@@ -48,10 +48,13 @@ pub(crate) fn serial_from(bytes: &[u8], cf: &'static str) -> Result<Serial> {
 }
 
 pub(crate) fn decode_u64(bytes: &[u8], cf: &'static str) -> Result<u64> {
-    let arr: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or(Error::Corrupt {
-        cf,
-        why: "expected a u64".into(),
-    })?;
+    let arr: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Error::Corrupt {
+            cf,
+            why: "expected a u64".into(),
+        })?;
     Ok(u64::from_be_bytes(arr))
 }
 

@@ -173,12 +173,11 @@ impl Store {
     fn check_version(&self) -> Result<()> {
         match self.meta(META_VERSION)? {
             Some(v) => {
-                let found = u32::from_be_bytes(v.as_slice().try_into().map_err(|_| {
-                    Error::Corrupt {
+                let found =
+                    u32::from_be_bytes(v.as_slice().try_into().map_err(|_| Error::Corrupt {
                         cf: cf::META,
                         why: "format version is not 4 bytes".into(),
-                    }
-                })?);
+                    })?);
                 if found != FORMAT_VERSION {
                     return Err(Error::Version {
                         found,

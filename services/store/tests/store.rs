@@ -1,5 +1,6 @@
 //! The store against a real RocksDB in a temp dir, checked against the
 //! in-memory reference model of shikko-core.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
 use shikko_core::*;
@@ -80,20 +81,44 @@ fn open() -> (tempfile::TempDir, Store) {
 fn redelivery_is_acknowledged_not_reapplied() {
     let (_d, store) = open();
     let e = issue("e1", 1, CertKind::CardAuth, 7);
-    assert_eq!(store.ingest(&[e.clone()], IngestMode::PerEvent).unwrap(), vec![Outcome::Applied { seq: 1 }]);
+    assert_eq!(
+        store
+            .ingest(std::slice::from_ref(&e), IngestMode::PerEvent)
+            .unwrap(),
+        vec![Outcome::Applied { seq: 1 }]
+    );
     // Again, alone and inside a batch with a new event.
-    assert_eq!(store.ingest(&[e.clone()], IngestMode::PerEvent).unwrap(), vec![Outcome::Duplicate { seq: 1 }]);
+    assert_eq!(
+        store
+            .ingest(std::slice::from_ref(&e), IngestMode::PerEvent)
+            .unwrap(),
+        vec![Outcome::Duplicate { seq: 1 }]
+    );
     let e2 = issue("e2", 2, CertKind::CardAuth, 8);
     assert_eq!(
-        store.ingest(&[e2.clone(), e.clone(), e2], IngestMode::PerEvent).unwrap(),
-        vec![Outcome::Applied { seq: 2 }, Outcome::Duplicate { seq: 1 }, Outcome::Duplicate { seq: 2 }]
+        store
+            .ingest(&[e2.clone(), e.clone(), e2], IngestMode::PerEvent)
+            .unwrap(),
+        vec![
+            Outcome::Applied { seq: 2 },
+            Outcome::Duplicate { seq: 1 },
+            Outcome::Duplicate { seq: 2 }
+        ]
     );
     assert_eq!(store.last_seq(), 2);
     // Same id, different content: refused by name.
     let forged = issue("e1", 3, CertKind::CardAuth, 9);
     let out = store.ingest(&[forged], IngestMode::PerEvent).unwrap();
-    assert!(matches!(&out[0], Outcome::Rejected(v) if v.rule() == "event-id-reused"), "{out:?}");
-    assert!(store.cert(CertKind::CardAuth, &Serial::from_u128(9).unwrap()).unwrap().is_none());
+    assert!(
+        matches!(&out[0], Outcome::Rejected(v) if v.rule() == "event-id-reused"),
+        "{out:?}"
+    );
+    assert!(
+        store
+            .cert(CertKind::CardAuth, &Serial::from_u128(9).unwrap())
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -101,17 +126,36 @@ fn a_rejected_event_leaves_the_rest_of_its_batch_alone() {
     let (_d, store) = open();
     let batch = vec![
         issue("a", 1, CertKind::CardSigning, 10),
-        revoke("b", CertKind::CardSigning, 999, RevocationReason::KeyCompromise),
+        revoke(
+            "b",
+            CertKind::CardSigning,
+            999,
+            RevocationReason::KeyCompromise,
+        ),
         issue("c", 1, CertKind::CardSigning, 10),
-        revoke("d", CertKind::CardSigning, 10, RevocationReason::KeyCompromise),
+        revoke(
+            "d",
+            CertKind::CardSigning,
+            10,
+            RevocationReason::KeyCompromise,
+        ),
     ];
     let out = store.ingest(&batch, IngestMode::PerEvent).unwrap();
     assert_eq!(out[0], Outcome::Applied { seq: 1 });
     assert!(matches!(&out[1], Outcome::Rejected(v) if v.rule() == "unknown-serial"));
     assert!(matches!(&out[2], Outcome::Rejected(v) if v.rule() == "serial-issued-once"));
     assert_eq!(out[3], Outcome::Applied { seq: 2 });
-    let c = store.cert(CertKind::CardSigning, &Serial::from_u128(10).unwrap()).unwrap().unwrap();
-    assert!(matches!(c.status, CertStatus::Revoked { reason: RevocationReason::KeyCompromise, .. }));
+    let c = store
+        .cert(CertKind::CardSigning, &Serial::from_u128(10).unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        c.status,
+        CertStatus::Revoked {
+            reason: RevocationReason::KeyCompromise,
+            ..
+        }
+    ));
     // Sequence numbers have no gaps: rejected events take none.
     let feed = store.changes_since(1, 100).unwrap();
     assert_eq!(feed.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
@@ -122,13 +166,23 @@ fn all_or_nothing_batches_write_nothing_when_one_event_breaks_a_rule() {
     let (_d, store) = open();
     let batch = vec![
         issue("a", 1, CertKind::CardAuth, 10),
-        revoke("b", CertKind::CardAuth, 10, RevocationReason::CertificateHold),
+        revoke(
+            "b",
+            CertKind::CardAuth,
+            10,
+            RevocationReason::CertificateHold,
+        ),
     ];
     let out = store.ingest(&batch, IngestMode::AllOrNothing).unwrap();
     assert_eq!(out[0], Outcome::Aborted);
     assert!(matches!(&out[1], Outcome::Rejected(v) if v.rule() == "reason-not-allowed"));
     assert_eq!(store.last_seq(), 0);
-    assert!(store.cert(CertKind::CardAuth, &Serial::from_u128(10).unwrap()).unwrap().is_none());
+    assert!(
+        store
+            .cert(CertKind::CardAuth, &Serial::from_u128(10).unwrap())
+            .unwrap()
+            .is_none()
+    );
     assert!(store.holder(&holder(1)).unwrap().is_none());
 }
 
@@ -137,47 +191,102 @@ fn revoked_index_follows_status_and_partitions() {
     let (_d, store) = open();
     let mut batch = Vec::new();
     for h in 0..9u32 {
-        batch.push(issue(&format!("i{h}"), h, CertKind::CardSigning, 100 + u128::from(h)));
-        batch.push(issue(&format!("p{h}"), h, CertKind::PhoneAuth, 200 + u128::from(h)));
+        batch.push(issue(
+            &format!("i{h}"),
+            h,
+            CertKind::CardSigning,
+            100 + u128::from(h),
+        ));
+        batch.push(issue(
+            &format!("p{h}"),
+            h,
+            CertKind::PhoneAuth,
+            200 + u128::from(h),
+        ));
     }
     store.ingest(&batch, IngestMode::PerEvent).unwrap();
     let mut batch = Vec::new();
     for h in 0..9u32 {
         if h.is_multiple_of(2) {
-            batch.push(ev(&format!("m{h}"), 4_000, EventBody::FourInfoChange {
-                holder: holder(h),
-                four_info: info(h + 100),
-                new_signing: Some(new_cert(CertKind::CardSigning, 300 + u128::from(h), 100_000 + h % 3)),
-            }));
+            batch.push(ev(
+                &format!("m{h}"),
+                4_000,
+                EventBody::FourInfoChange {
+                    holder: holder(h),
+                    four_info: info(h + 100),
+                    new_signing: Some(new_cert(
+                        CertKind::CardSigning,
+                        300 + u128::from(h),
+                        100_000 + h % 3,
+                    )),
+                },
+            ));
         }
-        batch.push(ev(&format!("s{h}"), 4_000, EventBody::Suspend {
-            kind: CertKind::PhoneAuth,
-            serial: Serial::from_u128(200 + u128::from(h)).unwrap(),
-        }));
+        batch.push(ev(
+            &format!("s{h}"),
+            4_000,
+            EventBody::Suspend {
+                kind: CertKind::PhoneAuth,
+                serial: Serial::from_u128(200 + u128::from(h)).unwrap(),
+            },
+        ));
     }
     store.ingest(&batch, IngestMode::PerEvent).unwrap();
-    let all: Vec<_> = store.revoked(CertKind::CardSigning, None).collect::<Result<_, _>>().unwrap();
+    let all: Vec<_> = store
+        .revoked(CertKind::CardSigning, None)
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(all.len(), 5);
-    assert!(all.iter().all(|e| matches!(e.status, CertStatus::Revoked { reason: RevocationReason::AffiliationChanged, .. })));
+    assert!(all.iter().all(|e| matches!(
+        e.status,
+        CertStatus::Revoked {
+            reason: RevocationReason::AffiliationChanged,
+            ..
+        }
+    )));
     // Partition 100000 holds holders 0, 3, 6 of which 0 and 6 moved.
     let part: Vec<_> = store
         .revoked(CertKind::CardSigning, Some(PartitionId(100_000)))
         .collect::<Result<_, _>>()
         .unwrap();
     let serials: Vec<_> = part.iter().map(|e| e.serial).collect();
-    assert_eq!(serials, vec![Serial::from_u128(100).unwrap(), Serial::from_u128(106).unwrap()]);
+    assert_eq!(
+        serials,
+        vec![
+            Serial::from_u128(100).unwrap(),
+            Serial::from_u128(106).unwrap()
+        ]
+    );
     // The chain old -> new is followed.
-    let (newest, hops) = store.newest(CertKind::CardSigning, &Serial::from_u128(104).unwrap()).unwrap();
+    let (newest, hops) = store
+        .newest(CertKind::CardSigning, &Serial::from_u128(104).unwrap())
+        .unwrap();
     assert_eq!((newest, hops), (Serial::from_u128(304).unwrap(), 1));
-    assert_eq!(store.holder(&holder(4)).unwrap().unwrap().four_info, Some(info(104)));
+    assert_eq!(
+        store.holder(&holder(4)).unwrap().unwrap().four_info,
+        Some(info(104))
+    );
     // Held phone-auth certificates are listed, and leave the list when released.
     assert_eq!(store.revoked(CertKind::PhoneAuth, None).count(), 9);
     store
-        .ingest(&[ev("r1", 5_000, EventBody::Resume { kind: CertKind::PhoneAuth, serial: Serial::from_u128(201).unwrap() })], IngestMode::PerEvent)
+        .ingest(
+            &[ev(
+                "r1",
+                5_000,
+                EventBody::Resume {
+                    kind: CertKind::PhoneAuth,
+                    serial: Serial::from_u128(201).unwrap(),
+                },
+            )],
+            IngestMode::PerEvent,
+        )
         .unwrap();
     assert_eq!(store.revoked(CertKind::PhoneAuth, None).count(), 8);
     let munis = store.municipalities().unwrap();
-    assert_eq!(munis.iter().map(|m| m.code.0).collect::<Vec<_>>(), vec![100_000, 100_001, 100_002]);
+    assert_eq!(
+        munis.iter().map(|m| m.code.0).collect::<Vec<_>>(),
+        vec![100_000, 100_001, 100_002]
+    );
 }
 
 #[test]
@@ -185,12 +294,31 @@ fn state_and_feed_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path()).unwrap();
-        store.ingest(&[issue("a", 1, CertKind::CardAuth, 5), issue("b", 2, CertKind::CardAuth, 6)], IngestMode::PerEvent).unwrap();
+        store
+            .ingest(
+                &[
+                    issue("a", 1, CertKind::CardAuth, 5),
+                    issue("b", 2, CertKind::CardAuth, 6),
+                ],
+                IngestMode::PerEvent,
+            )
+            .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.last_seq(), 2);
-    let out = store.ingest(&[issue("c", 3, CertKind::CardAuth, 7), issue("a", 1, CertKind::CardAuth, 5)], IngestMode::PerEvent).unwrap();
-    assert_eq!(out, vec![Outcome::Applied { seq: 3 }, Outcome::Duplicate { seq: 1 }]);
+    let out = store
+        .ingest(
+            &[
+                issue("c", 3, CertKind::CardAuth, 7),
+                issue("a", 1, CertKind::CardAuth, 5),
+            ],
+            IngestMode::PerEvent,
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![Outcome::Applied { seq: 3 }, Outcome::Duplicate { seq: 1 }]
+    );
     let feed = store.changes_since(2, 10).unwrap();
     assert_eq!(feed.len(), 2);
     assert_eq!(feed[0].event_id.as_str(), "b");
@@ -212,10 +340,27 @@ fn body(h: u32, op: u8, serial: u128) -> EventBody {
             cert: new_cert(kind, serial, 100_000),
             four_info: kind.is_signing().then(|| info(h)),
         },
-        2 => EventBody::Revoke { kind, serial: Serial::from_u128(serial).unwrap(), reason: RevocationReason::Superseded, invalidity_date: None },
-        3 => EventBody::Suspend { kind, serial: Serial::from_u128(serial).unwrap() },
-        4 => EventBody::Resume { kind, serial: Serial::from_u128(serial).unwrap() },
-        5 => EventBody::FourInfoChange { holder: holder(h), four_info: info(h + 7), new_signing: op.is_multiple_of(2).then(|| new_cert(CertKind::CardSigning, serial, 100_001)) },
+        2 => EventBody::Revoke {
+            kind,
+            serial: Serial::from_u128(serial).unwrap(),
+            reason: RevocationReason::Superseded,
+            invalidity_date: None,
+        },
+        3 => EventBody::Suspend {
+            kind,
+            serial: Serial::from_u128(serial).unwrap(),
+        },
+        4 => EventBody::Resume {
+            kind,
+            serial: Serial::from_u128(serial).unwrap(),
+        },
+        5 => EventBody::FourInfoChange {
+            holder: holder(h),
+            four_info: info(h + 7),
+            new_signing: op
+                .is_multiple_of(2)
+                .then(|| new_cert(CertKind::CardSigning, serial, 100_001)),
+        },
         6 => EventBody::Death { holder: holder(h) },
         _ => EventBody::CardLoss { holder: holder(h) },
     }

@@ -1,4 +1,5 @@
 //! Helpers shared by the CLI's tests: run `shikko`, start a registry child process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code, missing_docs, unreachable_pub)]
 
 use std::io::{BufRead, BufReader};

@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests: fixtures and the system openssl.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
