@@ -1,5 +1,6 @@
 //! Ingest: events through the rules, into one synced `WriteBatch`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
@@ -47,6 +48,26 @@ struct BatchView<'s> {
     store: &'s Store,
     certs: HashMap<(CertKind, Serial), CertRecord>,
     holders: HashMap<HolderId, HolderRecord>,
+    /// Whether each certificate read from the store was on the revoked index
+    /// (false when absent): a status change to good deletes an index entry
+    /// only if there is one, so new issues leave no tombstones where CRL builds scan.
+    listed_on_disk: RefCell<HashMap<(CertKind, Serial), bool>>,
+}
+
+impl BatchView<'_> {
+    /// Whether the certificate is on the revoked index now (in this batch or on disk).
+    fn is_listed(&self, kind: CertKind, serial: &Serial) -> bool {
+        match self.certs.get(&(kind, *serial)) {
+            Some(c) => c.status.is_listed(),
+            // Not read through this view: assume listed, so the delete is written.
+            None => self
+                .listed_on_disk
+                .borrow()
+                .get(&(kind, *serial))
+                .copied()
+                .unwrap_or(true),
+        }
+    }
 }
 
 impl StateView for BatchView<'_> {
@@ -54,7 +75,14 @@ impl StateView for BatchView<'_> {
     fn cert(&self, kind: CertKind, serial: &Serial) -> Result<Option<CertRecord>> {
         match self.certs.get(&(kind, *serial)) {
             Some(c) => Ok(Some(c.clone())),
-            None => self.store.cert(kind, serial),
+            None => {
+                let c = self.store.cert(kind, serial)?;
+                self.listed_on_disk.borrow_mut().insert(
+                    (kind, *serial),
+                    c.as_ref().is_some_and(|c| c.status.is_listed()),
+                );
+                Ok(c)
+            }
         }
     }
     fn holder(&self, id: &HolderId) -> Result<Option<HolderRecord>> {
@@ -87,6 +115,7 @@ impl Store {
             store: self,
             certs: HashMap::new(),
             holders: HashMap::new(),
+            listed_on_disk: RefCell::new(HashMap::new()),
         };
         let mut batch = WriteBatch::default();
         let mut seq = self.last_seq();
@@ -191,7 +220,7 @@ impl Store {
                             not_after: c.not_after,
                         };
                         batch.put_cf(self.cf(cf::REVOKED), rkey, keys::encode(&v, cf::REVOKED)?);
-                    } else {
+                    } else if view.is_listed(c.kind, &c.serial) {
                         batch.delete_cf(self.cf(cf::REVOKED), rkey);
                     }
                     changes.push(StatusChange {

@@ -58,13 +58,16 @@ pub(crate) fn decode_u64(bytes: &[u8], cf: &'static str) -> Result<u64> {
     Ok(u64::from_be_bytes(arr))
 }
 
-/// Values carry a one-byte codec version ahead of a MessagePack body (with field
-/// names, so that fields can be added and the domain's tagged enums round-trip).
+/// Values carry a one-byte codec version ahead of a compact (positional)
+/// MessagePack body. A new layout gets a new version byte; decoding keeps
+/// accepting the old ones.
+/// Version 1: MessagePack with field names. Version 2: positional MessagePack.
 const CODEC_V1: u8 = 1;
+const CODEC_V2: u8 = 2;
 
 pub(crate) fn encode<T: Serialize>(v: &T, cf: &'static str) -> Result<Vec<u8>> {
-    let mut out = vec![CODEC_V1];
-    rmp_serde::encode::write_named(&mut out, v).map_err(|e| Error::Corrupt {
+    let mut out = vec![CODEC_V2];
+    rmp_serde::encode::write(&mut out, v).map_err(|e| Error::Corrupt {
         cf,
         why: format!("cannot encode: {e}"),
     })?;
@@ -73,10 +76,12 @@ pub(crate) fn encode<T: Serialize>(v: &T, cf: &'static str) -> Result<Vec<u8>> {
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], cf: &'static str) -> Result<T> {
     match bytes.split_first() {
-        Some((&CODEC_V1, body)) => rmp_serde::from_slice(body).map_err(|e| Error::Corrupt {
-            cf,
-            why: e.to_string(),
-        }),
+        Some((&(CODEC_V1 | CODEC_V2), body)) => {
+            rmp_serde::from_slice(body).map_err(|e| Error::Corrupt {
+                cf,
+                why: e.to_string(),
+            })
+        }
         _ => Err(Error::Corrupt {
             cf,
             why: "unknown value codec".into(),
