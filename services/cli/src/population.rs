@@ -117,6 +117,24 @@ impl Builder<'_, '_> {
         })
     }
 
+    /// Certificates on a (new) phone; the rules supersede the old phone's.
+    fn new_phone(&mut self, live: &mut Live, at: UnixTime) -> Result<()> {
+        let ps = self.new_cert(CertKind::PhoneSigning, at)?;
+        let pa = self.new_cert(CertKind::PhoneAuth, at)?;
+        live.psign = Some(ps.serial);
+        live.pauth = Some(pa.serial);
+        live.pauth_good = true;
+        let holder = self.holder_id();
+        self.push(
+            at,
+            EventBody::PhoneChange {
+                holder,
+                new_signing: Some(ps),
+                new_auth: Some(pa),
+            },
+        )
+    }
+
     fn holder_id(&self) -> HolderId {
         self.holder.id.clone()
     }
@@ -185,19 +203,7 @@ pub(crate) fn holder_history(
 
     if rng.chance(300) {
         let at = next(&mut t, &mut rng);
-        let ps = b.new_cert(CertKind::PhoneSigning, at)?;
-        let pa = b.new_cert(CertKind::PhoneAuth, at)?;
-        live.psign = Some(ps.serial);
-        live.pauth = Some(pa.serial);
-        live.pauth_good = true;
-        b.push(
-            at,
-            EventBody::PhoneChange {
-                holder: h.clone(),
-                new_signing: Some(ps),
-                new_auth: Some(pa),
-            },
-        )?;
+        b.new_phone(&mut live, at)?;
     }
     // A move (6%): the signing certificates are revoked; usually the new one is issued at once.
     if rng.chance(60) {
@@ -224,55 +230,41 @@ pub(crate) fn holder_history(
     }
     if live.pauth.is_some() && rng.chance(60) {
         let at = next(&mut t, &mut rng);
-        let ps = b.new_cert(CertKind::PhoneSigning, at)?;
-        let pa = b.new_cert(CertKind::PhoneAuth, at)?;
-        live.psign = Some(ps.serial);
-        live.pauth = Some(pa.serial);
-        live.pauth_good = true;
-        b.push(
-            at,
-            EventBody::PhoneChange {
-                holder: h.clone(),
-                new_signing: Some(ps),
-                new_auth: Some(pa),
-            },
-        )?;
+        b.new_phone(&mut live, at)?;
     }
     if let (Some(pa), true) = (live.pauth, live.pauth_good)
         && rng.chance(40)
     {
-        {
-            let at = next(&mut t, &mut rng);
-            // A lost phone: both of its certificates are suspended; only the
-            // user-authentication one can come back.
+        let at = next(&mut t, &mut rng);
+        // A lost phone: both of its certificates are suspended; only the
+        // user-authentication one can come back.
+        b.push(
+            at,
+            EventBody::Suspend {
+                kind: CertKind::PhoneAuth,
+                serial: pa,
+            },
+        )?;
+        if let Some(ps) = live.psign {
             b.push(
                 at,
                 EventBody::Suspend {
+                    kind: CertKind::PhoneSigning,
+                    serial: ps,
+                },
+            )?;
+        }
+        live.pauth_good = false;
+        if rng.chance(500) {
+            let at = next(&mut t, &mut rng);
+            b.push(
+                at,
+                EventBody::Resume {
                     kind: CertKind::PhoneAuth,
                     serial: pa,
                 },
             )?;
-            if let Some(ps) = live.psign {
-                b.push(
-                    at,
-                    EventBody::Suspend {
-                        kind: CertKind::PhoneSigning,
-                        serial: ps,
-                    },
-                )?;
-            }
-            live.pauth_good = false;
-            if rng.chance(500) {
-                let at = next(&mut t, &mut rng);
-                b.push(
-                    at,
-                    EventBody::Resume {
-                        kind: CertKind::PhoneAuth,
-                        serial: pa,
-                    },
-                )?;
-                live.pauth_good = true;
-            }
+            live.pauth_good = true;
         }
     }
     if rng.chance(15) && (live.sign_good || live.auth_good) {
@@ -284,18 +276,16 @@ pub(crate) fn holder_history(
     if let Some(a) = live.auth
         && rng.chance(5)
     {
-        {
-            let at = next(&mut t, &mut rng);
-            b.push(
-                at,
-                EventBody::Revoke {
-                    kind: CertKind::CardAuth,
-                    serial: a,
-                    reason: RevocationReason::KeyCompromise,
-                    invalidity_date: Some(at.plus_secs(-DAY)),
-                },
-            )?;
-        }
+        let at = next(&mut t, &mut rng);
+        b.push(
+            at,
+            EventBody::Revoke {
+                kind: CertKind::CardAuth,
+                serial: a,
+                reason: RevocationReason::KeyCompromise,
+                invalidity_date: Some(at.plus_secs(-DAY)),
+            },
+        )?;
     }
     if rng.chance(10) {
         let at = next(&mut t, &mut rng);
