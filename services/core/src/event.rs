@@ -219,6 +219,12 @@ impl NewCert {
 impl Event {
     /// Checks the event on its own, before any state is consulted.
     pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.time.0 <= 0 {
+            return Err(ValidationError::BadEvent(format!(
+                "event {}: time is missing or not after 1970",
+                self.id
+            )));
+        }
         match &self.body {
             EventBody::Issue {
                 cert, four_info, ..

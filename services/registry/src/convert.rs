@@ -122,7 +122,7 @@ pub fn event_from_pb(e: &pb::Event) -> Result<Event, ValidationError> {
             kind: kind_from_pb(r.issuer)?,
             serial: serial_from_pb(&r.serial)?,
             reason: u8::try_from(r.reason)
-                .map_err(|_| ValidationError::UnknownReason(u8::MAX))
+                .map_err(|_| bad(format!("unknown CRL reason code {}", r.reason)))
                 .and_then(RevocationReason::from_code)?,
             invalidity_date: r.invalidity_date.map(UnixTime),
         },
@@ -296,8 +296,17 @@ pub fn status_from_pb(
         }),
         Ok(pb::Status::Revoked) => Ok(CertStatus::Revoked {
             reason: u8::try_from(reason)
-                .map_err(|_| ValidationError::UnknownReason(u8::MAX))
-                .and_then(RevocationReason::from_code)?,
+                .map_err(|_| bad(format!("unknown CRL reason code {reason}")))
+                .and_then(RevocationReason::from_code)
+                .and_then(|r| {
+                    if r.allowed_in_revoke_event() {
+                        Ok(r)
+                    } else {
+                        Err(bad(format!(
+                            "reason {r} is not a revocation reason of this PKI"
+                        )))
+                    }
+                })?,
             at: UnixTime(time),
             invalidity_date: invalidity_date.map(UnixTime),
         }),

@@ -32,7 +32,7 @@ const MAX_BULK_REJECTIONS: usize = 1_000;
 /// The registry: the store, the head of the change feed, and metrics.
 pub struct Registry {
     store: Arc<Store>,
-    head: watch::Sender<u64>,
+    head: Arc<watch::Sender<u64>>,
     closing: watch::Sender<bool>,
     metrics: RegistryMetrics,
 }
@@ -55,7 +55,7 @@ impl Registry {
             .set(i64::try_from(last).unwrap_or(i64::MAX));
         Ok(Registry {
             store,
-            head: watch::Sender::new(last),
+            head: Arc::new(watch::Sender::new(last)),
             closing: watch::Sender::new(false),
             metrics,
         })
@@ -75,9 +75,16 @@ impl Registry {
             )));
         }
         let store = self.store.clone();
+        let head = self.head.clone();
+        let last_seq = self.metrics.last_seq.clone();
         let started = Instant::now();
+        // The followers are told inside the blocking task, so a caller that
+        // goes away mid-call cannot leave a durable write unannounced.
         let (events, outcomes) = tokio::task::spawn_blocking(move || {
             let out = store.ingest(&events, mode);
+            let last = store.last_seq();
+            last_seq.set(i64::try_from(last).unwrap_or(i64::MAX));
+            head.send_replace(last);
             (events, out)
         })
         .await
@@ -98,11 +105,6 @@ impl Registry {
                 .with_label_values(&[e.body.type_name(), outcome])
                 .inc();
         }
-        let last = self.store.last_seq();
-        self.metrics
-            .last_seq
-            .set(i64::try_from(last).unwrap_or(i64::MAX));
-        self.head.send_replace(last);
         Ok(outcomes)
     }
 
@@ -378,8 +380,10 @@ async fn follow_task(
                 records: records.iter().map(convert::record_to_pb).collect(),
                 head_seq: inner.store.last_seq(),
             };
-            if tx.send(Ok(batch)).await.is_err() {
-                break;
+            // A follower that stops reading must not hold up shutdown.
+            tokio::select! {
+                sent = tx.send(Ok(batch)) => if sent.is_err() { break },
+                _ = closing.changed() => break,
             }
             continue;
         }

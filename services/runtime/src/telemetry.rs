@@ -50,7 +50,9 @@ pub fn init_tracing(config: &TelemetryConfig) -> Result<bool, TelemetryError> {
     })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, never in files or log collectors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // try_init fails only when a global subscriber (or `log` logger) is
     // already set, which is the documented no-op case.
     let installed = match config.log_format {

@@ -168,8 +168,15 @@ impl Store {
         }
 
         if mode == IngestMode::AllOrNothing && rejected {
+            let durable = self.last_seq();
             for o in &mut outcomes {
-                if matches!(o, Outcome::Applied { .. }) {
+                // A duplicate of an event earlier in this aborted batch was never written either.
+                let unwritten = match o {
+                    Outcome::Applied { .. } => true,
+                    Outcome::Duplicate { seq } => *seq > durable,
+                    _ => false,
+                };
+                if unwritten {
                     *o = Outcome::Aborted;
                 }
             }

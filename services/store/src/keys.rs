@@ -76,10 +76,12 @@ pub(crate) fn encode<T: Serialize>(v: &T, cf: &'static str) -> Result<Vec<u8>> {
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], cf: &'static str) -> Result<T> {
     match bytes.split_first() {
+        // The decoder's own message can quote stored values (4 information in
+        // holder and event records), so it is not passed on.
         Some((&(CODEC_V1 | CODEC_V2), body)) => {
-            rmp_serde::from_slice(body).map_err(|e| Error::Corrupt {
+            rmp_serde::from_slice(body).map_err(|_| Error::Corrupt {
                 cf,
-                why: e.to_string(),
+                why: format!("a value of {} bytes does not decode", bytes.len()),
             })
         }
         _ => Err(Error::Corrupt {

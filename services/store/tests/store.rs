@@ -177,6 +177,16 @@ fn all_or_nothing_batches_write_nothing_when_one_event_breaks_a_rule() {
     assert_eq!(out[0], Outcome::Aborted);
     assert!(matches!(&out[1], Outcome::Rejected(v) if v.rule() == "reason-not-allowed"));
     assert_eq!(store.last_seq(), 0);
+    // A repeated id inside an aborted batch is not acknowledged as a duplicate of nothing.
+    let a = issue("a", 1, CertKind::CardAuth, 10);
+    let bad = revoke("b", CertKind::CardAuth, 99, RevocationReason::Unspecified);
+    let out = store
+        .ingest(&[a.clone(), a, bad], IngestMode::AllOrNothing)
+        .unwrap();
+    assert_eq!(out[0], Outcome::Aborted);
+    assert_eq!(out[1], Outcome::Aborted);
+    assert!(matches!(&out[2], Outcome::Rejected(_)));
+    assert_eq!(store.last_seq(), 0);
     assert!(
         store
             .cert(CertKind::CardAuth, &Serial::from_u128(10).unwrap())
