@@ -127,13 +127,7 @@ fn client_commands_against_a_registry_process() {
     )
     .unwrap();
     let ep = registry.endpoint.as_str();
-    let out = run(&[
-        "events",
-        "ingest",
-        "--endpoint",
-        ep,
-        events.to_str().unwrap(),
-    ]);
+    let out = ingest_file(ep, events.to_str().unwrap());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -146,13 +140,7 @@ fn client_commands_against_a_registry_process() {
     );
 
     // Again: acknowledged as duplicates, nothing applied twice.
-    let out = run(&[
-        "events",
-        "ingest",
-        "--endpoint",
-        ep,
-        events.to_str().unwrap(),
-    ]);
+    let out = ingest_file(ep, events.to_str().unwrap());
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 applied, 2 duplicates"));
 
     let out = run(&[
@@ -174,25 +162,13 @@ fn client_commands_against_a_registry_process() {
         r#"{"id":"r1","time":1700000200,"body":{"type":"resume","kind":"phone-auth","serial":"0A1C"}}"#,
     )
     .unwrap();
-    let out = run(&[
-        "events",
-        "ingest",
-        "--endpoint",
-        ep,
-        events.to_str().unwrap(),
-    ]);
+    let out = ingest_file(ep, events.to_str().unwrap());
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("[unknown-serial]"));
 
     // A malformed file: the line is named.
     std::fs::write(&events, "{\"id\":\"x\"}\n").unwrap();
-    let out = run(&[
-        "events",
-        "ingest",
-        "--endpoint",
-        ep,
-        events.to_str().unwrap(),
-    ]);
+    let out = ingest_file(ep, events.to_str().unwrap());
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("events.jsonl:1"));
 
@@ -248,13 +224,7 @@ fn readme_event_examples_are_valid() {
     let registry = start_registry(&config);
     let file = dir.path().join("readme.jsonl");
     std::fs::write(&file, block).unwrap();
-    let out = run(&[
-        "events",
-        "ingest",
-        "--endpoint",
-        &registry.endpoint,
-        file.to_str().unwrap(),
-    ]);
+    let out = ingest_file(&registry.endpoint, file.to_str().unwrap());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -276,4 +246,9 @@ fn readme_event_examples_are_valid() {
             && stdout.contains("replaced by 0B00"),
         "{stdout}"
     );
+}
+
+/// `shikko events ingest --endpoint EP FILE`.
+fn ingest_file(endpoint: &str, file: &str) -> std::process::Output {
+    run(&["events", "ingest", "--endpoint", endpoint, file])
 }
