@@ -162,6 +162,24 @@ impl Signer for SoftwareSigner {
         }
     }
 
+    fn sign_sha256_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>> {
+        let digest =
+            aws_lc_rs::digest::Digest::import_less_safe(digest, &aws_lc_rs::digest::SHA256)
+                .map_err(|_| Error::Crypto("SHA-256 digest import"))?;
+        match &self.key {
+            KeyPairInner::Rsa(k) => {
+                let mut sig = vec![0u8; k.public_modulus_len()];
+                k.sign_digest(&RSA_PKCS1_SHA256, &digest, &mut sig)
+                    .map_err(|_| Error::Crypto("RSA signing"))?;
+                Ok(sig)
+            }
+            KeyPairInner::Ecdsa(k) => k
+                .sign_digest(&digest)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| Error::Crypto("ECDSA signing")),
+        }
+    }
+
     fn public_key_hashes(&self) -> Result<PublicKeyHashes> {
         Ok(self.hashes)
     }

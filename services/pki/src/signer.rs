@@ -93,6 +93,12 @@ pub trait Signer: Send + Sync {
     /// RSA, a DER `Ecdsa-Sig-Value` for ECDSA.
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>>;
 
+    /// Signs a message by its SHA-256 digest, computed by the caller: how a
+    /// message too large to hold in memory (a CRL of millions of entries) is
+    /// signed while it streams to disk. Same signature as [`Signer::sign`] of
+    /// the message whose digest this is.
+    fn sign_sha256_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>>;
+
     /// The hashes of the public key: key identifier and OCSP issuerKeyHash.
     ///
     /// Implementations may cache; the default recomputes from [`Signer::public_key_der`].
@@ -114,6 +120,9 @@ impl<S: Signer + ?Sized> Signer for std::sync::Arc<S> {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
         (**self).sign(msg)
     }
+    fn sign_sha256_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>> {
+        (**self).sign_sha256_digest(digest)
+    }
     fn public_key_hashes(&self) -> Result<PublicKeyHashes> {
         (**self).public_key_hashes()
     }
@@ -131,6 +140,9 @@ impl<S: Signer + ?Sized> Signer for Box<S> {
     }
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>> {
         (**self).sign(msg)
+    }
+    fn sign_sha256_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>> {
+        (**self).sign_sha256_digest(digest)
     }
     fn public_key_hashes(&self) -> Result<PublicKeyHashes> {
         (**self).public_key_hashes()

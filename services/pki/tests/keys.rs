@@ -183,3 +183,37 @@ fn garbage_keys_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     assert!(load_signer(&dir.path().join("missing.der")).is_err());
 }
+
+#[test]
+fn digest_signatures_verify_as_message_signatures() {
+    let msg = b"a CRL too large to hold in memory";
+    let digest: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, msg)
+        .as_ref()
+        .try_into()
+        .unwrap();
+    for alg in KeyAlgorithm::ALL {
+        let key = SoftwareSigner::generate(alg).unwrap();
+        let sig = key.sign_sha256_digest(&digest).unwrap();
+        let bits = public_key_bits(&key);
+        let verify = |m: &[u8]| match alg {
+            KeyAlgorithm::Rsa2048 => {
+                UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &bits).verify(m, &sig)
+            }
+            KeyAlgorithm::EcdsaP256 => {
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &bits).verify(m, &sig)
+            }
+        };
+        assert!(
+            verify(msg).is_ok(),
+            "{alg} digest signature does not verify"
+        );
+        assert!(
+            verify(b"another message").is_err(),
+            "{alg} verifies anything"
+        );
+        if alg == KeyAlgorithm::Rsa2048 {
+            // PKCS#1 v1.5 is deterministic: the same bytes as signing the message.
+            assert_eq!(sig, key.sign(msg).unwrap());
+        }
+    }
+}

@@ -22,6 +22,7 @@ mod feed;
 mod ingest;
 mod keys;
 mod query;
+mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -34,6 +35,7 @@ use rocksdb::{
 pub use feed::{ChangeRecord, StatusChange};
 pub use ingest::{IngestMode, Outcome};
 pub use query::RevokedEntry;
+pub use snapshot::{RevokedBatch, Snapshot};
 
 /// A store failure: RocksDB itself, or a record that does not decode.
 #[derive(Debug, thiserror::Error)]

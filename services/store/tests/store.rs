@@ -300,6 +300,76 @@ fn revoked_index_follows_status_and_partitions() {
 }
 
 #[test]
+fn a_snapshot_sees_one_state_whatever_is_ingested_after_it() {
+    let (_dir, store) = open();
+    let mut events = Vec::new();
+    for h in 0..10u32 {
+        events.push(issue(
+            &format!("i{h}"),
+            h,
+            CertKind::CardAuth,
+            1_000 + u128::from(h),
+        ));
+    }
+    for h in 0..6u32 {
+        events.push(revoke(
+            &format!("r{h}"),
+            CertKind::CardAuth,
+            1_000 + u128::from(h),
+            RevocationReason::KeyCompromise,
+        ));
+    }
+    store.ingest(&events, IngestMode::PerEvent).unwrap();
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.seq(), 16);
+
+    // Later events are invisible to the snapshot.
+    store
+        .ingest(
+            &[revoke(
+                "r-late",
+                CertKind::CardAuth,
+                1_008,
+                RevocationReason::Superseded,
+            )],
+            IngestMode::PerEvent,
+        )
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut batches = 0;
+    let total = snap
+        .scan_revoked(CertKind::CardAuth, None, 4, |batch| {
+            batches += 1;
+            assert!(batch.len() <= 4);
+            for i in 0..batch.len() {
+                seen.push(batch.get(i)?.serial);
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(total, 6);
+    assert_eq!(batches, 2, "6 entries in batches of 4");
+    let expected: Vec<Serial> = (1_000..1_006u128)
+        .map(|s| Serial::from_u128(s).unwrap())
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(snap.changes(1, 1_000).unwrap().len(), 16);
+    assert_eq!(snap.changes(15, 1_000).unwrap().len(), 2);
+
+    // A fresh snapshot sees the late revocation; other issuers are not mixed in.
+    let fresh = store.snapshot().unwrap();
+    assert_eq!(fresh.seq(), 17);
+    let n = fresh
+        .scan_revoked(CertKind::CardAuth, None, 100, |_| Ok(()))
+        .unwrap();
+    assert_eq!(n, 7);
+    let other = fresh
+        .scan_revoked(CertKind::CardSigning, None, 100, |_| Ok(()))
+        .unwrap();
+    assert_eq!(other, 0);
+}
+
+#[test]
 fn state_and_feed_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -1,0 +1,611 @@
+//! Building CRLs from the store: full (per issuer), partitioned (per
+//! municipality) and delta, each streamed to a temporary file, checked, and
+//! published by atomic rename.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use shikko_core::{
+    CertKind, CertStatus, Municipality, PartitionId, RevocationReason, Serial, UnixTime,
+};
+use shikko_pki::{Issuer, Signer};
+use shikko_store::{RevokedBatch, Snapshot, Store};
+
+use crate::der::{EntryFields, push_entry};
+use crate::error::{Error, Result};
+use crate::extensions;
+use crate::publish::{clean_stale, publish};
+use crate::state::{Base, State};
+use crate::verify::CrlSummary;
+use crate::writer::{BodyWriter, TbsFields, assemble, temp_path};
+
+/// Entries encoded per rayon task.
+const CHUNK: usize = 4_096;
+
+/// Which CRL of an issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CrlName {
+    /// Every entry of the issuer: `full.crl`.
+    Full,
+    /// Changes since the last full CRL: `delta.crl`.
+    Delta,
+    /// The entries of one municipality's certificates: `NNNNNN.crl`.
+    Partition(PartitionId),
+}
+
+impl CrlName {
+    /// Parses `full`, `delta` or a 6-digit municipality code (not 000000).
+    pub fn parse(s: &str) -> Option<CrlName> {
+        match s {
+            "full" => Some(CrlName::Full),
+            "delta" => Some(CrlName::Delta),
+            _ if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) => {
+                let code: u32 = s.parse().ok()?;
+                (code != 0).then_some(CrlName::Partition(PartitionId(code)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The published file's name.
+    pub fn file_name(&self) -> String {
+        format!("{self}.crl")
+    }
+}
+
+impl fmt::Display for CrlName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CrlName::Full => f.write_str("full"),
+            CrlName::Delta => f.write_str("delta"),
+            CrlName::Partition(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// Where and how CRLs are built.
+#[derive(Debug, Clone)]
+pub struct CrlConfig {
+    /// Output directory: `ISSUER/NAME.crl` files and the numbering state.
+    pub out_dir: PathBuf,
+    /// nextUpdate - thisUpdate of full and partition CRLs (default 48 h).
+    pub full_validity: Duration,
+    /// nextUpdate - thisUpdate of delta CRLs (default 4 h).
+    pub delta_validity: Duration,
+    /// Public HTTP base (e.g. `http://crl.example.jp`): when set, full CRLs
+    /// carry a freshestCRL pointer to `BASE/crl/ISSUER/delta.crl`.
+    pub public_base_url: Option<String>,
+    /// Entries per scan batch (bounds memory: a few batches are in flight).
+    pub batch_size: usize,
+}
+
+impl CrlConfig {
+    /// The defaults, writing to `out_dir`.
+    pub fn new(out_dir: impl Into<PathBuf>) -> CrlConfig {
+        CrlConfig {
+            out_dir: out_dir.into(),
+            full_validity: Duration::from_secs(48 * 3600),
+            delta_validity: Duration::from_secs(4 * 3600),
+            public_base_url: None,
+            batch_size: 65_536,
+        }
+    }
+}
+
+/// A CA whose CRLs are built: its kind, key and name.
+pub struct CrlIssuer {
+    kind: CertKind,
+    signer: Arc<dyn Signer>,
+    name_der: Vec<u8>,
+    key_id: [u8; 20],
+    sig_alg_der: Vec<u8>,
+}
+
+impl fmt::Debug for CrlIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CrlIssuer")
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+impl CrlIssuer {
+    /// The CA of `kind` signing with `signer`, named as in its certificate
+    /// (which must certify the signer's key).
+    pub fn new(
+        kind: CertKind,
+        signer: Arc<dyn Signer>,
+        ca_certificate: &[u8],
+    ) -> Result<CrlIssuer> {
+        let issuer = Issuer::from_certificate(signer.as_ref(), ca_certificate)?;
+        let name_der = der::Encode::to_der(issuer.name())?;
+        let key_id = *issuer.key_hashes().key_identifier();
+        let sig_alg_der = der::Encode::to_der(&signer.signature_algorithm())?;
+        Ok(CrlIssuer {
+            kind,
+            signer,
+            name_der,
+            key_id,
+            sig_alg_der,
+        })
+    }
+
+    /// The issuer's kind.
+    pub fn kind(&self) -> CertKind {
+        self.kind
+    }
+}
+
+/// One published CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltCrl {
+    /// Issuer.
+    pub kind: CertKind,
+    /// Which CRL.
+    pub name: CrlName,
+    /// Its cRLNumber.
+    pub number: u64,
+    /// Entries listed.
+    pub entries: u64,
+    /// Size in octets.
+    pub bytes: u64,
+    /// Wall time of its build (scan, encode, sign, check, publish).
+    pub elapsed: Duration,
+}
+
+/// What a build published, and the registry position it reflects.
+#[derive(Debug, Clone, Default)]
+pub struct BuildReport {
+    /// The sequence number of the last event reflected.
+    pub seq: u64,
+    /// The CRLs published, in order.
+    pub crls: Vec<BuiltCrl>,
+}
+
+/// Observes a build: for progress bars and metrics.
+pub trait Progress: Sync {
+    /// A build of `name` started.
+    fn started(&self, _kind: CertKind, _name: CrlName) {}
+    /// `n` more entries were encoded.
+    fn entries(&self, _n: u64) {}
+    /// A CRL was published.
+    fn published(&self, _crl: &BuiltCrl) {}
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Builds and publishes the CRLs of a set of issuers from a store.
+pub struct Builder {
+    store: Arc<Store>,
+    issuers: Vec<CrlIssuer>,
+    config: CrlConfig,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("issuers", &self.issuers)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn add(t: UnixTime, d: Duration) -> UnixTime {
+    UnixTime(t.0.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
+}
+
+/// The CRL entry of an indexed status (none for a good certificate).
+fn fields_of<'a>(serial: &'a Serial, status: &CertStatus) -> Option<EntryFields<'a>> {
+    match *status {
+        CertStatus::Good => None,
+        CertStatus::OnHold { since } => Some(EntryFields {
+            serial,
+            date: since,
+            reason: Some(RevocationReason::CertificateHold),
+            invalidity_date: None,
+        }),
+        CertStatus::Revoked {
+            reason,
+            at,
+            invalidity_date,
+        } => Some(EntryFields {
+            serial,
+            date: at,
+            reason: Some(reason),
+            invalidity_date,
+        }),
+    }
+}
+
+/// Encodes entries `range` of a batch, dropping those expired before `cutoff`.
+fn encode_range(
+    batch: &RevokedBatch,
+    range: std::ops::Range<usize>,
+    cutoff: UnixTime,
+) -> Result<(Vec<u8>, u64)> {
+    let mut out = Vec::with_capacity(range.len() * 48);
+    let mut n = 0;
+    for i in range {
+        let e = batch.get(i)?;
+        if e.not_after < cutoff {
+            continue;
+        }
+        if let Some(f) = fields_of(&e.serial, &e.status) {
+            push_entry(&mut out, &f)?;
+            n += 1;
+        }
+    }
+    Ok((out, n))
+}
+
+impl Builder {
+    /// A builder over `store` for `issuers`.
+    pub fn new(store: Arc<Store>, issuers: Vec<CrlIssuer>, config: CrlConfig) -> Builder {
+        Builder {
+            store,
+            issuers,
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CrlConfig {
+        &self.config
+    }
+
+    /// The issuers this builder signs for.
+    pub fn kinds(&self) -> Vec<CertKind> {
+        self.issuers.iter().map(|i| i.kind).collect()
+    }
+
+    fn issuer(&self, kind: CertKind) -> Result<&CrlIssuer> {
+        self.issuers
+            .iter()
+            .find(|i| i.kind == kind)
+            .ok_or(Error::UnknownIssuer(kind.issuer_id()))
+    }
+
+    fn dir(&self, kind: CertKind) -> PathBuf {
+        self.config.out_dir.join(kind.issuer_id())
+    }
+
+    /// Builds, for each of `kinds`, the full CRL, every partition CRL (signing
+    /// kinds: one per municipality) and an empty delta against the new full
+    /// CRL, from one consistent snapshot per issuer.
+    pub fn build_full(&self, kinds: &[CertKind], progress: &dyn Progress) -> Result<BuildReport> {
+        let mut report = BuildReport::default();
+        for &kind in kinds {
+            let issuer = self.issuer(kind)?;
+            let mut state = State::lock(&self.config.out_dir)?;
+            let dir = self.dir(kind);
+            clean_stale(&dir)?;
+            let snap = self.store.snapshot()?;
+            let now = UnixTime::now();
+            // RFC 5280 §3.3: an entry stays until one regularly scheduled CRL
+            // issued after the certificate expired has listed it.
+            let cutoff = state
+                .issuer(kind)
+                .base
+                .map_or(now, |b| b.this_update)
+                .min(now);
+            let munis = if kind.is_signing() {
+                snap.municipalities()?
+            } else {
+                Vec::new()
+            };
+            let first = state.reserve(kind, 2 + munis.len() as u64)?;
+            report.seq = snap.seq();
+
+            let full = self.full_crl(issuer, &snap, first, now, cutoff, progress)?;
+            report.crls.push(full);
+
+            let parts: Vec<Result<BuiltCrl>> = munis
+                .par_iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    self.partition_crl(
+                        issuer,
+                        &snap,
+                        m,
+                        first + 1 + i as u64,
+                        now,
+                        cutoff,
+                        progress,
+                    )
+                })
+                .collect();
+            for p in parts {
+                report.crls.push(p?);
+            }
+            let base = Base {
+                number: first,
+                seq: snap.seq(),
+                this_update: now,
+            };
+            state.set_base(kind, base)?;
+            let delta_number = first + 1 + munis.len() as u64;
+            report
+                .crls
+                .push(self.delta_crl(issuer, &snap, base, delta_number, now, progress)?);
+        }
+        Ok(report)
+    }
+
+    /// Builds, for each of `kinds`, a delta CRL of the changes since its last full CRL.
+    pub fn build_delta(&self, kinds: &[CertKind], progress: &dyn Progress) -> Result<BuildReport> {
+        let mut report = BuildReport::default();
+        for &kind in kinds {
+            let issuer = self.issuer(kind)?;
+            let mut state = State::lock(&self.config.out_dir)?;
+            clean_stale(&self.dir(kind))?;
+            let base = state
+                .issuer(kind)
+                .base
+                .ok_or(Error::NoBase(kind.issuer_id()))?;
+            let snap = self.store.snapshot()?;
+            let number = state.reserve(kind, 1)?;
+            report.seq = snap.seq();
+            report.crls.push(self.delta_crl(
+                issuer,
+                &snap,
+                base,
+                number,
+                UnixTime::now(),
+                progress,
+            )?);
+        }
+        Ok(report)
+    }
+
+    fn finish(
+        &self,
+        issuer: &CrlIssuer,
+        name: CrlName,
+        body: crate::writer::Body,
+        this_update: UnixTime,
+        validity: Duration,
+        extensions: &[u8],
+        started: Instant,
+        progress: &dyn Progress,
+    ) -> Result<BuiltCrl> {
+        let dir = self.dir(issuer.kind);
+        let tmp = temp_path(&dir, "crl");
+        let entries = body.entries();
+        let tbs = TbsFields {
+            signature_algorithm: &issuer.sig_alg_der,
+            issuer: &issuer.name_der,
+            this_update,
+            next_update: add(this_update, validity),
+            extensions,
+        };
+        let bytes = match assemble(Some(body), &tbs, issuer.signer.as_ref(), &tmp) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let summary: CrlSummary = publish(
+            &tmp,
+            &dir.join(name.file_name()),
+            issuer.signer.public_key_der(),
+        )?;
+        debug_assert_eq!(summary.size, bytes);
+        let built = BuiltCrl {
+            kind: issuer.kind,
+            name,
+            number: summary.number,
+            entries,
+            bytes,
+            elapsed: started.elapsed(),
+        };
+        progress.published(&built);
+        tracing::info!(
+            issuer = issuer.kind.issuer_id(),
+            crl = %name,
+            number = built.number,
+            entries,
+            bytes,
+            millis = built.elapsed.as_millis() as u64,
+            "CRL published"
+        );
+        Ok(built)
+    }
+
+    fn full_crl(
+        &self,
+        issuer: &CrlIssuer,
+        snap: &Snapshot<'_>,
+        number: u64,
+        now: UnixTime,
+        cutoff: UnixTime,
+        progress: &dyn Progress,
+    ) -> Result<BuiltCrl> {
+        let started = Instant::now();
+        progress.started(issuer.kind, CrlName::Full);
+        let dir = self.dir(issuer.kind);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let body = self.write_body_parallel(snap, issuer.kind, &dir, cutoff, progress)?;
+        let freshest = self.config.public_base_url.as_deref().map(|base| {
+            format!(
+                "{}/crl/{}/delta.crl",
+                base.trim_end_matches('/'),
+                issuer.kind.issuer_id()
+            )
+        });
+        let exts = extensions::full(&issuer.key_id, number, freshest.as_deref())?;
+        self.finish(
+            issuer,
+            CrlName::Full,
+            body,
+            now,
+            self.config.full_validity,
+            &exts,
+            started,
+            progress,
+        )
+    }
+
+    /// Scans the issuer's whole index on this thread while another thread
+    /// encodes each batch with rayon and appends it to the body file.
+    fn write_body_parallel(
+        &self,
+        snap: &Snapshot<'_>,
+        kind: CertKind,
+        dir: &Path,
+        cutoff: UnixTime,
+        progress: &dyn Progress,
+    ) -> Result<crate::writer::Body> {
+        let mut body = BodyWriter::create(dir)?;
+        std::thread::scope(|s| {
+            let (tx, rx) = sync_channel::<RevokedBatch>(2);
+            let writer = s.spawn(move || -> Result<BodyWriter> {
+                for batch in rx {
+                    let chunks = batch.len().div_ceil(CHUNK);
+                    let encoded: Vec<Result<(Vec<u8>, u64)>> = (0..chunks)
+                        .into_par_iter()
+                        .map(|c| {
+                            encode_range(
+                                &batch,
+                                c * CHUNK..((c + 1) * CHUNK).min(batch.len()),
+                                cutoff,
+                            )
+                        })
+                        .collect();
+                    for part in encoded {
+                        let (buf, n) = part?;
+                        body.write(&buf, n)?;
+                    }
+                    progress.entries(batch.len() as u64);
+                }
+                Ok(body)
+            });
+            let scanned = snap.scan_revoked(kind, None, self.config.batch_size, |b| {
+                tx.send(b)
+                    .map_err(|_| Error::Internal("CRL encoder stopped"))
+            });
+            drop(tx);
+            let body = writer
+                .join()
+                .map_err(|_| Error::Internal("CRL encoder panicked"))?;
+            match (scanned, body) {
+                // The encoder's own error explains a closed channel better.
+                (_, Err(e)) => Err(e),
+                (Err(e), Ok(_)) => Err(e),
+                (Ok(_), Ok(body)) => body.finish(),
+            }
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn partition_crl(
+        &self,
+        issuer: &CrlIssuer,
+        snap: &Snapshot<'_>,
+        m: &Municipality,
+        number: u64,
+        now: UnixTime,
+        cutoff: UnixTime,
+        progress: &dyn Progress,
+    ) -> Result<BuiltCrl> {
+        let started = Instant::now();
+        let name = CrlName::Partition(m.code);
+        progress.started(issuer.kind, name);
+        let dir = self.dir(issuer.kind);
+        let mut body = BodyWriter::create(&dir)?;
+        snap.scan_revoked(
+            issuer.kind,
+            Some(m.code),
+            self.config.batch_size,
+            |batch| -> Result<()> {
+                let (buf, n) = encode_range(&batch, 0..batch.len(), cutoff)?;
+                body.write(&buf, n)?;
+                progress.entries(batch.len() as u64);
+                Ok(())
+            },
+        )?;
+        let dp = shikko_pki::crl_dp_name_for(issuer.kind, m)?;
+        let exts = extensions::partition(&issuer.key_id, number, dp)?;
+        self.finish(
+            issuer,
+            name,
+            body.finish()?,
+            now,
+            self.config.full_validity,
+            &exts,
+            started,
+            progress,
+        )
+    }
+
+    /// The changes of `issuer`'s certificates from `base.seq` to the
+    /// snapshot, one entry per certificate (its status at the snapshot); a
+    /// certificate back to good (a released hold) as removeFromCRL.
+    fn delta_crl(
+        &self,
+        issuer: &CrlIssuer,
+        snap: &Snapshot<'_>,
+        base: Base,
+        number: u64,
+        now: UnixTime,
+        progress: &dyn Progress,
+    ) -> Result<BuiltCrl> {
+        const PAGE: usize = 10_000;
+        let started = Instant::now();
+        progress.started(issuer.kind, CrlName::Delta);
+        let dir = self.dir(issuer.kind);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        // Bounded by one day's changes (what a delta carries), not by the population.
+        let mut latest: BTreeMap<Serial, (CertStatus, UnixTime, UnixTime)> = BTreeMap::new();
+        let mut from = base.seq + 1;
+        loop {
+            let page = snap.changes(from, PAGE)?;
+            let Some(last) = page.last() else { break };
+            from = last.seq + 1;
+            for rec in &page {
+                for c in rec.changes.iter().filter(|c| c.kind == issuer.kind) {
+                    latest.insert(c.serial, (c.status, c.not_after, rec.time));
+                }
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        let mut body = BodyWriter::create(&dir)?;
+        let mut buf = Vec::with_capacity(64 * 1024);
+        for (serial, (status, not_after, time)) in &latest {
+            if *not_after < base.this_update {
+                continue;
+            }
+            let fields = fields_of(serial, status).unwrap_or(EntryFields {
+                serial,
+                date: *time,
+                reason: Some(RevocationReason::RemoveFromCrl),
+                invalidity_date: None,
+            });
+            push_entry(&mut buf, &fields)?;
+            body.write(&buf, 1)?;
+            buf.clear();
+        }
+        progress.entries(body.entries());
+        let exts = extensions::delta(&issuer.key_id, number, base.number)?;
+        self.finish(
+            issuer,
+            CrlName::Delta,
+            body.finish()?,
+            now,
+            self.config.delta_validity,
+            &exts,
+            started,
+            progress,
+        )
+    }
+}

@@ -1,0 +1,214 @@
+//! What is published: the CRL files under the output directory, described by
+//! their own bytes (number, times, signature prefix for the ETag), rescanned
+//! when a build publishes or when a directory changes (a build by another
+//! process), and announced to watchers.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use shikko_core::CertKind;
+use tokio::sync::broadcast;
+
+use crate::build::CrlName;
+use crate::error::{Error, Result};
+use crate::verify::{CrlSummary, read_summary};
+
+/// Identity of one version of a file: a rename gives a new inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileKey {
+    ino: u64,
+    dev: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileKey {
+    pub(crate) fn of(meta: &fs::Metadata) -> FileKey {
+        FileKey {
+            ino: meta.ino(),
+            dev: meta.dev(),
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
+
+/// One published CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedCrl {
+    /// Issuer.
+    pub kind: CertKind,
+    /// Which CRL.
+    pub name: CrlName,
+    /// What its bytes say.
+    pub summary: CrlSummary,
+}
+
+impl PublishedCrl {
+    /// Its path under the HTTP root: `/crl/ISSUER/NAME.crl`.
+    pub fn url_path(&self) -> String {
+        format!("/crl/{}/{}", self.kind.issuer_id(), self.name.file_name())
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    files: BTreeMap<(CertKind, CrlName), (FileKey, PublishedCrl)>,
+    dir_mtimes: BTreeMap<CertKind, Option<SystemTime>>,
+}
+
+/// The published CRLs of an output directory.
+pub struct Catalog {
+    root: PathBuf,
+    inner: Mutex<Inner>,
+    tx: broadcast::Sender<PublishedCrl>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").field("root", &self.root).finish()
+    }
+}
+
+impl Catalog {
+    /// The catalog of `root` (the builder's output directory), scanned now.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Arc<Catalog>> {
+        let (tx, _) = broadcast::channel(4096);
+        let c = Arc::new(Catalog {
+            root: root.into(),
+            inner: Mutex::new(Inner::default()),
+            tx,
+        });
+        c.rescan(true)?;
+        Ok(c)
+    }
+
+    /// The output directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The path of a CRL file.
+    pub fn path_of(&self, kind: CertKind, name: CrlName) -> PathBuf {
+        self.root.join(kind.issuer_id()).join(name.file_name())
+    }
+
+    /// Receives every CRL published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<PublishedCrl> {
+        self.tx.subscribe()
+    }
+
+    /// The published CRLs (of one issuer, or all), ordered by issuer and name.
+    pub fn list(&self, kind: Option<CertKind>) -> Vec<PublishedCrl> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .files
+            .values()
+            .filter(|(_, p)| kind.is_none_or(|k| p.kind == k))
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    /// The description of the file version `meta` describes (an open file's
+    /// metadata), from the cache or read from `path`.
+    pub(crate) fn describe(
+        &self,
+        kind: CertKind,
+        name: CrlName,
+        path: &Path,
+        meta: &fs::Metadata,
+    ) -> Result<PublishedCrl> {
+        let key = FileKey::of(meta);
+        {
+            let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((k, p)) = inner.files.get(&(kind, name))
+                && *k == key
+            {
+                return Ok(p.clone());
+            }
+        }
+        let summary = read_summary(path)?;
+        if summary.size != key.size {
+            return Err(Error::malformed(path, "replaced while being read"));
+        }
+        Ok(PublishedCrl {
+            kind,
+            name,
+            summary,
+        })
+    }
+
+    /// Re-reads every issuer directory whose modification time changed (or
+    /// all, with `force`); announces new and changed CRLs. Returns how many changed.
+    pub fn rescan(&self, force: bool) -> Result<usize> {
+        let mut changed = Vec::new();
+        for kind in CertKind::ALL {
+            let dir = self.root.join(kind.issuer_id());
+            let mtime = fs::metadata(&dir).and_then(|m| m.modified()).ok();
+            {
+                let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                if !force && inner.dir_mtimes.get(&kind) == Some(&mtime) {
+                    continue;
+                }
+            }
+            let mut seen = Vec::new();
+            if let Ok(entries) = fs::read_dir(&dir) {
+                for entry in entries.flatten() {
+                    let file_name = entry.file_name();
+                    let Some(stem) = file_name.to_str().and_then(|n| n.strip_suffix(".crl")) else {
+                        continue;
+                    };
+                    let Some(name) = CrlName::parse(stem) else {
+                        continue;
+                    };
+                    let path = entry.path();
+                    let Ok(meta) = fs::metadata(&path) else {
+                        continue;
+                    };
+                    let key = FileKey::of(&meta);
+                    seen.push(name);
+                    let known = {
+                        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                        inner
+                            .files
+                            .get(&(kind, name))
+                            .is_some_and(|(k, _)| *k == key)
+                    };
+                    if known {
+                        continue;
+                    }
+                    match read_summary(&path) {
+                        Ok(summary) => {
+                            let p = PublishedCrl {
+                                kind,
+                                name,
+                                summary,
+                            };
+                            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                            inner.files.insert((kind, name), (key, p.clone()));
+                            changed.push(p);
+                        }
+                        Err(e) => {
+                            tracing::warn!(file = %path.display(), error = %e, "unreadable CRL file not listed")
+                        }
+                    }
+                }
+            }
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            inner
+                .files
+                .retain(|(k, n), _| *k != kind || seen.contains(n));
+            inner.dir_mtimes.insert(kind, mtime);
+        }
+        let n = changed.len();
+        for p in changed {
+            // No receiver is not an error.
+            let _ = self.tx.send(p);
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,276 @@
+//! gRPC publication (`shikko.v1.CrlPublisher`): list, chunked download,
+//! watch for new CRLs, and builds on demand.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use shikko_core::CertKind;
+use shikko_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::build::CrlName;
+use crate::catalog::PublishedCrl;
+use crate::error::Error;
+use crate::role::{BuildKind, CrlRole};
+
+const DEFAULT_CHUNK: usize = 1 << 20;
+const MAX_CHUNK: usize = 4 << 20;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn kind_from_pb(issuer: i32) -> Result<CertKind, Status> {
+    match pb::Issuer::try_from(issuer) {
+        Ok(pb::Issuer::Sign) => Ok(CertKind::CardSigning),
+        Ok(pb::Issuer::Auth) => Ok(CertKind::CardAuth),
+        Ok(pb::Issuer::PhoneSign) => Ok(CertKind::PhoneSigning),
+        Ok(pb::Issuer::PhoneAuth) => Ok(CertKind::PhoneAuth),
+        _ => Err(Status::invalid_argument(format!(
+            "issuer {issuer} is not one of sign (1), auth (2), phone-sign (3), phone-auth (4)"
+        ))),
+    }
+}
+
+fn kind_to_pb(kind: CertKind) -> pb::Issuer {
+    match kind {
+        CertKind::CardSigning => pb::Issuer::Sign,
+        CertKind::CardAuth => pb::Issuer::Auth,
+        CertKind::PhoneSigning => pb::Issuer::PhoneSign,
+        CertKind::PhoneAuth => pb::Issuer::PhoneAuth,
+    }
+}
+
+fn info(p: &PublishedCrl) -> pb::CrlInfo {
+    pb::CrlInfo {
+        issuer: kind_to_pb(p.kind) as i32,
+        name: p.name.to_string(),
+        crl_number: p.summary.number,
+        delta_base: p.summary.delta_base,
+        this_update: p.summary.this_update.0,
+        next_update: p.summary.next_update.map_or(0, |t| t.0),
+        size: p.summary.size,
+        etag: p.summary.etag(),
+        path: p.url_path(),
+    }
+}
+
+fn status_of(e: Error) -> Status {
+    match e {
+        Error::Busy(_) => Status::unavailable(e.to_string()),
+        Error::NoBase(_) => Status::failed_precondition(e.to_string()),
+        Error::UnknownIssuer(_) => Status::invalid_argument(e.to_string()),
+        Error::NumberNotIncreasing { .. } => Status::failed_precondition(e.to_string()),
+        e => Status::internal(e.to_string()),
+    }
+}
+
+/// The `CrlPublisher` service of a crl role.
+#[derive(Debug, Clone)]
+pub struct CrlService {
+    role: Arc<CrlRole>,
+}
+
+impl CrlService {
+    /// The service over `role`.
+    pub fn new(role: Arc<CrlRole>) -> CrlService {
+        CrlService { role }
+    }
+
+    /// As a tonic service.
+    pub fn into_service(self) -> pb::crl_publisher_server::CrlPublisherServer<CrlService> {
+        pb::crl_publisher_server::CrlPublisherServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::crl_publisher_server::CrlPublisher for CrlService {
+    async fn list(
+        &self,
+        req: Request<pb::ListCrlsRequest>,
+    ) -> Result<Response<pb::ListCrlsResponse>, Status> {
+        let kind = req.into_inner().issuer.map(kind_from_pb).transpose()?;
+        let crls = self.role.catalog().list(kind).iter().map(info).collect();
+        Ok(Response::new(pb::ListCrlsResponse { crls }))
+    }
+
+    type DownloadStream = BoxStream<pb::CrlChunk>;
+
+    async fn download(
+        &self,
+        req: Request<pb::DownloadCrlRequest>,
+    ) -> Result<Response<Self::DownloadStream>, Status> {
+        let req = req.into_inner();
+        let kind = kind_from_pb(req.issuer)?;
+        let name = CrlName::parse(&req.name).ok_or_else(|| {
+            Status::invalid_argument("name must be full, delta or a 6-digit partition")
+        })?;
+        let chunk = match req.chunk_size as usize {
+            0 => DEFAULT_CHUNK,
+            n => n.min(MAX_CHUNK),
+        };
+        let catalog = self.role.catalog().clone();
+        let path = catalog.path_of(kind, name);
+        let (file, published) = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&path)?;
+            let meta = f.metadata()?;
+            let p = catalog
+                .describe(kind, name, &path, &meta)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok::<_, std::io::Error>((f, p))
+        })
+        .await
+        .map_err(|_| Status::internal("CRL read task failed"))?
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Status::not_found(format!("{}/{} is not published", kind.issuer_id(), name))
+            } else {
+                Status::internal("the CRL cannot be read")
+            }
+        })?;
+        let first = info(&published);
+        let (tx, rx) = mpsc::channel(4);
+        if req.if_none_match.as_deref() == Some(first.etag.as_str()) {
+            let _ = tx
+                .send(Ok(pb::CrlChunk {
+                    info: Some(first),
+                    data: Vec::new(),
+                    offset: 0,
+                    not_modified: true,
+                }))
+                .await;
+        } else {
+            // Reads on a blocking thread from the opened file: a rebuild
+            // renaming a new CRL in place does not disturb this download.
+            tokio::task::spawn_blocking(move || {
+                let mut file = file;
+                let mut info = Some(first);
+                let mut offset = 0u64;
+                if file.seek(SeekFrom::Start(0)).is_err() {
+                    let _ = tx.blocking_send(Err(Status::internal("the CRL cannot be read")));
+                    return;
+                }
+                loop {
+                    let mut buf = vec![0u8; chunk];
+                    let mut filled = 0;
+                    while filled < chunk {
+                        match file.read(&mut buf[filled..]) {
+                            Ok(0) => break,
+                            Ok(n) => filled += n,
+                            Err(_) => {
+                                let _ = tx
+                                    .blocking_send(Err(Status::internal("the CRL cannot be read")));
+                                return;
+                            }
+                        }
+                    }
+                    if filled == 0 && info.is_none() {
+                        return;
+                    }
+                    buf.truncate(filled);
+                    let msg = pb::CrlChunk {
+                        info: info.take(),
+                        data: buf,
+                        offset,
+                        not_modified: false,
+                    };
+                    offset += filled as u64;
+                    if tx.blocking_send(Ok(msg)).is_err() || filled < chunk {
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type WatchStream = BoxStream<pb::CrlInfo>;
+
+    async fn watch(
+        &self,
+        req: Request<pb::WatchCrlsRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let req = req.into_inner();
+        let kind = req.issuer.map(kind_from_pb).transpose()?;
+        // Subscribe before listing, so nothing published in between is missed.
+        let mut sub = self.role.catalog().subscribe();
+        let current = if req.send_current {
+            self.role.catalog().list(kind)
+        } else {
+            Vec::new()
+        };
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            for p in current {
+                if tx.send(Ok(info(&p))).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    got = sub.recv() => match got {
+                        Ok(p) if kind.is_none_or(|k| k == p.kind) => {
+                            if tx.send(Ok(info(&p))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            let _ = tx
+                                .send(Err(Status::data_loss(format!(
+                                    "{n} notices were dropped while this watcher lagged; List, then Watch again"
+                                ))))
+                                .await;
+                            return;
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn build(
+        &self,
+        req: Request<pb::BuildCrlsRequest>,
+    ) -> Result<Response<pb::BuildCrlsResponse>, Status> {
+        let req = req.into_inner();
+        let kind = match pb::BuildKind::try_from(req.kind) {
+            Ok(pb::BuildKind::Full) => BuildKind::Full,
+            Ok(pb::BuildKind::Delta) => BuildKind::Delta,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "kind must be FULL (1) or DELTA (2)",
+                ));
+            }
+        };
+        let kinds = if req.issuers.is_empty() {
+            self.role.kinds()
+        } else {
+            req.issuers
+                .iter()
+                .map(|i| kind_from_pb(*i))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let report = self.role.build(kind, &kinds).await.map_err(status_of)?;
+        Ok(Response::new(pb::BuildCrlsResponse {
+            seq: report.seq,
+            crls: report
+                .crls
+                .iter()
+                .map(|c| pb::BuiltCrl {
+                    issuer: kind_to_pb(c.kind) as i32,
+                    name: c.name.to_string(),
+                    crl_number: c.number,
+                    entries: c.entries,
+                    bytes: c.bytes,
+                    millis: c.elapsed.as_millis() as u64,
+                })
+                .collect(),
+        }))
+    }
+}

@@ -1,0 +1,46 @@
+//! # shikko-crl
+//!
+//! Shikko's CRL builder and publisher: X.509 v2 CRLs (RFC 5280) per issuer
+//! (`full.crl`), per municipality partition (`NNNNNN.crl`) and as deltas
+//! (`delta.crl`), built from the store's revoked index without ever holding a
+//! CRL in memory, published by atomic rename, and served over HTTP (with
+//! caching headers) and gRPC.
+//!
+//! How a full CRL is built (see `writer` for the file layout):
+//! 1. a consistent snapshot of the store is taken (its feed position becomes
+//!    the base of later deltas);
+//! 2. the issuer's revoked index is scanned in batches on one thread, while
+//!    another encodes each batch with rayon and appends it to a body file;
+//! 3. the CRL file is assembled around the body and hashed in one pass,
+//!    signed by digest (`Signer::sign_sha256_digest`);
+//! 4. the new file is re-read whole: every entry's structure, the hash, the
+//!    signature against the issuer's key; its CRL number must exceed the
+//!    published one's;
+//! 5. it is renamed over the published file.
+//!
+//! Memory stays at a few batches whatever the number of entries.
+#![forbid(unsafe_code)]
+
+mod build;
+mod catalog;
+mod der;
+pub mod error;
+mod extensions;
+pub mod grpc;
+pub mod http;
+mod publish;
+pub mod role;
+mod state;
+mod verify;
+mod writer;
+
+pub use build::{
+    BuildReport, Builder, BuiltCrl, CrlConfig, CrlIssuer, CrlName, NoProgress, Progress,
+};
+pub use catalog::{Catalog, PublishedCrl};
+pub use error::{Error, Result};
+pub use extensions::ID_CE_ISSUING_DISTRIBUTION_POINT;
+pub use publish::FAILPOINT_ENV;
+pub use role::{BuildKind, CrlRole, Schedule};
+pub use state::{Base, IssuerState, read_issuer_state};
+pub use verify::{CrlSummary, read_summary, verify_file};

@@ -1,0 +1,73 @@
+//! Publishing: check the new file whole, refuse a CRL number that does not
+//! increase, then rename it over the published one. A reader that opened the
+//! old file keeps reading the old bytes; a new reader gets the new file: no
+//! one ever sees a partial CRL. A crash before the rename leaves the old CRL
+//! in place and a temporary file that the next build removes.
+
+use std::fs;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::state::sync_dir;
+use crate::verify::{CrlSummary, read_summary, verify_file};
+use crate::writer::TMP_PREFIX;
+
+/// Environment variable naming a crash point, for crash tests: when it is
+/// `crl-before-rename`, the process aborts after a CRL is written and checked
+/// but before it is published.
+pub const FAILPOINT_ENV: &str = "SHIKKO_FAILPOINT";
+
+fn failpoint(name: &str) {
+    if std::env::var_os(FAILPOINT_ENV).is_some_and(|v| v == name) {
+        tracing::error!(failpoint = name, "failpoint reached: aborting");
+        std::process::abort();
+    }
+}
+
+/// Removes temporary files left in `dir` by an interrupted build.
+pub(crate) fn clean_stale(dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            tracing::warn!(file = %entry.path().display(), "removing a temporary file of an interrupted build");
+            fs::remove_file(entry.path()).map_err(|e| Error::io(&entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Verifies `tmp` against the issuer's key and renames it to `dest` if its
+/// CRL number is greater than the published one's. `tmp` is removed on refusal.
+pub(crate) fn publish(tmp: &Path, dest: &Path, issuer_spki: &[u8]) -> Result<CrlSummary> {
+    let result = (|| {
+        let new = verify_file(tmp, issuer_spki)?;
+        match read_summary(dest) {
+            Ok(old) if old.number >= new.number => {
+                return Err(Error::NumberNotIncreasing {
+                    path: dest.to_path_buf(),
+                    published: old.number,
+                    new: new.number,
+                });
+            }
+            Ok(_) => {}
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                // An unreadable published file is replaced, loudly.
+                tracing::warn!(file = %dest.display(), error = %e, "replacing an unreadable published CRL");
+            }
+        }
+        failpoint("crl-before-rename");
+        fs::rename(tmp, dest).map_err(|e| Error::io(dest, e))?;
+        sync_dir(dest.parent().unwrap_or(Path::new("."))).map_err(|e| Error::io(dest, e))?;
+        Ok(new)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    result
+}

@@ -1,0 +1,283 @@
+//! The `crl` role: a builder, the catalog of what it published, builds on
+//! demand and on a schedule (full daily, delta more often), and metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+use shikko_core::{CertKind, UnixTime};
+use tokio::sync::Mutex;
+
+use crate::build::{BuildReport, Builder, CrlName, NoProgress};
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::state::read_issuer_state;
+
+/// What to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildKind {
+    /// Full CRLs, every partition, and a fresh delta.
+    Full,
+    /// A delta against the last full CRL.
+    Delta,
+}
+
+/// When the scheduler builds.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// Full CRLs this often (default daily).
+    pub full_every: Duration,
+    /// Delta CRLs this often (default 15 minutes).
+    pub delta_every: Duration,
+    /// How often to look for CRLs published by another process (default 2 s).
+    pub rescan_every: Duration,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            full_every: Duration::from_secs(24 * 3600),
+            delta_every: Duration::from_secs(15 * 60),
+            rescan_every: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Metrics {
+    builds: IntCounterVec,
+    failures: IntCounterVec,
+    seconds: HistogramVec,
+    entries: IntGaugeVec,
+    number: IntGaugeVec,
+    next_update: GaugeVec,
+}
+
+impl Metrics {
+    fn new(registry: &Registry) -> prometheus::Result<Metrics> {
+        let m = Metrics {
+            builds: IntCounterVec::new(
+                Opts::new(
+                    "shikko_crl_builds_total",
+                    "CRL builds by issuer and kind (full, delta)",
+                ),
+                &["issuer", "kind"],
+            )?,
+            failures: IntCounterVec::new(
+                Opts::new(
+                    "shikko_crl_build_failures_total",
+                    "Failed CRL builds by issuer and kind",
+                ),
+                &["issuer", "kind"],
+            )?,
+            seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "shikko_crl_build_seconds",
+                    "Wall time of one CRL's build by issuer and CRL (full, delta, partition)",
+                )
+                .buckets(vec![
+                    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                ]),
+                &["issuer", "crl"],
+            )?,
+            entries: IntGaugeVec::new(
+                Opts::new(
+                    "shikko_crl_entries",
+                    "Entries of the published full and delta CRLs",
+                ),
+                &["issuer", "crl"],
+            )?,
+            number: IntGaugeVec::new(
+                Opts::new(
+                    "shikko_crl_number",
+                    "cRLNumber of the published full and delta CRLs",
+                ),
+                &["issuer", "crl"],
+            )?,
+            next_update: GaugeVec::new(
+                Opts::new(
+                    "shikko_crl_next_update_timestamp_seconds",
+                    "nextUpdate of the published full and delta CRLs (alert when time() passes it)",
+                ),
+                &["issuer", "crl"],
+            )?,
+        };
+        registry.register(Box::new(m.builds.clone()))?;
+        registry.register(Box::new(m.failures.clone()))?;
+        registry.register(Box::new(m.seconds.clone()))?;
+        registry.register(Box::new(m.entries.clone()))?;
+        registry.register(Box::new(m.number.clone()))?;
+        registry.register(Box::new(m.next_update.clone()))?;
+        Ok(m)
+    }
+}
+
+/// The crl role.
+pub struct CrlRole {
+    builder: Arc<Builder>,
+    catalog: Arc<Catalog>,
+    lock: Mutex<()>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for CrlRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrlRole")
+            .field("builder", &self.builder)
+            .finish()
+    }
+}
+
+impl CrlRole {
+    /// The role over `builder`, publishing into its output directory; metrics go to `registry`.
+    pub fn new(builder: Builder, registry: &Registry) -> Result<Arc<CrlRole>> {
+        let catalog = Catalog::open(builder.config().out_dir.clone())?;
+        let metrics =
+            Metrics::new(registry).map_err(|_| Error::Input("CRL metrics registered twice"))?;
+        Ok(Arc::new(CrlRole {
+            builder: Arc::new(builder),
+            catalog,
+            lock: Mutex::new(()),
+            metrics,
+        }))
+    }
+
+    /// The catalog of published CRLs.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The issuers this role builds for.
+    pub fn kinds(&self) -> Vec<CertKind> {
+        self.builder.kinds()
+    }
+
+    /// Builds now (one build at a time; callers queue), then refreshes the catalog.
+    pub async fn build(&self, kind: BuildKind, kinds: &[CertKind]) -> Result<BuildReport> {
+        let _guard = self.lock.lock().await;
+        let builder = self.builder.clone();
+        let list = kinds.to_vec();
+        let report = tokio::task::spawn_blocking(move || match kind {
+            BuildKind::Full => builder.build_full(&list, &NoProgress),
+            BuildKind::Delta => builder.build_delta(&list, &NoProgress),
+        })
+        .await
+        .map_err(|_| Error::Internal("CRL build task failed"))?;
+        let label = match kind {
+            BuildKind::Full => "full",
+            BuildKind::Delta => "delta",
+        };
+        match &report {
+            Ok(r) => {
+                for k in kinds {
+                    self.metrics
+                        .builds
+                        .with_label_values(&[k.issuer_id(), label])
+                        .inc();
+                }
+                for c in &r.crls {
+                    let crl = match c.name {
+                        CrlName::Full => "full",
+                        CrlName::Delta => "delta",
+                        CrlName::Partition(_) => "partition",
+                    };
+                    let issuer = c.kind.issuer_id();
+                    self.metrics
+                        .seconds
+                        .with_label_values(&[issuer, crl])
+                        .observe(c.elapsed.as_secs_f64());
+                    if crl != "partition" {
+                        self.metrics
+                            .entries
+                            .with_label_values(&[issuer, crl])
+                            .set(c.entries as i64);
+                        self.metrics
+                            .number
+                            .with_label_values(&[issuer, crl])
+                            .set(c.number as i64);
+                        let validity = if crl == "full" {
+                            self.builder.config().full_validity
+                        } else {
+                            self.builder.config().delta_validity
+                        };
+                        self.metrics
+                            .next_update
+                            .with_label_values(&[issuer, crl])
+                            .set((UnixTime::now().0 + validity.as_secs() as i64) as f64);
+                    }
+                }
+            }
+            Err(e) => {
+                for k in kinds {
+                    self.metrics
+                        .failures
+                        .with_label_values(&[k.issuer_id(), label])
+                        .inc();
+                }
+                tracing::error!(kind = label, error = %e, "CRL build failed");
+            }
+        }
+        if let Err(e) = self.catalog.rescan(false) {
+            tracing::warn!(error = %e, "CRL catalog rescan failed");
+        }
+        report
+    }
+
+    /// Runs the schedule until `stop` resolves: a full build at start when an
+    /// issuer has none (or its last is older than `full_every`), then deltas
+    /// every `delta_every` and full builds every `full_every`.
+    pub async fn run_schedule(
+        self: Arc<Self>,
+        schedule: Schedule,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        let kinds = self.kinds();
+        let now = UnixTime::now().0;
+        let out = self.builder.config().out_dir.clone();
+        // Seconds since each issuer's last full CRL (None: never built).
+        let age = |k: CertKind| {
+            read_issuer_state(&out, k)
+                .ok()
+                .and_then(|s| s.base)
+                .map(|b| (now - b.this_update.0).max(0) as u64)
+        };
+        let full_every = schedule.full_every.max(Duration::from_secs(1));
+        let overdue: Vec<CertKind> = kinds
+            .iter()
+            .copied()
+            .filter(|k| age(*k).is_none_or(|a| a >= full_every.as_secs()))
+            .collect();
+        if !overdue.is_empty() {
+            let _ = self.build(BuildKind::Full, &overdue).await;
+        }
+        let oldest = kinds.iter().filter_map(|k| age(*k)).max().unwrap_or(0);
+        let mut next_full = Instant::now() + full_every.saturating_sub(Duration::from_secs(oldest));
+        let mut next_delta = Instant::now() + schedule.delta_every;
+        let mut next_scan = Instant::now() + schedule.rescan_every;
+        loop {
+            let wake = next_full.min(next_delta).min(next_scan);
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            let t = Instant::now();
+            if t >= next_full {
+                let _ = self.build(BuildKind::Full, &kinds).await;
+                next_full = Instant::now() + full_every;
+                next_delta = Instant::now() + schedule.delta_every;
+            } else if t >= next_delta {
+                let _ = self.build(BuildKind::Delta, &kinds).await;
+                next_delta = Instant::now() + schedule.delta_every;
+            }
+            if t >= next_scan {
+                if let Err(e) = self.catalog.rescan(false) {
+                    tracing::warn!(error = %e, "CRL catalog rescan failed");
+                }
+                next_scan = Instant::now() + schedule.rescan_every;
+            }
+        }
+    }
+}

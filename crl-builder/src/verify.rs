@@ -1,0 +1,476 @@
+//! Reading a CRL file back without holding it in memory: a full check before
+//! publishing (structure of every entry, SHA-256 of the TBSCertList, the
+//! signature against the issuer's key) and a quick summary for serving (the
+//! entries are skipped by seeking, so a 1 GB CRL is summarised in microseconds).
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek};
+use std::path::Path;
+
+use aws_lc_rs::digest;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+use const_oid::db::rfc5280::{ID_CE_CRL_NUMBER, ID_CE_DELTA_CRL_INDICATOR};
+use der::Decode;
+use shikko_core::UnixTime;
+use shikko_pki::KeyAlgorithm;
+use spki::SubjectPublicKeyInfoRef;
+use x509_cert::ext::Extensions;
+
+use crate::der::{
+    TAG_BIT_STRING, TAG_CONTEXT_0, TAG_GENERALIZED_TIME, TAG_INTEGER, TAG_SEQUENCE, TAG_UTC_TIME,
+};
+use crate::error::{Error, Result};
+
+/// What a published CRL says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlSummary {
+    /// The cRLNumber.
+    pub number: u64,
+    /// The deltaCRLIndicator's base CRL number, for a delta CRL.
+    pub delta_base: Option<u64>,
+    /// thisUpdate.
+    pub this_update: UnixTime,
+    /// nextUpdate.
+    pub next_update: Option<UnixTime>,
+    /// Number of entries (known after a full check; `None` from a quick summary).
+    pub entries: Option<u64>,
+    /// File size in octets.
+    pub size: u64,
+    /// The first octets of the signature: a content-derived tag for ETags.
+    pub signature_prefix: [u8; 8],
+}
+
+impl CrlSummary {
+    /// The HTTP entity tag of this CRL (quoted): the CRL number and signature
+    /// prefix, so replicas serving the same bytes agree on it.
+    pub fn etag(&self) -> String {
+        let mut s = format!("\"{:x}-", self.number);
+        for b in self.signature_prefix {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s.push('"');
+        s
+    }
+}
+
+struct Reader<R> {
+    inner: R,
+    pos: u64,
+    hash: Option<digest::Context>,
+}
+
+impl<R: Read + Seek> Reader<R> {
+    fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read_exact(buf)?;
+        self.pos += buf.len() as u64;
+        if let Some(h) = self.hash.as_mut() {
+            h.update(buf);
+        }
+        Ok(())
+    }
+
+    fn byte(&mut self) -> std::io::Result<u8> {
+        let mut b = [0u8; 1];
+        self.read_exact(&mut b)?;
+        Ok(b[0])
+    }
+
+    fn skip(&mut self, n: u64) -> std::io::Result<()> {
+        self.inner.seek_relative(n as i64)?;
+        self.pos += n;
+        Ok(())
+    }
+}
+
+/// Reads a tag and a DER length.
+fn read_header<R: Read + Seek>(r: &mut Reader<R>, path: &Path) -> Result<(u8, u64)> {
+    let io = |e| Error::io(path, e);
+    let tag = r.byte().map_err(io)?;
+    let first = r.byte().map_err(io)?;
+    let len = if first < 0x80 {
+        u64::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 8 {
+            return Err(Error::malformed(path, "unsupported length encoding"));
+        }
+        let mut buf = [0u8; 8];
+        r.read_exact(&mut buf[8 - n..]).map_err(io)?;
+        let len = u64::from_be_bytes(buf);
+        if buf[8 - n] == 0 || len < 0x80 {
+            return Err(Error::malformed(path, "length not in minimal DER form"));
+        }
+        len
+    };
+    Ok((tag, len))
+}
+
+fn expect_header<R: Read + Seek>(
+    r: &mut Reader<R>,
+    path: &Path,
+    tag: u8,
+    what: &str,
+) -> Result<u64> {
+    let (t, len) = read_header(r, path)?;
+    if t != tag {
+        return Err(Error::malformed(
+            path,
+            format!("{what}: expected tag {tag:#04x}, found {t:#04x}"),
+        ));
+    }
+    Ok(len)
+}
+
+fn read_content<R: Read + Seek>(
+    r: &mut Reader<R>,
+    path: &Path,
+    len: u64,
+    max: u64,
+    what: &str,
+) -> Result<Vec<u8>> {
+    if len > max {
+        return Err(Error::malformed(
+            path,
+            format!("{what} is implausibly long"),
+        ));
+    }
+    let mut v = vec![0u8; len as usize];
+    r.read_exact(&mut v).map_err(|e| Error::io(path, e))?;
+    Ok(v)
+}
+
+fn two(b: &[u8]) -> Option<u8> {
+    match b {
+        [a @ b'0'..=b'9', c @ b'0'..=b'9'] => Some((a - b'0') * 10 + (c - b'0')),
+        _ => None,
+    }
+}
+
+/// Parses UTCTime / GeneralizedTime content in the `...Z` form RFC 5280 requires.
+fn parse_time(tag: u8, v: &[u8]) -> Option<UnixTime> {
+    let (year, rest) = match (tag, v.len()) {
+        (TAG_UTC_TIME, 13) => {
+            let yy = i64::from(two(&v[0..2])?);
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &v[2..])
+        }
+        (TAG_GENERALIZED_TIME, 15) => (
+            i64::from(two(&v[0..2])?) * 100 + i64::from(two(&v[2..4])?),
+            &v[4..],
+        ),
+        _ => return None,
+    };
+    if rest[10] != b'Z' {
+        return None;
+    }
+    let (mo, d, h, mi, s) = (
+        two(&rest[0..2])?,
+        two(&rest[2..4])?,
+        two(&rest[4..6])?,
+        two(&rest[6..8])?,
+        two(&rest[8..10])?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
+    let day = UnixTime::from_civil(year, mo, d).0;
+    Some(UnixTime(
+        day + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s),
+    ))
+}
+
+fn read_time<R: Read + Seek>(
+    r: &mut Reader<R>,
+    path: &Path,
+    tag: u8,
+    len: u64,
+    what: &str,
+) -> Result<UnixTime> {
+    let v = read_content(r, path, len, 32, what)?;
+    parse_time(tag, &v).ok_or_else(|| Error::malformed(path, format!("{what} is not a valid time")))
+}
+
+fn uint_u64(bytes: &[u8]) -> Option<u64> {
+    let bytes = match bytes {
+        [0, rest @ ..] if !rest.is_empty() => rest,
+        b => b,
+    };
+    if bytes.len() > 8 {
+        return None;
+    }
+    let mut buf = [0u8; 8];
+    buf[8 - bytes.len()..].copy_from_slice(bytes);
+    Some(u64::from_be_bytes(buf))
+}
+
+/// How far to read.
+enum Mode<'a> {
+    /// Walk every entry and verify the signature with this SubjectPublicKeyInfo.
+    Verify(&'a [u8]),
+    /// Seek past the entries; no signature check.
+    Summary,
+}
+
+fn read(path: &Path, mode: Mode<'_>) -> Result<CrlSummary> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let verify = matches!(mode, Mode::Verify(_));
+    let mut r = Reader {
+        inner: BufReader::with_capacity(1 << 20, file),
+        pos: 0,
+        hash: None,
+    };
+    let outer = expect_header(&mut r, path, TAG_SEQUENCE, "CertificateList")?;
+    if r.pos + outer != size {
+        return Err(Error::malformed(
+            path,
+            "the CertificateList length is not the file's",
+        ));
+    }
+    if verify {
+        r.hash = Some(digest::Context::new(&digest::SHA256));
+    }
+    let tbs_len = expect_header(&mut r, path, TAG_SEQUENCE, "TBSCertList")?;
+    let tbs_end = r.pos + tbs_len;
+    let version = expect_header(&mut r, path, TAG_INTEGER, "version")?;
+    if read_content(&mut r, path, version, 4, "version")? != [1] {
+        return Err(Error::malformed(path, "not a v2 CRL"));
+    }
+    let alg_len = expect_header(&mut r, path, TAG_SEQUENCE, "signature")?;
+    let tbs_alg = read_content(&mut r, path, alg_len, 64, "signature algorithm")?;
+    let issuer_len = expect_header(&mut r, path, TAG_SEQUENCE, "issuer")?;
+    read_content(&mut r, path, issuer_len, 64 << 10, "issuer")?;
+    let (tag, len) = read_header(&mut r, path)?;
+    let this_update = read_time(&mut r, path, tag, len, "thisUpdate")?;
+    let mut next_update = None;
+    let mut entries = None;
+    let mut extensions = None;
+    while r.pos < tbs_end {
+        let (tag, len) = read_header(&mut r, path)?;
+        match tag {
+            TAG_UTC_TIME | TAG_GENERALIZED_TIME if next_update.is_none() && entries.is_none() => {
+                next_update = Some(read_time(&mut r, path, tag, len, "nextUpdate")?);
+            }
+            TAG_SEQUENCE if entries.is_none() && extensions.is_none() => {
+                if len == 0 {
+                    return Err(Error::malformed(path, "an empty revokedCertificates list"));
+                }
+                if verify {
+                    entries = Some(walk_entries(&mut r, path, len)?);
+                } else {
+                    r.skip(len).map_err(|e| Error::io(path, e))?;
+                    entries = Some(0);
+                }
+            }
+            TAG_CONTEXT_0 if extensions.is_none() => {
+                extensions = Some(read_content(&mut r, path, len, 1 << 20, "crlExtensions")?);
+            }
+            _ => {
+                return Err(Error::malformed(
+                    path,
+                    format!("unexpected field {tag:#04x} in TBSCertList"),
+                ));
+            }
+        }
+    }
+    if r.pos != tbs_end {
+        return Err(Error::malformed(path, "TBSCertList overruns its length"));
+    }
+    let tbs_digest = r.hash.take().map(digest::Context::finish);
+    let alg_len = expect_header(&mut r, path, TAG_SEQUENCE, "signatureAlgorithm")?;
+    if read_content(&mut r, path, alg_len, 64, "signature algorithm")? != tbs_alg {
+        return Err(Error::malformed(
+            path,
+            "signatureAlgorithm differs from the TBSCertList's",
+        ));
+    }
+    let sig_len = expect_header(&mut r, path, TAG_BIT_STRING, "signatureValue")?;
+    let sig = read_content(&mut r, path, sig_len, 4096, "signatureValue")?;
+    if r.pos != size {
+        return Err(Error::malformed(
+            path,
+            "trailing octets after the CertificateList",
+        ));
+    }
+    let Some((&0, sig)) = sig.split_first() else {
+        return Err(Error::malformed(path, "signatureValue has unused bits"));
+    };
+    if sig.len() < 8 {
+        return Err(Error::malformed(path, "signatureValue too short"));
+    }
+
+    let ext_der = extensions.ok_or_else(|| Error::malformed(path, "no crlExtensions"))?;
+    let exts = Extensions::from_der(&ext_der)
+        .map_err(|e| Error::malformed(path, format!("crlExtensions: {e}")))?;
+    let mut number = None;
+    let mut delta_base = None;
+    for e in &exts {
+        if e.extn_id == ID_CE_CRL_NUMBER {
+            let n = der::asn1::Uint::from_der(e.extn_value.as_bytes())?;
+            number = uint_u64(n.as_bytes());
+        } else if e.extn_id == ID_CE_DELTA_CRL_INDICATOR {
+            let n = der::asn1::Uint::from_der(e.extn_value.as_bytes())?;
+            delta_base = Some(
+                uint_u64(n.as_bytes())
+                    .ok_or_else(|| Error::malformed(path, "base CRL number too large"))?,
+            );
+        }
+    }
+    let number = number.ok_or_else(|| Error::malformed(path, "no cRLNumber"))?;
+
+    if let (Mode::Verify(spki), Some(d)) = (mode, tbs_digest) {
+        let key = SubjectPublicKeyInfoRef::from_der(spki)?;
+        let bits = key
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| Error::malformed(path, "issuer key has unused bits"))?;
+        let alg = if key.algorithm.oid == const_oid::db::rfc5912::RSA_ENCRYPTION {
+            KeyAlgorithm::Rsa2048
+        } else {
+            KeyAlgorithm::EcdsaP256
+        };
+        let expected_alg = der::Encode::to_der(&alg.signature_algorithm())?;
+        if expected_alg.get(2..) != Some(tbs_alg.as_slice()) {
+            return Err(Error::malformed(
+                path,
+                "signature algorithm does not match the issuer's key",
+            ));
+        }
+        let ok = match alg {
+            KeyAlgorithm::Rsa2048 => {
+                UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, bits).verify_digest(&d, sig)
+            }
+            KeyAlgorithm::EcdsaP256 => {
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, bits).verify_digest(&d, sig)
+            }
+        };
+        if ok.is_err() {
+            return Err(Error::BadSignature(path.to_path_buf()));
+        }
+    }
+    let mut signature_prefix = [0u8; 8];
+    signature_prefix.copy_from_slice(&sig[..8]);
+    Ok(CrlSummary {
+        number,
+        delta_base,
+        this_update,
+        next_update,
+        entries: if verify {
+            Some(entries.unwrap_or(0))
+        } else {
+            None
+        },
+        size,
+        signature_prefix,
+    })
+}
+
+/// Checks the shape of every entry (serial INTEGER, a time, optional
+/// extensions) and counts them.
+fn walk_entries<R: Read + Seek>(r: &mut Reader<R>, path: &Path, len: u64) -> Result<u64> {
+    let end = r.pos + len;
+    let mut count = 0u64;
+    let mut buf = Vec::with_capacity(128);
+    while r.pos < end {
+        let elen = expect_header(r, path, TAG_SEQUENCE, "revoked entry")?;
+        if elen > 1024 {
+            return Err(Error::malformed(
+                path,
+                "a revoked entry is implausibly long",
+            ));
+        }
+        buf.resize(elen as usize, 0);
+        r.read_exact(&mut buf).map_err(|e| Error::io(path, e))?;
+        check_entry(&buf)
+            .ok_or_else(|| Error::malformed(path, format!("revoked entry {count} is malformed")))?;
+        count += 1;
+    }
+    if r.pos != end {
+        return Err(Error::malformed(
+            path,
+            "revokedCertificates overruns its length",
+        ));
+    }
+    Ok(count)
+}
+
+fn check_entry(b: &[u8]) -> Option<()> {
+    // INTEGER (1 to 21 octets, positive, minimal)
+    let (&tag, rest) = b.split_first()?;
+    let (&ilen, rest) = rest.split_first()?;
+    if tag != TAG_INTEGER || ilen == 0 || ilen > 21 || rest.len() < usize::from(ilen) {
+        return None;
+    }
+    let (int, rest) = rest.split_at(usize::from(ilen));
+    if int[0] & 0x80 != 0 || (int.len() > 1 && int[0] == 0 && int[1] & 0x80 == 0) {
+        return None;
+    }
+    let (&ttag, rest) = rest.split_first()?;
+    let (&tlen, rest) = rest.split_first()?;
+    if rest.len() < usize::from(tlen) {
+        return None;
+    }
+    let (t, rest) = rest.split_at(usize::from(tlen));
+    parse_time(ttag, t)?;
+    match rest {
+        [] => Some(()),
+        [TAG_SEQUENCE, ..] => Extensions::from_der(rest).ok().map(|_| ()),
+        _ => None,
+    }
+}
+
+/// Fully checks a CRL file: every entry's structure, the TBSCertList's hash,
+/// the signature against `issuer_spki` (DER SubjectPublicKeyInfo).
+pub fn verify_file(path: &Path, issuer_spki: &[u8]) -> Result<CrlSummary> {
+    read(path, Mode::Verify(issuer_spki))
+}
+
+/// Reads a CRL file's header and trailer (number, times, signature prefix),
+/// seeking past the entries: cheap at any size. Does not check the signature.
+pub fn read_summary(path: &Path) -> Result<CrlSummary> {
+    read(path, Mode::Summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_both_forms() {
+        assert_eq!(
+            parse_time(TAG_UTC_TIME, b"700101000000Z"),
+            Some(UnixTime(0))
+        );
+        assert_eq!(
+            parse_time(TAG_UTC_TIME, b"491231235959Z"),
+            Some(UnixTime(2_524_607_999))
+        );
+        assert_eq!(
+            parse_time(TAG_GENERALIZED_TIME, b"20500101000000Z"),
+            Some(UnixTime(2_524_608_000))
+        );
+        assert_eq!(parse_time(TAG_UTC_TIME, b"701301000000Z"), None);
+        assert_eq!(parse_time(TAG_UTC_TIME, b"7001010000000"), None);
+        assert_eq!(parse_time(TAG_GENERALIZED_TIME, b"700101000000Z"), None);
+    }
+
+    #[test]
+    fn malformed_entries_are_caught() {
+        let mut good = Vec::new();
+        let serial = shikko_core::Serial::from_u128(0x4a50).unwrap();
+        crate::der::push_entry(
+            &mut good,
+            &crate::der::EntryFields {
+                serial: &serial,
+                date: UnixTime(1_700_000_000),
+                reason: Some(shikko_core::RevocationReason::Superseded),
+                invalidity_date: None,
+            },
+        )
+        .unwrap();
+        assert!(check_entry(&good[2..]).is_some());
+        let mut neg = good[2..].to_vec();
+        neg[2] = 0x80; // negative serial
+        assert!(check_entry(&neg).is_none());
+        assert!(check_entry(&good[2..good.len() - 3]).is_none(), "truncated");
+    }
+}

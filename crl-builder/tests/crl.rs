@@ -1,0 +1,258 @@
+//! Every kind of CRL the builder emits (full, partitioned, delta, empty; RSA
+//! and ECDSA) against openssl, Python `cryptography` and pkilint, from a real
+//! RocksDB store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use shikko_core::{CertKind, PartitionId, RevocationReason};
+use shikko_crl::{BuildReport, CrlName, Error, NoProgress, read_summary, verify_file};
+use shikko_pki::{KeyAlgorithm, Signer};
+
+fn number_of(report: &BuildReport, kind: CertKind, name: CrlName) -> u64 {
+    report
+        .crls
+        .iter()
+        .find(|c| c.kind == kind && c.name == name)
+        .unwrap_or_else(|| panic!("{kind:?} {name} not built"))
+        .number
+}
+
+fn check_full_and_partitions(f: &Fixture, report: &BuildReport) {
+    for kind in CertKind::ALL {
+        let model = &f.model[&kind];
+        let full_number = number_of(report, kind, CrlName::Full);
+        let built = report
+            .crls
+            .iter()
+            .find(|c| c.kind == kind && c.name == CrlName::Full)
+            .unwrap();
+        assert_eq!(
+            built.entries,
+            model.len() as u64,
+            "{kind:?} full entry count"
+        );
+        check_externally(
+            f,
+            kind,
+            &f.crl_path(kind, CrlName::Full),
+            &Expect {
+                number: full_number,
+                delta_base: None,
+                entries: model.iter().map(|(s, e)| (*s, *e)).collect(),
+                idp: None,
+                freshest: Some(format!(
+                    "http://127.0.0.1:8080/crl/{}/delta.crl",
+                    kind.issuer_id()
+                )),
+            },
+        );
+        if kind.is_signing() {
+            for m in f.municipalities() {
+                let name = CrlName::Partition(m.code);
+                let entries: Vec<_> = model
+                    .iter()
+                    .filter(|(_, e)| e.partition == m.code)
+                    .map(|(s, e)| (*s, *e))
+                    .collect();
+                check_externally(
+                    f,
+                    kind,
+                    &f.crl_path(kind, name),
+                    &Expect {
+                        number: number_of(report, kind, name),
+                        delta_base: None,
+                        entries,
+                        idp: Some(&m),
+                        freshest: None,
+                    },
+                );
+            }
+        } else {
+            assert!(
+                !report
+                    .crls
+                    .iter()
+                    .any(|c| c.kind == kind && matches!(c.name, CrlName::Partition(_))),
+                "{kind:?} is not partitioned"
+            );
+        }
+        // The fresh delta against the new full CRL is empty.
+        check_externally(
+            f,
+            kind,
+            &f.crl_path(kind, CrlName::Delta),
+            &Expect {
+                number: number_of(report, kind, CrlName::Delta),
+                delta_base: Some(full_number),
+                entries: Vec::new(),
+                idp: None,
+                freshest: None,
+            },
+        );
+    }
+}
+
+fn every_crl_passes_the_external_checks(alg: KeyAlgorithm) {
+    let mut f = Fixture::new(alg);
+    let builder = f.builder();
+    let first = builder.build_full(&CertKind::ALL, &NoProgress).unwrap();
+    assert_eq!(first.seq, f.store.last_seq());
+    check_full_and_partitions(&f, &first);
+    // The expired holder's revoked certificate is not listed.
+    let expired = serial(CertKind::CardSigning, EXPIRED_HOLDER);
+    assert!(!f.model[&CertKind::CardSigning].contains_key(&expired));
+
+    // A day's changes: a move (signing revoked), a released smartphone hold,
+    // a compromised authentication key.
+    f.revoke(
+        CertKind::CardSigning,
+        2,
+        RevocationReason::AffiliationChanged,
+        None,
+    );
+    f.resume(CertKind::PhoneAuth, 3);
+    f.revoke(
+        CertKind::CardAuth,
+        4,
+        RevocationReason::KeyCompromise,
+        Some(1_699_999_000),
+    );
+    let delta = builder.build_delta(&CertKind::ALL, &NoProgress).unwrap();
+    for kind in CertKind::ALL {
+        let base = number_of(&first, kind, CrlName::Full);
+        let number = number_of(&delta, kind, CrlName::Delta);
+        assert!(number > number_of(&first, kind, CrlName::Delta));
+        let entries = match kind {
+            CertKind::CardSigning => vec![(serial(kind, 2), f.model[&kind][&serial(kind, 2)])],
+            CertKind::CardAuth => vec![(serial(kind, 4), f.model[&kind][&serial(kind, 4)])],
+            CertKind::PhoneAuth => vec![(
+                serial(kind, 3),
+                Expected {
+                    reason: Some(RevocationReason::RemoveFromCrl),
+                    invalidity: None,
+                    partition: PartitionId::WHOLE,
+                },
+            )],
+            CertKind::PhoneSigning => Vec::new(),
+        };
+        check_externally(
+            &f,
+            kind,
+            &f.crl_path(kind, CrlName::Delta),
+            &Expect {
+                number,
+                delta_base: Some(base),
+                entries,
+                idp: None,
+                freshest: None,
+            },
+        );
+    }
+
+    // The next full CRL lists the day's changes, with higher numbers everywhere.
+    let second = builder.build_full(&CertKind::ALL, &NoProgress).unwrap();
+    check_full_and_partitions(&f, &second);
+    for c in &second.crls {
+        let before = first
+            .crls
+            .iter()
+            .find(|p| p.kind == c.kind && p.name == c.name)
+            .unwrap();
+        assert!(
+            c.number > before.number,
+            "{:?} {} number went from {} to {}",
+            c.kind,
+            c.name,
+            before.number,
+            c.number
+        );
+    }
+}
+
+#[test]
+fn rsa_crls_pass_openssl_cryptography_and_pkilint() {
+    every_crl_passes_the_external_checks(KeyAlgorithm::Rsa2048);
+}
+
+#[test]
+fn ecdsa_crls_pass_openssl_cryptography_and_pkilint() {
+    every_crl_passes_the_external_checks(KeyAlgorithm::EcdsaP256);
+}
+
+#[test]
+fn a_delta_needs_a_full_crl_first() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let err = f
+        .builder()
+        .build_delta(&[CertKind::CardAuth], &NoProgress)
+        .unwrap_err();
+    assert!(matches!(err, Error::NoBase("auth")), "{err}");
+}
+
+#[test]
+fn a_crl_number_that_does_not_increase_is_not_published() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let builder = f.builder();
+    builder
+        .build_full(&[CertKind::CardAuth], &NoProgress)
+        .unwrap();
+    let path = f.crl_path(CertKind::CardAuth, CrlName::Full);
+    let before = std::fs::read(&path).unwrap();
+    // The numbering state is lost (say, restored from an old backup): the
+    // builder would reuse numbers, and publishing refuses.
+    std::fs::remove_file(f.out_dir().join("state.json")).unwrap();
+    let err = builder
+        .build_full(&[CertKind::CardAuth], &NoProgress)
+        .unwrap_err();
+    assert!(matches!(err, Error::NumberNotIncreasing { .. }), "{err}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the published CRL is untouched"
+    );
+    // No temporary file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_crl_signed_by_another_key_fails_verification() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    f.builder()
+        .build_full(&[CertKind::CardAuth], &NoProgress)
+        .unwrap();
+    let path = f.crl_path(CertKind::CardAuth, CrlName::Full);
+    let right = f.cas[&CertKind::CardAuth].0.public_key_der().to_vec();
+    let wrong = f.cas[&CertKind::PhoneAuth].0.public_key_der().to_vec();
+    let s = verify_file(&path, &right).unwrap();
+    let quick = read_summary(&path).unwrap();
+    assert_eq!(
+        (s.number, s.this_update, s.size),
+        (quick.number, quick.this_update, quick.size)
+    );
+    assert_eq!(s.entries, Some(f.model[&CertKind::CardAuth].len() as u64));
+    assert_eq!(quick.entries, None, "a summary does not walk the entries");
+    assert!(matches!(
+        verify_file(&path, &wrong),
+        Err(Error::BadSignature(_))
+    ));
+    // One flipped octet in an entry breaks the signature.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x01;
+    let tampered = f.dir.path().join("tampered.crl");
+    std::fs::write(&tampered, &bytes).unwrap();
+    assert!(verify_file(&tampered, &right).is_err());
+    // A truncated file is malformed, not a panic.
+    std::fs::write(&tampered, &bytes[..bytes.len() - 10]).unwrap();
+    assert!(matches!(
+        verify_file(&tampered, &right),
+        Err(Error::Malformed { .. })
+    ));
+}

@@ -1,0 +1,243 @@
+//! Consistent point-in-time reads for builders that must see one state of
+//! the store across several scans: a CRL and the change-feed position it
+//! corresponds to, or a base CRL and the deltas that follow it.
+
+use rocksdb::{DB, ReadOptions, SnapshotWithThreadMode};
+use shikko_core::{CertKind, Municipality, PartitionId, SERIAL_MAX_OCTETS};
+
+use crate::feed::ChangeRecord;
+use crate::query::{RevokedEntry, RevokedValue};
+use crate::{Error, META_LAST_SEQ, Result, Store, cf, keys};
+
+const REVOKED_KEY_LEN: usize = 5 + SERIAL_MAX_OCTETS;
+
+/// A read-only view of the store frozen at one point of the change feed.
+///
+/// Every read through it sees the same state, whatever is ingested meanwhile.
+/// Hold it only as long as a build takes: RocksDB keeps what it pins.
+pub struct Snapshot<'a> {
+    store: &'a Store,
+    snap: SnapshotWithThreadMode<'a, DB>,
+    seq: u64,
+}
+
+impl std::fmt::Debug for Snapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("seq", &self.seq).finish()
+    }
+}
+
+/// A run of raw revoked-index entries, decoded on demand with [`RevokedBatch::get`]
+/// so that decoding can run in parallel away from the scanning thread.
+#[derive(Debug, Default)]
+pub struct RevokedBatch {
+    kind: Option<CertKind>,
+    keys: Vec<u8>,
+    values: Vec<u8>,
+    value_ends: Vec<u32>,
+}
+
+impl RevokedBatch {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.value_ends.len()
+    }
+
+    /// Whether the batch holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.value_ends.is_empty()
+    }
+
+    /// Decodes entry `i` (`i < len()`).
+    pub fn get(&self, i: usize) -> Result<RevokedEntry> {
+        let corrupt = |why: &str| Error::Corrupt {
+            cf: cf::REVOKED,
+            why: why.into(),
+        };
+        let kind = self.kind.ok_or_else(|| corrupt("empty batch"))?;
+        let key = self
+            .keys
+            .get(i * REVOKED_KEY_LEN..(i + 1) * REVOKED_KEY_LEN)
+            .ok_or_else(|| corrupt("entry index out of range"))?;
+        let start = if i == 0 {
+            0
+        } else {
+            self.value_ends[i - 1] as usize
+        };
+        let end = self.value_ends[i] as usize;
+        let value: RevokedValue = keys::decode(&self.values[start..end], cf::REVOKED)?;
+        let mut part = [0u8; 4];
+        part.copy_from_slice(&key[1..5]);
+        Ok(RevokedEntry {
+            kind,
+            partition: PartitionId(u32::from_be_bytes(part)),
+            serial: keys::serial_from(&key[5..], cf::REVOKED)?,
+            status: value.status,
+            not_after: value.not_after,
+        })
+    }
+}
+
+impl Store {
+    /// A consistent view of the store as of now, and the sequence number of
+    /// the last event it includes.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>> {
+        let snap = self.db.snapshot();
+        let seq = snap
+            .get_cf(self.cf(cf::META), META_LAST_SEQ)?
+            .map(|v| keys::decode_u64(&v, cf::META))
+            .transpose()?
+            .unwrap_or(0);
+        Ok(Snapshot {
+            store: self,
+            snap,
+            seq,
+        })
+    }
+}
+
+impl Snapshot<'_> {
+    /// The sequence number of the last event this view includes (0 when empty).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn read_options(&self, bulk: bool) -> ReadOptions {
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&self.snap);
+        if bulk {
+            // A scan of millions of entries must not evict what point reads keep hot.
+            ro.fill_cache(false);
+            ro.set_readahead_size(4 << 20);
+        }
+        ro
+    }
+
+    /// Streams the revoked and held entries of an issuer (or one partition of
+    /// it) in (partition, serial) order, `batch_size` entries at a time, still
+    /// encoded: memory stays bounded by one batch whatever the index holds.
+    /// Returns the number of entries seen.
+    /// `each` may fail with its own error type, which ends the scan.
+    pub fn scan_revoked<E: From<Error>>(
+        &self,
+        kind: CertKind,
+        partition: Option<PartitionId>,
+        batch_size: usize,
+        mut each: impl FnMut(RevokedBatch) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let batch_size = batch_size.max(1);
+        let prefix = keys::revoked_prefix(kind, partition);
+        let mut it = self
+            .store
+            .db
+            .raw_iterator_cf_opt(self.store.cf(cf::REVOKED), self.read_options(true));
+        it.seek(&prefix);
+        let mut total = 0u64;
+        let mut batch = new_batch(kind, batch_size);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if k.len() != REVOKED_KEY_LEN {
+                return Err(Error::Corrupt {
+                    cf: cf::REVOKED,
+                    why: "bad key length".into(),
+                }
+                .into());
+            }
+            batch.keys.extend_from_slice(k);
+            batch.values.extend_from_slice(v);
+            let end = u32::try_from(batch.values.len()).map_err(|_| Error::Corrupt {
+                cf: cf::REVOKED,
+                why: "values too large for one batch".into(),
+            })?;
+            batch.value_ends.push(end);
+            total += 1;
+            if batch.len() == batch_size {
+                each(std::mem::replace(&mut batch, new_batch(kind, batch_size)))?;
+            }
+            it.next();
+        }
+        it.status().map_err(Error::from)?;
+        if !batch.is_empty() {
+            each(batch)?;
+        }
+        Ok(total)
+    }
+
+    /// Up to `limit` change records with `from_seq <= seq <= self.seq()`, in order.
+    pub fn changes(&self, from_seq: u64, limit: usize) -> Result<Vec<ChangeRecord>> {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        let start = from_seq.max(1).to_be_bytes();
+        let mut it = self
+            .store
+            .db
+            .raw_iterator_cf_opt(self.store.cf(cf::FEED), self.read_options(false));
+        it.seek(start);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if out.len() >= limit || keys::decode_u64(k, cf::FEED)? > self.seq {
+                break;
+            }
+            out.push(keys::decode(v, cf::FEED)?);
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// Every municipality (CRL partition) seen in an issued signing certificate.
+    pub fn municipalities(&self) -> Result<Vec<Municipality>> {
+        let mut out = Vec::new();
+        let mut it = self
+            .store
+            .db
+            .raw_iterator_cf_opt(self.store.cf(cf::MUNICIPALITIES), self.read_options(false));
+        it.seek_to_first();
+        while let Some(v) = it.value() {
+            out.push(keys::decode(v, cf::MUNICIPALITIES)?);
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+}
+
+fn new_batch(kind: CertKind, capacity: usize) -> RevokedBatch {
+    RevokedBatch {
+        kind: Some(kind),
+        keys: Vec::with_capacity(capacity * REVOKED_KEY_LEN),
+        values: Vec::with_capacity(capacity * 16),
+        value_ends: Vec::with_capacity(capacity),
+    }
+}
+
+#[cfg(feature = "fixtures")]
+impl Store {
+    /// **Benchmarks only** (feature `fixtures`): writes entries straight into
+    /// the revoked index, bypassing events, rules and certificates, so that a
+    /// CRL of tens of millions of entries can be built without ingesting their
+    /// history first. A store written this way is not a valid registry.
+    pub fn put_revoked_fixture(&self, entries: &[RevokedEntry]) -> Result<()> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for e in entries {
+            let value = RevokedValue {
+                status: e.status,
+                not_after: e.not_after,
+            };
+            batch.put_cf(
+                self.cf(cf::REVOKED),
+                keys::revoked_key(e.kind, e.partition, &e.serial),
+                keys::encode(&value, cf::REVOKED)?,
+            );
+        }
+        let mut w = rocksdb::WriteOptions::default();
+        w.disable_wal(true);
+        Ok(self.db.write_opt(batch, &w)?)
+    }
+
+    /// **Benchmarks only**: flushes memtables so that fixture data written
+    /// without a WAL survives the process.
+    pub fn flush_fixtures(&self) -> Result<()> {
+        Ok(self.db.flush_cf(self.cf(cf::REVOKED))?)
+    }
+}
