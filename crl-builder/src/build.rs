@@ -82,6 +82,8 @@ pub struct CrlConfig {
     pub public_base_url: Option<String>,
     /// Entries per scan batch (bounds memory: a few batches are in flight).
     pub batch_size: usize,
+    /// Whether full builds also build the partition CRLs of signing kinds (default true).
+    pub partitions: bool,
 }
 
 impl CrlConfig {
@@ -93,6 +95,7 @@ impl CrlConfig {
             delta_validity: Duration::from_secs(4 * 3600),
             public_base_url: None,
             batch_size: 65_536,
+            partitions: true,
         }
     }
 }
@@ -296,7 +299,7 @@ impl Builder {
                 .base
                 .map_or(now, |b| b.this_update)
                 .min(now);
-            let munis = if kind.is_signing() {
+            let munis = if kind.is_signing() && self.config.partitions {
                 snap.municipalities()?
             } else {
                 Vec::new()
