@@ -411,15 +411,15 @@ impl Builder {
             elapsed: started.elapsed(),
         };
         progress.published(&built);
-        tracing::info!(
-            issuer = issuer.kind.issuer_id(),
-            crl = %name,
-            number = built.number,
-            entries,
-            bytes,
-            millis = built.elapsed.as_millis() as u64,
-            "CRL published"
-        );
+        let millis = built.elapsed.as_millis() as u64;
+        let number = built.number;
+        let issuer_id = issuer.kind.issuer_id();
+        // Thousands of partitions a day: only full and delta CRLs log at info.
+        if matches!(name, CrlName::Partition(_)) {
+            tracing::debug!(issuer = issuer_id, crl = %name, number, entries, bytes, millis, "CRL published");
+        } else {
+            tracing::info!(issuer = issuer_id, crl = %name, number, entries, bytes, millis, "CRL published");
+        }
         Ok(built)
     }
 

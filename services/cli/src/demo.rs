@@ -21,7 +21,9 @@ use shikko_store::Store;
 use crate::authority::Authority;
 use crate::load::{LoadReport, load_population};
 use crate::population::CertMaker;
-use crate::serve::{bind, open_store, run_registry};
+use crate::serve::{bind, open_store, run_platform};
+use shikko_crl::grpc::CrlService;
+use shikko_crl::{BuildKind, CrlName, CrlRole, Schedule};
 
 /// Options of `shikko demo`.
 pub(crate) struct DemoOptions {
@@ -41,18 +43,20 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating {}", opts.data_dir.display()))?;
     // Bind first: a busy port should fail before minutes of setup.
-    let (grpc, metrics_listener) = if opts.setup_only {
-        (None, None)
+    let (grpc, metrics_listener, http_listener) = if opts.setup_only {
+        (None, None, None)
     } else {
         (
             Some(bind(opts.grpc, "gRPC").await?),
             Some(bind(opts.metrics, "metrics").await?),
+            Some(bind(opts.http, "HTTP").await?),
         )
     };
     // Report the addresses actually bound (a port of 0 picks a free one).
-    if let (Some(g), Some(m)) = (&grpc, &metrics_listener) {
+    if let (Some(g), Some(m), Some(h)) = (&grpc, &metrics_listener, &http_listener) {
         opts.grpc = g.local_addr()?;
         opts.metrics = m.local_addr()?;
+        opts.http = h.local_addr()?;
     }
     println!("Shikko demo: data directory {}", opts.data_dir.display());
     let authority = tokio::task::block_in_place(|| {
@@ -73,24 +77,63 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         let report = populate(&registry, &authority, &opts).await?;
         write_samples(&samples, &authority, &store, &report, &opts)?;
     }
+    let builder = crate::crl::builder(
+        store.clone(),
+        &authority,
+        &opts.data_dir,
+        Some(format!("http://{}", opts.http)),
+    )?;
+    let crl_role = CrlRole::new(builder, metrics.registry())?;
+    let t = Instant::now();
+    println!("  building CRLs (full, per municipality, delta)...");
+    let report = crl_role.build(BuildKind::Full, &CertKind::ALL).await?;
+    let listed: u64 = report
+        .crls
+        .iter()
+        .filter(|c| c.name == CrlName::Full)
+        .map(|c| c.entries)
+        .sum();
+    println!(
+        "  {} CRLs published under {} in {:.1} s ({listed} entries in the four full CRLs)",
+        report.crls.len(),
+        crate::crl::out_dir(&opts.data_dir).display(),
+        t.elapsed().as_secs_f64()
+    );
     println!("  ready in {:.1} s", started.elapsed().as_secs_f64());
     print_tour(&opts);
-    let (Some(grpc), Some(metrics_listener)) = (grpc, metrics_listener) else {
+    let (Some(grpc), Some(metrics_listener), Some(http_listener)) =
+        (grpc, metrics_listener, http_listener)
+    else {
         return Ok(());
     };
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
+    let app = shikko_crl::http::router(crl_role.catalog().clone(), metrics.registry())?;
+    tokio::spawn(crl_role.clone().run_schedule(
+        Schedule {
+            full_every: Duration::from_secs(24 * 3600),
+            delta_every: DEMO_DELTA_EVERY,
+            ..Schedule::default()
+        },
+        shutdown.wait_owned(),
+    ));
     println!("\nServing. Press Ctrl-C to stop.");
-    run_registry(
+    let crl_service = CrlService::new(crl_role).into_service();
+    run_platform(
         registry,
         metrics,
         grpc,
         metrics_listener,
+        Some((http_listener, app)),
+        move |routes| routes.add_service(crl_service),
         shutdown,
         Duration::from_secs(10),
     )
     .await
 }
+
+/// How often the demo publishes a delta CRL (a deployment would use minutes to hours).
+const DEMO_DELTA_EVERY: Duration = Duration::from_secs(60);
 
 async fn populate(
     registry: &Registry,
@@ -289,11 +332,18 @@ fn write_samples(
             "  http://{http}/crl/{id}/full.crl\n  http://{http}/crl/{id}/delta.crl"
         );
     }
-    readme.push_str(
-        "  http://HOST/crl/ISSUER/PARTITION.crl for each municipality partition of the signing CRLs\n\n\
-         Note: this version runs the registry role; the OCSP responder and the CRL\n\
-         publisher (the URLs above) arrive with their own roles. Until then, ask the\n\
-         registry: shikko cert status --issuer sign SERIAL\n",
+    let _ = write!(
+        readme,
+        "  http://{http}/crl/sign/PARTITION.crl and http://{http}/crl/phone-sign/PARTITION.crl\n\
+         \x20   one per municipality (PARTITION = its 6-digit code, as in the certificates'\n\
+         \x20   CRL distribution point); the files are under {crl}/ISSUER/\n\
+         Full CRLs are rebuilt daily and deltas every minute; `shikko crl build\n\
+         --endpoint http://{grpc}` (add --delta for a delta) publishes now.\n\n\
+         Note: this version runs the registry and CRL roles; the OCSP responder (the\n\
+         URL above) arrives with its own role. Until then, ask the registry:\n\
+         shikko cert status --issuer sign SERIAL\n",
+        grpc = opts.grpc,
+        crl = crate::crl::out_dir(&opts.data_dir).display(),
     );
     shikko_pki::write_file_atomic(&dir.join("README.txt"), readme.as_bytes(), 0o644)?;
     Ok(())
@@ -303,15 +353,19 @@ fn print_tour(opts: &DemoOptions) {
     let d = opts.data_dir.display();
     let ep = format!("http://{}", opts.grpc);
     println!(
-        "\nEndpoints:\n  registry gRPC   {ep}\n  metrics         http://{m}/metrics\n\
+        "\nEndpoints:\n  registry gRPC   {ep}\n  CRLs (HTTP)     http://{h}/crl/ISSUER/full.crl, delta.crl, PARTITION.crl\n  metrics         http://{m}/metrics\n\
          \nTry (in another terminal):\n\
          \x20 openssl verify -CAfile {d}/samples/sign-ca.pem {d}/samples/sign-good.pem\n\
          \x20 openssl x509 -in {d}/samples/sign-good.pem -noout -text\n\
          \x20 shikko cert status --endpoint {ep} --cert {d}/samples/sign-revoked.pem\n\
          \x20 shikko cert status --endpoint {ep} --cert {d}/samples/phone-auth-hold.pem\n\
          \x20 shikko events ingest --endpoint {ep} {d}/samples/example-events.jsonl\n\
+         \x20 curl -sO http://{h}/crl/sign/full.crl && openssl crl -inform DER -in full.crl -CAfile {d}/samples/sign-ca.pem -noout\n\
+         \x20 curl -sI http://{h}/crl/auth/delta.crl\n\
+         \x20 shikko crl build --endpoint {ep} --delta\n\
          \x20 curl -s http://{m}/metrics | grep shikko_registry\n\
          \x20 cat {d}/samples/README.txt",
         m = opts.metrics,
+        h = opts.http,
     );
 }

@@ -8,6 +8,7 @@
 mod authority;
 mod client;
 mod config;
+mod crl;
 mod demo;
 mod load;
 mod population;
@@ -98,6 +99,37 @@ enum Command {
     Cert {
         #[command(subcommand)]
         command: CertCommand,
+    },
+    /// CRL commands.
+    Crl {
+        #[command(subcommand)]
+        command: CrlCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CrlCommand {
+    /// Build and publish CRLs now: full CRLs (with every partition and a fresh
+    /// delta), or with --delta a delta against the last full CRL. Either from
+    /// a data directory (nothing else may have its store open) or by asking a
+    /// running platform (--endpoint).
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["data_dir", "endpoint"])))]
+    Build {
+        /// Data directory (its CRLs are written to DATA_DIR/crl).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A running platform's gRPC endpoint (e.g. http://127.0.0.1:50051).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Only these issuers (repeatable): sign, auth, phone-sign, phone-auth.
+        #[arg(long)]
+        issuer: Vec<CertKind>,
+        /// Build delta CRLs instead of full ones.
+        #[arg(long)]
+        delta: bool,
+        /// Print every partition CRL, not one line per issuer.
+        #[arg(long)]
+        verbose: bool,
     },
 }
 
@@ -254,6 +286,30 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     endpoint,
                 },
         } => client::status(&endpoint, issuer, serial, cert.as_deref()).await?,
+        Command::Crl {
+            command:
+                CrlCommand::Build {
+                    data_dir,
+                    endpoint,
+                    issuer,
+                    delta,
+                    verbose,
+                },
+        } => match (data_dir, endpoint) {
+            (Some(dir), None) => {
+                init_logs(&TelemetryConfig {
+                    log_filter: "warn".into(),
+                    ..TelemetryConfig::default()
+                })?;
+                tokio::task::block_in_place(|| crl::build_local(&dir, &issuer, delta, verbose))?
+            }
+            (None, Some(ep)) => crl::build_remote(&ep, &issuer, delta, verbose).await?,
+            _ => {
+                return Err(Failure::Config(
+                    "give either --data-dir or --endpoint".into(),
+                ));
+            }
+        },
     }
     Ok(())
 }

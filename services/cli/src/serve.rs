@@ -39,32 +39,74 @@ pub(crate) async fn run_registry(
     shutdown: Shutdown,
     drain: Duration,
 ) -> Result<()> {
-    let grpc_task = tokio::spawn(shikko_registry::serve(
+    run_platform(
+        registry,
+        metrics,
+        grpc,
+        metrics_listener,
+        None,
+        |r| r,
+        shutdown,
+        drain,
+    )
+    .await
+}
+
+/// [`run_registry`] with more: other gRPC services beside the registry's
+/// (`add`), and an HTTP server (CRLs, later OCSP) on its own listener.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_platform(
+    registry: Arc<Registry>,
+    metrics: Metrics,
+    grpc: TcpListener,
+    metrics_listener: TcpListener,
+    http: Option<(TcpListener, axum::Router)>,
+    add: impl FnOnce(tonic::service::Routes) -> tonic::service::Routes + Send + 'static,
+    shutdown: Shutdown,
+    drain: Duration,
+) -> Result<()> {
+    let grpc_task = tokio::spawn(shikko_registry::serve_with(
         registry,
         grpc,
         shutdown.wait_owned(),
+        add,
     ));
     let metrics_task = tokio::spawn(shikko_runtime::serve_metrics(
         metrics_listener,
         metrics,
         shutdown.wait_owned(),
     ));
+    let http_task = http.map(|(listener, app)| {
+        let stop = shutdown.wait_owned();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        })
+    });
     shutdown.wait().await;
     tracing::info!(timeout_secs = drain.as_secs(), "shutting down: draining");
     let drained = shikko_runtime::drain_with_timeout(
         async {
             let g = grpc_task.await;
             let m = metrics_task.await;
-            (g, m)
+            let h = match http_task {
+                Some(t) => Some(t.await),
+                None => None,
+            };
+            (g, m, h)
         },
         drain,
     )
     .await;
     match drained {
-        Ok((g, m)) => {
+        Ok((g, m, h)) => {
             g.context("gRPC server task")?.context("gRPC server")?;
             m.context("metrics server task")?
                 .context("metrics server")?;
+            if let Some(h) = h {
+                h.context("HTTP server task")?.context("HTTP server")?;
+            }
             tracing::info!("drained; exiting");
         }
         Err(e) => tracing::warn!(error = %e, "drain timed out; exiting anyway"),

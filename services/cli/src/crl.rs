@@ -1,0 +1,227 @@
+//! `shikko crl build`: builds and publishes CRLs, from a data directory (the
+//! store opened directly) or on a running platform (gRPC `Build`), and the
+//! crl role's wiring shared with the demo.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use shikko_core::CertKind;
+use shikko_crl::{BuildReport, Builder, BuiltCrl, CrlConfig, CrlIssuer, CrlName, Progress};
+use shikko_pki::Signer;
+use shikko_proto::v1 as pb;
+use shikko_store::Store;
+
+use crate::authority::Authority;
+
+/// The CRL output directory of a data directory.
+pub(crate) fn out_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("crl")
+}
+
+/// A builder for every CA of `authority`, writing under `DATA_DIR/crl`.
+pub(crate) fn builder(
+    store: Arc<Store>,
+    authority: &Authority,
+    data_dir: &Path,
+    public_base_url: Option<String>,
+) -> Result<Builder> {
+    let issuers = authority
+        .cas
+        .iter()
+        .map(|ca| {
+            CrlIssuer::new(ca.kind, ca.signer.clone() as Arc<dyn Signer>, &ca.cert_der)
+                .with_context(|| format!("the {} CA", ca.kind.issuer_id()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut cfg = CrlConfig::new(out_dir(data_dir));
+    cfg.public_base_url = public_base_url;
+    Ok(Builder::new(store, issuers, cfg))
+}
+
+/// A progress display on a terminal: a spinner with the entries encoded.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn started(&self, kind: CertKind, name: CrlName) {
+        if matches!(name, CrlName::Full | CrlName::Delta) {
+            self.0.set_message(format!("{} {name}", kind.issuer_id()));
+        }
+    }
+    fn entries(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+/// Prints one line per full and delta CRL and one per issuer's partitions.
+pub(crate) fn print_report(report: &BuildReport, verbose: bool) {
+    println!(
+        "{:<11} {:<9} {:>7} {:>11} {:>14} {:>9}",
+        "issuer", "crl", "number", "entries", "bytes", "ms"
+    );
+    let line = |issuer: &str, crl: &str, number: String, c: (u64, u64, Duration)| {
+        println!(
+            "{issuer:<11} {crl:<9} {number:>7} {:>11} {:>14} {:>9}",
+            c.0,
+            c.1,
+            c.2.as_millis()
+        );
+    };
+    for kind in CertKind::ALL {
+        let mine: Vec<&BuiltCrl> = report.crls.iter().filter(|c| c.kind == kind).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let mut parts = (0u64, 0u64, 0u64, Duration::ZERO);
+        for c in &mine {
+            match c.name {
+                CrlName::Partition(_) if !verbose => {
+                    parts.0 += 1;
+                    parts.1 += c.entries;
+                    parts.2 += c.bytes;
+                    parts.3 += c.elapsed;
+                }
+                name => line(
+                    kind.issuer_id(),
+                    &name.to_string(),
+                    c.number.to_string(),
+                    (c.entries, c.bytes, c.elapsed),
+                ),
+            }
+        }
+        if parts.0 > 0 {
+            line(
+                kind.issuer_id(),
+                "partitions",
+                format!("({})", parts.0),
+                (parts.1, parts.2, parts.3),
+            );
+        }
+    }
+    println!("reflecting registry events up to seq {}", report.seq);
+}
+
+/// `shikko crl build --data-dir DIR`: builds with the store opened directly.
+pub(crate) fn build_local(
+    data_dir: &Path,
+    kinds: &[CertKind],
+    delta: bool,
+    verbose: bool,
+) -> Result<()> {
+    if !data_dir.join("keys").is_dir() || !data_dir.join("db").is_dir() {
+        bail!(
+            "{} is not a Shikko data directory (no keys/ or db/): create one with `shikko demo --setup-only` or `shikko seed`",
+            data_dir.display()
+        );
+    }
+    let store = Store::open(&data_dir.join("db")).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the store at {}: {e}\n(is a demo or registry running on it? then ask it: shikko crl build --endpoint http://127.0.0.1:50051)",
+            data_dir.join("db").display()
+        )
+    })?;
+    let authority = Authority::open_or_create(data_dir, shikko_pki::KeyAlgorithm::Rsa2048)?;
+    let builder = builder(Arc::new(store), &authority, data_dir, None)?;
+    let kinds = if kinds.is_empty() {
+        CertKind::ALL.to_vec()
+    } else {
+        kinds.to_vec()
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        let b = ProgressBar::new_spinner();
+        b.set_style(
+            ProgressStyle::with_template("{spinner} {msg}: {pos} entries ({per_sec})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        b.enable_steady_tick(Duration::from_millis(120));
+        Some(b)
+    } else {
+        None
+    };
+    let progress: Box<dyn Progress> = match &bar {
+        Some(b) => Box::new(Bar(b.clone())),
+        None => Box::new(shikko_crl::NoProgress),
+    };
+    let t = Instant::now();
+    let report = if delta {
+        builder.build_delta(&kinds, progress.as_ref())
+    } else {
+        builder.build_full(&kinds, progress.as_ref())
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let report = report?;
+    print_report(&report, verbose);
+    println!(
+        "{} CRLs published under {} in {:.2} s",
+        report.crls.len(),
+        out_dir(data_dir).display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn kind_to_pb(kind: CertKind) -> pb::Issuer {
+    match kind {
+        CertKind::CardSigning => pb::Issuer::Sign,
+        CertKind::CardAuth => pb::Issuer::Auth,
+        CertKind::PhoneSigning => pb::Issuer::PhoneSign,
+        CertKind::PhoneAuth => pb::Issuer::PhoneAuth,
+    }
+}
+
+/// `shikko crl build --endpoint URL`: asks a running crl role to build.
+pub(crate) async fn build_remote(
+    endpoint: &str,
+    kinds: &[CertKind],
+    delta: bool,
+    verbose: bool,
+) -> Result<()> {
+    let mut client = pb::crl_publisher_client::CrlPublisherClient::connect(endpoint.to_string())
+        .await
+        .with_context(|| format!("connecting to {endpoint}"))?;
+    let t = Instant::now();
+    let resp = client
+        .build(pb::BuildCrlsRequest {
+            issuers: kinds.iter().map(|k| kind_to_pb(*k) as i32).collect(),
+            kind: if delta {
+                pb::BuildKind::Delta
+            } else {
+                pb::BuildKind::Full
+            } as i32,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}: {}", endpoint, s.message()))?
+        .into_inner();
+    let report = BuildReport {
+        seq: resp.seq,
+        crls: resp
+            .crls
+            .iter()
+            .filter_map(|c| {
+                let kind = CertKind::ALL
+                    .into_iter()
+                    .find(|k| kind_to_pb(*k) as i32 == c.issuer)?;
+                Some(BuiltCrl {
+                    kind,
+                    name: CrlName::parse(&c.name)?,
+                    number: c.crl_number,
+                    entries: c.entries,
+                    bytes: c.bytes,
+                    elapsed: Duration::from_millis(c.millis),
+                })
+            })
+            .collect(),
+    };
+    print_report(&report, verbose);
+    println!(
+        "{} CRLs published by {endpoint} in {:.2} s",
+        report.crls.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

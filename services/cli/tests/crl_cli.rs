@@ -1,0 +1,257 @@
+//! `shikko crl build` on a data directory (including a crash just before
+//! publishing), and the demo serving its CRLs over HTTP and building on
+//! demand over gRPC.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{run, shikko};
+
+/// `openssl crl -verify` of a DER CRL; returns (verified, CRL number).
+fn openssl_crl(crl: &Path, ca: &Path) -> (bool, u64) {
+    let out = Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-crlnumber", "-in"])
+        .arg(crl)
+        .arg("-CAfile")
+        .arg(ca)
+        .output()
+        .expect("openssl runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let number = text
+        .lines()
+        .find_map(|l| l.strip_prefix("crlNumber=0x"))
+        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+        .unwrap_or_else(|| panic!("no crlNumber in {text}"));
+    (
+        text.contains("verify OK") && !text.contains("failure"),
+        number,
+    )
+}
+
+fn temp_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".tmp-")
+        })
+        .count()
+}
+
+#[test]
+fn crl_build_publishes_and_a_crash_before_publishing_leaves_the_old_crl() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let out = run(&[
+        "demo",
+        "--setup-only",
+        "--holders",
+        "300",
+        "--key-algorithm",
+        "p256",
+        "--data-dir",
+        d,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ca = data.join("samples/sign-ca.pem");
+    let full = data.join("crl/sign/full.crl");
+    let (ok, first) = openssl_crl(&full, &ca);
+    assert!(ok, "the demo's setup builds verifiable CRLs");
+
+    let out = run(&["crl", "build", "--data-dir", d]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "issuer",
+        "entries",
+        "sign ",
+        "phone-auth",
+        "full",
+        "delta",
+        "partitions",
+        "CRLs published",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "{needle:?} missing from:\n{stdout}"
+        );
+    }
+    let (ok, second) = openssl_crl(&full, &ca);
+    assert!(ok && second > first, "{first} -> {second}");
+
+    // A crash after the new CRL is written, before it is renamed in place.
+    let before = std::fs::read(&full).unwrap();
+    let out = shikko()
+        .args(["crl", "build", "--issuer", "sign", "--data-dir", d])
+        .env(shikko_crl::FAILPOINT_ENV, "crl-before-rename")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the failpoint aborts the process");
+    assert_eq!(
+        std::fs::read(&full).unwrap(),
+        before,
+        "the old CRL is still the published one"
+    );
+    assert!(
+        temp_files(&data.join("crl/sign")) > 0,
+        "the crash left its temporary file"
+    );
+
+    // The next build cleans up and publishes a higher number than any before.
+    let out = run(&["crl", "build", "--issuer", "sign", "--data-dir", d]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(temp_files(&data.join("crl/sign")), 0);
+    let (ok, third) = openssl_crl(&full, &ca);
+    assert!(
+        ok && third > second + 1,
+        "numbers reserved by the crashed build are not reused: {second} -> {third}"
+    );
+
+    let out = run(&[
+        "crl",
+        "build",
+        "--delta",
+        "--issuer",
+        "auth",
+        "--data-dir",
+        d,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("delta"));
+    let (ok, _) = openssl_crl(
+        &data.join("crl/auth/delta.crl"),
+        &data.join("samples/auth-ca.pem"),
+    );
+    assert!(ok);
+
+    // Bad invocations.
+    let out = run(&["crl", "build"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = run(&["crl", "build", "--data-dir", d, "--issuer", "nope"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = run(&[
+        "crl",
+        "build",
+        "--data-dir",
+        dir.path().join("missing").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a Shikko data directory"));
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = String::from_utf8_lossy(&raw[9..12]).parse().unwrap();
+    (status, raw[split + 4..].to_vec())
+}
+
+#[test]
+fn the_demo_serves_its_crls_and_builds_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = shikko()
+        .args([
+            "demo",
+            "--holders",
+            "300",
+            "--key-algorithm",
+            "p256",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .args([
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut grpc, mut http) = (None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("registry gRPC") {
+            grpc = Some(rest.trim().to_string());
+        }
+        if let Some(rest) = line.trim().strip_prefix("CRLs (HTTP)") {
+            let url = rest.trim().strip_prefix("http://").unwrap();
+            http = Some(url.split('/').next().unwrap().to_string());
+        }
+        if line.starts_with("Serving.") {
+            break;
+        }
+    }
+    let (grpc, http) = (
+        grpc.expect("gRPC endpoint printed"),
+        http.expect("CRL URL printed"),
+    );
+    let ca = data.join("samples/auth-ca.pem");
+    let fetched = dir.path().join("fetched.crl");
+    let (status, body) = http_get(&http, "/crl/auth/delta.crl");
+    assert_eq!(status, 200);
+    std::fs::write(&fetched, &body).unwrap();
+    let (ok, before) = openssl_crl(&fetched, &ca);
+    assert!(ok);
+
+    let out = run(&[
+        "crl",
+        "build",
+        "--endpoint",
+        &grpc,
+        "--delta",
+        "--issuer",
+        "auth",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, body) = http_get(&http, "/crl/auth/delta.crl");
+    assert_eq!(status, 200);
+    std::fs::write(&fetched, &body).unwrap();
+    let (ok, after) = openssl_crl(&fetched, &ca);
+    assert!(ok && after > before, "{before} -> {after}");
+    assert_eq!(http_get(&http, "/crl/sign/none.crl").0, 404);
+    let _ = child.kill();
+    let _ = child.wait();
+}
