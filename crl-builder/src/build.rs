@@ -368,6 +368,7 @@ impl Builder {
         Ok(report)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         issuer: &CrlIssuer,

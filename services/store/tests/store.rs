@@ -338,14 +338,19 @@ fn a_snapshot_sees_one_state_whatever_is_ingested_after_it() {
     let mut seen = Vec::new();
     let mut batches = 0;
     let total = snap
-        .scan_revoked(CertKind::CardAuth, None, 4, |batch| {
-            batches += 1;
-            assert!(batch.len() <= 4);
-            for i in 0..batch.len() {
-                seen.push(batch.get(i)?.serial);
-            }
-            Ok(())
-        })
+        .scan_revoked(
+            CertKind::CardAuth,
+            None,
+            4,
+            |batch| -> Result<(), shikko_store::Error> {
+                batches += 1;
+                assert!(batch.len() <= 4);
+                for i in 0..batch.len() {
+                    seen.push(batch.get(i)?.serial);
+                }
+                Ok(())
+            },
+        )
         .unwrap();
     assert_eq!(total, 6);
     assert_eq!(batches, 2, "6 entries in batches of 4");
@@ -360,11 +365,15 @@ fn a_snapshot_sees_one_state_whatever_is_ingested_after_it() {
     let fresh = store.snapshot().unwrap();
     assert_eq!(fresh.seq(), 17);
     let n = fresh
-        .scan_revoked(CertKind::CardAuth, None, 100, |_| Ok(()))
+        .scan_revoked(CertKind::CardAuth, None, 100, |_| {
+            Ok::<_, shikko_store::Error>(())
+        })
         .unwrap();
     assert_eq!(n, 7);
     let other = fresh
-        .scan_revoked(CertKind::CardSigning, None, 100, |_| Ok(()))
+        .scan_revoked(CertKind::CardSigning, None, 100, |_| {
+            Ok::<_, shikko_store::Error>(())
+        })
         .unwrap();
     assert_eq!(other, 0);
 }
