@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 
 use crate::build::CrlName;
 use crate::error::{Error, Result};
-use crate::verify::{CrlSummary, read_summary};
+use crate::verify::{CrlSummary, read_summary, read_summary_of};
 
 /// Identity of one version of a file: a rename gives a new inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,16 +113,18 @@ impl Catalog {
             .collect()
     }
 
-    /// The description of the file version `meta` describes (an open file's
-    /// metadata), from the cache or read from `path`.
+    /// The description of an open CRL file (the version about to be served,
+    /// whatever has been renamed over `path` since it was opened), from the
+    /// cache or read from the file itself; the file's offset is left at 0.
     pub(crate) fn describe(
         &self,
         kind: CertKind,
         name: CrlName,
         path: &Path,
-        meta: &fs::Metadata,
+        file: &fs::File,
     ) -> Result<PublishedCrl> {
-        let key = FileKey::of(meta);
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        let key = FileKey::of(&meta);
         {
             let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((k, p)) = inner.files.get(&(kind, name))
@@ -131,10 +133,7 @@ impl Catalog {
                 return Ok(p.clone());
             }
         }
-        let summary = read_summary(path)?;
-        if summary.size != key.size {
-            return Err(Error::malformed(path, "replaced while being read"));
-        }
+        let summary = read_summary_of(file, path)?;
         Ok(PublishedCrl {
             kind,
             name,

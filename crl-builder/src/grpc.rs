@@ -115,9 +115,8 @@ impl pb::crl_publisher_server::CrlPublisher for CrlService {
         let path = catalog.path_of(kind, name);
         let (file, published) = tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(&path)?;
-            let meta = f.metadata()?;
             let p = catalog
-                .describe(kind, name, &path, &meta)
+                .describe(kind, name, &path, &f)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             Ok::<_, std::io::Error>((f, p))
         })

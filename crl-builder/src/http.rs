@@ -133,9 +133,8 @@ async fn get_crl(
         let catalog = st.catalog.clone();
         move || -> Result<(std::fs::File, PublishedCrl), std::io::Error> {
             let f = std::fs::File::open(&path)?;
-            let meta = f.metadata()?;
             let p = catalog
-                .describe(kind, name, &path, &meta)
+                .describe(kind, name, &path, &f)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             Ok((f, p))
         }

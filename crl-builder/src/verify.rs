@@ -212,6 +212,10 @@ enum Mode<'a> {
 
 fn read(path: &Path, mode: Mode<'_>) -> Result<CrlSummary> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    read_file(file, path, mode)
+}
+
+fn read_file(file: File, path: &Path, mode: Mode<'_>) -> Result<CrlSummary> {
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let verify = matches!(mode, Mode::Verify(_));
     let mut r = Reader {
@@ -428,6 +432,19 @@ pub fn verify_file(path: &Path, issuer_spki: &[u8]) -> Result<CrlSummary> {
 /// seeking past the entries: cheap at any size. Does not check the signature.
 pub fn read_summary(path: &Path) -> Result<CrlSummary> {
     read(path, Mode::Summary)
+}
+
+/// [`read_summary`] of a file already open (the version a reader is about to
+/// stream, whatever has been renamed over its path since); leaves the file's
+/// offset at its start.
+pub(crate) fn read_summary_of(file: &File, path: &Path) -> Result<CrlSummary> {
+    let clone = file.try_clone().map_err(|e| Error::io(path, e))?;
+    let summary = read_file(clone, path, Mode::Summary);
+    // The clone shares the offset: rewind for the reader.
+    let mut f = file;
+    f.seek(std::io::SeekFrom::Start(0))
+        .map_err(|e| Error::io(path, e))?;
+    summary
 }
 
 #[cfg(test)]
