@@ -249,6 +249,54 @@ fn encode_range(
     Ok((out, n))
 }
 
+/// The highest CRL number among the published CRLs of an issuer directory
+/// (0 when none): numbering continues above it even if the state was lost.
+fn highest_published(dir: &Path) -> Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut highest = 0;
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let is_crl = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".crl"))
+            .and_then(CrlName::parse)
+            .is_some();
+        if !is_crl {
+            continue;
+        }
+        match crate::verify::read_summary(&path) {
+            Ok(s) => highest = highest.max(s.number),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "unreadable published CRL ignored for numbering")
+            }
+        }
+    }
+    Ok(highest)
+}
+
+/// A thisUpdate strictly after the published file's, so that versions of a
+/// file never share a Last-Modified second (If-Modified-Since would then
+/// answer 304 for a changed CRL). Waits out the rest of a second if needed.
+fn strictly_after_published(dest: &Path, this_update: UnixTime) -> Result<UnixTime> {
+    let published = match crate::verify::read_summary(dest) {
+        Ok(s) => s.this_update,
+        Err(_) => return Ok(this_update),
+    };
+    if published < this_update {
+        return Ok(this_update);
+    }
+    let next = UnixTime(published.0 + 1);
+    while UnixTime::now() < next {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(next)
+}
+
 impl Builder {
     /// A builder over `store` for `issuers`.
     pub fn new(store: Arc<Store>, issuers: Vec<CrlIssuer>, config: CrlConfig) -> Builder {
@@ -304,6 +352,7 @@ impl Builder {
             } else {
                 Vec::new()
             };
+            state.at_least(kind, highest_published(&dir)? + 1)?;
             let first = state.reserve(kind, 2 + munis.len() as u64)?;
             report.seq = snap.seq();
 
@@ -354,6 +403,7 @@ impl Builder {
                 .base
                 .ok_or(Error::NoBase(kind.issuer_id()))?;
             let snap = self.store.snapshot()?;
+            state.at_least(kind, highest_published(&self.dir(kind))? + 1)?;
             let number = state.reserve(kind, 1)?;
             report.seq = snap.seq();
             report.crls.push(self.delta_crl(
@@ -381,6 +431,8 @@ impl Builder {
         progress: &dyn Progress,
     ) -> Result<BuiltCrl> {
         let dir = self.dir(issuer.kind);
+        let dest = dir.join(name.file_name());
+        let this_update = strictly_after_published(&dest, this_update)?;
         let tmp = temp_path(&dir, "crl");
         let entries = body.entries();
         let tbs = TbsFields {
@@ -397,11 +449,7 @@ impl Builder {
                 return Err(e);
             }
         };
-        let summary: CrlSummary = publish(
-            &tmp,
-            &dir.join(name.file_name()),
-            issuer.signer.public_key_der(),
-        )?;
+        let summary: CrlSummary = publish(&tmp, &dest, issuer.signer.public_key_der())?;
         debug_assert_eq!(summary.size, bytes);
         let built = BuiltCrl {
             kind: issuer.kind,
@@ -567,7 +615,11 @@ impl Builder {
         progress.started(issuer.kind, CrlName::Delta);
         let dir = self.dir(issuer.kind);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        // Bounded by one day's changes (what a delta carries), not by the population.
+        // The last status of every certificate that was listed (revoked or
+        // held) at some point since the base, or released from a hold. Newly
+        // issued certificates (good, never listed) are not tracked: memory is
+        // bounded by the revocations and holds since the last full CRL (a
+        // day: what a delta carries), not by issuance or the population.
         let mut latest: BTreeMap<Serial, (CertStatus, UnixTime, UnixTime)> = BTreeMap::new();
         let mut from = base.seq + 1;
         loop {
@@ -575,8 +627,12 @@ impl Builder {
             let Some(last) = page.last() else { break };
             from = last.seq + 1;
             for rec in &page {
+                // Only a resume event turns a listed certificate good again.
+                let release = rec.event_type == "resume";
                 for c in rec.changes.iter().filter(|c| c.kind == issuer.kind) {
-                    latest.insert(c.serial, (c.status, c.not_after, rec.time));
+                    if c.status.is_listed() || release || latest.contains_key(&c.serial) {
+                        latest.insert(c.serial, (c.status, c.not_after, rec.time));
+                    }
                 }
             }
             if page.len() < PAGE {

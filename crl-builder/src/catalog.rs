@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 
 use crate::build::CrlName;
 use crate::error::{Error, Result};
-use crate::verify::{CrlSummary, read_summary, read_summary_of};
+use crate::verify::{CrlSummary, read_summary_of};
 
 /// Identity of one version of a file: a rename gives a new inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,7 @@ struct Inner {
 pub struct Catalog {
     root: PathBuf,
     inner: Mutex<Inner>,
+    rescanning: Mutex<()>,
     tx: broadcast::Sender<PublishedCrl>,
 }
 
@@ -81,6 +82,7 @@ impl Catalog {
         let c = Arc::new(Catalog {
             root: root.into(),
             inner: Mutex::new(Inner::default()),
+            rescanning: Mutex::new(()),
             tx,
         });
         c.rescan(true)?;
@@ -144,9 +146,12 @@ impl Catalog {
     /// Re-reads every issuer directory whose modification time changed (or
     /// all, with `force`); announces new and changed CRLs. Returns how many changed.
     pub fn rescan(&self, force: bool) -> Result<usize> {
+        // One rescan at a time: a slower one must not overwrite a newer one's findings.
+        let _serial = self.rescanning.lock().unwrap_or_else(|p| p.into_inner());
         let mut changed = Vec::new();
         for kind in CertKind::ALL {
             let dir = self.root.join(kind.issuer_id());
+            // Read before listing: a rename during the listing changes it again.
             let mtime = fs::metadata(&dir).and_then(|m| m.modified()).ok();
             {
                 let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -154,46 +159,61 @@ impl Catalog {
                     continue;
                 }
             }
-            let mut seen = Vec::new();
-            if let Ok(entries) = fs::read_dir(&dir) {
-                for entry in entries.flatten() {
-                    let file_name = entry.file_name();
-                    let Some(stem) = file_name.to_str().and_then(|n| n.strip_suffix(".crl")) else {
-                        continue;
-                    };
-                    let Some(name) = CrlName::parse(stem) else {
-                        continue;
-                    };
-                    let path = entry.path();
-                    let Ok(meta) = fs::metadata(&path) else {
-                        continue;
-                    };
-                    let key = FileKey::of(&meta);
-                    seen.push(name);
-                    let known = {
-                        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-                        inner
-                            .files
-                            .get(&(kind, name))
-                            .is_some_and(|(k, _)| *k == key)
-                    };
-                    if known {
-                        continue;
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                    inner.files.retain(|(k, _), _| *k != kind);
+                    inner.dir_mtimes.insert(kind, mtime);
+                    continue;
+                }
+                Err(e) => {
+                    // Keep what is listed; try again at the next rescan.
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot list CRLs");
+                    continue;
+                }
+            };
+            let mut seen = std::collections::BTreeSet::new();
+            for entry in entries.flatten() {
+                let file_name = entry.file_name();
+                let Some(name) = file_name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".crl"))
+                    .and_then(CrlName::parse)
+                else {
+                    continue;
+                };
+                let path = entry.path();
+                // Key and summary from one open file: the same version.
+                let Ok(file) = fs::File::open(&path) else {
+                    continue;
+                };
+                let Ok(meta) = file.metadata() else { continue };
+                let key = FileKey::of(&meta);
+                seen.insert(name);
+                let known = {
+                    let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                    inner
+                        .files
+                        .get(&(kind, name))
+                        .is_some_and(|(k, _)| *k == key)
+                };
+                if known {
+                    continue;
+                }
+                match read_summary_of(&file, &path) {
+                    Ok(summary) => {
+                        let p = PublishedCrl {
+                            kind,
+                            name,
+                            summary,
+                        };
+                        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                        inner.files.insert((kind, name), (key, p.clone()));
+                        changed.push(p);
                     }
-                    match read_summary(&path) {
-                        Ok(summary) => {
-                            let p = PublishedCrl {
-                                kind,
-                                name,
-                                summary,
-                            };
-                            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-                            inner.files.insert((kind, name), (key, p.clone()));
-                            changed.push(p);
-                        }
-                        Err(e) => {
-                            tracing::warn!(file = %path.display(), error = %e, "unreadable CRL file not listed")
-                        }
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "unreadable CRL file not listed")
                     }
                 }
             }

@@ -25,13 +25,11 @@ const OID_INVALIDITY_DATE: [u8; 3] = [0x55, 0x1d, 0x18];
 
 /// Octets a definite length takes (DER: short form below 128, else minimal long form).
 pub(crate) fn len_octets(len: usize) -> usize {
-    match len {
-        0..=0x7f => 1,
-        0x80..=0xff => 2,
-        0x100..=0xffff => 3,
-        0x1_0000..=0xff_ffff => 4,
-        _ if len as u64 <= 0xffff_ffff => 5,
-        _ => 9,
+    if len < 0x80 {
+        1
+    } else {
+        // One octet of count, then the length's significant octets.
+        1 + (64 - (len as u64).leading_zeros() as usize).div_ceil(8)
     }
 }
 
@@ -206,6 +204,10 @@ mod tests {
             (256, vec![0x30, 0x82, 0x01, 0x00]),
             (65_536, vec![0x30, 0x83, 0x01, 0x00, 0x00]),
             (16_777_216, vec![0x30, 0x84, 0x01, 0x00, 0x00, 0x00]),
+            (
+                0x1_0000_0000,
+                vec![0x30, 0x85, 0x01, 0x00, 0x00, 0x00, 0x00],
+            ),
         ] {
             let h = header(0x30, len);
             assert_eq!(h, want, "length {len}");

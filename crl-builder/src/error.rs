@@ -66,6 +66,14 @@ pub enum Error {
     /// The issuer is not configured.
     #[error("issuer {0} is not configured")]
     UnknownIssuer(&'static str),
+    /// Builds failed for some of the issuers asked for (the others published).
+    #[error("CRL builds failed for {}: {first}", issuers.join(", "))]
+    Failed {
+        /// The issuers whose builds failed.
+        issuers: Vec<&'static str>,
+        /// The first failure.
+        first: Box<Error>,
+    },
     /// A build thread failed unexpectedly.
     #[error("internal: {0}")]
     Internal(&'static str),

@@ -19,6 +19,7 @@ use crate::role::{BuildKind, CrlRole};
 
 const DEFAULT_CHUNK: usize = 1 << 20;
 const MAX_CHUNK: usize = 4 << 20;
+const MIN_CHUNK: usize = 16 << 10;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -57,13 +58,27 @@ fn info(p: &PublishedCrl) -> pb::CrlInfo {
     }
 }
 
+/// The status of a failed build. Messages carry no file paths (those go to
+/// the server's log).
 fn status_of(e: Error) -> Status {
     match e {
-        Error::Busy(_) => Status::unavailable(e.to_string()),
-        Error::NoBase(_) => Status::failed_precondition(e.to_string()),
-        Error::UnknownIssuer(_) => Status::invalid_argument(e.to_string()),
-        Error::NumberNotIncreasing { .. } => Status::failed_precondition(e.to_string()),
-        e => Status::internal(e.to_string()),
+        Error::Busy(_) => Status::unavailable("another CRL build is running; try again"),
+        Error::NoBase(_) | Error::UnknownIssuer(_) => Status::failed_precondition(e.to_string()),
+        Error::NumberNotIncreasing { published, new, .. } => Status::failed_precondition(format!(
+            "CRL number {new} does not increase over the published {published}; not published"
+        )),
+        Error::Failed { issuers, first } => {
+            let inner = status_of(*first);
+            Status::new(
+                inner.code(),
+                format!(
+                    "CRL builds failed for {}: {}",
+                    issuers.join(", "),
+                    inner.message()
+                ),
+            )
+        }
+        _ => Status::internal("the CRL build failed; see the server log"),
     }
 }
 
@@ -109,7 +124,7 @@ impl pb::crl_publisher_server::CrlPublisher for CrlService {
         })?;
         let chunk = match req.chunk_size as usize {
             0 => DEFAULT_CHUNK,
-            n => n.min(MAX_CHUNK),
+            n => n.clamp(MIN_CHUNK, MAX_CHUNK),
         };
         let catalog = self.role.catalog().clone();
         let path = catalog.path_of(kind, name);

@@ -29,9 +29,31 @@ use crate::catalog::{Catalog, PublishedCrl};
 /// Content type of a DER CRL (RFC 2585 §4.2).
 pub const CONTENT_TYPE: &str = "application/pkix-crl";
 
+/// Upper bounds of `Cache-Control: max-age`, by kind of CRL: a cache should
+/// not keep a CRL past the publication of the next one, which can come well
+/// before its nextUpdate (a delta published every 15 minutes with a nextUpdate
+/// of hours). The default bounds nothing (max-age = seconds until nextUpdate).
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLimits {
+    /// Full and partition CRLs: the full rebuild period.
+    pub full: Duration,
+    /// Delta CRLs: the delta period.
+    pub delta: Duration,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        CacheLimits {
+            full: Duration::MAX,
+            delta: Duration::MAX,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct HttpState {
     catalog: Arc<Catalog>,
+    limits: CacheLimits,
     requests: IntCounterVec,
     bytes: IntCounterVec,
 }
@@ -39,6 +61,15 @@ struct HttpState {
 /// Routes for `/crl/{issuer}/{file}`; metrics `shikko_crl_http_requests_total`
 /// (by issuer and outcome) and `shikko_crl_http_bytes_total` go to `registry`.
 pub fn router(catalog: Arc<Catalog>, registry: &Registry) -> prometheus::Result<Router> {
+    router_with(catalog, registry, CacheLimits::default())
+}
+
+/// [`router`] with bounds on `max-age`.
+pub fn router_with(
+    catalog: Arc<Catalog>,
+    registry: &Registry,
+    limits: CacheLimits,
+) -> prometheus::Result<Router> {
     let requests = IntCounterVec::new(
         Opts::new(
             "shikko_crl_http_requests_total",
@@ -59,6 +90,7 @@ pub fn router(catalog: Arc<Catalog>, registry: &Registry) -> prometheus::Result<
         .route("/crl/{issuer}/{file}", get(get_crl))
         .with_state(HttpState {
             catalog,
+            limits,
             requests,
             bytes,
         }))
@@ -85,10 +117,19 @@ fn none_match(value: &str, etag: &str) -> bool {
         .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
 }
 
-fn caching_headers(h: &mut HeaderMap, p: &PublishedCrl) {
+fn caching_headers(h: &mut HeaderMap, p: &PublishedCrl, limits: CacheLimits) {
     let s = &p.summary;
     let now = UnixTime::now();
-    let max_age = s.next_update.map_or(0, |n| (n.0 - now.0).max(0));
+    let limit = if p.name == CrlName::Delta {
+        limits.delta
+    } else {
+        limits.full
+    };
+    let limit = i64::try_from(limit.as_secs()).unwrap_or(i64::MAX);
+    let max_age = s
+        .next_update
+        .map_or(0, |n| n.0.saturating_sub(now.0).max(0))
+        .min(limit);
     let set = |h: &mut HeaderMap, name, v: String| {
         if let Ok(v) = HeaderValue::from_str(&v) {
             h.insert(name, v);
@@ -163,7 +204,7 @@ async fn get_crl(
         }
     };
     let mut headers = HeaderMap::new();
-    caching_headers(&mut headers, &published);
+    caching_headers(&mut headers, &published, st.limits);
     let etag = published.summary.etag();
     let not_modified = match req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         Some(inm) => none_match(inm, &etag),
@@ -174,7 +215,8 @@ async fn get_crl(
             .is_some_and(|since: SystemTime| {
                 let this =
                     UNIX_EPOCH + Duration::from_secs(published.summary.this_update.0.max(0) as u64);
-                this <= since
+                // A date in the server's future is not a valid validator (RFC 9110 §13.1.3).
+                this <= since && since <= SystemTime::now()
             }),
     };
     if not_modified {

@@ -71,3 +71,73 @@ pub(crate) fn publish(tmp: &Path, dest: &Path, issuer_spki: &[u8]) -> Result<Crl
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::{TbsFields, assemble};
+    use shikko_core::{CertKind, UnixTime};
+    use shikko_pki::{KeyAlgorithm, Signer, SoftwareSigner};
+
+    fn crl(dir: &Path, signer: &SoftwareSigner, number: u64) -> std::path::PathBuf {
+        let name = der::Encode::to_der(&shikko_pki::ca_name(CertKind::CardAuth)).unwrap();
+        let alg = der::Encode::to_der(&signer.signature_algorithm()).unwrap();
+        let key_id = *signer.public_key_hashes().unwrap().key_identifier();
+        let exts = crate::extensions::full(&key_id, number, None).unwrap();
+        let path = crate::writer::temp_path(dir, "crl");
+        assemble(
+            None,
+            &TbsFields {
+                signature_algorithm: &alg,
+                issuer: &name,
+                this_update: UnixTime(1_800_000_000),
+                next_update: UnixTime(1_800_172_800),
+                extensions: &exts,
+            },
+            signer,
+            &path,
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn only_a_verified_crl_with_a_higher_number_replaces_the_published_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let other = SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let dest = dir.path().join("full.crl");
+        let spki = key.public_key_der();
+
+        assert_eq!(
+            publish(&crl(dir.path(), &key, 5), &dest, spki)
+                .unwrap()
+                .number,
+            5
+        );
+        let published = fs::read(&dest).unwrap();
+        for n in [5, 4] {
+            let tmp = crl(dir.path(), &key, n);
+            let err = publish(&tmp, &dest, spki).unwrap_err();
+            assert!(
+                matches!(err, Error::NumberNotIncreasing { published: 5, .. }),
+                "{err}"
+            );
+            assert!(!tmp.exists(), "a refused CRL is removed");
+            assert_eq!(fs::read(&dest).unwrap(), published);
+        }
+        let tmp = crl(dir.path(), &other, 6);
+        assert!(matches!(
+            publish(&tmp, &dest, spki),
+            Err(Error::BadSignature(_))
+        ));
+        assert!(!tmp.exists());
+        assert_eq!(fs::read(&dest).unwrap(), published);
+        assert_eq!(
+            publish(&crl(dir.path(), &key, 6), &dest, spki)
+                .unwrap()
+                .number,
+            6
+        );
+    }
+}

@@ -118,7 +118,7 @@ impl Metrics {
 pub struct CrlRole {
     builder: Arc<Builder>,
     catalog: Arc<Catalog>,
-    lock: Mutex<()>,
+    lock: Arc<Mutex<()>>,
     metrics: Metrics,
 }
 
@@ -139,7 +139,7 @@ impl CrlRole {
         Ok(Arc::new(CrlRole {
             builder: Arc::new(builder),
             catalog,
-            lock: Mutex::new(()),
+            lock: Arc::new(Mutex::new(())),
             metrics,
         }))
     }
@@ -154,14 +154,27 @@ impl CrlRole {
         self.builder.kinds()
     }
 
-    /// Builds now (one build at a time; callers queue), then refreshes the catalog.
+    /// Builds now, one issuer after another (one build at a time; callers
+    /// queue), then refreshes the catalog. An issuer's failure does not stop
+    /// the others: what succeeded is published, and the error names the
+    /// issuers that failed (a single issuer's error is returned as it is).
     pub async fn build(&self, kind: BuildKind, kinds: &[CertKind]) -> Result<BuildReport> {
-        let _guard = self.lock.lock().await;
+        // Owned, and moved into the blocking task: a caller that goes away
+        // (a cancelled gRPC call) does not release the lock while the build runs.
+        let guard = self.lock.clone().lock_owned().await;
         let builder = self.builder.clone();
         let list = kinds.to_vec();
-        let report = tokio::task::spawn_blocking(move || match kind {
-            BuildKind::Full => builder.build_full(&list, &NoProgress),
-            BuildKind::Delta => builder.build_delta(&list, &NoProgress),
+        let results = tokio::task::spawn_blocking(move || {
+            let _guard = guard;
+            list.iter()
+                .map(|k| {
+                    let r = match kind {
+                        BuildKind::Full => builder.build_full(&[*k], &NoProgress),
+                        BuildKind::Delta => builder.build_delta(&[*k], &NoProgress),
+                    };
+                    (*k, r)
+                })
+                .collect::<Vec<_>>()
         })
         .await
         .map_err(|_| Error::Internal("CRL build task failed"))?;
@@ -169,60 +182,80 @@ impl CrlRole {
             BuildKind::Full => "full",
             BuildKind::Delta => "delta",
         };
-        match &report {
-            Ok(r) => {
-                for k in kinds {
+        let mut report = BuildReport::default();
+        let mut failed = Vec::new();
+        for (k, r) in results {
+            match r {
+                Ok(r) => {
                     self.metrics
                         .builds
                         .with_label_values(&[k.issuer_id(), label])
                         .inc();
+                    self.record(&r);
+                    report.seq = report.seq.max(r.seq);
+                    report.crls.extend(r.crls);
                 }
-                for c in &r.crls {
-                    let crl = match c.name {
-                        CrlName::Full => "full",
-                        CrlName::Delta => "delta",
-                        CrlName::Partition(_) => "partition",
-                    };
-                    let issuer = c.kind.issuer_id();
-                    self.metrics
-                        .seconds
-                        .with_label_values(&[issuer, crl])
-                        .observe(c.elapsed.as_secs_f64());
-                    if crl != "partition" {
-                        self.metrics
-                            .entries
-                            .with_label_values(&[issuer, crl])
-                            .set(c.entries as i64);
-                        self.metrics
-                            .number
-                            .with_label_values(&[issuer, crl])
-                            .set(c.number as i64);
-                        let validity = if crl == "full" {
-                            self.builder.config().full_validity
-                        } else {
-                            self.builder.config().delta_validity
-                        };
-                        self.metrics
-                            .next_update
-                            .with_label_values(&[issuer, crl])
-                            .set((UnixTime::now().0 + validity.as_secs() as i64) as f64);
-                    }
-                }
-            }
-            Err(e) => {
-                for k in kinds {
+                Err(e) => {
                     self.metrics
                         .failures
                         .with_label_values(&[k.issuer_id(), label])
                         .inc();
+                    tracing::error!(issuer = k.issuer_id(), kind = label, error = %e, "CRL build failed");
+                    failed.push((k.issuer_id(), e));
                 }
-                tracing::error!(kind = label, error = %e, "CRL build failed");
             }
         }
-        if let Err(e) = self.catalog.rescan(false) {
-            tracing::warn!(error = %e, "CRL catalog rescan failed");
+        let catalog = self.catalog.clone();
+        match tokio::task::spawn_blocking(move || catalog.rescan(false)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "CRL catalog rescan failed"),
+            Err(_) => tracing::warn!("CRL catalog rescan task failed"),
         }
-        report
+        if failed.is_empty() {
+            return Ok(report);
+        }
+        if failed.len() == 1 && kinds.len() == 1 {
+            return Err(failed.remove(0).1);
+        }
+        let issuers = failed.iter().map(|(i, _)| *i).collect();
+        Err(Error::Failed {
+            issuers,
+            first: Box::new(failed.remove(0).1),
+        })
+    }
+
+    fn record(&self, r: &BuildReport) {
+        for c in &r.crls {
+            let crl = match c.name {
+                CrlName::Full => "full",
+                CrlName::Delta => "delta",
+                CrlName::Partition(_) => "partition",
+            };
+            let issuer = c.kind.issuer_id();
+            self.metrics
+                .seconds
+                .with_label_values(&[issuer, crl])
+                .observe(c.elapsed.as_secs_f64());
+            if crl != "partition" {
+                self.metrics
+                    .entries
+                    .with_label_values(&[issuer, crl])
+                    .set(c.entries as i64);
+                self.metrics
+                    .number
+                    .with_label_values(&[issuer, crl])
+                    .set(c.number as i64);
+                let validity = if crl == "full" {
+                    self.builder.config().full_validity
+                } else {
+                    self.builder.config().delta_validity
+                };
+                self.metrics
+                    .next_update
+                    .with_label_values(&[issuer, crl])
+                    .set(UnixTime::now().0 as f64 + validity.as_secs_f64());
+            }
+        }
     }
 
     /// Runs the schedule until `stop` resolves: a full build at start when an
@@ -237,6 +270,21 @@ impl CrlRole {
         let kinds = self.kinds();
         let now = UnixTime::now().0;
         let out = self.builder.config().out_dir.clone();
+        // Periods outside [1 s, 10 years] are clamped: a zero period would
+        // spin, an enormous one would overflow the clock.
+        let clamp = |d: Duration| {
+            d.clamp(
+                Duration::from_secs(1),
+                Duration::from_secs(10 * 365 * 86_400),
+            )
+        };
+        let (full_every, delta_every, rescan_every) = (
+            clamp(schedule.full_every),
+            clamp(schedule.delta_every),
+            clamp(schedule.rescan_every),
+        );
+        // A failed full build is tried again soon, not a day later.
+        let retry = Duration::from_secs(60).min(full_every);
         // Seconds since each issuer's last full CRL (None: never built).
         let age = |k: CertKind| {
             read_issuer_state(&out, k)
@@ -244,19 +292,20 @@ impl CrlRole {
                 .and_then(|s| s.base)
                 .map(|b| (now - b.this_update.0).max(0) as u64)
         };
-        let full_every = schedule.full_every.max(Duration::from_secs(1));
         let overdue: Vec<CertKind> = kinds
             .iter()
             .copied()
             .filter(|k| age(*k).is_none_or(|a| a >= full_every.as_secs()))
             .collect();
-        if !overdue.is_empty() {
-            let _ = self.build(BuildKind::Full, &overdue).await;
-        }
-        let oldest = kinds.iter().filter_map(|k| age(*k)).max().unwrap_or(0);
-        let mut next_full = Instant::now() + full_every.saturating_sub(Duration::from_secs(oldest));
-        let mut next_delta = Instant::now() + schedule.delta_every;
-        let mut next_scan = Instant::now() + schedule.rescan_every;
+        let mut next_full =
+            if overdue.is_empty() || self.build(BuildKind::Full, &overdue).await.is_ok() {
+                let oldest = kinds.iter().filter_map(|k| age(*k)).max().unwrap_or(0);
+                Instant::now() + full_every.saturating_sub(Duration::from_secs(oldest))
+            } else {
+                Instant::now() + retry
+            };
+        let mut next_delta = Instant::now() + delta_every;
+        let mut next_scan = Instant::now() + rescan_every;
         loop {
             let wake = next_full.min(next_delta).min(next_scan);
             tokio::select! {
@@ -265,18 +314,21 @@ impl CrlRole {
             }
             let t = Instant::now();
             if t >= next_full {
-                let _ = self.build(BuildKind::Full, &kinds).await;
-                next_full = Instant::now() + full_every;
-                next_delta = Instant::now() + schedule.delta_every;
+                let ok = self.build(BuildKind::Full, &kinds).await.is_ok();
+                next_full = Instant::now() + if ok { full_every } else { retry };
+                next_delta = Instant::now() + delta_every;
             } else if t >= next_delta {
+                // Failures are logged and counted; the next delta comes at its time.
                 let _ = self.build(BuildKind::Delta, &kinds).await;
-                next_delta = Instant::now() + schedule.delta_every;
+                next_delta = Instant::now() + delta_every;
             }
             if t >= next_scan {
-                if let Err(e) = self.catalog.rescan(false) {
+                let catalog = self.catalog.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || catalog.rescan(false)).await
+                {
                     tracing::warn!(error = %e, "CRL catalog rescan failed");
                 }
-                next_scan = Instant::now() + schedule.rescan_every;
+                next_scan = Instant::now() + rescan_every;
             }
         }
     }

@@ -73,6 +73,8 @@ impl State {
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Busy(lock_path)),
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
+        // Temporary state files of an interrupted save.
+        crate::publish::clean_stale(dir)?;
         let path = dir.join(STATE_FILE);
         let file = match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::State {
@@ -110,9 +112,34 @@ impl State {
             .entry(kind.issuer_id().to_owned())
             .or_default();
         let first = entry.next_number.max(1);
-        entry.next_number = first + count;
+        entry.next_number = first.checked_add(count).ok_or(Error::State {
+            path: self.path.clone(),
+            why: "CRL numbers exhausted".into(),
+        })?;
         self.save()?;
         Ok(first)
+    }
+
+    /// Raises `kind`'s next number to at least `next` (durably, if it changes):
+    /// numbering continues above every published CRL even after the state
+    /// file was lost or restored from an old backup.
+    pub(crate) fn at_least(&mut self, kind: CertKind, next: u64) -> Result<()> {
+        let entry = self
+            .file
+            .issuers
+            .entry(kind.issuer_id().to_owned())
+            .or_default();
+        if entry.next_number < next {
+            tracing::warn!(
+                issuer = kind.issuer_id(),
+                from = entry.next_number,
+                to = next,
+                "CRL numbering raised above the published CRLs (state lost or restored?)"
+            );
+            entry.next_number = next;
+            self.save()?;
+        }
+        Ok(())
     }
 
     /// Records the new base of `kind`'s deltas.

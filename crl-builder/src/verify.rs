@@ -36,8 +36,10 @@ pub struct CrlSummary {
     pub entries: Option<u64>,
     /// File size in octets.
     pub size: u64,
-    /// The first octets of the signature: a content-derived tag for ETags.
-    pub signature_prefix: [u8; 8],
+    /// The first 8 octets of the SHA-256 of the signature value: a
+    /// content-derived tag for ETags (an ECDSA signature's own first octets
+    /// vary little).
+    pub signature_tag: [u8; 8],
 }
 
 impl CrlSummary {
@@ -45,7 +47,7 @@ impl CrlSummary {
     /// prefix, so replicas serving the same bytes agree on it.
     pub fn etag(&self) -> String {
         let mut s = format!("\"{:x}-", self.number);
-        for b in self.signature_prefix {
+        for b in self.signature_tag {
             s.push_str(&format!("{b:02x}"));
         }
         s.push('"');
@@ -56,6 +58,8 @@ impl CrlSummary {
 struct Reader<R> {
     inner: R,
     pos: u64,
+    /// The file's size: no length may run past it.
+    limit: u64,
     hash: Option<digest::Context>,
 }
 
@@ -76,7 +80,8 @@ impl<R: Read + Seek> Reader<R> {
     }
 
     fn skip(&mut self, n: u64) -> std::io::Result<()> {
-        self.inner.seek_relative(n as i64)?;
+        let step = i64::try_from(n).map_err(|_| std::io::Error::other("skip too long"))?;
+        self.inner.seek_relative(step)?;
         self.pos += n;
         Ok(())
     }
@@ -102,6 +107,12 @@ fn read_header<R: Read + Seek>(r: &mut Reader<R>, path: &Path) -> Result<(u8, u6
         }
         len
     };
+    if r.pos.checked_add(len).is_none_or(|end| end > r.limit) {
+        return Err(Error::malformed(
+            path,
+            "a length runs past the end of the file",
+        ));
+    }
     Ok((tag, len))
 }
 
@@ -221,6 +232,7 @@ fn read_file(file: File, path: &Path, mode: Mode<'_>) -> Result<CrlSummary> {
     let mut r = Reader {
         inner: BufReader::with_capacity(1 << 20, file),
         pos: 0,
+        limit: size,
         hash: None,
     };
     let outer = expect_header(&mut r, path, TAG_SEQUENCE, "CertificateList")?;
@@ -351,8 +363,8 @@ fn read_file(file: File, path: &Path, mode: Mode<'_>) -> Result<CrlSummary> {
             return Err(Error::BadSignature(path.to_path_buf()));
         }
     }
-    let mut signature_prefix = [0u8; 8];
-    signature_prefix.copy_from_slice(&sig[..8]);
+    let mut signature_tag = [0u8; 8];
+    signature_tag.copy_from_slice(&digest::digest(&digest::SHA256, sig).as_ref()[..8]);
     Ok(CrlSummary {
         number,
         delta_base,
@@ -364,7 +376,7 @@ fn read_file(file: File, path: &Path, mode: Mode<'_>) -> Result<CrlSummary> {
             None
         },
         size,
-        signature_prefix,
+        signature_tag,
     })
 }
 

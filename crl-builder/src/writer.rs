@@ -67,7 +67,7 @@ fn create(path: &Path) -> Result<File> {
 
 /// The revokedCertificates elements, streamed to a temporary file.
 pub(crate) struct BodyWriter {
-    out: BufWriter<File>,
+    out: Option<BufWriter<File>>,
     path: PathBuf,
     len: u64,
     entries: u64,
@@ -78,7 +78,7 @@ impl BodyWriter {
         let path = temp_path(dir, "body");
         let file = create(&path)?;
         Ok(BodyWriter {
-            out: BufWriter::with_capacity(IO_BUF, file),
+            out: Some(BufWriter::with_capacity(IO_BUF, file)),
             path,
             len: 0,
             entries: 0,
@@ -87,8 +87,11 @@ impl BodyWriter {
 
     /// Appends encoded entries (`count` of them).
     pub(crate) fn write(&mut self, encoded: &[u8], count: u64) -> Result<()> {
-        self.out
-            .write_all(encoded)
+        let out = self
+            .out
+            .as_mut()
+            .ok_or(Error::Internal("body already finished"))?;
+        out.write_all(encoded)
             .map_err(|e| Error::io(&self.path, e))?;
         self.len += encoded.len() as u64;
         self.entries += count;
@@ -99,18 +102,31 @@ impl BodyWriter {
         self.entries
     }
 
-    pub(crate) fn finish(self) -> Result<Body> {
-        let path = self.path.clone();
-        let file = self
+    pub(crate) fn finish(mut self) -> Result<Body> {
+        let out = self
             .out
+            .take()
+            .ok_or(Error::Internal("body already finished"))?;
+        // On error, Drop removes the file; on success, Body owns (and removes) it.
+        let file = out
             .into_inner()
-            .map_err(|e| Error::io(&path, e.into_error()))?;
+            .map_err(|e| Error::io(&self.path, e.into_error()))?;
+        let path = std::mem::take(&mut self.path);
         Ok(Body {
             file,
             path,
             len: self.len,
             entries: self.entries,
         })
+    }
+}
+
+impl Drop for BodyWriter {
+    fn drop(&mut self) {
+        // A build that failed midway leaves no body file behind.
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -273,16 +289,22 @@ pub(crate) fn assemble(
 /// Rewrites `path` as `header` followed by its bytes from `skip` on.
 fn close_gap(path: &Path, skip: usize, header: &[u8]) -> Result<u64> {
     let tmp = temp_path(path.parent().unwrap_or(Path::new(".")), "regap");
-    let io = |e: std::io::Error| Error::io(path, e);
-    let mut src = File::open(path).map_err(io)?;
-    src.seek(SeekFrom::Start(skip as u64)).map_err(io)?;
-    let mut dst = BufWriter::with_capacity(IO_BUF, create(&tmp)?);
-    dst.write_all(header).map_err(io)?;
-    let copied = std::io::copy(&mut src, &mut dst).map_err(io)?;
-    let file = dst
-        .into_inner()
-        .map_err(|e| Error::io(&tmp, e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(io)?;
-    Ok(header.len() as u64 + copied)
+    let result = (|| {
+        let io = |e: std::io::Error| Error::io(path, e);
+        let mut src = File::open(path).map_err(io)?;
+        src.seek(SeekFrom::Start(skip as u64)).map_err(io)?;
+        let mut dst = BufWriter::with_capacity(IO_BUF, create(&tmp)?);
+        dst.write_all(header).map_err(io)?;
+        let copied = std::io::copy(&mut src, &mut dst).map_err(io)?;
+        let file = dst
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        fs::rename(&tmp, path).map_err(io)?;
+        Ok(header.len() as u64 + copied)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }

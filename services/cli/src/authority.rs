@@ -75,6 +75,30 @@ fn serial(n: u128) -> Result<Serial> {
     Ok(Serial::from_u128(n)?)
 }
 
+/// The four issuing CAs of an existing data directory, loaded only: a missing
+/// key or certificate is an error, never replaced by a new one (a CRL signed
+/// by a fresh key would be refused by every relying party).
+pub(crate) fn load_cas(dir: &Path) -> Result<Vec<Ca>> {
+    CertKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let id = kind.issuer_id();
+            let key_path = dir.join("keys").join(format!("{id}-ca.key"));
+            let cert_path = dir.join("certs").join(format!("{id}-ca.der"));
+            let signer = SoftwareSigner::load(&key_path)
+                .with_context(|| format!("loading the {id} CA key {}", key_path.display()))?;
+            let cert_der = std::fs::read(&cert_path).with_context(|| {
+                format!("reading the {id} CA certificate {}", cert_path.display())
+            })?;
+            Ok(Ca {
+                kind,
+                signer: Arc::new(signer),
+                cert_der,
+            })
+        })
+        .collect()
+}
+
 impl Authority {
     /// Loads the material of `dir`, creating what is missing with `alg` keys.
     pub(crate) fn open_or_create(dir: &Path, alg: KeyAlgorithm) -> Result<Authority> {

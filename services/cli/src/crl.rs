@@ -15,22 +15,21 @@ use shikko_pki::Signer;
 use shikko_proto::v1 as pb;
 use shikko_store::Store;
 
-use crate::authority::Authority;
+use crate::authority::{Ca, load_cas};
 
 /// The CRL output directory of a data directory.
 pub(crate) fn out_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("crl")
 }
 
-/// A builder for every CA of `authority`, writing under `DATA_DIR/crl`.
+/// A builder for the CAs `cas`, writing under `DATA_DIR/crl`.
 pub(crate) fn builder(
     store: Arc<Store>,
-    authority: &Authority,
+    cas: &[Ca],
     data_dir: &Path,
     public_base_url: Option<String>,
 ) -> Result<Builder> {
-    let issuers = authority
-        .cas
+    let issuers = cas
         .iter()
         .map(|ca| {
             CrlIssuer::new(ca.kind, ca.signer.clone() as Arc<dyn Signer>, &ca.cert_der)
@@ -110,6 +109,7 @@ pub(crate) fn build_local(
     kinds: &[CertKind],
     delta: bool,
     verbose: bool,
+    public_url: &str,
 ) -> Result<()> {
     if !data_dir.join("keys").is_dir() || !data_dir.join("db").is_dir() {
         bail!(
@@ -123,8 +123,13 @@ pub(crate) fn build_local(
             data_dir.join("db").display()
         )
     })?;
-    let authority = Authority::open_or_create(data_dir, shikko_pki::KeyAlgorithm::Rsa2048)?;
-    let builder = builder(Arc::new(store), &authority, data_dir, None)?;
+    let cas = load_cas(data_dir)?;
+    let builder = builder(
+        Arc::new(store),
+        &cas,
+        data_dir,
+        Some(public_url.trim_end_matches('/').to_string()),
+    )?;
     let kinds = if kinds.is_empty() {
         CertKind::ALL.to_vec()
     } else {
@@ -146,22 +151,38 @@ pub(crate) fn build_local(
         None => Box::new(shikko_crl::NoProgress),
     };
     let t = Instant::now();
-    let report = if delta {
-        builder.build_delta(&kinds, progress.as_ref())
-    } else {
-        builder.build_full(&kinds, progress.as_ref())
-    };
+    // One issuer after another; a failure does not stop the others.
+    let mut report = BuildReport::default();
+    let mut failed = Vec::new();
+    for kind in &kinds {
+        let r = if delta {
+            builder.build_delta(&[*kind], progress.as_ref())
+        } else {
+            builder.build_full(&[*kind], progress.as_ref())
+        };
+        match r {
+            Ok(r) => {
+                report.seq = report.seq.max(r.seq);
+                report.crls.extend(r.crls);
+            }
+            Err(e) => failed.push(format!("{}: {e}", kind.issuer_id())),
+        }
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let report = report?;
-    print_report(&report, verbose);
-    println!(
-        "{} CRLs published under {} in {:.2} s",
-        report.crls.len(),
-        out_dir(data_dir).display(),
-        t.elapsed().as_secs_f64()
-    );
+    if !report.crls.is_empty() {
+        print_report(&report, verbose);
+        println!(
+            "{} CRLs published under {} in {:.2} s",
+            report.crls.len(),
+            out_dir(data_dir).display(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    if !failed.is_empty() {
+        bail!("CRL builds failed:\n  {}", failed.join("\n  "));
+    }
     Ok(())
 }
 

@@ -79,7 +79,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     }
     let builder = crate::crl::builder(
         store.clone(),
-        &authority,
+        &authority.cas,
         &opts.data_dir,
         Some(format!("http://{}", opts.http)),
     )?;
@@ -108,7 +108,14 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     };
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
-    let app = shikko_crl::http::router(crl_role.catalog().clone(), metrics.registry())?;
+    let app = shikko_crl::http::router_with(
+        crl_role.catalog().clone(),
+        metrics.registry(),
+        shikko_crl::http::CacheLimits {
+            full: Duration::from_secs(24 * 3600),
+            delta: DEMO_DELTA_EVERY,
+        },
+    )?;
     tokio::spawn(crl_role.clone().run_schedule(
         Schedule {
             full_every: Duration::from_secs(24 * 3600),

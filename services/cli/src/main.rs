@@ -130,6 +130,10 @@ enum CrlCommand {
         /// Print every partition CRL, not one line per issuer.
         #[arg(long)]
         verbose: bool,
+        /// With --data-dir: the public HTTP base of the CRLs, for the
+        /// freshestCRL pointer of full CRLs (BASE/crl/ISSUER/delta.crl).
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        public_url: String,
     },
 }
 
@@ -294,6 +298,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     issuer,
                     delta,
                     verbose,
+                    public_url,
                 },
         } => match (data_dir, endpoint) {
             (Some(dir), None) => {
@@ -301,7 +306,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     log_filter: "warn".into(),
                     ..TelemetryConfig::default()
                 })?;
-                tokio::task::block_in_place(|| crl::build_local(&dir, &issuer, delta, verbose))?
+                tokio::task::block_in_place(|| {
+                    crl::build_local(&dir, &issuer, delta, verbose, &public_url)
+                })?
             }
             (None, Some(ep)) => crl::build_remote(&ep, &issuer, delta, verbose).await?,
             _ => {
