@@ -247,10 +247,13 @@ fn build(dir: &Path, batch: Option<usize>) -> Result<()> {
         .find(|c| c.name == CrlName::Full)
         .ok_or_else(|| anyhow!("build_full published no full CRL"))?;
     println!(
-        "full: entries={} bytes={} seconds={seconds:.3} threads={}",
+        "full: entries={} bytes={} seconds={seconds:.3} threads={} encode={:.3} sign={:.3} check={:.3}",
         full.entries,
         full.bytes,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        full.encode.as_secs_f64(),
+        full.sign.as_secs_f64(),
+        full.check.as_secs_f64(),
     );
     println!(
         "{}",

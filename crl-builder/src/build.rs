@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -16,16 +15,13 @@ use shikko_core::{
 use shikko_pki::{Issuer, Signer};
 use shikko_store::{RevokedBatch, Snapshot, Store};
 
-use crate::der::{EntryFields, push_entry};
+use crate::der::{DayCache, EntryFields, push_entry};
 use crate::error::{Error, Result};
 use crate::extensions;
 use crate::publish::{clean_stale, publish};
 use crate::state::{Base, State};
 use crate::verify::CrlSummary;
-use crate::writer::{BodyWriter, TbsFields, assemble, temp_path};
-
-/// Entries encoded per rayon task.
-const CHUNK: usize = 4_096;
+use crate::writer::{Body, BodyWriter, TbsFields, assemble, temp_path};
 
 /// Which CRL of an issuer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -159,6 +155,12 @@ pub struct BuiltCrl {
     pub bytes: u64,
     /// Wall time of its build (scan, encode, sign, check, publish).
     pub elapsed: Duration,
+    /// Of which: scanning and encoding the entries into the body file.
+    pub encode: Duration,
+    /// Of which: assembling, hashing and signing the CRL file.
+    pub sign: Duration,
+    /// Of which: re-reading and verifying it, then publishing.
+    pub check: Duration,
 }
 
 /// What a build published, and the registry position it reflects.
@@ -235,6 +237,7 @@ fn encode_range(
     cutoff: UnixTime,
 ) -> Result<(Vec<u8>, u64)> {
     let mut out = Vec::with_capacity(range.len() * 48);
+    let mut days = DayCache::default();
     let mut n = 0;
     for i in range {
         let e = batch.get(i)?;
@@ -242,11 +245,45 @@ fn encode_range(
             continue;
         }
         if let Some(f) = fields_of(&e.serial, &e.status) {
-            push_entry(&mut out, &f)?;
+            push_entry(&mut out, &f, &mut days)?;
             n += 1;
         }
     }
     Ok((out, n))
+}
+
+/// Up to `n - 1` keys strictly between `first` and `last`, increasing, that
+/// split the key range into `n` parts of about equal width: keys are read as
+/// numbers from the first octet where `first` and `last` differ. Uneven
+/// key density only makes the parts uneven, never wrong.
+fn split_points(first: &[u8], last: &[u8], n: usize) -> Vec<Vec<u8>> {
+    if n < 2 || first >= last {
+        return Vec::new();
+    }
+    let d = first
+        .iter()
+        .zip(last)
+        .position(|(a, b)| a != b)
+        .unwrap_or(first.len().min(last.len()));
+    let window = |k: &[u8]| {
+        let mut b = [0u8; 8];
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = k.get(d + i).copied().unwrap_or(0);
+        }
+        u64::from_be_bytes(b)
+    };
+    let (lo, hi) = (window(first), window(last));
+    let mut out: Vec<Vec<u8>> = Vec::with_capacity(n - 1);
+    for i in 1..n {
+        let v = lo + ((u128::from(hi - lo) * i as u128) / n as u128) as u64;
+        let mut key = first[..d].to_vec();
+        key.extend_from_slice(&v.to_be_bytes());
+        key.truncate(first.len().max(d + 1));
+        if key.as_slice() > first && key.as_slice() <= last && out.last().is_none_or(|p| *p < key) {
+            out.push(key);
+        }
+    }
+    out
 }
 
 /// The highest CRL number among the published CRLs of an issuer directory
@@ -423,7 +460,7 @@ impl Builder {
         &self,
         issuer: &CrlIssuer,
         name: CrlName,
-        body: crate::writer::Body,
+        bodies: Vec<Body>,
         this_update: UnixTime,
         validity: Duration,
         extensions: &[u8],
@@ -434,7 +471,9 @@ impl Builder {
         let dest = dir.join(name.file_name());
         let this_update = strictly_after_published(&dest, this_update)?;
         let tmp = temp_path(&dir, "crl");
-        let entries = body.entries();
+        let entries = bodies.iter().map(Body::entries).sum();
+        let encode = started.elapsed();
+        let t = Instant::now();
         let tbs = TbsFields {
             signature_algorithm: &issuer.sig_alg_der,
             issuer: &issuer.name_der,
@@ -442,13 +481,15 @@ impl Builder {
             next_update: add(this_update, validity),
             extensions,
         };
-        let bytes = match assemble(Some(body), &tbs, issuer.signer.as_ref(), &tmp) {
+        let bytes = match assemble(bodies, &tbs, issuer.signer.as_ref(), &tmp) {
             Ok(b) => b,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
         };
+        let sign = t.elapsed();
+        let t = Instant::now();
         let summary: CrlSummary = publish(&tmp, &dest, issuer.signer.public_key_der())?;
         debug_assert_eq!(summary.size, bytes);
         let built = BuiltCrl {
@@ -458,6 +499,9 @@ impl Builder {
             entries,
             bytes,
             elapsed: started.elapsed(),
+            encode,
+            sign,
+            check: t.elapsed(),
         };
         progress.published(&built);
         let millis = built.elapsed.as_millis() as u64;
@@ -506,8 +550,11 @@ impl Builder {
         )
     }
 
-    /// Scans the issuer's whole index on this thread while another thread
-    /// encodes each batch with rayon and appends it to the body file.
+    /// Scans and encodes the issuer's whole index in parallel: the key range
+    /// is split into a few ranges per rayon thread, each scanned and encoded
+    /// into its own body segment (bounded by one batch in memory per
+    /// thread); the segments are concatenated in key order when the CRL is
+    /// assembled, so the output does not depend on the thread count.
     fn write_body_parallel(
         &self,
         snap: &Snapshot<'_>,
@@ -515,46 +562,37 @@ impl Builder {
         dir: &Path,
         cutoff: UnixTime,
         progress: &dyn Progress,
-    ) -> Result<crate::writer::Body> {
-        let mut body = BodyWriter::create(dir)?;
-        std::thread::scope(|s| {
-            let (tx, rx) = sync_channel::<RevokedBatch>(2);
-            let writer = s.spawn(move || -> Result<BodyWriter> {
-                for batch in rx {
-                    let chunks = batch.len().div_ceil(CHUNK);
-                    let encoded: Vec<Result<(Vec<u8>, u64)>> = (0..chunks)
-                        .into_par_iter()
-                        .map(|c| {
-                            encode_range(
-                                &batch,
-                                c * CHUNK..((c + 1) * CHUNK).min(batch.len()),
-                                cutoff,
-                            )
-                        })
-                        .collect();
-                    for part in encoded {
-                        let (buf, n) = part?;
+    ) -> Result<Vec<Body>> {
+        let Some((first, last)) = snap.revoked_key_bounds(kind, None)? else {
+            return Ok(Vec::new());
+        };
+        let splits = split_points(&first, &last, rayon::current_num_threads() * 4);
+        let mut ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(splits.len() + 1);
+        let mut from = first;
+        for s in splits {
+            ranges.push((std::mem::replace(&mut from, s.clone()), Some(s)));
+        }
+        ranges.push((from, None));
+        ranges
+            .par_iter()
+            .map(|(from, to)| {
+                let mut body = BodyWriter::create(dir)?;
+                snap.scan_revoked_range(
+                    kind,
+                    None,
+                    from,
+                    to.as_deref(),
+                    self.config.batch_size,
+                    |batch| -> Result<()> {
+                        let (buf, n) = encode_range(&batch, 0..batch.len(), cutoff)?;
                         body.write(&buf, n)?;
-                    }
-                    progress.entries(batch.len() as u64);
-                }
-                Ok(body)
-            });
-            let scanned = snap.scan_revoked(kind, None, self.config.batch_size, |b| {
-                tx.send(b)
-                    .map_err(|_| Error::Internal("CRL encoder stopped"))
-            });
-            drop(tx);
-            let body = writer
-                .join()
-                .map_err(|_| Error::Internal("CRL encoder panicked"))?;
-            match (scanned, body) {
-                // The encoder's own error explains a closed channel better.
-                (_, Err(e)) => Err(e),
-                (Err(e), Ok(_)) => Err(e),
-                (Ok(_), Ok(body)) => body.finish(),
-            }
-        })
+                        progress.entries(batch.len() as u64);
+                        Ok(())
+                    },
+                )?;
+                body.finish()
+            })
+            .collect()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -589,7 +627,7 @@ impl Builder {
         self.finish(
             issuer,
             name,
-            body.finish()?,
+            vec![body.finish()?],
             now,
             self.config.full_validity,
             &exts,
@@ -641,6 +679,7 @@ impl Builder {
         }
         let mut body = BodyWriter::create(&dir)?;
         let mut buf = Vec::with_capacity(64 * 1024);
+        let mut days = DayCache::default();
         for (serial, (status, not_after, time)) in &latest {
             if *not_after < base.this_update {
                 continue;
@@ -651,7 +690,7 @@ impl Builder {
                 reason: Some(RevocationReason::RemoveFromCrl),
                 invalidity_date: None,
             });
-            push_entry(&mut buf, &fields)?;
+            push_entry(&mut buf, &fields, &mut days)?;
             body.write(&buf, 1)?;
             buf.clear();
         }
@@ -660,12 +699,48 @@ impl Builder {
         self.finish(
             issuer,
             CrlName::Delta,
-            body.finish()?,
+            vec![body.finish()?],
             now,
             self.config.delta_validity,
             &exts,
             started,
             progress,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_points_are_increasing_and_strictly_inside() {
+        let key = |p: u32, s: u128| {
+            let mut k = vec![1u8];
+            k.extend_from_slice(&p.to_be_bytes());
+            k.extend_from_slice(&[0u8; 4]);
+            k.extend_from_slice(&s.to_be_bytes());
+            k
+        };
+        for (first, last) in [
+            (key(0, 0x4A50_0000), key(0, 0x4A50_FFFF)),
+            (key(10_000, 5), key(11_899, 7)),
+            (key(7, 1), key(7, 2)),
+        ] {
+            for n in [1, 2, 8, 64] {
+                let splits = split_points(&first, &last, n);
+                assert!(splits.len() < n.max(1));
+                let mut prev = first.clone();
+                for s in &splits {
+                    assert!(*s > prev && s.as_slice() <= last.as_slice(), "{n}");
+                    prev = s.clone();
+                }
+            }
+        }
+        assert_eq!(
+            split_points(&key(0, 0x4A50_0000), &key(0, 0x4A50_FFFF), 8).len(),
+            7
+        );
+        assert!(split_points(&key(1, 1), &key(1, 1), 8).is_empty());
     }
 }

@@ -101,6 +101,34 @@ fn push_civil(out: &mut Vec<u8>, t: UnixTime, four_digit_year: bool) -> Result<(
     Ok(())
 }
 
+/// The civil date of the last day encoded: entries of one CRL share few
+/// days, and the calendar arithmetic costs more than the rest of an entry.
+#[derive(Debug, Default)]
+pub(crate) struct DayCache {
+    day: Option<i64>,
+    /// Tag, length and `YYMMDD` / `YYYYMMDD` of that day.
+    prefix: Vec<u8>,
+}
+
+/// [`push_time`] through a [`DayCache`].
+pub(crate) fn push_time_cached(out: &mut Vec<u8>, t: UnixTime, cache: &mut DayCache) -> Result<()> {
+    let day = t.0.div_euclid(86_400);
+    if cache.day != Some(day) {
+        let mut full = Vec::with_capacity(17);
+        push_time(&mut full, UnixTime(day * 86_400))?;
+        full.truncate(full.len() - 7); // drop "HHMMSSZ"
+        cache.prefix = full;
+        cache.day = Some(day);
+    }
+    out.extend_from_slice(&cache.prefix);
+    let secs = t.0.rem_euclid(86_400) as u32;
+    push_digits(out, secs / 3600, 2);
+    push_digits(out, secs / 60 % 60, 2);
+    push_digits(out, secs % 60, 2);
+    out.push(b'Z');
+    Ok(())
+}
+
 /// Appends a Time (RFC 5280 §4.1.2.5 / §5.1.2.4: UTCTime through 2049).
 pub(crate) fn push_time(out: &mut Vec<u8>, t: UnixTime) -> Result<()> {
     let (y, ..) = t.to_civil();
@@ -138,7 +166,11 @@ pub(crate) struct EntryFields<'a> {
 ///      crlEntryExtensions      Extensions OPTIONAL }
 /// ```
 /// with the reasonCode (2.5.29.21) and invalidityDate (2.5.29.24) extensions, non-critical.
-pub(crate) fn push_entry(out: &mut Vec<u8>, e: &EntryFields<'_>) -> Result<()> {
+pub(crate) fn push_entry(
+    out: &mut Vec<u8>,
+    e: &EntryFields<'_>,
+    days: &mut DayCache,
+) -> Result<()> {
     let (pad, mag) = serial_content(e.serial);
     let int_content = if mag.is_empty() {
         1
@@ -166,7 +198,7 @@ pub(crate) fn push_entry(out: &mut Vec<u8>, e: &EntryFields<'_>) -> Result<()> {
         }
         out.extend_from_slice(mag);
     }
-    push_time(out, e.date)?;
+    push_time_cached(out, e.date, days)?;
     if exts > 0 {
         push_header(out, TAG_SEQUENCE, exts);
         if let Some(code) = reason {
@@ -192,6 +224,27 @@ mod tests {
 
     fn serial(v: u128) -> Serial {
         Serial::from_u128(v).unwrap()
+    }
+
+    #[test]
+    fn cached_times_match_uncached_ones() {
+        let mut cache = DayCache::default();
+        for t in [
+            0i64,
+            59,
+            86_399,
+            86_400,
+            1_700_000_000,
+            1_700_003_601,
+            2_524_607_999,
+            2_524_608_000,
+            2_524_694_399,
+        ] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            push_time(&mut a, UnixTime(t)).unwrap();
+            push_time_cached(&mut b, UnixTime(t), &mut cache).unwrap();
+            assert_eq!(a, b, "{t}");
+        }
     }
 
     #[test]
@@ -248,6 +301,7 @@ mod tests {
                     reason,
                     invalidity_date: inval,
                 },
+                &mut DayCache::default(),
             )
             .unwrap();
             let rc = RevokedCert::<x509_cert::certificate::Rfc5280>::from_der(&out).unwrap();

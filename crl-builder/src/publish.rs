@@ -86,7 +86,7 @@ mod tests {
         let exts = crate::extensions::full(&key_id, number, None).unwrap();
         let path = crate::writer::temp_path(dir, "crl");
         assemble(
-            None,
+            Vec::new(),
             &TbsFields {
                 signature_algorithm: &alg,
                 issuer: &name,

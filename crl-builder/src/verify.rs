@@ -381,57 +381,162 @@ fn read_file(file: File, path: &Path, mode: Mode<'_>) -> Result<CrlSummary> {
 }
 
 /// Checks the shape of every entry (serial INTEGER, a time, optional
-/// extensions) and counts them.
+/// extensions) and counts them. Reads (and hashes) the list in large chunks
+/// and parses the entries in memory: per-entry reads would cost more than
+/// everything else in the check.
 fn walk_entries<R: Read + Seek>(r: &mut Reader<R>, path: &Path, len: u64) -> Result<u64> {
-    let end = r.pos + len;
+    const CHUNK: u64 = 1 << 20;
     let mut count = 0u64;
-    let mut buf = Vec::with_capacity(128);
-    while r.pos < end {
-        let elen = expect_header(r, path, TAG_SEQUENCE, "revoked entry")?;
-        if elen > 1024 {
-            return Err(Error::malformed(
-                path,
-                "a revoked entry is implausibly long",
-            ));
+    let mut left = len;
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK as usize + 2048);
+    while left > 0 {
+        let n = left.min(CHUNK) as usize;
+        let carried = buf.len();
+        buf.resize(carried + n, 0);
+        r.read_exact(&mut buf[carried..])
+            .map_err(|e| Error::io(path, e))?;
+        left -= n as u64;
+        let mut at = 0;
+        loop {
+            match next_entry(&buf[at..]) {
+                Entry::Complete(used) => {
+                    at += used;
+                    count += 1;
+                }
+                Entry::Partial if left > 0 => break,
+                Entry::Partial | Entry::Bad => {
+                    return Err(Error::malformed(
+                        path,
+                        format!("revoked entry {count} is malformed"),
+                    ));
+                }
+                Entry::End => break,
+            }
         }
-        buf.resize(elen as usize, 0);
-        r.read_exact(&mut buf).map_err(|e| Error::io(path, e))?;
-        check_entry(&buf)
-            .ok_or_else(|| Error::malformed(path, format!("revoked entry {count} is malformed")))?;
-        count += 1;
+        buf.drain(..at);
     }
-    if r.pos != end {
+    if !buf.is_empty() {
         return Err(Error::malformed(
             path,
-            "revokedCertificates overruns its length",
+            "revokedCertificates ends inside an entry",
         ));
     }
     Ok(count)
 }
 
-fn check_entry(b: &[u8]) -> Option<()> {
-    // INTEGER (1 to 21 octets, positive, minimal)
+enum Entry {
+    /// A well-formed entry of this many octets.
+    Complete(usize),
+    /// The buffer ends inside an entry.
+    Partial,
+    /// Not a well-formed entry.
+    Bad,
+    /// The buffer is empty.
+    End,
+}
+
+fn next_entry(b: &[u8]) -> Entry {
+    if b.is_empty() {
+        return Entry::End;
+    }
+    let Some((tag, content, _)) = tlv(b) else {
+        // An entry is at most a few hundred octets: a short buffer may just
+        // end inside one; a long one that does not parse is malformed.
+        return if b.len() < 1024 {
+            Entry::Partial
+        } else {
+            Entry::Bad
+        };
+    };
+    if tag != TAG_SEQUENCE || content.len() > 1024 {
+        return Entry::Bad;
+    }
+    let used = header_octets(b) + content.len();
+    match check_entry(content) {
+        Some(()) => Entry::Complete(used),
+        None => Entry::Bad,
+    }
+}
+
+/// Octets of the tag and length at the start of `b` (which `tlv` accepted).
+fn header_octets(b: &[u8]) -> usize {
+    match b.get(1) {
+        Some(&l) if l >= 0x80 => 2 + usize::from(l & 0x7f),
+        _ => 2,
+    }
+}
+
+/// One TLV at the start of `b`: tag, content, rest. Lengths up to 3 octets,
+/// minimal (DER).
+fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = b.split_first()?;
-    let (&ilen, rest) = rest.split_first()?;
-    if tag != TAG_INTEGER || ilen == 0 || ilen > 21 || rest.len() < usize::from(ilen) {
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 3 || rest.len() < n || rest[0] == 0 {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |a, x| a << 8 | usize::from(*x));
+        if len < 0x80 {
+            return None;
+        }
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
         return None;
     }
-    let (int, rest) = rest.split_at(usize::from(ilen));
+    let (content, rest) = rest.split_at(len);
+    Some((tag, content, rest))
+}
+
+/// `revokedCertificates` element content: a positive minimal INTEGER of 1 to
+/// 21 octets, a valid Time, and optionally Extensions (each a SEQUENCE of an
+/// OID, an optional BOOLEAN and an OCTET STRING).
+fn check_entry(b: &[u8]) -> Option<()> {
+    let (tag, int, rest) = tlv(b)?;
+    if tag != TAG_INTEGER || int.is_empty() || int.len() > 21 {
+        return None;
+    }
     if int[0] & 0x80 != 0 || (int.len() > 1 && int[0] == 0 && int[1] & 0x80 == 0) {
         return None;
     }
-    let (&ttag, rest) = rest.split_first()?;
-    let (&tlen, rest) = rest.split_first()?;
-    if rest.len() < usize::from(tlen) {
+    let (ttag, t, rest) = tlv(rest)?;
+    parse_time(ttag, t)?;
+    if rest.is_empty() {
+        return Some(());
+    }
+    let (tag, mut exts, rest) = tlv(rest)?;
+    if tag != TAG_SEQUENCE || exts.is_empty() || !rest.is_empty() {
         return None;
     }
-    let (t, rest) = rest.split_at(usize::from(tlen));
-    parse_time(ttag, t)?;
-    match rest {
-        [] => Some(()),
-        [TAG_SEQUENCE, ..] => Extensions::from_der(rest).ok().map(|_| ()),
-        _ => None,
+    while !exts.is_empty() {
+        let (tag, ext, next) = tlv(exts)?;
+        if tag != TAG_SEQUENCE {
+            return None;
+        }
+        let (tag, oid, mut inner) = tlv(ext)?;
+        if tag != 0x06 || oid.is_empty() {
+            return None;
+        }
+        if inner.first() == Some(&0x01) {
+            let (_, critical, after) = tlv(inner)?;
+            // DER: BOOLEAN TRUE is 0xff, and a FALSE default is omitted.
+            if critical != [0xff] {
+                return None;
+            }
+            inner = after;
+        }
+        let (tag, _value, after) = tlv(inner)?;
+        if tag != 0x04 || !after.is_empty() {
+            return None;
+        }
+        exts = next;
     }
+    Some(())
 }
 
 /// Fully checks a CRL file: every entry's structure, the TBSCertList's hash,
@@ -494,6 +599,7 @@ mod tests {
                 reason: Some(shikko_core::RevocationReason::Superseded),
                 invalidity_date: None,
             },
+            &mut crate::der::DayCache::default(),
         )
         .unwrap();
         assert!(check_entry(&good[2..]).is_some());

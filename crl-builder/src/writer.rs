@@ -188,14 +188,14 @@ fn signature_len_range(alg: KeyAlgorithm) -> (usize, usize) {
 
 /// Writes the signed CRL to `out` (a new file) and syncs it. Returns its size.
 pub(crate) fn assemble(
-    body: Option<Body>,
+    bodies: Vec<Body>,
     tbs: &TbsFields<'_>,
     signer: &dyn Signer,
     out: &Path,
 ) -> Result<u64> {
-    let (body_len, entries) = body
-        .as_ref()
-        .map_or((0, 0), |b| (b.len as usize, b.entries));
+    let body_len = usize::try_from(bodies.iter().map(|b| b.len).sum::<u64>())
+        .map_err(|_| Error::Input("a CRL larger than the address space"))?;
+    let entries: u64 = bodies.iter().map(|b| b.entries).sum();
     let mut head = Vec::with_capacity(512);
     head.extend_from_slice(&[TAG_INTEGER, 1, 1]); // version v2
     head.extend_from_slice(tbs.signature_algorithm);
@@ -232,12 +232,14 @@ pub(crate) fn assemble(
     w.write_all(&d::header(TAG_SEQUENCE, tbs_content))
         .map_err(io)?;
     w.write_all(&head).map_err(io)?;
-    if let Some(mut body) = body.filter(|_| entries > 0) {
+    if entries > 0 {
         w.write_all(&list_header).map_err(io)?;
+    }
+    let mut buf = vec![0u8; IO_BUF];
+    for mut body in bodies.into_iter().filter(|_| entries > 0) {
         body.file
             .seek(SeekFrom::Start(0))
             .map_err(|e| Error::io(&body.path, e))?;
-        let mut buf = vec![0u8; IO_BUF];
         let mut left = body.len;
         while left > 0 {
             let n = body

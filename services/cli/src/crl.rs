@@ -234,6 +234,9 @@ pub(crate) async fn build_remote(
                     entries: c.entries,
                     bytes: c.bytes,
                     elapsed: Duration::from_millis(c.millis),
+                    encode: Duration::ZERO,
+                    sign: Duration::ZERO,
+                    check: Duration::ZERO,
                 })
             })
             .collect(),

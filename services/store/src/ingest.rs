@@ -226,7 +226,7 @@ impl Store {
                             status: c.status,
                             not_after: c.not_after,
                         };
-                        batch.put_cf(self.cf(cf::REVOKED), rkey, keys::encode(&v, cf::REVOKED)?);
+                        batch.put_cf(self.cf(cf::REVOKED), rkey, v.encode()?);
                     } else if view.is_listed(c.kind, &c.serial) {
                         batch.delete_cf(self.cf(cf::REVOKED), rkey);
                     }

@@ -65,7 +65,7 @@ impl RevokedBatch {
             self.value_ends[i - 1] as usize
         };
         let end = self.value_ends[i] as usize;
-        let value: RevokedValue = keys::decode(&self.values[start..end], cf::REVOKED)?;
+        let value = RevokedValue::decode(&self.values[start..end])?;
         let mut part = [0u8; 4];
         part.copy_from_slice(&key[1..5]);
         Ok(RevokedEntry {
@@ -123,6 +123,54 @@ impl Snapshot<'_> {
         kind: CertKind,
         partition: Option<PartitionId>,
         batch_size: usize,
+        each: impl FnMut(RevokedBatch) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        self.scan_revoked_range(kind, partition, &[], None, batch_size, each)
+    }
+
+    /// The first and last index keys of an issuer's (or a partition's)
+    /// entries, for splitting a scan into ranges ([`Snapshot::scan_revoked_range`]);
+    /// `None` when there is no entry.
+    pub fn revoked_key_bounds(
+        &self,
+        kind: CertKind,
+        partition: Option<PartitionId>,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let prefix = keys::revoked_prefix(kind, partition);
+        let mut it = self
+            .store
+            .db
+            .raw_iterator_cf_opt(self.store.cf(cf::REVOKED), self.read_options(false));
+        it.seek(&prefix);
+        let first = match it.key() {
+            Some(k) if k.starts_with(&prefix) => k.to_vec(),
+            _ => {
+                it.status()?;
+                return Ok(None);
+            }
+        };
+        // The last key under the prefix: seek before the prefix's successor.
+        let mut upper = prefix.clone();
+        upper.resize(REVOKED_KEY_LEN, 0xff);
+        it.seek_for_prev(&upper);
+        let last = match it.key() {
+            Some(k) if k.starts_with(&prefix) => k.to_vec(),
+            _ => first.clone(),
+        };
+        it.status()?;
+        Ok(Some((first, last)))
+    }
+
+    /// [`Snapshot::scan_revoked`] of the keys `from <= key < to` (no upper
+    /// bound when `to` is `None`) under the issuer's (or partition's) prefix.
+    /// Ranges that split the prefix's keys scan every entry exactly once.
+    pub fn scan_revoked_range<E: From<Error>>(
+        &self,
+        kind: CertKind,
+        partition: Option<PartitionId>,
+        from: &[u8],
+        to: Option<&[u8]>,
+        batch_size: usize,
         mut each: impl FnMut(RevokedBatch) -> Result<(), E>,
     ) -> Result<u64, E> {
         let batch_size = batch_size.max(1);
@@ -131,11 +179,11 @@ impl Snapshot<'_> {
             .store
             .db
             .raw_iterator_cf_opt(self.store.cf(cf::REVOKED), self.read_options(true));
-        it.seek(&prefix);
+        it.seek(prefix.as_slice().max(from));
         let mut total = 0u64;
         let mut batch = new_batch(kind, batch_size);
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            if !k.starts_with(&prefix) {
+            if !k.starts_with(&prefix) || to.is_some_and(|to| k >= to) {
                 break;
             }
             if k.len() != REVOKED_KEY_LEN {
@@ -227,7 +275,7 @@ impl Store {
             batch.put_cf(
                 self.cf(cf::REVOKED),
                 keys::revoked_key(e.kind, e.partition, &e.serial),
-                keys::encode(&value, cf::REVOKED)?,
+                value.encode()?,
             );
         }
         let mut w = rocksdb::WriteOptions::default();
