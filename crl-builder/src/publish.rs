@@ -45,7 +45,14 @@ pub(crate) fn clean_stale(dir: &Path) -> Result<()> {
 /// CRL number is greater than the published one's. `tmp` is removed on refusal.
 pub(crate) fn publish(tmp: &Path, dest: &Path, issuer_spki: &[u8]) -> Result<CrlSummary> {
     let result = (|| {
-        let new = verify_file(tmp, issuer_spki)?;
+        // The new file reaches the disk while it is read back and checked;
+        // both must be done before the rename makes it the published one.
+        let (synced, verified) = rayon::join(
+            || fs::File::open(tmp).and_then(|f| f.sync_all()),
+            || verify_file(tmp, issuer_spki),
+        );
+        synced.map_err(|e| Error::io(tmp, e))?;
+        let new = verified?;
         match read_summary(dest) {
             Ok(old) if old.number >= new.number => {
                 return Err(Error::NumberNotIncreasing {

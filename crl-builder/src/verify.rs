@@ -384,37 +384,38 @@ fn read_file(file: File, path: &Path, mode: Mode<'_>) -> Result<CrlSummary> {
 /// extensions) and counts them. Reads (and hashes) the list in large chunks
 /// and parses the entries in memory: per-entry reads would cost more than
 /// everything else in the check.
-fn walk_entries<R: Read + Seek>(r: &mut Reader<R>, path: &Path, len: u64) -> Result<u64> {
+fn walk_entries<R: Read + Seek + Send>(r: &mut Reader<R>, path: &Path, len: u64) -> Result<u64> {
     const CHUNK: u64 = 1 << 20;
     let mut count = 0u64;
     let mut left = len;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK as usize + 2048);
+    // Hashing and parsing each chunk run side by side.
+    let mut hash = r.hash.take();
     while left > 0 {
         let n = left.min(CHUNK) as usize;
         let carried = buf.len();
         buf.resize(carried + n, 0);
-        r.read_exact(&mut buf[carried..])
+        r.inner
+            .read_exact(&mut buf[carried..])
             .map_err(|e| Error::io(path, e))?;
+        r.pos += n as u64;
         left -= n as u64;
-        let mut at = 0;
-        loop {
-            match next_entry(&buf[at..]) {
-                Entry::Complete(used) => {
-                    at += used;
-                    count += 1;
+        let (fresh, all) = (&buf[carried..], &buf[..]);
+        let ((), parsed) = rayon::join(
+            || {
+                if let Some(h) = hash.as_mut() {
+                    h.update(fresh);
                 }
-                Entry::Partial if left > 0 => break,
-                Entry::Partial | Entry::Bad => {
-                    return Err(Error::malformed(
-                        path,
-                        format!("revoked entry {count} is malformed"),
-                    ));
-                }
-                Entry::End => break,
-            }
-        }
-        buf.drain(..at);
+            },
+            || parse_entries(all, left > 0),
+        );
+        let (used, n) = parsed.ok_or_else(|| {
+            Error::malformed(path, format!("revoked entry {} is malformed", count + 1))
+        })?;
+        count += n;
+        buf.drain(..used);
     }
+    r.hash = hash;
     if !buf.is_empty() {
         return Err(Error::malformed(
             path,
@@ -422,6 +423,24 @@ fn walk_entries<R: Read + Seek>(r: &mut Reader<R>, path: &Path, len: u64) -> Res
         ));
     }
     Ok(count)
+}
+
+/// Parses the complete entries at the start of `b`: (octets used, entries).
+/// A trailing partial entry is left for the next chunk when `more` follows.
+fn parse_entries(b: &[u8], more: bool) -> Option<(usize, u64)> {
+    let mut at = 0;
+    let mut n = 0;
+    loop {
+        match next_entry(&b[at..]) {
+            Entry::Complete(used) => {
+                at += used;
+                n += 1;
+            }
+            Entry::Partial if more => return Some((at, n)),
+            Entry::Partial | Entry::Bad => return None,
+            Entry::End => return Some((at, n)),
+        }
+    }
 }
 
 enum Entry {
