@@ -235,9 +235,9 @@ fn encode_range(
     batch: &RevokedBatch,
     range: std::ops::Range<usize>,
     cutoff: UnixTime,
-) -> Result<(Vec<u8>, u64)> {
-    let mut out = Vec::with_capacity(range.len() * 48);
-    let mut days = DayCache::default();
+    out: &mut Vec<u8>,
+    days: &mut DayCache,
+) -> Result<u64> {
     let mut n = 0;
     for i in range {
         let e = batch.get(i)?;
@@ -245,11 +245,11 @@ fn encode_range(
             continue;
         }
         if let Some(f) = fields_of(&e.serial, &e.status) {
-            push_entry(&mut out, &f, &mut days)?;
+            push_entry(out, &f, days)?;
             n += 1;
         }
     }
-    Ok((out, n))
+    Ok(n)
 }
 
 /// Up to `n - 1` keys strictly between `first` and `last`, increasing, that
@@ -577,6 +577,8 @@ impl Builder {
             .par_iter()
             .map(|(from, to)| {
                 let mut body = BodyWriter::create(dir)?;
+                let mut buf = Vec::with_capacity(self.config.batch_size * 48);
+                let mut days = DayCache::default();
                 snap.scan_revoked_range(
                     kind,
                     None,
@@ -584,7 +586,8 @@ impl Builder {
                     to.as_deref(),
                     self.config.batch_size,
                     |batch| -> Result<()> {
-                        let (buf, n) = encode_range(&batch, 0..batch.len(), cutoff)?;
+                        buf.clear();
+                        let n = encode_range(batch, 0..batch.len(), cutoff, &mut buf, &mut days)?;
                         body.write(&buf, n)?;
                         progress.entries(batch.len() as u64);
                         Ok(())
@@ -611,12 +614,15 @@ impl Builder {
         progress.started(issuer.kind, name);
         let dir = self.dir(issuer.kind);
         let mut body = BodyWriter::create(&dir)?;
+        let mut buf = Vec::new();
+        let mut days = DayCache::default();
         snap.scan_revoked(
             issuer.kind,
             Some(m.code),
             self.config.batch_size,
             |batch| -> Result<()> {
-                let (buf, n) = encode_range(&batch, 0..batch.len(), cutoff)?;
+                buf.clear();
+                let n = encode_range(batch, 0..batch.len(), cutoff, &mut buf, &mut days)?;
                 body.write(&buf, n)?;
                 progress.entries(batch.len() as u64);
                 Ok(())

@@ -115,7 +115,8 @@ impl Snapshot<'_> {
 
     /// Streams the revoked and held entries of an issuer (or one partition of
     /// it) in (partition, serial) order, `batch_size` entries at a time, still
-    /// encoded: memory stays bounded by one batch whatever the index holds.
+    /// encoded: memory stays bounded by one batch whatever the index holds
+    /// (the batch is reused: `each` sees it only for the call).
     /// Returns the number of entries seen.
     /// `each` may fail with its own error type, which ends the scan.
     pub fn scan_revoked<E: From<Error>>(
@@ -123,7 +124,7 @@ impl Snapshot<'_> {
         kind: CertKind,
         partition: Option<PartitionId>,
         batch_size: usize,
-        each: impl FnMut(RevokedBatch) -> Result<(), E>,
+        each: impl FnMut(&RevokedBatch) -> Result<(), E>,
     ) -> Result<u64, E> {
         self.scan_revoked_range(kind, partition, &[], None, batch_size, each)
     }
@@ -171,7 +172,7 @@ impl Snapshot<'_> {
         from: &[u8],
         to: Option<&[u8]>,
         batch_size: usize,
-        mut each: impl FnMut(RevokedBatch) -> Result<(), E>,
+        mut each: impl FnMut(&RevokedBatch) -> Result<(), E>,
     ) -> Result<u64, E> {
         let batch_size = batch_size.max(1);
         let prefix = keys::revoked_prefix(kind, partition);
@@ -202,13 +203,17 @@ impl Snapshot<'_> {
             batch.value_ends.push(end);
             total += 1;
             if batch.len() == batch_size {
-                each(std::mem::replace(&mut batch, new_batch(kind, batch_size)))?;
+                // One batch's buffers serve the whole scan.
+                each(&batch)?;
+                batch.keys.clear();
+                batch.values.clear();
+                batch.value_ends.clear();
             }
             it.next();
         }
         it.status().map_err(Error::from)?;
         if !batch.is_empty() {
-            each(batch)?;
+            each(&batch)?;
         }
         Ok(total)
     }
