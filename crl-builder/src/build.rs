@@ -576,26 +576,50 @@ impl Builder {
         ranges
             .par_iter()
             .map(|(from, to)| {
-                let mut body = BodyWriter::create(dir)?;
-                let mut buf = Vec::with_capacity(self.config.batch_size * 48);
-                let mut days = DayCache::default();
-                snap.scan_revoked_range(
+                self.encode_scan(
+                    snap,
                     kind,
                     None,
-                    from,
-                    to.as_deref(),
-                    self.config.batch_size,
-                    |batch| -> Result<()> {
-                        buf.clear();
-                        let n = encode_range(batch, 0..batch.len(), cutoff, &mut buf, &mut days)?;
-                        body.write(&buf, n)?;
-                        progress.entries(batch.len() as u64);
-                        Ok(())
-                    },
-                )?;
-                body.finish()
+                    (from, to.as_deref()),
+                    dir,
+                    cutoff,
+                    progress,
+                )
             })
             .collect()
+    }
+
+    /// Scans the keys `range.0 <= key < range.1` of an issuer (or partition)
+    /// and encodes them into one body segment, a batch at a time.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_scan(
+        &self,
+        snap: &Snapshot<'_>,
+        kind: CertKind,
+        partition: Option<PartitionId>,
+        range: (&[u8], Option<&[u8]>),
+        dir: &Path,
+        cutoff: UnixTime,
+        progress: &dyn Progress,
+    ) -> Result<Body> {
+        let mut body = BodyWriter::create(dir)?;
+        let mut buf = Vec::with_capacity(self.config.batch_size.min(1 << 16) * 48);
+        let mut days = DayCache::default();
+        snap.scan_revoked_range(
+            kind,
+            partition,
+            range.0,
+            range.1,
+            self.config.batch_size,
+            |batch| -> Result<()> {
+                buf.clear();
+                let n = encode_range(batch, 0..batch.len(), cutoff, &mut buf, &mut days)?;
+                body.write(&buf, n)?;
+                progress.entries(batch.len() as u64);
+                Ok(())
+            },
+        )?;
+        body.finish()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -613,27 +637,21 @@ impl Builder {
         let name = CrlName::Partition(m.code);
         progress.started(issuer.kind, name);
         let dir = self.dir(issuer.kind);
-        let mut body = BodyWriter::create(&dir)?;
-        let mut buf = Vec::new();
-        let mut days = DayCache::default();
-        snap.scan_revoked(
+        let body = self.encode_scan(
+            snap,
             issuer.kind,
             Some(m.code),
-            self.config.batch_size,
-            |batch| -> Result<()> {
-                buf.clear();
-                let n = encode_range(batch, 0..batch.len(), cutoff, &mut buf, &mut days)?;
-                body.write(&buf, n)?;
-                progress.entries(batch.len() as u64);
-                Ok(())
-            },
+            (&[], None),
+            &dir,
+            cutoff,
+            progress,
         )?;
         let dp = shikko_pki::crl_dp_name_for(issuer.kind, m)?;
         let exts = extensions::partition(&issuer.key_id, number, dp)?;
         self.finish(
             issuer,
             name,
-            vec![body.finish()?],
+            vec![body],
             now,
             self.config.full_validity,
             &exts,

@@ -13,6 +13,7 @@ use shikko_core::CertKind;
 use shikko_crl::{BuildReport, Builder, BuiltCrl, CrlConfig, CrlIssuer, CrlName, Progress};
 use shikko_pki::Signer;
 use shikko_proto::v1 as pb;
+use shikko_registry::convert::{kind_from_pb, kind_to_pb};
 use shikko_store::Store;
 
 use crate::authority::{Ca, load_cas};
@@ -186,15 +187,6 @@ pub(crate) fn build_local(
     Ok(())
 }
 
-fn kind_to_pb(kind: CertKind) -> pb::Issuer {
-    match kind {
-        CertKind::CardSigning => pb::Issuer::Sign,
-        CertKind::CardAuth => pb::Issuer::Auth,
-        CertKind::PhoneSigning => pb::Issuer::PhoneSign,
-        CertKind::PhoneAuth => pb::Issuer::PhoneAuth,
-    }
-}
-
 /// `shikko crl build --endpoint URL`: asks a running crl role to build.
 pub(crate) async fn build_remote(
     endpoint: &str,
@@ -224,9 +216,7 @@ pub(crate) async fn build_remote(
             .crls
             .iter()
             .filter_map(|c| {
-                let kind = CertKind::ALL
-                    .into_iter()
-                    .find(|k| kind_to_pb(*k) as i32 == c.issuer)?;
+                let kind = kind_from_pb(c.issuer).ok()?;
                 Some(BuiltCrl {
                     kind,
                     name: CrlName::parse(&c.name)?,

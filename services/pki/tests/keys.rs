@@ -44,6 +44,23 @@ fn signature_algorithm_identifiers() {
     assert!(ec.parameters.is_none());
 }
 
+/// Verifies a SHA-256 signature of `alg` with aws-lc-rs.
+fn verify_sig(
+    alg: KeyAlgorithm,
+    key_bits: &[u8],
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), aws_lc_rs::error::Unspecified> {
+    match alg {
+        KeyAlgorithm::Rsa2048 => {
+            UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key_bits).verify(msg, sig)
+        }
+        KeyAlgorithm::EcdsaP256 => {
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key_bits).verify(msg, sig)
+        }
+    }
+}
+
 #[test]
 fn signatures_verify_with_aws_lc_rs() {
     let msg = b"to be signed";
@@ -52,14 +69,7 @@ fn signatures_verify_with_aws_lc_rs() {
         assert_eq!(key.algorithm(), alg);
         let sig = key.sign(msg).unwrap();
         let bits = public_key_bits(&key);
-        let verify = |m: &[u8]| match alg {
-            KeyAlgorithm::Rsa2048 => {
-                UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &bits).verify(m, &sig)
-            }
-            KeyAlgorithm::EcdsaP256 => {
-                UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &bits).verify(m, &sig)
-            }
-        };
+        let verify = |m: &[u8]| verify_sig(alg, &bits, m, &sig);
         assert!(verify(msg).is_ok(), "{alg} signature does not verify");
         assert!(
             verify(b"something else").is_err(),
@@ -195,14 +205,7 @@ fn digest_signatures_verify_as_message_signatures() {
         let key = SoftwareSigner::generate(alg).unwrap();
         let sig = key.sign_sha256_digest(&digest).unwrap();
         let bits = public_key_bits(&key);
-        let verify = |m: &[u8]| match alg {
-            KeyAlgorithm::Rsa2048 => {
-                UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &bits).verify(m, &sig)
-            }
-            KeyAlgorithm::EcdsaP256 => {
-                UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &bits).verify(m, &sig)
-            }
-        };
+        let verify = |m: &[u8]| verify_sig(alg, &bits, m, &sig);
         assert!(
             verify(msg).is_ok(),
             "{alg} digest signature does not verify"
