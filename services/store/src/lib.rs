@@ -21,6 +21,7 @@
 mod feed;
 mod ingest;
 mod keys;
+mod mirror;
 mod query;
 mod snapshot;
 

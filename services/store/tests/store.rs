@@ -378,6 +378,85 @@ fn a_snapshot_sees_one_state_whatever_is_ingested_after_it() {
     assert_eq!(other, 0);
 }
 
+fn revoked_of(store: &Store) -> Vec<(CertKind, Serial, CertStatus)> {
+    let mut out = Vec::new();
+    for kind in CertKind::ALL {
+        for e in store.revoked(kind, None) {
+            let e = e.unwrap();
+            out.push((kind, e.serial, e.status));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_mirror_fed_from_the_change_feed_has_the_registrys_revoked_index() {
+    let (_a, registry) = open();
+    let (_b, mirror) = open();
+    let mut events = Vec::new();
+    for h in 0..12u32 {
+        events.push(issue(
+            &format!("i{h}"),
+            h,
+            CertKind::CardAuth,
+            500 + u128::from(h),
+        ));
+        events.push(issue(
+            &format!("p{h}"),
+            h,
+            CertKind::PhoneAuth,
+            700 + u128::from(h),
+        ));
+    }
+    for h in 0..5u32 {
+        events.push(revoke(
+            &format!("r{h}"),
+            CertKind::CardAuth,
+            500 + u128::from(h),
+            RevocationReason::KeyCompromise,
+        ));
+        events.push(ev(
+            &format!("s{h}"),
+            3_500,
+            EventBody::Suspend {
+                kind: CertKind::PhoneAuth,
+                serial: Serial::from_u128(700 + u128::from(h)).unwrap(),
+            },
+        ));
+    }
+    events.push(ev(
+        "resume",
+        3_600,
+        EventBody::Resume {
+            kind: CertKind::PhoneAuth,
+            serial: Serial::from_u128(701).unwrap(),
+        },
+    ));
+    registry.ingest(&events, IngestMode::PerEvent).unwrap();
+
+    // Followed in two pieces, as a follower would after a reconnect.
+    let all = registry.changes_since(1, 10_000).unwrap();
+    assert_eq!(mirror.apply_changes(&all[..7]).unwrap(), 7);
+    let err = mirror.apply_changes(&all[3..]).unwrap_err();
+    assert!(err.to_string().contains("resume from 8"), "{err}");
+    assert_eq!(mirror.last_seq(), 7, "a refused batch changes nothing");
+    assert_eq!(
+        mirror.apply_changes(&all[7..]).unwrap(),
+        registry.last_seq()
+    );
+    assert_eq!(revoked_of(&mirror), revoked_of(&registry));
+    assert_eq!(mirror.changes_since(1, 10_000).unwrap(), all);
+    let snap = mirror.snapshot().unwrap();
+    assert_eq!(snap.seq(), registry.last_seq());
+
+    // A registry's own store is not a mirror.
+    let err = registry.apply_changes(&all[..1]).unwrap_err();
+    assert!(err.to_string().contains("not a mirror"), "{err}");
+
+    mirror.put_municipalities(&[muni(131_016)]).unwrap();
+    assert_eq!(mirror.municipalities().unwrap(), vec![muni(131_016)]);
+}
+
 #[test]
 fn state_and_feed_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();

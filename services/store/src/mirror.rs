@@ -1,0 +1,100 @@
+//! Mirror mode: a local copy of the parts of a registry's store that the CRL
+//! (and later OCSP) roles read, kept by following the registry's change feed.
+//!
+//! A mirror holds the revoked index, the change feed (for delta CRLs), the
+//! municipalities (CRL partitions) and the last sequence number; never
+//! events, holders or 4 information. The builders read a mirror exactly as
+//! they read the registry's own store (snapshots, scans, feed).
+
+use rocksdb::{WriteBatch, WriteOptions};
+use shikko_core::Municipality;
+
+use crate::feed::ChangeRecord;
+use crate::query::RevokedValue;
+use crate::{Error, META_LAST_SEQ, Result, Store, cf, keys};
+
+impl Store {
+    /// Applies change records followed from a registry, in order from
+    /// `last_seq() + 1`, in one synced write: the revoked index follows each
+    /// certificate's new status, the records join the local feed, and
+    /// `last_seq` advances. Refuses a gap or a repeat (the follower resumes
+    /// from `last_seq() + 1`), and refuses a registry's own store (one that
+    /// holds events). Returns the new `last_seq`.
+    pub fn apply_changes(&self, records: &[ChangeRecord]) -> Result<u64> {
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut seq = self.last_seq();
+        if self.holds_events()? {
+            return Err(Error::Corrupt {
+                cf: cf::EVENTS,
+                why: "this is a registry's own store, not a mirror".into(),
+            });
+        }
+        let mut batch = WriteBatch::default();
+        for record in records {
+            if record.seq != seq + 1 {
+                return Err(Error::Corrupt {
+                    cf: cf::FEED,
+                    why: format!(
+                        "change record {} does not follow {seq}: resume from {}",
+                        record.seq,
+                        seq + 1
+                    ),
+                });
+            }
+            for c in &record.changes {
+                let key = keys::revoked_key(c.kind, c.partition, &c.serial);
+                if c.status.is_listed() {
+                    let v = RevokedValue {
+                        status: c.status,
+                        not_after: c.not_after,
+                    };
+                    batch.put_cf(self.cf(cf::REVOKED), key, v.encode()?);
+                } else {
+                    batch.delete_cf(self.cf(cf::REVOKED), key);
+                }
+            }
+            batch.put_cf(
+                self.cf(cf::FEED),
+                record.seq.to_be_bytes(),
+                keys::encode(record, cf::FEED)?,
+            );
+            seq = record.seq;
+        }
+        if seq == self.last_seq() {
+            return Ok(seq);
+        }
+        batch.put_cf(self.cf(cf::META), META_LAST_SEQ, seq.to_be_bytes());
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.write_opt(batch, &w)?;
+        self.last_seq
+            .store(seq, std::sync::atomic::Ordering::SeqCst);
+        Ok(seq)
+    }
+
+    /// Records the registry's municipalities (CRL partitions) in a mirror.
+    pub fn put_municipalities(&self, municipalities: &[Municipality]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for m in municipalities {
+            batch.put_cf(
+                self.cf(cf::MUNICIPALITIES),
+                m.code.0.to_be_bytes(),
+                keys::encode(m, cf::MUNICIPALITIES)?,
+            );
+        }
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        Ok(self.db.write_opt(batch, &w)?)
+    }
+
+    fn holds_events(&self) -> Result<bool> {
+        let mut it = self.db.raw_iterator_cf(self.cf(cf::EVENTS));
+        it.seek_to_first();
+        let any = it.valid();
+        it.status()?;
+        Ok(any)
+    }
+}
