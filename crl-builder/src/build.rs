@@ -349,6 +349,11 @@ impl Builder {
         &self.config
     }
 
+    /// The configuration, to adjust before building.
+    pub fn config_mut(&mut self) -> &mut CrlConfig {
+        &mut self.config
+    }
+
     /// The issuers this builder signs for.
     pub fn kinds(&self) -> Vec<CertKind> {
         self.issuers.iter().map(|i| i.kind).collect()

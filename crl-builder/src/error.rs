@@ -74,6 +74,9 @@ pub enum Error {
         /// The first failure.
         first: Box<Error>,
     },
+    /// The store the role builds from is not current yet (a mirror catching up).
+    #[error("the CRL role's copy of the registry is still catching up; try again shortly")]
+    NotReady,
     /// A build thread failed unexpectedly.
     #[error("internal: {0}")]
     Internal(&'static str),

@@ -63,6 +63,7 @@ fn info(p: &PublishedCrl) -> pb::CrlInfo {
 fn status_of(e: Error) -> Status {
     match e {
         Error::Busy(_) => Status::unavailable("another CRL build is running; try again"),
+        Error::NotReady => Status::unavailable(e.to_string()),
         Error::NoBase(_) | Error::UnknownIssuer(_) => Status::failed_precondition(e.to_string()),
         Error::NumberNotIncreasing { published, new, .. } => Status::failed_precondition(format!(
             "CRL number {new} does not increase over the published {published}; not published"

@@ -116,6 +116,9 @@ impl Metrics {
 
 /// The crl role.
 pub struct CrlRole {
+    /// False while the store it builds from is not yet current (a mirror
+    /// catching up with the registry): builds then are refused.
+    ready: std::sync::atomic::AtomicBool,
     builder: Arc<Builder>,
     catalog: Arc<Catalog>,
     lock: Arc<Mutex<()>>,
@@ -137,11 +140,24 @@ impl CrlRole {
         let metrics =
             Metrics::new(registry).map_err(|_| Error::Input("CRL metrics registered twice"))?;
         Ok(Arc::new(CrlRole {
+            ready: std::sync::atomic::AtomicBool::new(true),
             builder: Arc::new(builder),
             catalog,
             lock: Arc::new(Mutex::new(())),
             metrics,
         }))
+    }
+
+    /// Refuses builds until [`CrlRole::set_ready`]: for a role whose store is
+    /// a mirror still catching up (an empty mirror would publish empty CRLs
+    /// over good ones).
+    pub fn hold_builds(&self) {
+        self.ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Allows builds (see [`CrlRole::hold_builds`]).
+    pub fn set_ready(&self) {
+        self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The catalog of published CRLs.
@@ -159,6 +175,9 @@ impl CrlRole {
     /// the others: what succeeded is published, and the error names the
     /// issuers that failed (a single issuer's error is returned as it is).
     pub async fn build(&self, kind: BuildKind, kinds: &[CertKind]) -> Result<BuildReport> {
+        if !self.ready.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::NotReady);
+        }
         // Owned, and moved into the blocking task: a caller that goes away
         // (a cancelled gRPC call) does not release the lock while the build runs.
         let guard = self.lock.clone().lock_owned().await;

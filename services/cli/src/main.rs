@@ -9,6 +9,7 @@ mod authority;
 mod client;
 mod config;
 mod crl;
+mod crl_role;
 mod demo;
 mod load;
 mod population;
@@ -141,6 +142,8 @@ enum CrlCommand {
 enum Role {
     /// The registry: the store, ingest, status, change feed.
     Registry,
+    /// The CRL publisher: follows the registry, builds, signs and serves CRLs.
+    Crl,
 }
 
 #[derive(Subcommand)]
@@ -260,6 +263,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     .map_err(|e| Failure::Config(e.to_string()))?;
                 init_logs(&cfg.telemetry)?;
                 serve_registry(cfg).await?;
+            }
+            Role::Crl => {
+                let cfg: crl_role::CrlRoleConfig = shikko_runtime::load_toml(&config)
+                    .map_err(|e| Failure::Config(e.to_string()))?;
+                cfg.crl.validate().map_err(Failure::Config)?;
+                init_logs(&cfg.telemetry)?;
+                crl_role::serve(cfg).await?;
             }
         },
         Command::Seed {

@@ -78,11 +78,7 @@ fn new_cert_from_pb(c: Option<&pb::NewCert>, field: &str) -> Result<NewCert, Val
         serial: serial_from_pb(&c.serial)?,
         not_before: UnixTime(c.not_before),
         not_after: UnixTime(c.not_after),
-        municipality: c.municipality.as_ref().map(|m| Municipality {
-            code: PartitionId(m.code),
-            prefecture: m.prefecture.clone(),
-            city: m.city.clone(),
-        }),
+        municipality: c.municipality.as_ref().map(municipality_from_pb),
         cert_der: (!c.cert_der.is_empty()).then(|| c.cert_der.clone()),
     })
 }
@@ -340,6 +336,30 @@ pub fn record_to_pb(r: &ChangeRecord) -> pb::ChangeRecord {
         time: r.time.0,
         changes: r.changes.iter().map(change_to_pb).collect(),
     }
+}
+
+/// A municipality from its protobuf form.
+pub fn municipality_from_pb(m: &pb::Municipality) -> Municipality {
+    Municipality {
+        code: PartitionId(m.code),
+        prefecture: m.prefecture.clone(),
+        city: m.city.clone(),
+    }
+}
+
+/// A change record from the feed's protobuf form (for followers).
+pub fn record_from_pb(r: &pb::ChangeRecord) -> Result<ChangeRecord, ValidationError> {
+    Ok(ChangeRecord {
+        seq: r.seq,
+        event_id: EventId::new(r.event_id.clone())?,
+        event_type: r.event_type.clone(),
+        time: UnixTime(r.time),
+        changes: r
+            .changes
+            .iter()
+            .map(change_from_pb)
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// A status change from the feed's protobuf form (for followers).

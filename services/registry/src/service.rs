@@ -355,6 +355,9 @@ async fn follow_task(
     inner.metrics.followers.inc();
     let mut head = inner.head.subscribe();
     let mut closing = inner.closing.subscribe();
+    // A follower that starts caught up gets one empty batch carrying the head,
+    // so it knows it is current without waiting for the next event.
+    let mut sent_any = false;
     loop {
         if *closing.borrow_and_update() {
             break;
@@ -374,7 +377,20 @@ async fn follow_task(
                 break;
             }
         };
+        if records.is_empty() && !sent_any {
+            sent_any = true;
+            let batch = pb::ChangeBatch {
+                records: Vec::new(),
+                head_seq: inner.store.last_seq(),
+            };
+            tokio::select! {
+                sent = tx.send(Ok(batch)) => if sent.is_err() { break },
+                _ = closing.changed() => break,
+            }
+            continue;
+        }
         if let Some(last) = records.last() {
+            sent_any = true;
             next = last.seq + 1;
             let batch = pb::ChangeBatch {
                 records: records.iter().map(convert::record_to_pb).collect(),

@@ -1,0 +1,358 @@
+//! `shikko serve crl --config FILE`: the crl role as its own process. It
+//! follows the registry's change feed into a local mirror store
+//! (`DATA_DIR/crl-mirror`), builds and publishes CRLs from it on a schedule
+//! (`DATA_DIR/crl`), and serves them over HTTP and gRPC.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use shikko_crl::grpc::CrlService;
+use shikko_crl::http::CacheLimits;
+use shikko_crl::{CrlRole, Schedule};
+use shikko_proto::v1 as pb;
+use shikko_proto::v1::registry_client::RegistryClient;
+use shikko_registry::convert::{municipality_from_pb, record_from_pb};
+use shikko_runtime::prometheus::{IntGauge, Opts};
+use shikko_runtime::{Shutdown, ShutdownConfig, TelemetryConfig};
+use shikko_store::Store;
+use tokio::sync::watch;
+
+use crate::authority::load_cas;
+
+/// `shikko serve crl --config FILE`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CrlRoleConfig {
+    /// The crl role.
+    pub(crate) crl: CrlSection,
+    /// Logs and metrics.
+    #[serde(default)]
+    pub(crate) telemetry: TelemetryConfig,
+    /// Draining on SIGTERM.
+    #[serde(default)]
+    pub(crate) shutdown: ShutdownConfig,
+}
+
+/// `[crl]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CrlSection {
+    /// Data directory: the CA keys (`keys/ISSUER-ca.key`) and certificates
+    /// (`certs/ISSUER-ca.der`), the published CRLs (`crl/`) and the mirror
+    /// store (`crl-mirror/`). Required.
+    pub(crate) data_dir: PathBuf,
+    /// The registry's gRPC endpoint. Default `http://127.0.0.1:50051`.
+    #[serde(default = "default_registry")]
+    pub(crate) registry: String,
+    /// HTTP listen address (`/crl/...`). Default `127.0.0.1:8080`.
+    #[serde(default = "default_http")]
+    pub(crate) http_listen: SocketAddr,
+    /// gRPC listen address (`shikko.v1.CrlPublisher`, health). Default `127.0.0.1:50052`.
+    #[serde(default = "default_grpc")]
+    pub(crate) grpc_listen: SocketAddr,
+    /// Public HTTP base of the CRLs, for the freshestCRL pointer of full CRLs.
+    /// Default: none (no freshestCRL).
+    #[serde(default)]
+    pub(crate) public_url: Option<String>,
+    /// Seconds between full builds. Default 86,400 (daily).
+    #[serde(default = "default_full_every")]
+    pub(crate) full_every_secs: u64,
+    /// Seconds between delta builds. Default 900.
+    #[serde(default = "default_delta_every")]
+    pub(crate) delta_every_secs: u64,
+    /// nextUpdate - thisUpdate of full and partition CRLs. Default 172,800 (48 h).
+    #[serde(default = "default_full_validity")]
+    pub(crate) full_next_update_secs: u64,
+    /// nextUpdate - thisUpdate of delta CRLs. Default 14,400 (4 h).
+    #[serde(default = "default_delta_validity")]
+    pub(crate) delta_next_update_secs: u64,
+}
+
+fn default_registry() -> String {
+    "http://127.0.0.1:50051".into()
+}
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_grpc() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 50052))
+}
+fn default_full_every() -> u64 {
+    86_400
+}
+fn default_delta_every() -> u64 {
+    900
+}
+fn default_full_validity() -> u64 {
+    172_800
+}
+fn default_delta_validity() -> u64 {
+    14_400
+}
+
+impl CrlSection {
+    /// Refuses periods that would spin or never come.
+    pub(crate) fn validate(&self) -> std::result::Result<(), String> {
+        for (name, v) in [
+            ("full_every_secs", self.full_every_secs),
+            ("delta_every_secs", self.delta_every_secs),
+            ("full_next_update_secs", self.full_next_update_secs),
+            ("delta_next_update_secs", self.delta_next_update_secs),
+        ] {
+            if !(1..=10 * 365 * 86_400).contains(&v) {
+                return Err(format!("[crl] {name} must be 1 to 315360000 seconds"));
+            }
+        }
+        if self.full_next_update_secs < self.full_every_secs {
+            return Err(
+                "[crl] full_next_update_secs must be at least full_every_secs (a CRL must not expire before the next)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Runs the crl role until SIGTERM / Ctrl-C.
+pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
+    let c = &cfg.crl;
+    let data = &c.data_dir;
+    let cas = load_cas(data)?;
+    let mirror_path = data.join("crl-mirror");
+    std::fs::create_dir_all(&mirror_path)
+        .with_context(|| format!("creating {}", mirror_path.display()))?;
+    let store = Arc::new(
+        Store::open(&mirror_path)
+            .with_context(|| format!("opening the mirror store {}", mirror_path.display()))?,
+    );
+    let mut builder = crate::crl::builder(store.clone(), &cas, data, c.public_url.clone())?;
+    builder.config_mut().full_validity = Duration::from_secs(c.full_next_update_secs);
+    builder.config_mut().delta_validity = Duration::from_secs(c.delta_next_update_secs);
+    let metrics = shikko_runtime::telemetry::Metrics::new(env!("CARGO_PKG_VERSION"))?;
+    let role = CrlRole::new(builder, metrics.registry())?;
+    role.hold_builds();
+    let lag = IntGauge::with_opts(Opts::new(
+        "shikko_crl_feed_lag",
+        "Registry events not yet applied to the crl role's mirror",
+    ))?;
+    metrics.registry().register(Box::new(lag.clone()))?;
+
+    let http = crate::serve::bind(c.http_listen, "HTTP").await?;
+    let grpc = crate::serve::bind(c.grpc_listen, "gRPC").await?;
+    let metrics_listener = crate::serve::bind(cfg.telemetry.metrics_addr, "metrics").await?;
+    // Tests and scripts read this line to learn the bound ports.
+    println!(
+        "crl listening http={} grpc={} metrics={}",
+        http.local_addr()?,
+        grpc.local_addr()?,
+        metrics_listener.local_addr()?
+    );
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signal();
+
+    let (caught_up_tx, mut caught_up) = watch::channel(false);
+    tokio::spawn(follow(
+        store.clone(),
+        c.registry.clone(),
+        caught_up_tx,
+        lag,
+        shutdown.clone(),
+    ));
+    // Build only from a mirror that has caught up: an empty mirror would
+    // publish empty CRLs over good ones.
+    let schedule = Schedule {
+        full_every: Duration::from_secs(c.full_every_secs),
+        delta_every: Duration::from_secs(c.delta_every_secs),
+        ..Schedule::default()
+    };
+    let scheduler = role.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let ready = tokio::select! {
+            r = caught_up.wait_for(|c| *c) => r.is_ok(),
+            () = stop.wait() => false,
+        };
+        if ready {
+            tracing::info!("mirror caught up with the registry: CRL schedule starts");
+            scheduler.set_ready();
+            scheduler.run_schedule(schedule, stop.wait_owned()).await;
+        }
+    });
+
+    let app = shikko_crl::http::router_with(
+        role.catalog().clone(),
+        metrics.registry(),
+        CacheLimits {
+            full: schedule.full_every,
+            delta: schedule.delta_every,
+        },
+    )?;
+    let drain = cfg.shutdown.drain_timeout();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::crl_publisher_server::CrlPublisherServer<CrlService>>()
+        .await;
+    let routes = tonic::service::Routes::new(health_service)
+        .add_service(CrlService::new(role).into_service());
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                shutdown.wait_owned(),
+            ),
+    );
+    let http_stop = shutdown.wait_owned();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http, app)
+            .with_graceful_shutdown(http_stop)
+            .await
+    });
+    let metrics_task = tokio::spawn(shikko_runtime::serve_metrics(
+        metrics_listener,
+        metrics,
+        shutdown.wait_owned(),
+    ));
+    shutdown.wait().await;
+    tracing::info!(timeout_secs = drain.as_secs(), "shutting down: draining");
+    let drained = shikko_runtime::drain_with_timeout(
+        async { (grpc_task.await, http_task.await, metrics_task.await) },
+        drain,
+    )
+    .await;
+    match drained {
+        Ok((g, h, m)) => {
+            g.context("gRPC server task")?.context("gRPC server")?;
+            h.context("HTTP server task")?.context("HTTP server")?;
+            m.context("metrics server task")?
+                .context("metrics server")?;
+        }
+        Err(e) => tracing::warn!(error = %e, "drain timed out; exiting anyway"),
+    }
+    Ok(())
+}
+
+/// Follows the registry's feed into the mirror until shutdown, reconnecting
+/// (1 s, doubling to 30 s) whenever the registry goes away.
+async fn follow(
+    store: Arc<Store>,
+    endpoint: String,
+    caught_up: watch::Sender<bool>,
+    lag: IntGauge,
+    shutdown: Shutdown,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = Instant::now();
+        tokio::select! {
+            r = follow_once(&store, &endpoint, &caught_up, &lag) => match r {
+                Ok(()) => tracing::info!("registry closed the feed; reconnecting"),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "following the registry failed; reconnecting"),
+            },
+            () = shutdown.wait() => return,
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.wait() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn follow_once(
+    store: &Arc<Store>,
+    endpoint: &str,
+    caught_up: &watch::Sender<bool>,
+    lag: &IntGauge,
+) -> Result<()> {
+    const PARTITIONS_EVERY: Duration = Duration::from_secs(60);
+    let mut client = RegistryClient::connect(endpoint.to_string())
+        .await
+        .with_context(|| format!("connecting to the registry at {endpoint}"))?;
+    refresh_partitions(store, &mut client).await?;
+    let mut refreshed = Instant::now();
+    let mut stream = client
+        .follow(pb::FollowRequest {
+            from_seq: store.last_seq() + 1,
+            max_batch: 1_000,
+        })
+        .await
+        .context("Follow")?
+        .into_inner();
+    tracing::info!(from_seq = store.last_seq() + 1, "following the registry");
+    while let Some(batch) = stream.message().await.context("reading the feed")? {
+        let records = batch
+            .records
+            .iter()
+            .map(record_from_pb)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .context("a change record from the registry")?;
+        // New municipalities come with new signing certificates.
+        if refreshed.elapsed() > PARTITIONS_EVERY
+            || records
+                .iter()
+                .any(|r| r.changes.iter().any(|c| c.partition.0 != 0) && r.event_type != "revoke")
+                && refreshed.elapsed() > Duration::from_secs(1)
+        {
+            refresh_partitions(store, &mut client).await?;
+            refreshed = Instant::now();
+        }
+        let s = store.clone();
+        let applied = tokio::task::spawn_blocking(move || s.apply_changes(&records))
+            .await
+            .context("applying changes")??;
+        lag.set(batch.head_seq.saturating_sub(applied) as i64);
+        if applied >= batch.head_seq {
+            caught_up.send_replace(true);
+        }
+    }
+    Ok(())
+}
+
+async fn refresh_partitions(
+    store: &Arc<Store>,
+    client: &mut RegistryClient<tonic::transport::Channel>,
+) -> Result<()> {
+    let parts = client
+        .list_partitions(pb::ListPartitionsRequest {})
+        .await
+        .context("ListPartitions")?
+        .into_inner()
+        .partitions;
+    let munis: Vec<_> = parts.iter().map(municipality_from_pb).collect();
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.put_municipalities(&munis))
+        .await
+        .context("recording partitions")??;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_in_deploy_parses() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/crl.toml"
+        ));
+        let cfg: CrlRoleConfig = shikko_runtime::load_toml(path).unwrap();
+        cfg.crl.validate().unwrap();
+        assert_eq!(cfg.crl.registry, default_registry());
+        assert_eq!(cfg.crl.http_listen, default_http());
+        assert_eq!(cfg.crl.delta_every_secs, 900);
+        let bad = CrlSection {
+            delta_every_secs: 0,
+            ..cfg.crl.clone()
+        };
+        assert!(bad.validate().unwrap_err().contains("delta_every_secs"));
+    }
+}

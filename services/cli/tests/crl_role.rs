@@ -1,0 +1,212 @@
+//! `shikko serve crl` as its own process beside `shikko serve registry`: it
+//! follows the registry's feed into its mirror, builds on demand over gRPC,
+//! and serves what it built over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{run, shikko, start_registry, write_config};
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = String::from_utf8_lossy(&raw[9..12]).parse().unwrap();
+    (status, raw[split + 4..].to_vec())
+}
+
+/// `openssl crl -text` of a DER CRL, with the verification verdict.
+fn openssl_text(crl: &Path, ca: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+        .arg(crl)
+        .arg("-CAfile")
+        .arg(ca)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// `shikko crl build --endpoint`, retried while the role's mirror catches up.
+fn build_when_ready(endpoint: &str, args: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut all = vec!["crl", "build", "--endpoint", endpoint];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(err.contains("catching up"), "{err}");
+        assert!(
+            Instant::now() < deadline,
+            "the mirror never caught up: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_crl_role_follows_the_registry_and_publishes_what_it_ingested() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let out = run(&[
+        "demo",
+        "--setup-only",
+        "--holders",
+        "300",
+        "--key-algorithm",
+        "p256",
+        "--data-dir",
+        d,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let registry = start_registry(&write_config(dir.path(), &data));
+
+    let cfg = dir.path().join("crl.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[crl]\ndata_dir = {data:?}\nregistry = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\
+             public_url = \"http://crl.test\"\nfull_every_secs = 86400\ndelta_every_secs = 3600\n\n\
+             [telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n",
+            registry.endpoint
+        ),
+    )
+    .unwrap();
+    let mut child = shikko()
+        .args(["serve", "crl", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _crl = Killed(child);
+    // "crl listening http=ADDR grpc=ADDR metrics=ADDR"
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .to_owned()
+    };
+    let (http, grpc) = (field("http="), format!("http://{}", field("grpc=")));
+
+    // What the registry accepts now reaches the role through the feed: the
+    // sample event revokes a good authentication certificate.
+    let events = data.join("samples/example-events.jsonl");
+    let event = std::fs::read_to_string(&events).unwrap();
+    let serial = event
+        .split("\"serial\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_uppercase();
+    let out = run(&[
+        "events",
+        "ingest",
+        "--endpoint",
+        &registry.endpoint,
+        events.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A delta from the role's mirror lists it (keyCompromise)...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let fetched = dir.path().join("delta.crl");
+    let ca = data.join("samples/auth-ca.pem");
+    loop {
+        build_when_ready(&grpc, &["--delta", "--issuer", "auth"]);
+        let (status, body) = http_get(&http, "/crl/auth/delta.crl");
+        assert_eq!(status, 200);
+        std::fs::write(&fetched, &body).unwrap();
+        let text = openssl_text(&fetched, &ca);
+        assert!(text.contains("verify OK"), "{text}");
+        if text.contains(&serial) {
+            assert!(text.contains("Key Compromise"), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revocation never reached the delta:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // ...and the full CRL the role builds from its mirror lists what the
+    // registry's own store lists.
+    let out = build_when_ready(&grpc, &["--issuer", "auth"]);
+    assert!(out.contains("full"), "{out}");
+    let (status, body) = http_get(&http, "/crl/auth/full.crl");
+    assert_eq!(status, 200);
+    let from_role = dir.path().join("role-full.crl");
+    std::fs::write(&from_role, &body).unwrap();
+    let text = openssl_text(&from_role, &ca);
+    assert!(
+        text.contains("verify OK") && text.contains(&serial),
+        "{text}"
+    );
+    assert!(
+        text.contains("URI:http://crl.test/crl/auth/delta.crl"),
+        "{text}"
+    );
+    let role_entries = text.matches("Serial Number:").count();
+    drop(registry); // the registry's store is free: build from it directly
+    let direct = run(&["crl", "build", "--data-dir", d, "--issuer", "auth"]);
+    assert!(
+        direct.status.success(),
+        "{}",
+        String::from_utf8_lossy(&direct.stderr)
+    );
+    let text = openssl_text(&data.join("crl/auth/full.crl"), &ca);
+    assert_eq!(text.matches("Serial Number:").count(), role_entries);
+}
+
+#[test]
+fn a_bad_crl_config_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("crl.toml");
+    std::fs::write(&cfg, "[crl]\ndata_dir = \"x\"\ndelta_every_secs = 0\n").unwrap();
+    let out = run(&["serve", "crl", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("delta_every_secs"));
+    std::fs::write(&cfg, "[crl]\ndata_dir = \"x\"\nregistri = \"y\"\n").unwrap();
+    let out = run(&["serve", "crl", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("registri"));
+}
