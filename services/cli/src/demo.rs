@@ -262,9 +262,19 @@ fn write_samples(
             "CERTIFICATE",
             &[&der],
         )?;
+        // Signing certificates name their municipality's partition CRL.
+        let partition = match store.cert(*kind, serial)? {
+            Some(c) if kind.is_signing() => format!(
+                "  (its partition CRL: http://{}/crl/{}/{}.crl)",
+                opts.http,
+                kind.issuer_id(),
+                c.partition
+            ),
+            _ => String::new(),
+        };
         let _ = writeln!(
             listing,
-            "  {}-{name}.pem  serial {serial}",
+            "  {}-{name}.pem  serial {serial}{partition}",
             kind.issuer_id()
         );
     }

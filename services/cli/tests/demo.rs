@@ -86,6 +86,47 @@ fn check_demo_dir(alg: &str, holders: &str) {
     let readme = std::fs::read_to_string(samples.join("README.txt")).unwrap();
     assert!(readme.contains("/crl/sign/full.crl") && readme.contains("/ocsp"));
 
+    // A relying party checking a signing certificate against its
+    // municipality's partition CRL (openssl matches the CRL's
+    // issuingDistributionPoint to the certificate's CRL distribution point).
+    for (state, verdict) in [("revoked", "certificate revoked"), ("good", ": OK")] {
+        let line = readme
+            .lines()
+            .find(|l| l.contains(&format!("sign-{state}.pem")))
+            .unwrap_or_else(|| panic!("sign-{state}.pem not listed:\n{readme}"));
+        let url = line
+            .split("partition CRL: ")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(')');
+        let file = url.rsplit('/').next().unwrap();
+        let crl = data.join("crl/sign").join(file);
+        let pem = dir.path().join(format!("{file}.pem"));
+        let conv = Command::new("openssl")
+            .args(["crl", "-inform", "DER", "-in"])
+            .arg(&crl)
+            .arg("-out")
+            .arg(&pem)
+            .output()
+            .unwrap();
+        assert!(conv.status.success(), "{}", crl.display());
+        let out = Command::new("openssl")
+            .args(["verify", "-crl_check", "-CRLfile"])
+            .arg(&pem)
+            .arg("-CAfile")
+            .arg(samples.join("sign-ca.pem"))
+            .arg(samples.join(format!("sign-{state}.pem")))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains(verdict),
+            "sign-{state} against {}: {text}",
+            crl.display()
+        );
+    }
+
     // Running it again reuses the directory instead of re-generating.
     let again = run(&[
         "demo",
