@@ -327,6 +327,17 @@ fn strictly_after_published(dest: &Path, this_update: UnixTime) -> Result<UnixTi
     if published < this_update {
         return Ok(this_update);
     }
+    // A published thisUpdate well ahead of this clock (a clock stepped back,
+    // or files from a host whose clock ran fast): waiting for it would stall
+    // every build behind this one.
+    if published.0 > this_update.0 + 5 {
+        return Err(Error::malformed(
+            dest,
+            format!(
+                "its thisUpdate {published} is ahead of this host's clock ({this_update}); fix the clock"
+            ),
+        ));
+    }
     let next = UnixTime(published.0 + 1);
     while UnixTime::now() < next {
         std::thread::sleep(Duration::from_millis(50));

@@ -175,12 +175,13 @@ impl CrlRole {
     /// the others: what succeeded is published, and the error names the
     /// issuers that failed (a single issuer's error is returned as it is).
     pub async fn build(&self, kind: BuildKind, kinds: &[CertKind]) -> Result<BuildReport> {
-        if !self.ready.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Error::NotReady);
-        }
         // Owned, and moved into the blocking task: a caller that goes away
         // (a cancelled gRPC call) does not release the lock while the build runs.
         let guard = self.lock.clone().lock_owned().await;
+        // Checked under the lock: readiness may have changed while queued.
+        if !self.ready.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::NotReady);
+        }
         let builder = self.builder.clone();
         let list = kinds.to_vec();
         let results = tokio::task::spawn_blocking(move || {

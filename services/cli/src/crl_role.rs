@@ -158,8 +158,11 @@ pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
     tokio::spawn(follow(
         store.clone(),
         c.registry.clone(),
-        caught_up_tx,
-        lag,
+        Follower {
+            role: role.clone(),
+            caught_up: caught_up_tx,
+            lag,
+        },
         shutdown.clone(),
     ));
     // Build only from a mirror that has caught up: an empty mirror would
@@ -178,7 +181,6 @@ pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
         };
         if ready {
             tracing::info!("mirror caught up with the registry: CRL schedule starts");
-            scheduler.set_ready();
             scheduler.run_schedule(schedule, stop.wait_owned()).await;
         }
     });
@@ -236,25 +238,42 @@ pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
     Ok(())
 }
 
-/// Follows the registry's feed into the mirror until shutdown, reconnecting
-/// (1 s, doubling to 30 s) whenever the registry goes away.
-async fn follow(
-    store: Arc<Store>,
-    endpoint: String,
+/// What the follower reports to.
+struct Follower {
+    role: Arc<CrlRole>,
     caught_up: watch::Sender<bool>,
     lag: IntGauge,
-    shutdown: Shutdown,
-) {
+}
+
+impl Follower {
+    /// Builds are allowed only while the mirror is current: not before it
+    /// caught up, and not while the registry is out of reach.
+    fn set_current(&self, current: bool) {
+        if current {
+            self.role.set_ready();
+            self.caught_up.send_replace(true);
+        } else {
+            self.role.hold_builds();
+            // Unknown while disconnected.
+            self.lag.set(-1);
+        }
+    }
+}
+
+/// Follows the registry's feed into the mirror until shutdown, reconnecting
+/// (1 s, doubling to 30 s) whenever the registry goes away.
+async fn follow(store: Arc<Store>, endpoint: String, f: Follower, shutdown: Shutdown) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = Instant::now();
         tokio::select! {
-            r = follow_once(&store, &endpoint, &caught_up, &lag) => match r {
+            r = follow_once(&store, &endpoint, &f) => match r {
                 Ok(()) => tracing::info!("registry closed the feed; reconnecting"),
                 Err(e) => tracing::warn!(error = %format!("{e:#}"), "following the registry failed; reconnecting"),
             },
             () = shutdown.wait() => return,
         }
+        f.set_current(false);
         if started.elapsed() > Duration::from_secs(60) {
             backoff = Duration::from_secs(1);
         }
@@ -266,18 +285,20 @@ async fn follow(
     }
 }
 
-async fn follow_once(
-    store: &Arc<Store>,
-    endpoint: &str,
-    caught_up: &watch::Sender<bool>,
-    lag: &IntGauge,
-) -> Result<()> {
-    const PARTITIONS_EVERY: Duration = Duration::from_secs(60);
-    let mut client = RegistryClient::connect(endpoint.to_string())
+async fn follow_once(store: &Arc<Store>, endpoint: &str, f: &Follower) -> Result<()> {
+    // HTTP/2 keepalive: a registry that vanished without closing the
+    // connection is noticed within half a minute, not never.
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .with_context(|| format!("registry endpoint {endpoint}"))?
+        .connect_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+        .connect()
         .await
         .with_context(|| format!("connecting to the registry at {endpoint}"))?;
-    refresh_partitions(store, &mut client).await?;
-    let mut refreshed = Instant::now();
+    let mut client = RegistryClient::new(channel);
+    let mut known = refresh_partitions(store, &mut client).await?;
     let mut stream = client
         .follow(pb::FollowRequest {
             from_seq: store.last_seq() + 1,
@@ -294,32 +315,37 @@ async fn follow_once(
             .map(record_from_pb)
             .collect::<std::result::Result<Vec<_>, _>>()
             .context("a change record from the registry")?;
-        // New municipalities come with new signing certificates.
-        if refreshed.elapsed() > PARTITIONS_EVERY
-            || records
-                .iter()
-                .any(|r| r.changes.iter().any(|c| c.partition.0 != 0) && r.event_type != "revoke")
-                && refreshed.elapsed() > Duration::from_secs(1)
-        {
-            refresh_partitions(store, &mut client).await?;
-            refreshed = Instant::now();
+        // A municipality not seen before comes with new signing
+        // certificates: record it before their changes, so that no build
+        // sees the certificates without their partition.
+        let new_partition = records
+            .iter()
+            .flat_map(|r| &r.changes)
+            .any(|c| c.partition.0 != 0 && !known.contains(&c.partition.0));
+        if new_partition {
+            known = refresh_partitions(store, &mut client).await?;
         }
         let s = store.clone();
-        let applied = tokio::task::spawn_blocking(move || s.apply_changes(&records))
-            .await
-            .context("applying changes")??;
-        lag.set(batch.head_seq.saturating_sub(applied) as i64);
+        let source = batch.store_id.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            s.check_mirror_source(&source)?;
+            s.apply_changes(&records)
+        })
+        .await
+        .context("applying changes")??;
+        f.lag.set(batch.head_seq.saturating_sub(applied) as i64);
         if applied >= batch.head_seq {
-            caught_up.send_replace(true);
+            f.set_current(true);
         }
     }
     Ok(())
 }
 
+/// Records the registry's municipalities in the mirror; returns their codes.
 async fn refresh_partitions(
     store: &Arc<Store>,
     client: &mut RegistryClient<tonic::transport::Channel>,
-) -> Result<()> {
+) -> Result<std::collections::HashSet<u32>> {
     let parts = client
         .list_partitions(pb::ListPartitionsRequest {})
         .await
@@ -327,11 +353,12 @@ async fn refresh_partitions(
         .into_inner()
         .partitions;
     let munis: Vec<_> = parts.iter().map(municipality_from_pb).collect();
+    let codes = munis.iter().map(|m| m.code.0).collect();
     let s = store.clone();
     tokio::task::spawn_blocking(move || s.put_municipalities(&munis))
         .await
         .context("recording partitions")??;
-    Ok(())
+    Ok(codes)
 }
 
 #[cfg(test)]

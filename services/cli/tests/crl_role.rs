@@ -186,7 +186,30 @@ fn the_crl_role_follows_the_registry_and_publishes_what_it_ingested() {
         "{text}"
     );
     let role_entries = text.matches("Serial Number:").count();
-    drop(registry); // the registry's store is free: build from it directly
+    drop(registry); // killed: the role stops building from what may now be stale
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = run(&[
+            "crl",
+            "build",
+            "--endpoint",
+            &grpc,
+            "--delta",
+            "--issuer",
+            "auth",
+        ]);
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("catching up"), "{err}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the role kept building without its registry"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The registry's store is free: build from it directly.
     let direct = run(&["crl", "build", "--data-dir", d, "--issuer", "auth"]);
     assert!(
         direct.status.success(),

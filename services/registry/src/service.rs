@@ -274,9 +274,21 @@ impl RegistryApi for RegistryService {
             0 => DEFAULT_FOLLOW_BATCH,
             n => (n as usize).min(MAX_FOLLOW_BATCH),
         };
+        let head = self.inner.store.last_seq();
+        if req.from_seq > head + 1 {
+            return Err(Status::out_of_range(format!(
+                "from_seq {} is past this registry's head {head}: its history is shorter than the follower's (restored from an older backup?)",
+                req.from_seq
+            )));
+        }
+        let store = self.inner.store.clone();
+        let store_id = tokio::task::spawn_blocking(move || store.store_id())
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(Error::from)?;
         let (tx, rx) = mpsc::channel(4);
         let inner = self.inner.clone();
-        tokio::spawn(follow_task(inner, req.from_seq.max(1), max, tx));
+        tokio::spawn(follow_task(inner, req.from_seq.max(1), max, store_id, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -350,6 +362,7 @@ async fn follow_task(
     inner: Arc<Registry>,
     mut next: u64,
     max: usize,
+    store_id: String,
     tx: mpsc::Sender<std::result::Result<pb::ChangeBatch, Status>>,
 ) {
     inner.metrics.followers.inc();
@@ -364,6 +377,8 @@ async fn follow_task(
         }
         // Mark the head seen before reading, so an ingest after the read wakes us.
         head.borrow_and_update();
+        // The head before the read: the records read reach at least it.
+        let head_seq = inner.store.last_seq();
         let store = inner.store.clone();
         let read = tokio::task::spawn_blocking(move || store.changes_since(next, max)).await;
         let records = match read {
@@ -381,7 +396,8 @@ async fn follow_task(
             sent_any = true;
             let batch = pb::ChangeBatch {
                 records: Vec::new(),
-                head_seq: inner.store.last_seq(),
+                head_seq,
+                store_id: store_id.clone(),
             };
             tokio::select! {
                 sent = tx.send(Ok(batch)) => if sent.is_err() { break },
@@ -394,7 +410,8 @@ async fn follow_task(
             next = last.seq + 1;
             let batch = pb::ChangeBatch {
                 records: records.iter().map(convert::record_to_pb).collect(),
-                head_seq: inner.store.last_seq(),
+                head_seq,
+                store_id: store_id.clone(),
             };
             // A follower that stops reading must not hold up shutdown.
             tokio::select! {

@@ -205,8 +205,50 @@ async fn the_feed_survives_a_registry_restart() {
             .collect::<Vec<_>>(),
         vec!["i2", "i3"]
     );
+    // The store's identity is the same across the restart.
+    assert_eq!(batch.store_id.len(), 32, "{:?}", batch.store_id);
     drop(stream);
+
+    // A follower at the head gets one empty batch carrying the head; one
+    // past it is told its history is not this registry's.
+    let mut at_head = c
+        .follow(pb::FollowRequest {
+            from_seq: 4,
+            max_batch: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let empty = at_head.message().await.unwrap().unwrap();
+    assert!(empty.records.is_empty());
+    assert_eq!((empty.head_seq, &empty.store_id), (3, &batch.store_id));
+    drop(at_head);
+    let err = c
+        .follow(pb::FollowRequest {
+            from_seq: 5,
+            max_batch: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
     server.stop().await;
+
+    // Another store has another identity.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = start(other_dir.path()).await;
+    let mut c = client(other.addr).await;
+    let mut s = c
+        .follow(pb::FollowRequest {
+            from_seq: 1,
+            max_batch: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let b = s.message().await.unwrap().unwrap();
+    assert_ne!(b.store_id, batch.store_id);
+    drop(s);
+    other.stop().await;
 }
 
 #[tokio::test]

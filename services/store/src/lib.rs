@@ -109,6 +109,10 @@ pub(crate) mod cf {
 const FORMAT_VERSION: u32 = 1;
 const META_VERSION: &[u8] = b"format_version";
 const META_LAST_SEQ: &[u8] = b"last_seq";
+/// A random identity of this store's history, made when it is created.
+const META_STORE_ID: &[u8] = b"store_id";
+/// In a mirror: the identity of the registry store it follows.
+const META_MIRROR_OF: &[u8] = b"mirror_of";
 
 /// The registry's store. One writer at a time (ingest is serialized); reads are concurrent.
 pub struct Store {
@@ -168,6 +172,7 @@ impl Store {
             last_seq: AtomicU64::new(0),
         };
         store.check_version()?;
+        store.ensure_store_id()?;
         let last = store
             .meta(META_LAST_SEQ)?
             .map(|v| keys::decode_u64(&v, cf::META))
@@ -175,6 +180,30 @@ impl Store {
             .unwrap_or(0);
         store.last_seq.store(last, Ordering::SeqCst);
         Ok(store)
+    }
+
+    fn ensure_store_id(&self) -> Result<()> {
+        if self.meta(META_STORE_ID)?.is_none() {
+            let mut id = [0u8; 16];
+            aws_lc_rs::rand::fill(&mut id).map_err(|_| Error::Corrupt {
+                cf: cf::META,
+                why: "no randomness for a store id".into(),
+            })?;
+            let mut w = WriteOptions::default();
+            w.set_sync(true);
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            self.db
+                .put_cf_opt(self.cf(cf::META), META_STORE_ID, hex.as_bytes(), &w)?;
+        }
+        Ok(())
+    }
+
+    /// The identity of this store's history: random, made when the store was
+    /// created, kept by checkpoints and backups. A follower that sees another
+    /// identity behind the same endpoint knows it is following another history.
+    pub fn store_id(&self) -> Result<String> {
+        let v = self.meta(META_STORE_ID)?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&v).into_owned())
     }
 
     fn check_version(&self) -> Result<()> {
@@ -223,7 +252,7 @@ impl Store {
 
     /// Writes a named small value of the `meta` family, synced.
     pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        if key == META_VERSION || key == META_LAST_SEQ {
+        if [META_VERSION, META_LAST_SEQ, META_STORE_ID, META_MIRROR_OF].contains(&key) {
             return Err(Error::Corrupt {
                 cf: cf::META,
                 why: "reserved meta key".into(),

@@ -11,7 +11,7 @@ use shikko_core::Municipality;
 
 use crate::feed::ChangeRecord;
 use crate::query::RevokedValue;
-use crate::{Error, META_LAST_SEQ, Result, Store, cf, keys};
+use crate::{Error, META_LAST_SEQ, META_MIRROR_OF, Result, Store, cf, keys};
 
 impl Store {
     /// Applies change records followed from a registry, in order from
@@ -73,6 +73,38 @@ impl Store {
         self.last_seq
             .store(seq, std::sync::atomic::Ordering::SeqCst);
         Ok(seq)
+    }
+
+    /// Binds a mirror to the registry store it follows (its
+    /// [`Store::store_id`]) on first contact; afterwards refuses any other: a
+    /// registry restored from another history must not be mixed into this one.
+    pub fn check_mirror_source(&self, source_id: &str) -> Result<()> {
+        if source_id.is_empty() {
+            return Err(Error::Corrupt {
+                cf: cf::META,
+                why: "the registry sent no store id".into(),
+            });
+        }
+        match self.meta(META_MIRROR_OF)? {
+            Some(v) if v == source_id.as_bytes() => Ok(()),
+            Some(v) => Err(Error::Corrupt {
+                cf: cf::META,
+                why: format!(
+                    "this mirror follows registry store {}, not {source_id}: rebuild the mirror (delete it) to follow another history",
+                    String::from_utf8_lossy(&v)
+                ),
+            }),
+            None => {
+                let mut w = WriteOptions::default();
+                w.set_sync(true);
+                Ok(self.db.put_cf_opt(
+                    self.cf(cf::META),
+                    META_MIRROR_OF,
+                    source_id.as_bytes(),
+                    &w,
+                )?)
+            }
+        }
     }
 
     /// Records the registry's municipalities (CRL partitions) in a mirror.

@@ -453,6 +453,16 @@ fn a_mirror_fed_from_the_change_feed_has_the_registrys_revoked_index() {
     let err = registry.apply_changes(&all[..1]).unwrap_err();
     assert!(err.to_string().contains("not a mirror"), "{err}");
 
+    // A mirror is bound to the history it follows.
+    let id = registry.store_id().unwrap();
+    assert_eq!(id.len(), 32);
+    assert_ne!(id, mirror.store_id().unwrap());
+    mirror.check_mirror_source(&id).unwrap();
+    mirror.check_mirror_source(&id).unwrap();
+    let err = mirror.check_mirror_source("another-history").unwrap_err();
+    assert!(err.to_string().contains("rebuild the mirror"), "{err}");
+    assert!(mirror.check_mirror_source("").is_err());
+
     mirror.put_municipalities(&[muni(131_016)]).unwrap();
     assert_eq!(mirror.municipalities().unwrap(), vec![muni(131_016)]);
 }
