@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{run, shikko};
+use common::{http_get, run, setup_demo_dir, shikko};
 
 /// `openssl crl -verify` of a DER CRL; returns (verified, CRL number).
 fn openssl_crl(crl: &Path, ca: &Path) -> (bool, u64) {
@@ -52,21 +51,7 @@ fn crl_build_publishes_and_a_crash_before_publishing_leaves_the_old_crl() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let d = data.to_str().unwrap();
-    let out = run(&[
-        "demo",
-        "--setup-only",
-        "--holders",
-        "300",
-        "--key-algorithm",
-        "p256",
-        "--data-dir",
-        d,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    setup_demo_dir(&data);
     let ca = data.join("samples/sign-ca.pem");
     let full = data.join("crl/sign/full.crl");
     let (ok, first) = openssl_crl(&full, &ca);
@@ -163,20 +148,6 @@ fn crl_build_publishes_and_a_crash_before_publishing_leaves_the_old_crl() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a Shikko data directory"));
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status = String::from_utf8_lossy(&raw[9..12]).parse().unwrap();
-    (status, raw[split + 4..].to_vec())
 }
 
 #[test]

@@ -5,13 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{run, shikko, start_registry, write_config};
+use common::{http_get, run, setup_demo_dir, shikko, start_registry, write_config};
 
 struct Killed(Child);
 impl Drop for Killed {
@@ -19,20 +18,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status = String::from_utf8_lossy(&raw[9..12]).parse().unwrap();
-    (status, raw[split + 4..].to_vec())
 }
 
 /// `openssl crl -text` of a DER CRL, with the verification verdict.
@@ -72,21 +57,7 @@ fn the_crl_role_follows_the_registry_and_publishes_what_it_ingested() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let d = data.to_str().unwrap();
-    let out = run(&[
-        "demo",
-        "--setup-only",
-        "--holders",
-        "300",
-        "--key-algorithm",
-        "p256",
-        "--data-dir",
-        d,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    setup_demo_dir(&data);
     let registry = start_registry(&write_config(dir.path(), &data));
 
     let cfg = dir.path().join("crl.toml");
