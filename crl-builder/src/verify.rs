@@ -586,6 +586,102 @@ pub(crate) fn read_summary_of(file: &File, path: &Path) -> Result<CrlSummary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use shikko_core::{CertKind, RevocationReason, Serial};
+    use shikko_pki::{Signer, SoftwareSigner};
+
+    /// A small valid CRL: (its bytes, the issuer's SubjectPublicKeyInfo).
+    fn sample_crl() -> (Vec<u8>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let mut body = crate::writer::BodyWriter::create(dir.path()).unwrap();
+        let mut days = crate::der::DayCache::default();
+        let mut buf = Vec::new();
+        for i in 0..40u128 {
+            let serial = Serial::from_u128(0x4A50_0000 + i).unwrap();
+            crate::der::push_entry(
+                &mut buf,
+                &crate::der::EntryFields {
+                    serial: &serial,
+                    date: UnixTime(1_700_000_000 + i as i64),
+                    reason: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: (i % 2 == 0).then_some(UnixTime(1_690_000_000)),
+                },
+                &mut days,
+            )
+            .unwrap();
+        }
+        body.write(&buf, 40).unwrap();
+        let name = der::Encode::to_der(&shikko_pki::ca_name(CertKind::CardAuth)).unwrap();
+        let alg = der::Encode::to_der(&key.signature_algorithm()).unwrap();
+        let exts =
+            crate::extensions::delta(key.public_key_hashes().unwrap().key_identifier(), 9, 7)
+                .unwrap();
+        let out = dir.path().join("sample.crl");
+        crate::writer::assemble(
+            vec![body.finish().unwrap()],
+            &crate::writer::TbsFields {
+                signature_algorithm: &alg,
+                issuer: &name,
+                this_update: UnixTime(1_800_000_000),
+                next_update: UnixTime(1_800_003_600),
+                extensions: &exts,
+            },
+            &key,
+            &out,
+        )
+        .unwrap();
+        (std::fs::read(&out).unwrap(), key.public_key_der().to_vec())
+    }
+
+    fn check_bytes(bytes: &[u8], spki: &[u8]) -> (Result<CrlSummary>, Result<CrlSummary>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.crl");
+        std::fs::write(&path, bytes).unwrap();
+        (verify_file(&path, spki), read_summary(&path))
+    }
+
+    #[test]
+    fn the_sample_verifies() {
+        let (crl, spki) = sample_crl();
+        let (full, quick) = check_bytes(&crl, &spki);
+        let full = full.unwrap();
+        assert_eq!(
+            (full.number, full.delta_base, full.entries),
+            (9, Some(7), Some(40))
+        );
+        assert_eq!(quick.unwrap().number, 9);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Damaged files (flipped octets, truncations, appended garbage) are
+        /// errors, never panics, and never verify.
+        #[test]
+        fn damaged_crls_are_errors_not_panics(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 0..4),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+            tail in proptest::collection::vec(any::<u8>(), 0..8),
+        ) {
+            let (mut crl, spki) = sample_crl();
+            let original = crl.clone();
+            for (at, x) in &flips {
+                let i = at.index(crl.len());
+                crl[i] ^= x;
+            }
+            if let Some(c) = cut {
+                crl.truncate(c.index(crl.len()));
+            }
+            crl.extend_from_slice(&tail);
+            // Two flips of one octet can cancel out.
+            let damaged = crl != original;
+            let (full, _quick) = check_bytes(&crl, &spki);
+            if damaged {
+                prop_assert!(full.is_err());
+            }
+        }
+    }
 
     #[test]
     fn times_parse_in_both_forms() {
