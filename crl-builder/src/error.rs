@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 /// A CRL build or publication failure. Messages name files and CRL numbers,
 /// never certificate contents.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Bad input from a caller or configuration.
     #[error("{0}")]

@@ -19,6 +19,31 @@
 //! 5. it is renamed over the published file.
 //!
 //! Memory stays at a few batches whatever the number of entries.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use shikko_core::{CertKind, Serial, UnixTime};
+//! use shikko_crl::{Builder, CrlConfig, CrlIssuer, CrlName, NoProgress, verify_file};
+//! use shikko_pki::{KeyAlgorithm, Signer, SoftwareSigner, ca_certificate};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Arc::new(shikko_store::Store::open(&dir.path().join("db"))?);
+//! let key = Arc::new(SoftwareSigner::generate(KeyAlgorithm::EcdsaP256)?);
+//! let ca = ca_certificate(
+//!     CertKind::CardAuth,
+//!     key.as_ref(),
+//!     Serial::from_u128(1)?,
+//!     UnixTime(1_600_000_000),
+//!     UnixTime(2_200_000_000),
+//! )?;
+//! let issuer = CrlIssuer::new(CertKind::CardAuth, key.clone(), &ca)?;
+//! let builder = Builder::new(store, vec![issuer], CrlConfig::new(dir.path().join("crl")));
+//! let report = builder.build_full(&[CertKind::CardAuth], &NoProgress)?;
+//! assert_eq!(report.crls[0].name, CrlName::Full);
+//! let crl = verify_file(&dir.path().join("crl/auth/full.crl"), key.public_key_der())?;
+//! assert_eq!((crl.number, crl.entries), (report.crls[0].number, Some(0)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 mod build;
@@ -43,4 +68,4 @@ pub use extensions::ID_CE_ISSUING_DISTRIBUTION_POINT;
 pub use publish::FAILPOINT_ENV;
 pub use role::{BuildKind, CrlRole, Schedule};
 pub use state::{Base, IssuerState, read_issuer_state};
-pub use verify::{CrlSummary, read_summary, verify_file};
+pub use verify::{CrlSummary, read_summary, summary_of_bytes, verify_bytes, verify_file};

@@ -228,9 +228,19 @@ fn read(path: &Path, mode: Mode<'_>) -> Result<CrlSummary> {
 
 fn read_file(file: File, path: &Path, mode: Mode<'_>) -> Result<CrlSummary> {
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    read_from(BufReader::with_capacity(1 << 20, file), size, path, mode)
+}
+
+/// Reads a CRL of `size` octets from `input` (`path` only names it in errors).
+fn read_from<R: Read + Seek + Send>(
+    input: R,
+    size: u64,
+    path: &Path,
+    mode: Mode<'_>,
+) -> Result<CrlSummary> {
     let verify = matches!(mode, Mode::Verify(_));
     let mut r = Reader {
-        inner: BufReader::with_capacity(1 << 20, file),
+        inner: input,
         pos: 0,
         limit: size,
         hash: None,
@@ -570,6 +580,26 @@ pub fn read_summary(path: &Path) -> Result<CrlSummary> {
     read(path, Mode::Summary)
 }
 
+/// [`verify_file`] of a CRL in memory (a download, a fuzzer's input).
+pub fn verify_bytes(crl: &[u8], issuer_spki: &[u8]) -> Result<CrlSummary> {
+    read_from(
+        std::io::Cursor::new(crl),
+        crl.len() as u64,
+        Path::new("<memory>"),
+        Mode::Verify(issuer_spki),
+    )
+}
+
+/// [`read_summary`] of a CRL in memory.
+pub fn summary_of_bytes(crl: &[u8]) -> Result<CrlSummary> {
+    read_from(
+        std::io::Cursor::new(crl),
+        crl.len() as u64,
+        Path::new("<memory>"),
+        Mode::Summary,
+    )
+}
+
 /// [`read_summary`] of a file already open (the version a reader is about to
 /// stream, whatever has been renamed over its path since); leaves the file's
 /// offset at its start.
@@ -677,6 +707,8 @@ mod tests {
             // Two flips of one octet can cancel out.
             let damaged = crl != original;
             let (full, _quick) = check_bytes(&crl, &spki);
+            prop_assert_eq!(full.is_ok(), verify_bytes(&crl, &spki).is_ok());
+            let _ = summary_of_bytes(&crl);
             if damaged {
                 prop_assert!(full.is_err());
             }
