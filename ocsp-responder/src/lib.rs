@@ -15,5 +15,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod http;
+pub mod index;
 pub mod request;
+pub mod responder;
 pub mod types;

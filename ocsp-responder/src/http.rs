@@ -1,0 +1,155 @@
+//! OCSP over HTTP (RFC 6960 appendix A, RFC 5019): POST `/ocsp` with an
+//! `application/ocsp-request` body, GET `/ocsp/{base64}` (the raw path,
+//! never path-cleaned), answers `application/ocsp-response`.
+//!
+//! Answers without a nonce for one certificate carry RFC 5019 caching
+//! headers (`Cache-Control: max-age=<nextUpdate - now>, public, no-transform,
+//! must-revalidate`, `ETag`, `Last-Modified`, `Expires`; 304 on a matching
+//! `If-None-Match`). Answers signed per request (a nonce, several CertIDs)
+//! go through a bounded number of in-flight signings: beyond it the request
+//! is shed with 503 and `Retry-After`, so they can never starve the cached path.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use shikko_core::UnixTime;
+use tokio::sync::Semaphore;
+
+use crate::request::{MAX_REQUEST_BYTES, decode_get_path, decode_request};
+use crate::responder::{Answer, Outcome, Responder, status_only};
+use crate::types::OcspResponseStatus;
+
+/// Content type of an OCSP response (RFC 6960 appendix C.2).
+pub const RESPONSE_TYPE: &str = "application/ocsp-response";
+
+#[derive(Clone)]
+struct HttpState {
+    responder: Arc<Responder>,
+    signing: Arc<Semaphore>,
+}
+
+/// Routes `/ocsp` (POST) and `/ocsp/{base64}` (GET) over `responder`, with
+/// at most `max_signing` answers being signed per request at once.
+pub fn router(responder: Arc<Responder>, max_signing: usize) -> Router {
+    Router::new()
+        .route("/ocsp", post(post_ocsp))
+        .route("/ocsp/{*request}", get(get_ocsp))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(HttpState {
+            responder,
+            signing: Arc::new(Semaphore::new(max_signing.max(1))),
+        })
+}
+
+fn http_date(t: UnixTime) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(t.0.max(0) as u64))
+}
+
+fn ocsp_bytes(der: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, RESPONSE_TYPE)], der).into_response()
+}
+
+async fn post_ocsp(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/ocsp-request") {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/ocsp-request\n",
+        )
+            .into_response();
+    }
+    answer(st, &body, &headers).await
+}
+
+async fn get_ocsp(State(st): State<HttpState>, uri: Uri, headers: HeaderMap) -> Response {
+    // The raw path: base64 may contain '/' (and '//'), which must survive.
+    let raw = uri.path().strip_prefix("/ocsp/").unwrap_or("");
+    match decode_get_path(raw) {
+        Ok(der) => answer(st, &der, &headers).await,
+        Err(_) => ocsp_bytes(status_only(OcspResponseStatus::MalformedRequest)),
+    }
+}
+
+async fn answer(st: HttpState, der: &[u8], headers: &HeaderMap) -> Response {
+    let parsed = match decode_request(der) {
+        Ok(p) => p,
+        Err(_) => return ocsp_bytes(status_only(OcspResponseStatus::MalformedRequest)),
+    };
+    let now = UnixTime::now();
+    let per_request = parsed.nonce.is_some() || parsed.cert_ids.len() > 1;
+    let answer: Answer = if per_request {
+        let Ok(permit) = st.signing.clone().try_acquire_owned() else {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                "too many requests with a nonce in flight; retry, or ask without a nonce\n",
+            )
+                .into_response();
+        };
+        let responder = st.responder.clone();
+        match tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            responder.respond(&parsed, now)
+        })
+        .await
+        {
+            Ok(a) => a,
+            Err(_) => return ocsp_bytes(status_only(OcspResponseStatus::InternalError)),
+        }
+    } else {
+        st.responder.respond(&parsed, now)
+    };
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(RESPONSE_TYPE),
+    );
+    match (answer.this_update, answer.next_update) {
+        (Some(this), Some(next)) if !per_request => {
+            let etag = format!(
+                "\"{}\"",
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &answer.der)
+                    .as_ref()
+                    .iter()
+                    .take(12)
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            );
+            let max_age = (next.0 - now.0).max(0);
+            let set = |h: &mut HeaderMap, k, v: String| {
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    h.insert(k, v);
+                }
+            };
+            set(&mut h, header::ETAG, etag.clone());
+            set(&mut h, header::LAST_MODIFIED, http_date(this));
+            set(&mut h, header::EXPIRES, http_date(next));
+            set(
+                &mut h,
+                header::CACHE_CONTROL,
+                format!("max-age={max_age}, public, no-transform, must-revalidate"),
+            );
+            let inm = headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok());
+            if inm.is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
+                h.remove(header::CONTENT_TYPE);
+                return (StatusCode::NOT_MODIFIED, h).into_response();
+            }
+        }
+        _ if answer.outcome == Outcome::Signed => {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        _ => {}
+    }
+    (h, answer.der.as_ref().clone()).into_response()
+}

@@ -1,0 +1,413 @@
+//! Answering requests: match each CertID to an issuer (by name and key hash,
+//! SHA-1 or SHA-256), read the status index, and sign a BasicOCSPResponse
+//! with the issuer's delegated responder key (responderID by key hash, the
+//! responder certificate included). Answers without a nonce are pre-signed
+//! and cached per certificate for half their validity (RFC 5019); a status
+//! change drops the cached answer at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use der::asn1::{BitString, GeneralizedTime, Null, ObjectIdentifier, OctetString};
+use der::{Decode, Encode};
+use shikko_core::{CertKind, SERIAL_MAX_OCTETS, Serial, UnixTime};
+use shikko_pki::{PublicKeyHashes, Signer};
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::crl::CrlReason;
+use x509_cert::ext::{Extension, Extensions};
+
+use crate::index::{IndexedStatus, StatusIndex};
+use crate::request::ParsedRequest;
+use crate::types::*;
+
+const SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+
+/// Errors setting up a responder.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A certificate or key that does not fit.
+    #[error("{0}")]
+    Setup(String),
+    /// Signing failed.
+    #[error("signing: {0}")]
+    Sign(#[from] shikko_pki::Error),
+    /// Encoding failed.
+    #[error("DER: {0}")]
+    Der(#[from] der::Error),
+}
+
+/// A delegated responder: its key and certificate (issued by the CA it answers for).
+pub struct ResponderKey {
+    signer: Arc<dyn Signer>,
+    cert: Certificate,
+    key_hash: [u8; 20],
+}
+
+impl std::fmt::Debug for ResponderKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponderKey")
+            .field("key_hash", &self.key_hash)
+            .finish()
+    }
+}
+
+impl ResponderKey {
+    /// A responder key and its certificate (DER), which must certify the key.
+    pub fn new(signer: Arc<dyn Signer>, cert_der: &[u8]) -> Result<ResponderKey, Error> {
+        let cert = Certificate::from_der(cert_der)?;
+        let spki = cert.tbs_certificate().subject_public_key_info().to_der()?;
+        if spki != signer.public_key_der() {
+            return Err(Error::Setup(
+                "the responder certificate does not certify its key".into(),
+            ));
+        }
+        Ok(ResponderKey {
+            key_hash: signer.public_key_hashes()?.sha1,
+            signer,
+            cert,
+        })
+    }
+}
+
+/// One issuer this responder answers for.
+#[derive(Debug)]
+struct IssuerEntry {
+    kind: CertKind,
+    name_sha1: [u8; 20],
+    name_sha256: [u8; 32],
+    key: PublicKeyHashes,
+    responder: RwLock<Arc<ResponderKey>>,
+}
+
+/// An answer, with what HTTP caching needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The DER OCSPResponse.
+    pub der: Arc<Vec<u8>>,
+    /// thisUpdate of a single-certificate answer without nonce (cacheable).
+    pub this_update: Option<UnixTime>,
+    /// nextUpdate of the same.
+    pub next_update: Option<UnixTime>,
+    /// How the answer was made, for metrics.
+    pub outcome: Outcome,
+}
+
+/// How an answer was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A pre-signed answer from the cache.
+    Cached,
+    /// Signed for this request (a cache miss, a nonce, several CertIDs).
+    Signed,
+    /// malformedRequest (not signed).
+    Malformed,
+    /// unauthorized: an issuer this responder does not serve (not signed).
+    Unauthorized,
+    /// internalError (not signed).
+    Internal,
+}
+
+impl Outcome {
+    /// A short stable name (a metric label).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Cached => "cached",
+            Outcome::Signed => "signed",
+            Outcome::Malformed => "malformed",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::Internal => "internal_error",
+        }
+    }
+}
+
+type CacheKey = (CertKind, bool, [u8; SERIAL_MAX_OCTETS]);
+
+struct Cached {
+    der: Arc<Vec<u8>>,
+    this_update: UnixTime,
+    next_update: UnixTime,
+}
+
+/// Answers OCSP requests from a status index.
+pub struct Responder {
+    issuers: Vec<IssuerEntry>,
+    index: Arc<StatusIndex>,
+    validity: Duration,
+    cache: Mutex<HashMap<CacheKey, Arc<Cached>>>,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("issuers", &self.issuers)
+            .field("validity", &self.validity)
+            .finish()
+    }
+}
+
+fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    out.copy_from_slice(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, data).as_ref(),
+    );
+    out
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref());
+    out
+}
+
+fn gtime(t: UnixTime) -> Result<GeneralizedTime, Error> {
+    Ok(GeneralizedTime::from_unix_duration(Duration::from_secs(
+        u64::try_from(t.0).map_err(|_| Error::Setup("a time before 1970".into()))?,
+    ))?)
+}
+
+/// A bare OCSPResponse with an error status (never signed).
+pub fn status_only(status: OcspResponseStatus) -> Vec<u8> {
+    vec![0x30, 0x03, 0x0a, 0x01, status as u8]
+}
+
+impl Responder {
+    /// A responder for `issuers` (kind, the CA certificate's DER, its
+    /// delegated responder key), answering from `index`; answers are valid
+    /// (nextUpdate - thisUpdate) for `validity`.
+    pub fn new(
+        issuers: Vec<(CertKind, Vec<u8>, ResponderKey)>,
+        index: Arc<StatusIndex>,
+        validity: Duration,
+    ) -> Result<Responder, Error> {
+        let issuers = issuers
+            .into_iter()
+            .map(|(kind, ca_der, responder)| {
+                let ca = Certificate::from_der(&ca_der)?;
+                let name = ca.tbs_certificate().subject().to_der()?;
+                let spki = ca.tbs_certificate().subject_public_key_info().to_der()?;
+                Ok(IssuerEntry {
+                    kind,
+                    name_sha1: sha1(&name),
+                    name_sha256: sha256(&name),
+                    key: PublicKeyHashes::from_spki_der(&spki)?,
+                    responder: RwLock::new(Arc::new(responder)),
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Responder {
+            issuers,
+            index,
+            validity,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Replaces an issuer's responder key (rotation without downtime):
+    /// answers signed from now on use the new key; cached answers are dropped.
+    pub fn rotate(&self, kind: CertKind, key: ResponderKey) -> Result<(), Error> {
+        let entry = self
+            .issuers
+            .iter()
+            .find(|i| i.kind == kind)
+            .ok_or_else(|| Error::Setup(format!("no issuer {kind}")))?;
+        *entry.responder.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| k.0 != kind);
+        Ok(())
+    }
+
+    /// Drops cached answers of certificates whose status changed.
+    pub fn invalidate(&self, changed: &[(CertKind, Serial)]) {
+        if changed.is_empty() {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        for (kind, serial) in changed {
+            for sha2 in [false, true] {
+                cache.remove(&(*kind, sha2, *serial.as_padded()));
+            }
+        }
+    }
+
+    fn issuer_of(&self, id: &CertId) -> Option<(&IssuerEntry, bool)> {
+        let (name, key) = (
+            id.issuer_name_hash.as_bytes(),
+            id.issuer_key_hash.as_bytes(),
+        );
+        if id.hash_algorithm.oid == SHA1 {
+            self.issuers
+                .iter()
+                .find(|i| i.name_sha1 == name && i.key.sha1 == key)
+                .map(|i| (i, false))
+        } else if id.hash_algorithm.oid == SHA256 {
+            self.issuers
+                .iter()
+                .find(|i| i.name_sha256 == name && i.key.sha256 == key)
+                .map(|i| (i, true))
+        } else {
+            None
+        }
+    }
+
+    /// The answer to a parsed request at time `now`.
+    pub fn respond(&self, req: &ParsedRequest, now: UnixTime) -> Answer {
+        let bare = |status, outcome| Answer {
+            der: Arc::new(status_only(status)),
+            this_update: None,
+            next_update: None,
+            outcome,
+        };
+        // Every CertID must be of one issuer this responder serves: one
+        // responder key signs the whole answer. No signing for strangers.
+        let mut matched = Vec::with_capacity(req.cert_ids.len());
+        for id in &req.cert_ids {
+            match self.issuer_of(id) {
+                Some(m) => matched.push(m),
+                None => return bare(OcspResponseStatus::Unauthorized, Outcome::Unauthorized),
+            }
+        }
+        let first = matched[0].0.kind;
+        if matched.iter().any(|(i, _)| i.kind != first) {
+            return bare(OcspResponseStatus::Unauthorized, Outcome::Unauthorized);
+        }
+        let serials: Vec<Option<Serial>> = req
+            .cert_ids
+            .iter()
+            .map(|id| Serial::from_der_integer(id.serial_number.as_bytes()).ok())
+            .collect();
+        let single = req.cert_ids.len() == 1 && req.nonce.is_none();
+        let key = serials[0].map(|s| (first, matched[0].1, *s.as_padded()));
+        if single && let Some(k) = key {
+            let cached = self
+                .cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&k)
+                .cloned();
+            if let Some(c) = cached {
+                let fresh_until = UnixTime(c.this_update.0 + (self.validity.as_secs() / 2) as i64);
+                if now < fresh_until && now >= c.this_update {
+                    return Answer {
+                        der: c.der.clone(),
+                        this_update: Some(c.this_update),
+                        next_update: Some(c.next_update),
+                        outcome: Outcome::Cached,
+                    };
+                }
+            }
+        }
+        let next_update = UnixTime(now.0 + self.validity.as_secs() as i64);
+        match self.sign(matched[0].0, req, &serials, now, next_update) {
+            Ok(der) => {
+                let der = Arc::new(der);
+                if single && let Some(k) = key {
+                    self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                        k,
+                        Arc::new(Cached {
+                            der: der.clone(),
+                            this_update: now,
+                            next_update,
+                        }),
+                    );
+                }
+                Answer {
+                    der,
+                    this_update: single.then_some(now),
+                    next_update: single.then_some(next_update),
+                    outcome: Outcome::Signed,
+                }
+            }
+            Err(_) => bare(OcspResponseStatus::InternalError, Outcome::Internal),
+        }
+    }
+
+    fn sign(
+        &self,
+        issuer: &IssuerEntry,
+        req: &ParsedRequest,
+        serials: &[Option<Serial>],
+        now: UnixTime,
+        next_update: UnixTime,
+    ) -> Result<Vec<u8>, Error> {
+        let responder = issuer
+            .responder
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut responses = Vec::with_capacity(req.cert_ids.len());
+        for (id, serial) in req.cert_ids.iter().zip(serials) {
+            let status = serial.and_then(|s| self.index.get(issuer.kind, &s));
+            let cert_status = match status {
+                Some(IndexedStatus::Good) => CertStatus::Good(Null),
+                Some(IndexedStatus::OnHold { since }) => CertStatus::Revoked(RevokedInfo {
+                    revocation_time: gtime(since)?,
+                    revocation_reason: Some(CrlReason::CertificateHold),
+                }),
+                Some(IndexedStatus::Revoked { reason, at }) => CertStatus::Revoked(RevokedInfo {
+                    revocation_time: gtime(at)?,
+                    revocation_reason: crl_reason(reason.code()),
+                }),
+                // Never issued by this issuer (or a serial that is not one).
+                None => CertStatus::Unknown(Null),
+            };
+            responses.push(SingleResponse {
+                cert_id: id.clone(),
+                cert_status,
+                this_update: gtime(now)?,
+                next_update: Some(gtime(next_update)?),
+                single_extensions: None,
+            });
+        }
+        let response_extensions = match &req.nonce {
+            Some(n) => Some(Extensions::from(vec![Extension {
+                extn_id: ID_PKIX_OCSP_NONCE,
+                critical: false,
+                extn_value: OctetString::new(OctetString::new(n.as_slice())?.to_der()?)?,
+            }])),
+            None => None,
+        };
+        let tbs = ResponseData {
+            version: Default::default(),
+            responder_id: ResponderId::ByKey(OctetString::new(responder.key_hash.as_slice())?),
+            produced_at: gtime(now)?,
+            responses,
+            response_extensions,
+        };
+        let signature = responder.signer.sign(&tbs.to_der()?)?;
+        let basic = BasicOcspResponse {
+            tbs_response_data: tbs,
+            signature_algorithm: responder.signer.signature_algorithm(),
+            signature: BitString::from_bytes(&signature)?,
+            certs: Some(vec![responder.cert.clone()]),
+        };
+        Ok(OcspResponse {
+            response_status: OcspResponseStatus::Successful,
+            response_bytes: Some(ResponseBytes {
+                response_type: ID_PKIX_OCSP_BASIC,
+                response: OctetString::new(basic.to_der()?)?,
+            }),
+        }
+        .to_der()?)
+    }
+}
+
+/// The CRLReason of an RFC 5280 reason code (unspecified is omitted).
+fn crl_reason(code: u8) -> Option<CrlReason> {
+    Some(match code {
+        1 => CrlReason::KeyCompromise,
+        2 => CrlReason::CaCompromise,
+        3 => CrlReason::AffiliationChanged,
+        4 => CrlReason::Superseded,
+        5 => CrlReason::CessationOfOperation,
+        6 => CrlReason::CertificateHold,
+        8 => CrlReason::RemoveFromCRL,
+        9 => CrlReason::PrivilegeWithdrawn,
+        10 => CrlReason::AaCompromise,
+        _ => return None,
+    })
+}

@@ -1,0 +1,389 @@
+//! The responder over a real HTTP server on 127.0.0.1:0, asked by `openssl
+//! ocsp` (POST, with and without nonce, several certificates), by GET with
+//! RFC 5019 caching headers, and its answers linted by pkilint.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use shikko_core::{CertKind, CertStatus, EventId, PartitionId, RevocationReason, Serial, UnixTime};
+use shikko_ocsp::index::StatusIndex;
+use shikko_ocsp::responder::{Responder, ResponderKey};
+use shikko_pki::{
+    Issuer, KeyAlgorithm, Signer, SoftwareSigner, ca_certificate, ocsp_responder_certificate,
+    to_pem,
+};
+use shikko_store::{ChangeRecord, StatusChange};
+
+fn openssl(args: &[&str], dir: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn record(seq: u64, serial: u32, status: CertStatus) -> ChangeRecord {
+    ChangeRecord {
+        seq,
+        event_id: EventId::new(format!("e{seq}")).unwrap(),
+        event_type: "test".into(),
+        time: UnixTime(1_700_000_000),
+        changes: vec![StatusChange {
+            kind: CertKind::CardAuth,
+            serial: Serial::from_u128(u128::from(serial)).unwrap(),
+            partition: PartitionId::WHOLE,
+            not_after: UnixTime(2_100_000_000),
+            status,
+        }],
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    index: Arc<StatusIndex>,
+    responder: Arc<Responder>,
+    _rt: tokio::runtime::Runtime,
+}
+
+/// CAs for auth (served) and sign (not served), a delegated responder for
+/// auth, an index with good / revoked / held certificates, a server.
+fn setup(alg: KeyAlgorithm) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_ders = Vec::new();
+    let mut keys = Vec::new();
+    for (i, kind) in [CertKind::CardAuth, CertKind::CardSigning]
+        .into_iter()
+        .enumerate()
+    {
+        let key = SoftwareSigner::generate(alg).unwrap();
+        let der = ca_certificate(
+            kind,
+            &key,
+            Serial::from_u128(i as u128 + 1).unwrap(),
+            UnixTime(1_600_000_000),
+            UnixTime(2_200_000_000),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(format!("{}-ca.pem", kind.issuer_id())),
+            to_pem("CERTIFICATE", &der).unwrap(),
+        )
+        .unwrap();
+        ca_ders.push(der);
+        keys.push(key);
+    }
+    let responder_key = Arc::new(SoftwareSigner::generate(alg).unwrap());
+    let issuer = Issuer::from_certificate(&keys[0], &ca_ders[0]).unwrap();
+    let now = UnixTime::now().0;
+    let responder_cert = ocsp_responder_certificate(
+        &issuer,
+        responder_key.public_key_der(),
+        Serial::from_u128(0x200).unwrap(),
+        UnixTime(now - 86_400),
+        UnixTime(now + 365 * 86_400),
+        "Shikko OCSP Responder (auth)",
+    )
+    .unwrap();
+    let index = Arc::new(StatusIndex::new());
+    index.apply(&[
+        record(1, 0x4A5001, CertStatus::Good),
+        record(2, 0x4A5002, CertStatus::Good),
+        record(3, 0x4A5003, CertStatus::Good),
+        record(
+            4,
+            0x4A5002,
+            CertStatus::Revoked {
+                reason: RevocationReason::KeyCompromise,
+                at: UnixTime(1_700_000_000),
+                invalidity_date: None,
+            },
+        ),
+        record(
+            5,
+            0x4A5003,
+            CertStatus::OnHold {
+                since: UnixTime(1_700_000_100),
+            },
+        ),
+    ]);
+    let responder = Arc::new(
+        Responder::new(
+            vec![(
+                CertKind::CardAuth,
+                ca_ders[0].clone(),
+                ResponderKey::new(responder_key, &responder_cert).unwrap(),
+            )],
+            index.clone(),
+            Duration::from_secs(3600),
+        )
+        .unwrap(),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = shikko_ocsp::http::router(responder.clone(), 4);
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Setup {
+        dir,
+        addr,
+        index,
+        responder,
+        _rt: rt,
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    (status, head, raw[split + 4..].to_vec())
+}
+
+fn lint(dir: &Path, der: &[u8]) {
+    let home = std::env::var_os("HOME").unwrap();
+    let bin = Path::new(&home).join(".cache/shikko/venv/bin/lint_ocsp_response");
+    assert!(
+        bin.exists(),
+        "{} missing: run scripts/install-deps",
+        bin.display()
+    );
+    let file = dir.join("lint.der");
+    std::fs::write(&file, der).unwrap();
+    let out = Command::new(bin)
+        .args(["lint", "-f", "JSON"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("pkilint said: {text}"));
+    for result in json["results"].as_array().unwrap() {
+        for f in result["finding_descriptions"].as_array().unwrap() {
+            let sev = f["severity"].as_str().unwrap();
+            assert!(!matches!(sev, "FATAL" | "ERROR"), "pkilint: {result}");
+        }
+    }
+}
+
+fn answers_openssl(alg: KeyAlgorithm) {
+    let s = setup(alg);
+    let url = format!("http://{}/ocsp", s.addr);
+    let d = s.dir.path();
+    // POST, several certificates, with a nonce (openssl's default).
+    let text = openssl(
+        &[
+            "ocsp",
+            "-issuer",
+            "auth-ca.pem",
+            "-CAfile",
+            "auth-ca.pem",
+            "-url",
+            &url,
+            "-serial",
+            "0x4A5001",
+            "-serial",
+            "0x4A5002",
+            "-serial",
+            "0x4A5003",
+            "-serial",
+            "0x4A5009",
+        ],
+        d,
+    );
+    for want in [
+        "Response verify OK",
+        "0x4A5001: good",
+        "0x4A5002: revoked",
+        "Reason: keyCompromise",
+        "0x4A5003: revoked",
+        "Reason: certificateHold",
+        "0x4A5009: unknown",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    assert!(
+        !text.contains("Status times invalid") && !text.contains("nonce"),
+        "{text}"
+    );
+
+    // POST without nonce: the cached path.
+    let text = openssl(
+        &[
+            "ocsp",
+            "-issuer",
+            "auth-ca.pem",
+            "-CAfile",
+            "auth-ca.pem",
+            "-url",
+            &url,
+            "-serial",
+            "0x4A5002",
+            "-no_nonce",
+            "-respout",
+            "resp.der",
+        ],
+        d,
+    );
+    assert!(
+        text.contains("Response verify OK") && text.contains("0x4A5002: revoked"),
+        "{text}"
+    );
+    lint(d, &std::fs::read(d.join("resp.der")).unwrap());
+
+    // An issuer this responder does not serve: unauthorized, nothing signed.
+    let text = openssl(
+        &[
+            "ocsp",
+            "-issuer",
+            "sign-ca.pem",
+            "-url",
+            &url,
+            "-serial",
+            "0x4A5001",
+            "-no_nonce",
+        ],
+        d,
+    );
+    assert!(text.contains("unauthorized"), "{text}");
+}
+
+#[test]
+fn p256_answers_verify_with_openssl_and_pass_pkilint() {
+    answers_openssl(KeyAlgorithm::EcdsaP256);
+}
+
+#[test]
+fn rsa_answers_verify_with_openssl_and_pass_pkilint() {
+    answers_openssl(KeyAlgorithm::Rsa2048);
+}
+
+#[test]
+fn get_answers_carry_rfc5019_caching_and_follow_revocations() {
+    let s = setup(KeyAlgorithm::EcdsaP256);
+    let d = s.dir.path();
+    let out = openssl(
+        &[
+            "ocsp",
+            "-issuer",
+            "auth-ca.pem",
+            "-serial",
+            "0x4A5001",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+        d,
+    );
+    let req = std::fs::read(d.join("req.der")).unwrap_or_else(|_| panic!("{out}"));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&req);
+    let path = format!("/ocsp/{}", b64.replace('+', "%2B"));
+    let (status, head, body) = http_get(s.addr, &path, &[]);
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-type: application/ocsp-response"),
+        "{head}"
+    );
+    assert!(
+        head.contains("public, no-transform, must-revalidate"),
+        "{head}"
+    );
+    let max_age: i64 = head
+        .split("max-age=")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3500..=3600).contains(&max_age), "{head}");
+    assert!(
+        head.contains("last-modified: ") && head.contains("expires: "),
+        "{head}"
+    );
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap()
+        .to_string();
+    std::fs::write(d.join("get.der"), &body).unwrap();
+    let text = openssl(
+        &[
+            "ocsp",
+            "-respin",
+            "get.der",
+            "-issuer",
+            "auth-ca.pem",
+            "-CAfile",
+            "auth-ca.pem",
+            "-serial",
+            "0x4A5001",
+        ],
+        d,
+    );
+    assert!(
+        text.contains("Response verify OK") && text.contains("0x4A5001: good"),
+        "{text}"
+    );
+    // The same answer again is not modified.
+    let (status, _, body) = http_get(s.addr, &path, &[("If-None-Match", &etag)]);
+    assert_eq!((status, body.len()), (304, 0));
+
+    // A revocation reaches the index: the cached good answer is dropped.
+    let changed = s.index.apply(&[record(
+        6,
+        0x4A5001,
+        CertStatus::Revoked {
+            reason: RevocationReason::Superseded,
+            at: UnixTime(1_700_000_500),
+            invalidity_date: None,
+        },
+    )]);
+    s.responder.invalidate(&changed);
+    let (status, _, body) = http_get(s.addr, &path, &[("If-None-Match", &etag)]);
+    assert_eq!(status, 200);
+    std::fs::write(d.join("get2.der"), &body).unwrap();
+    let text = openssl(
+        &[
+            "ocsp",
+            "-respin",
+            "get2.der",
+            "-issuer",
+            "auth-ca.pem",
+            "-CAfile",
+            "auth-ca.pem",
+            "-serial",
+            "0x4A5001",
+        ],
+        d,
+    );
+    assert!(
+        text.contains("0x4A5001: revoked") && text.contains("Reason: superseded"),
+        "{text}"
+    );
+
+    // Malformed GET and POST bodies are malformedRequest, never a server error.
+    let (status, _, body) = http_get(s.addr, "/ocsp/not*base64", &[]);
+    assert_eq!((status, body), (200, vec![0x30, 0x03, 0x0a, 0x01, 0x01]));
+    let (status, _, body) = http_get(s.addr, "/ocsp/MAA=", &[]);
+    assert_eq!((status, body), (200, vec![0x30, 0x03, 0x0a, 0x01, 0x01]));
+}
