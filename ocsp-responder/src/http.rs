@@ -22,7 +22,8 @@ use shikko_core::UnixTime;
 use tokio::sync::Semaphore;
 
 use crate::request::{MAX_REQUEST_BYTES, decode_get_path, decode_request};
-use crate::responder::{Answer, Outcome, Responder, status_only};
+use crate::responder::{Answer, Outcome, status_only};
+use crate::role::OcspRole;
 use crate::types::OcspResponseStatus;
 
 /// Content type of an OCSP response (RFC 6960 appendix C.2).
@@ -30,19 +31,19 @@ pub const RESPONSE_TYPE: &str = "application/ocsp-response";
 
 #[derive(Clone)]
 struct HttpState {
-    responder: Arc<Responder>,
+    role: Arc<OcspRole>,
     signing: Arc<Semaphore>,
 }
 
-/// Routes `/ocsp` (POST) and `/ocsp/{base64}` (GET) over `responder`, with
-/// at most `max_signing` answers being signed per request at once.
-pub fn router(responder: Arc<Responder>, max_signing: usize) -> Router {
+/// Routes `/ocsp` (POST) and `/ocsp/{base64}` (GET) over the role's
+/// responder, with at most `max_signing` answers being signed per request at once.
+pub fn router(role: Arc<OcspRole>, max_signing: usize) -> Router {
     Router::new()
         .route("/ocsp", post(post_ocsp))
         .route("/ocsp/{*request}", get(get_ocsp))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(HttpState {
-            responder,
+            role,
             signing: Arc::new(Semaphore::new(max_signing.max(1))),
         })
 }
@@ -67,27 +68,42 @@ async fn post_ocsp(State(st): State<HttpState>, headers: HeaderMap, body: Bytes)
         )
             .into_response();
     }
-    answer(st, &body, &headers).await
+    answer(st, "post", &body, &headers).await
 }
 
 async fn get_ocsp(State(st): State<HttpState>, uri: Uri, headers: HeaderMap) -> Response {
     // The raw path: base64 may contain '/' (and '//'), which must survive.
     let raw = uri.path().strip_prefix("/ocsp/").unwrap_or("");
     match decode_get_path(raw) {
-        Ok(der) => answer(st, &der, &headers).await,
-        Err(_) => ocsp_bytes(status_only(OcspResponseStatus::MalformedRequest)),
+        Ok(der) => answer(st, "get", &der, &headers).await,
+        Err(_) => {
+            count(&st, "get", "malformed");
+            ocsp_bytes(status_only(OcspResponseStatus::MalformedRequest))
+        }
     }
 }
 
-async fn answer(st: HttpState, der: &[u8], headers: &HeaderMap) -> Response {
+fn count(st: &HttpState, method: &str, outcome: &str) {
+    st.role
+        .metrics()
+        .requests
+        .with_label_values(&[method, outcome])
+        .inc();
+}
+
+async fn answer(st: HttpState, method: &str, der: &[u8], headers: &HeaderMap) -> Response {
     let parsed = match decode_request(der) {
         Ok(p) => p,
-        Err(_) => return ocsp_bytes(status_only(OcspResponseStatus::MalformedRequest)),
+        Err(_) => {
+            count(&st, method, "malformed");
+            return ocsp_bytes(status_only(OcspResponseStatus::MalformedRequest));
+        }
     };
     let now = UnixTime::now();
     let per_request = parsed.nonce.is_some() || parsed.cert_ids.len() > 1;
     let answer: Answer = if per_request {
         let Ok(permit) = st.signing.clone().try_acquire_owned() else {
+            count(&st, method, "shed");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, "1")],
@@ -95,18 +111,21 @@ async fn answer(st: HttpState, der: &[u8], headers: &HeaderMap) -> Response {
             )
                 .into_response();
         };
-        let responder = st.responder.clone();
+        let role = st.role.clone();
         match tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            responder.respond(&parsed, now)
+            timed(&role, &parsed, now)
         })
         .await
         {
             Ok(a) => a,
-            Err(_) => return ocsp_bytes(status_only(OcspResponseStatus::InternalError)),
+            Err(_) => {
+                count(&st, method, "internal_error");
+                return ocsp_bytes(status_only(OcspResponseStatus::InternalError));
+            }
         }
     } else {
-        st.responder.respond(&parsed, now)
+        timed(&st.role, &parsed, now)
     };
     let mut h = HeaderMap::new();
     h.insert(
@@ -143,6 +162,7 @@ async fn answer(st: HttpState, der: &[u8], headers: &HeaderMap) -> Response {
                 .and_then(|v| v.to_str().ok());
             if inm.is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
                 h.remove(header::CONTENT_TYPE);
+                count(&st, method, "not_modified");
                 return (StatusCode::NOT_MODIFIED, h).into_response();
             }
         }
@@ -151,5 +171,18 @@ async fn answer(st: HttpState, der: &[u8], headers: &HeaderMap) -> Response {
         }
         _ => {}
     }
+    count(&st, method, answer.outcome.name());
     (h, answer.der.as_ref().clone()).into_response()
+}
+
+/// Answers, timing the signing when there is one.
+fn timed(role: &OcspRole, parsed: &crate::request::ParsedRequest, now: UnixTime) -> Answer {
+    let t = std::time::Instant::now();
+    let answer = role.responder().respond(parsed, now);
+    if answer.outcome == Outcome::Signed {
+        role.metrics()
+            .signing_seconds
+            .observe(t.elapsed().as_secs_f64());
+    }
+    answer
 }

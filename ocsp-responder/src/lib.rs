@@ -19,4 +19,5 @@ pub mod http;
 pub mod index;
 pub mod request;
 pub mod responder;
+pub mod role;
 pub mod types;

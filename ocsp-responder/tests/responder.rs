@@ -131,7 +131,13 @@ fn setup(alg: KeyAlgorithm) -> Setup {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = shikko_ocsp::http::router(responder.clone(), 4);
+    let role = shikko_ocsp::role::OcspRole::new(
+        index.clone(),
+        responder.clone(),
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    let app = shikko_ocsp::http::router(role, 4);
     rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
     Setup {
         dir,

@@ -124,6 +124,13 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         },
         shutdown.wait_owned(),
     ));
+    let ocsp_role = ocsp_role(&opts.data_dir, &authority, metrics.registry())?;
+    tokio::spawn(ocsp_role.clone().follow_store(
+        store.clone(),
+        registry.head(),
+        shutdown.wait_owned(),
+    ));
+    let app = app.merge(shikko_ocsp::http::router(ocsp_role, OCSP_MAX_SIGNING));
     println!("\nServing. Press Ctrl-C to stop.");
     let crl_service = CrlService::new(crl_role).into_service();
     run_platform(
@@ -141,6 +148,41 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
 
 /// How often the demo publishes a delta CRL (a deployment would use minutes to hours).
 const DEMO_DELTA_EVERY: Duration = Duration::from_secs(60);
+
+/// How long an OCSP answer is valid (nextUpdate - thisUpdate); cached answers
+/// are re-signed after half of it, and at once when the status changes.
+const OCSP_VALIDITY: Duration = Duration::from_secs(3600);
+
+/// Answers signed per request (nonce) at once before load shedding.
+const OCSP_MAX_SIGNING: usize = 64;
+
+/// The ocsp role over the authority's four delegated responders.
+fn ocsp_role(
+    data_dir: &Path,
+    authority: &Authority,
+    metrics: &shikko_runtime::prometheus::Registry,
+) -> Result<Arc<shikko_ocsp::role::OcspRole>> {
+    let index = Arc::new(shikko_ocsp::index::StatusIndex::new());
+    let mut issuers = Vec::new();
+    for (ca, responder_der) in authority.cas.iter().zip(&authority.responder_certs) {
+        let key_path = data_dir
+            .join("keys")
+            .join(format!("{}-ocsp.key", ca.kind.issuer_id()));
+        let key = SoftwareSigner::load(&key_path)
+            .with_context(|| format!("loading {}", key_path.display()))?;
+        issuers.push((
+            ca.kind,
+            ca.cert_der.clone(),
+            shikko_ocsp::responder::ResponderKey::new(Arc::new(key), responder_der)?,
+        ));
+    }
+    let responder = Arc::new(shikko_ocsp::responder::Responder::new(
+        issuers,
+        index.clone(),
+        OCSP_VALIDITY,
+    )?);
+    Ok(shikko_ocsp::role::OcspRole::new(index, responder, metrics)?)
+}
 
 async fn populate(
     registry: &Registry,
@@ -356,9 +398,9 @@ fn write_samples(
          \x20   CRL distribution point); the files are under {crl}/ISSUER/\n\
          Full CRLs are rebuilt daily and deltas every minute; `shikko crl build\n\
          --endpoint http://{grpc}` (add --delta for a delta) publishes now.\n\n\
-         Note: this version runs the registry and CRL roles; the OCSP responder (the\n\
-         URL above) arrives with its own role. Until then, ask the registry:\n\
-         shikko cert status --issuer sign SERIAL\n",
+         OCSP answers come from a status index that follows the registry: a\n\
+         revocation ingested is answered as revoked at once. Try:\n\
+         openssl ocsp -issuer sign-ca.pem -cert sign-revoked.pem -CAfile sign-ca.pem -url http://{http}/ocsp\n",
         grpc = opts.grpc,
         crl = crate::crl::out_dir(&opts.data_dir).display(),
     );
@@ -370,7 +412,7 @@ fn print_tour(opts: &DemoOptions) {
     let d = opts.data_dir.display();
     let ep = format!("http://{}", opts.grpc);
     println!(
-        "\nEndpoints:\n  registry gRPC   {ep}\n  CRLs (HTTP)     http://{h}/crl/ISSUER/full.crl, delta.crl, PARTITION.crl\n  metrics         http://{m}/metrics\n\
+        "\nEndpoints:\n  registry gRPC   {ep}\n  CRLs (HTTP)     http://{h}/crl/ISSUER/full.crl, delta.crl, PARTITION.crl\n  OCSP (HTTP)     http://{h}/ocsp (POST), http://{h}/ocsp/BASE64 (GET)\n  metrics         http://{m}/metrics\n\
          \nTry (in another terminal):\n\
          \x20 openssl verify -CAfile {d}/samples/sign-ca.pem {d}/samples/sign-good.pem\n\
          \x20 openssl x509 -in {d}/samples/sign-good.pem -noout -text\n\
@@ -380,6 +422,7 @@ fn print_tour(opts: &DemoOptions) {
          \x20 curl -sO http://{h}/crl/sign/full.crl && openssl crl -inform DER -in full.crl -CAfile {d}/samples/sign-ca.pem -noout\n\
          \x20 curl -sI http://{h}/crl/auth/delta.crl\n\
          \x20 shikko crl build --endpoint {ep} --delta\n\
+         \x20 openssl ocsp -issuer {d}/samples/sign-ca.pem -cert {d}/samples/sign-revoked.pem -CAfile {d}/samples/sign-ca.pem -url http://{h}/ocsp\n\
          \x20 curl -s http://{m}/metrics | grep shikko_registry\n\
          \x20 cat {d}/samples/README.txt",
         m = opts.metrics,

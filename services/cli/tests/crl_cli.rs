@@ -223,6 +223,94 @@ fn the_demo_serves_its_crls_and_builds_on_demand() {
     let (ok, after) = openssl_crl(&fetched, &ca);
     assert!(ok && after > before, "{before} -> {after}");
     assert_eq!(http_get(&http, "/crl/sign/none.crl").0, 404);
+
+    // OCSP on the same port: the samples answer as their names say.
+    let samples = data.join("samples");
+    let ocsp = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .arg("ocsp")
+            .args(args)
+            .arg("-url")
+            .arg(format!("http://{http}/ocsp"))
+            .current_dir(&samples)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let mut cases = vec![
+        ("sign", "good", ": good"),
+        ("sign", "revoked", ": revoked"),
+        ("auth", "good", ": good"),
+    ];
+    // Holds exist in larger populations (card loss, lost phone).
+    if let Some(issuer) = ["phone-auth", "phone-sign", "sign", "auth"]
+        .into_iter()
+        .find(|i| samples.join(format!("{i}-hold.pem")).exists())
+    {
+        cases.push((issuer, "hold", "Reason: certificateHold"));
+    }
+    for (issuer, state, want) in cases {
+        let text = ocsp(&[
+            "-issuer",
+            &format!("{issuer}-ca.pem"),
+            "-CAfile",
+            &format!("{issuer}-ca.pem"),
+            "-cert",
+            &format!("{issuer}-{state}.pem"),
+        ]);
+        assert!(
+            text.contains("Response verify OK") && text.contains(want),
+            "{issuer}-{state}: {text}"
+        );
+    }
+
+    // A revocation ingested into the registry is answered as revoked within a second.
+    let events = samples.join("example-events.jsonl");
+    let event = std::fs::read_to_string(&events).unwrap();
+    let serial = event
+        .split("\"serial\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let query = [
+        "-issuer",
+        "auth-ca.pem",
+        "-CAfile",
+        "auth-ca.pem",
+        "-serial",
+        &format!("0x{serial}"),
+        "-no_nonce",
+    ];
+    assert!(
+        ocsp(&query).contains(": good"),
+        "the example certificate starts good"
+    );
+    let out = run(&[
+        "events",
+        "ingest",
+        "--endpoint",
+        &grpc,
+        events.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ingested = std::time::Instant::now();
+    let answer = loop {
+        let text = ocsp(&query);
+        if text.contains(": revoked") || ingested.elapsed() > std::time::Duration::from_secs(1) {
+            break text;
+        }
+    };
+    assert!(
+        answer.contains(": revoked") && answer.contains("Reason: keyCompromise"),
+        "not revoked within 1 s of the ingest: {answer}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -108,6 +108,13 @@ impl Registry {
         Ok(outcomes)
     }
 
+    /// The head of the change feed: its value is the last accepted sequence
+    /// number, and it changes when events are accepted (in-process followers
+    /// wait on it).
+    pub fn head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
     /// Ends every open change-feed stream (on shutdown, so that draining can finish).
     pub fn close_streams(&self) {
         self.closing.send_replace(true);
