@@ -1,7 +1,11 @@
 //! Compiles proto/shikko/v1/*.proto with protox (pure Rust), so no protoc is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["shikko/v1/registry.proto", "shikko/v1/crl.proto"];
+    let protos = [
+        "shikko/v1/registry.proto",
+        "shikko/v1/crl.proto",
+        "shikko/v1/ocsp.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

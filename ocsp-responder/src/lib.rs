@@ -15,6 +15,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod grpc;
 pub mod http;
 pub mod index;
 pub mod request;

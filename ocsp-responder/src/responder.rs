@@ -234,6 +234,27 @@ impl Responder {
         }
     }
 
+    /// The SHA-256 CertID of `kind`'s certificate `serial`, if this
+    /// responder serves `kind` (what a relying party would send).
+    pub fn cert_id(&self, kind: CertKind, serial: &Serial) -> Option<CertId> {
+        let issuer = self.issuers.iter().find(|i| i.kind == kind)?;
+        Some(CertId {
+            hash_algorithm: spki::AlgorithmIdentifierOwned {
+                oid: SHA256,
+                parameters: Some(der::Any::null()),
+            },
+            issuer_name_hash: OctetString::new(issuer.name_sha256.as_slice()).ok()?,
+            issuer_key_hash: OctetString::new(issuer.key.sha256.as_slice()).ok()?,
+            serial_number: x509_cert::serial_number::SerialNumber::new(&serial.to_der_integer())
+                .ok()?,
+        })
+    }
+
+    /// Whether this responder answers for `kind`.
+    pub fn serves(&self, kind: CertKind) -> bool {
+        self.issuers.iter().any(|i| i.kind == kind)
+    }
+
     fn issuer_of(&self, id: &CertId) -> Option<(&IssuerEntry, bool)> {
         let (name, key) = (
             id.issuer_name_hash.as_bytes(),

@@ -48,6 +48,7 @@ fn record(seq: u64, serial: u32, status: CertStatus) -> ChangeRecord {
 struct Setup {
     dir: tempfile::TempDir,
     addr: SocketAddr,
+    grpc: SocketAddr,
     index: Arc<StatusIndex>,
     responder: Arc<Responder>,
     _rt: tokio::runtime::Runtime,
@@ -137,11 +138,24 @@ fn setup(alg: KeyAlgorithm) -> Setup {
         &prometheus::Registry::new(),
     )
     .unwrap();
+    let svc = shikko_ocsp::grpc::OcspService::new(role.clone()).into_service();
     let app = shikko_ocsp::http::router(role, 4);
     rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let glistener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let grpc = glistener.local_addr().unwrap();
+    rt.spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(glistener))
+            .await
+            .unwrap()
+    });
     Setup {
         dir,
         addr,
+        grpc,
         index,
         responder,
         _rt: rt,
@@ -392,4 +406,72 @@ fn get_answers_carry_rfc5019_caching_and_follow_revocations() {
     assert_eq!((status, body), (200, vec![0x30, 0x03, 0x0a, 0x01, 0x01]));
     let (status, _, body) = http_get(s.addr, "/ocsp/MAA=", &[]);
     assert_eq!((status, body), (200, vec![0x30, 0x03, 0x0a, 0x01, 0x01]));
+}
+
+#[test]
+fn grpc_check_answers_from_the_index_with_the_signed_response_on_request() {
+    use shikko_proto::v1 as pb;
+    let s = setup(KeyAlgorithm::EcdsaP256);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c =
+            pb::ocsp_responder_client::OcspResponderClient::connect(format!("http://{}", s.grpc))
+                .await
+                .unwrap();
+        let check = |serial: u32, der: bool| pb::CheckRequest {
+            issuer: pb::Issuer::Auth as i32,
+            serial: serial.to_be_bytes().to_vec(),
+            include_response: der,
+        };
+        for (serial, state, reason) in [
+            (0x4A5001, pb::CertState::Good, 0),
+            (0x4A5002, pb::CertState::Revoked, 1),
+            (0x4A5003, pb::CertState::OnHold, 6),
+            (0x4A5009, pb::CertState::Unknown, 0),
+        ] {
+            let r = c.check(check(serial, false)).await.unwrap().into_inner();
+            assert_eq!((r.state, r.reason), (state as i32, reason), "{serial:x}");
+            assert!(r.ocsp_response.is_empty());
+            assert_eq!(r.index_seq, 5);
+        }
+        let r = c.check(check(0x4A5002, true)).await.unwrap().into_inner();
+        std::fs::write(s.dir.path().join("grpc.der"), &r.ocsp_response).unwrap();
+        let err = c
+            .check(pb::CheckRequest {
+                issuer: pb::Issuer::Sign as i32,
+                serial: vec![1],
+                include_response: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        let err = c
+            .check(pb::CheckRequest {
+                issuer: 0,
+                serial: vec![1],
+                include_response: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    });
+    let text = openssl(
+        &[
+            "ocsp",
+            "-respin",
+            "grpc.der",
+            "-issuer",
+            "auth-ca.pem",
+            "-CAfile",
+            "auth-ca.pem",
+            "-sha256",
+            "-serial",
+            "0x4A5002",
+        ],
+        s.dir.path(),
+    );
+    assert!(
+        text.contains("Response verify OK") && text.contains("0x4A5002: revoked"),
+        "{text}"
+    );
 }

@@ -130,6 +130,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         registry.head(),
         shutdown.wait_owned(),
     ));
+    let ocsp_service = shikko_ocsp::grpc::OcspService::new(ocsp_role.clone()).into_service();
     let app = app.merge(shikko_ocsp::http::router(ocsp_role, OCSP_MAX_SIGNING));
     println!("\nServing. Press Ctrl-C to stop.");
     let crl_service = CrlService::new(crl_role).into_service();
@@ -139,7 +140,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         grpc,
         metrics_listener,
         Some((http_listener, app)),
-        move |routes| routes.add_service(crl_service),
+        move |routes| routes.add_service(crl_service).add_service(ocsp_service),
         shutdown,
         Duration::from_secs(10),
     )
@@ -423,6 +424,7 @@ fn print_tour(opts: &DemoOptions) {
          \x20 curl -sI http://{h}/crl/auth/delta.crl\n\
          \x20 shikko crl build --endpoint {ep} --delta\n\
          \x20 openssl ocsp -issuer {d}/samples/sign-ca.pem -cert {d}/samples/sign-revoked.pem -CAfile {d}/samples/sign-ca.pem -url http://{h}/ocsp\n\
+         \x20 shikko ocsp check --issuer {d}/samples/auth-ca.pem --cert {d}/samples/auth-good.pem --url http://{h}/ocsp\n\
          \x20 curl -s http://{m}/metrics | grep shikko_registry\n\
          \x20 cat {d}/samples/README.txt",
         m = opts.metrics,

@@ -12,6 +12,7 @@ mod crl;
 mod crl_role;
 mod demo;
 mod load;
+mod ocsp;
 mod population;
 mod seed;
 mod serve;
@@ -105,6 +106,32 @@ enum Command {
     Crl {
         #[command(subcommand)]
         command: CrlCommand,
+    },
+    /// OCSP commands.
+    Ocsp {
+        #[command(subcommand)]
+        command: OcspCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OcspCommand {
+    /// Ask an OCSP responder about one certificate (HTTP POST), verify the
+    /// answer (signature by the issuer or its delegated responder, nonce) and
+    /// print the status.
+    Check {
+        /// The issuing CA's certificate (PEM or DER).
+        #[arg(long)]
+        issuer: PathBuf,
+        /// The certificate asked about (PEM or DER).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The responder's URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080/ocsp")]
+        url: String,
+        /// Send no nonce (the answer may then come from a cache).
+        #[arg(long)]
+        no_nonce: bool,
     },
 }
 
@@ -300,6 +327,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     endpoint,
                 },
         } => client::status(&endpoint, issuer, serial, cert.as_deref()).await?,
+        Command::Ocsp {
+            command:
+                OcspCommand::Check {
+                    issuer,
+                    cert,
+                    url,
+                    no_nonce,
+                },
+        } => tokio::task::block_in_place(|| ocsp::check(&issuer, &cert, &url, !no_nonce))?,
         Command::Crl {
             command:
                 CrlCommand::Build {

@@ -264,6 +264,54 @@ fn the_demo_serves_its_crls_and_builds_on_demand() {
         );
     }
 
+    // The small client of `shikko ocsp check`, with and without nonce.
+    let url = format!("http://{http}/ocsp");
+    for (state, nonce) in [("revoked", true), ("good", true), ("good", false)] {
+        let mut args = vec![
+            "ocsp".to_string(),
+            "check".into(),
+            "--issuer".into(),
+            samples.join("sign-ca.pem").to_str().unwrap().into(),
+            "--cert".into(),
+            samples
+                .join(format!("sign-{state}.pem"))
+                .to_str()
+                .unwrap()
+                .into(),
+            "--url".into(),
+            url.clone(),
+        ];
+        if !nonce {
+            args.push("--no-nonce".into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success()
+                && stdout.contains("Response verify OK")
+                && stdout.contains(&format!(": {state}")),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = run(&[
+        "ocsp",
+        "check",
+        "--issuer",
+        samples.join("auth-ca.pem").to_str().unwrap(),
+        "--cert",
+        samples.join("sign-good.pem").to_str().unwrap(),
+        "--url",
+        &url,
+    ]);
+    // Asked of the wrong (but served) issuer: that issuer never issued this serial.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(": unknown"),
+        "{stdout}"
+    );
+
     // A revocation ingested into the registry is answered as revoked within a second.
     let events = samples.join("example-events.jsonl");
     let event = std::fs::read_to_string(&events).unwrap();

@@ -1,0 +1,231 @@
+//! `shikko ocsp check --issuer PEM --cert PEM --url URL`: a small OCSP client.
+//! It asks over HTTP POST (with a nonce unless told not to), checks the
+//! answer's signature, that its signer is the issuer or a responder the
+//! issuer delegated (id-kp-OCSPSigning), and the nonce, then prints the status.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+use der::asn1::{ObjectIdentifier, OctetString};
+use der::{Decode, Encode};
+use shikko_ocsp::request::{MAX_NONCE_OCTETS, ParsedRequest};
+use shikko_ocsp::types::*;
+use shikko_pki::x509_cert::Certificate;
+use shikko_pki::x509_cert::ext::pkix::ExtendedKeyUsage;
+use shikko_pki::x509_cert::ext::{Extension, Extensions};
+
+const ID_KP_OCSP_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9");
+const ID_CE_EXT_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
+const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+
+fn read_cert(path: &Path) -> Result<Certificate> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let der = shikko_pki::certificate_der(&bytes)
+        .with_context(|| format!("{} is not a certificate", path.display()))?;
+    Ok(Certificate::from_der(&der)?)
+}
+
+/// Verifies `sig` over `msg` with the key of `spki` under `alg`.
+fn verify(
+    spki: &spki::SubjectPublicKeyInfoOwned,
+    alg: &ObjectIdentifier,
+    msg: &[u8],
+    sig: &[u8],
+) -> bool {
+    let key = spki.subject_public_key.raw_bytes();
+    let r = if *alg == ECDSA_WITH_SHA256 {
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key).verify(msg, sig)
+    } else if *alg == SHA256_WITH_RSA {
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key).verify(msg, sig)
+    } else {
+        return false;
+    };
+    r.is_ok()
+}
+
+fn post(url: &str, body: &[u8]) -> Result<Vec<u8>> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        anyhow!("only http:// OCSP URLs are supported (RFC 6960 responders are plain HTTP)")
+    })?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut s = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/ocsp-request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow!("{url}: not an HTTP response"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status != "200" {
+        bail!("{url}: HTTP {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(raw[split + 4..].to_vec())
+}
+
+/// Runs `shikko ocsp check`.
+pub(crate) fn check(issuer: &Path, cert: &Path, url: &str, nonce: bool) -> Result<()> {
+    let ca = read_cert(issuer)?;
+    let leaf = read_cert(cert)?;
+    let name = ca.tbs_certificate().subject().to_der()?;
+    let key_bits = ca
+        .tbs_certificate()
+        .subject_public_key_info()
+        .subject_public_key
+        .raw_bytes();
+    let sha1 =
+        |d: &[u8]| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, d);
+    let cert_id = CertId {
+        hash_algorithm: spki::AlgorithmIdentifierOwned {
+            oid: ObjectIdentifier::new_unwrap("1.3.14.3.2.26"),
+            parameters: Some(der::Any::null()),
+        },
+        issuer_name_hash: OctetString::new(sha1(&name).as_ref())?,
+        issuer_key_hash: OctetString::new(sha1(key_bits).as_ref())?,
+        serial_number: leaf.tbs_certificate().serial_number().clone(),
+    };
+    let nonce_value = if nonce {
+        let mut n = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut n).map_err(|_| anyhow!("no randomness for a nonce"))?;
+        Some(n.to_vec())
+    } else {
+        None
+    };
+    let request = OcspRequest {
+        tbs_request: TbsRequest {
+            version: Default::default(),
+            requestor_name: None,
+            request_list: vec![Request {
+                req_cert: cert_id.clone(),
+                single_request_extensions: None,
+            }],
+            request_extensions: match &nonce_value {
+                Some(n) => Some(Extensions::from(vec![Extension {
+                    extn_id: ID_PKIX_OCSP_NONCE,
+                    critical: false,
+                    extn_value: OctetString::new(OctetString::new(n.as_slice())?.to_der()?)?,
+                }])),
+                None => None,
+            },
+        },
+        optional_signature: None,
+    };
+    let der = request.to_der()?;
+    // What the server will parse: a cheap self-check of the request.
+    let parsed: ParsedRequest = shikko_ocsp::request::decode_request(&der)?;
+    debug_assert!(
+        parsed
+            .nonce
+            .as_ref()
+            .is_none_or(|n| n.len() <= MAX_NONCE_OCTETS)
+    );
+
+    let body = post(url, &der)?;
+    let response = OcspResponse::from_der(&body).context("the answer is not a DER OCSPResponse")?;
+    if response.response_status != OcspResponseStatus::Successful {
+        bail!("the responder answered {:?}", response.response_status);
+    }
+    let bytes = response
+        .response_bytes
+        .ok_or_else(|| anyhow!("a successful answer without responseBytes"))?;
+    if bytes.response_type != ID_PKIX_OCSP_BASIC {
+        bail!("not a basic OCSP response");
+    }
+    let basic = BasicOcspResponse::from_der(bytes.response.as_bytes())?;
+    let tbs = basic.tbs_response_data.to_der()?;
+    let sig = basic
+        .signature
+        .as_bytes()
+        .ok_or_else(|| anyhow!("the signature has unused bits"))?;
+    // The signer: the CA itself, or a certificate it issued for OCSP signing.
+    let ca_spki = ca.tbs_certificate().subject_public_key_info().clone();
+    let signer_ok = if verify(&ca_spki, &basic.signature_algorithm.oid, &tbs, sig) {
+        true
+    } else {
+        basic.certs.iter().flatten().any(|rc| {
+            let delegated = rc
+                .tbs_certificate()
+                .extensions()
+                .into_iter()
+                .flatten()
+                .filter(|e| e.extn_id == ID_CE_EXT_KEY_USAGE)
+                .filter_map(|e| ExtendedKeyUsage::from_der(e.extn_value.as_bytes()).ok())
+                .any(|eku| eku.0.contains(&ID_KP_OCSP_SIGNING));
+            let issued_by_ca = rc.tbs_certificate().to_der().is_ok_and(|t| {
+                rc.signature()
+                    .as_bytes()
+                    .is_some_and(|s| verify(&ca_spki, &rc.signature_algorithm().oid, &t, s))
+            });
+            delegated
+                && issued_by_ca
+                && verify(
+                    rc.tbs_certificate().subject_public_key_info(),
+                    &basic.signature_algorithm.oid,
+                    &tbs,
+                    sig,
+                )
+        })
+    };
+    if !signer_ok {
+        bail!("the answer's signature does not verify with the issuer or a responder it delegated");
+    }
+    if let Some(n) = &nonce_value {
+        let echoed = basic
+            .tbs_response_data
+            .response_extensions
+            .iter()
+            .flatten()
+            .find(|e| e.extn_id == ID_PKIX_OCSP_NONCE)
+            .and_then(|e| OctetString::from_der(e.extn_value.as_bytes()).ok());
+        if echoed.as_ref().map(OctetString::as_bytes) != Some(n.as_slice()) {
+            bail!("the answer does not echo the request's nonce");
+        }
+    }
+    let single = basic
+        .tbs_response_data
+        .responses
+        .iter()
+        .find(|r| r.cert_id == cert_id)
+        .ok_or_else(|| anyhow!("the answer does not mention the certificate asked about"))?;
+    println!("Response verify OK");
+    let serial = hex_upper(leaf.tbs_certificate().serial_number().as_bytes());
+    match &single.cert_status {
+        CertStatus::Good(_) => println!("{serial}: good"),
+        CertStatus::Unknown(_) => println!("{serial}: unknown"),
+        CertStatus::Revoked(info) => println!(
+            "{serial}: revoked at {}{}",
+            when(&info.revocation_time),
+            info.revocation_reason
+                .map(|r| format!(", reason {r:?}"))
+                .unwrap_or_default()
+        ),
+    }
+    println!("  thisUpdate: {}", when(&single.this_update));
+    if let Some(n) = &single.next_update {
+        println!("  nextUpdate: {}", when(n));
+    }
+    Ok(())
+}
+
+fn when(t: &der::asn1::GeneralizedTime) -> shikko_core::UnixTime {
+    shikko_core::UnixTime(t.to_unix_duration().as_secs() as i64)
+}
+
+fn hex_upper(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}
