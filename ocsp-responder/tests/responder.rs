@@ -401,6 +401,46 @@ fn get_answers_carry_rfc5019_caching_and_follow_revocations() {
         "{text}"
     );
 
+    // HTTP/2 (prior knowledge), as load balancers speak it to backends.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-o",
+            "h2.der",
+            "-w",
+            "%{http_version}",
+        ])
+        .args([
+            "-H",
+            "Content-Type: application/ocsp-request",
+            "--data-binary",
+            "@req.der",
+        ])
+        .arg(format!("http://{}/ocsp", s.addr))
+        .current_dir(d)
+        .output()
+        .expect("curl runs (scripts/install-deps installs it)");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2", "{out:?}");
+    let text = openssl(
+        &[
+            "ocsp",
+            "-respin",
+            "h2.der",
+            "-issuer",
+            "auth-ca.pem",
+            "-CAfile",
+            "auth-ca.pem",
+            "-serial",
+            "0x4A5001",
+        ],
+        d,
+    );
+    assert!(
+        text.contains("Response verify OK") && text.contains("0x4A5001: revoked"),
+        "{text}"
+    );
+
     // Malformed GET and POST bodies are malformedRequest, never a server error.
     let (status, _, body) = http_get(s.addr, "/ocsp/not*base64", &[]);
     assert_eq!((status, body), (200, vec![0x30, 0x03, 0x0a, 0x01, 0x01]));

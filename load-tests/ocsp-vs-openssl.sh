@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Benchmark: Shikko's OCSP responder against `openssl ocsp -index ... -port`
+# serving the same certificates, same machine, same load tool (oha), loopback
+# only, each run bounded in time.
+#
+# usage: load-tests/ocsp-vs-openssl.sh [ALG] [SECONDS] [CONNECTIONS]
+#   ALG          responder key: p256 (default) or rsa2048
+#   SECONDS      duration of each load run (default 10)
+#   CONNECTIONS  concurrent connections (default 32)
+# needs: oha (cargo install oha), openssl; builds crl-free example
+# ocsp-responder/examples/ocsp_bench.rs in release.
+set -euo pipefail
+
+ALG=${1:-p256}
+SECS=${2:-10}
+CONNS=${3:-32}
+CERTS=100000
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/shikko/target-release}
+DIR=$(mktemp -d /tmp/shikko-ocsp-bench.XXXXXX)
+OHA=${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}
+[[ -x $OHA ]] || { echo "oha is required: cargo install oha" >&2; exit 2; }
+SHIKKO_PORT=18081
+OPENSSL_PORT=18082
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+echo "== building ocsp_bench (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+(cd "$ROOT" && cargo build --release -p shikko-ocsp --example ocsp_bench)
+BIN=$CARGO_TARGET_DIR/release/examples/ocsp_bench
+
+"$BIN" setup --dir "$DIR" --alg "$ALG" --certs "$CERTS"
+"$BIN" serve --dir "$DIR" --certs "$CERTS" --addr "127.0.0.1:$SHIKKO_PORT" > "$DIR/shikko.log" 2>&1 &
+PIDS+=($!)
+# openssl's responder: as many processes as cores, like Shikko's runtime.
+openssl ocsp -index "$DIR/index.txt" -port "$OPENSSL_PORT" -rsigner "$DIR/resp.pem" -rkey "$DIR/resp-key.pem" \
+    -CA "$DIR/ca.pem" -nmin 60 -multi "$(nproc)" -ignore_err > "$DIR/openssl.log" 2>&1 &
+PIDS+=($!)
+for port in $SHIKKO_PORT $OPENSSL_PORT; do
+    for _ in $(seq 50); do
+        (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+        sleep 0.2
+    done
+done
+
+# The requests: one good certificate, without and with a nonce (openssl's own client makes them).
+GOOD=0x4A5000000001
+(cd "$DIR" && openssl ocsp -issuer ca.pem -serial "$GOOD" -no_nonce -reqout req.der > /dev/null 2>&1)
+(cd "$DIR" && openssl ocsp -issuer ca.pem -serial "$GOOD" -nonce -reqout req-nonce.der > /dev/null 2>&1)
+B64=$(base64 -w0 < "$DIR/req.der" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
+
+# Both answer correctly before being measured.
+for port in $SHIKKO_PORT $OPENSSL_PORT; do
+    out=$(cd "$DIR" && openssl ocsp -issuer ca.pem -CAfile ca.pem -serial "$GOOD" -url "http://127.0.0.1:$port/" -no_nonce 2>&1)
+    [[ $out == *"Response verify OK"* && $out == *": good"* ]] || { echo "port $port: $out" >&2; exit 1; }
+done
+
+ROWS=()
+run() { # name url method body
+    local name=$1 url=$2 method=$3 body=${4:-}
+    local args=(-z "${SECS}s" -c "$CONNS" --no-tui --output-format json)
+    if [[ $method == POST ]]; then
+        args+=(-m POST -T application/ocsp-request -D "$body")
+    fi
+    "$OHA" "${args[@]}" "$url" > "$DIR/$name.json"
+    local line
+    line=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+s = d["summary"]; p = d["latencyPercentiles"]; codes = d.get("statusCodeDistribution", {})
+ok = codes.get("200", 0); total = sum(codes.values()) or 1
+print("%.0f|%.3f|%.3f|%.3f" % (s["requestsPerSec"], p["p50"] * 1000, p["p99"] * 1000, 100.0 * ok / total))
+' "$DIR/$name.json")
+    ROWS+=("$name|$line")
+}
+
+echo "== load: $SECS s each, $CONNS connections, $ALG responder key"
+run "shikko GET (cached)" "http://127.0.0.1:$SHIKKO_PORT/ocsp/$B64" GET
+run "shikko POST (cached)" "http://127.0.0.1:$SHIKKO_PORT/ocsp" POST "$DIR/req.der"
+run "openssl POST" "http://127.0.0.1:$OPENSSL_PORT/" POST "$DIR/req.der"
+run "openssl GET" "http://127.0.0.1:$OPENSSL_PORT/$B64" GET
+run "shikko POST nonce" "http://127.0.0.1:$SHIKKO_PORT/ocsp" POST "$DIR/req-nonce.der"
+RAW=$("$BIN" sign --dir "$DIR" --seconds 5)
+
+echo
+echo "== summary ($ALG responder key, $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(openssl version | cut -d' ' -f1-2), oha $("$OHA" --version | awk '{print $2}'))"
+printf '%-22s %10s %9s %9s %7s\n' run "req/s" "p50 ms" "p99 ms" "200 %"
+for r in "${ROWS[@]}"; do
+    IFS='|' read -r name rps p50 p99 ok <<<"$r"
+    printf '%-22s %10s %9s %9s %7s\n' "$name" "$rps" "$p50" "$p99" "$ok"
+done
+echo "$RAW"
+rm -rf "$DIR"
