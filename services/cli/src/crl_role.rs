@@ -6,20 +6,21 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use shikko_core::Municipality;
 use shikko_crl::grpc::CrlService;
 use shikko_crl::http::CacheLimits;
 use shikko_crl::{CrlRole, Schedule};
 use shikko_proto::v1 as pb;
-use shikko_proto::v1::registry_client::RegistryClient;
-use shikko_registry::convert::{municipality_from_pb, record_from_pb};
 use shikko_runtime::prometheus::{IntGauge, Opts};
 use shikko_runtime::{Shutdown, ShutdownConfig, TelemetryConfig};
-use shikko_store::Store;
+use shikko_store::{ChangeRecord, Store};
 use tokio::sync::watch;
+
+use crate::follow::{Sink, follow};
 
 use crate::authority::load_cas;
 
@@ -156,13 +157,13 @@ pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
 
     let (caught_up_tx, mut caught_up) = watch::channel(false);
     tokio::spawn(follow(
-        store.clone(),
-        c.registry.clone(),
-        Follower {
+        Arc::new(MirrorSink {
+            store: store.clone(),
             role: role.clone(),
             caught_up: caught_up_tx,
             lag,
-        },
+        }),
+        c.registry.clone(),
         shutdown.clone(),
     ));
     // Build only from a mirror that has caught up: an empty mirror would
@@ -238,14 +239,35 @@ pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
     Ok(())
 }
 
-/// What the follower reports to.
-struct Follower {
+/// The crl role's side of the feed: a mirror store, and builds held while
+/// it is not current.
+struct MirrorSink {
+    store: Arc<Store>,
     role: Arc<CrlRole>,
     caught_up: watch::Sender<bool>,
     lag: IntGauge,
 }
 
-impl Follower {
+impl Sink for MirrorSink {
+    fn position(&self) -> u64 {
+        self.store.last_seq()
+    }
+
+    fn apply(&self, records: Vec<ChangeRecord>, source_id: &str, head: u64) -> Result<u64> {
+        self.store.check_mirror_source(source_id)?;
+        let applied = self.store.apply_changes(&records)?;
+        self.lag.set(head.saturating_sub(applied) as i64);
+        Ok(applied)
+    }
+
+    fn wants_partitions(&self) -> bool {
+        true
+    }
+
+    fn partitions(&self, municipalities: Vec<Municipality>) -> Result<()> {
+        Ok(self.store.put_municipalities(&municipalities)?)
+    }
+
     /// Builds are allowed only while the mirror is current: not before it
     /// caught up, and not while the registry is out of reach.
     fn set_current(&self, current: bool) {
@@ -258,107 +280,6 @@ impl Follower {
             self.lag.set(-1);
         }
     }
-}
-
-/// Follows the registry's feed into the mirror until shutdown, reconnecting
-/// (1 s, doubling to 30 s) whenever the registry goes away.
-async fn follow(store: Arc<Store>, endpoint: String, f: Follower, shutdown: Shutdown) {
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let started = Instant::now();
-        tokio::select! {
-            r = follow_once(&store, &endpoint, &f) => match r {
-                Ok(()) => tracing::info!("registry closed the feed; reconnecting"),
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "following the registry failed; reconnecting"),
-            },
-            () = shutdown.wait() => return,
-        }
-        f.set_current(false);
-        if started.elapsed() > Duration::from_secs(60) {
-            backoff = Duration::from_secs(1);
-        }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = shutdown.wait() => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
-    }
-}
-
-async fn follow_once(store: &Arc<Store>, endpoint: &str, f: &Follower) -> Result<()> {
-    // HTTP/2 keepalive: a registry that vanished without closing the
-    // connection is noticed within half a minute, not never.
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-        .with_context(|| format!("registry endpoint {endpoint}"))?
-        .connect_timeout(Duration::from_secs(10))
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true)
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the registry at {endpoint}"))?;
-    let mut client = RegistryClient::new(channel);
-    let mut known = refresh_partitions(store, &mut client).await?;
-    let mut stream = client
-        .follow(pb::FollowRequest {
-            from_seq: store.last_seq() + 1,
-            max_batch: 1_000,
-        })
-        .await
-        .context("Follow")?
-        .into_inner();
-    tracing::info!(from_seq = store.last_seq() + 1, "following the registry");
-    while let Some(batch) = stream.message().await.context("reading the feed")? {
-        let records = batch
-            .records
-            .iter()
-            .map(record_from_pb)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .context("a change record from the registry")?;
-        // A municipality not seen before comes with new signing
-        // certificates: record it before their changes, so that no build
-        // sees the certificates without their partition.
-        let new_partition = records
-            .iter()
-            .flat_map(|r| &r.changes)
-            .any(|c| c.partition.0 != 0 && !known.contains(&c.partition.0));
-        if new_partition {
-            known = refresh_partitions(store, &mut client).await?;
-        }
-        let s = store.clone();
-        let source = batch.store_id.clone();
-        let applied = tokio::task::spawn_blocking(move || {
-            s.check_mirror_source(&source)?;
-            s.apply_changes(&records)
-        })
-        .await
-        .context("applying changes")??;
-        f.lag.set(batch.head_seq.saturating_sub(applied) as i64);
-        if applied >= batch.head_seq {
-            f.set_current(true);
-        }
-    }
-    Ok(())
-}
-
-/// Records the registry's municipalities in the mirror; returns their codes.
-async fn refresh_partitions(
-    store: &Arc<Store>,
-    client: &mut RegistryClient<tonic::transport::Channel>,
-) -> Result<std::collections::HashSet<u32>> {
-    let parts = client
-        .list_partitions(pb::ListPartitionsRequest {})
-        .await
-        .context("ListPartitions")?
-        .into_inner()
-        .partitions;
-    let munis: Vec<_> = parts.iter().map(municipality_from_pb).collect();
-    let codes = munis.iter().map(|m| m.code.0).collect();
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || s.put_municipalities(&munis))
-        .await
-        .context("recording partitions")??;
-    Ok(codes)
 }
 
 #[cfg(test)]

@@ -124,7 +124,8 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         },
         shutdown.wait_owned(),
     ));
-    let ocsp_role = ocsp_role(&opts.data_dir, &authority, metrics.registry())?;
+    let ocsp_role =
+        crate::ocsp_role::role_from_dir(&opts.data_dir, OCSP_VALIDITY, metrics.registry())?;
     tokio::spawn(ocsp_role.clone().follow_store(
         store.clone(),
         registry.head(),
@@ -156,34 +157,6 @@ const OCSP_VALIDITY: Duration = Duration::from_secs(3600);
 
 /// Answers signed per request (nonce) at once before load shedding.
 const OCSP_MAX_SIGNING: usize = 64;
-
-/// The ocsp role over the authority's four delegated responders.
-fn ocsp_role(
-    data_dir: &Path,
-    authority: &Authority,
-    metrics: &shikko_runtime::prometheus::Registry,
-) -> Result<Arc<shikko_ocsp::role::OcspRole>> {
-    let index = Arc::new(shikko_ocsp::index::StatusIndex::new());
-    let mut issuers = Vec::new();
-    for (ca, responder_der) in authority.cas.iter().zip(&authority.responder_certs) {
-        let key_path = data_dir
-            .join("keys")
-            .join(format!("{}-ocsp.key", ca.kind.issuer_id()));
-        let key = SoftwareSigner::load(&key_path)
-            .with_context(|| format!("loading {}", key_path.display()))?;
-        issuers.push((
-            ca.kind,
-            ca.cert_der.clone(),
-            shikko_ocsp::responder::ResponderKey::new(Arc::new(key), responder_der)?,
-        ));
-    }
-    let responder = Arc::new(shikko_ocsp::responder::Responder::new(
-        issuers,
-        index.clone(),
-        OCSP_VALIDITY,
-    )?);
-    Ok(shikko_ocsp::role::OcspRole::new(index, responder, metrics)?)
-}
 
 async fn populate(
     registry: &Registry,

@@ -11,8 +11,10 @@ mod config;
 mod crl;
 mod crl_role;
 mod demo;
+mod follow;
 mod load;
 mod ocsp;
+mod ocsp_role;
 mod population;
 mod seed;
 mod serve;
@@ -171,6 +173,8 @@ enum Role {
     Registry,
     /// The CRL publisher: follows the registry, builds, signs and serves CRLs.
     Crl,
+    /// The OCSP responder: follows the registry into its status index, answers over HTTP and gRPC.
+    Ocsp,
 }
 
 #[derive(Subcommand)]
@@ -297,6 +301,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 cfg.crl.validate().map_err(Failure::Config)?;
                 init_logs(&cfg.telemetry)?;
                 crl_role::serve(cfg).await?;
+            }
+            Role::Ocsp => {
+                let cfg: ocsp_role::OcspRoleConfig = shikko_runtime::load_toml(&config)
+                    .map_err(|e| Failure::Config(e.to_string()))?;
+                cfg.ocsp.validate().map_err(Failure::Config)?;
+                init_logs(&cfg.telemetry)?;
+                ocsp_role::serve(cfg).await?;
             }
         },
         Command::Seed {

@@ -1,0 +1,147 @@
+//! `shikko serve ocsp` as its own process beside `shikko serve registry`: it
+//! replays and follows the registry's feed into its index and answers OCSP
+//! for what the registry accepts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{run, setup_demo_dir, shikko, start_registry, write_config};
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ocsp(samples: &Path, url: &str, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .arg("ocsp")
+        .args(args)
+        .args(["-url", url])
+        .current_dir(samples)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Asks until `want` shows (the index is replayed at start), at most `secs`.
+fn ask_until(samples: &Path, url: &str, args: &[&str], want: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let text = ocsp(samples, url, args);
+        if text.contains(want) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_ocsp_role_follows_the_registry_and_answers_what_it_ingested() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    setup_demo_dir(&data);
+    let registry = start_registry(&write_config(dir.path(), &data));
+    let cfg = dir.path().join("ocsp.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[ocsp]\ndata_dir = {data:?}\nregistry = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\n\
+             [telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n",
+            registry.endpoint
+        ),
+    )
+    .unwrap();
+    let mut child = shikko()
+        .args(["serve", "ocsp", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ocsp = Killed(child);
+    let http = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .unwrap_or_else(|| panic!("no http= in {line:?}"))
+        .to_owned();
+    let url = format!("http://{http}/ocsp");
+    let samples = data.join("samples");
+
+    for (state, want) in [("good", ": good"), ("revoked", ": revoked")] {
+        let cert = format!("sign-{state}.pem");
+        let args = [
+            "-issuer",
+            "sign-ca.pem",
+            "-CAfile",
+            "sign-ca.pem",
+            "-cert",
+            cert.as_str(),
+        ];
+        let text = ask_until(&samples, &url, &args, want, 20);
+        assert!(
+            text.contains("Response verify OK") && text.contains(want),
+            "sign-{state}: {text}"
+        );
+    }
+
+    // A revocation accepted by the registry reaches the separate responder.
+    let events = samples.join("example-events.jsonl");
+    let event = std::fs::read_to_string(&events).unwrap();
+    let serial = event
+        .split("\"serial\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = run(&[
+        "events",
+        "ingest",
+        "--endpoint",
+        &registry.endpoint,
+        events.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let serial_arg = format!("0x{serial}");
+    let args = [
+        "-issuer",
+        "auth-ca.pem",
+        "-CAfile",
+        "auth-ca.pem",
+        "-serial",
+        serial_arg.as_str(),
+        "-no_nonce",
+    ];
+    let text = ask_until(&samples, &url, &args, ": revoked", 5);
+    assert!(
+        text.contains("Response verify OK") && text.contains("Reason: keyCompromise"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_ocsp_config_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ocsp.toml");
+    std::fs::write(&cfg, "[ocsp]\ndata_dir = \"x\"\nvalidity_secs = 5\n").unwrap();
+    let out = run(&["serve", "ocsp", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("validity_secs"));
+}
