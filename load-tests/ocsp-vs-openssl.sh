@@ -7,7 +7,7 @@
 #   ALG          responder key: p256 (default) or rsa2048
 #   SECONDS      duration of each load run (default 10)
 #   CONNECTIONS  concurrent connections (default 32)
-# needs: oha (cargo install oha), openssl; builds crl-free example
+# needs: oha (cargo install oha), openssl, python3; builds the example
 # ocsp-responder/examples/ocsp_bench.rs in release.
 set -euo pipefail
 
@@ -22,8 +22,18 @@ OHA=${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}
 [[ -x $OHA ]] || { echo "oha is required: cargo install oha" >&2; exit 2; }
 SHIKKO_PORT=18081
 OPENSSL_PORT=18082
+for port in $SHIKKO_PORT $OPENSSL_PORT; do
+    if (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+        echo "port $port is in use (a responder left from an earlier run?)" >&2
+        exit 2
+    fi
+done
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+# openssl's -multi parent does not take its children down with it: kill by command line too.
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    pkill -f "ocsp -index $DIR/index.txt" 2>/dev/null || true
+}
 trap cleanup EXIT
 
 echo "== building ocsp_bench (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
@@ -51,9 +61,9 @@ GOOD=0x4A5000000001
 B64=$(base64 -w0 < "$DIR/req.der" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
 
 # Both answer correctly before being measured.
-for port in $SHIKKO_PORT $OPENSSL_PORT; do
-    out=$(cd "$DIR" && openssl ocsp -issuer ca.pem -CAfile ca.pem -serial "$GOOD" -url "http://127.0.0.1:$port/" -no_nonce 2>&1)
-    [[ $out == *"Response verify OK"* && $out == *": good"* ]] || { echo "port $port: $out" >&2; exit 1; }
+for url in "http://127.0.0.1:$SHIKKO_PORT/ocsp" "http://127.0.0.1:$OPENSSL_PORT/"; do
+    out=$(cd "$DIR" && openssl ocsp -issuer ca.pem -CAfile ca.pem -serial "$GOOD" -url "$url" -no_nonce 2>&1)
+    [[ $out == *"Response verify OK"* && $out == *": good"* ]] || { echo "$url: $out"; exit 1; }
 done
 
 ROWS=()

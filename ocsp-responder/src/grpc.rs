@@ -82,7 +82,7 @@ impl pb::ocsp_responder_server::OcspResponder for OcspService {
             })
             .await
             .map_err(|_| Status::internal("signing task failed"))?;
-            answer.der.as_ref().clone()
+            answer.der.to_vec()
         } else {
             Vec::new()
         };

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use der::asn1::{BitString, GeneralizedTime, Null, ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
 use shikko_core::{CertKind, SERIAL_MAX_OCTETS, Serial, UnixTime};
@@ -85,8 +87,10 @@ struct IssuerEntry {
 /// An answer, with what HTTP caching needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    /// The DER OCSPResponse.
-    pub der: Arc<Vec<u8>>,
+    /// The DER OCSPResponse (shared, not copied, between the cache and answers).
+    pub der: Bytes,
+    /// The HTTP entity tag of a cacheable answer (quoted), made once when it was signed.
+    pub etag: Option<Arc<str>>,
     /// thisUpdate of a single-certificate answer without nonce (cacheable).
     pub this_update: Option<UnixTime>,
     /// nextUpdate of the same.
@@ -126,7 +130,8 @@ impl Outcome {
 type CacheKey = (CertKind, bool, [u8; SERIAL_MAX_OCTETS]);
 
 struct Cached {
-    der: Arc<Vec<u8>>,
+    der: Bytes,
+    etag: Arc<str>,
     this_update: UnixTime,
     next_update: UnixTime,
 }
@@ -166,6 +171,18 @@ fn gtime(t: UnixTime) -> Result<GeneralizedTime, Error> {
     Ok(GeneralizedTime::from_unix_duration(Duration::from_secs(
         u64::try_from(t.0).map_err(|_| Error::Setup("a time before 1970".into()))?,
     ))?)
+}
+
+/// The entity tag of an answer: the first 12 octets of its SHA-256, quoted.
+fn etag_of(der: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    let mut s = String::with_capacity(26);
+    s.push('"');
+    for b in &digest.as_ref()[..12] {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s.push('"');
+    s
 }
 
 /// A bare OCSPResponse with an error status (never signed).
@@ -250,6 +267,20 @@ impl Responder {
         })
     }
 
+    /// Whether every responder key signs in microseconds (ECDSA): such
+    /// answers are signed on the request's own task; RSA signatures (about a
+    /// millisecond) go to a blocking thread.
+    pub fn signs_fast(&self) -> bool {
+        self.issuers.iter().all(|i| {
+            i.responder
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .signer
+                .algorithm()
+                == shikko_pki::KeyAlgorithm::EcdsaP256
+        })
+    }
+
     /// Whether this responder answers for `kind`.
     pub fn serves(&self, kind: CertKind) -> bool {
         self.issuers.iter().any(|i| i.kind == kind)
@@ -278,7 +309,8 @@ impl Responder {
     /// The answer to a parsed request at time `now`.
     pub fn respond(&self, req: &ParsedRequest, now: UnixTime) -> Answer {
         let bare = |status, outcome| Answer {
-            der: Arc::new(status_only(status)),
+            der: Bytes::from(status_only(status)),
+            etag: None,
             this_update: None,
             next_update: None,
             outcome,
@@ -315,6 +347,7 @@ impl Responder {
                 if now < fresh_until && now >= c.this_update {
                     return Answer {
                         der: c.der.clone(),
+                        etag: Some(c.etag.clone()),
                         this_update: Some(c.this_update),
                         next_update: Some(c.next_update),
                         outcome: Outcome::Cached,
@@ -325,12 +358,14 @@ impl Responder {
         let next_update = UnixTime(now.0 + self.validity.as_secs() as i64);
         match self.sign(matched[0].0, req, &serials, now, next_update) {
             Ok(der) => {
-                let der = Arc::new(der);
-                if single && let Some(k) = key {
+                let der = Bytes::from(der);
+                let etag: Option<Arc<str>> = single.then(|| etag_of(&der).into());
+                if let (Some(k), Some(etag)) = (key.filter(|_| single), &etag) {
                     self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
                         k,
                         Arc::new(Cached {
                             der: der.clone(),
+                            etag: etag.clone(),
                             this_update: now,
                             next_update,
                         }),
@@ -338,6 +373,7 @@ impl Responder {
                 }
                 Answer {
                     der,
+                    etag,
                     this_update: single.then_some(now),
                     next_update: single.then_some(next_update),
                     outcome: Outcome::Signed,
