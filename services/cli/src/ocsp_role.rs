@@ -190,43 +190,17 @@ pub(crate) async fn serve(cfg: OcspRoleConfig) -> Result<()> {
         .await;
     let routes = tonic::service::Routes::new(health_service)
         .add_service(OcspService::new(role).into_service());
-    let grpc_task = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc),
-                shutdown.wait_owned(),
-            ),
-    );
-    let http_stop = shutdown.wait_owned();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http, app)
-            .with_graceful_shutdown(http_stop)
-            .await
-    });
-    let metrics_task = tokio::spawn(shikko_runtime::serve_metrics(
+    crate::serve::run_role(
+        grpc,
+        routes,
+        http,
+        app,
         metrics_listener,
         metrics,
-        shutdown.wait_owned(),
-    ));
-    shutdown.wait().await;
-    let drain = cfg.shutdown.drain_timeout();
-    tracing::info!(timeout_secs = drain.as_secs(), "shutting down: draining");
-    match shikko_runtime::drain_with_timeout(
-        async { (grpc_task.await, http_task.await, metrics_task.await) },
-        drain,
+        shutdown,
+        cfg.shutdown.drain_timeout(),
     )
     .await
-    {
-        Ok((g, h, m)) => {
-            g.context("gRPC server task")?.context("gRPC server")?;
-            h.context("HTTP server task")?.context("HTTP server")?;
-            m.context("metrics server task")?
-                .context("metrics server")?;
-        }
-        Err(e) => tracing::warn!(error = %e, "drain timed out; exiting anyway"),
-    }
-    Ok(())
 }
 
 #[cfg(test)]

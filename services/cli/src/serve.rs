@@ -113,3 +113,55 @@ pub(crate) async fn run_platform(
     }
     Ok(())
 }
+
+/// Serves a role that is not the registry: its gRPC services (with health),
+/// its HTTP routes and metrics, until `shutdown`, then drains within `drain`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_role(
+    grpc: TcpListener,
+    routes: tonic::service::Routes,
+    http: TcpListener,
+    app: axum::Router,
+    metrics_listener: TcpListener,
+    metrics: Metrics,
+    shutdown: Shutdown,
+    drain: Duration,
+) -> Result<()> {
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                shutdown.wait_owned(),
+            ),
+    );
+    let http_stop = shutdown.wait_owned();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http, app)
+            .with_graceful_shutdown(http_stop)
+            .await
+    });
+    let metrics_task = tokio::spawn(shikko_runtime::serve_metrics(
+        metrics_listener,
+        metrics,
+        shutdown.wait_owned(),
+    ));
+    shutdown.wait().await;
+    tracing::info!(timeout_secs = drain.as_secs(), "shutting down: draining");
+    let drained = shikko_runtime::drain_with_timeout(
+        async { (grpc_task.await, http_task.await, metrics_task.await) },
+        drain,
+    )
+    .await;
+    match drained {
+        Ok((g, h, m)) => {
+            g.context("gRPC server task")?.context("gRPC server")?;
+            h.context("HTTP server task")?.context("HTTP server")?;
+            m.context("metrics server task")?
+                .context("metrics server")?;
+            tracing::info!("drained; exiting");
+        }
+        Err(e) => tracing::warn!(error = %e, "drain timed out; exiting anyway"),
+    }
+    Ok(())
+}

@@ -5,20 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{http_get, run, setup_demo_dir, shikko, start_registry, write_config};
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{http_get, run, setup_demo_dir, start_registry, start_role, write_config};
 
 /// `openssl crl -text` of a DER CRL, with the verification verdict.
 fn openssl_text(crl: &Path, ca: &Path) -> String {
@@ -71,26 +62,8 @@ fn the_crl_role_follows_the_registry_and_publishes_what_it_ingested() {
         ),
     )
     .unwrap();
-    let mut child = shikko()
-        .args(["serve", "crl", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _crl = Killed(child);
-    // "crl listening http=ADDR grpc=ADDR metrics=ADDR"
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-            .to_owned()
-    };
-    let (http, grpc) = (field("http="), format!("http://{}", field("grpc=")));
+    let crl = start_role("crl", &cfg);
+    let (http, grpc) = (crl.field("http"), format!("http://{}", crl.field("grpc")));
 
     // What the registry accepts now reaches the role through the feed: the
     // sample event revokes a good authentication certificate.

@@ -5,20 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{run, setup_demo_dir, shikko, start_registry, write_config};
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{run, setup_demo_dir, start_registry, start_role, write_config};
 
 fn ocsp(samples: &Path, url: &str, args: &[&str]) -> String {
     let out = Command::new("openssl")
@@ -59,23 +50,8 @@ fn the_ocsp_role_follows_the_registry_and_answers_what_it_ingested() {
         ),
     )
     .unwrap();
-    let mut child = shikko()
-        .args(["serve", "ocsp", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _ocsp = Killed(child);
-    let http = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .unwrap_or_else(|| panic!("no http= in {line:?}"))
-        .to_owned();
+    let ocsp_process = start_role("ocsp", &cfg);
+    let http = ocsp_process.field("http");
     let url = format!("http://{http}/ocsp");
     let samples = data.join("samples");
 

@@ -100,3 +100,44 @@ pub fn setup_demo_dir(data: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A `shikko serve ROLE` child process (crl, ocsp) and the line it prints
+/// with its bound addresses ("ROLE listening http=... grpc=... metrics=...").
+pub struct RoleProcess {
+    pub child: Child,
+    pub line: String,
+}
+
+impl RoleProcess {
+    /// The value of `name=` in the listening line.
+    pub fn field(&self, name: &str) -> String {
+        let prefix = format!("{name}=");
+        self.line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {name}= in {:?}", self.line))
+            .to_owned()
+    }
+}
+
+impl Drop for RoleProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_role(role: &str, config: &Path) -> RoleProcess {
+    let mut child = shikko()
+        .args(["serve", role, "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn role");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    RoleProcess { child, line }
+}
