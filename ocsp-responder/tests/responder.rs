@@ -204,6 +204,39 @@ fn lint(dir: &Path, der: &[u8]) {
     }
 }
 
+/// Python `cryptography` parses and verifies an answer (tests/check_ocsp.py).
+fn check_with_cryptography(
+    dir: &Path,
+    der: &str,
+    serial: &str,
+    status: &str,
+    reason: Option<&str>,
+) {
+    let home = std::env::var_os("HOME").unwrap();
+    let python = Path::new(&home).join(".cache/shikko/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/install-deps",
+        python.display()
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/check_ocsp.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(script)
+        .arg(dir.join(der))
+        .arg(dir.join("auth-ca.pem"))
+        .args([serial, status]);
+    if let Some(r) = reason {
+        cmd.arg(r);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "cryptography on {der}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn answers_openssl(alg: KeyAlgorithm) {
     let s = setup(alg);
     let url = format!("http://{}/ocsp", s.addr);
@@ -268,6 +301,7 @@ fn answers_openssl(alg: KeyAlgorithm) {
         "{text}"
     );
     lint(d, &std::fs::read(d.join("resp.der")).unwrap());
+    check_with_cryptography(d, "resp.der", "4A5002", "revoked", Some("key_compromise"));
 
     // An issuer this responder does not serve: unauthorized, nothing signed.
     let text = openssl(
@@ -364,6 +398,7 @@ fn get_answers_carry_rfc5019_caching_and_follow_revocations() {
         text.contains("Response verify OK") && text.contains("0x4A5001: good"),
         "{text}"
     );
+    check_with_cryptography(d, "get.der", "4A5001", "good", None);
     // The same answer again is not modified.
     let (status, _, body) = http_get(s.addr, &path, &[("If-None-Match", &etag)]);
     assert_eq!((status, body.len()), (304, 0));
