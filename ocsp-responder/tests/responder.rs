@@ -51,6 +51,8 @@ struct Setup {
     grpc: SocketAddr,
     index: Arc<StatusIndex>,
     responder: Arc<Responder>,
+    /// The auth CA's key and certificate (to issue a new responder certificate).
+    ca: (SoftwareSigner, Vec<u8>),
     _rt: tokio::runtime::Runtime,
 }
 
@@ -152,12 +154,14 @@ fn setup(alg: KeyAlgorithm) -> Setup {
             .await
             .unwrap()
     });
+    let ca = (keys.remove(0), ca_ders.remove(0));
     Setup {
         dir,
         addr,
         grpc,
         index,
         responder,
+        ca,
         _rt: rt,
     }
 }
@@ -549,4 +553,69 @@ fn grpc_check_answers_from_the_index_with_the_signed_response_on_request() {
         text.contains("Response verify OK") && text.contains("0x4A5002: revoked"),
         "{text}"
     );
+}
+
+#[test]
+fn the_responder_key_rotates_without_downtime() {
+    let s = setup(KeyAlgorithm::EcdsaP256);
+    let d = s.dir.path();
+    let url = format!("http://{}/ocsp", s.addr);
+    let ask = || {
+        openssl(
+            &[
+                "ocsp",
+                "-issuer",
+                "auth-ca.pem",
+                "-CAfile",
+                "auth-ca.pem",
+                "-url",
+                &url,
+                "-serial",
+                "0x4A5001",
+                "-no_nonce",
+                "-resp_text",
+            ],
+            d,
+        )
+    };
+    let responder_id = |text: &str| {
+        text.lines()
+            .find(|l| l.contains("Responder Id:"))
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_string()
+    };
+    let before = ask();
+    assert!(before.contains("Response verify OK"), "{before}");
+
+    // A new key and certificate, swapped in while the server runs.
+    let new_key = Arc::new(SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap());
+    let now = UnixTime::now().0;
+    let cert = ocsp_responder_certificate(
+        &Issuer::from_certificate(&s.ca.0, &s.ca.1).unwrap(),
+        new_key.public_key_der(),
+        Serial::from_u128(0x201).unwrap(),
+        UnixTime(now - 60),
+        UnixTime(now + 86_400),
+        "Shikko OCSP Responder (auth, next)",
+    )
+    .unwrap();
+    s.responder
+        .rotate(
+            CertKind::CardAuth,
+            ResponderKey::new(new_key, &cert).unwrap(),
+        )
+        .unwrap();
+    let after = ask();
+    assert!(
+        after.contains("Response verify OK") && after.contains("0x4A5001: good"),
+        "{after}"
+    );
+    assert_ne!(
+        responder_id(&before),
+        responder_id(&after),
+        "the cached answer of the old key was dropped"
+    );
+    // A certificate that does not certify the key is refused.
+    let other = Arc::new(SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap());
+    assert!(ResponderKey::new(other, &cert).is_err());
 }
