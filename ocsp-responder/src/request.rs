@@ -156,6 +156,113 @@ mod tests {
         }
     }
 
+    fn request_with(n_ids: usize, exts: Option<Vec<x509_cert::ext::Extension>>) -> Vec<u8> {
+        use crate::types::{CertId, OcspRequest, Request, TbsRequest};
+        use der::Encode;
+        let id = CertId {
+            hash_algorithm: spki::AlgorithmIdentifierOwned {
+                oid: der::asn1::ObjectIdentifier::new_unwrap("1.3.14.3.2.26"),
+                parameters: Some(der::Any::null()),
+            },
+            issuer_name_hash: OctetString::new([1u8; 20].as_slice()).unwrap(),
+            issuer_key_hash: OctetString::new([2u8; 20].as_slice()).unwrap(),
+            serial_number: x509_cert::serial_number::SerialNumber::new(&[0x4a, 0x50]).unwrap(),
+        };
+        OcspRequest {
+            tbs_request: TbsRequest {
+                version: Default::default(),
+                requestor_name: None,
+                request_list: (0..n_ids)
+                    .map(|_| Request {
+                        req_cert: id.clone(),
+                        single_request_extensions: None,
+                    })
+                    .collect(),
+                request_extensions: exts.map(x509_cert::ext::Extensions::from),
+            },
+            optional_signature: None,
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    fn nonce_ext(value: Vec<u8>, critical: bool) -> x509_cert::ext::Extension {
+        x509_cert::ext::Extension {
+            extn_id: ID_PKIX_OCSP_NONCE,
+            critical,
+            extn_value: OctetString::new(value).unwrap(),
+        }
+    }
+
+    fn octets(n: usize) -> Vec<u8> {
+        use der::Encode;
+        OctetString::new(vec![7u8; n]).unwrap().to_der().unwrap()
+    }
+
+    #[test]
+    fn every_malformed_form_found_is_refused() {
+        // The well-formed base cases.
+        assert_eq!(
+            decode_request(&request_with(1, None))
+                .unwrap()
+                .cert_ids
+                .len(),
+            1
+        );
+        let one =
+            decode_request(&request_with(1, Some(vec![nonce_ext(octets(1), false)]))).unwrap();
+        assert_eq!(one.nonce, Some(vec![7]));
+        let max = decode_request(&request_with(
+            MAX_CERT_IDS,
+            Some(vec![nonce_ext(octets(32), false)]),
+        ))
+        .unwrap();
+        assert_eq!(
+            (max.cert_ids.len(), max.nonce.map(|n| n.len())),
+            (MAX_CERT_IDS, Some(32))
+        );
+        // Nonces: longer than 32 octets, empty, not an OCTET STRING.
+        for bad in [octets(33), octets(0), vec![7u8; 8]] {
+            assert_eq!(
+                decode_request(&request_with(1, Some(vec![nonce_ext(bad, false)]))),
+                Err(RequestError::BadNonce)
+            );
+        }
+        // A critical extension not understood.
+        let unknown = x509_cert::ext::Extension {
+            extn_id: der::asn1::ObjectIdentifier::new_unwrap("1.2.3.4"),
+            critical: true,
+            extn_value: OctetString::new(vec![5u8, 0]).unwrap(),
+        };
+        assert_eq!(
+            decode_request(&request_with(1, Some(vec![unknown.clone()]))),
+            Err(RequestError::UnknownCriticalExtension)
+        );
+        // ... which is ignored when not critical.
+        let ignorable = x509_cert::ext::Extension {
+            critical: false,
+            ..unknown
+        };
+        assert!(decode_request(&request_with(1, Some(vec![ignorable]))).is_ok());
+        // Too many CertIDs.
+        assert_eq!(
+            decode_request(&request_with(MAX_CERT_IDS + 1, None)),
+            Err(RequestError::TooManyCertIds(MAX_CERT_IDS + 1))
+        );
+        // Trailing octets after the DER, and a truncated request.
+        let mut trailing = request_with(1, None);
+        trailing.push(0);
+        assert!(matches!(
+            decode_request(&trailing),
+            Err(RequestError::BadDer(_))
+        ));
+        let whole = request_with(1, None);
+        assert!(matches!(
+            decode_request(&whole[..whole.len() - 1]),
+            Err(RequestError::BadDer(_))
+        ));
+    }
+
     #[test]
     fn malformed_requests_are_errors() {
         assert!(matches!(decode_request(b""), Err(RequestError::BadDer(_))));
