@@ -178,7 +178,7 @@ mod tests {
                         single_request_extensions: None,
                     })
                     .collect(),
-                request_extensions: exts.map(x509_cert::ext::Extensions::from),
+                request_extensions: exts,
             },
             optional_signature: None,
         }
