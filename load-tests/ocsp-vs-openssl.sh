@@ -7,6 +7,8 @@
 #   ALG          responder key: p256 (default) or rsa2048
 #   SECONDS      duration of each load run (default 10)
 #   CONNECTIONS  concurrent connections (default 32)
+# environment: SERVER_CPUS / OHA_CPUS (taskset lists, e.g. 0 and 1) pin the
+# servers and the load generator to separate cores.
 # needs: oha (cargo install oha), openssl, python3; builds the example
 # ocsp-responder/examples/ocsp_bench.rs in release.
 set -euo pipefail
@@ -41,11 +43,17 @@ echo "== building ocsp_bench (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 BIN=$CARGO_TARGET_DIR/release/examples/ocsp_bench
 
 "$BIN" setup --dir "$DIR" --alg "$ALG" --certs "$CERTS"
-"$BIN" serve --dir "$DIR" --certs "$CERTS" --addr "127.0.0.1:$SHIKKO_PORT" > "$DIR/shikko.log" 2>&1 &
+PIN_SERVER=()
+[[ -n ${SERVER_CPUS:-} ]] && PIN_SERVER=(taskset -c "$SERVER_CPUS")
+PIN_OHA=()
+[[ -n ${OHA_CPUS:-} ]] && PIN_OHA=(taskset -c "$OHA_CPUS")
+"${PIN_SERVER[@]}" "$BIN" serve --dir "$DIR" --certs "$CERTS" --addr "127.0.0.1:$SHIKKO_PORT" > "$DIR/shikko.log" 2>&1 &
 PIDS+=($!)
 # openssl's responder: as many processes as cores, like Shikko's runtime.
-openssl ocsp -index "$DIR/index.txt" -port "$OPENSSL_PORT" -rsigner "$DIR/resp.pem" -rkey "$DIR/resp-key.pem" \
-    -CA "$DIR/ca.pem" -nmin 60 -multi "$(nproc)" -ignore_err > "$DIR/openssl.log" 2>&1 &
+SERVER_PROCS=$(nproc)
+[[ -n ${SERVER_CPUS:-} ]] && SERVER_PROCS=$(taskset -c "$SERVER_CPUS" nproc)
+"${PIN_SERVER[@]}" openssl ocsp -index "$DIR/index.txt" -port "$OPENSSL_PORT" -rsigner "$DIR/resp.pem" -rkey "$DIR/resp-key.pem" \
+    -CA "$DIR/ca.pem" -nmin 60 -multi "$SERVER_PROCS" -ignore_err > "$DIR/openssl.log" 2>&1 &
 PIDS+=($!)
 for port in $SHIKKO_PORT $OPENSSL_PORT; do
     for _ in $(seq 50); do
@@ -73,7 +81,7 @@ run() { # name url method body
     if [[ $method == POST ]]; then
         args+=(-m POST -T application/ocsp-request -D "$body")
     fi
-    "$OHA" "${args[@]}" "$url" > "$DIR/$name.json"
+    "${PIN_OHA[@]}" "$OHA" "${args[@]}" "$url" > "$DIR/$name.json"
     local line
     line=$(python3 -c '
 import json, sys
@@ -91,9 +99,10 @@ run "shikko POST (cached)" "http://127.0.0.1:$SHIKKO_PORT/ocsp" POST "$DIR/req.d
 run "openssl POST" "http://127.0.0.1:$OPENSSL_PORT/" POST "$DIR/req.der"
 run "openssl GET" "http://127.0.0.1:$OPENSSL_PORT/$B64" GET
 run "shikko POST nonce" "http://127.0.0.1:$SHIKKO_PORT/ocsp" POST "$DIR/req-nonce.der"
-RAW=$("$BIN" sign --dir "$DIR" --seconds 5)
+RAW=$("${PIN_SERVER[@]}" "$BIN" sign --dir "$DIR" --seconds 5)
 
 echo
+echo "== pinning: servers ${SERVER_CPUS:-any core}, oha ${OHA_CPUS:-any core}"
 echo "== summary ($ALG responder key, $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(openssl version | cut -d' ' -f1-2), oha $("$OHA" --version | awk '{print $2}'))"
 printf '%-22s %10s %9s %9s %7s\n' run "req/s" "p50 ms" "p99 ms" "200 %"
 for r in "${ROWS[@]}"; do
