@@ -357,19 +357,29 @@ impl Responder {
         }
         let next_update = UnixTime(now.0 + self.validity.as_secs() as i64);
         match self.sign(matched[0].0, req, &serials, now, next_update) {
-            Ok(der) => {
+            Ok((der, statuses)) => {
                 let der = Bytes::from(der);
                 let etag: Option<Arc<str>> = single.then(|| etag_of(&der).into());
-                if let (Some(k), Some(etag)) = (key.filter(|_| single), &etag) {
-                    self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                        k,
-                        Arc::new(Cached {
-                            der: der.clone(),
-                            etag: etag.clone(),
-                            this_update: now,
-                            next_update,
-                        }),
-                    );
+                if let (Some(k), Some(etag), Some(serial)) =
+                    (key.filter(|_| single), &etag, serials[0])
+                {
+                    // Cached only if the status it was signed from is still the
+                    // index's, checked under the cache lock: a status change
+                    // applied meanwhile either shows here, or its invalidation
+                    // (which takes this lock after the index changed) removes
+                    // the entry right after.
+                    let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                    if self.index.get(first, &serial) == statuses[0] {
+                        cache.insert(
+                            k,
+                            Arc::new(Cached {
+                                der: der.clone(),
+                                etag: etag.clone(),
+                                this_update: now,
+                                next_update,
+                            }),
+                        );
+                    }
                 }
                 Answer {
                     der,
@@ -390,15 +400,17 @@ impl Responder {
         serials: &[Option<Serial>],
         now: UnixTime,
         next_update: UnixTime,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<(Vec<u8>, Vec<Option<IndexedStatus>>), Error> {
         let responder = issuer
             .responder
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let mut responses = Vec::with_capacity(req.cert_ids.len());
+        let mut statuses = Vec::with_capacity(req.cert_ids.len());
         for (id, serial) in req.cert_ids.iter().zip(serials) {
             let status = serial.and_then(|s| self.index.get(issuer.kind, &s));
+            statuses.push(status);
             let cert_status = match status {
                 Some(IndexedStatus::Good) => CertStatus::Good(Null),
                 Some(IndexedStatus::OnHold { since }) => CertStatus::Revoked(RevokedInfo {
@@ -442,14 +454,15 @@ impl Responder {
             signature: BitString::from_bytes(&signature)?,
             certs: Some(vec![responder.cert.clone()]),
         };
-        Ok(OcspResponse {
+        let der = OcspResponse {
             response_status: OcspResponseStatus::Successful,
             response_bytes: Some(ResponseBytes {
                 response_type: ID_PKIX_OCSP_BASIC,
                 response: OctetString::new(basic.to_der()?)?,
             }),
         }
-        .to_der()?)
+        .to_der()?;
+        Ok((der, statuses))
     }
 }
 
