@@ -51,6 +51,11 @@ impl pb::ocsp_responder_server::OcspResponder for OcspService {
         let kind = kind_from_pb(req.issuer)?;
         let serial = Serial::from_be_bytes(&req.serial)
             .map_err(|e| Status::invalid_argument(format!("serial: {e}")))?;
+        if !self.role.is_ready() {
+            return Err(Status::unavailable(
+                "the status index is still catching up with the registry",
+            ));
+        }
         let responder = self.role.responder();
         if !responder.serves(kind) {
             return Err(Status::permission_denied(format!(

@@ -100,38 +100,46 @@ async fn answer(st: HttpState, method: &str, der: &[u8], headers: &HeaderMap) ->
         }
     };
     let now = UnixTime::now();
+    if !st.role.is_ready() {
+        // Not caught up with the registry yet: no answer rather than a wrong one.
+        count(&st, method, "not_ready");
+        return ocsp_bytes(status_only(OcspResponseStatus::TryLater));
+    }
     let per_request = parsed.nonce.is_some() || parsed.cert_ids.len() > 1;
-    let answer: Answer = if per_request {
-        let Ok(permit) = st.signing.clone().try_acquire_owned() else {
-            count(&st, method, "shed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "1")],
-                "too many requests with a nonce in flight; retry, or ask without a nonce\n",
-            )
-                .into_response();
-        };
-        if st.role.responder().signs_fast() {
-            let answer = timed(&st.role, &parsed, now);
-            drop(permit);
-            answer
-        } else {
-            let role = st.role.clone();
-            match tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                timed(&role, &parsed, now)
-            })
-            .await
-            {
-                Ok(a) => a,
-                Err(_) => {
-                    count(&st, method, "internal_error");
-                    return ocsp_bytes(status_only(OcspResponseStatus::InternalError));
+    let answer: Answer = match st.role.responder().cached(&parsed, now) {
+        Some(a) => a,
+        None => {
+            // Every signature goes through the bounded permits: a flood of
+            // misses (nonces, unknown serials) cannot starve the cached path.
+            let Ok(permit) = st.signing.clone().try_acquire_owned() else {
+                count(&st, method, "shed");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "1")],
+                    "too many answers being signed; retry, or ask without a nonce\n",
+                )
+                    .into_response();
+            };
+            if st.role.responder().signs_fast() {
+                let answer = timed(&st.role, &parsed, now);
+                drop(permit);
+                answer
+            } else {
+                let role = st.role.clone();
+                match tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    timed(&role, &parsed, now)
+                })
+                .await
+                {
+                    Ok(a) => a,
+                    Err(_) => {
+                        count(&st, method, "internal_error");
+                        return ocsp_bytes(status_only(OcspResponseStatus::InternalError));
+                    }
                 }
             }
         }
-    } else {
-        timed(&st.role, &parsed, now)
     };
     let mut h = HeaderMap::new();
     h.insert(

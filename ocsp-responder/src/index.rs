@@ -124,8 +124,20 @@ impl StatusIndex {
     /// status changed, for cache invalidation.
     pub fn apply(&self, records: &[ChangeRecord]) -> Vec<(CertKind, Serial)> {
         let mut changed = Vec::new();
-        let from = self.seq();
-        for r in records.iter().filter(|r| r.seq > from) {
+        for r in records {
+            let at = self.seq();
+            if r.seq <= at {
+                continue; // re-delivered
+            }
+            if r.seq != at + 1 {
+                // A gap would lose changes: stop; the follower resumes from seq() + 1.
+                tracing::error!(
+                    expected = at + 1,
+                    got = r.seq,
+                    "gap in the change feed; not applied"
+                );
+                break;
+            }
             for c in &r.changes {
                 let mut map = self.issuers[c.kind.index()]
                     .write()
@@ -225,5 +237,9 @@ mod tests {
             })
         );
         assert_eq!(std::mem::size_of::<([u8; SERIAL_MAX_OCTETS], Packed)>(), 28);
+        // A gap stops the application: nothing after it is applied.
+        let later = record(7, CertKind::CardAuth, 9, CertStatus::Good);
+        assert!(idx.apply(&[later]).is_empty());
+        assert_eq!((idx.seq(), idx.get(CertKind::CardAuth, &s(9))), (4, None));
     }
 }

@@ -127,13 +127,25 @@ impl Outcome {
     }
 }
 
-type CacheKey = (CertKind, bool, [u8; SERIAL_MAX_OCTETS]);
+/// (issuer, SHA-256?, hashAlgorithm parameters present?, serial): answers
+/// repeat the request's CertID, so two encodings of it are two answers.
+type CacheKey = (CertKind, bool, bool, [u8; SERIAL_MAX_OCTETS]);
+
+/// Most answers kept pre-signed (each about 1 KB with the responder
+/// certificate); beyond, answers are signed but not kept.
+pub const MAX_CACHED_ANSWERS: usize = 1_000_000;
 
 struct Cached {
     der: Bytes,
     etag: Arc<str>,
+    /// The status it was signed from: served only while the index agrees.
+    status: Option<IndexedStatus>,
     this_update: UnixTime,
     next_update: UnixTime,
+}
+
+fn plus(t: UnixTime, d: Duration) -> UnixTime {
+    UnixTime(t.0.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
 }
 
 /// Answers OCSP requests from a status index.
@@ -246,7 +258,9 @@ impl Responder {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         for (kind, serial) in changed {
             for sha2 in [false, true] {
-                cache.remove(&(*kind, sha2, *serial.as_padded()));
+                for params in [false, true] {
+                    cache.remove(&(*kind, sha2, params, *serial.as_padded()));
+                }
             }
         }
     }
@@ -306,62 +320,95 @@ impl Responder {
         }
     }
 
-    /// The answer to a parsed request at time `now`.
-    pub fn respond(&self, req: &ParsedRequest, now: UnixTime) -> Answer {
-        let bare = |status, outcome| Answer {
-            der: Bytes::from(status_only(status)),
-            etag: None,
-            this_update: None,
-            next_update: None,
-            outcome,
-        };
-        // Every CertID must be of one issuer this responder serves: one
-        // responder key signs the whole answer. No signing for strangers.
-        let mut matched = Vec::with_capacity(req.cert_ids.len());
-        for id in &req.cert_ids {
+    /// Which issuer answers a request (all CertIDs must be of one issuer this
+    /// responder serves), the serials, and the cache key of a cacheable one.
+    #[allow(clippy::type_complexity)]
+    fn resolve(
+        &self,
+        req: &ParsedRequest,
+    ) -> Result<(&IssuerEntry, Vec<Option<Serial>>, Option<CacheKey>), Outcome> {
+        let first_id = req.cert_ids.first().ok_or(Outcome::Malformed)?;
+        // No signing for strangers.
+        let (issuer, sha2) = self.issuer_of(first_id).ok_or(Outcome::Unauthorized)?;
+        for id in &req.cert_ids[1..] {
             match self.issuer_of(id) {
-                Some(m) => matched.push(m),
-                None => return bare(OcspResponseStatus::Unauthorized, Outcome::Unauthorized),
+                Some((i, _)) if i.kind == issuer.kind => {}
+                _ => return Err(Outcome::Unauthorized),
             }
-        }
-        let first = matched[0].0.kind;
-        if matched.iter().any(|(i, _)| i.kind != first) {
-            return bare(OcspResponseStatus::Unauthorized, Outcome::Unauthorized);
         }
         let serials: Vec<Option<Serial>> = req
             .cert_ids
             .iter()
             .map(|id| Serial::from_der_integer(id.serial_number.as_bytes()).ok())
             .collect();
-        let single = req.cert_ids.len() == 1 && req.nonce.is_none();
-        let key = serials[0].map(|s| (first, matched[0].1, *s.as_padded()));
-        if single && let Some(k) = key {
-            let cached = self
-                .cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&k)
-                .cloned();
-            if let Some(c) = cached {
-                let fresh_until = UnixTime(c.this_update.0 + (self.validity.as_secs() / 2) as i64);
-                if now < fresh_until && now >= c.this_update {
-                    return Answer {
-                        der: c.der.clone(),
-                        etag: Some(c.etag.clone()),
-                        this_update: Some(c.this_update),
-                        next_update: Some(c.next_update),
-                        outcome: Outcome::Cached,
-                    };
-                }
-            }
+        let key = match (req.cert_ids.len(), &req.nonce, serials[0]) {
+            (1, None, Some(s)) => Some((
+                issuer.kind,
+                sha2,
+                first_id.hash_algorithm.parameters.is_some(),
+                *s.as_padded(),
+            )),
+            _ => None,
+        };
+        Ok((issuer, serials, key))
+    }
+
+    fn bare(outcome: Outcome) -> Answer {
+        let status = match outcome {
+            Outcome::Malformed => OcspResponseStatus::MalformedRequest,
+            Outcome::Unauthorized => OcspResponseStatus::Unauthorized,
+            _ => OcspResponseStatus::InternalError,
+        };
+        Answer {
+            der: Bytes::from(status_only(status)),
+            etag: None,
+            this_update: None,
+            next_update: None,
+            outcome,
         }
-        let next_update = UnixTime(now.0 + self.validity.as_secs() as i64);
-        match self.sign(matched[0].0, req, &serials, now, next_update) {
+    }
+
+    /// A pre-signed answer, if one is fresh (within half its validity) and
+    /// its status is still the index's; `None` when it must be signed.
+    pub fn cached(&self, req: &ParsedRequest, now: UnixTime) -> Option<Answer> {
+        let (issuer, serials, key) = self.resolve(req).ok()?;
+        let c = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key?)
+            .cloned()?;
+        let fresh_until = plus(c.this_update, self.validity / 2);
+        let status = serials[0].and_then(|s| self.index.get(issuer.kind, &s));
+        (now < fresh_until && now >= c.this_update && status == c.status).then(|| Answer {
+            der: c.der.clone(),
+            etag: Some(c.etag.clone()),
+            this_update: Some(c.this_update),
+            next_update: Some(c.next_update),
+            outcome: Outcome::Cached,
+        })
+    }
+
+    /// The answer to a parsed request at time `now`: pre-signed when fresh,
+    /// else signed now (and kept, when cacheable).
+    pub fn respond(&self, req: &ParsedRequest, now: UnixTime) -> Answer {
+        if let Some(a) = self.cached(req, now) {
+            return a;
+        }
+        let (issuer, serials, key) = match self.resolve(req) {
+            Ok(r) => r,
+            Err(outcome) => return Self::bare(outcome),
+        };
+        let first = issuer.kind;
+        let single = key.is_some();
+        let next_update = plus(now, self.validity);
+        match self.sign(issuer, req, &serials, now, next_update) {
             Ok((der, statuses)) => {
                 let der = Bytes::from(der);
                 let etag: Option<Arc<str>> = single.then(|| etag_of(&der).into());
-                if let (Some(k), Some(etag), Some(serial)) =
-                    (key.filter(|_| single), &etag, serials[0])
+                // Unknown serials are not kept: random ones must not fill memory.
+                if let (Some(k), Some(etag), Some(serial), Some(Some(_))) =
+                    (key, &etag, serials[0], statuses.first())
                 {
                     // Cached only if the status it was signed from is still the
                     // index's, checked under the cache lock: a status change
@@ -369,12 +416,14 @@ impl Responder {
                     // (which takes this lock after the index changed) removes
                     // the entry right after.
                     let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                    if self.index.get(first, &serial) == statuses[0] {
+                    let room = cache.len() < MAX_CACHED_ANSWERS || cache.contains_key(&k);
+                    if room && self.index.get(first, &serial) == statuses[0] {
                         cache.insert(
                             k,
                             Arc::new(Cached {
                                 der: der.clone(),
                                 etag: etag.clone(),
+                                status: statuses[0],
                                 this_update: now,
                                 next_update,
                             }),
@@ -389,7 +438,7 @@ impl Responder {
                     outcome: Outcome::Signed,
                 }
             }
-            Err(_) => bare(OcspResponseStatus::InternalError, Outcome::Internal),
+            Err(_) => Self::bare(Outcome::Internal),
         }
     }
 

@@ -75,6 +75,9 @@ impl OcspMetrics {
 /// The ocsp role.
 #[derive(Debug)]
 pub struct OcspRole {
+    /// False until the index has caught up with the registry once: answers
+    /// are then tryLater rather than statuses from an incomplete index.
+    ready: std::sync::atomic::AtomicBool,
     index: Arc<StatusIndex>,
     responder: Arc<Responder>,
     metrics: OcspMetrics,
@@ -88,10 +91,27 @@ impl OcspRole {
         registry: &Registry,
     ) -> prometheus::Result<Arc<OcspRole>> {
         Ok(Arc::new(OcspRole {
+            ready: std::sync::atomic::AtomicBool::new(true),
             index,
             responder,
             metrics: OcspMetrics::new(registry)?,
         }))
+    }
+
+    /// Answers tryLater until [`OcspRole::set_ready`]: for a role whose index
+    /// is still being replayed from the feed.
+    pub fn hold_until_ready(&self) {
+        self.ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The index has caught up with the registry.
+    pub fn set_ready(&self) {
+        self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether answers come from a caught-up index.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The status index.
@@ -149,7 +169,7 @@ impl OcspRole {
                     self.apply(&records, target.max(records.last().map_or(0, |r| r.seq)));
                     continue;
                 }
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => self.set_ready(),
                 failed => {
                     match failed {
                         Ok(Err(e)) => {

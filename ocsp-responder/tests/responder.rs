@@ -51,6 +51,7 @@ struct Setup {
     grpc: SocketAddr,
     index: Arc<StatusIndex>,
     responder: Arc<Responder>,
+    role: Arc<shikko_ocsp::role::OcspRole>,
     /// The auth CA's key and certificate (to issue a new responder certificate).
     ca: (SoftwareSigner, Vec<u8>),
     _rt: tokio::runtime::Runtime,
@@ -141,7 +142,7 @@ fn setup(alg: KeyAlgorithm) -> Setup {
     )
     .unwrap();
     let svc = shikko_ocsp::grpc::OcspService::new(role.clone()).into_service();
-    let app = shikko_ocsp::http::router(role, 4);
+    let app = shikko_ocsp::http::router(role.clone(), 4);
     rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
     let glistener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -161,6 +162,7 @@ fn setup(alg: KeyAlgorithm) -> Setup {
         grpc,
         index,
         responder,
+        role,
         ca,
         _rt: rt,
     }
@@ -618,4 +620,70 @@ fn the_responder_key_rotates_without_downtime() {
     // A certificate that does not certify the key is refused.
     let other = Arc::new(SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap());
     assert!(ResponderKey::new(other, &cert).is_err());
+}
+
+#[test]
+fn each_certid_encoding_gets_its_own_answer_and_unready_answers_try_later() {
+    use der::{Decode, Encode};
+    use shikko_ocsp::request::ParsedRequest;
+    use shikko_ocsp::types::{BasicOcspResponse, OcspResponse};
+    let s = setup(KeyAlgorithm::EcdsaP256);
+    let serial = Serial::from_u128(0x4A5001).unwrap();
+    let with_null = s.responder.cert_id(CertKind::CardAuth, &serial).unwrap();
+    let mut without = with_null.clone();
+    without.hash_algorithm.parameters = None;
+    let now = UnixTime::now();
+    for id in [with_null.clone(), without.clone(), with_null] {
+        let answer = s.responder.respond(
+            &ParsedRequest {
+                cert_ids: vec![id.clone()],
+                nonce: None,
+            },
+            now,
+        );
+        let resp = OcspResponse::from_der(&answer.der).unwrap();
+        let basic =
+            BasicOcspResponse::from_der(resp.response_bytes.unwrap().response.as_bytes()).unwrap();
+        assert_eq!(
+            basic.tbs_response_data.responses[0]
+                .cert_id
+                .to_der()
+                .unwrap(),
+            id.to_der().unwrap(),
+            "the answer repeats the request's CertID as sent"
+        );
+    }
+    // An empty request is malformed, not a panic.
+    let empty = s.responder.respond(
+        &ParsedRequest {
+            cert_ids: vec![],
+            nonce: None,
+        },
+        now,
+    );
+    assert_eq!(empty.der.as_ref(), [0x30, 0x03, 0x0a, 0x01, 0x01]);
+
+    // While the index catches up, answers are tryLater, unsigned.
+    s.role.hold_until_ready();
+    let d = s.dir.path();
+    openssl(
+        &[
+            "ocsp",
+            "-issuer",
+            "auth-ca.pem",
+            "-serial",
+            "0x4A5001",
+            "-no_nonce",
+            "-reqout",
+            "r.der",
+        ],
+        d,
+    );
+    let b64 =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(d.join("r.der")).unwrap());
+    let (status, _, body) = http_get(s.addr, &format!("/ocsp/{}", b64.replace('+', "%2B")), &[]);
+    assert_eq!((status, body), (200, vec![0x30, 0x03, 0x0a, 0x01, 0x03]));
+    s.role.set_ready();
+    let (_, _, body) = http_get(s.addr, &format!("/ocsp/{}", b64.replace('+', "%2B")), &[]);
+    assert!(body.len() > 100, "a signed answer once ready");
 }

@@ -126,6 +126,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     ));
     let ocsp_role =
         crate::ocsp_role::role_from_dir(&opts.data_dir, OCSP_VALIDITY, metrics.registry())?;
+    ocsp_role.hold_until_ready();
     tokio::spawn(ocsp_role.clone().follow_store(
         store.clone(),
         registry.head(),

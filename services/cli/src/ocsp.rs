@@ -171,7 +171,14 @@ pub(crate) fn check(issuer: &Path, cert: &Path, url: &str, nonce: bool) -> Resul
                     .as_bytes()
                     .is_some_and(|s| verify(&ca_spki, &rc.signature_algorithm().oid, &t, s))
             });
+            let validity = rc.tbs_certificate().validity();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let in_validity = validity.not_before.to_unix_duration() <= now
+                && now <= validity.not_after.to_unix_duration();
             delegated
+                && in_validity
                 && issued_by_ca
                 && verify(
                     rc.tbs_certificate().subject_public_key_info(),
@@ -202,6 +209,18 @@ pub(crate) fn check(issuer: &Path, cert: &Path, url: &str, nonce: bool) -> Resul
         .iter()
         .find(|r| r.cert_id == cert_id)
         .ok_or_else(|| anyhow!("the answer does not mention the certificate asked about"))?;
+    // RFC 6960 §3.2: thisUpdate not in the future (5 minutes of skew), nextUpdate not past.
+    let now = shikko_core::UnixTime::now();
+    if when(&single.this_update).0 > now.0 + 300 {
+        bail!("the answer's thisUpdate is in the future");
+    }
+    if single
+        .next_update
+        .as_ref()
+        .is_some_and(|n| when(n).0 <= now.0)
+    {
+        bail!("the answer is stale: its nextUpdate has passed");
+    }
     println!("Response verify OK");
     let serial = hex_upper(leaf.tbs_certificate().serial_number().as_bytes());
     match &single.cert_status {

@@ -146,7 +146,9 @@ impl Sink for IndexSink {
     }
 
     fn set_current(&self, current: bool) {
-        if !current {
+        if current {
+            self.role.set_ready();
+        } else {
             // Answers keep coming from the index (each valid until its
             // nextUpdate); the lag is unknown while the registry is away.
             self.role.metrics().feed_lag.set(-1);
@@ -163,6 +165,7 @@ pub(crate) async fn serve(cfg: OcspRoleConfig) -> Result<()> {
         Duration::from_secs(c.validity_secs),
         metrics.registry(),
     )?;
+    role.hold_until_ready();
     let http = crate::serve::bind(c.http_listen, "HTTP").await?;
     let grpc = crate::serve::bind(c.grpc_listen, "gRPC").await?;
     let metrics_listener = crate::serve::bind(cfg.telemetry.metrics_addr, "metrics").await?;
