@@ -180,10 +180,11 @@ async fn answer(st: HttpState, method: &str, der: &[u8], headers: &HeaderMap) ->
     (h, answer.der).into_response()
 }
 
-/// Answers, timing the signing when there is one.
+/// Signs an answer (after a cache miss), timing it.
 fn timed(role: &OcspRole, parsed: &crate::request::ParsedRequest, now: UnixTime) -> Answer {
     let t = std::time::Instant::now();
-    let answer = role.responder().respond(parsed, now);
+    // Called after a cache miss: sign without looking again.
+    let answer = role.responder().sign_now(parsed, now);
     if answer.outcome == Outcome::Signed {
         role.metrics()
             .signing_seconds

@@ -392,9 +392,15 @@ impl Responder {
     /// The answer to a parsed request at time `now`: pre-signed when fresh,
     /// else signed now (and kept, when cacheable).
     pub fn respond(&self, req: &ParsedRequest, now: UnixTime) -> Answer {
-        if let Some(a) = self.cached(req, now) {
-            return a;
+        match self.cached(req, now) {
+            Some(a) => a,
+            None => self.sign_now(req, now),
         }
+    }
+
+    /// The answer signed now (for a caller that has just missed [`Responder::cached`]),
+    /// kept when cacheable.
+    pub fn sign_now(&self, req: &ParsedRequest, now: UnixTime) -> Answer {
         let (issuer, serials, key) = match self.resolve(req) {
             Ok(r) => r,
             Err(outcome) => return Self::bare(outcome),

@@ -210,6 +210,25 @@ fn lint(dir: &Path, der: &[u8]) {
     }
 }
 
+/// `openssl ocsp -respin` of a saved answer about `serial` of the auth CA
+/// (`sha256`: the CertID's hash), its output.
+fn respin(dir: &Path, file: &str, serial: &str, sha256: bool) -> String {
+    let mut args = vec![
+        "ocsp",
+        "-respin",
+        file,
+        "-issuer",
+        "auth-ca.pem",
+        "-CAfile",
+        "auth-ca.pem",
+    ];
+    if sha256 {
+        args.push("-sha256");
+    }
+    args.extend(["-serial", serial]);
+    openssl(&args, dir)
+}
+
 /// Python `cryptography` parses and verifies an answer (tests/check_ocsp.py).
 fn check_with_cryptography(
     dir: &Path,
@@ -386,20 +405,7 @@ fn get_answers_carry_rfc5019_caching_and_follow_revocations() {
         .unwrap()
         .to_string();
     std::fs::write(d.join("get.der"), &body).unwrap();
-    let text = openssl(
-        &[
-            "ocsp",
-            "-respin",
-            "get.der",
-            "-issuer",
-            "auth-ca.pem",
-            "-CAfile",
-            "auth-ca.pem",
-            "-serial",
-            "0x4A5001",
-        ],
-        d,
-    );
+    let text = respin(d, "get.der", "0x4A5001", false);
     assert!(
         text.contains("Response verify OK") && text.contains("0x4A5001: good"),
         "{text}"
@@ -423,20 +429,7 @@ fn get_answers_carry_rfc5019_caching_and_follow_revocations() {
     let (status, _, body) = http_get(s.addr, &path, &[("If-None-Match", &etag)]);
     assert_eq!(status, 200);
     std::fs::write(d.join("get2.der"), &body).unwrap();
-    let text = openssl(
-        &[
-            "ocsp",
-            "-respin",
-            "get2.der",
-            "-issuer",
-            "auth-ca.pem",
-            "-CAfile",
-            "auth-ca.pem",
-            "-serial",
-            "0x4A5001",
-        ],
-        d,
-    );
+    let text = respin(d, "get2.der", "0x4A5001", false);
     assert!(
         text.contains("0x4A5001: revoked") && text.contains("Reason: superseded"),
         "{text}"
@@ -463,20 +456,7 @@ fn get_answers_carry_rfc5019_caching_and_follow_revocations() {
         .output()
         .expect("curl runs (scripts/install-deps installs it)");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2", "{out:?}");
-    let text = openssl(
-        &[
-            "ocsp",
-            "-respin",
-            "h2.der",
-            "-issuer",
-            "auth-ca.pem",
-            "-CAfile",
-            "auth-ca.pem",
-            "-serial",
-            "0x4A5001",
-        ],
-        d,
-    );
+    let text = respin(d, "h2.der", "0x4A5001", false);
     assert!(
         text.contains("Response verify OK") && text.contains("0x4A5001: revoked"),
         "{text}"
@@ -536,21 +516,7 @@ fn grpc_check_answers_from_the_index_with_the_signed_response_on_request() {
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
     });
-    let text = openssl(
-        &[
-            "ocsp",
-            "-respin",
-            "grpc.der",
-            "-issuer",
-            "auth-ca.pem",
-            "-CAfile",
-            "auth-ca.pem",
-            "-sha256",
-            "-serial",
-            "0x4A5002",
-        ],
-        s.dir.path(),
-    );
+    let text = respin(s.dir.path(), "grpc.der", "0x4A5002", true);
     assert!(
         text.contains("Response verify OK") && text.contains("0x4A5002: revoked"),
         "{text}"

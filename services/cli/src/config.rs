@@ -35,6 +35,11 @@ pub(crate) fn default_grpc() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 50051))
 }
 
+/// Where the crl and ocsp roles find the registry by default.
+pub(crate) fn default_registry_endpoint() -> String {
+    format!("http://{}", default_grpc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

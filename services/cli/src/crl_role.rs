@@ -47,7 +47,7 @@ pub(crate) struct CrlSection {
     /// store (`crl-mirror/`). Required.
     pub(crate) data_dir: PathBuf,
     /// The registry's gRPC endpoint. Default `http://127.0.0.1:50051`.
-    #[serde(default = "default_registry")]
+    #[serde(default = "crate::config::default_registry_endpoint")]
     pub(crate) registry: String,
     /// HTTP listen address (`/crl/...`). Default `127.0.0.1:8080`.
     #[serde(default = "default_http")]
@@ -73,9 +73,6 @@ pub(crate) struct CrlSection {
     pub(crate) delta_next_update_secs: u64,
 }
 
-fn default_registry() -> String {
-    "http://127.0.0.1:50051".into()
-}
 fn default_http() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -269,7 +266,7 @@ mod tests {
         ));
         let cfg: CrlRoleConfig = shikko_runtime::load_toml(path).unwrap();
         cfg.crl.validate().unwrap();
-        assert_eq!(cfg.crl.registry, default_registry());
+        assert_eq!(cfg.crl.registry, crate::config::default_registry_endpoint());
         assert_eq!(cfg.crl.http_listen, default_http());
         assert_eq!(cfg.crl.delta_every_secs, 900);
         let bad = CrlSection {

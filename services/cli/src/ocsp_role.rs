@@ -74,7 +74,7 @@ pub(crate) struct OcspSection {
     /// (`certs/ISSUER-ocsp.der`). Required.
     pub(crate) data_dir: PathBuf,
     /// The registry's gRPC endpoint. Default `http://127.0.0.1:50051`.
-    #[serde(default = "default_registry")]
+    #[serde(default = "crate::config::default_registry_endpoint")]
     pub(crate) registry: String,
     /// HTTP listen address (`/ocsp`). Default `127.0.0.1:8081`.
     #[serde(default = "default_http")]
@@ -91,9 +91,6 @@ pub(crate) struct OcspSection {
     pub(crate) max_signing: usize,
 }
 
-fn default_registry() -> String {
-    "http://127.0.0.1:50051".into()
-}
 fn default_http() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8081))
 }

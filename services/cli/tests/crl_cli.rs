@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{http_get, run, setup_demo_dir, shikko};
+use common::{example_event_serial, http_get, run, setup_demo_dir, shikko};
 
 /// `openssl crl -verify` of a DER CRL; returns (verified, CRL number).
 fn openssl_crl(crl: &Path, ca: &Path) -> (bool, u64) {
@@ -314,15 +314,7 @@ fn the_demo_serves_its_crls_and_builds_on_demand() {
 
     // A revocation ingested into the registry is answered as revoked within a second.
     let events = samples.join("example-events.jsonl");
-    let event = std::fs::read_to_string(&events).unwrap();
-    let serial = event
-        .split("\"serial\":\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let serial = example_event_serial(&samples);
     let query = [
         "-issuer",
         "auth-ca.pem",

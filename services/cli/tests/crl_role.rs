@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{http_get, run, setup_demo_dir, start_registry, start_role, write_config};
+use common::{
+    example_event_serial, http_get, run, setup_demo_dir, start_registry, start_role, write_config,
+};
 
 /// `openssl crl -text` of a DER CRL, with the verification verdict.
 fn openssl_text(crl: &Path, ca: &Path) -> String {
@@ -68,15 +70,7 @@ fn the_crl_role_follows_the_registry_and_publishes_what_it_ingested() {
     // What the registry accepts now reaches the role through the feed: the
     // sample event revokes a good authentication certificate.
     let events = data.join("samples/example-events.jsonl");
-    let event = std::fs::read_to_string(&events).unwrap();
-    let serial = event
-        .split("\"serial\":\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_uppercase();
+    let serial = example_event_serial(&data.join("samples")).to_uppercase();
     let out = run(&[
         "events",
         "ingest",

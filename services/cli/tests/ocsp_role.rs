@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{run, setup_demo_dir, start_registry, start_role, write_config};
+use common::{example_event_serial, run, setup_demo_dir, start_registry, start_role, write_config};
 
 fn ocsp(samples: &Path, url: &str, args: &[&str]) -> String {
     let out = Command::new("openssl")
@@ -74,15 +74,7 @@ fn the_ocsp_role_follows_the_registry_and_answers_what_it_ingested() {
 
     // A revocation accepted by the registry reaches the separate responder.
     let events = samples.join("example-events.jsonl");
-    let event = std::fs::read_to_string(&events).unwrap();
-    let serial = event
-        .split("\"serial\":\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let serial = example_event_serial(&samples);
     let out = run(&[
         "events",
         "ingest",

@@ -141,3 +141,14 @@ pub fn start_role(role: &str, config: &Path) -> RoleProcess {
         .unwrap();
     RoleProcess { child, line }
 }
+
+/// The serial (hex, as written) of the revocation in `samples/example-events.jsonl`.
+pub fn example_event_serial(samples: &Path) -> String {
+    let event = std::fs::read_to_string(samples.join("example-events.jsonl")).unwrap();
+    event
+        .split("\"serial\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the example event names a serial")
+        .to_string()
+}
