@@ -7,58 +7,17 @@ use shikko_core::{RevocationReason, Serial, UnixTime};
 
 use crate::error::{Error, Result};
 
-pub(crate) const TAG_INTEGER: u8 = 0x02;
-pub(crate) const TAG_BIT_STRING: u8 = 0x03;
-pub(crate) const TAG_OCTET_STRING: u8 = 0x04;
-pub(crate) const TAG_OID: u8 = 0x06;
-pub(crate) const TAG_ENUMERATED: u8 = 0x0a;
-pub(crate) const TAG_UTC_TIME: u8 = 0x17;
-pub(crate) const TAG_GENERALIZED_TIME: u8 = 0x18;
-pub(crate) const TAG_SEQUENCE: u8 = 0x30;
-/// `[0]` constructed: the crlExtensions of a TBSCertList.
-pub(crate) const TAG_CONTEXT_0: u8 = 0xa0;
+pub(crate) use shikko_pki::tlv::{
+    TAG_BIT_STRING, TAG_CONTEXT_0, TAG_ENUMERATED, TAG_GENERALIZED_TIME, TAG_INTEGER,
+    TAG_OCTET_STRING, TAG_OID, TAG_SEQUENCE, TAG_UTC_TIME, header, len_octets, push_header,
+    tlv_len,
+};
 
 /// id-ce-cRLReasons (2.5.29.21), content octets.
 const OID_REASON: [u8; 3] = [0x55, 0x1d, 0x15];
 /// id-ce-invalidityDate (2.5.29.24), content octets.
 const OID_INVALIDITY_DATE: [u8; 3] = [0x55, 0x1d, 0x18];
 
-/// Octets a definite length takes (DER: short form below 128, else minimal long form).
-pub(crate) fn len_octets(len: usize) -> usize {
-    if len < 0x80 {
-        1
-    } else {
-        // One octet of count, then the length's significant octets.
-        1 + (64 - (len as u64).leading_zeros() as usize).div_ceil(8)
-    }
-}
-
-/// Octets of a whole TLV with `content` octets of content.
-pub(crate) fn tlv_len(content: usize) -> usize {
-    1 + len_octets(content) + content
-}
-
-/// Appends a tag and a DER length.
-pub(crate) fn push_header(out: &mut Vec<u8>, tag: u8, len: usize) {
-    out.push(tag);
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = (len as u64).to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (8 - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-}
-
-/// A tag and length as a fresh buffer.
-pub(crate) fn header(tag: u8, len: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(1 + len_octets(len));
-    push_header(&mut v, tag, len);
-    v
-}
-
-/// Content octets of a serial as a DER INTEGER (positive: a leading zero when the top bit is set).
 fn serial_content(serial: &Serial) -> (bool, &[u8]) {
     let mag = serial.magnitude();
     if mag.is_empty() {

@@ -57,6 +57,7 @@ pub mod pem;
 pub mod profile;
 pub mod signer;
 pub mod synthetic;
+pub mod tlv;
 
 pub use cert::x509_time;
 pub use error::{Error, Result};
