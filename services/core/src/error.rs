@@ -35,6 +35,9 @@ pub enum ValidationError {
     /// A reason code that RFC 5280 does not define.
     #[error("unknown CRL reason code {0}")]
     UnknownReason(u8),
+    /// A malformed consent (items, times).
+    #[error("bad consent: {0}")]
+    BadConsent(&'static str),
 }
 
 /// An event that is well formed but breaks a rule of the registry.

@@ -338,6 +338,17 @@ opaque_id!(
     "event id"
 );
 
+opaque_id!(
+    /// A platform operator (プラットフォーム事業者): the CN of its client certificate.
+    OperatorId,
+    "operator id"
+);
+opaque_id!(
+    /// A service provider (a bank, 金融機関) an operator acts for; consents name it.
+    ProviderId,
+    "service provider id"
+);
+
 /// A CRL partition: the municipality code (全国地方公共団体コード, 6 digits) of a
 /// signing certificate's CRL distribution point; [`PartitionId::WHOLE`] for
 /// kinds whose CRL is not partitioned.

@@ -15,6 +15,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod consent;
 pub mod error;
 pub mod event;
 pub mod holder;
@@ -24,10 +25,14 @@ pub mod rules;
 pub mod status;
 pub mod time;
 
+pub use consent::{Consent, ConsentState, ConsentedInfo, InfoItems, InfoOutcome};
 pub use error::{RuleViolation, ValidationError};
 pub use event::{Event, EventBody, NewCert};
 pub use holder::{DateOfBirth, FourInfo, HolderRecord, HolderState, Sex};
-pub use ids::{CertKind, EventId, HolderId, Municipality, PartitionId, SERIAL_MAX_OCTETS, Serial};
+pub use ids::{
+    CertKind, EventId, HolderId, Municipality, OperatorId, PartitionId, ProviderId,
+    SERIAL_MAX_OCTETS, Serial,
+};
 pub use memory::MemoryState;
 pub use rules::{ApplyError, Effect, RevocationCause, StateView, apply, reason_for};
 pub use status::{CertRecord, CertStatus, RevocationReason};

@@ -19,6 +19,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod feed;
+mod info;
 mod ingest;
 mod keys;
 mod mirror;
