@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "shikko/v1/registry.proto",
         "shikko/v1/crl.proto",
         "shikko/v1/ocsp.proto",
+        "shikko/v1/info.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

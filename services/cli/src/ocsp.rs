@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use der::asn1::{ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
 use shikko_ocsp::request::{MAX_NONCE_OCTETS, ParsedRequest};
@@ -20,8 +19,6 @@ use shikko_pki::x509_cert::ext::{Extension, Extensions};
 
 const ID_KP_OCSP_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9");
 const ID_CE_EXT_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
-const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
-const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 
 fn read_cert(path: &Path) -> Result<Certificate> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -30,23 +27,7 @@ fn read_cert(path: &Path) -> Result<Certificate> {
     Ok(Certificate::from_der(&der)?)
 }
 
-/// Verifies `sig` over `msg` with the key of `spki` under `alg`.
-fn verify(
-    spki: &spki::SubjectPublicKeyInfoOwned,
-    alg: &ObjectIdentifier,
-    msg: &[u8],
-    sig: &[u8],
-) -> bool {
-    let key = spki.subject_public_key.raw_bytes();
-    let r = if *alg == ECDSA_WITH_SHA256 {
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key).verify(msg, sig)
-    } else if *alg == SHA256_WITH_RSA {
-        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key).verify(msg, sig)
-    } else {
-        return false;
-    };
-    r.is_ok()
-}
+use shikko_pki::verify_signature as verify;
 
 fn post(url: &str, body: &[u8]) -> Result<Vec<u8>> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {

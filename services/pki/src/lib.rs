@@ -58,6 +58,7 @@ pub mod profile;
 pub mod signer;
 pub mod synthetic;
 pub mod tlv;
+pub mod verify;
 
 pub use cert::x509_time;
 pub use error::{Error, Result};
@@ -69,6 +70,7 @@ pub use keys::{SoftwareSigner, generate_signer, load_signer, write_file_atomic};
 pub use name::{ca_name, crl_dp_name, crl_dp_name_for, holder_subject, operator_ca_name};
 pub use pem::{certificate_der, parse_certificate, parse_certificates_pem, to_pem};
 pub use signer::{KeyAlgorithm, PublicKeyHashes, Signer, key_identifier};
+pub use verify::{issued_by, signature_algorithm_for, verify_signature};
 
 // Re-exported so callers can name the types this crate's API speaks.
 pub use x509_cert;

@@ -23,10 +23,10 @@ impl Store {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let from = if start < prefix { prefix } else { start };
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(cf::INFO), IteratorMode::From(from, Direction::Forward))
-        {
+        for item in self.db.iterator_cf(
+            self.cf(cf::INFO),
+            IteratorMode::From(from, Direction::Forward),
+        ) {
             if out.len() >= limit {
                 break;
             }

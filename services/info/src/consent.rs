@@ -1,0 +1,293 @@
+//! Recording and withdrawing consents. A consent is proven by the holder's
+//! signature, made with their card signing certificate, over the
+//! [`consent_statement`]; the certificate must come from a card signing CA,
+//! be the registry's, and be valid when the holder signed.
+
+use aws_lc_rs::digest;
+use der::{Decode, Encode};
+use shikko_core::consent::{consent_expiry, consent_statement};
+use shikko_core::{
+    CertKind, CertStatus, Consent, ConsentState, HolderId, InfoItems, ProviderId, Serial, UnixTime,
+};
+use shikko_store::Store;
+use x509_cert::Certificate;
+
+use crate::audit::AuditEntry;
+use crate::error::InfoError;
+use crate::keys;
+use crate::operators::Operator;
+use crate::service::InfoService;
+
+/// How long after signing a consent may be recorded.
+pub const MAX_CONSENT_AGE_SECS: i64 = 7 * 86_400;
+/// Clock skew tolerated for a consent signed "in the future".
+pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+
+/// A consent as the operator submits it.
+#[derive(Debug, Clone)]
+pub struct ConsentRequest {
+    /// The provider the holder consents to.
+    pub provider: ProviderId,
+    /// The items.
+    pub items: InfoItems,
+    /// The holder's card signing certificate (DER).
+    pub signing_certificate: Vec<u8>,
+    /// When the holder signed.
+    pub granted_at: UnixTime,
+    /// The signature over the statement.
+    pub signature: Vec<u8>,
+}
+
+fn status_at(status: &CertStatus, t: UnixTime) -> bool {
+    match status {
+        CertStatus::Good => true,
+        CertStatus::OnHold { since } => *since > t,
+        CertStatus::Revoked { at, .. } => *at > t,
+    }
+}
+
+/// The holder's latest consent to `provider` (in force or not).
+pub fn consent_of(
+    store: &Store,
+    holder: &HolderId,
+    provider: &ProviderId,
+) -> Result<Option<Consent>, InfoError> {
+    let Some(id) = store.info_get(&keys::holder_consent(holder.as_str(), provider.as_str()))?
+    else {
+        return Ok(None);
+    };
+    consent_by_id(store, &String::from_utf8_lossy(&id))
+}
+
+fn consent_by_id(store: &Store, id: &str) -> Result<Option<Consent>, InfoError> {
+    store
+        .info_get(&keys::consent(id))?
+        .map(|v| {
+            serde_json::from_slice(&v)
+                .map_err(|_| InfoError::Corrupt("a consent record does not decode"))
+        })
+        .transpose()
+}
+
+impl InfoService {
+    /// Checks a consent's proof; returns the holder and the signing serial.
+    fn check_consent(
+        &self,
+        req: &ConsentRequest,
+        now: UnixTime,
+    ) -> Result<(HolderId, Serial), InfoError> {
+        if req.items.is_empty() {
+            return Err(InfoError::Invalid(
+                "a consent covers at least one item".into(),
+            ));
+        }
+        if req.granted_at.0 > now.0 + MAX_CLOCK_SKEW_SECS {
+            return Err(InfoError::Invalid(
+                "the consent is dated in the future".into(),
+            ));
+        }
+        if req.granted_at.0 < now.0 - MAX_CONSENT_AGE_SECS {
+            return Err(InfoError::Invalid(
+                "the consent was signed more than 7 days ago: ask the holder to sign again".into(),
+            ));
+        }
+        let cert = Certificate::from_der(&req.signing_certificate)
+            .map_err(|_| InfoError::Invalid("the signing certificate is not DER X.509".into()))?;
+        if !self
+            .signing_cas
+            .iter()
+            .any(|ca| shikko_pki::issued_by(&cert, ca))
+        {
+            return Err(InfoError::PermissionDenied(
+                "the signing certificate was not issued by a card signing CA".into(),
+            ));
+        }
+        let serial = Serial::from_be_bytes(cert.tbs_certificate().serial_number().as_bytes())?;
+        let record = self
+            .store
+            .cert(CertKind::CardSigning, &serial)?
+            .ok_or_else(|| {
+                InfoError::PermissionDenied(format!(
+                    "signing certificate {serial} is not in the registry"
+                ))
+            })?;
+        if let Some(stored) = self.store.cert_der(CertKind::CardSigning, &serial)?
+            && stored != req.signing_certificate
+        {
+            return Err(InfoError::PermissionDenied(format!(
+                "signing certificate {serial} differs from the registry's"
+            )));
+        }
+        if req.granted_at < record.not_before
+            || req.granted_at >= record.not_after
+            || !status_at(&record.status, req.granted_at)
+        {
+            return Err(InfoError::PermissionDenied(format!(
+                "signing certificate {serial} was not valid when the consent was signed"
+            )));
+        }
+        let statement = consent_statement(&req.provider, req.items, &serial, req.granted_at);
+        let spki = cert.tbs_certificate().subject_public_key_info();
+        let alg = shikko_pki::signature_algorithm_for(spki);
+        if !shikko_pki::verify_signature(spki, &alg, &statement, &req.signature) {
+            return Err(InfoError::PermissionDenied(
+                "the consent signature does not verify with the signing certificate".into(),
+            ));
+        }
+        // The DER must be canonical: what was checked is what is kept.
+        if cert.to_der().ok().as_deref() != Some(req.signing_certificate.as_slice()) {
+            return Err(InfoError::Invalid(
+                "the signing certificate is not DER".into(),
+            ));
+        }
+        Ok((record.holder, serial))
+    }
+
+    /// Records a consent submitted by `op`. A replayed signature returns the
+    /// consent it made, changing nothing; a consent signed before the
+    /// holder's latest decision for this provider is refused.
+    pub async fn record_consent(
+        &self,
+        op: &Operator,
+        req: ConsentRequest,
+    ) -> Result<Consent, InfoError> {
+        const ACTION: &str = "consent.record";
+        self.admit(op, &req.provider, 1, ACTION).await?;
+        let now = UnixTime::now();
+        let id = hex::encode(digest::digest(&digest::SHA256, &req.signature));
+        // The same consent sent again (a retry): the record it made, whatever
+        // happened since (withdrawn stays withdrawn).
+        if let Some(existing) = consent_by_id(&self.store, &id)?
+            && existing.provider == req.provider
+            && existing.items == req.items
+            && existing.granted_at == req.granted_at
+            && Serial::from_be_bytes(
+                Certificate::from_der(&req.signing_certificate)
+                    .map(|c| c.tbs_certificate().serial_number().as_bytes().to_vec())
+                    .unwrap_or_default()
+                    .as_slice(),
+            )
+            .ok()
+                == Some(existing.signing_serial)
+        {
+            return Ok(existing);
+        }
+        let (holder, serial) = match self.check_consent(&req, now) {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(self
+                    .refuse(op.id.as_str(), ACTION, req.provider.as_str(), &id, e)
+                    .await);
+            }
+        };
+        let _guard = self.consent_lock.lock().await;
+        if let Some(existing) = consent_by_id(&self.store, &id)? {
+            return Ok(existing);
+        }
+        let mut puts = Vec::new();
+        if let Some(mut current) = consent_of(&self.store, &holder, &req.provider)? {
+            let decided = match current.state {
+                ConsentState::Active => current.granted_at,
+                ConsentState::Withdrawn { at } | ConsentState::Replaced { at } => at,
+            };
+            if req.granted_at <= decided {
+                let e = InfoError::PermissionDenied(
+                    "the holder decided later for this provider: this consent is superseded".into(),
+                );
+                return Err(self
+                    .refuse(op.id.as_str(), ACTION, req.provider.as_str(), &id, e)
+                    .await);
+            }
+            if current.state == ConsentState::Active {
+                current.state = ConsentState::Replaced { at: now };
+                puts.push((
+                    keys::consent(&current.id),
+                    serde_json::to_vec(&current).map_err(|e| InfoError::Internal(e.to_string()))?,
+                ));
+            }
+        }
+        let consent = Consent {
+            id: id.clone(),
+            holder: holder.clone(),
+            provider: req.provider.clone(),
+            items: req.items,
+            signing_serial: serial,
+            granted_at: req.granted_at,
+            expires_at: consent_expiry(req.granted_at),
+            state: ConsentState::Active,
+        };
+        puts.push((
+            keys::consent(&id),
+            serde_json::to_vec(&consent).map_err(|e| InfoError::Internal(e.to_string()))?,
+        ));
+        puts.push((
+            keys::holder_consent(holder.as_str(), req.provider.as_str()),
+            id.as_bytes().to_vec(),
+        ));
+        self.audit
+            .commit(
+                vec![AuditEntry {
+                    actor: op.id.as_str().into(),
+                    action: ACTION,
+                    provider: req.provider.as_str().into(),
+                    subject: id,
+                    outcome: format!("recorded:{}", req.items),
+                }],
+                Vec::new(),
+                puts,
+            )
+            .await?;
+        self.metrics.consents.with_label_values(&["record"]).inc();
+        Ok(consent)
+    }
+
+    /// Withdraws the consent of the holder of card signing certificate
+    /// `serial` (any of theirs) to `provider`: nothing more is provided.
+    pub async fn withdraw_consent(
+        &self,
+        op: &Operator,
+        provider: &ProviderId,
+        serial: &Serial,
+    ) -> Result<Consent, InfoError> {
+        const ACTION: &str = "consent.withdraw";
+        self.admit(op, provider, 1, ACTION).await?;
+        let subject = serial.to_hex();
+        let holder = match self.store.cert(CertKind::CardSigning, serial)? {
+            Some(c) => c.holder,
+            None => {
+                let e = InfoError::NotFound(format!("signing certificate {serial}"));
+                return Err(self
+                    .refuse(op.id.as_str(), ACTION, provider.as_str(), &subject, e)
+                    .await);
+            }
+        };
+        let _guard = self.consent_lock.lock().await;
+        let current =
+            consent_of(&self.store, &holder, provider)?.filter(|c| c.state == ConsentState::Active);
+        let Some(mut consent) = current else {
+            let e = InfoError::NotFound("no active consent of this holder to this provider".into());
+            return Err(self
+                .refuse(op.id.as_str(), ACTION, provider.as_str(), &subject, e)
+                .await);
+        };
+        consent.state = ConsentState::Withdrawn {
+            at: UnixTime::now(),
+        };
+        let v = serde_json::to_vec(&consent).map_err(|e| InfoError::Internal(e.to_string()))?;
+        self.audit
+            .commit(
+                vec![AuditEntry {
+                    actor: op.id.as_str().into(),
+                    action: ACTION,
+                    provider: provider.as_str().into(),
+                    subject: consent.id.clone(),
+                    outcome: "withdrawn".into(),
+                }],
+                Vec::new(),
+                vec![(keys::consent(&consent.id), v)],
+            )
+            .await?;
+        self.metrics.consents.with_label_values(&["withdraw"]).inc();
+        Ok(consent)
+    }
+}

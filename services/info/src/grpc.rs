@@ -1,0 +1,269 @@
+//! `shikko.v1.Info` over mutually authenticated TLS. The operator is the
+//! owner of the TLS client certificate: the server asks every client for one
+//! (chain-checked against the operator CA by TLS) but lets the handshake
+//! finish without, so that a call without one is refused here, and audited.
+
+use std::sync::Arc;
+
+use shikko_core::{ConsentState, InfoItems, InfoOutcome, ProviderId, Serial, UnixTime};
+use shikko_proto::v1 as pb;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+use crate::consent::ConsentRequest;
+use crate::error::InfoError;
+use crate::operators::Operator;
+use crate::service::{InfoService, billing_day};
+
+/// The TLS configuration of the info role: the server's certificate and key
+/// (PEM), and the operator CA (PEM) client certificates must chain to.
+pub fn server_tls(cert_pem: &[u8], key_pem: &[u8], operator_ca_pem: &[u8]) -> ServerTlsConfig {
+    ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert_pem, key_pem))
+        .client_ca_root(Certificate::from_pem(operator_ca_pem))
+        .client_auth_optional(true)
+}
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct InfoGrpc {
+    svc: Arc<InfoService>,
+}
+
+impl InfoGrpc {
+    /// Over a service.
+    pub fn new(svc: Arc<InfoService>) -> InfoGrpc {
+        InfoGrpc { svc }
+    }
+
+    /// As a tonic service.
+    pub fn into_server(self) -> pb::info_server::InfoServer<InfoGrpc> {
+        pb::info_server::InfoServer::new(self)
+    }
+
+    async fn operator<T>(
+        &self,
+        req: &Request<T>,
+        action: &'static str,
+    ) -> Result<Arc<Operator>, Status> {
+        let cert = req
+            .peer_certs()
+            .and_then(|c| c.first().map(|d| d.as_ref().to_vec()));
+        Ok(self.svc.authenticate(cert.as_deref(), action).await?)
+    }
+
+    /// A malformed argument from an authenticated operator: refused and audited.
+    async fn invalid(&self, op: &Operator, action: &'static str, why: String) -> Status {
+        self.svc
+            .refuse(op.id.as_str(), action, "", "", InfoError::Invalid(why))
+            .await
+            .into()
+    }
+
+    async fn provider(
+        &self,
+        op: &Operator,
+        action: &'static str,
+        p: String,
+    ) -> Result<ProviderId, Status> {
+        match ProviderId::new(p) {
+            Ok(p) => Ok(p),
+            Err(e) => Err(self.invalid(op, action, format!("provider: {e}")).await),
+        }
+    }
+}
+
+fn item_to_pb(items: InfoItems) -> Vec<i32> {
+    let mut v = Vec::new();
+    for (bit, pb_item) in [
+        (InfoItems::NAME, pb::InfoItem::Name),
+        (InfoItems::ADDRESS, pb::InfoItem::Address),
+        (InfoItems::DATE_OF_BIRTH, pb::InfoItem::DateOfBirth),
+        (InfoItems::SEX, pb::InfoItem::Sex),
+    ] {
+        if items.contains(bit) {
+            v.push(pb_item as i32);
+        }
+    }
+    v
+}
+
+fn items_from_pb(items: &[i32]) -> Result<InfoItems, String> {
+    let mut bits = 0;
+    for i in items {
+        bits |= match pb::InfoItem::try_from(*i) {
+            Ok(pb::InfoItem::Name) => InfoItems::NAME.bits(),
+            Ok(pb::InfoItem::Address) => InfoItems::ADDRESS.bits(),
+            Ok(pb::InfoItem::DateOfBirth) => InfoItems::DATE_OF_BIRTH.bits(),
+            Ok(pb::InfoItem::Sex) => InfoItems::SEX.bits(),
+            _ => return Err(format!("unknown item {i}")),
+        };
+    }
+    if bits == 0 {
+        return Err("a consent covers at least one item".into());
+    }
+    InfoItems::from_bits(bits).map_err(|e| e.to_string())
+}
+
+/// The protobuf form of an answer.
+pub fn answer_to_pb(serial: &Serial, outcome: &InfoOutcome) -> pb::InfoAnswer {
+    let mut a = pb::InfoAnswer {
+        serial: serial.magnitude().to_vec(),
+        ..Default::default()
+    };
+    let o = match outcome {
+        InfoOutcome::Unchanged => pb::InfoOutcome::Unchanged,
+        InfoOutcome::Changed {
+            info,
+            current_serial,
+        } => {
+            a.current_serial = current_serial.magnitude().to_vec();
+            a.name = info.name.clone();
+            a.address = info.address.clone();
+            a.date_of_birth = info.date_of_birth.clone();
+            a.sex = info.sex.clone();
+            pb::InfoOutcome::Changed
+        }
+        InfoOutcome::NoNewCertificate => pb::InfoOutcome::NoNewCertificate,
+        InfoOutcome::Deceased => pb::InfoOutcome::Deceased,
+        InfoOutcome::Emigrated => pb::InfoOutcome::Emigrated,
+        InfoOutcome::NoConsent => pb::InfoOutcome::NoConsent,
+        InfoOutcome::UnknownSerial => pb::InfoOutcome::UnknownSerial,
+    };
+    a.outcome = o as i32;
+    a
+}
+
+fn consent_to_pb(c: &shikko_core::Consent) -> pb::ConsentRecord {
+    let (state, ended) = match c.state {
+        ConsentState::Active => (pb::ConsentState::Active, 0),
+        ConsentState::Withdrawn { at } => (pb::ConsentState::Withdrawn, at.0),
+        ConsentState::Replaced { at } => (pb::ConsentState::Replaced, at.0),
+    };
+    pb::ConsentRecord {
+        id: c.id.clone(),
+        provider: c.provider.to_string(),
+        items: item_to_pb(c.items),
+        signing_serial: c.signing_serial.magnitude().to_vec(),
+        granted_at: c.granted_at.0,
+        expires_at: c.expires_at.0,
+        state: state as i32,
+        ended_at: ended,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::info_server::Info for InfoGrpc {
+    async fn query(
+        &self,
+        req: Request<pb::InfoQueryRequest>,
+    ) -> Result<Response<pb::InfoAnswer>, Status> {
+        const ACTION: &str = "query";
+        let op = self.operator(&req, ACTION).await?;
+        let r = req.into_inner();
+        let provider = self.provider(&op, ACTION, r.provider).await?;
+        let serial = match Serial::from_be_bytes(&r.serial) {
+            Ok(s) => s,
+            Err(e) => return Err(self.invalid(&op, ACTION, format!("serial: {e}")).await),
+        };
+        let outcome = self.svc.query(&op, &provider, serial).await?;
+        Ok(Response::new(answer_to_pb(&serial, &outcome)))
+    }
+
+    async fn query_batch(
+        &self,
+        req: Request<pb::InfoBatchRequest>,
+    ) -> Result<Response<pb::InfoBatchResponse>, Status> {
+        const ACTION: &str = "query_batch";
+        let op = self.operator(&req, ACTION).await?;
+        let r = req.into_inner();
+        let provider = self.provider(&op, ACTION, r.provider).await?;
+        let mut serials = Vec::with_capacity(r.serials.len());
+        for (i, s) in r.serials.iter().enumerate() {
+            match Serial::from_be_bytes(s) {
+                Ok(s) => serials.push(s),
+                Err(e) => {
+                    return Err(self.invalid(&op, ACTION, format!("serial #{i}: {e}")).await);
+                }
+            }
+        }
+        let outcomes = self
+            .svc
+            .query_batch(&op, &provider, serials.clone())
+            .await?;
+        Ok(Response::new(pb::InfoBatchResponse {
+            answers: serials
+                .iter()
+                .zip(&outcomes)
+                .map(|(s, o)| answer_to_pb(s, o))
+                .collect(),
+        }))
+    }
+
+    async fn record_consent(
+        &self,
+        req: Request<pb::RecordConsentRequest>,
+    ) -> Result<Response<pb::ConsentRecord>, Status> {
+        const ACTION: &str = "consent.record";
+        let op = self.operator(&req, ACTION).await?;
+        let r = req.into_inner();
+        let provider = self.provider(&op, ACTION, r.provider).await?;
+        let items = match items_from_pb(&r.items) {
+            Ok(i) => i,
+            Err(e) => return Err(self.invalid(&op, ACTION, format!("items: {e}")).await),
+        };
+        let consent = self
+            .svc
+            .record_consent(
+                &op,
+                ConsentRequest {
+                    provider,
+                    items,
+                    signing_certificate: r.signing_certificate,
+                    granted_at: UnixTime(r.granted_at),
+                    signature: r.signature,
+                },
+            )
+            .await?;
+        Ok(Response::new(consent_to_pb(&consent)))
+    }
+
+    async fn withdraw_consent(
+        &self,
+        req: Request<pb::WithdrawConsentRequest>,
+    ) -> Result<Response<pb::ConsentRecord>, Status> {
+        const ACTION: &str = "consent.withdraw";
+        let op = self.operator(&req, ACTION).await?;
+        let r = req.into_inner();
+        let provider = self.provider(&op, ACTION, r.provider).await?;
+        let serial = match Serial::from_be_bytes(&r.serial) {
+            Ok(s) => s,
+            Err(e) => return Err(self.invalid(&op, ACTION, format!("serial: {e}")).await),
+        };
+        let consent = self.svc.withdraw_consent(&op, &provider, &serial).await?;
+        Ok(Response::new(consent_to_pb(&consent)))
+    }
+
+    async fn usage(
+        &self,
+        req: Request<pb::UsageRequest>,
+    ) -> Result<Response<pb::UsageResponse>, Status> {
+        let op = self.operator(&req, "usage").await?;
+        let mut days = req.into_inner().days;
+        if days.is_empty() {
+            days.push(billing_day(UnixTime::now()));
+        }
+        let rows = self.svc.usage(&op.id, &days)?;
+        Ok(Response::new(pb::UsageResponse {
+            operator: op.id.to_string(),
+            days: rows
+                .into_iter()
+                .map(|(day, provider, provisions)| pb::UsageDay {
+                    day,
+                    provider,
+                    provisions,
+                })
+                .collect(),
+        }))
+    }
+}

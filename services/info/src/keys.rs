@@ -1,0 +1,53 @@
+//! The layout of the 4-information keyspace in the store.
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `a/` | seq (u64 BE) | audit record (JSON) |
+//! | `b/` | day `/` operator `/` provider | provisions (u64 BE) |
+//! | `c/` | consent id | consent (JSON) |
+//! | `h/` | holder id `/` provider | id of the holder's latest consent to it |
+//! | `o/` | operator id | operator (JSON) |
+//! | `f/` | SHA-256 of a client certificate (hex) | operator id |
+//! | `p/` | provider id | provider (JSON) |
+
+pub(crate) const AUDIT_PREFIX: &[u8] = b"a/";
+pub(crate) const OPERATOR_PREFIX: &[u8] = b"o/";
+pub(crate) const PROVIDER_PREFIX: &[u8] = b"p/";
+
+pub(crate) fn audit(seq: u64) -> Vec<u8> {
+    let mut k = AUDIT_PREFIX.to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub(crate) fn billing(day: &str, operator: &str, provider: &str) -> Vec<u8> {
+    format!("b/{day}/{operator}/{provider}").into_bytes()
+}
+
+pub(crate) fn billing_day(day: &str) -> Vec<u8> {
+    format!("b/{day}/").into_bytes()
+}
+
+pub(crate) fn decode_count(v: &[u8]) -> u64 {
+    v.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+pub(crate) fn consent(id: &str) -> Vec<u8> {
+    format!("c/{id}").into_bytes()
+}
+
+pub(crate) fn holder_consent(holder: &str, provider: &str) -> Vec<u8> {
+    format!("h/{holder}/{provider}").into_bytes()
+}
+
+pub(crate) fn operator(id: &str) -> Vec<u8> {
+    format!("o/{id}").into_bytes()
+}
+
+pub(crate) fn fingerprint(sha256_hex: &str) -> Vec<u8> {
+    format!("f/{sha256_hex}").into_bytes()
+}
+
+pub(crate) fn provider(id: &str) -> Vec<u8> {
+    format!("p/{id}").into_bytes()
+}

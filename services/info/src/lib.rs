@@ -1,0 +1,31 @@
+//! # shikko-info
+//!
+//! The latest-4-information service (最新の利用者情報提供サービス): with a
+//! holder's consent, a bank (through its platform operator) learns the
+//! holder's latest 4 information and current signing certificate after the
+//! one it holds was revoked, keyed by the old serial.
+//!
+//! - [`operators`]: operators and the providers they act for, authenticated
+//!   by TLS client certificate; rate limits; billing reports.
+//! - [`consent`]: consents proven by the holder's signature, withdrawal.
+//! - [`query`]: single and batch queries, following old serial -> newest.
+//! - [`audit`]: the append-only, hash-chained audit log, its export and verification.
+//! - [`grpc`]: `shikko.v1.Info` over mutually authenticated TLS.
+//!
+//! Personal data appears only in answers to authorized queries: never in
+//! logs, metrics, errors or the audit log.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod audit;
+pub mod consent;
+pub mod error;
+pub mod grpc;
+mod keys;
+pub mod operators;
+pub mod query;
+mod service;
+
+pub use error::InfoError;
+pub use service::{InfoMetrics, InfoService, billing_day};

@@ -1,0 +1,204 @@
+//! Queries: the latest 4 information of the holder of a card signing
+//! certificate, keyed by the serial the bank holds.
+//!
+//! In order: a serial the registry does not know as a card signing
+//! certificate is `UnknownSerial`; a holder whose consent to the provider is
+//! not in force gets `NoConsent` (nothing else is revealed, not even a death);
+//! a deceased or emigrated holder gets that fact; a serial that is still
+//! valid and not replaced is `Unchanged`; a chain old -> newest ending in a
+//! good certificate is `Changed` (consented items, newest serial); anything
+//! else (revoked or on hold, nothing newer, or a newest that is not good) is
+//! `NoNewCertificate`.
+
+use std::time::Instant;
+
+use shikko_core::{CertKind, CertStatus, HolderState, InfoOutcome, ProviderId, Serial, UnixTime};
+
+use shikko_store::Store;
+
+use crate::audit::{AuditEntry, Billing};
+use crate::consent::consent_of;
+use crate::error::InfoError;
+use crate::operators::Operator;
+use crate::service::{InfoService, billing_day};
+
+/// Most serials in one batch call.
+pub const MAX_BATCH: usize = 20_000;
+
+/// The answer for one serial, read from the store (no audit, no billing).
+pub fn resolve(
+    store: &Store,
+    provider: &ProviderId,
+    serial: &Serial,
+    now: UnixTime,
+) -> Result<InfoOutcome, InfoError> {
+    let Some(cert) = store.cert(CertKind::CardSigning, serial)? else {
+        return Ok(InfoOutcome::UnknownSerial);
+    };
+    let Some(holder) = store.holder(&cert.holder)? else {
+        return Err(InfoError::Corrupt("a certificate names a missing holder"));
+    };
+    let consent = consent_of(store, &holder.id, provider)?;
+    let Some(consent) = consent.filter(|c| c.in_force(now)) else {
+        return Ok(InfoOutcome::NoConsent);
+    };
+    match holder.state {
+        HolderState::Deceased { .. } => return Ok(InfoOutcome::Deceased),
+        HolderState::Emigrated { .. } => return Ok(InfoOutcome::Emigrated),
+        HolderState::Active => {}
+    }
+    let (newest, hops) = store.newest(CertKind::CardSigning, serial)?;
+    if hops == 0 {
+        let valid = cert.status == CertStatus::Good && now < cert.not_after;
+        return Ok(if valid {
+            InfoOutcome::Unchanged
+        } else {
+            InfoOutcome::NoNewCertificate
+        });
+    }
+    let current = store.cert(CertKind::CardSigning, &newest)?;
+    match (current, &holder.four_info) {
+        (Some(c), Some(info)) if c.status == CertStatus::Good && now < c.not_after => {
+            Ok(InfoOutcome::Changed {
+                info: consent.items.select(info),
+                current_serial: newest,
+            })
+        }
+        _ => Ok(InfoOutcome::NoNewCertificate),
+    }
+}
+
+impl InfoService {
+    /// Answers `serials` for `provider`, audits every answer and counts the
+    /// billable ones, durably, before returning.
+    async fn answer(
+        &self,
+        op: &Operator,
+        provider: &ProviderId,
+        serials: Vec<Serial>,
+        action: &'static str,
+    ) -> Result<Vec<InfoOutcome>, InfoError> {
+        let now = UnixTime::now();
+        let outcomes = if serials.len() <= 4 {
+            serials
+                .iter()
+                .map(|s| resolve(&self.store, provider, s, now))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            // Thousands of point reads: off the async workers.
+            let store = self.store.clone();
+            let provider = provider.clone();
+            let serials2 = serials.clone();
+            tokio::task::spawn_blocking(move || {
+                serials2
+                    .iter()
+                    .map(|s| resolve(&store, &provider, s, now))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(|e| InfoError::Internal(format!("query task: {e}")))??
+        };
+        let mut entries = Vec::with_capacity(serials.len());
+        let mut billable = 0u64;
+        for (s, o) in serials.iter().zip(&outcomes) {
+            billable += u64::from(o.billable());
+            entries.push(AuditEntry {
+                actor: op.id.as_str().into(),
+                action,
+                provider: provider.as_str().into(),
+                subject: s.to_hex(),
+                outcome: o.name().into(),
+            });
+        }
+        let billing = if billable > 0 {
+            vec![(
+                Billing {
+                    day: billing_day(now),
+                    operator: op.id.as_str().into(),
+                    provider: provider.as_str().into(),
+                },
+                billable,
+            )]
+        } else {
+            Vec::new()
+        };
+        let t = Instant::now();
+        self.audit.commit(entries, billing, Vec::new()).await?;
+        self.metrics.audit_commit.observe(t.elapsed().as_secs_f64());
+        let kind = if action == "query" { "single" } else { "batch" };
+        for o in &outcomes {
+            self.metrics
+                .answers
+                .with_label_values(&[kind, o.name()])
+                .inc();
+        }
+        if billable > 0 {
+            self.metrics
+                .provisions
+                .with_label_values(&[op.id.as_str()])
+                .inc_by(billable);
+        }
+        Ok(outcomes)
+    }
+
+    /// One serial. No consent in force: `PermissionDenied` (audited).
+    pub async fn query(
+        &self,
+        op: &Operator,
+        provider: &ProviderId,
+        serial: Serial,
+    ) -> Result<InfoOutcome, InfoError> {
+        let t = Instant::now();
+        self.admit(op, provider, 1, "query").await?;
+        let mut out = self.answer(op, provider, vec![serial], "query").await?;
+        let outcome = out
+            .pop()
+            .ok_or_else(|| InfoError::Internal("no answer".into()))?;
+        self.metrics
+            .query_seconds
+            .with_label_values(&["single"])
+            .observe(t.elapsed().as_secs_f64());
+        if outcome == InfoOutcome::NoConsent {
+            self.metrics
+                .refusals
+                .with_label_values(&["no_consent"])
+                .inc();
+            return Err(InfoError::PermissionDenied(
+                "no consent of this holder to this provider is in force".into(),
+            ));
+        }
+        Ok(outcome)
+    }
+
+    /// Many serials, answered per serial (`NoConsent` is an answer here).
+    pub async fn query_batch(
+        &self,
+        op: &Operator,
+        provider: &ProviderId,
+        serials: Vec<Serial>,
+    ) -> Result<Vec<InfoOutcome>, InfoError> {
+        let t = Instant::now();
+        if serials.len() > MAX_BATCH {
+            return Err(self
+                .refuse(
+                    op.id.as_str(),
+                    "query_batch",
+                    provider.as_str(),
+                    "",
+                    InfoError::Invalid(format!(
+                        "{} serials in one batch; at most {MAX_BATCH}",
+                        serials.len()
+                    )),
+                )
+                .await);
+        }
+        self.admit(op, provider, serials.len(), "query_batch")
+            .await?;
+        let out = self.answer(op, provider, serials, "query_batch").await?;
+        self.metrics
+            .query_seconds
+            .with_label_values(&["batch"])
+            .observe(t.elapsed().as_secs_f64());
+        Ok(out)
+    }
+}

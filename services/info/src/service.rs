@@ -1,0 +1,204 @@
+//! The service object: the store, the audit writer, the operators, the
+//! card signing CAs consents are checked against, rate limits and metrics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use shikko_core::UnixTime;
+use shikko_store::Store;
+use x509_cert::Certificate;
+
+use crate::audit::{AuditEntry, AuditLog};
+use crate::error::InfoError;
+use crate::operators::{Operator, RateBucket};
+
+/// Metrics of the service (no personal data, no serials in labels).
+#[derive(Clone)]
+pub struct InfoMetrics {
+    /// `shikko_info_answers_total{kind, outcome}`: answers per outcome (kind single or batch).
+    pub answers: IntCounterVec,
+    /// `shikko_info_refusals_total{reason}`.
+    pub refusals: IntCounterVec,
+    /// `shikko_info_provisions_total{operator}`: billable answers.
+    pub provisions: IntCounterVec,
+    /// `shikko_info_consents_total{action}`.
+    pub consents: IntCounterVec,
+    /// `shikko_info_query_seconds{kind}`: from an authenticated call to a durable audit.
+    pub query_seconds: prometheus::HistogramVec,
+    /// `shikko_info_audit_commit_seconds`.
+    pub audit_commit: Histogram,
+}
+
+impl InfoMetrics {
+    /// Registers the metrics.
+    pub fn new(registry: &Registry) -> Result<InfoMetrics, prometheus::Error> {
+        let answers = IntCounterVec::new(
+            Opts::new(
+                "shikko_info_answers_total",
+                "4-information answers by outcome",
+            ),
+            &["kind", "outcome"],
+        )?;
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "shikko_info_refusals_total",
+                "refused 4-information calls by reason",
+            ),
+            &["reason"],
+        )?;
+        let provisions = IntCounterVec::new(
+            Opts::new(
+                "shikko_info_provisions_total",
+                "billable 4-information provisions by operator",
+            ),
+            &["operator"],
+        )?;
+        let consents = IntCounterVec::new(
+            Opts::new("shikko_info_consents_total", "consent changes by action"),
+            &["action"],
+        )?;
+        let query_seconds = prometheus::HistogramVec::new(
+            HistogramOpts::new(
+                "shikko_info_query_seconds",
+                "4-information query time, audit included",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["kind"],
+        )?;
+        let audit_commit = Histogram::with_opts(
+            HistogramOpts::new(
+                "shikko_info_audit_commit_seconds",
+                "audit group commit time",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5,
+            ]),
+        )?;
+        for c in [&answers, &refusals, &provisions, &consents] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(query_seconds.clone()))?;
+        registry.register(Box::new(audit_commit.clone()))?;
+        Ok(InfoMetrics {
+            answers,
+            refusals,
+            provisions,
+            consents,
+            query_seconds,
+            audit_commit,
+        })
+    }
+}
+
+/// The latest-4-information service.
+pub struct InfoService {
+    pub(crate) store: Arc<Store>,
+    pub(crate) audit: AuditLog,
+    /// Operators by the SHA-256 (hex) of each of their client certificates.
+    pub(crate) by_fingerprint: RwLock<HashMap<String, Arc<Operator>>>,
+    pub(crate) buckets: Mutex<HashMap<String, RateBucket>>,
+    /// Card signing CA certificates (every generation) consents are checked against.
+    pub(crate) signing_cas: Vec<Certificate>,
+    /// Serializes consent changes (rare) so that reading the current consent
+    /// and replacing it cannot interleave.
+    pub(crate) consent_lock: tokio::sync::Mutex<()>,
+    pub(crate) metrics: InfoMetrics,
+}
+
+impl std::fmt::Debug for InfoService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InfoService").finish_non_exhaustive()
+    }
+}
+
+impl InfoService {
+    /// The service over `store` (the registry's), checking consents against
+    /// the card signing CA certificates `signing_cas` (DER).
+    pub fn new(
+        store: Arc<Store>,
+        signing_cas: &[Vec<u8>],
+        metrics: InfoMetrics,
+    ) -> Result<InfoService, InfoError> {
+        use der::Decode;
+        let signing_cas = signing_cas
+            .iter()
+            .map(|d| Certificate::from_der(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| InfoError::Invalid(format!("a signing CA certificate: {e}")))?;
+        let audit = AuditLog::start(store.clone())?;
+        let svc = InfoService {
+            store,
+            audit,
+            by_fingerprint: RwLock::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+            signing_cas,
+            consent_lock: tokio::sync::Mutex::new(()),
+            metrics,
+        };
+        svc.load_operators()?;
+        Ok(svc)
+    }
+
+    /// The store the service reads holders and certificates from.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &InfoMetrics {
+        &self.metrics
+    }
+
+    /// Appends audit records (and nothing else), durably.
+    pub(crate) async fn audit_only(&self, entries: Vec<AuditEntry>) -> Result<u64, InfoError> {
+        let t = std::time::Instant::now();
+        let r = self.audit.commit(entries, Vec::new(), Vec::new()).await;
+        self.metrics.audit_commit.observe(t.elapsed().as_secs_f64());
+        r
+    }
+
+    /// Records a refusal in the audit log and the metrics, and returns the error.
+    pub(crate) async fn refuse(
+        &self,
+        actor: &str,
+        action: &'static str,
+        provider: &str,
+        subject: &str,
+        err: InfoError,
+    ) -> InfoError {
+        self.metrics.refusals.with_label_values(&[err.code()]).inc();
+        let entry = AuditEntry {
+            actor: actor.to_string(),
+            action,
+            provider: provider.to_string(),
+            subject: subject.to_string(),
+            outcome: format!("refused:{}", err.code()),
+        };
+        if let Err(e) = self.audit_only(vec![entry]).await {
+            // The refusal stands; the failure to audit it is itself an error.
+            return e;
+        }
+        err
+    }
+
+    /// The audit log's head: (last seq, its hash).
+    pub fn audit_head(&self) -> Result<(u64, String), InfoError> {
+        match self.store.info_last(crate::keys::AUDIT_PREFIX)? {
+            Some((_, v)) => {
+                let r: crate::audit::AuditRecord = serde_json::from_slice(&v)
+                    .map_err(|_| InfoError::Corrupt("the last audit record does not decode"))?;
+                Ok((r.seq, r.hash))
+            }
+            None => Ok((0, crate::audit::GENESIS.to_string())),
+        }
+    }
+}
+
+/// The UTC day of a time, `YYYY-MM-DD`: the billing day.
+pub fn billing_day(t: UnixTime) -> String {
+    let (y, m, d, ..) = t.to_civil();
+    format!("{y:04}-{m:02}-{d:02}")
+}
