@@ -101,10 +101,20 @@ pub(crate) struct Job {
     pub(crate) done: oneshot::Sender<Result<u64, String>>,
 }
 
-/// The writer's handle.
-#[derive(Clone)]
+/// The writer's handle. Dropping it lets the writer finish what was sent
+/// and waits for it (so the store is released when the service is dropped).
 pub(crate) struct AuditLog {
-    tx: mpsc::Sender<Job>,
+    tx: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl AuditLog {
@@ -119,11 +129,14 @@ impl AuditLog {
             None => (0, GENESIS.to_string()),
         };
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("shikko-audit".into())
             .spawn(move || writer(store, rx, seq, prev))
             .map_err(|e| InfoError::Internal(format!("audit writer thread: {e}")))?;
-        Ok(AuditLog { tx })
+        Ok(AuditLog {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     /// Commits a job; returns the sequence number of its last audit record
@@ -135,16 +148,19 @@ impl AuditLog {
         puts: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<u64, InfoError> {
         let (done, wait) = oneshot::channel();
+        let stopped = || InfoError::Internal("the audit writer has stopped".into());
         self.tx
+            .as_ref()
+            .ok_or_else(stopped)?
             .send(Job {
                 entries,
                 billing,
                 puts,
                 done,
             })
-            .map_err(|_| InfoError::Internal("the audit writer has stopped".into()))?;
+            .map_err(|_| stopped())?;
         wait.await
-            .map_err(|_| InfoError::Internal("the audit writer has stopped".into()))?
+            .map_err(|_| stopped())?
             .map_err(InfoError::Internal)
     }
 }

@@ -65,6 +65,15 @@ fn serial(v: u128) -> Serial {
 
 impl World {
     pub async fn new(alg: KeyAlgorithm) -> World {
+        World::build(alg, true).await
+    }
+
+    /// Without a gRPC server: the service alone (so that dropping it releases the store).
+    pub async fn without_server(alg: KeyAlgorithm) -> World {
+        World::build(alg, false).await
+    }
+
+    async fn build(alg: KeyAlgorithm, serve: bool) -> World {
         let dir = tempfile::tempdir().unwrap();
         let now = UnixTime::now();
         let start = UnixTime(now.0 - YEAR);
@@ -113,15 +122,17 @@ impl World {
             op_ca_pem.as_bytes(),
         );
         let grpc = InfoGrpc::new(svc.clone()).into_server();
-        tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .tls_config(tls)
-                .unwrap()
-                .add_service(grpc)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-                .await
-                .unwrap();
-        });
+        if serve {
+            tokio::spawn(async move {
+                tonic::transport::Server::builder()
+                    .tls_config(tls)
+                    .unwrap()
+                    .add_service(grpc)
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                    .await
+                    .unwrap();
+            });
+        }
         World {
             dir,
             store,
