@@ -34,6 +34,7 @@ pub(crate) struct DemoOptions {
     pub(crate) grpc: SocketAddr,
     pub(crate) http: SocketAddr,
     pub(crate) metrics: SocketAddr,
+    pub(crate) info: SocketAddr,
     pub(crate) setup_only: bool,
 }
 
@@ -43,20 +44,24 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating {}", opts.data_dir.display()))?;
     // Bind first: a busy port should fail before minutes of setup.
-    let (grpc, metrics_listener, http_listener) = if opts.setup_only {
-        (None, None, None)
+    let (grpc, metrics_listener, http_listener, info_listener) = if opts.setup_only {
+        (None, None, None, None)
     } else {
         (
             Some(bind(opts.grpc, "gRPC").await?),
             Some(bind(opts.metrics, "metrics").await?),
             Some(bind(opts.http, "HTTP").await?),
+            Some(bind(opts.info, "the 4-information service").await?),
         )
     };
     // Report the addresses actually bound (a port of 0 picks a free one).
-    if let (Some(g), Some(m), Some(h)) = (&grpc, &metrics_listener, &http_listener) {
+    if let (Some(g), Some(m), Some(h), Some(i)) =
+        (&grpc, &metrics_listener, &http_listener, &info_listener)
+    {
         opts.grpc = g.local_addr()?;
         opts.metrics = m.local_addr()?;
         opts.http = h.local_addr()?;
+        opts.info = i.local_addr()?;
     }
     println!("Shikko demo: data directory {}", opts.data_dir.display());
     let authority = tokio::task::block_in_place(|| {
@@ -65,6 +70,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     let store = open_store(&opts.data_dir)?;
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
     let registry = Arc::new(Registry::new(store.clone(), metrics.registry())?);
+    let info = crate::info_role::service(store.clone(), &authority.cas, metrics.registry())?;
 
     let samples = opts.data_dir.join("samples");
     if store.last_seq() > 0 && samples.join("README.txt").exists() {
@@ -76,6 +82,25 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     } else {
         let report = populate(&registry, &authority, &opts).await?;
         write_samples(&samples, &authority, &store, &report, &opts)?;
+        let t = Instant::now();
+        let made = crate::info_role::demo_setup(
+            &info,
+            &registry,
+            &authority,
+            &Population::new(opts.seed),
+            opts.holders,
+            &format!("http://{}/ocsp", opts.http),
+        )
+        .await?;
+        println!(
+            "  4-information service: {} consents recorded, 3 consenting holders moved, in {:.1} s",
+            made.consents,
+            t.elapsed().as_secs_f64()
+        );
+        let section = crate::info_role::write_samples(&samples, &made, opts.info)?;
+        let mut readme = std::fs::read_to_string(samples.join("README.txt"))?;
+        readme.push_str(&section);
+        shikko_pki::write_file_atomic(&samples.join("README.txt"), readme.as_bytes(), 0o644)?;
     }
     let builder = crate::crl::builder(
         store.clone(),
@@ -101,13 +126,20 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     );
     println!("  ready in {:.1} s", started.elapsed().as_secs_f64());
     print_tour(&opts);
-    let (Some(grpc), Some(metrics_listener), Some(http_listener)) =
-        (grpc, metrics_listener, http_listener)
+    let (Some(grpc), Some(metrics_listener), Some(http_listener), Some(info_listener)) =
+        (grpc, metrics_listener, http_listener, info_listener)
     else {
         return Ok(());
     };
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
+    crate::info_role::spawn_server(
+        info.clone(),
+        info_listener,
+        crate::info_role::demo_tls(&authority)?,
+        shutdown.wait_owned(),
+    )?;
+    let info_admin = shikko_info::admin::InfoAdminGrpc::new(info).into_server();
     let app = shikko_crl::http::router_with(
         crl_role.catalog().clone(),
         metrics.registry(),
@@ -142,7 +174,12 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         grpc,
         metrics_listener,
         Some((http_listener, app)),
-        move |routes| routes.add_service(crl_service).add_service(ocsp_service),
+        move |routes| {
+            routes
+                .add_service(crl_service)
+                .add_service(ocsp_service)
+                .add_service(info_admin)
+        },
         shutdown,
         Duration::from_secs(10),
     )
@@ -404,4 +441,18 @@ fn print_tour(opts: &DemoOptions) {
         m = opts.metrics,
         h = opts.http,
     );
+    let serials = crate::info_role::sample_serials(&opts.data_dir.join("samples"));
+    if !serials.is_empty() {
+        let names: Vec<&str> = serials.iter().map(|(n, _)| n.as_str()).collect();
+        let list: Vec<&str> = serials.iter().map(|(_, s)| s.as_str()).collect();
+        println!(
+            "\n4-information service (gRPC, mutual TLS) https://{i}: the bank asks by the\n\
+             serials it holds ({names}):\n\
+             \x20 shikko info query --endpoint https://{i} --cert {d}/samples/operator.pem --key {d}/samples/operator-key.pem {list}\n\
+             \x20 shikko audit export --endpoint {ep} > audit.jsonl && shikko audit verify audit.jsonl --endpoint {ep}",
+            i = opts.info,
+            names = names.join(", "),
+            list = list.join(" "),
+        );
+    }
 }

@@ -12,6 +12,8 @@ mod crl;
 mod crl_role;
 mod demo;
 mod follow;
+mod info;
+mod info_role;
 mod load;
 mod ocsp;
 mod ocsp_role;
@@ -64,6 +66,9 @@ enum Command {
         /// Metrics listen address.
         #[arg(long, default_value = "127.0.0.1:9090")]
         metrics_addr: SocketAddr,
+        /// The 4-information service's listen address (gRPC over mutual TLS).
+        #[arg(long, default_value = "127.0.0.1:50052")]
+        info_addr: SocketAddr,
         /// Set up the data directory and exit without serving.
         #[arg(long)]
         setup_only: bool,
@@ -113,6 +118,21 @@ enum Command {
     Ocsp {
         #[command(subcommand)]
         command: OcspCommand,
+    },
+    /// The latest-4-information service, as an operator (mutual TLS).
+    Info {
+        #[command(subcommand)]
+        command: info::InfoCommand,
+    },
+    /// The 4-information audit log: export, verify, head.
+    Audit {
+        #[command(subcommand)]
+        command: info::AuditCommand,
+    },
+    /// Administration of the 4-information service: providers and operators.
+    Admin {
+        #[command(subcommand)]
+        command: info::AdminCommand,
     },
 }
 
@@ -273,6 +293,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             grpc_addr,
             http_addr,
             metrics_addr,
+            info_addr,
             setup_only,
         } => {
             init_logs(&TelemetryConfig::default())?;
@@ -284,6 +305,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 grpc: grpc_addr,
                 http: http_addr,
                 metrics: metrics_addr,
+                info: info_addr,
                 setup_only,
             })
             .await?;
@@ -347,6 +369,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     no_nonce,
                 },
         } => tokio::task::block_in_place(|| ocsp::check(&issuer, &cert, &url, !no_nonce))?,
+        Command::Info { command } => info::run(command).await?,
+        Command::Audit { command } => info::audit(command).await?,
+        Command::Admin { command } => info::admin(command).await?,
         Command::Crl {
             command:
                 CrlCommand::Build {

@@ -11,6 +11,8 @@
 //! - [`query`]: single and batch queries, following old serial -> newest.
 //! - [`audit`]: the append-only, hash-chained audit log, its export and verification.
 //! - [`grpc`]: `shikko.v1.Info` over mutually authenticated TLS.
+//! - [`admin`]: `shikko.v1.InfoAdmin` (registration, audit export) for the
+//!   platform's internal endpoint.
 //!
 //! Personal data appears only in answers to authorized queries: never in
 //! logs, metrics, errors or the audit log.
@@ -18,6 +20,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod admin;
 pub mod audit;
 pub mod consent;
 pub mod error;

@@ -146,6 +146,18 @@ impl InfoService {
             .collect()
     }
 
+    /// Every registered operator.
+    pub fn operators(&self) -> Result<Vec<Operator>, InfoError> {
+        self.store
+            .info_scan(keys::OPERATOR_PREFIX, keys::OPERATOR_PREFIX, usize::MAX)?
+            .into_iter()
+            .map(|(_, v)| {
+                serde_json::from_slice(&v)
+                    .map_err(|_| InfoError::Corrupt("an operator record does not decode"))
+            })
+            .collect()
+    }
+
     /// An operator's record.
     pub fn operator(&self, id: &OperatorId) -> Result<Option<Operator>, InfoError> {
         self.store

@@ -1,0 +1,634 @@
+//! `shikko info` (an operator's client of the 4-information service, over
+//! mutual TLS), `shikko audit` (export and verify the audit log) and
+//! `shikko admin` (register providers and operators) commands.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use shikko_core::consent::consent_statement;
+use shikko_core::{InfoItems, ProviderId, Serial, UnixTime};
+use shikko_pki::Signer;
+use shikko_proto::v1 as pb;
+use shikko_proto::v1::info_admin_client::InfoAdminClient;
+use shikko_proto::v1::info_client::InfoClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// The info role's default mTLS endpoint.
+pub(crate) const DEFAULT_INFO_ENDPOINT: &str = "https://127.0.0.1:50052";
+
+/// How an operator reaches the info service.
+#[derive(Args)]
+pub(crate) struct OperatorConn {
+    /// The info service's endpoint (mutual TLS).
+    #[arg(long, default_value = DEFAULT_INFO_ENDPOINT)]
+    endpoint: String,
+    /// The operator's client certificate (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// The operator's private key (PEM, PKCS#8).
+    #[arg(long)]
+    key: PathBuf,
+    /// The CA of the server's certificate (PEM); default: operator-ca.pem beside --cert.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The name the server's certificate is checked against.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum InfoCommand {
+    /// The latest 4 information of holders, by the card signing serials (hex)
+    /// the bank holds: one serial asks Query, several ask QueryBatch.
+    Query {
+        /// Serials, hexadecimal.
+        #[arg(required = true)]
+        serials: Vec<Serial>,
+        /// The service provider (bank) asked for.
+        #[arg(long, default_value = "demo-bank")]
+        provider: String,
+        #[command(flatten)]
+        conn: OperatorConn,
+    },
+    /// Record a holder's consent: signs the consent statement with the
+    /// holder's signing key and sends it with their signing certificate.
+    Consent {
+        /// The holder's card signing certificate (PEM or DER).
+        #[arg(long)]
+        holder_cert: PathBuf,
+        /// The holder's private key (PKCS#8 PEM).
+        #[arg(long)]
+        holder_key: PathBuf,
+        /// Items consented to (comma separated): name, address, date_of_birth, sex, or all.
+        #[arg(long, default_value = "all", value_delimiter = ',')]
+        items: Vec<String>,
+        /// The service provider (bank).
+        #[arg(long, default_value = "demo-bank")]
+        provider: String,
+        #[command(flatten)]
+        conn: OperatorConn,
+    },
+    /// Withdraw the consent of the holder of a card signing serial (hex) to a provider.
+    Withdraw {
+        /// Any card signing serial of the holder, hexadecimal.
+        serial: Serial,
+        /// The service provider (bank).
+        #[arg(long, default_value = "demo-bank")]
+        provider: String,
+        #[command(flatten)]
+        conn: OperatorConn,
+    },
+    /// Provisions (billable answers) of the calling operator per day and provider.
+    Usage {
+        /// Days, YYYY-MM-DD (UTC); default today.
+        days: Vec<String>,
+        #[command(flatten)]
+        conn: OperatorConn,
+    },
+    /// Print the consent statement a holder signs (UTF-8, as signed).
+    Statement {
+        /// The service provider.
+        #[arg(long)]
+        provider: String,
+        /// Items (comma separated).
+        #[arg(long, value_delimiter = ',')]
+        items: Vec<String>,
+        /// The holder's card signing serial, hexadecimal.
+        #[arg(long)]
+        serial: Serial,
+        /// When the holder signs (Unix seconds).
+        #[arg(long)]
+        granted_at: i64,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Write the audit log (JSON lines) from a running platform.
+    Export {
+        /// The platform's internal gRPC endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+        /// From this sequence number.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check an exported audit log: every record's hash, every link, no gap;
+    /// with --head or --endpoint, that nothing was cut off the end.
+    Verify {
+        /// The exported file (`-` for standard input).
+        file: PathBuf,
+        /// The file starts after seq 1 (its first link is not checked).
+        #[arg(long)]
+        partial: bool,
+        /// The expected hash of the last record.
+        #[arg(long)]
+        head: Option<String>,
+        /// Ask a running platform for its head instead.
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// Print the audit log's head (last seq and hash).
+    Head {
+        /// The platform's internal gRPC endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Register a service provider (a bank).
+    ProviderAdd {
+        /// Its id.
+        id: String,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// Register an operator with its client certificate (CN = the id).
+    OperatorAdd {
+        /// Its id.
+        id: String,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// Providers it acts for (repeatable).
+        #[arg(long = "provider", required = true)]
+        providers: Vec<String>,
+        /// Its client certificate (PEM or DER).
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// Revoke an operator's client certificate (by file or SHA-256).
+    OperatorRevokeCert {
+        /// The certificate (PEM or DER) or its SHA-256 in hex.
+        cert: String,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// Set an operator's rate limit.
+    OperatorRateLimit {
+        /// Its id.
+        id: String,
+        /// Serials per second.
+        #[arg(long)]
+        per_second: u32,
+        /// Serials at once.
+        #[arg(long)]
+        burst: u32,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// List operators.
+    OperatorList {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+}
+
+async fn operator_client(c: &OperatorConn) -> Result<InfoClient<Channel>> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let ca_path = match &c.ca {
+        Some(p) => p.clone(),
+        None => c
+            .cert
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("operator-ca.pem"),
+    };
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(
+            read(&ca_path).context("the server's CA certificate (give --ca)")?,
+        ))
+        .identity(Identity::from_pem(read(&c.cert)?, read(&c.key)?))
+        .domain_name(c.server_name.clone());
+    let channel = Endpoint::from_shared(c.endpoint.clone())
+        .with_context(|| format!("bad endpoint {}", c.endpoint))?
+        .tls_config(tls)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the info service at {}", c.endpoint))?;
+    Ok(InfoClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
+async fn admin_client(endpoint: &str) -> Result<InfoAdminClient<Channel>> {
+    Ok(InfoAdminClient::connect(endpoint.to_owned())
+        .await
+        .with_context(|| format!("cannot connect to the platform at {endpoint}"))?
+        .max_decoding_message_size(64 << 20))
+}
+
+fn status_error(e: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", e.code(), e.message())
+}
+
+fn outcome_name(o: i32) -> &'static str {
+    match pb::InfoOutcome::try_from(o) {
+        Ok(pb::InfoOutcome::Unchanged) => "unchanged",
+        Ok(pb::InfoOutcome::Changed) => "changed",
+        Ok(pb::InfoOutcome::NoNewCertificate) => "no new certificate",
+        Ok(pb::InfoOutcome::Deceased) => "deceased",
+        Ok(pb::InfoOutcome::Emigrated) => "emigrated",
+        Ok(pb::InfoOutcome::NoConsent) => "no consent",
+        Ok(pb::InfoOutcome::UnknownSerial) => "unknown serial",
+        _ => "?",
+    }
+}
+
+fn hex_of(b: &[u8]) -> String {
+    if b.is_empty() {
+        "-".into()
+    } else {
+        Serial::from_be_bytes(b).map_or_else(|_| hex::encode_upper(b), |s| s.to_hex())
+    }
+}
+
+fn print_answers(answers: &[pb::InfoAnswer]) {
+    println!(
+        "{:<24} {:<20} {:<24} data",
+        "serial", "outcome", "current serial"
+    );
+    for a in answers {
+        let mut data = Vec::new();
+        for (k, v) in [
+            ("name", &a.name),
+            ("address", &a.address),
+            ("date_of_birth", &a.date_of_birth),
+            ("sex", &a.sex),
+        ] {
+            if let Some(v) = v {
+                data.push(format!("{k}={v}"));
+            }
+        }
+        println!(
+            "{:<24} {:<20} {:<24} {}",
+            hex_of(&a.serial),
+            outcome_name(a.outcome),
+            hex_of(&a.current_serial),
+            if data.is_empty() {
+                "-".into()
+            } else {
+                data.join("  ")
+            }
+        );
+    }
+}
+
+fn items(names: &[String]) -> Result<InfoItems> {
+    let refs: Vec<&str> = names.iter().map(|s| s.trim()).collect();
+    Ok(InfoItems::parse_list(&refs)?)
+}
+
+fn items_to_pb(items: InfoItems) -> Vec<i32> {
+    let mut v = Vec::new();
+    for (bit, item) in [
+        (InfoItems::NAME, pb::InfoItem::Name),
+        (InfoItems::ADDRESS, pb::InfoItem::Address),
+        (InfoItems::DATE_OF_BIRTH, pb::InfoItem::DateOfBirth),
+        (InfoItems::SEX, pb::InfoItem::Sex),
+    ] {
+        if items.contains(bit) {
+            v.push(item as i32);
+        }
+    }
+    v
+}
+
+fn consent_line(c: &pb::ConsentRecord) -> String {
+    let state = match pb::ConsentState::try_from(c.state) {
+        Ok(pb::ConsentState::Active) => "active",
+        Ok(pb::ConsentState::Withdrawn) => "withdrawn",
+        Ok(pb::ConsentState::Replaced) => "replaced",
+        _ => "?",
+    };
+    format!(
+        "consent {} to {}: {state}, signed {} with {}, expires {}",
+        c.id,
+        c.provider,
+        UnixTime(c.granted_at),
+        hex_of(&c.signing_serial),
+        UnixTime(c.expires_at)
+    )
+}
+
+/// Runs `shikko info ...`.
+pub(crate) async fn run(cmd: InfoCommand) -> Result<()> {
+    match cmd {
+        InfoCommand::Query {
+            serials,
+            provider,
+            conn,
+        } => {
+            let mut client = operator_client(&conn).await?;
+            let answers = if serials.len() == 1 {
+                vec![
+                    client
+                        .query(pb::InfoQueryRequest {
+                            provider,
+                            serial: serials[0].magnitude().to_vec(),
+                        })
+                        .await
+                        .map_err(status_error)?
+                        .into_inner(),
+                ]
+            } else {
+                client
+                    .query_batch(pb::InfoBatchRequest {
+                        provider,
+                        serials: serials.iter().map(|s| s.magnitude().to_vec()).collect(),
+                    })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner()
+                    .answers
+            };
+            print_answers(&answers);
+        }
+        InfoCommand::Consent {
+            holder_cert,
+            holder_key,
+            items: names,
+            provider,
+            conn,
+        } => {
+            let bytes = std::fs::read(&holder_cert)
+                .with_context(|| format!("reading {}", holder_cert.display()))?;
+            let der = shikko_pki::certificate_der(&bytes)?;
+            let cert = shikko_pki::parse_certificate(&der)?;
+            let serial = Serial::from_be_bytes(cert.tbs_certificate().serial_number().as_bytes())?;
+            let key = shikko_pki::load_signer(&holder_key)?;
+            let items = items(&names)?;
+            let granted_at = UnixTime::now();
+            let statement = consent_statement(
+                &ProviderId::new(provider.clone())?,
+                items,
+                &serial,
+                granted_at,
+            );
+            let signature = key.sign(&statement)?;
+            let record = operator_client(&conn)
+                .await?
+                .record_consent(pb::RecordConsentRequest {
+                    provider,
+                    items: items_to_pb(items),
+                    signing_certificate: der,
+                    granted_at: granted_at.0,
+                    signature,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("{}", consent_line(&record));
+        }
+        InfoCommand::Withdraw {
+            serial,
+            provider,
+            conn,
+        } => {
+            let record = operator_client(&conn)
+                .await?
+                .withdraw_consent(pb::WithdrawConsentRequest {
+                    provider,
+                    serial: serial.magnitude().to_vec(),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("{}", consent_line(&record));
+        }
+        InfoCommand::Usage { days, conn } => {
+            let usage = operator_client(&conn)
+                .await?
+                .usage(pb::UsageRequest { days })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("operator {}", usage.operator);
+            println!("{:<12} {:<24} {:>10}", "day", "provider", "provisions");
+            for d in usage.days {
+                println!("{:<12} {:<24} {:>10}", d.day, d.provider, d.provisions);
+            }
+        }
+        InfoCommand::Statement {
+            provider,
+            items: names,
+            serial,
+            granted_at,
+        } => {
+            let text = consent_statement(
+                &ProviderId::new(provider)?,
+                items(&names)?,
+                &serial,
+                UnixTime(granted_at),
+            );
+            std::io::stdout().write_all(&text)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `shikko audit ...`.
+pub(crate) async fn audit(cmd: AuditCommand) -> Result<()> {
+    match cmd {
+        AuditCommand::Export {
+            endpoint,
+            from,
+            out,
+        } => {
+            let mut stream = admin_client(&endpoint)
+                .await?
+                .export_audit(pb::ExportAuditRequest { from_seq: from })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let mut w: Box<dyn std::io::Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let mut n = 0u64;
+            while let Some(chunk) = stream.message().await.map_err(status_error)? {
+                for line in chunk.lines {
+                    writeln!(w, "{line}")?;
+                    n += 1;
+                }
+            }
+            w.flush()?;
+            if out.is_some() {
+                eprintln!("{n} audit records written");
+            }
+        }
+        AuditCommand::Verify {
+            file,
+            partial,
+            head,
+            endpoint,
+        } => {
+            let expected = match (head, endpoint) {
+                (Some(h), _) => Some(h),
+                (None, Some(ep)) => Some(
+                    admin_client(&ep)
+                        .await?
+                        .audit_head(pb::AuditHeadRequest {})
+                        .await
+                        .map_err(status_error)?
+                        .into_inner()
+                        .hash,
+                ),
+                (None, None) => None,
+            };
+            let input: Box<dyn std::io::BufRead> = if file == Path::new("-") {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(std::io::BufReader::new(
+                    std::fs::File::open(&file)
+                        .with_context(|| format!("opening {}", file.display()))?,
+                ))
+            };
+            match shikko_info::audit::verify(input, partial, expected.as_deref()) {
+                Ok(s) => println!(
+                    "audit log intact: {} records, seq {} to {}, head {}{}",
+                    s.records,
+                    s.first_seq,
+                    s.last_seq,
+                    s.head,
+                    if expected.is_some() {
+                        " (the expected head)"
+                    } else {
+                        ""
+                    }
+                ),
+                Err(e) => bail!("audit log NOT intact: {e}"),
+            }
+        }
+        AuditCommand::Head { endpoint } => {
+            let h = admin_client(&endpoint)
+                .await?
+                .audit_head(pb::AuditHeadRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("seq {} hash {}", h.seq, h.hash);
+        }
+    }
+    Ok(())
+}
+
+fn print_operator(o: &pb::OperatorRecord) {
+    println!(
+        "operator {} ({}) for {}; {} serials/s, burst {}",
+        o.id,
+        o.name,
+        o.providers.join(", "),
+        o.serials_per_second,
+        o.burst
+    );
+    for c in &o.certificates {
+        println!(
+            "  certificate sha256 {} until {}{}",
+            c.sha256,
+            UnixTime(c.not_after),
+            if c.revoked_at > 0 {
+                format!(", revoked {}", UnixTime(c.revoked_at))
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+/// Runs `shikko admin ...`.
+pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
+    match cmd {
+        AdminCommand::ProviderAdd { id, name, endpoint } => {
+            let p = admin_client(&endpoint)
+                .await?
+                .register_provider(pb::RegisterProviderRequest { id, name })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("provider {} ({}) registered", p.id, p.name);
+        }
+        AdminCommand::OperatorAdd {
+            id,
+            name,
+            providers,
+            cert,
+            endpoint,
+        } => {
+            let certificate =
+                std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?;
+            let o = admin_client(&endpoint)
+                .await?
+                .register_operator(pb::RegisterOperatorRequest {
+                    id,
+                    name,
+                    providers,
+                    certificate,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_operator(&o);
+        }
+        AdminCommand::OperatorRevokeCert { cert, endpoint } => {
+            let sha256 = if cert.len() == 64 && cert.bytes().all(|b| b.is_ascii_hexdigit()) {
+                cert
+            } else {
+                let bytes = std::fs::read(&cert).with_context(|| format!("reading {cert}"))?;
+                shikko_info::operators::fingerprint(&shikko_pki::certificate_der(&bytes)?)
+            };
+            let o = admin_client(&endpoint)
+                .await?
+                .revoke_operator_certificate(pb::RevokeOperatorCertificateRequest { sha256 })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_operator(&o);
+        }
+        AdminCommand::OperatorRateLimit {
+            id,
+            per_second,
+            burst,
+            endpoint,
+        } => {
+            let o = admin_client(&endpoint)
+                .await?
+                .set_rate_limit(pb::SetRateLimitRequest {
+                    id,
+                    serials_per_second: per_second,
+                    burst,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_operator(&o);
+        }
+        AdminCommand::OperatorList { endpoint } => {
+            let list = admin_client(&endpoint)
+                .await?
+                .list_operators(pb::ListOperatorsRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            for o in &list.operators {
+                print_operator(o);
+            }
+        }
+    }
+    Ok(())
+}

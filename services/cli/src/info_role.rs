@@ -1,0 +1,319 @@
+//! The info role (the 4-information service) as the demo and the registry's
+//! process run it: the service over the registry's store, its mTLS server,
+//! and the demo's operator, bank, consents and moves.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use shikko_core::consent::consent_statement;
+use shikko_core::{
+    CertKind, CertStatus, Event, EventBody, EventId, HolderState, InfoItems, NewCert, OperatorId,
+    ProviderId, Serial, UnixTime,
+};
+use shikko_info::consent::ConsentRequest;
+use shikko_info::grpc::{InfoGrpc, server_tls};
+use shikko_info::{InfoMetrics, InfoService};
+use shikko_pki::synthetic::Population;
+use shikko_pki::{HolderCertRequest, Signer, SoftwareSigner};
+use shikko_registry::Registry;
+use shikko_store::{IngestMode, Store};
+use tokio::net::TcpListener;
+
+use crate::authority::{Authority, Ca};
+use crate::population::serial_for;
+
+/// The demo's bank (service provider).
+pub(crate) const DEMO_PROVIDER: &str = "demo-bank";
+/// The demo's operator: the CN of samples/operator.pem.
+pub(crate) const DEMO_OPERATOR: &str = "demo-operator";
+/// Which holders of the demo consent: one in this many.
+const CONSENT_ONE_IN: u64 = 10;
+/// File (in samples/) naming serials to query with.
+pub(crate) const SAMPLE_FILE: &str = "info-serials.txt";
+
+/// The service over `store`, checking consents against the card signing CAs of `cas`.
+pub(crate) fn service(
+    store: Arc<Store>,
+    cas: &[Ca],
+    metrics: &prometheus::Registry,
+) -> Result<Arc<InfoService>> {
+    let signing: Vec<Vec<u8>> = cas
+        .iter()
+        .filter(|c| c.kind == CertKind::CardSigning)
+        .map(|c| c.cert_der.clone())
+        .collect();
+    Ok(Arc::new(InfoService::new(
+        store,
+        &signing,
+        InfoMetrics::new(metrics)?,
+    )?))
+}
+
+/// Serves `shikko.v1.Info` over mutual TLS on `listener` until `stop`.
+pub(crate) fn spawn_server(
+    svc: Arc<InfoService>,
+    listener: TcpListener,
+    tls: tonic::transport::ServerTlsConfig,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
+    let server = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .context("the info role's TLS configuration")?
+        .add_service(InfoGrpc::new(svc).into_server());
+    Ok(tokio::spawn(server.serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        stop,
+    )))
+}
+
+/// The TLS configuration from PEM files.
+pub(crate) fn tls_from_files(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> Result<tonic::transport::ServerTlsConfig> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    Ok(server_tls(&read(cert)?, &read(key)?, &read(client_ca)?))
+}
+
+/// The demo's TLS configuration: the server certificate and key of the
+/// authority, client certificates from the operator CA.
+pub(crate) fn demo_tls(authority: &Authority) -> Result<tonic::transport::ServerTlsConfig> {
+    let key = SoftwareSigner::load(&authority.dir.join("keys").join("server.key"))?;
+    Ok(server_tls(
+        shikko_pki::to_pem("CERTIFICATE", &authority.server_der)?.as_bytes(),
+        shikko_pki::to_pem("PRIVATE KEY", &key.to_pkcs8_der()?)?.as_bytes(),
+        shikko_pki::to_pem("CERTIFICATE", &authority.operator_ca_der)?.as_bytes(),
+    ))
+}
+
+/// What the demo set up, to query with.
+#[derive(Debug, Default)]
+pub(crate) struct InfoSamples {
+    /// Old serial of a consenting holder who moved (all items).
+    pub(crate) changed: Option<Serial>,
+    /// Old serial of a consenting holder who moved (address only).
+    pub(crate) partial: Option<Serial>,
+    /// A consenting holder's valid serial.
+    pub(crate) unchanged: Option<Serial>,
+    /// A holder who did not consent.
+    pub(crate) no_consent: Option<Serial>,
+    /// Consents recorded.
+    pub(crate) consents: u64,
+}
+
+/// The demo's 4-information setup: registers the bank and the operator,
+/// records the consents of one holder in ten (signed with their keys; one
+/// in four of them for the address only), then moves three consenting
+/// holders now (new address, new signing certificate linked from the old).
+pub(crate) async fn demo_setup(
+    svc: &Arc<InfoService>,
+    registry: &Registry,
+    authority: &Authority,
+    pop: &Population,
+    holders: u64,
+    ocsp_url: &str,
+) -> Result<InfoSamples> {
+    let provider = ProviderId::new(DEMO_PROVIDER)?;
+    if svc.provider(&provider)?.is_none() {
+        svc.register_provider(provider.clone(), "デモ銀行 (demo bank)")
+            .await?;
+    }
+    let op_id = OperatorId::new(DEMO_OPERATOR)?;
+    let op = match svc.operator(&op_id)? {
+        Some(op) => op,
+        None => {
+            svc.register_operator(
+                op_id.clone(),
+                "Demo platform operator",
+                vec![provider.clone()],
+                &authority.operator_der,
+            )
+            .await?
+        }
+    };
+    let store = registry.store().clone();
+    let sign_ca = authority
+        .cas
+        .iter()
+        .find(|c| c.kind == CertKind::CardSigning)
+        .context("no card signing CA")?;
+    let mut samples = InfoSamples::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut consenting = Vec::new();
+    let granted_at = UnixTime::now();
+    for i in 0..holders {
+        let h = pop.holder(i);
+        let Some(rec) = store.holder(&h.id)? else {
+            continue;
+        };
+        let Some(serial) = rec.live(CertKind::CardSigning) else {
+            continue;
+        };
+        let good = matches!(store.cert(CertKind::CardSigning, &serial)?, Some(c) if c.status == CertStatus::Good);
+        let Some(der) = store.cert_der(CertKind::CardSigning, &serial)? else {
+            continue;
+        };
+        if rec.state != HolderState::Active || !good {
+            continue;
+        }
+        if i % CONSENT_ONE_IN != 0 {
+            samples.no_consent.get_or_insert(serial);
+            continue;
+        }
+        let items = if (i / CONSENT_ONE_IN) % 4 == 1 {
+            InfoItems::ADDRESS
+        } else {
+            InfoItems::ALL
+        };
+        let key = authority.holder_keys[(i as usize) % authority.holder_keys.len()].clone();
+        let statement = consent_statement(&provider, items, &serial, granted_at);
+        let req = ConsentRequest {
+            provider: provider.clone(),
+            items,
+            signing_certificate: der,
+            granted_at,
+            signature: key.sign(&statement)?,
+        };
+        consenting.push((i, serial, items));
+        let (svc, op) = (svc.clone(), op.clone());
+        tasks.spawn(async move { svc.record_consent(&op, req).await });
+        // Bounded concurrency: the audit writer commits them in groups.
+        while tasks.len() >= 64 {
+            if let Some(r) = tasks.join_next().await {
+                r??;
+                samples.consents += 1;
+            }
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+        samples.consents += 1;
+    }
+    // Three of them move now: two who consented to everything, one to the address only.
+    let mut movers: Vec<(u64, Serial, InfoItems)> = consenting
+        .iter()
+        .filter(|(_, _, items)| *items == InfoItems::ALL)
+        .take(2)
+        .copied()
+        .collect();
+    movers.extend(
+        consenting
+            .iter()
+            .filter(|(_, _, items)| *items == InfoItems::ADDRESS)
+            .take(1)
+            .copied(),
+    );
+    samples.unchanged = consenting
+        .iter()
+        .find(|c| !movers.iter().any(|m| m.0 == c.0))
+        .map(|c| c.1);
+    let issuer = sign_ca.issuer()?;
+    let now = UnixTime::now();
+    let mut events = Vec::new();
+    for (i, old, items) in &movers {
+        let h = pop.holder(*i);
+        let moved = pop.moved(&h, 1_000);
+        let mut info = store
+            .holder(&h.id)?
+            .and_then(|r| r.four_info)
+            .context("a consenting holder without 4 information")?;
+        info.address = moved.four_info.address.clone();
+        let municipality = pop
+            .municipality(moved.municipality)
+            .cloned()
+            .context("unknown municipality")?;
+        let serial = serial_for(CertKind::CardSigning, *i, 0xFF00);
+        let key = &authority.holder_keys[(*i as usize) % authority.holder_keys.len()];
+        let not_after = store
+            .cert(CertKind::CardSigning, old)?
+            .map_or(now.plus_secs(5 * 365 * 86_400), |c| c.not_after);
+        let der = shikko_pki::holder_certificate(
+            &issuer,
+            &HolderCertRequest {
+                kind: CertKind::CardSigning,
+                holder: &h.id,
+                municipality: Some(&municipality),
+                four_info: Some(&info),
+                subject_public_key: key.public_key_der(),
+                serial,
+                not_before: now,
+                not_after,
+                ocsp_url: Some(ocsp_url),
+            },
+        )?;
+        events.push(Event {
+            id: EventId::new(format!("demo-move-{}", h.id))?,
+            time: now,
+            body: EventBody::FourInfoChange {
+                holder: h.id.clone(),
+                four_info: info,
+                new_signing: Some(NewCert {
+                    kind: CertKind::CardSigning,
+                    serial,
+                    not_before: now,
+                    not_after,
+                    municipality: Some(municipality),
+                    cert_der: Some(der),
+                }),
+            },
+        });
+        if *items == InfoItems::ALL {
+            samples.changed.get_or_insert(*old);
+        } else {
+            samples.partial.get_or_insert(*old);
+        }
+    }
+    let outcomes = registry.ingest(events, IngestMode::AllOrNothing).await?;
+    for o in outcomes {
+        if !matches!(
+            o,
+            shikko_store::Outcome::Applied { .. } | shikko_store::Outcome::Duplicate { .. }
+        ) {
+            anyhow::bail!("a demo move was not applied: {o:?}");
+        }
+    }
+    Ok(samples)
+}
+
+/// Writes samples/info-serials.txt (read by the tour) and returns the
+/// README section about the info service.
+pub(crate) fn write_samples(dir: &Path, s: &InfoSamples, info_addr: SocketAddr) -> Result<String> {
+    let mut list = String::new();
+    for (name, serial) in [
+        ("changed", s.changed),
+        ("partial", s.partial),
+        ("unchanged", s.unchanged),
+        ("no-consent", s.no_consent),
+    ] {
+        if let Some(serial) = serial {
+            list.push_str(&format!("{name} {serial}\n"));
+        }
+    }
+    shikko_pki::write_file_atomic(&dir.join(SAMPLE_FILE), list.as_bytes(), 0o644)?;
+    let d = dir.display();
+    Ok(format!(
+        "\n4-information service (mutual TLS): https://{info_addr}\n\
+         The demo registered the bank `{DEMO_PROVIDER}` and the operator `{DEMO_OPERATOR}`\n\
+         (operator.pem / operator-key.pem), recorded {} consents (one holder in ten;\n\
+         one in four of them for the address only), then moved three consenting\n\
+         holders. {SAMPLE_FILE} lists serials to ask about:\n{}\
+         Ask by the old serial (the bank's) for the new address and serial:\n\
+         \x20 shikko info query --endpoint https://{info_addr} --cert {d}/operator.pem --key {d}/operator-key.pem SERIAL...\n\
+         Audit log: shikko audit export > audit.jsonl && shikko audit verify audit.jsonl --endpoint http://127.0.0.1:50051\n",
+        s.consents,
+        list.lines().map(|l| format!("  {l}\n")).collect::<String>(),
+    ))
+}
+
+/// Serials from samples/info-serials.txt, by name.
+pub(crate) fn sample_serials(dir: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(dir.join(SAMPLE_FILE))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}

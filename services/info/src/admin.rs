@@ -1,0 +1,216 @@
+//! `shikko.v1.InfoAdmin`: registration of providers and operators, operator
+//! certificate revocation, rate limits, and the audit log's head and export.
+//! Served on the platform's internal endpoint only (with the registry).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use shikko_core::{OperatorId, ProviderId};
+use shikko_proto::v1 as pb;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::error::InfoError;
+use crate::operators::Operator;
+use crate::service::InfoService;
+
+/// Records per export chunk.
+const CHUNK: usize = 1_000;
+
+/// The admin gRPC service.
+#[derive(Debug, Clone)]
+pub struct InfoAdminGrpc {
+    svc: Arc<InfoService>,
+}
+
+impl InfoAdminGrpc {
+    /// Over a service.
+    pub fn new(svc: Arc<InfoService>) -> InfoAdminGrpc {
+        InfoAdminGrpc { svc }
+    }
+
+    /// As a tonic service.
+    pub fn into_server(self) -> pb::info_admin_server::InfoAdminServer<InfoAdminGrpc> {
+        pb::info_admin_server::InfoAdminServer::new(self)
+    }
+}
+
+fn operator_to_pb(op: &Operator) -> pb::OperatorRecord {
+    pb::OperatorRecord {
+        id: op.id.to_string(),
+        name: op.name.clone(),
+        providers: op.providers.iter().map(ToString::to_string).collect(),
+        certificates: op
+            .certificates
+            .iter()
+            .map(|c| pb::OperatorCertificate {
+                sha256: c.sha256.clone(),
+                not_after: c.not_after.0,
+                revoked_at: c.revoked_at.map_or(0, |t| t.0),
+            })
+            .collect(),
+        serials_per_second: op.rate_per_sec,
+        burst: op.burst,
+    }
+}
+
+/// DER from PEM or DER.
+fn cert_der(bytes: &[u8]) -> Result<Vec<u8>, Status> {
+    shikko_pki::certificate_der(bytes)
+        .map_err(|e| Status::invalid_argument(format!("certificate: {e}")))
+}
+
+fn operator_id(s: String) -> Result<OperatorId, Status> {
+    OperatorId::new(s).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+impl InfoAdminGrpc {
+    fn current(&self, id: &OperatorId) -> Result<pb::OperatorRecord, Status> {
+        let op = self
+            .svc
+            .operator(id)?
+            .ok_or_else(|| InfoError::NotFound(format!("operator {id}")))?;
+        Ok(operator_to_pb(&op))
+    }
+}
+
+type AuditStream = Pin<Box<dyn Stream<Item = Result<pb::AuditChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
+    async fn register_provider(
+        &self,
+        req: Request<pb::RegisterProviderRequest>,
+    ) -> Result<Response<pb::ProviderRecord>, Status> {
+        let r = req.into_inner();
+        let id = ProviderId::new(r.id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.svc.register_provider(id.clone(), &r.name).await?;
+        let p = self
+            .svc
+            .provider(&id)?
+            .ok_or_else(|| Status::internal("provider not stored"))?;
+        Ok(Response::new(pb::ProviderRecord {
+            id: p.id.to_string(),
+            name: p.name,
+            registered_at: p.registered_at.0,
+        }))
+    }
+
+    async fn register_operator(
+        &self,
+        req: Request<pb::RegisterOperatorRequest>,
+    ) -> Result<Response<pb::OperatorRecord>, Status> {
+        let r = req.into_inner();
+        let providers = r
+            .providers
+            .into_iter()
+            .map(ProviderId::new)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let op = self
+            .svc
+            .register_operator(
+                operator_id(r.id)?,
+                &r.name,
+                providers,
+                &cert_der(&r.certificate)?,
+            )
+            .await?;
+        Ok(Response::new(operator_to_pb(&op)))
+    }
+
+    async fn add_operator_certificate(
+        &self,
+        req: Request<pb::AddOperatorCertificateRequest>,
+    ) -> Result<Response<pb::OperatorRecord>, Status> {
+        let r = req.into_inner();
+        let op = self
+            .svc
+            .add_operator_certificate(&operator_id(r.id)?, &cert_der(&r.certificate)?)
+            .await?;
+        Ok(Response::new(operator_to_pb(&op)))
+    }
+
+    async fn revoke_operator_certificate(
+        &self,
+        req: Request<pb::RevokeOperatorCertificateRequest>,
+    ) -> Result<Response<pb::OperatorRecord>, Status> {
+        let fp = req.into_inner().sha256.to_ascii_lowercase();
+        self.svc.revoke_operator_certificate(&fp).await?;
+        let op = self
+            .svc
+            .operators()?
+            .into_iter()
+            .find(|o| o.certificates.iter().any(|c| c.sha256 == fp))
+            .ok_or_else(|| Status::internal("operator not stored"))?;
+        Ok(Response::new(operator_to_pb(&op)))
+    }
+
+    async fn set_rate_limit(
+        &self,
+        req: Request<pb::SetRateLimitRequest>,
+    ) -> Result<Response<pb::OperatorRecord>, Status> {
+        let r = req.into_inner();
+        let id = operator_id(r.id)?;
+        self.svc
+            .set_rate_limit(&id, r.serials_per_second, r.burst)
+            .await?;
+        Ok(Response::new(self.current(&id)?))
+    }
+
+    async fn list_operators(
+        &self,
+        _req: Request<pb::ListOperatorsRequest>,
+    ) -> Result<Response<pb::ListOperatorsResponse>, Status> {
+        Ok(Response::new(pb::ListOperatorsResponse {
+            operators: self.svc.operators()?.iter().map(operator_to_pb).collect(),
+        }))
+    }
+
+    async fn audit_head(
+        &self,
+        _req: Request<pb::AuditHeadRequest>,
+    ) -> Result<Response<pb::AuditHeadResponse>, Status> {
+        let (seq, hash) = self.svc.audit_head()?;
+        Ok(Response::new(pb::AuditHeadResponse { seq, hash }))
+    }
+
+    type ExportAuditStream = AuditStream;
+
+    async fn export_audit(
+        &self,
+        req: Request<pb::ExportAuditRequest>,
+    ) -> Result<Response<Self::ExportAuditStream>, Status> {
+        let mut next = req.into_inner().from_seq.max(1);
+        let store = self.svc.store().clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let s = store.clone();
+                let page = tokio::task::spawn_blocking(move || crate::audit::read(&s, next, CHUNK))
+                    .await
+                    .map_err(|e| InfoError::Internal(e.to_string()))
+                    .and_then(|r| r);
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                };
+                let Some(last) = page.last() else { return };
+                next = last.seq + 1;
+                let lines = page
+                    .iter()
+                    .filter_map(|r| serde_json::to_string(r).ok())
+                    .collect();
+                if tx.send(Ok(pb::AuditChunk { lines })).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
