@@ -18,6 +18,31 @@ pub(crate) struct RegistryRoleConfig {
     /// Draining on SIGTERM.
     #[serde(default)]
     pub(crate) shutdown: ShutdownConfig,
+    /// The 4-information service, in the registry's process (it reads the
+    /// registry's store and keeps consents and the audit log there).
+    #[serde(default)]
+    pub(crate) info: Option<InfoSection>,
+}
+
+/// `[info]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InfoSection {
+    /// gRPC over mutual TLS listen address. Default `127.0.0.1:50052`.
+    #[serde(default = "default_info")]
+    pub(crate) listen: SocketAddr,
+    /// The server's certificate (PEM).
+    pub(crate) tls_cert: PathBuf,
+    /// The server's private key (PEM, PKCS#8).
+    pub(crate) tls_key: PathBuf,
+    /// The operator CA (PEM): client certificates must chain to it.
+    pub(crate) client_ca: PathBuf,
+    /// Card signing CA certificates (PEM, every generation) consents are checked against.
+    pub(crate) signing_cas: Vec<PathBuf>,
+}
+
+pub(crate) fn default_info() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 50052))
 }
 
 /// `[registry]`.
@@ -54,5 +79,18 @@ mod tests {
         assert_eq!(cfg.registry.listen, default_grpc());
         assert_eq!(cfg.registry.data_dir, PathBuf::from("/var/lib/shikko"));
         assert_eq!(cfg.shutdown.drain_timeout_secs, 10);
+        assert!(cfg.info.is_none());
+    }
+
+    #[test]
+    fn the_example_info_config_in_deploy_parses() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/info.toml"
+        ));
+        let cfg: RegistryRoleConfig = shikko_runtime::load_toml(path).unwrap();
+        let info = cfg.info.expect("[info]");
+        assert_eq!(info.listen, default_info());
+        assert_eq!(info.signing_cas.len(), 1);
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use shikko_core::{
-    CertKind, CertStatus, Event, EventBody, EventId, RevocationReason, Serial, UnixTime,
+    CertKind, CertStatus, Event, EventBody, EventId, HolderId, RevocationReason, Serial, UnixTime,
 };
 use shikko_pki::synthetic::Population;
 use shikko_pki::{KeyAlgorithm, Signer, SoftwareSigner};
@@ -81,7 +81,6 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         );
     } else {
         let report = populate(&registry, &authority, &opts).await?;
-        write_samples(&samples, &authority, &store, &report, &opts)?;
         let t = Instant::now();
         let made = crate::info_role::demo_setup(
             &info,
@@ -97,6 +96,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
             made.consents,
             t.elapsed().as_secs_f64()
         );
+        write_samples(&samples, &authority, &store, &report, &opts, &made.holders)?;
         let section = crate::info_role::write_samples(&samples, &made, opts.info)?;
         let mut readme = std::fs::read_to_string(samples.join("README.txt"))?;
         readme.push_str(&section);
@@ -269,12 +269,17 @@ fn write_pem(path: &Path, label: &str, ders: &[&[u8]]) -> Result<()> {
 fn pick_samples(
     store: &Store,
     report: &LoadReport,
+    exclude: &[HolderId],
 ) -> Result<Vec<(CertKind, &'static str, Serial)>> {
     let mut picked: Vec<(CertKind, &'static str, Serial)> = Vec::new();
     for (kind, serial) in &report.with_der {
         let Some(c) = store.cert(*kind, serial)? else {
             continue;
         };
+        // Not the holders of the 4-information samples, whose status the tour changes.
+        if exclude.contains(&c.holder) {
+            continue;
+        }
         let name = match c.status {
             CertStatus::Good => "good",
             CertStatus::OnHold { .. } => "hold",
@@ -296,6 +301,7 @@ fn write_samples(
     store: &Store,
     report: &LoadReport,
     opts: &DemoOptions,
+    exclude: &[HolderId],
 ) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     for ca in &authority.cas {
@@ -305,7 +311,7 @@ fn write_samples(
             &[&ca.cert_der],
         )?;
     }
-    let picked = pick_samples(store, report)?;
+    let picked = pick_samples(store, report, exclude)?;
     let mut listing = String::new();
     for (kind, name, serial) in &picked {
         let der = store
@@ -424,7 +430,7 @@ fn print_tour(opts: &DemoOptions) {
     let d = opts.data_dir.display();
     let ep = format!("http://{}", opts.grpc);
     println!(
-        "\nEndpoints:\n  registry gRPC   {ep}\n  CRLs (HTTP)     http://{h}/crl/ISSUER/full.crl, delta.crl, PARTITION.crl\n  OCSP (HTTP)     http://{h}/ocsp (POST), http://{h}/ocsp/BASE64 (GET)\n  metrics         http://{m}/metrics\n\
+        "\nEndpoints:\n  registry gRPC   {ep}\n  CRLs (HTTP)     http://{h}/crl/ISSUER/full.crl, delta.crl, PARTITION.crl\n  OCSP (HTTP)     http://{h}/ocsp (POST), http://{h}/ocsp/BASE64 (GET)\n  metrics         http://{m}/metrics\n  4-information   https://{i} (gRPC, mutual TLS)\n\
          \nTry (in another terminal):\n\
          \x20 openssl verify -CAfile {d}/samples/sign-ca.pem {d}/samples/sign-good.pem\n\
          \x20 openssl x509 -in {d}/samples/sign-good.pem -noout -text\n\
@@ -440,6 +446,7 @@ fn print_tour(opts: &DemoOptions) {
          \x20 cat {d}/samples/README.txt",
         m = opts.metrics,
         h = opts.http,
+        i = opts.info,
     );
     let serials = crate::info_role::sample_serials(&opts.data_dir.join("samples"));
     if !serials.is_empty() {
@@ -449,8 +456,10 @@ fn print_tour(opts: &DemoOptions) {
             "\n4-information service (gRPC, mutual TLS) https://{i}: the bank asks by the\n\
              serials it holds ({names}):\n\
              \x20 shikko info query --endpoint https://{i} --cert {d}/samples/operator.pem --key {d}/samples/operator-key.pem {list}\n\
+             \x20 shikko events ingest --endpoint {ep} {d}/samples/{mv}   (the `unchanged` holder moves; ask again)\n\
              \x20 shikko audit export --endpoint {ep} > audit.jsonl && shikko audit verify audit.jsonl --endpoint {ep}",
             i = opts.info,
+            mv = crate::info_role::EXAMPLE_MOVE_FILE,
             names = names.join(", "),
             list = list.join(" "),
         );

@@ -32,6 +32,8 @@ pub(crate) const DEMO_OPERATOR: &str = "demo-operator";
 const CONSENT_ONE_IN: u64 = 10;
 /// File (in samples/) naming serials to query with.
 pub(crate) const SAMPLE_FILE: &str = "info-serials.txt";
+/// File (in samples/) with an event that moves the `unchanged` holder.
+pub(crate) const EXAMPLE_MOVE_FILE: &str = "example-move.jsonl";
 
 /// The service over `store`, checking consents against the card signing CAs of `cas`.
 pub(crate) fn service(
@@ -102,6 +104,10 @@ pub(crate) struct InfoSamples {
     pub(crate) no_consent: Option<Serial>,
     /// Consents recorded.
     pub(crate) consents: u64,
+    /// An event to try: the `unchanged` holder moves (not ingested).
+    pub(crate) example_move: Option<Event>,
+    /// The holders of these samples (moved, or moved by the example).
+    pub(crate) holders: Vec<shikko_core::HolderId>,
 }
 
 /// The demo's 4-information setup: registers the bank and the operator,
@@ -213,8 +219,13 @@ pub(crate) async fn demo_setup(
     let issuer = sign_ca.issuer()?;
     let now = UnixTime::now();
     let mut events = Vec::new();
-    for (i, old, items) in &movers {
+    let example = consenting
+        .iter()
+        .find(|c| Some(c.1) == samples.unchanged)
+        .map(|c| (c.0, c.1, InfoItems::NONE));
+    for (i, old, items) in movers.iter().chain(example.iter()) {
         let h = pop.holder(*i);
+        samples.holders.push(h.id.clone());
         let moved = pop.moved(&h, 1_000);
         let mut info = store
             .holder(&h.id)?
@@ -244,7 +255,7 @@ pub(crate) async fn demo_setup(
                 ocsp_url: Some(ocsp_url),
             },
         )?;
-        events.push(Event {
+        let event = Event {
             id: EventId::new(format!("demo-move-{}", h.id))?,
             time: now,
             body: EventBody::FourInfoChange {
@@ -259,7 +270,12 @@ pub(crate) async fn demo_setup(
                     cert_der: Some(der),
                 }),
             },
-        });
+        };
+        if *items == InfoItems::NONE {
+            samples.example_move = Some(event);
+            continue;
+        }
+        events.push(event);
         if *items == InfoItems::ALL {
             samples.changed.get_or_insert(*old);
         } else {
@@ -293,6 +309,10 @@ pub(crate) fn write_samples(dir: &Path, s: &InfoSamples, info_addr: SocketAddr) 
         }
     }
     shikko_pki::write_file_atomic(&dir.join(SAMPLE_FILE), list.as_bytes(), 0o644)?;
+    if let Some(e) = &s.example_move {
+        let line = serde_json::to_string(e)? + "\n";
+        shikko_pki::write_file_atomic(&dir.join(EXAMPLE_MOVE_FILE), line.as_bytes(), 0o644)?;
+    }
     let d = dir.display();
     Ok(format!(
         "\n4-information service (mutual TLS): https://{info_addr}\n\
@@ -302,6 +322,8 @@ pub(crate) fn write_samples(dir: &Path, s: &InfoSamples, info_addr: SocketAddr) 
          holders. {SAMPLE_FILE} lists serials to ask about:\n{}\
          Ask by the old serial (the bank's) for the new address and serial:\n\
          \x20 shikko info query --endpoint https://{info_addr} --cert {d}/operator.pem --key {d}/operator-key.pem SERIAL...\n\
+         {EXAMPLE_MOVE_FILE} moves the `unchanged` holder (a new signing certificate):\n\
+         \x20 shikko events ingest {d}/{EXAMPLE_MOVE_FILE}, then ask again: changed.\n\
          Audit log: shikko audit export > audit.jsonl && shikko audit verify audit.jsonl --endpoint http://127.0.0.1:50051\n",
         s.consents,
         list.lines().map(|l| format!("  {l}\n")).collect::<String>(),

@@ -195,6 +195,8 @@ enum Role {
     Crl,
     /// The OCSP responder: follows the registry into its status index, answers over HTTP and gRPC.
     Ocsp,
+    /// The 4-information service (in the registry's process, which owns the store it reads).
+    Info,
 }
 
 #[derive(Subcommand)]
@@ -315,7 +317,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 let cfg: config::RegistryRoleConfig = shikko_runtime::load_toml(&config)
                     .map_err(|e| Failure::Config(e.to_string()))?;
                 init_logs(&cfg.telemetry)?;
-                serve_registry(cfg).await?;
+                serve::serve_registry(cfg).await?;
+            }
+            Role::Info => {
+                let cfg: config::RegistryRoleConfig = shikko_runtime::load_toml(&config)
+                    .map_err(|e| Failure::Config(e.to_string()))?;
+                if cfg.info.is_none() {
+                    return Err(Failure::Config(format!(
+                        "{}: the info role needs an [info] section (see deploy/info.toml)",
+                        config.display()
+                    )));
+                }
+                init_logs(&cfg.telemetry)?;
+                serve::serve_registry(cfg).await?;
             }
             Role::Crl => {
                 let cfg: crl_role::CrlRoleConfig = shikko_runtime::load_toml(&config)
@@ -406,38 +420,4 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 fn init_logs(cfg: &TelemetryConfig) -> Result<(), Failure> {
     shikko_runtime::telemetry::init_tracing(cfg).map_err(|e| Failure::Config(e.to_string()))?;
     Ok(())
-}
-
-async fn serve_registry(cfg: config::RegistryRoleConfig) -> anyhow::Result<()> {
-    let store = serve::open_store(&cfg.registry.data_dir)?;
-    let metrics = shikko_runtime::telemetry::Metrics::new(env!("CARGO_PKG_VERSION"))?;
-    let registry = std::sync::Arc::new(shikko_registry::Registry::new(
-        store.clone(),
-        metrics.registry(),
-    )?);
-    let grpc = serve::bind(cfg.registry.listen, "gRPC").await?;
-    let metrics_listener = serve::bind(cfg.telemetry.metrics_addr, "metrics").await?;
-    tracing::info!(
-        grpc = %grpc.local_addr()?,
-        metrics = %metrics_listener.local_addr()?,
-        last_seq = store.last_seq(),
-        "registry serving"
-    );
-    // Tests and scripts read this line to learn the bound ports.
-    println!(
-        "registry listening grpc={} metrics={}",
-        grpc.local_addr()?,
-        metrics_listener.local_addr()?
-    );
-    let shutdown = shikko_runtime::Shutdown::new();
-    shutdown.trigger_on_signal();
-    serve::run_registry(
-        registry,
-        metrics,
-        grpc,
-        metrics_listener,
-        shutdown,
-        cfg.shutdown.drain_timeout(),
-    )
-    .await
 }

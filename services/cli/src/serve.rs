@@ -29,30 +29,7 @@ pub(crate) async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr} for {what} (is another shikko running?)"))
 }
 
-/// Serves the registry and metrics on bound listeners until `shutdown` fires,
-/// then drains within `drain`.
-pub(crate) async fn run_registry(
-    registry: Arc<Registry>,
-    metrics: Metrics,
-    grpc: TcpListener,
-    metrics_listener: TcpListener,
-    shutdown: Shutdown,
-    drain: Duration,
-) -> Result<()> {
-    run_platform(
-        registry,
-        metrics,
-        grpc,
-        metrics_listener,
-        None,
-        |r| r,
-        shutdown,
-        drain,
-    )
-    .await
-}
-
-/// [`run_registry`] with more: other gRPC services beside the registry's
+/// The registry and metrics, and more: other gRPC services beside the registry's
 /// (`add`), and an HTTP server (CRLs, later OCSP) on its own listener.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_platform(
@@ -164,4 +141,67 @@ pub(crate) async fn run_role(
         Err(e) => tracing::warn!(error = %e, "drain timed out; exiting anyway"),
     }
     Ok(())
+}
+
+/// `shikko serve registry` (and `serve info`): the registry, and the
+/// 4-information service when the configuration has an `[info]` section.
+pub(crate) async fn serve_registry(cfg: crate::config::RegistryRoleConfig) -> Result<()> {
+    let store = open_store(&cfg.registry.data_dir)?;
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
+    let registry = Arc::new(Registry::new(store.clone(), metrics.registry())?);
+    let grpc = bind(cfg.registry.listen, "gRPC").await?;
+    let metrics_listener = bind(cfg.telemetry.metrics_addr, "metrics").await?;
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signal();
+    let mut info_addr = None;
+    let mut admin = None;
+    if let Some(info) = &cfg.info {
+        let mut signing = Vec::new();
+        for p in &info.signing_cas {
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            for c in shikko_pki::parse_certificates_pem(&bytes)
+                .with_context(|| format!("{} holds no PEM certificate", p.display()))?
+            {
+                signing.push(der::Encode::to_der(&c)?);
+            }
+        }
+        let svc = Arc::new(shikko_info::InfoService::new(
+            store.clone(),
+            &signing,
+            shikko_info::InfoMetrics::new(metrics.registry())?,
+        )?);
+        let tls = crate::info_role::tls_from_files(&info.tls_cert, &info.tls_key, &info.client_ca)?;
+        let listener = bind(info.listen, "the 4-information service").await?;
+        info_addr = Some(listener.local_addr()?);
+        crate::info_role::spawn_server(svc.clone(), listener, tls, shutdown.wait_owned())?;
+        admin = Some(shikko_info::admin::InfoAdminGrpc::new(svc).into_server());
+    }
+    tracing::info!(
+        grpc = %grpc.local_addr()?,
+        metrics = %metrics_listener.local_addr()?,
+        info = ?info_addr,
+        last_seq = store.last_seq(),
+        "registry serving"
+    );
+    // Tests and scripts read this line to learn the bound ports.
+    println!(
+        "registry listening grpc={} metrics={}{}",
+        grpc.local_addr()?,
+        metrics_listener.local_addr()?,
+        info_addr.map(|a| format!(" info={a}")).unwrap_or_default()
+    );
+    run_platform(
+        registry,
+        metrics,
+        grpc,
+        metrics_listener,
+        None,
+        move |routes| match admin {
+            Some(a) => routes.add_service(a),
+            None => routes,
+        },
+        shutdown,
+        cfg.shutdown.drain_timeout(),
+    )
+    .await
 }

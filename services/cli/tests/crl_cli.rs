@@ -171,6 +171,8 @@ fn the_demo_serves_its_crls_and_builds_on_demand() {
             "127.0.0.1:0",
             "--metrics-addr",
             "127.0.0.1:0",
+            "--info-addr",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

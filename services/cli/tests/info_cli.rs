@@ -1,0 +1,358 @@
+//! The 4-information service through the real binary: the demo serves it
+//! over mutual TLS; `shikko info query` asks as the demo operator; a move
+//! ingested with `shikko events ingest` (A) puts the old serial on the next
+//! delta CRL (B) and the bank's query by the old serial returns the new
+//! address and serial (C); withdrawal; the audit log exported and verified,
+//! and a tampered copy refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{http_get, run, shikko};
+
+struct Demo {
+    child: std::process::Child,
+    grpc: String,
+    http: String,
+    info: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_demo(data: &Path) -> Demo {
+    let mut child = shikko()
+        .args([
+            "demo",
+            "--holders",
+            "400",
+            "--key-algorithm",
+            "p256",
+            "--data-dir",
+        ])
+        .arg(data)
+        .args([
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--info-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut grpc, mut http, mut info) = (None, None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("registry gRPC") {
+            grpc = Some(rest.trim().to_string());
+        }
+        if let Some(rest) = t.strip_prefix("CRLs (HTTP)") {
+            let url = rest.trim().strip_prefix("http://").unwrap();
+            http = Some(url.split('/').next().unwrap().to_string());
+        }
+        if let Some(rest) = t.strip_prefix("4-information ") {
+            let url = rest.split_whitespace().next().unwrap();
+            if url.starts_with("https://") {
+                info.get_or_insert_with(|| url.to_string());
+            }
+        }
+        if line.starts_with("Serving.") {
+            break;
+        }
+    }
+    Demo {
+        child,
+        grpc: grpc.expect("gRPC endpoint printed"),
+        http: http.expect("HTTP printed"),
+        info: info.expect("4-information endpoint printed"),
+    }
+}
+
+/// `shikko info ARGS --endpoint ... --cert ... --key ...`: (success, stdout + stderr).
+fn info(endpoint: &str, samples: &Path, args: &[&str]) -> (bool, String) {
+    let out = shikko()
+        .arg("info")
+        .args(args)
+        .args(["--endpoint", endpoint, "--cert"])
+        .arg(samples.join("operator.pem"))
+        .arg("--key")
+        .arg(samples.join("operator-key.pem"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The row of `serial` in a query's table: (outcome, current serial, data).
+fn row<'a>(table: &'a str, serial: &str) -> (&'a str, &'a str, &'a str) {
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(serial))
+        .unwrap_or_else(|| panic!("no row for {serial} in {table}"));
+    // Columns are fixed width: serial 24, outcome 20, current serial 24.
+    let outcome = line[25..45].trim();
+    let current = line[46..70].trim();
+    let data = line[71..].trim();
+    (outcome, current, data)
+}
+
+#[test]
+fn the_demo_answers_the_seeds_flow_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let demo = start_demo(&data);
+    let samples = data.join("samples");
+    let serials: Vec<(String, String)> = std::fs::read_to_string(samples.join("info-serials.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once(' ').unwrap();
+            (a.to_string(), b.to_string())
+        })
+        .collect();
+    let get = |name: &str| {
+        serials
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| panic!("no {name} sample"))
+    };
+    let (changed, partial, unchanged, no_consent) = (
+        get("changed"),
+        get("partial"),
+        get("unchanged"),
+        get("no-consent"),
+    );
+
+    // The demo's own moves: a batch of the four samples.
+    let (ok, table) = info(
+        &demo.info,
+        &samples,
+        &["query", &changed, &partial, &unchanged, &no_consent],
+    );
+    assert!(ok, "{table}");
+    let (o, current, data_) = row(&table, &changed);
+    assert_eq!(o, "changed");
+    assert!(!current.is_empty() && current != "-" && current != changed);
+    for item in ["name=", "address=", "date_of_birth=", "sex="] {
+        assert!(data_.contains(item), "{data_}");
+    }
+    let (o, _, data_) = row(&table, &partial);
+    assert_eq!(o, "changed");
+    assert!(
+        data_.starts_with("address=") && !data_.contains("name="),
+        "{data_}"
+    );
+    assert_eq!(row(&table, &unchanged), ("unchanged", "-", "-"));
+    assert_eq!(row(&table, &no_consent).0, "no consent");
+    // One serial without consent: refused.
+    let (ok, text) = info(&demo.info, &samples, &["query", &no_consent]);
+    assert!(!ok && text.contains("PermissionDenied"), "{text}");
+
+    // (A) The `unchanged` holder moves: the example event, through the registry.
+    let out = run(&[
+        "events",
+        "ingest",
+        "--endpoint",
+        &demo.grpc,
+        samples.join("example-move.jsonl").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // (B) The old serial is on the next delta CRL of the signing CA.
+    let out = run(&[
+        "crl",
+        "build",
+        "--endpoint",
+        &demo.grpc,
+        "--delta",
+        "--issuer",
+        "sign",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, body) = http_get(&demo.http, "/crl/sign/delta.crl");
+    assert_eq!(status, 200);
+    let crl = dir.path().join("delta.crl");
+    std::fs::write(&crl, body).unwrap();
+    let text = Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+        .arg(&crl)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).to_uppercase();
+    assert!(
+        text.contains(&format!("SERIAL NUMBER: {unchanged}")),
+        "{unchanged} not on the delta CRL:\n{text}"
+    );
+    assert!(text.contains("AFFILIATION CHANGED"), "{text}");
+    // (C) The bank asks by the old serial: the new address and serial.
+    let (ok, table) = info(&demo.info, &samples, &["query", &unchanged]);
+    assert!(ok, "{table}");
+    let (o, current, data_) = row(&table, &unchanged);
+    assert_eq!(o, "changed", "{table}");
+    assert!(current != "-" && current != unchanged);
+    assert!(data_.contains("address="), "{data_}");
+    // The new serial is unchanged.
+    let (ok, table) = info(&demo.info, &samples, &["query", current]);
+    assert!(ok);
+    assert_eq!(row(&table, current).0, "unchanged");
+
+    // Withdrawal: nothing more.
+    let (ok, text) = info(&demo.info, &samples, &["withdraw", &unchanged]);
+    assert!(ok && text.contains("withdrawn"), "{text}");
+    let (ok, text) = info(&demo.info, &samples, &["query", &unchanged]);
+    assert!(!ok && text.contains("PermissionDenied"), "{text}");
+    // Usage: the changed answers of this test and of none before.
+    let (ok, text) = info(&demo.info, &samples, &["usage"]);
+    assert!(ok && text.contains("demo-bank"), "{text}");
+
+    // The audit log: exported, intact, up to the service's head.
+    let audit = dir.path().join("audit.jsonl");
+    let out = run(&[
+        "audit",
+        "export",
+        "--endpoint",
+        &demo.grpc,
+        "--out",
+        audit.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "audit",
+        "verify",
+        audit.to_str().unwrap(),
+        "--endpoint",
+        &demo.grpc,
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("intact"), "{said}");
+    // A record removed: refused, and the exit code says so.
+    let lines: Vec<String> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let cut: Vec<&String> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != lines.len() / 2)
+        .map(|(_, l)| l)
+        .collect();
+    let tampered = dir.path().join("tampered.jsonl");
+    std::fs::write(
+        &tampered,
+        cut.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let out = run(&["audit", "verify", tampered.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NOT intact"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn serve_info_runs_the_registry_with_the_info_service_and_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::setup_demo_dir(&data);
+    let samples = data.join("samples");
+    let key_pem = dir.path().join("server-key.pem");
+    let out = Command::new("openssl")
+        .args(["pkey", "-inform", "DER", "-in"])
+        .arg(data.join("keys/server.key"))
+        .arg("-out")
+        .arg(&key_pem)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let registry_only = common::write_config(dir.path(), &data);
+    let config = dir.path().join("info.toml");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&registry_only).unwrap()
+            + &format!(
+                "\n[info]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\nsigning_cas = [{:?}]\n",
+                samples.join("server.pem"),
+                key_pem,
+                samples.join("operator-ca.pem"),
+                samples.join("sign-ca.pem"),
+            ),
+    )
+    .unwrap();
+    // Without an [info] section the info role refuses to start.
+    let out = run(&["serve", "info", "--config", registry_only.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[info]"));
+
+    let role = common::start_role("info", &config);
+    let grpc = format!("http://{}", role.field("grpc"));
+    let endpoint = format!("https://{}", role.field("info"));
+    let changed = std::fs::read_to_string(samples.join("info-serials.txt"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("changed ").map(str::to_string))
+        .unwrap();
+    let (ok, table) = info(&endpoint, &samples, &["query", &changed]);
+    assert!(ok, "{table}");
+    assert_eq!(row(&table, &changed).0, "changed");
+
+    let out = run(&["admin", "operator-list", "--endpoint", &grpc]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && listed.contains("demo-operator"),
+        "{listed}"
+    );
+    // The administrator revokes the operator's certificate: its calls are refused.
+    let out = run(&[
+        "admin",
+        "operator-revoke-cert",
+        samples.join("operator.pem").to_str().unwrap(),
+        "--endpoint",
+        &grpc,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
+    let (ok, text) = info(&endpoint, &samples, &["query", &changed]);
+    assert!(!ok && text.contains("Unauthenticated"), "{text}");
+    let out = run(&["audit", "head", "--endpoint", &grpc]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("seq "));
+}
