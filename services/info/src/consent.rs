@@ -180,7 +180,7 @@ impl InfoService {
                     .await);
             }
         };
-        let _guard = self.consent_lock.lock().await;
+        let _guard = self.consent_lock(&holder).await;
         if let Some(existing) = consent_by_id(&self.store, &id)? {
             return Ok(existing);
         }
@@ -261,7 +261,7 @@ impl InfoService {
                     .await);
             }
         };
-        let _guard = self.consent_lock.lock().await;
+        let _guard = self.consent_lock(&holder).await;
         let current =
             consent_of(&self.store, &holder, provider)?.filter(|c| c.state == ConsentState::Active);
         let Some(mut consent) = current else {

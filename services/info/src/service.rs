@@ -93,6 +93,9 @@ impl InfoMetrics {
     }
 }
 
+/// Locks serializing consent changes, by holder.
+const CONSENT_LOCKS: usize = 256;
+
 /// The latest-4-information service.
 pub struct InfoService {
     pub(crate) store: Arc<Store>,
@@ -102,9 +105,10 @@ pub struct InfoService {
     pub(crate) buckets: Mutex<HashMap<String, RateBucket>>,
     /// Card signing CA certificates (every generation) consents are checked against.
     pub(crate) signing_cas: Vec<Certificate>,
-    /// Serializes consent changes (rare) so that reading the current consent
-    /// and replacing it cannot interleave.
-    pub(crate) consent_lock: tokio::sync::Mutex<()>,
+    /// Serializes the consent changes of one holder (by hash of the holder
+    /// id into these locks) so that reading the current consent and replacing
+    /// it cannot interleave; different holders proceed in parallel.
+    consent_locks: Vec<tokio::sync::Mutex<()>>,
     pub(crate) metrics: InfoMetrics,
 }
 
@@ -135,11 +139,26 @@ impl InfoService {
             by_fingerprint: RwLock::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
             signing_cas,
-            consent_lock: tokio::sync::Mutex::new(()),
+            consent_locks: (0..CONSENT_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             metrics,
         };
         svc.load_operators()?;
         Ok(svc)
+    }
+
+    /// The lock of a holder's consent changes.
+    pub(crate) async fn consent_lock(
+        &self,
+        holder: &shikko_core::HolderId,
+    ) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        holder.hash(&mut h);
+        self.consent_locks[(h.finish() % CONSENT_LOCKS as u64) as usize]
+            .lock()
+            .await
     }
 
     /// The store the service reads holders and certificates from.
