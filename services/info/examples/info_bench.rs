@@ -58,7 +58,11 @@ fn info(i: u64, moved: bool) -> FourInfo {
             format!("東京都千代田区千代田{}番", 1 + i % 30)
         },
         date_of_birth: DateOfBirth::parse("319850615").unwrap(),
-        sex: if i % 2 == 0 { Sex::Female } else { Sex::Male },
+        sex: if i.is_multiple_of(2) {
+            Sex::Female
+        } else {
+            Sex::Male
+        },
     }
 }
 
