@@ -291,21 +291,6 @@ fn items(names: &[String]) -> Result<InfoItems> {
     Ok(InfoItems::parse_list(&refs)?)
 }
 
-fn items_to_pb(items: InfoItems) -> Vec<i32> {
-    let mut v = Vec::new();
-    for (bit, item) in [
-        (InfoItems::NAME, pb::InfoItem::Name),
-        (InfoItems::ADDRESS, pb::InfoItem::Address),
-        (InfoItems::DATE_OF_BIRTH, pb::InfoItem::DateOfBirth),
-        (InfoItems::SEX, pb::InfoItem::Sex),
-    ] {
-        if items.contains(bit) {
-            v.push(item as i32);
-        }
-    }
-    v
-}
-
 fn consent_line(c: &pb::ConsentRecord) -> String {
     let state = match pb::ConsentState::try_from(c.state) {
         Ok(pb::ConsentState::Active) => "active",
@@ -382,7 +367,7 @@ pub(crate) async fn run(cmd: InfoCommand) -> Result<()> {
                 .await?
                 .record_consent(pb::RecordConsentRequest {
                     provider,
-                    items: items_to_pb(items),
+                    items: shikko_info::grpc::items_to_pb(items),
                     signing_certificate: der,
                     granted_at: granted_at.0,
                     signature,

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{example_event_serial, http_get, run, setup_demo_dir, shikko};
+use common::{example_event_serial, http_get, run, setup_demo_dir, shikko, start_demo};
 
 /// `openssl crl -verify` of a DER CRL; returns (verified, CRL number).
 fn openssl_crl(crl: &Path, ca: &Path) -> (bool, u64) {
@@ -154,49 +153,8 @@ fn crl_build_publishes_and_a_crash_before_publishing_leaves_the_old_crl() {
 fn the_demo_serves_its_crls_and_builds_on_demand() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = shikko()
-        .args([
-            "demo",
-            "--holders",
-            "300",
-            "--key-algorithm",
-            "p256",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .args([
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--info-addr",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut grpc, mut http) = (None, None);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.trim().strip_prefix("registry gRPC") {
-            grpc = Some(rest.trim().to_string());
-        }
-        if let Some(rest) = line.trim().strip_prefix("CRLs (HTTP)") {
-            let url = rest.trim().strip_prefix("http://").unwrap();
-            http = Some(url.split('/').next().unwrap().to_string());
-        }
-        if line.starts_with("Serving.") {
-            break;
-        }
-    }
-    let (grpc, http) = (
-        grpc.expect("gRPC endpoint printed"),
-        http.expect("CRL URL printed"),
-    );
+    let demo = start_demo(&data, "300");
+    let (grpc, http) = (demo.grpc.clone(), demo.http.clone());
     let ca = data.join("samples/auth-ca.pem");
     let fetched = dir.path().join("fetched.crl");
     let (status, body) = http_get(&http, "/crl/auth/delta.crl");
@@ -353,6 +311,5 @@ fn the_demo_serves_its_crls_and_builds_on_demand() {
         answer.contains(": revoked") && answer.contains("Reason: keyCompromise"),
         "not revoked within 1 s of the ingest: {answer}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(demo);
 }

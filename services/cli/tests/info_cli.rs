@@ -8,80 +8,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{http_get, run, shikko};
-
-struct Demo {
-    child: std::process::Child,
-    grpc: String,
-    http: String,
-    info: String,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_demo(data: &Path) -> Demo {
-    let mut child = shikko()
-        .args([
-            "demo",
-            "--holders",
-            "400",
-            "--key-algorithm",
-            "p256",
-            "--data-dir",
-        ])
-        .arg(data)
-        .args([
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--info-addr",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut grpc, mut http, mut info) = (None, None, None);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let t = line.trim();
-        if let Some(rest) = t.strip_prefix("registry gRPC") {
-            grpc = Some(rest.trim().to_string());
-        }
-        if let Some(rest) = t.strip_prefix("CRLs (HTTP)") {
-            let url = rest.trim().strip_prefix("http://").unwrap();
-            http = Some(url.split('/').next().unwrap().to_string());
-        }
-        if let Some(rest) = t.strip_prefix("4-information ") {
-            let url = rest.split_whitespace().next().unwrap();
-            if url.starts_with("https://") {
-                info.get_or_insert_with(|| url.to_string());
-            }
-        }
-        if line.starts_with("Serving.") {
-            break;
-        }
-    }
-    Demo {
-        child,
-        grpc: grpc.expect("gRPC endpoint printed"),
-        http: http.expect("HTTP printed"),
-        info: info.expect("4-information endpoint printed"),
-    }
-}
+use common::{http_get, run, shikko, start_demo};
 
 /// `shikko info ARGS --endpoint ... --cert ... --key ...`: (success, stdout + stderr).
 fn info(endpoint: &str, samples: &Path, args: &[&str]) -> (bool, String) {
@@ -117,7 +47,7 @@ fn row<'a>(table: &'a str, serial: &str) -> (&'a str, &'a str, &'a str) {
 fn the_demo_answers_the_seeds_flow_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let demo = start_demo(&data);
+    let demo = start_demo(&data, "400");
     let samples = data.join("samples");
     let serials: Vec<(String, String)> = std::fs::read_to_string(samples.join("info-serials.txt"))
         .unwrap()

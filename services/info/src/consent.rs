@@ -60,13 +60,11 @@ pub fn consent_of(
 }
 
 fn consent_by_id(store: &Store, id: &str) -> Result<Option<Consent>, InfoError> {
-    store
-        .info_get(&keys::consent(id))?
-        .map(|v| {
-            serde_json::from_slice(&v)
-                .map_err(|_| InfoError::Corrupt("a consent record does not decode"))
-        })
-        .transpose()
+    keys::get(
+        store,
+        &keys::consent(id),
+        "a consent record does not decode",
+    )
 }
 
 impl InfoService {
@@ -200,10 +198,7 @@ impl InfoService {
             }
             if current.state == ConsentState::Active {
                 current.state = ConsentState::Replaced { at: now };
-                puts.push((
-                    keys::consent(&current.id),
-                    serde_json::to_vec(&current).map_err(|e| InfoError::Internal(e.to_string()))?,
-                ));
+                puts.push((keys::consent(&current.id), keys::encode(&current)?));
             }
         }
         let consent = Consent {
@@ -216,10 +211,7 @@ impl InfoService {
             expires_at: consent_expiry(req.granted_at),
             state: ConsentState::Active,
         };
-        puts.push((
-            keys::consent(&id),
-            serde_json::to_vec(&consent).map_err(|e| InfoError::Internal(e.to_string()))?,
-        ));
+        puts.push((keys::consent(&id), keys::encode(&consent)?));
         puts.push((
             keys::holder_consent(holder.as_str(), req.provider.as_str()),
             id.as_bytes().to_vec(),
@@ -273,7 +265,7 @@ impl InfoService {
         consent.state = ConsentState::Withdrawn {
             at: UnixTime::now(),
         };
-        let v = serde_json::to_vec(&consent).map_err(|e| InfoError::Internal(e.to_string()))?;
+        let v = keys::encode(&consent)?;
         self.audit
             .commit(
                 vec![AuditEntry {

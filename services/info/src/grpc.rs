@@ -60,6 +60,18 @@ impl InfoGrpc {
             .into()
     }
 
+    async fn serial(
+        &self,
+        op: &Operator,
+        action: &'static str,
+        s: &[u8],
+    ) -> Result<Serial, Status> {
+        match Serial::from_be_bytes(s) {
+            Ok(s) => Ok(s),
+            Err(e) => Err(self.invalid(op, action, format!("serial: {e}")).await),
+        }
+    }
+
     async fn provider(
         &self,
         op: &Operator,
@@ -73,7 +85,8 @@ impl InfoGrpc {
     }
 }
 
-fn item_to_pb(items: InfoItems) -> Vec<i32> {
+/// The protobuf items of a set.
+pub fn items_to_pb(items: InfoItems) -> Vec<i32> {
     let mut v = Vec::new();
     for (bit, pb_item) in [
         (InfoItems::NAME, pb::InfoItem::Name),
@@ -143,7 +156,7 @@ fn consent_to_pb(c: &shikko_core::Consent) -> pb::ConsentRecord {
     pb::ConsentRecord {
         id: c.id.clone(),
         provider: c.provider.to_string(),
-        items: item_to_pb(c.items),
+        items: items_to_pb(c.items),
         signing_serial: c.signing_serial.magnitude().to_vec(),
         granted_at: c.granted_at.0,
         expires_at: c.expires_at.0,
@@ -162,10 +175,7 @@ impl pb::info_server::Info for InfoGrpc {
         let op = self.operator(&req, ACTION).await?;
         let r = req.into_inner();
         let provider = self.provider(&op, ACTION, r.provider).await?;
-        let serial = match Serial::from_be_bytes(&r.serial) {
-            Ok(s) => s,
-            Err(e) => return Err(self.invalid(&op, ACTION, format!("serial: {e}")).await),
-        };
+        let serial = self.serial(&op, ACTION, &r.serial).await?;
         let outcome = self.svc.query(&op, &provider, serial).await?;
         Ok(Response::new(answer_to_pb(&serial, &outcome)))
     }
@@ -236,10 +246,7 @@ impl pb::info_server::Info for InfoGrpc {
         let op = self.operator(&req, ACTION).await?;
         let r = req.into_inner();
         let provider = self.provider(&op, ACTION, r.provider).await?;
-        let serial = match Serial::from_be_bytes(&r.serial) {
-            Ok(s) => s,
-            Err(e) => return Err(self.invalid(&op, ACTION, format!("serial: {e}")).await),
-        };
+        let serial = self.serial(&op, ACTION, &r.serial).await?;
         let consent = self.svc.withdraw_consent(&op, &provider, &serial).await?;
         Ok(Response::new(consent_to_pb(&consent)))
     }

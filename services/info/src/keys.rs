@@ -51,3 +51,33 @@ pub(crate) fn fingerprint(sha256_hex: &str) -> Vec<u8> {
 pub(crate) fn provider(id: &str) -> Vec<u8> {
     format!("p/{id}").into_bytes()
 }
+
+/// A record of the keyspace, as JSON.
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, crate::InfoError> {
+    serde_json::to_vec(v).map_err(|e| crate::InfoError::Internal(format!("encoding a record: {e}")))
+}
+
+/// The record at `key`; one that does not decode is `Corrupt(what)`.
+pub(crate) fn get<T: serde::de::DeserializeOwned>(
+    store: &shikko_store::Store,
+    key: &[u8],
+    what: &'static str,
+) -> Result<Option<T>, crate::InfoError> {
+    store
+        .info_get(key)?
+        .map(|v| serde_json::from_slice(&v).map_err(|_| crate::InfoError::Corrupt(what)))
+        .transpose()
+}
+
+/// Every record under `prefix`, in key order.
+pub(crate) fn scan<T: serde::de::DeserializeOwned>(
+    store: &shikko_store::Store,
+    prefix: &[u8],
+    what: &'static str,
+) -> Result<Vec<T>, crate::InfoError> {
+    store
+        .info_scan(prefix, prefix, usize::MAX)?
+        .into_iter()
+        .map(|(_, v)| serde_json::from_slice(&v).map_err(|_| crate::InfoError::Corrupt(what)))
+        .collect()
+}

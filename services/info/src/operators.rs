@@ -21,6 +21,9 @@ pub const DEFAULT_RATE_PER_SEC: u32 = 20_000;
 /// Default burst: serials at once (a 10,000-serial batch fits).
 pub const DEFAULT_BURST: u32 = 40_000;
 
+const PROVIDER_CORRUPT: &str = "a provider record does not decode";
+const OPERATOR_CORRUPT: &str = "an operator record does not decode";
+
 /// A service provider (a bank).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provider {
@@ -125,48 +128,22 @@ impl InfoService {
 
     /// A provider's record.
     pub fn provider(&self, id: &ProviderId) -> Result<Option<Provider>, InfoError> {
-        self.store
-            .info_get(&keys::provider(id.as_str()))?
-            .map(|v| {
-                serde_json::from_slice(&v)
-                    .map_err(|_| InfoError::Corrupt("a provider record does not decode"))
-            })
-            .transpose()
+        keys::get(&self.store, &keys::provider(id.as_str()), PROVIDER_CORRUPT)
     }
 
     /// Every registered provider.
     pub fn providers(&self) -> Result<Vec<Provider>, InfoError> {
-        self.store
-            .info_scan(keys::PROVIDER_PREFIX, keys::PROVIDER_PREFIX, usize::MAX)?
-            .into_iter()
-            .map(|(_, v)| {
-                serde_json::from_slice(&v)
-                    .map_err(|_| InfoError::Corrupt("a provider record does not decode"))
-            })
-            .collect()
+        keys::scan(&self.store, keys::PROVIDER_PREFIX, PROVIDER_CORRUPT)
     }
 
     /// Every registered operator.
     pub fn operators(&self) -> Result<Vec<Operator>, InfoError> {
-        self.store
-            .info_scan(keys::OPERATOR_PREFIX, keys::OPERATOR_PREFIX, usize::MAX)?
-            .into_iter()
-            .map(|(_, v)| {
-                serde_json::from_slice(&v)
-                    .map_err(|_| InfoError::Corrupt("an operator record does not decode"))
-            })
-            .collect()
+        keys::scan(&self.store, keys::OPERATOR_PREFIX, OPERATOR_CORRUPT)
     }
 
     /// An operator's record.
     pub fn operator(&self, id: &OperatorId) -> Result<Option<Operator>, InfoError> {
-        self.store
-            .info_get(&keys::operator(id.as_str()))?
-            .map(|v| {
-                serde_json::from_slice(&v)
-                    .map_err(|_| InfoError::Corrupt("an operator record does not decode"))
-            })
-            .transpose()
+        keys::get(&self.store, &keys::operator(id.as_str()), OPERATOR_CORRUPT)
     }
 
     /// Registers a service provider (administrator).
@@ -179,7 +156,7 @@ impl InfoService {
             name: name.to_string(),
             registered_at: UnixTime::now(),
         };
-        let v = serde_json::to_vec(&p).map_err(|e| InfoError::Internal(e.to_string()))?;
+        let v = keys::encode(&p)?;
         self.audit
             .commit(
                 vec![admin_entry("provider.register", id.as_str(), id.as_str())],
@@ -266,7 +243,7 @@ impl InfoService {
             not_after: not_after(cert_der)?,
             revoked_at: None,
         });
-        let v = serde_json::to_vec(&op).map_err(|e| InfoError::Internal(e.to_string()))?;
+        let v = keys::encode(&op)?;
         self.audit
             .commit(
                 vec![admin_entry(action, "", op.id.as_str())],
@@ -298,7 +275,7 @@ impl InfoService {
                 c.revoked_at = Some(now);
             }
         }
-        let v = serde_json::to_vec(&op).map_err(|e| InfoError::Internal(e.to_string()))?;
+        let v = keys::encode(&op)?;
         self.audit
             .commit(
                 vec![admin_entry("operator.revoke_certificate", "", id.as_str())],
@@ -321,7 +298,7 @@ impl InfoService {
             .ok_or_else(|| InfoError::NotFound(format!("operator {id}")))?;
         op.rate_per_sec = rate_per_sec.max(1);
         op.burst = burst.max(1);
-        let v = serde_json::to_vec(&op).map_err(|e| InfoError::Internal(e.to_string()))?;
+        let v = keys::encode(&op)?;
         self.audit
             .commit(
                 vec![admin_entry("operator.rate_limit", "", id.as_str())],

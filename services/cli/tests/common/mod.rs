@@ -152,3 +152,77 @@ pub fn example_event_serial(samples: &Path) -> String {
         .expect("the example event names a serial")
         .to_string()
 }
+
+/// A `shikko demo` child process on loopback ports chosen by the OS, and its endpoints.
+pub struct Demo {
+    pub child: std::process::Child,
+    /// `http://ADDR` of the registry's gRPC.
+    pub grpc: String,
+    /// `ADDR` of HTTP (CRLs, OCSP).
+    pub http: String,
+    /// `https://ADDR` of the 4-information service.
+    pub info: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `shikko demo` (P-256, `holders` holders) in `data` and waits until it serves.
+pub fn start_demo(data: &Path, holders: &str) -> Demo {
+    let mut child = shikko()
+        .args([
+            "demo",
+            "--holders",
+            holders,
+            "--key-algorithm",
+            "p256",
+            "--data-dir",
+        ])
+        .arg(data)
+        .args([
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--info-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut grpc, mut http, mut info) = (None, None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("registry gRPC") {
+            grpc = Some(rest.trim().to_string());
+        }
+        if let Some(rest) = t.strip_prefix("CRLs (HTTP)") {
+            let url = rest.trim().strip_prefix("http://").unwrap();
+            http = Some(url.split('/').next().unwrap().to_string());
+        }
+        if let Some(rest) = t.strip_prefix("4-information ") {
+            let url = rest.split_whitespace().next().unwrap();
+            if url.starts_with("https://") {
+                info.get_or_insert_with(|| url.to_string());
+            }
+        }
+        if line.starts_with("Serving.") {
+            break;
+        }
+    }
+    Demo {
+        child,
+        grpc: grpc.expect("gRPC endpoint printed"),
+        http: http.expect("HTTP printed"),
+        info: info.expect("4-information endpoint printed"),
+    }
+}

@@ -305,20 +305,9 @@ pub fn consent(
         &h.serial,
         granted_at,
     );
-    let mut pb_items = Vec::new();
-    for (bit, item) in [
-        (InfoItems::NAME, pb::InfoItem::Name),
-        (InfoItems::ADDRESS, pb::InfoItem::Address),
-        (InfoItems::DATE_OF_BIRTH, pb::InfoItem::DateOfBirth),
-        (InfoItems::SEX, pb::InfoItem::Sex),
-    ] {
-        if items.contains(bit) {
-            pb_items.push(item as i32);
-        }
-    }
     pb::RecordConsentRequest {
         provider: provider.into(),
-        items: pb_items,
+        items: shikko_info::grpc::items_to_pb(items),
         signing_certificate: h.cert_der.clone(),
         granted_at: granted_at.0,
         signature: h.key.sign(&statement).unwrap(),
