@@ -236,3 +236,74 @@ async fn rate_limits_refuse_with_resource_exhausted() {
         2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_foreign_requests_are_refused_clearly_and_audited() {
+    let mut w = World::new(KeyAlgorithm::EcdsaP256).await;
+    let op = w.register("op-1", 1).await;
+    let h = w.holder("H1", 0x1001, KeyAlgorithm::EcdsaP256);
+    let mut c = w.client(Some(&op)).await;
+    let bad_serials: [&[u8]; 3] = [&[], &[0u8; 21], &[0, 0, 0]];
+    for s in bad_serials {
+        let e = c
+            .query(shikko_proto::v1::InfoQueryRequest {
+                provider: "bank-1".into(),
+                serial: s.to_vec(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{s:?}: {e:?}");
+    }
+    for p in ["", "bank 1", &"b".repeat(200)] {
+        let e = c.query(query(p, &h.serial)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{p:?}: {e:?}");
+    }
+    // A provider this operator does not act for.
+    let e = c.query(query("bank-2", &h.serial)).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    // Consents: no items, unknown items, garbage certificate, old or future dates.
+    let now = UnixTime::now();
+    let mut no_items = consent(&h, "bank-1", InfoItems::ALL, now);
+    no_items.items.clear();
+    let mut unknown_item = consent(&h, "bank-1", InfoItems::ALL, now);
+    unknown_item.items.push(42);
+    let mut garbage = consent(&h, "bank-1", InfoItems::ALL, now);
+    garbage.signing_certificate = vec![0x30, 0x03, 0x02, 0x01];
+    for (what, req, code) in [
+        ("no items", no_items, Code::InvalidArgument),
+        ("unknown item", unknown_item, Code::InvalidArgument),
+        ("garbage certificate", garbage, Code::InvalidArgument),
+        (
+            "signed 8 days ago",
+            consent(&h, "bank-1", InfoItems::ALL, UnixTime(now.0 - 8 * 86_400)),
+            Code::InvalidArgument,
+        ),
+        (
+            "dated tomorrow",
+            consent(&h, "bank-1", InfoItems::ALL, UnixTime(now.0 + 86_400)),
+            Code::InvalidArgument,
+        ),
+    ] {
+        let e = c.record_consent(req).await.unwrap_err();
+        assert_eq!(e.code(), code, "{what}: {e:?}");
+    }
+    // A batch over the limit.
+    let e = c
+        .query_batch(shikko_proto::v1::InfoBatchRequest {
+            provider: "bank-1".into(),
+            serials: vec![h.serial.magnitude().to_vec(); shikko_info::query::MAX_BATCH + 1],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    // Every refusal is in the audit log, and the service still answers.
+    let mut out = Vec::new();
+    shikko_info::audit::export(&w.store, 1, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.matches("refused:invalid").count(), 12, "{text}");
+    assert_eq!(text.matches("refused:permission_denied").count(), 1);
+    c.record_consent(consent(&h, "bank-1", InfoItems::ALL, now))
+        .await
+        .unwrap();
+    assert!(c.query(query("bank-1", &h.serial)).await.is_ok());
+}
