@@ -82,7 +82,7 @@ pub(crate) enum InfoCommand {
     },
     /// Provisions (billable answers) of the calling operator per day and provider.
     Usage {
-        /// Days, YYYY-MM-DD (UTC); default today.
+        /// Days, YYYY-MM-DD (Japan time); default today.
         days: Vec<String>,
         #[command(flatten)]
         conn: OperatorConn,

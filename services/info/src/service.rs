@@ -216,8 +216,22 @@ impl InfoService {
     }
 }
 
-/// The UTC day of a time, `YYYY-MM-DD`: the billing day.
+/// The billing day of a time: the date in Japan (JST, UTC+9), `YYYY-MM-DD`,
+/// the days a provider is invoiced in.
 pub fn billing_day(t: UnixTime) -> String {
-    let (y, m, d, ..) = t.to_civil();
+    let (y, m, d, ..) = t.plus_secs(9 * 3600).to_civil();
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn billing_days_are_japanese_days() {
+        // 2026-05-10 14:59:59 UTC is 23:59:59 JST; a second later it is the 11th in Japan.
+        let t = UnixTime(UnixTime::from_civil(2026, 5, 10).0 + 14 * 3600 + 59 * 60 + 59);
+        assert_eq!(billing_day(t), "2026-05-10");
+        assert_eq!(billing_day(t.plus_secs(1)), "2026-05-11");
+    }
 }
