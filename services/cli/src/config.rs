@@ -81,16 +81,4 @@ mod tests {
         assert_eq!(cfg.shutdown.drain_timeout_secs, 10);
         assert!(cfg.info.is_none());
     }
-
-    #[test]
-    fn the_example_info_config_in_deploy_parses() {
-        let path = std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/info.toml"
-        ));
-        let cfg: RegistryRoleConfig = shikko_runtime::load_toml(path).unwrap();
-        let info = cfg.info.expect("[info]");
-        assert_eq!(info.listen, default_info());
-        assert_eq!(info.signing_cas.len(), 1);
-    }
 }

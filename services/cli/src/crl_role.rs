@@ -201,8 +201,7 @@ pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
     crate::serve::run_role(
         grpc,
         routes,
-        http,
-        app,
+        Some((http, app)),
         metrics_listener,
         metrics,
         shutdown,

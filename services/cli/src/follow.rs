@@ -1,5 +1,5 @@
 //! Following a registry's change feed over gRPC, for the roles that run as
-//! their own processes (`serve crl`, `serve ocsp`): resume from the last
+//! their own processes (`serve crl`, `serve ocsp`, `serve info`): resume from the last
 //! sequence number applied, reconnect with backoff, notice a vanished
 //! registry (HTTP/2 keepalive), say when the follower is current.
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use shikko_core::Municipality;
+use shikko_core::{Event, Municipality};
 use shikko_proto::v1 as pb;
 use shikko_proto::v1::registry_client::RegistryClient;
 use shikko_registry::convert::{municipality_from_pb, record_from_pb};
@@ -32,6 +32,20 @@ pub(crate) trait Sink: Send + Sync + 'static {
     }
     /// Current: caught up with the registry; not current: out of reach.
     fn set_current(&self, current: bool);
+    /// Whether the sink wants whole events (a replica) rather than status changes.
+    fn wants_events(&self) -> bool {
+        false
+    }
+    /// Applies whole events with their sequence numbers, in order (called on
+    /// a blocking thread, for a sink that [`Sink::wants_events`]).
+    fn apply_events(
+        &self,
+        _events: Vec<(u64, Event)>,
+        _source_id: &str,
+        _head: u64,
+    ) -> Result<u64> {
+        anyhow::bail!("this follower does not take events")
+    }
 }
 
 /// Follows `endpoint` into `sink` until shutdown, reconnecting (1 s,
@@ -88,12 +102,31 @@ async fn follow_once(sink: &Arc<dyn Sink>, endpoint: &str) -> Result<()> {
         .follow(pb::FollowRequest {
             from_seq,
             max_batch: 1_000,
+            with_events: sink.wants_events(),
         })
         .await
         .context("Follow")?
         .into_inner();
     tracing::info!(from_seq, "following the registry");
     while let Some(batch) = stream.message().await.context("reading the feed")? {
+        if sink.wants_events() {
+            let events = batch
+                .records
+                .iter()
+                .map(|r| {
+                    serde_json::from_slice::<Event>(&r.event_json)
+                        .map(|e| (r.seq, e))
+                        .with_context(|| format!("event {} from the registry", r.seq))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let s = sink.clone();
+            let (source, head) = (batch.store_id.clone(), batch.head_seq);
+            let applied = blocking(move || s.apply_events(events, &source, head)).await?;
+            if applied >= batch.head_seq {
+                sink.set_current(true);
+            }
+            continue;
+        }
         let records = batch
             .records
             .iter()

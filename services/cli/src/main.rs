@@ -14,6 +14,7 @@ mod demo;
 mod follow;
 mod info;
 mod info_role;
+mod info_serve;
 mod load;
 mod ocsp;
 mod ocsp_role;
@@ -195,7 +196,7 @@ enum Role {
     Crl,
     /// The OCSP responder: follows the registry into its status index, answers over HTTP and gRPC.
     Ocsp,
-    /// The 4-information service (in the registry's process, which owns the store it reads).
+    /// The 4-information service: follows the registry's events into a replica store, answers operators over mutual TLS.
     Info,
 }
 
@@ -320,16 +321,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 serve::serve_registry(cfg).await?;
             }
             Role::Info => {
-                let cfg: config::RegistryRoleConfig = shikko_runtime::load_toml(&config)
+                let cfg: info_serve::InfoRoleConfig = shikko_runtime::load_toml(&config)
                     .map_err(|e| Failure::Config(e.to_string()))?;
-                if cfg.info.is_none() {
-                    return Err(Failure::Config(format!(
-                        "{}: the info role needs an [info] section (see deploy/info.toml)",
-                        config.display()
-                    )));
-                }
                 init_logs(&cfg.telemetry)?;
-                serve::serve_registry(cfg).await?;
+                info_serve::serve(cfg).await?;
             }
             Role::Crl => {
                 let cfg: crl_role::CrlRoleConfig = shikko_runtime::load_toml(&config)

@@ -193,8 +193,7 @@ pub(crate) async fn serve(cfg: OcspRoleConfig) -> Result<()> {
     crate::serve::run_role(
         grpc,
         routes,
-        http,
-        app,
+        Some((http, app)),
         metrics_listener,
         metrics,
         shutdown,

@@ -97,8 +97,7 @@ pub(crate) async fn run_platform(
 pub(crate) async fn run_role(
     grpc: TcpListener,
     routes: tonic::service::Routes,
-    http: TcpListener,
-    app: axum::Router,
+    http: Option<(TcpListener, axum::Router)>,
     metrics_listener: TcpListener,
     metrics: Metrics,
     shutdown: Shutdown,
@@ -112,11 +111,13 @@ pub(crate) async fn run_role(
                 shutdown.wait_owned(),
             ),
     );
-    let http_stop = shutdown.wait_owned();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http, app)
-            .with_graceful_shutdown(http_stop)
-            .await
+    let http_task = http.map(|(listener, app)| {
+        let stop = shutdown.wait_owned();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        })
     });
     let metrics_task = tokio::spawn(shikko_runtime::serve_metrics(
         metrics_listener,
@@ -126,14 +127,23 @@ pub(crate) async fn run_role(
     shutdown.wait().await;
     tracing::info!(timeout_secs = drain.as_secs(), "shutting down: draining");
     let drained = shikko_runtime::drain_with_timeout(
-        async { (grpc_task.await, http_task.await, metrics_task.await) },
+        async {
+            let g = grpc_task.await;
+            let h = match http_task {
+                Some(t) => Some(t.await),
+                None => None,
+            };
+            (g, h, metrics_task.await)
+        },
         drain,
     )
     .await;
     match drained {
         Ok((g, h, m)) => {
             g.context("gRPC server task")?.context("gRPC server")?;
-            h.context("HTTP server task")?.context("HTTP server")?;
+            if let Some(h) = h {
+                h.context("HTTP server task")?.context("HTTP server")?;
+            }
             m.context("metrics server task")?
                 .context("metrics server")?;
             tracing::info!("drained; exiting");

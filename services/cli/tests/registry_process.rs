@@ -92,6 +92,7 @@ async fn kill_9_during_ingest_loses_no_acknowledged_event() {
         .follow(pb::FollowRequest {
             from_seq: 1,
             max_batch: 10_000,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -20,6 +20,9 @@ pub enum InfoError {
     /// A record that already exists (a registration, a replayed consent).
     #[error("already exists: {0}")]
     AlreadyExists(String),
+    /// Not ready: a replica still catching up with the registry.
+    #[error("unavailable: {0}")]
+    Unavailable(&'static str),
     /// Something named that does not exist.
     #[error("not found: {0}")]
     NotFound(String),
@@ -44,6 +47,7 @@ impl InfoError {
             InfoError::Invalid(_) => "invalid",
             InfoError::AlreadyExists(_) => "already_exists",
             InfoError::NotFound(_) => "not_found",
+            InfoError::Unavailable(_) => "unavailable",
             InfoError::Corrupt(_) | InfoError::Store(_) | InfoError::Internal(_) => "internal",
         }
     }
@@ -65,6 +69,7 @@ impl From<InfoError> for tonic::Status {
             InfoError::Invalid(m) => Status::invalid_argument(m),
             InfoError::AlreadyExists(m) => Status::already_exists(m),
             InfoError::NotFound(m) => Status::not_found(m),
+            InfoError::Unavailable(m) => Status::unavailable(m),
             other => {
                 tracing::error!(error = %other, "4-information service failure");
                 Status::internal("internal error (logged)")

@@ -383,6 +383,19 @@ impl InfoService {
         serials: usize,
         action: &'static str,
     ) -> Result<(), InfoError> {
+        if !self.is_ready() {
+            return Err(self
+                .refuse(
+                    op.id.as_str(),
+                    action,
+                    provider.as_str(),
+                    "",
+                    InfoError::Unavailable(
+                        "the 4-information service is catching up with the registry; retry shortly",
+                    ),
+                )
+                .await);
+        }
         if !op.acts_for(provider) {
             return Err(self
                 .refuse(

@@ -110,6 +110,9 @@ pub struct InfoService {
     /// it cannot interleave; different holders proceed in parallel.
     consent_locks: Vec<tokio::sync::Mutex<()>>,
     pub(crate) metrics: InfoMetrics,
+    /// False while a replica catches up with the registry: operator calls
+    /// are then refused (UNAVAILABLE) rather than answered from old data.
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for InfoService {
@@ -143,6 +146,7 @@ impl InfoService {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             metrics,
+            ready: std::sync::atomic::AtomicBool::new(true),
         };
         svc.load_operators()?;
         Ok(svc)
@@ -159,6 +163,16 @@ impl InfoService {
         self.consent_locks[(h.finish() % CONSENT_LOCKS as u64) as usize]
             .lock()
             .await
+    }
+
+    /// Marks the service ready (its store is current) or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether operator calls are answered.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The store the service reads holders and certificates from.

@@ -307,3 +307,24 @@ async fn malformed_and_foreign_requests_are_refused_clearly_and_audited() {
         .unwrap();
     assert!(c.query(query("bank-1", &h.serial)).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_is_not_caught_up_answers_unavailable() {
+    let mut w = World::new(KeyAlgorithm::EcdsaP256).await;
+    let op = w.register("op-1", 1).await;
+    let h = w.holder("H1", 0x1001, KeyAlgorithm::EcdsaP256);
+    let mut c = w.client(Some(&op)).await;
+    w.svc.set_ready(false);
+    let e = c.query(query("bank-1", &h.serial)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    let e = c
+        .record_consent(consent(&h, "bank-1", InfoItems::ALL, UnixTime::now()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    w.svc.set_ready(true);
+    c.record_consent(consent(&h, "bank-1", InfoItems::ALL, UnixTime::now()))
+        .await
+        .unwrap();
+    assert!(c.query(query("bank-1", &h.serial)).await.is_ok());
+}

@@ -335,6 +335,7 @@ pub fn record_to_pb(r: &ChangeRecord) -> pb::ChangeRecord {
         event_type: r.event_type.clone(),
         time: r.time.0,
         changes: r.changes.iter().map(change_to_pb).collect(),
+        event_json: Vec::new(),
     }
 }
 

@@ -295,7 +295,14 @@ impl RegistryApi for RegistryService {
             .map_err(Error::from)?;
         let (tx, rx) = mpsc::channel(4);
         let inner = self.inner.clone();
-        tokio::spawn(follow_task(inner, req.from_seq.max(1), max, store_id, tx));
+        tokio::spawn(follow_task(
+            inner,
+            req.from_seq.max(1),
+            max,
+            req.with_events,
+            store_id,
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -369,6 +376,7 @@ async fn follow_task(
     inner: Arc<Registry>,
     mut next: u64,
     max: usize,
+    with_events: bool,
     store_id: String,
     tx: mpsc::Sender<std::result::Result<pb::ChangeBatch, Status>>,
 ) {
@@ -387,7 +395,26 @@ async fn follow_task(
         // The head before the read: the records read reach at least it.
         let head_seq = inner.store.last_seq();
         let store = inner.store.clone();
-        let read = tokio::task::spawn_blocking(move || store.changes_since(next, max)).await;
+        let read = tokio::task::spawn_blocking(move || {
+            let records = store.changes_since(next, max)?;
+            let mut out: Vec<pb::ChangeRecord> =
+                records.iter().map(convert::record_to_pb).collect();
+            if with_events {
+                for r in &mut out {
+                    let event = store.event(r.seq)?.ok_or(shikko_store::Error::Corrupt {
+                        cf: "events",
+                        why: format!("no event for feed record {}", r.seq),
+                    })?;
+                    r.event_json =
+                        serde_json::to_vec(&event).map_err(|e| shikko_store::Error::Corrupt {
+                            cf: "events",
+                            why: format!("cannot encode event {}: {e}", r.seq),
+                        })?;
+                }
+            }
+            Ok::<_, shikko_store::Error>(out)
+        })
+        .await;
         let records = match read {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
@@ -416,7 +443,7 @@ async fn follow_task(
             sent_any = true;
             next = last.seq + 1;
             let batch = pb::ChangeBatch {
-                records: records.iter().map(convert::record_to_pb).collect(),
+                records,
                 head_seq,
                 store_id: store_id.clone(),
             };

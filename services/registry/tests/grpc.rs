@@ -122,6 +122,7 @@ async fn change_feed_resumes_from_a_sequence_number() {
         .follow(pb::FollowRequest {
             from_seq: 1,
             max_batch: 2,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -143,6 +144,7 @@ async fn change_feed_resumes_from_a_sequence_number() {
         .follow(pb::FollowRequest {
             from_seq: 4,
             max_batch: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -152,8 +154,34 @@ async fn change_feed_resumes_from_a_sequence_number() {
     assert_eq!(seqs, vec![4, 5, 6, 7]);
     let revoked = &batch.records[2];
     assert_eq!(revoked.event_type, "revoke");
+    assert!(revoked.event_json.is_empty(), "events only on request");
     assert_eq!(revoked.changes[0].status, pb::Status::Revoked as i32);
     assert_eq!(revoked.changes[0].reason, 1);
+
+    // A replica asks for the whole events: each record carries its event as accepted.
+    let mut replica = c
+        .follow(pb::FollowRequest {
+            from_seq: 6,
+            max_batch: 0,
+            with_events: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let batch = replica.message().await.unwrap().unwrap();
+    let events: Vec<shikko_core::Event> = batch
+        .records
+        .iter()
+        .map(|r| serde_json::from_slice(&r.event_json).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].id.as_str(), "r1");
+    assert!(matches!(
+        events[0].body,
+        shikko_core::EventBody::Revoke { .. }
+    ));
+    assert_eq!(events[1].id.as_str(), "i6");
+    drop(replica);
 
     // Caught up, the stream waits and delivers new events as they are accepted.
     ingest(&mut c, vec![revoke("r2", 6, 5)]).await;
@@ -192,6 +220,7 @@ async fn the_feed_survives_a_registry_restart() {
         .follow(pb::FollowRequest {
             from_seq: 2,
             max_batch: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -215,6 +244,7 @@ async fn the_feed_survives_a_registry_restart() {
         .follow(pb::FollowRequest {
             from_seq: 4,
             max_batch: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -227,6 +257,7 @@ async fn the_feed_survives_a_registry_restart() {
         .follow(pb::FollowRequest {
             from_seq: 5,
             max_batch: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -241,6 +272,7 @@ async fn the_feed_survives_a_registry_restart() {
         .follow(pb::FollowRequest {
             from_seq: 1,
             max_batch: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
