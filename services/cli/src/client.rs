@@ -183,3 +183,18 @@ pub(crate) async fn status(
     }
     Ok(())
 }
+
+/// `shikko backup create`: a checkpoint of the registry's store.
+pub(crate) async fn checkpoint(endpoint: &str, name: String) -> Result<()> {
+    let made = connect(endpoint)
+        .await?
+        .checkpoint(pb::CheckpointRequest { name })
+        .await
+        .map_err(|e| anyhow::anyhow!("{:?}: {}", e.code(), e.message()))?
+        .into_inner();
+    println!(
+        "checkpoint {} (store {}, up to seq {} at least)",
+        made.path, made.store_id, made.last_seq
+    );
+    Ok(())
+}

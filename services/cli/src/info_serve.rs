@@ -44,10 +44,11 @@ pub(crate) struct InfoRoleSection {
     /// The registry it follows. Default `http://127.0.0.1:50051`.
     #[serde(default = "crate::config::default_registry_endpoint")]
     pub(crate) registry: String,
-    /// gRPC over mutual TLS for operators. Default `127.0.0.1:50052`.
-    #[serde(default = "crate::config::default_info")]
+    /// gRPC over mutual TLS for operators. Default `127.0.0.1:50054` (the
+    /// roles' defaults do not collide on one host; the demo uses 50052).
+    #[serde(default = "default_listen")]
     pub(crate) listen: SocketAddr,
-    /// Internal gRPC (InfoAdmin, health). Default `127.0.0.1:50053`.
+    /// Internal gRPC (InfoAdmin, health). Default `127.0.0.1:50055`.
     #[serde(default = "default_admin")]
     pub(crate) admin_listen: SocketAddr,
     /// The server's certificate (PEM). Required.
@@ -60,8 +61,12 @@ pub(crate) struct InfoRoleSection {
     pub(crate) signing_cas: Vec<PathBuf>,
 }
 
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 50054))
+}
+
 fn default_admin() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 50053))
+    SocketAddr::from(([127, 0, 0, 1], 50055))
 }
 
 /// Applies the registry's events to the replica store.
@@ -200,7 +205,7 @@ mod tests {
             "/../../deploy/info.toml"
         ));
         let cfg: InfoRoleConfig = shikko_runtime::load_toml(path).unwrap();
-        assert_eq!(cfg.info.listen, crate::config::default_info());
+        assert_eq!(cfg.info.listen, default_listen());
         assert_eq!(cfg.info.admin_listen, default_admin());
         assert_eq!(
             cfg.info.registry,

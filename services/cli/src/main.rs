@@ -135,6 +135,27 @@ enum Command {
         #[command(subcommand)]
         command: info::AdminCommand,
     },
+    /// Backups of the registry's store.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Ask a running registry for a checkpoint of its store at
+    /// DATA_DIR/backups/NAME (consistent, openable; hard links on the same
+    /// file system): ship that directory elsewhere. Restore: stop the
+    /// registry, put the directory in place of DATA_DIR/db, start it.
+    Create {
+        /// Registry endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+        /// Checkpoint name (default: the UTC time).
+        #[arg(long, default_value = "")]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -381,6 +402,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Info { command } => info::run(command).await?,
         Command::Audit { command } => info::audit(command).await?,
         Command::Admin { command } => info::admin(command).await?,
+        Command::Backup {
+            command: BackupCommand::Create { endpoint, name },
+        } => client::checkpoint(&endpoint, name).await?,
         Command::Crl {
             command:
                 CrlCommand::Build {

@@ -253,3 +253,48 @@ fn readme_event_examples_are_valid() {
 fn ingest_file(endpoint: &str, file: &str) -> std::process::Output {
     run(&["events", "ingest", "--endpoint", endpoint, file])
 }
+
+#[test]
+fn a_backup_restores_into_a_registry_that_serves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::setup_demo_dir(&data);
+    let config = write_config(dir.path(), &data);
+    let samples = data.join("samples");
+    let status = |endpoint: &str| {
+        run(&[
+            "cert",
+            "status",
+            "--endpoint",
+            endpoint,
+            "--cert",
+            samples.join("sign-revoked.pem").to_str().unwrap(),
+        ])
+    };
+    let registry = start_registry(&config);
+    let before = String::from_utf8_lossy(&status(&registry.endpoint).stdout).into_owned();
+    assert!(before.contains("revoked"), "{before}");
+    let out = run(&[
+        "backup",
+        "create",
+        "--endpoint",
+        &registry.endpoint,
+        "--name",
+        "before-disaster",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let backup = data.join("backups/before-disaster");
+    assert!(said.contains(backup.to_str().unwrap()), "{said}");
+    drop(registry);
+    // Disaster: the store is lost. Restore the checkpoint in its place.
+    std::fs::remove_dir_all(data.join("db")).unwrap();
+    std::fs::rename(&backup, data.join("db")).unwrap();
+    let registry = start_registry(&config);
+    let after = String::from_utf8_lossy(&status(&registry.endpoint).stdout).into_owned();
+    assert_eq!(after, before);
+}

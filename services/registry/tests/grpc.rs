@@ -446,3 +446,46 @@ async fn bulk_ingest_and_revoked_scans_stream() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_checkpoint_is_an_openable_copy_with_the_same_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let server = start(&db).await;
+    let mut c = client(server.addr).await;
+    ingest(&mut c, vec![issue("i1", "H1", 1), issue("i2", "H2", 2)]).await;
+    let made = c
+        .checkpoint(pb::CheckpointRequest {
+            name: "nightly-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(made.last_seq, 2);
+    assert_eq!(
+        std::path::Path::new(&made.path),
+        dir.path().join("backups").join("nightly-1")
+    );
+    // The same name twice, and names that could escape the backups folder: refused.
+    for name in ["nightly-1", "../db", ".hidden", "a/b", &"x".repeat(65)] {
+        let e = c
+            .checkpoint(pb::CheckpointRequest { name: name.into() })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{name}");
+    }
+    // Unnamed: the time.
+    let timed = c
+        .checkpoint(pb::CheckpointRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(timed.path.ends_with('Z'), "{}", timed.path);
+    // Later events do not reach the copy; the copy opens as a store of its own.
+    ingest(&mut c, vec![issue("i3", "H3", 3)]).await;
+    server.stop().await;
+    let copy = Store::open(std::path::Path::new(&made.path)).unwrap();
+    assert_eq!(copy.last_seq(), 2);
+    assert_eq!(copy.store_id().unwrap(), made.store_id);
+    assert!(copy.event(2).unwrap().is_some() && copy.event(3).unwrap().is_none());
+}
