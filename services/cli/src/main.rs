@@ -81,6 +81,9 @@ enum Command {
         /// TOML configuration file.
         #[arg(long)]
         config: PathBuf,
+        /// Check the configuration (every field known and valid) and exit.
+        #[arg(long)]
+        check: bool,
     },
     /// Load a large synthetic population (records; certificates for a sample) into a data directory.
     Seed {
@@ -334,16 +337,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             })
             .await?;
         }
-        Command::Serve { role, config } => match role {
+        Command::Serve {
+            role,
+            config,
+            check,
+        } => match role {
             Role::Registry => {
                 let cfg: config::RegistryRoleConfig = shikko_runtime::load_toml(&config)
                     .map_err(|e| Failure::Config(e.to_string()))?;
+                if check {
+                    return config_ok(&config);
+                }
                 init_logs(&cfg.telemetry)?;
                 serve::serve_registry(cfg).await?;
             }
             Role::Info => {
                 let cfg: info_serve::InfoRoleConfig = shikko_runtime::load_toml(&config)
                     .map_err(|e| Failure::Config(e.to_string()))?;
+                if check {
+                    return config_ok(&config);
+                }
                 init_logs(&cfg.telemetry)?;
                 info_serve::serve(cfg).await?;
             }
@@ -351,6 +364,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 let cfg: crl_role::CrlRoleConfig = shikko_runtime::load_toml(&config)
                     .map_err(|e| Failure::Config(e.to_string()))?;
                 cfg.crl.validate().map_err(Failure::Config)?;
+                if check {
+                    return config_ok(&config);
+                }
                 init_logs(&cfg.telemetry)?;
                 crl_role::serve(cfg).await?;
             }
@@ -358,6 +374,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 let cfg: ocsp_role::OcspRoleConfig = shikko_runtime::load_toml(&config)
                     .map_err(|e| Failure::Config(e.to_string()))?;
                 cfg.ocsp.validate().map_err(Failure::Config)?;
+                if check {
+                    return config_ok(&config);
+                }
                 init_logs(&cfg.telemetry)?;
                 ocsp_role::serve(cfg).await?;
             }
@@ -433,6 +452,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         },
     }
+    Ok(())
+}
+
+fn config_ok(path: &std::path::Path) -> Result<(), Failure> {
+    println!("{}: configuration OK", path.display());
     Ok(())
 }
 
