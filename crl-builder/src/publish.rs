@@ -12,9 +12,10 @@ use crate::state::sync_dir;
 use crate::verify::{CrlSummary, read_summary, verify_file};
 use crate::writer::TMP_PREFIX;
 
-/// Environment variable naming a crash point, for crash tests: when it is
+/// Environment variable naming a fault point, for fault tests: when it is
 /// `crl-before-rename`, the process aborts after a CRL is written and checked
-/// but before it is published.
+/// but before it is published; when it is `crl-enospc`, writing a CRL file
+/// fails as on a full disk (ENOSPC).
 pub const FAILPOINT_ENV: &str = "SHIKKO_FAILPOINT";
 
 fn failpoint(name: &str) {
@@ -22,6 +23,18 @@ fn failpoint(name: &str) {
         tracing::error!(failpoint = name, "failpoint reached: aborting");
         std::process::abort();
     }
+}
+
+/// A simulated full disk at `name`: ENOSPC when the fault point is set.
+pub(crate) fn io_failpoint(name: &str) -> std::io::Result<()> {
+    if std::env::var_os(FAILPOINT_ENV).is_some_and(|v| v == name) {
+        tracing::error!(
+            failpoint = name,
+            "failpoint reached: no space left on device"
+        );
+        return Err(std::io::Error::from_raw_os_error(28));
+    }
+    Ok(())
 }
 
 /// Removes temporary files left in `dir` by an interrupted build.

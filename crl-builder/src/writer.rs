@@ -247,6 +247,7 @@ pub(crate) fn assemble(
     let io = |e: std::io::Error| Error::io(out, e);
     // The slot for the outer header: not part of the signed bytes.
     w.inner.write_all(&vec![0u8; slot]).map_err(io)?;
+    crate::publish::io_failpoint("crl-enospc").map_err(io)?;
     w.write_all(&d::header(TAG_SEQUENCE, tbs_content))
         .map_err(io)?;
     w.write_all(&head).map_err(io)?;

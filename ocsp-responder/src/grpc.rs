@@ -56,6 +56,11 @@ impl pb::ocsp_responder_server::OcspResponder for OcspService {
                 "the status index is still catching up with the registry",
             ));
         }
+        if self.role.too_stale(UnixTime::now()) {
+            return Err(Status::unavailable(
+                "the registry has been out of reach longer than the stale-but-valid window",
+            ));
+        }
         let responder = self.role.responder();
         if !responder.serves(kind) {
             return Err(Status::permission_denied(format!(

@@ -105,6 +105,11 @@ async fn answer(st: HttpState, method: &str, der: &[u8], headers: &HeaderMap) ->
         count(&st, method, "not_ready");
         return ocsp_bytes(status_only(OcspResponseStatus::TryLater));
     }
+    if st.role.too_stale(now) {
+        // The registry has been out of reach longer than the stale-but-valid window.
+        count(&st, method, "stale");
+        return ocsp_bytes(status_only(OcspResponseStatus::TryLater));
+    }
     let per_request = parsed.nonce.is_some() || parsed.cert_ids.len() > 1;
     let answer: Answer = match st.role.responder().cached(&parsed, now) {
         Some(a) => a,

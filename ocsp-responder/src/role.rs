@@ -26,6 +26,11 @@ pub struct OcspMetrics {
     pub index_seq: IntGauge,
     /// Certificates in the index, by issuer.
     pub certificates: IntGaugeVec,
+    /// 1 while the role follows the registry, 0 while it is out of reach.
+    pub registry_connected: IntGauge,
+    /// When the registry went out of reach (Unix seconds; 0 while connected):
+    /// answers come from an index at most `time() - this` seconds old.
+    pub stale_since: IntGauge,
 }
 
 impl OcspMetrics {
@@ -62,7 +67,18 @@ impl OcspMetrics {
                 ),
                 &["issuer"],
             )?,
+            registry_connected: IntGauge::with_opts(Opts::new(
+                "shikko_ocsp_registry_connected",
+                "1 while the OCSP role follows the registry, 0 while the registry is out of reach",
+            ))?,
+            stale_since: IntGauge::with_opts(Opts::new(
+                "shikko_ocsp_stale_since_timestamp_seconds",
+                "When the registry went out of reach (0 while connected): the index is that old",
+            ))?,
         };
+        m.registry_connected.set(1);
+        registry.register(Box::new(m.registry_connected.clone()))?;
+        registry.register(Box::new(m.stale_since.clone()))?;
         registry.register(Box::new(m.requests.clone()))?;
         registry.register(Box::new(m.signing_seconds.clone()))?;
         registry.register(Box::new(m.feed_lag.clone()))?;
@@ -81,6 +97,10 @@ pub struct OcspRole {
     index: Arc<StatusIndex>,
     responder: Arc<Responder>,
     metrics: OcspMetrics,
+    /// When the registry went out of reach (Unix seconds), 0 while in reach.
+    lost_at: std::sync::atomic::AtomicI64,
+    /// How long answers keep coming from the index after that (seconds).
+    max_stale: std::sync::atomic::AtomicI64,
 }
 
 impl OcspRole {
@@ -95,7 +115,45 @@ impl OcspRole {
             index,
             responder,
             metrics: OcspMetrics::new(registry)?,
+            lost_at: std::sync::atomic::AtomicI64::new(0),
+            max_stale: std::sync::atomic::AtomicI64::new(i64::MAX),
         }))
+    }
+
+    /// How long the role keeps answering from its index once the registry is
+    /// out of reach (the stale-but-valid window); beyond it, tryLater.
+    pub fn set_max_stale(&self, window: std::time::Duration) {
+        let secs = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
+        self.max_stale
+            .store(secs, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The registry went out of reach at `now` (the first call counts).
+    pub fn lost_registry(&self, now: shikko_core::UnixTime) {
+        use std::sync::atomic::Ordering;
+        if self
+            .lost_at
+            .compare_exchange(0, now.0.max(1), Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            self.metrics.registry_connected.set(0);
+            self.metrics.stale_since.set(now.0);
+        }
+    }
+
+    /// The registry is in reach again (the feed is followed).
+    pub fn reached_registry(&self) {
+        self.lost_at.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.metrics.registry_connected.set(1);
+        self.metrics.stale_since.set(0);
+    }
+
+    /// Whether the index is older than the stale-but-valid window allows:
+    /// answers are then tryLater (no status vouched for from data that old).
+    pub fn too_stale(&self, now: shikko_core::UnixTime) -> bool {
+        use std::sync::atomic::Ordering;
+        let lost = self.lost_at.load(Ordering::SeqCst);
+        lost != 0 && now.0.saturating_sub(lost) > self.max_stale.load(Ordering::SeqCst)
     }
 
     /// Answers tryLater until [`OcspRole::set_ready`]: for a role whose index

@@ -89,6 +89,11 @@ pub(crate) struct OcspSection {
     /// Answers signed per request (nonce) at once before shedding with 503. Default 64.
     #[serde(default = "default_max_signing")]
     pub(crate) max_signing: usize,
+    /// The stale-but-valid window: how long answers keep coming from the
+    /// index once the registry is out of reach; beyond it, tryLater.
+    /// Default 900 (J-LIS refreshes its OCSP data every 15 minutes).
+    #[serde(default = "default_max_stale")]
+    pub(crate) max_stale_secs: u64,
 }
 
 fn default_http() -> SocketAddr {
@@ -104,6 +109,10 @@ fn default_max_signing() -> usize {
     64
 }
 
+fn default_max_stale() -> u64 {
+    900
+}
+
 impl OcspSection {
     pub(crate) fn validate(&self) -> std::result::Result<(), String> {
         if !(60..=7 * 86_400).contains(&self.validity_secs) {
@@ -111,6 +120,9 @@ impl OcspSection {
         }
         if !(1..=100_000).contains(&self.max_signing) {
             return Err("[ocsp] max_signing must be 1 to 100000".into());
+        }
+        if self.max_stale_secs > 7 * 86_400 {
+            return Err("[ocsp] max_stale_secs must be at most 604800 seconds".into());
         }
         Ok(())
     }
@@ -144,10 +156,13 @@ impl Sink for IndexSink {
 
     fn set_current(&self, current: bool) {
         if current {
+            self.role.reached_registry();
             self.role.set_ready();
         } else {
-            // Answers keep coming from the index (each valid until its
-            // nextUpdate); the lag is unknown while the registry is away.
+            // Answers keep coming from the index for the stale-but-valid
+            // window (each valid until its nextUpdate), then tryLater; the
+            // lag is unknown while the registry is away.
+            self.role.lost_registry(shikko_core::UnixTime::now());
             self.role.metrics().feed_lag.set(-1);
         }
     }
@@ -163,6 +178,7 @@ pub(crate) async fn serve(cfg: OcspRoleConfig) -> Result<()> {
         metrics.registry(),
     )?;
     role.hold_until_ready();
+    role.set_max_stale(Duration::from_secs(c.max_stale_secs));
     let http = crate::serve::bind(c.http_listen, "HTTP").await?;
     let grpc = crate::serve::bind(c.grpc_listen, "gRPC").await?;
     let metrics_listener = crate::serve::bind(cfg.telemetry.metrics_addr, "metrics").await?;

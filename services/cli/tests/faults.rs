@@ -1,0 +1,381 @@
+//! Fault tests (their outcomes are written down in docs/FAULTS.md):
+//! - the registry killed (SIGKILL) during ingest loses nothing it
+//!   acknowledged, and a following OCSP responder catches up after it restarts;
+//! - with the registry down, the OCSP responder answers from its index within
+//!   the stale-but-valid window (and says so in its metrics), then tryLater,
+//!   and answers again once the registry is back;
+//! - a CRL build that runs out of disk leaves the published CRL in place;
+//! - 10,000 idle connections and slowloris clients do not starve OCSP
+//!   clients; an oversized body is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{RoleProcess, run, setup_demo_dir, shikko, start_registry, start_role};
+use shikko_proto::v1 as pb;
+
+/// A free loopback port (bound and released), so that a restarted registry
+/// comes back at the address its followers know.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn registry_config(dir: &Path, data: &Path, port: u16) -> std::path::PathBuf {
+    let path = dir.join("registry.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[registry]\ndata_dir = {data:?}\nlisten = \"127.0.0.1:{port}\"\n\n[telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn start_ocsp(dir: &Path, data: &Path, registry: &str, max_stale: u64) -> RoleProcess {
+    let cfg = dir.join("ocsp.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[ocsp]\ndata_dir = {data:?}\nregistry = {registry:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\nmax_stale_secs = {max_stale}\n\n\
+             [telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"error\"\n"
+        ),
+    )
+    .unwrap();
+    start_role("ocsp", &cfg)
+}
+
+fn openssl_ocsp(samples: &Path, url: &str, issuer: &str, serial: &str) -> String {
+    let out = Command::new("openssl")
+        .args(["ocsp", "-no_nonce", "-issuer"])
+        .arg(format!("{issuer}-ca.pem"))
+        .arg("-CAfile")
+        .arg(format!("{issuer}-ca.pem"))
+        .args(["-serial", &format!("0x{serial}"), "-url", url])
+        .current_dir(samples)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn metrics(addr: &str) -> String {
+    String::from_utf8(common::http_get(addr, "/metrics").1).unwrap()
+}
+
+/// A new card user-authentication certificate for a new holder.
+fn auth_issue(n: u64) -> pb::Event {
+    pb::Event {
+        id: format!("fault-{n}"),
+        time: 1_800_000_000,
+        body: Some(pb::event::Body::Issue(pb::Issue {
+            holder_id: format!("FAULT-{n}"),
+            cert: Some(pb::NewCert {
+                issuer: pb::Issuer::Auth as i32,
+                serial: (0x7A00_0000_0000u64 + n).to_be_bytes().to_vec(),
+                not_before: 1_700_000_000,
+                not_after: 2_100_000_000,
+                ..Default::default()
+            }),
+            four_info: None,
+        })),
+    }
+}
+
+#[test]
+fn a_killed_registry_loses_nothing_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    setup_demo_dir(&data);
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let config = registry_config(dir.path(), &data, port);
+    let mut registry = start_registry(&config);
+    let ocsp = start_ocsp(dir.path(), &data, &endpoint, 900);
+    let url = format!("http://{}/ocsp", ocsp.field("http"));
+
+    // A client ingests batches of 200 as fast as it can; the registry is
+    // killed with SIGKILL in the middle of it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let acked = rt.block_on(async {
+        let mut c = pb::registry_client::RegistryClient::connect(endpoint.clone())
+            .await
+            .unwrap();
+        let mut acked = 0u64;
+        let started = Instant::now();
+        let mut killed = false;
+        for batch in 0u64.. {
+            if !killed && started.elapsed() > Duration::from_millis(700) {
+                registry.child.kill().unwrap();
+                killed = true;
+            }
+            let events = (0..200).map(|i| auth_issue(batch * 200 + i)).collect();
+            match c
+                .ingest(pb::IngestRequest {
+                    events,
+                    all_or_nothing: true,
+                })
+                .await
+            {
+                Ok(_) => acked = (batch + 1) * 200,
+                Err(_) if killed => break,
+                Err(e) => panic!("ingest failed before the kill: {e}"),
+            }
+        }
+        acked
+    });
+    registry.child.wait().unwrap();
+    assert!(
+        acked >= 200,
+        "some batches were acknowledged before the kill"
+    );
+    eprintln!("fault: {acked} events acknowledged before SIGKILL");
+
+    // Restart on the same store and port: every acknowledged event is there.
+    let _registry = start_registry(&config);
+    rt.block_on(async {
+        let mut c = pb::registry_client::RegistryClient::connect(endpoint.clone())
+            .await
+            .unwrap();
+        for n in 0..acked {
+            let s = c
+                .get_status(pb::GetStatusRequest {
+                    issuer: pb::Issuer::Auth as i32,
+                    serial: (0x7A00_0000_0000u64 + n).to_be_bytes().to_vec(),
+                })
+                .await;
+            assert!(s.is_ok(), "acknowledged event fault-{n} lost: {s:?}");
+        }
+    });
+    // An event accepted after the restart: the responder must reconnect to
+    // the new registry process and follow it to answer for it.
+    let after = acked + 1_000;
+    rt.block_on(async {
+        let mut c = pb::registry_client::RegistryClient::connect(endpoint.clone())
+            .await
+            .unwrap();
+        c.ingest(pb::IngestRequest {
+            events: vec![auth_issue(after)],
+            all_or_nothing: true,
+        })
+        .await
+        .unwrap();
+    });
+    let last = format!("{:X}", 0x7A00_0000_0000u64 + after);
+    let samples = data.join("samples");
+    let restarted = Instant::now();
+    assert!(
+        until(30, || openssl_ocsp(&samples, &url, "auth", &last)
+            .contains(": good")),
+        "the responder did not catch up: {}",
+        openssl_ocsp(&samples, &url, "auth", &last)
+    );
+    eprintln!(
+        "fault: the responder answered for an event accepted after the restart {:.1} s after the restart",
+        restarted.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn ocsp_answers_through_the_stale_window_then_says_try_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    setup_demo_dir(&data);
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let config = registry_config(dir.path(), &data, port);
+    let mut registry = start_registry(&config);
+    let ocsp = start_ocsp(dir.path(), &data, &endpoint, 3);
+    let (url, metrics_addr) = (
+        format!("http://{}/ocsp", ocsp.field("http")),
+        ocsp.field("metrics"),
+    );
+    let samples = data.join("samples");
+    let ask = || {
+        let out = Command::new("openssl")
+            .args([
+                "ocsp",
+                "-no_nonce",
+                "-issuer",
+                "sign-ca.pem",
+                "-CAfile",
+                "sign-ca.pem",
+            ])
+            .args(["-cert", "sign-good.pem", "-url", &url])
+            .current_dir(&samples)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    assert!(until(20, || ask().contains(": good")), "{}", ask());
+    assert!(metrics(&metrics_addr).contains("shikko_ocsp_registry_connected 1"));
+
+    // The registry goes away: answers keep coming, and the metrics say so.
+    registry.child.kill().unwrap();
+    registry.child.wait().unwrap();
+    assert!(
+        until(10, || metrics(&metrics_addr)
+            .contains("shikko_ocsp_registry_connected 0")),
+        "{}",
+        metrics(&metrics_addr)
+    );
+    let lost = metrics(&metrics_addr)
+        .lines()
+        .find_map(|l| l.strip_prefix("shikko_ocsp_stale_since_timestamp_seconds "))
+        .unwrap()
+        .trim()
+        .parse::<i64>()
+        .unwrap();
+    assert!(lost > 0);
+    let now = shikko_core::UnixTime::now().0;
+    if now - lost <= 2 {
+        let text = ask();
+        assert!(
+            text.contains(": good") && text.contains("Response verify OK"),
+            "{text}"
+        );
+    }
+    // Past the window: tryLater, counted as stale.
+    assert!(until(10, || ask().contains("trylater")), "{}", ask());
+    assert!(metrics(&metrics_addr).contains("outcome=\"stale\""));
+
+    // The registry comes back: the responder follows again and answers.
+    let _registry = start_registry(&config);
+    let back = Instant::now();
+    assert!(until(40, || ask().contains(": good")), "{}", ask());
+    eprintln!(
+        "fault: answers again {:.1} s after the registry came back",
+        back.elapsed().as_secs_f64()
+    );
+    assert!(metrics(&metrics_addr).contains("shikko_ocsp_registry_connected 1"));
+}
+
+#[test]
+fn a_crl_build_on_a_full_disk_leaves_the_published_crl() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    setup_demo_dir(&data);
+    let d = data.to_str().unwrap();
+    let full = data.join("crl/sign/full.crl");
+    let before = std::fs::read(&full).unwrap();
+    let out = shikko()
+        .args(["crl", "build", "--issuer", "sign", "--data-dir", d])
+        .env(shikko_crl::FAILPOINT_ENV, "crl-enospc")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(
+        std::fs::read(&full).unwrap(),
+        before,
+        "the published CRL is untouched"
+    );
+    // Once there is room again, the next build publishes a newer CRL.
+    let out = run(&["crl", "build", "--issuer", "sign", "--data-dir", d]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(std::fs::read(&full).unwrap(), before);
+    let leftovers = std::fs::read_dir(data.join("crl/sign"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
+    assert_eq!(leftovers, 0, "no temporary file is left behind");
+}
+
+#[test]
+fn idle_and_slow_clients_do_not_starve_ocsp_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    setup_demo_dir(&data);
+    let registry = start_registry(&common::write_config(dir.path(), &data));
+    let ocsp = start_ocsp(dir.path(), &data, &registry.endpoint, 900);
+    let http = ocsp.field("http");
+    let url = format!("http://{http}/ocsp");
+    let samples = data.join("samples");
+    let ask = || {
+        let out = Command::new("openssl")
+            .args(["ocsp", "-issuer", "sign-ca.pem", "-CAfile", "sign-ca.pem"])
+            .args(["-cert", "sign-good.pem", "-url", &url])
+            .current_dir(&samples)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    assert!(until(20, || ask().contains(": good")));
+
+    // 10,000 idle connections (as many as the descriptor limit allows), and
+    // slowloris clients dribbling a request header.
+    let limit = 10_000usize;
+    let mut idle = Vec::with_capacity(limit);
+    for _ in 0..limit {
+        match TcpStream::connect(&http) {
+            Ok(s) => idle.push(s),
+            Err(e) => {
+                eprintln!("stopped at {} idle connections: {e}", idle.len());
+                break;
+            }
+        }
+    }
+    assert!(idle.len() >= 1_000, "only {} connections", idle.len());
+    let mut slow: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(&http).unwrap())
+        .collect();
+    for s in &mut slow {
+        s.write_all(b"POST /ocsp HTTP/1.1\r\nHost: x\r\n").unwrap();
+    }
+    // Others are still answered (with a nonce: signed now, not from a cache).
+    let text = ask();
+    assert!(
+        text.contains(": good") && text.contains("Response verify OK"),
+        "{text}"
+    );
+    for s in &mut slow {
+        s.write_all(b"X-Slow: 1\r\n").unwrap();
+    }
+    let text = ask();
+    assert!(text.contains(": good"), "{text}");
+
+    // An oversized body is refused, not read to the end.
+    let mut s = TcpStream::connect(&http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /ocsp HTTP/1.1\r\nHost: x\r\nContent-Type: application/ocsp-request\r\nContent-Length: 10000000\r\n\r\n"
+    )
+    .unwrap();
+    let _ = s.write_all(&vec![0u8; 100_000]);
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head[9..12], b"413", "{}", String::from_utf8_lossy(&head));
+    drop(idle);
+}
