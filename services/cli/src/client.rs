@@ -184,14 +184,21 @@ pub(crate) async fn status(
     Ok(())
 }
 
-/// `shikko backup create`: a checkpoint of the registry's store.
-pub(crate) async fn checkpoint(endpoint: &str, name: String) -> Result<()> {
-    let made = connect(endpoint)
-        .await?
-        .checkpoint(pb::CheckpointRequest { name })
-        .await
-        .map_err(|e| anyhow::anyhow!("{:?}: {}", e.code(), e.message()))?
-        .into_inner();
+/// `shikko backup create`: a checkpoint of the registry's store (or of an
+/// info role's, with `info`).
+pub(crate) async fn checkpoint(endpoint: &str, name: String, info: bool) -> Result<()> {
+    let req = pb::CheckpointRequest { name };
+    let made = if info {
+        shikko_proto::v1::info_admin_client::InfoAdminClient::connect(endpoint.to_owned())
+            .await
+            .with_context(|| format!("cannot connect to the info role at {endpoint}"))?
+            .checkpoint(req)
+            .await
+    } else {
+        connect(endpoint).await?.checkpoint(req).await
+    }
+    .map_err(|e| anyhow::anyhow!("{:?}: {}", e.code(), e.message()))?
+    .into_inner();
     println!(
         "checkpoint {} (store {}, up to seq {} at least)",
         made.path, made.store_id, made.last_seq

@@ -84,6 +84,9 @@ enum Command {
         /// Check the configuration (every field known and valid) and exit.
         #[arg(long)]
         check: bool,
+        /// Print the effective configuration (every field, defaults filled in) and exit.
+        #[arg(long)]
+        print_config: bool,
     },
     /// Load a large synthetic population (records; certificates for a sample) into a data directory.
     Seed {
@@ -158,6 +161,10 @@ enum BackupCommand {
         /// Checkpoint name (default: the UTC time).
         #[arg(long, default_value = "")]
         name: String,
+        /// The endpoint is an info role's internal endpoint: checkpoint its
+        /// store (operators, consents, billing, audit log) instead.
+        #[arg(long)]
+        info: bool,
     },
 }
 
@@ -341,12 +348,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             role,
             config,
             check,
+            print_config,
         } => match role {
             Role::Registry => {
                 let cfg: config::RegistryRoleConfig = shikko_runtime::load_toml(&config)
                     .map_err(|e| Failure::Config(e.to_string()))?;
-                if check {
-                    return config_ok(&config);
+                if check || print_config {
+                    return config_ok(&config, print_config.then_some(&cfg));
                 }
                 init_logs(&cfg.telemetry)?;
                 serve::serve_registry(cfg).await?;
@@ -354,8 +362,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Role::Info => {
                 let cfg: info_serve::InfoRoleConfig = shikko_runtime::load_toml(&config)
                     .map_err(|e| Failure::Config(e.to_string()))?;
-                if check {
-                    return config_ok(&config);
+                if check || print_config {
+                    return config_ok(&config, print_config.then_some(&cfg));
                 }
                 init_logs(&cfg.telemetry)?;
                 info_serve::serve(cfg).await?;
@@ -364,8 +372,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 let cfg: crl_role::CrlRoleConfig = shikko_runtime::load_toml(&config)
                     .map_err(|e| Failure::Config(e.to_string()))?;
                 cfg.crl.validate().map_err(Failure::Config)?;
-                if check {
-                    return config_ok(&config);
+                if check || print_config {
+                    return config_ok(&config, print_config.then_some(&cfg));
                 }
                 init_logs(&cfg.telemetry)?;
                 crl_role::serve(cfg).await?;
@@ -374,8 +382,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 let cfg: ocsp_role::OcspRoleConfig = shikko_runtime::load_toml(&config)
                     .map_err(|e| Failure::Config(e.to_string()))?;
                 cfg.ocsp.validate().map_err(Failure::Config)?;
-                if check {
-                    return config_ok(&config);
+                if check || print_config {
+                    return config_ok(&config, print_config.then_some(&cfg));
                 }
                 init_logs(&cfg.telemetry)?;
                 ocsp_role::serve(cfg).await?;
@@ -422,8 +430,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit { command } => info::audit(command).await?,
         Command::Admin { command } => info::admin(command).await?,
         Command::Backup {
-            command: BackupCommand::Create { endpoint, name },
-        } => client::checkpoint(&endpoint, name).await?,
+            command:
+                BackupCommand::Create {
+                    endpoint,
+                    name,
+                    info,
+                },
+        } => client::checkpoint(&endpoint, name, info).await?,
         Command::Crl {
             command:
                 CrlCommand::Build {
@@ -455,8 +468,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
-fn config_ok(path: &std::path::Path) -> Result<(), Failure> {
-    println!("{}: configuration OK", path.display());
+/// `--check` (and `--print-config`): the configuration parsed and validated.
+fn config_ok(path: &std::path::Path, print: Option<&impl serde::Serialize>) -> Result<(), Failure> {
+    match print {
+        Some(cfg) => print!(
+            "{}",
+            toml::to_string_pretty(cfg).map_err(|e| Failure::Other(e.into()))?
+        ),
+        None => println!("{}: configuration OK", path.display()),
+    }
     Ok(())
 }
 

@@ -163,3 +163,34 @@ fn the_container_image_uses_the_pinned_toolchain() {
         "the image builds from Cargo.lock"
     );
 }
+
+#[test]
+fn the_configuration_reference_is_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("CONFIG.md");
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/gen-config-reference"))
+        .arg(&fresh)
+        .env("SHIKKO", env!("CARGO_BIN_EXE_shikko"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = std::fs::read_to_string(repo().join("docs/CONFIG.md")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&fresh).unwrap(),
+        committed,
+        "docs/CONFIG.md is out of date: run scripts/gen-config-reference"
+    );
+    for field in [
+        "max_stale_secs",
+        "admin_listen",
+        "delta_every_secs",
+        "drain_timeout_secs",
+    ] {
+        assert!(committed.contains(field), "{field}");
+    }
+}

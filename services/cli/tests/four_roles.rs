@@ -288,4 +288,21 @@ fn the_daily_flow_runs_across_four_processes() {
         "{said}"
     );
     assert!(said.contains("name=移転 一郎"), "{said}");
+
+    // The info role's own store (consents, audit log) is backed up like the registry's.
+    let out = run(&[
+        "backup",
+        "create",
+        "--info",
+        "--endpoint",
+        &info_admin,
+        "--name",
+        "after-the-move",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        dir.path()
+            .join("info-data/backups/after-the-move/CURRENT")
+            .exists()
+    );
 }

@@ -175,6 +175,34 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
         Ok(Response::new(pb::AuditHeadResponse { seq, hash }))
     }
 
+    async fn checkpoint(
+        &self,
+        req: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<pb::CheckpointResponse>, Status> {
+        let name = req.into_inner().name;
+        let store = self.svc.store().clone();
+        let (path, last_seq, store_id) = tokio::task::spawn_blocking(move || {
+            let (path, seq) = store.checkpoint_named(&name).map_err(|e| match e {
+                shikko_store::CheckpointError::BadName
+                | shikko_store::CheckpointError::Exists(_) => {
+                    Status::invalid_argument(e.to_string())
+                }
+                other => Status::internal(other.to_string()),
+            })?;
+            let id = store
+                .store_id()
+                .map_err(|e| Status::internal(e.to_string()))?;
+            Ok::<_, Status>((path, seq, id))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::CheckpointResponse {
+            path: path.display().to_string(),
+            last_seq,
+            store_id,
+        }))
+    }
+
     type ExportAuditStream = AuditStream;
 
     async fn export_audit(

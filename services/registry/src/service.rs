@@ -352,40 +352,15 @@ impl RegistryApi for RegistryService {
         &self,
         request: Request<pb::CheckpointRequest>,
     ) -> std::result::Result<Response<pb::CheckpointResponse>, Status> {
-        let mut name = request.into_inner().name;
-        if name.is_empty() {
-            let (y, mo, d, h, mi, s) = shikko_core::UnixTime::now().to_civil();
-            name = format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z");
-        }
-        let ok = (1..=64).contains(&name.len())
-            && !name.starts_with('.')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !ok {
-            return Err(Error::Invalid(
-                "a checkpoint name is 1 to 64 of A-Z a-z 0-9 . _ - and does not start with a dot"
-                    .into(),
-            )
-            .into());
-        }
+        let name = request.into_inner().name;
         let store = self.inner.store.clone();
         let (path, last_seq, store_id) = tokio::task::spawn_blocking(move || {
-            let base = store
-                .path()
-                .parent()
-                .unwrap_or(store.path())
-                .join("backups");
-            std::fs::create_dir_all(&base)
-                .map_err(|e| Error::Internal(format!("{}: {e}", base.display())))?;
-            let dir = base.join(&name);
-            if dir.exists() {
-                return Err(Error::Invalid(format!("checkpoint {name} exists already")));
-            }
-            // The sequence number before the checkpoint: the copy holds at least it.
-            let seq = store.last_seq();
-            store.checkpoint(&dir)?;
-            Ok::<_, Error>((dir, seq, store.store_id()?))
+            let (path, seq) = store.checkpoint_named(&name).map_err(|e| match e {
+                shikko_store::CheckpointError::Store(e) => Error::Store(e),
+                shikko_store::CheckpointError::Io(m) => Error::Internal(m),
+                other => Error::Invalid(other.to_string()),
+            })?;
+            Ok::<_, Error>((path, seq, store.store_id()?))
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;

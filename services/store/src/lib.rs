@@ -64,6 +64,24 @@ pub enum Error {
     },
 }
 
+/// Why a named checkpoint was not written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// Not a name [`Store::checkpoint_named`] accepts.
+    #[error("a checkpoint name is 1 to 64 of A-Z a-z 0-9 . _ - and does not start with a dot")]
+    BadName,
+    /// A checkpoint of that name exists already.
+    #[error("checkpoint {0} exists already")]
+    Exists(String),
+    /// The backups directory could not be made.
+    #[error("{0}")]
+    Io(String),
+    /// RocksDB failed.
+    #[error(transparent)]
+    Store(#[from] Error),
+}
+
 /// `Result` with the store's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -268,6 +286,38 @@ impl Store {
     pub fn checkpoint(&self, dir: &Path) -> Result<()> {
         let cp = rocksdb::checkpoint::Checkpoint::new(&self.db)?;
         Ok(cp.create_checkpoint(dir)?)
+    }
+
+    /// A checkpoint named `name` in `backups/` beside the store's directory
+    /// (an empty name: the UTC time, `YYYYMMDDTHHMMSSZ`). Names are 1 to 64
+    /// of `A-Z a-z 0-9 . _ -`, not starting with a dot, and never reused.
+    /// Returns where it was written and the last sequence number before it
+    /// was taken (the copy holds at least that).
+    pub fn checkpoint_named(&self, name: &str) -> Result<(PathBuf, u64), CheckpointError> {
+        let name = if name.is_empty() {
+            let (y, mo, d, h, mi, s) = shikko_core::UnixTime::now().to_civil();
+            format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+        } else {
+            name.to_string()
+        };
+        let ok = (1..=64).contains(&name.len())
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok {
+            return Err(CheckpointError::BadName);
+        }
+        let base = self.path.parent().unwrap_or(&self.path).join("backups");
+        std::fs::create_dir_all(&base)
+            .map_err(|e| CheckpointError::Io(format!("{}: {e}", base.display())))?;
+        let dir = base.join(&name);
+        if dir.exists() {
+            return Err(CheckpointError::Exists(name));
+        }
+        let seq = self.last_seq();
+        self.checkpoint(&dir)?;
+        Ok((dir, seq))
     }
 
     pub(crate) fn cf(&self, name: &'static str) -> &ColumnFamily {
