@@ -119,6 +119,58 @@ pub fn decode_get_path(raw: &str) -> Result<Vec<u8>, RequestError> {
         .map_err(|_| RequestError::BadBase64)
 }
 
+/// An OCSPRequest (DER) for one certificate of the issuer whose certificate
+/// is `issuer_der`: a SHA-1 CertID (what most clients send), with the nonce
+/// when given. For clients and load generators.
+pub fn build_request(
+    issuer_der: &[u8],
+    serial: &shikko_core::Serial,
+    nonce: Option<&[u8]>,
+) -> Result<Vec<u8>, der::Error> {
+    use der::Encode;
+    let ca = x509_cert::Certificate::from_der(issuer_der)?;
+    let name = ca.tbs_certificate().subject().to_der()?;
+    let key_bits = ca
+        .tbs_certificate()
+        .subject_public_key_info()
+        .subject_public_key
+        .raw_bytes();
+    let sha1 =
+        |d: &[u8]| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, d);
+    let cert_id = CertId {
+        hash_algorithm: spki::AlgorithmIdentifierOwned {
+            oid: der::asn1::ObjectIdentifier::new_unwrap("1.3.14.3.2.26"),
+            parameters: Some(der::Any::null()),
+        },
+        issuer_name_hash: OctetString::new(sha1(&name).as_ref())?,
+        issuer_key_hash: OctetString::new(sha1(key_bits).as_ref())?,
+        serial_number: x509_cert::serial_number::SerialNumber::new(&serial.to_der_integer())?,
+    };
+    let request_extensions = match nonce {
+        Some(n) => Some(x509_cert::ext::Extensions::from(vec![
+            x509_cert::ext::Extension {
+                extn_id: ID_PKIX_OCSP_NONCE,
+                critical: false,
+                extn_value: OctetString::new(OctetString::new(n)?.to_der()?)?,
+            },
+        ])),
+        None => None,
+    };
+    OcspRequest {
+        tbs_request: crate::types::TbsRequest {
+            version: Default::default(),
+            requestor_name: None,
+            request_list: vec![crate::types::Request {
+                req_cert: cert_id,
+                single_request_extensions: None,
+            }],
+            request_extensions,
+        },
+        optional_signature: None,
+    }
+    .to_der()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,6 @@ use shikko_ocsp::request::{MAX_NONCE_OCTETS, ParsedRequest};
 use shikko_ocsp::types::*;
 use shikko_pki::x509_cert::Certificate;
 use shikko_pki::x509_cert::ext::pkix::ExtendedKeyUsage;
-use shikko_pki::x509_cert::ext::{Extension, Extensions};
 
 const ID_KP_OCSP_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9");
 const ID_CE_EXT_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
@@ -63,23 +62,6 @@ fn post(url: &str, body: &[u8]) -> Result<Vec<u8>> {
 pub(crate) fn check(issuer: &Path, cert: &Path, url: &str, nonce: bool) -> Result<()> {
     let ca = read_cert(issuer)?;
     let leaf = read_cert(cert)?;
-    let name = ca.tbs_certificate().subject().to_der()?;
-    let key_bits = ca
-        .tbs_certificate()
-        .subject_public_key_info()
-        .subject_public_key
-        .raw_bytes();
-    let sha1 =
-        |d: &[u8]| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, d);
-    let cert_id = CertId {
-        hash_algorithm: spki::AlgorithmIdentifierOwned {
-            oid: ObjectIdentifier::new_unwrap("1.3.14.3.2.26"),
-            parameters: Some(der::Any::null()),
-        },
-        issuer_name_hash: OctetString::new(sha1(&name).as_ref())?,
-        issuer_key_hash: OctetString::new(sha1(key_bits).as_ref())?,
-        serial_number: leaf.tbs_certificate().serial_number().clone(),
-    };
     let nonce_value = if nonce {
         let mut n = [0u8; 16];
         aws_lc_rs::rand::fill(&mut n).map_err(|_| anyhow!("no randomness for a nonce"))?;
@@ -87,28 +69,16 @@ pub(crate) fn check(issuer: &Path, cert: &Path, url: &str, nonce: bool) -> Resul
     } else {
         None
     };
-    let request = OcspRequest {
-        tbs_request: TbsRequest {
-            version: Default::default(),
-            requestor_name: None,
-            request_list: vec![Request {
-                req_cert: cert_id.clone(),
-                single_request_extensions: None,
-            }],
-            request_extensions: match &nonce_value {
-                Some(n) => Some(Extensions::from(vec![Extension {
-                    extn_id: ID_PKIX_OCSP_NONCE,
-                    critical: false,
-                    extn_value: OctetString::new(OctetString::new(n.as_slice())?.to_der()?)?,
-                }])),
-                None => None,
-            },
-        },
-        optional_signature: None,
-    };
-    let der = request.to_der()?;
+    let serial =
+        shikko_core::Serial::from_be_bytes(leaf.tbs_certificate().serial_number().as_bytes())?;
+    let der = shikko_ocsp::request::build_request(&ca.to_der()?, &serial, nonce_value.as_deref())?;
     // What the server will parse: a cheap self-check of the request.
     let parsed: ParsedRequest = shikko_ocsp::request::decode_request(&der)?;
+    let cert_id = parsed
+        .cert_ids
+        .first()
+        .cloned()
+        .context("the request lists no certificate")?;
     debug_assert!(
         parsed
             .nonce

@@ -20,16 +20,7 @@ pub(crate) struct CertMaker<'a> {
     pub(crate) ocsp_url: Option<String>,
 }
 
-/// The serial of a holder's `generation`-th certificate of a kind: unique per
-/// issuer, positive, 11 octets, with a recognisable prefix.
-pub(crate) fn serial_for(kind: CertKind, index: u64, generation: u64) -> Serial {
-    let v = (0x4A50u128 << 72)
-        | (u128::from(kind.code()) << 64)
-        | (u128::from(generation & 0xFFFF) << 48)
-        | u128::from(index & 0xFFFF_FFFF_FFFF);
-    // Never zero and at most 11 octets: always a valid serial.
-    Serial::from_u128(v).unwrap_or_else(|_| unreachable!("serial_for builds a valid serial"))
-}
+pub(crate) use shikko_pki::synthetic::serial_for;
 
 /// The 5th birthday after `issued` (the JPKI validity rule), at midnight UTC.
 fn fifth_birthday_after(info: &FourInfo, issued: UnixTime) -> UnixTime {

@@ -12,7 +12,20 @@
 
 use std::ops::Range;
 
-use shikko_core::{DateOfBirth, FourInfo, HolderId, Municipality, PartitionId, Sex, UnixTime};
+use shikko_core::{
+    CertKind, DateOfBirth, FourInfo, HolderId, Municipality, PartitionId, Serial, Sex, UnixTime,
+};
+
+/// The serial of a holder's `generation`-th certificate of a kind: unique per
+/// issuer, positive, 11 octets, with a recognisable prefix.
+pub fn serial_for(kind: CertKind, index: u64, generation: u64) -> Serial {
+    let v = (0x4A50u128 << 72)
+        | (u128::from(kind.code()) << 64)
+        | (u128::from(generation & 0xFFFF) << 48)
+        | u128::from(index & 0xFFFF_FFFF_FFFF);
+    // Never zero and at most 11 octets: always a valid serial.
+    Serial::from_u128(v).unwrap_or_else(|_| unreachable!("serial_for builds a valid serial"))
+}
 
 /// The prefectures, in code order (01 北海道 to 47 沖縄県), with the number of
 /// synthetic municipalities in each.
