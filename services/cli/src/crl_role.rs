@@ -36,6 +36,9 @@ pub(crate) struct CrlRoleConfig {
     /// Draining on SIGTERM.
     #[serde(default)]
     pub(crate) shutdown: ShutdownConfig,
+    /// Limits against slow and idle HTTP clients.
+    #[serde(default)]
+    pub(crate) http: shikko_runtime::HttpConfig,
 }
 
 /// `[crl]`.
@@ -118,6 +121,7 @@ impl CrlSection {
 /// Runs the crl role until SIGTERM / Ctrl-C.
 pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
     let c = &cfg.crl;
+    let cfg_http = cfg.http.limits().map_err(anyhow::Error::msg)?;
     let data = &c.data_dir;
     let cas = load_cas(data)?;
     let mirror_path = data.join("crl-mirror");
@@ -201,7 +205,7 @@ pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
     crate::serve::run_role(
         grpc,
         routes,
-        Some((http, app)),
+        Some((http, app, cfg_http)),
         metrics_listener,
         metrics,
         shutdown,

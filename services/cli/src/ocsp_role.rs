@@ -63,6 +63,9 @@ pub(crate) struct OcspRoleConfig {
     /// Draining on SIGTERM.
     #[serde(default)]
     pub(crate) shutdown: ShutdownConfig,
+    /// Limits against slow and idle HTTP clients.
+    #[serde(default)]
+    pub(crate) http: shikko_runtime::HttpConfig,
 }
 
 /// `[ocsp]`.
@@ -171,6 +174,7 @@ impl Sink for IndexSink {
 /// Runs the ocsp role until SIGTERM / Ctrl-C.
 pub(crate) async fn serve(cfg: OcspRoleConfig) -> Result<()> {
     let c = &cfg.ocsp;
+    let cfg_http = cfg.http.limits().map_err(anyhow::Error::msg)?;
     let metrics = shikko_runtime::telemetry::Metrics::new(env!("CARGO_PKG_VERSION"))?;
     let role = role_from_dir(
         &c.data_dir,
@@ -209,7 +213,7 @@ pub(crate) async fn serve(cfg: OcspRoleConfig) -> Result<()> {
     crate::serve::run_role(
         grpc,
         routes,
-        Some((http, app)),
+        Some((http, app, cfg_http)),
         metrics_listener,
         metrics,
         shutdown,

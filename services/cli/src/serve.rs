@@ -54,12 +54,12 @@ pub(crate) async fn run_platform(
         shutdown.wait_owned(),
     ));
     let http_task = http.map(|(listener, app)| {
-        let stop = shutdown.wait_owned();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        })
+        tokio::spawn(shikko_runtime::serve_http(
+            listener,
+            app,
+            shikko_runtime::HttpLimits::default(),
+            shutdown.wait_owned(),
+        ))
     });
     shutdown.wait().await;
     tracing::info!(timeout_secs = drain.as_secs(), "shutting down: draining");
@@ -97,7 +97,7 @@ pub(crate) async fn run_platform(
 pub(crate) async fn run_role(
     grpc: TcpListener,
     routes: tonic::service::Routes,
-    http: Option<(TcpListener, axum::Router)>,
+    http: Option<(TcpListener, axum::Router, shikko_runtime::HttpLimits)>,
     metrics_listener: TcpListener,
     metrics: Metrics,
     shutdown: Shutdown,
@@ -111,13 +111,13 @@ pub(crate) async fn run_role(
                 shutdown.wait_owned(),
             ),
     );
-    let http_task = http.map(|(listener, app)| {
-        let stop = shutdown.wait_owned();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        })
+    let http_task = http.map(|(listener, app, limits)| {
+        tokio::spawn(shikko_runtime::serve_http(
+            listener,
+            app,
+            limits,
+            shutdown.wait_owned(),
+        ))
     });
     let metrics_task = tokio::spawn(shikko_runtime::serve_metrics(
         metrics_listener,

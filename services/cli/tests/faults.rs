@@ -43,12 +43,22 @@ fn registry_config(dir: &Path, data: &Path, port: u16) -> std::path::PathBuf {
 }
 
 fn start_ocsp(dir: &Path, data: &Path, registry: &str, max_stale: u64) -> RoleProcess {
+    start_ocsp_with(dir, data, registry, max_stale, "")
+}
+
+fn start_ocsp_with(
+    dir: &Path,
+    data: &Path,
+    registry: &str,
+    max_stale: u64,
+    extra: &str,
+) -> RoleProcess {
     let cfg = dir.join("ocsp.toml");
     std::fs::write(
         &cfg,
         format!(
             "[ocsp]\ndata_dir = {data:?}\nregistry = {registry:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\nmax_stale_secs = {max_stale}\n\n\
-             [telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"error\"\n"
+             [telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"error\"\n{extra}"
         ),
     )
     .unwrap();
@@ -318,7 +328,13 @@ fn idle_and_slow_clients_do_not_starve_ocsp_clients() {
     let data = dir.path().join("data");
     setup_demo_dir(&data);
     let registry = start_registry(&common::write_config(dir.path(), &data));
-    let ocsp = start_ocsp(dir.path(), &data, &registry.endpoint, 900);
+    let ocsp = start_ocsp_with(
+        dir.path(),
+        &data,
+        &registry.endpoint,
+        900,
+        "[http]\nheader_read_timeout_secs = 2\n",
+    );
     let http = ocsp.field("http");
     let url = format!("http://{http}/ocsp");
     let samples = data.join("samples");
@@ -364,6 +380,19 @@ fn idle_and_slow_clients_do_not_starve_ocsp_clients() {
     }
     let text = ask();
     assert!(text.contains(": good"), "{text}");
+    // Past the header read timeout (2 s here), the slow and the idle
+    // connections are closed by the server: their descriptors come back.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut closed = 0;
+    for s in slow.iter_mut().chain(idle.iter_mut().take(100)) {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 512];
+        // EOF, or a 408 then EOF.
+        if matches!(s.read(&mut buf), Ok(0)) || buf.starts_with(b"HTTP/1.1 408") {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 200, "slow and idle connections are closed");
 
     // An oversized body is refused, not read to the end.
     let mut s = TcpStream::connect(&http).unwrap();

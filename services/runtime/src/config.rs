@@ -228,6 +228,44 @@ impl ShutdownConfig {
     }
 }
 
+/// The `[http]` section of the roles that serve HTTP (crl, ocsp): limits
+/// against slow and idle clients.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A request's headers must arrive within this many seconds; a
+    /// keep-alive connection idle that long is closed. Default: `10`.
+    pub header_read_timeout_secs: u64,
+    /// Open connections at most; more wait in the accept backlog. Default: `50000`.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let d = crate::http_server::HttpLimits::default();
+        HttpConfig {
+            header_read_timeout_secs: d.header_read_timeout.as_secs(),
+            max_connections: d.max_connections,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The limits, checked: a timeout of 1 to 3600 s, 1 to 1,000,000 connections.
+    pub fn limits(&self) -> Result<crate::http_server::HttpLimits, String> {
+        if !(1..=3600).contains(&self.header_read_timeout_secs) {
+            return Err("[http] header_read_timeout_secs must be 1 to 3600".into());
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err("[http] max_connections must be 1 to 1000000".into());
+        }
+        Ok(crate::http_server::HttpLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            max_connections: self.max_connections,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,11 +71,15 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
+pub mod http_server;
 pub mod metrics_server;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use config::{ConfigError, EXIT_CONFIG, LogFormat, ShutdownConfig, TelemetryConfig, load_toml};
+pub use config::{
+    ConfigError, EXIT_CONFIG, HttpConfig, LogFormat, ShutdownConfig, TelemetryConfig, load_toml,
+};
+pub use http_server::{HttpLimits, serve_http};
 pub use metrics_server::serve_metrics;
 pub use shutdown::{Shutdown, drain_with_timeout, shutdown_signal};
 pub use telemetry::{Metrics, MetricsError, TelemetryError, init_tracing};

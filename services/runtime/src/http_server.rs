@@ -1,0 +1,203 @@
+//! Serving an axum `Router` over HTTP/1.1 and HTTP/2 (prior knowledge) with
+//! what a public endpoint needs and `axum::serve` does not set: a header
+//! read timeout (a slowloris client, or a keep-alive connection idle that
+//! long, is closed), a cap on open connections (past it, new ones wait in
+//! the kernel's accept backlog instead of exhausting descriptors), HTTP/2
+//! keepalive pings, and graceful shutdown (stop accepting, let the requests
+//! in flight finish).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Limits of [`serve_http`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this; it also closes a
+    /// keep-alive connection that stays idle this long.
+    pub header_read_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 50_000,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then waits for
+/// the open connections to finish their requests (bound the wait with
+/// [`crate::drain_with_timeout`]).
+pub async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before accept: go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let first_byte = limits.header_read_timeout;
+        tokio::spawn(async move {
+            // The first bytes tell HTTP/1 from HTTP/2; a client that sends
+            // none within the header timeout is dropped here (hyper's own
+            // header timeout starts only once it knows the protocol).
+            let mut probe = [0u8; 1];
+            match tokio::time::timeout(first_byte, stream.peek(&mut probe)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return drop(permit),
+            }
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            // A client that goes away or times out is not an error of ours.
+            let _ = watcher.watch(conn).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn start(limits: HttpLimits) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve_http(listener, app, limits, async {
+            let _ = rx.await;
+        }));
+        (addr, tx)
+    }
+
+    #[tokio::test]
+    async fn a_slow_header_is_cut_off_and_others_are_served() {
+        let (addr, _stop) = start(HttpLimits {
+            header_read_timeout: Duration::from_millis(300),
+            max_connections: 100,
+        })
+        .await;
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut fast = tokio::net::TcpStream::connect(addr).await.unwrap();
+        fast.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        fast.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"),
+            "{answer}"
+        );
+        // The slow one is closed once its headers are late (EOF or a 408).
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf))
+            .await
+            .expect("closed within the timeout")
+            .unwrap_or(0);
+        assert!(
+            n == 0 || String::from_utf8_lossy(&buf).contains("408"),
+            "{buf:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_never_speaks_is_closed() {
+        let (addr, _stop) = start(HttpLimits {
+            header_read_timeout: Duration::from_millis(300),
+            max_connections: 100,
+        })
+        .await;
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut buf))
+            .await
+            .expect("closed within the timeout")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_connections_wait_until_a_slot_frees() {
+        let (addr, _stop) = start(HttpLimits {
+            header_read_timeout: Duration::from_millis(500),
+            max_connections: 2,
+        })
+        .await;
+        let idle1 = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let idle2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // A third is accepted only when an idle one is dropped (or times out).
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        third
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        let early = tokio::time::timeout(
+            Duration::from_millis(200),
+            third.read_to_string(&mut answer),
+        )
+        .await;
+        assert!(early.is_err(), "served past the cap: {answer}");
+        drop(idle1);
+        tokio::time::timeout(Duration::from_secs(5), third.read_to_string(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        drop(idle2);
+    }
+}
