@@ -53,6 +53,20 @@ pub(crate) fn service(
     )?))
 }
 
+/// The card signing CA certificates (DER) in the PEM files `paths`.
+pub(crate) fn read_signing_cas(paths: &[std::path::PathBuf]) -> Result<Vec<Vec<u8>>> {
+    let mut signing = Vec::new();
+    for p in paths {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        for c in shikko_pki::parse_certificates_pem(&bytes)
+            .with_context(|| format!("{} holds no PEM certificate", p.display()))?
+        {
+            signing.push(der::Encode::to_der(&c)?);
+        }
+    }
+    Ok(signing)
+}
+
 /// Serves `shikko.v1.Info` over mutual TLS on `listener` until `stop`.
 pub(crate) fn spawn_server(
     svc: Arc<InfoService>,

@@ -131,15 +131,7 @@ impl Sink for ReplicaSink {
 pub(crate) async fn serve(cfg: InfoRoleConfig) -> Result<()> {
     let store = open_store(&cfg.info.data_dir)?;
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
-    let mut signing = Vec::new();
-    for p in &cfg.info.signing_cas {
-        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        for c in shikko_pki::parse_certificates_pem(&bytes)
-            .with_context(|| format!("{} holds no PEM certificate", p.display()))?
-        {
-            signing.push(der::Encode::to_der(&c)?);
-        }
-    }
+    let signing = crate::info_role::read_signing_cas(&cfg.info.signing_cas)?;
     let svc = Arc::new(InfoService::new(
         store.clone(),
         &signing,

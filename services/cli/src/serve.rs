@@ -166,15 +166,7 @@ pub(crate) async fn serve_registry(cfg: crate::config::RegistryRoleConfig) -> Re
     let mut info_addr = None;
     let mut admin = None;
     if let Some(info) = &cfg.info {
-        let mut signing = Vec::new();
-        for p in &info.signing_cas {
-            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            for c in shikko_pki::parse_certificates_pem(&bytes)
-                .with_context(|| format!("{} holds no PEM certificate", p.display()))?
-            {
-                signing.push(der::Encode::to_der(&c)?);
-            }
-        }
+        let signing = crate::info_role::read_signing_cas(&info.signing_cas)?;
         let svc = Arc::new(shikko_info::InfoService::new(
             store.clone(),
             &signing,
