@@ -255,11 +255,19 @@ fn hex_of(b: &[u8]) -> String {
     }
 }
 
+/// Prints the answers as a table. A closed standard output (`| head`) ends
+/// the printing quietly.
 fn print_answers(answers: &[pb::InfoAnswer]) {
-    println!(
+    let mut out = std::io::stdout().lock();
+    let _ = print_table(&mut out, answers);
+}
+
+fn print_table(out: &mut impl std::io::Write, answers: &[pb::InfoAnswer]) -> std::io::Result<()> {
+    writeln!(
+        out,
         "{:<24} {:<20} {:<24} data",
         "serial", "outcome", "current serial"
-    );
+    )?;
     for a in answers {
         let mut data = Vec::new();
         for (k, v) in [
@@ -272,7 +280,8 @@ fn print_answers(answers: &[pb::InfoAnswer]) {
                 data.push(format!("{k}={v}"));
             }
         }
-        println!(
+        writeln!(
+            out,
             "{:<24} {:<20} {:<24} {}",
             hex_of(&a.serial),
             outcome_name(a.outcome),
@@ -282,8 +291,9 @@ fn print_answers(answers: &[pb::InfoAnswer]) {
             } else {
                 data.join("  ")
             }
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn items(names: &[String]) -> Result<InfoItems> {
