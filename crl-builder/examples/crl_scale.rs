@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
+use shikko_core::RevokedEntry;
 use shikko_core::{CertKind, CertStatus, PartitionId, RevocationReason, Serial, UnixTime};
 use shikko_crl::{Builder, CrlConfig, CrlIssuer, CrlName, NoProgress};
 use shikko_pki::{KeyAlgorithm, SoftwareSigner};
-use shikko_store::{RevokedEntry, Store};
+use shikko_store::Store;
 
 const USAGE: &str = "usage:
   crl_scale fill  --dir DIR --entries N [--alg p256|rsa2048]

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use shikko_core::CertKind;
+use shikko_proto::convert;
 use shikko_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -23,30 +23,9 @@ const MIN_CHUNK: usize = 16 << 10;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
-fn kind_from_pb(issuer: i32) -> Result<CertKind, Status> {
-    match pb::Issuer::try_from(issuer) {
-        Ok(pb::Issuer::Sign) => Ok(CertKind::CardSigning),
-        Ok(pb::Issuer::Auth) => Ok(CertKind::CardAuth),
-        Ok(pb::Issuer::PhoneSign) => Ok(CertKind::PhoneSigning),
-        Ok(pb::Issuer::PhoneAuth) => Ok(CertKind::PhoneAuth),
-        _ => Err(Status::invalid_argument(format!(
-            "issuer {issuer} is not one of sign (1), auth (2), phone-sign (3), phone-auth (4)"
-        ))),
-    }
-}
-
-fn kind_to_pb(kind: CertKind) -> pb::Issuer {
-    match kind {
-        CertKind::CardSigning => pb::Issuer::Sign,
-        CertKind::CardAuth => pb::Issuer::Auth,
-        CertKind::PhoneSigning => pb::Issuer::PhoneSign,
-        CertKind::PhoneAuth => pb::Issuer::PhoneAuth,
-    }
-}
-
 fn info(p: &PublishedCrl) -> pb::CrlInfo {
     pb::CrlInfo {
-        issuer: kind_to_pb(p.kind) as i32,
+        issuer: convert::issuer(p.kind),
         name: p.name.to_string(),
         crl_number: p.summary.number,
         delta_base: p.summary.delta_base,
@@ -107,7 +86,11 @@ impl pb::crl_publisher_server::CrlPublisher for CrlService {
         &self,
         req: Request<pb::ListCrlsRequest>,
     ) -> Result<Response<pb::ListCrlsResponse>, Status> {
-        let kind = req.into_inner().issuer.map(kind_from_pb).transpose()?;
+        let kind = req
+            .into_inner()
+            .issuer
+            .map(convert::cert_kind_arg)
+            .transpose()?;
         let crls = self.role.catalog().list(kind).iter().map(info).collect();
         Ok(Response::new(pb::ListCrlsResponse { crls }))
     }
@@ -119,7 +102,7 @@ impl pb::crl_publisher_server::CrlPublisher for CrlService {
         req: Request<pb::DownloadCrlRequest>,
     ) -> Result<Response<Self::DownloadStream>, Status> {
         let req = req.into_inner();
-        let kind = kind_from_pb(req.issuer)?;
+        let kind = convert::cert_kind_arg(req.issuer)?;
         let name = CrlName::parse(&req.name).ok_or_else(|| {
             Status::invalid_argument("name must be full, delta or a 6-digit partition")
         })?;
@@ -208,7 +191,7 @@ impl pb::crl_publisher_server::CrlPublisher for CrlService {
         req: Request<pb::WatchCrlsRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let req = req.into_inner();
-        let kind = req.issuer.map(kind_from_pb).transpose()?;
+        let kind = req.issuer.map(convert::cert_kind_arg).transpose()?;
         // Subscribe before listing, so nothing published in between is missed.
         let mut sub = self.role.catalog().subscribe();
         let current = if req.send_current {
@@ -268,7 +251,7 @@ impl pb::crl_publisher_server::CrlPublisher for CrlService {
         } else {
             req.issuers
                 .iter()
-                .map(|i| kind_from_pb(*i))
+                .map(|i| convert::cert_kind_arg(*i))
                 .collect::<Result<Vec<_>, _>>()?
         };
         let report = self.role.build(kind, &kinds).await.map_err(status_of)?;
@@ -278,7 +261,7 @@ impl pb::crl_publisher_server::CrlPublisher for CrlService {
                 .crls
                 .iter()
                 .map(|c| pb::BuiltCrl {
-                    issuer: kind_to_pb(c.kind) as i32,
+                    issuer: convert::issuer(c.kind),
                     name: c.name.to_string(),
                     crl_number: c.number,
                     entries: c.entries,

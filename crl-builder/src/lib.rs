@@ -53,6 +53,7 @@ pub mod error;
 mod extensions;
 pub mod grpc;
 pub mod http;
+pub mod mirror;
 mod publish;
 pub mod role;
 mod state;
@@ -65,6 +66,7 @@ pub use build::{
 pub use catalog::{Catalog, PublishedCrl};
 pub use error::{Error, Result};
 pub use extensions::ID_CE_ISSUING_DISTRIBUTION_POINT;
+pub use mirror::MirrorSink;
 pub use publish::FAILPOINT_ENV;
 pub use role::{BuildKind, CrlRole, Schedule};
 pub use state::{Base, IssuerState, read_issuer_state};

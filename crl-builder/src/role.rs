@@ -8,6 +8,7 @@ use prometheus::{
     GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 use shikko_core::{CertKind, UnixTime};
+use shikko_follow::Readiness;
 use tokio::sync::Mutex;
 
 use crate::build::{BuildReport, Builder, CrlName, NoProgress};
@@ -116,9 +117,10 @@ impl Metrics {
 
 /// The crl role.
 pub struct CrlRole {
-    /// False while the store it builds from is not yet current (a mirror
-    /// catching up with the registry): builds then are refused.
-    ready: std::sync::atomic::AtomicBool,
+    /// Whether the store it builds from is current: builds are refused
+    /// while a mirror catches up with the registry or has lost it (an empty
+    /// or stale mirror would publish CRLs that drop revocations).
+    readiness: Arc<Readiness>,
     builder: Arc<Builder>,
     catalog: Arc<Catalog>,
     lock: Arc<Mutex<()>>,
@@ -134,13 +136,19 @@ impl std::fmt::Debug for CrlRole {
 }
 
 impl CrlRole {
-    /// The role over `builder`, publishing into its output directory; metrics go to `registry`.
-    pub fn new(builder: Builder, registry: &Registry) -> Result<Arc<CrlRole>> {
+    /// The role over `builder`, publishing into its output directory,
+    /// building while `readiness` is current (a store that is the
+    /// registry's own: [`Readiness::always_current`]); metrics go to `registry`.
+    pub fn new(
+        builder: Builder,
+        registry: &Registry,
+        readiness: Arc<Readiness>,
+    ) -> Result<Arc<CrlRole>> {
         let catalog = Catalog::open(builder.config().out_dir.clone())?;
         let metrics =
             Metrics::new(registry).map_err(|_| Error::Input("CRL metrics registered twice"))?;
         Ok(Arc::new(CrlRole {
-            ready: std::sync::atomic::AtomicBool::new(true),
+            readiness,
             builder: Arc::new(builder),
             catalog,
             lock: Arc::new(Mutex::new(())),
@@ -148,16 +156,9 @@ impl CrlRole {
         }))
     }
 
-    /// Refuses builds until [`CrlRole::set_ready`]: for a role whose store is
-    /// a mirror still catching up (an empty mirror would publish empty CRLs
-    /// over good ones).
-    pub fn hold_builds(&self) {
-        self.ready.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Allows builds (see [`CrlRole::hold_builds`]).
-    pub fn set_ready(&self) {
-        self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    /// Whether the store built from is current (builds run only then).
+    pub fn readiness(&self) -> &Arc<Readiness> {
+        &self.readiness
     }
 
     /// The catalog of published CRLs.
@@ -179,7 +180,7 @@ impl CrlRole {
         // (a cancelled gRPC call) does not release the lock while the build runs.
         let guard = self.lock.clone().lock_owned().await;
         // Checked under the lock: readiness may have changed while queued.
-        if !self.ready.load(std::sync::atomic::Ordering::SeqCst) {
+        if !self.readiness.is_current() {
             return Err(Error::NotReady);
         }
         let builder = self.builder.clone();

@@ -99,7 +99,12 @@ fn http_date(t: UnixTime) -> String {
 async fn http_serves_crls_with_caching_headers_and_not_modified() {
     let f = Fixture::new(KeyAlgorithm::EcdsaP256);
     let reg = prometheus::Registry::new();
-    let role = CrlRole::new(f.builder(), &reg).unwrap();
+    let role = CrlRole::new(
+        f.builder(),
+        &reg,
+        shikko_follow::Readiness::always_current(),
+    )
+    .unwrap();
     role.build(BuildKind::Full, &CertKind::ALL).await.unwrap();
     let addr = start_http(&role, &reg).await;
 
@@ -212,7 +217,12 @@ async fn http_serves_crls_with_caching_headers_and_not_modified() {
 async fn grpc_lists_downloads_watches_and_builds() {
     let f = Fixture::new(KeyAlgorithm::Rsa2048);
     let reg = prometheus::Registry::new();
-    let role = CrlRole::new(f.builder(), &reg).unwrap();
+    let role = CrlRole::new(
+        f.builder(),
+        &reg,
+        shikko_follow::Readiness::always_current(),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let svc = CrlService::new(role.clone()).into_service();

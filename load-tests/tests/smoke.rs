@@ -12,7 +12,7 @@ fn every_scenario_runs_and_reports_without_errors() {
     let shikko = bin.parent().unwrap().join("shikko");
     assert!(
         shikko.exists(),
-        "{} is built with the workspace (cargo test --workspace)",
+        "{} is built with the workspace (cargo test --workspace --profile dev)",
         shikko.display()
     );
     let out = Command::new(bin)

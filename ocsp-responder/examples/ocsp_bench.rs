@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shikko_core::{CertKind, CertStatus, EventId, PartitionId, RevocationReason, Serial, UnixTime};
+use shikko_core::{ChangeRecord, StatusChange};
 use shikko_ocsp::index::StatusIndex;
 use shikko_ocsp::responder::{Responder, ResponderKey};
 use shikko_ocsp::role::OcspRole;
@@ -21,7 +22,6 @@ use shikko_pki::{
     Issuer, KeyAlgorithm, Signer, SoftwareSigner, ca_certificate, certificate_der,
     ocsp_responder_certificate, to_pem,
 };
-use shikko_store::{ChangeRecord, StatusChange};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -119,6 +119,7 @@ fn serve(dir: &Path, addr: &str, certs: u64) {
                 not_after: UnixTime(2_100_000_000),
                 status,
             }],
+            municipalities: Vec::new(),
         });
         if records.len() == 10_000 {
             index.apply(&records);
@@ -138,7 +139,13 @@ fn serve(dir: &Path, addr: &str, certs: u64) {
         )
         .unwrap(),
     );
-    let role = OcspRole::new(index, responder, &prometheus::Registry::new()).unwrap();
+    let role = OcspRole::new(
+        index,
+        responder,
+        &prometheus::Registry::new(),
+        shikko_follow::Readiness::always_current(),
+    )
+    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();

@@ -3,25 +3,13 @@
 
 use std::sync::Arc;
 
-use shikko_core::{CertKind, Serial, UnixTime};
+use shikko_core::{Serial, UnixTime};
 use shikko_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::index::IndexedStatus;
 use crate::request::ParsedRequest;
 use crate::role::OcspRole;
-
-fn kind_from_pb(issuer: i32) -> Result<CertKind, Status> {
-    match pb::Issuer::try_from(issuer) {
-        Ok(pb::Issuer::Sign) => Ok(CertKind::CardSigning),
-        Ok(pb::Issuer::Auth) => Ok(CertKind::CardAuth),
-        Ok(pb::Issuer::PhoneSign) => Ok(CertKind::PhoneSigning),
-        Ok(pb::Issuer::PhoneAuth) => Ok(CertKind::PhoneAuth),
-        _ => Err(Status::invalid_argument(format!(
-            "issuer {issuer} is not one of sign (1), auth (2), phone-sign (3), phone-auth (4)"
-        ))),
-    }
-}
 
 /// The `OcspResponder` gRPC service of an ocsp role.
 #[derive(Debug, Clone)]
@@ -48,7 +36,7 @@ impl pb::ocsp_responder_server::OcspResponder for OcspService {
         req: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
         let req = req.into_inner();
-        let kind = kind_from_pb(req.issuer)?;
+        let kind = shikko_proto::convert::cert_kind_arg(req.issuer)?;
         let serial = Serial::from_be_bytes(&req.serial)
             .map_err(|e| Status::invalid_argument(format!("serial: {e}")))?;
         if !self.role.is_ready() {

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use shikko_core::ChangeRecord;
 use shikko_core::{CertKind, CertStatus, RevocationReason, SERIAL_MAX_OCTETS, Serial, UnixTime};
-use shikko_store::ChangeRecord;
 
 /// A certificate's status as the index keeps it (8 octets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,8 +162,8 @@ impl StatusIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shikko_core::StatusChange;
     use shikko_core::{EventId, PartitionId};
-    use shikko_store::StatusChange;
 
     fn record(seq: u64, kind: CertKind, serial: u128, status: CertStatus) -> ChangeRecord {
         ChangeRecord {
@@ -178,6 +178,7 @@ mod tests {
                 not_after: UnixTime(2_000_000_000),
                 status,
             }],
+            municipalities: Vec::new(),
         }
     }
 

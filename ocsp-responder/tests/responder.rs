@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use base64::Engine;
 use shikko_core::{CertKind, CertStatus, EventId, PartitionId, RevocationReason, Serial, UnixTime};
+use shikko_core::{ChangeRecord, StatusChange};
 use shikko_ocsp::index::StatusIndex;
 use shikko_ocsp::responder::{Responder, ResponderKey};
 use shikko_pki::{
     Issuer, KeyAlgorithm, Signer, SoftwareSigner, ca_certificate, ocsp_responder_certificate,
     to_pem,
 };
-use shikko_store::{ChangeRecord, StatusChange};
 
 fn openssl(args: &[&str], dir: &Path) -> String {
     let out = Command::new("openssl")
@@ -42,6 +42,7 @@ fn record(seq: u64, serial: u32, status: CertStatus) -> ChangeRecord {
             not_after: UnixTime(2_100_000_000),
             status,
         }],
+        municipalities: Vec::new(),
     }
 }
 
@@ -139,6 +140,7 @@ fn setup(alg: KeyAlgorithm) -> Setup {
         index.clone(),
         responder.clone(),
         &prometheus::Registry::new(),
+        shikko_follow::Readiness::always_current(),
     )
     .unwrap();
     let svc = shikko_ocsp::grpc::OcspService::new(role.clone()).into_service();
@@ -630,7 +632,7 @@ fn each_certid_encoding_gets_its_own_answer_and_unready_answers_try_later() {
     assert_eq!(empty.der.as_ref(), [0x30, 0x03, 0x0a, 0x01, 0x01]);
 
     // While the index catches up, answers are tryLater, unsigned.
-    s.role.hold_until_ready();
+    s.role.readiness().set_catching_up();
     let d = s.dir.path();
     openssl(
         &[
@@ -649,7 +651,7 @@ fn each_certid_encoding_gets_its_own_answer_and_unready_answers_try_later() {
         base64::engine::general_purpose::STANDARD.encode(std::fs::read(d.join("r.der")).unwrap());
     let (status, _, body) = http_get(s.addr, &format!("/ocsp/{}", b64.replace('+', "%2B")), &[]);
     assert_eq!((status, body), (200, vec![0x30, 0x03, 0x0a, 0x01, 0x03]));
-    s.role.set_ready();
+    s.role.readiness().set_current();
     let (_, _, body) = http_get(s.addr, &format!("/ocsp/{}", b64.replace('+', "%2B")), &[]);
     assert!(body.len() > 100, "a signed answer once ready");
 }

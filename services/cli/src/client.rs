@@ -5,9 +5,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use shikko_core::{CertKind, Event, Serial, UnixTime};
+use shikko_proto::convert;
 use shikko_proto::v1 as pb;
 use shikko_proto::v1::registry_client::RegistryClient;
-use shikko_registry::convert;
 use tonic::transport::Channel;
 
 /// Connects to a registry.
@@ -72,7 +72,7 @@ pub(crate) async fn ingest(
     let mut last_seq = 0;
     for batch in events.chunks(batch_size.max(1)) {
         let req = pb::IngestRequest {
-            events: batch.iter().map(convert::event_to_pb).collect(),
+            events: batch.iter().map(pb::Event::from).collect(),
             all_or_nothing,
         };
         let resp = client
@@ -136,7 +136,7 @@ pub(crate) async fn status(
     let mut client = connect(endpoint).await?;
     let st = client
         .get_status(pb::GetStatusRequest {
-            issuer: convert::kind_to_pb(kind) as i32,
+            issuer: convert::issuer(kind),
             serial: serial.magnitude().to_vec(),
         })
         .await;

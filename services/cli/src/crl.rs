@@ -12,8 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shikko_core::CertKind;
 use shikko_crl::{BuildReport, Builder, BuiltCrl, CrlConfig, CrlIssuer, CrlName, Progress};
 use shikko_pki::Signer;
+use shikko_proto::convert::{cert_kind, issuer};
 use shikko_proto::v1 as pb;
-use shikko_registry::convert::{kind_from_pb, kind_to_pb};
 use shikko_store::Store;
 
 use crate::authority::{Ca, load_cas};
@@ -200,7 +200,7 @@ pub(crate) async fn build_remote(
     let t = Instant::now();
     let resp = client
         .build(pb::BuildCrlsRequest {
-            issuers: kinds.iter().map(|k| kind_to_pb(*k) as i32).collect(),
+            issuers: kinds.iter().map(|k| issuer(*k)).collect(),
             kind: if delta {
                 pb::BuildKind::Delta
             } else {
@@ -216,7 +216,7 @@ pub(crate) async fn build_remote(
             .crls
             .iter()
             .filter_map(|c| {
-                let kind = kind_from_pb(c.issuer).ok()?;
+                let kind = cert_kind(c.issuer).ok()?;
                 Some(BuiltCrl {
                     kind,
                     name: CrlName::parse(&c.name)?,

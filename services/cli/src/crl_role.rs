@@ -10,17 +10,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use shikko_core::Municipality;
 use shikko_crl::grpc::CrlService;
 use shikko_crl::http::CacheLimits;
-use shikko_crl::{CrlRole, Schedule};
-use shikko_proto::v1 as pb;
-use shikko_runtime::prometheus::{IntGauge, Opts};
-use shikko_runtime::{Shutdown, ShutdownConfig, TelemetryConfig};
-use shikko_store::{ChangeRecord, Store};
-use tokio::sync::watch;
-
-use crate::follow::{Sink, follow};
+use shikko_crl::{CrlRole, MirrorSink, Schedule};
+use shikko_follow::{Follower, FollowerMetrics, GrpcSource, Readiness};
+use shikko_runtime::{GrpcRoutes, RoleServer, Shutdown, ShutdownConfig, TelemetryConfig};
+use shikko_store::Store;
 
 use crate::authority::load_cas;
 
@@ -135,13 +130,17 @@ pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
     builder.config_mut().full_validity = Duration::from_secs(c.full_next_update_secs);
     builder.config_mut().delta_validity = Duration::from_secs(c.delta_next_update_secs);
     let metrics = shikko_runtime::telemetry::Metrics::new(env!("CARGO_PKG_VERSION"))?;
-    let role = CrlRole::new(builder, metrics.registry())?;
-    role.hold_builds();
-    let lag = IntGauge::with_opts(Opts::new(
-        "shikko_crl_feed_lag",
-        "Registry events not yet applied to the crl role's mirror",
-    ))?;
-    metrics.registry().register(Box::new(lag.clone()))?;
+    // Builds only from a mirror that is current: an empty mirror would
+    // publish empty CRLs over good ones, a stale one would drop revocations.
+    let readiness = Readiness::new();
+    let role = CrlRole::new(builder, metrics.registry(), readiness.clone())?;
+    let sink = MirrorSink::new(store.clone());
+    let follower = Follower::new(
+        GrpcSource::new(c.registry.clone()),
+        sink.binding()?,
+        readiness.clone(),
+        FollowerMetrics::new(metrics.registry(), "crl")?,
+    );
 
     let http = crate::serve::bind(c.http_listen, "HTTP").await?;
     let grpc = crate::serve::bind(c.grpc_listen, "gRPC").await?;
@@ -156,19 +155,7 @@ pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
 
-    let (caught_up_tx, mut caught_up) = watch::channel(false);
-    tokio::spawn(follow(
-        Arc::new(MirrorSink {
-            store: store.clone(),
-            role: role.clone(),
-            caught_up: caught_up_tx,
-            lag,
-        }),
-        c.registry.clone(),
-        shutdown.clone(),
-    ));
-    // Build only from a mirror that has caught up: an empty mirror would
-    // publish empty CRLs over good ones.
+    tokio::spawn(follower.run_status(Arc::new(sink), shutdown.wait_owned()));
     let schedule = Schedule {
         full_every: Duration::from_secs(c.full_every_secs),
         delta_every: Duration::from_secs(c.delta_every_secs),
@@ -178,7 +165,7 @@ pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
     let stop = shutdown.clone();
     tokio::spawn(async move {
         let ready = tokio::select! {
-            r = caught_up.wait_for(|c| *c) => r.is_ok(),
+            () = readiness.wait_current() => true,
             () = stop.wait() => false,
         };
         if ready {
@@ -195,66 +182,13 @@ pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
             delta: schedule.delta_every,
         },
     )?;
-    let drain = cfg.shutdown.drain_timeout();
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<pb::crl_publisher_server::CrlPublisherServer<CrlService>>()
-        .await;
-    let routes = tonic::service::Routes::new(health_service)
-        .add_service(CrlService::new(role).into_service());
-    crate::serve::run_role(
-        grpc,
-        routes,
-        Some((http, app, cfg_http)),
-        metrics_listener,
-        metrics,
-        shutdown,
-        drain,
-    )
-    .await
-}
-
-/// The crl role's side of the feed: a mirror store, and builds held while
-/// it is not current.
-struct MirrorSink {
-    store: Arc<Store>,
-    role: Arc<CrlRole>,
-    caught_up: watch::Sender<bool>,
-    lag: IntGauge,
-}
-
-impl Sink for MirrorSink {
-    fn position(&self) -> u64 {
-        self.store.last_seq()
-    }
-
-    fn apply(&self, records: Vec<ChangeRecord>, source_id: &str, head: u64) -> Result<u64> {
-        self.store.check_mirror_source(source_id)?;
-        let applied = self.store.apply_changes(&records)?;
-        self.lag.set(head.saturating_sub(applied) as i64);
-        Ok(applied)
-    }
-
-    fn wants_partitions(&self) -> bool {
-        true
-    }
-
-    fn partitions(&self, municipalities: Vec<Municipality>) -> Result<()> {
-        Ok(self.store.put_municipalities(&municipalities)?)
-    }
-
-    /// Builds are allowed only while the mirror is current: not before it
-    /// caught up, and not while the registry is out of reach.
-    fn set_current(&self, current: bool) {
-        if current {
-            self.role.set_ready();
-            self.caught_up.send_replace(true);
-        } else {
-            self.role.hold_builds();
-            // Unknown while disconnected.
-            self.lag.set(-1);
-        }
-    }
+    let routes = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
+        .service(CrlService::new(role).into_service());
+    Ok(RoleServer::new("crl", metrics, metrics_listener)
+        .grpc(grpc, routes)
+        .http(http, app, cfg_http)
+        .serve(shutdown, cfg.shutdown.drain_timeout())
+        .await?)
 }
 
 #[cfg(test)]

@@ -11,17 +11,18 @@ use anyhow::{Context, Result};
 use shikko_core::{
     CertKind, CertStatus, Event, EventBody, EventId, HolderId, RevocationReason, Serial, UnixTime,
 };
+use shikko_follow::{Binding, Follower, FollowerMetrics, Readiness};
 use shikko_pki::synthetic::Population;
 use shikko_pki::{KeyAlgorithm, Signer, SoftwareSigner};
-use shikko_registry::Registry;
-use shikko_runtime::Shutdown;
+use shikko_registry::{LocalFeed, Registry};
 use shikko_runtime::telemetry::Metrics;
+use shikko_runtime::{GrpcRoutes, RoleServer, Shutdown};
 use shikko_store::Store;
 
 use crate::authority::Authority;
 use crate::load::{LoadReport, load_population};
 use crate::population::CertMaker;
-use crate::serve::{bind, open_store, run_platform};
+use crate::serve::{bind, open_store};
 use shikko_crl::grpc::CrlService;
 use shikko_crl::{BuildKind, CrlName, CrlRole, Schedule};
 
@@ -108,7 +109,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         &opts.data_dir,
         Some(format!("http://{}", opts.http)),
     )?;
-    let crl_role = CrlRole::new(builder, metrics.registry())?;
+    let crl_role = CrlRole::new(builder, metrics.registry(), Readiness::always_current())?;
     let t = Instant::now();
     println!("  building CRLs (full, per municipality, delta)...");
     let report = crl_role.build(BuildKind::Full, &CertKind::ALL).await?;
@@ -133,12 +134,8 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     };
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
-    crate::info_role::spawn_server(
-        info.clone(),
-        info_listener,
-        crate::info_role::demo_tls(&authority)?,
-        shutdown.wait_owned(),
-    )?;
+    let operators = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
+        .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_server());
     let info_admin = shikko_info::admin::InfoAdminGrpc::new(info).into_server();
     let app = shikko_crl::http::router_with(
         crl_role.catalog().clone(),
@@ -156,34 +153,46 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         },
         shutdown.wait_owned(),
     ));
-    let ocsp_role =
-        crate::ocsp_role::role_from_dir(&opts.data_dir, OCSP_VALIDITY, metrics.registry())?;
-    ocsp_role.hold_until_ready();
-    tokio::spawn(ocsp_role.clone().follow_store(
-        store.clone(),
-        registry.head(),
-        shutdown.wait_owned(),
-    ));
+    // The OCSP role follows the registry in this process exactly as `serve
+    // ocsp` follows it over gRPC: same follower, same readiness.
+    let readiness = Readiness::new();
+    let ocsp_role = crate::ocsp_role::role_from_dir(
+        &opts.data_dir,
+        OCSP_VALIDITY,
+        metrics.registry(),
+        readiness.clone(),
+    )?;
+    let follower = Follower::new(
+        LocalFeed::new(registry.clone()),
+        Binding::in_memory(),
+        readiness,
+        FollowerMetrics::new(metrics.registry(), "ocsp")?,
+    );
+    tokio::spawn(follower.run_status(ocsp_role.clone(), shutdown.wait_owned()));
     let ocsp_service = shikko_ocsp::grpc::OcspService::new(ocsp_role.clone()).into_service();
     let app = app.merge(shikko_ocsp::http::router(ocsp_role, OCSP_MAX_SIGNING));
     println!("\nServing. Press Ctrl-C to stop.");
     let crl_service = CrlService::new(crl_role).into_service();
-    run_platform(
-        registry,
-        metrics,
-        grpc,
-        metrics_listener,
-        Some((http_listener, app)),
-        move |routes| {
-            routes
-                .add_service(crl_service)
-                .add_service(ocsp_service)
-                .add_service(info_admin)
-        },
-        shutdown,
-        Duration::from_secs(10),
-    )
-    .await
+    // The demo's one gRPC port carries every role's services, as the
+    // contract says (127.0.0.1:50051); the 4-information service has its
+    // own, over mutual TLS.
+    let routes = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
+        .service(registry.clone().into_service())
+        .service(crl_service)
+        .service(ocsp_service)
+        .service(info_admin);
+    let closer = registry.clone();
+    Ok(RoleServer::new("demo", metrics, metrics_listener)
+        .grpc(grpc, routes)
+        .grpc_tls(
+            info_listener,
+            operators,
+            crate::info_role::demo_tls(&authority)?,
+        )
+        .http(http_listener, app, shikko_runtime::HttpLimits::default())
+        .on_shutdown(async move { closer.close_streams() })
+        .serve(shutdown, Duration::from_secs(10))
+        .await?)
 }
 
 /// How often the demo publishes a delta CRL (a deployment would use minutes to hours).

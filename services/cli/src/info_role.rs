@@ -13,13 +13,12 @@ use shikko_core::{
     ProviderId, Serial, UnixTime,
 };
 use shikko_info::consent::ConsentRequest;
-use shikko_info::grpc::{InfoGrpc, server_tls};
+use shikko_info::grpc::server_tls;
 use shikko_info::{InfoMetrics, InfoService};
 use shikko_pki::synthetic::Population;
 use shikko_pki::{HolderCertRequest, Signer, SoftwareSigner};
 use shikko_registry::Registry;
 use shikko_store::{IngestMode, Store};
-use tokio::net::TcpListener;
 
 use crate::authority::{Authority, Ca};
 use crate::population::serial_for;
@@ -65,23 +64,6 @@ pub(crate) fn read_signing_cas(paths: &[std::path::PathBuf]) -> Result<Vec<Vec<u
         }
     }
     Ok(signing)
-}
-
-/// Serves `shikko.v1.Info` over mutual TLS on `listener` until `stop`.
-pub(crate) fn spawn_server(
-    svc: Arc<InfoService>,
-    listener: TcpListener,
-    tls: tonic::transport::ServerTlsConfig,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
-    let server = tonic::transport::Server::builder()
-        .tls_config(tls)
-        .context("the info role's TLS configuration")?
-        .add_service(InfoGrpc::new(svc).into_server());
-    Ok(tokio::spawn(server.serve_with_incoming_shutdown(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        stop,
-    )))
 }
 
 /// The TLS configuration from PEM files.

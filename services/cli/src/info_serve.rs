@@ -10,15 +10,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use shikko_core::Event;
+use shikko_follow::{Follower, FollowerMetrics, GrpcSource, Readiness};
 use shikko_info::InfoService;
+use shikko_info::replica::Replica;
 use shikko_runtime::telemetry::Metrics;
-use shikko_runtime::{Shutdown, ShutdownConfig, TelemetryConfig};
-use shikko_store::{IngestMode, Outcome, Store};
+use shikko_runtime::{GrpcRoutes, RoleServer, Shutdown, ShutdownConfig, TelemetryConfig};
 
-use crate::follow::Sink;
 use crate::serve::{bind, open_store};
 
 /// `shikko serve info --config FILE`.
@@ -69,76 +68,29 @@ fn default_admin() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 50055))
 }
 
-/// Applies the registry's events to the replica store.
-struct ReplicaSink {
-    store: Arc<Store>,
-    svc: Arc<InfoService>,
-}
-
-impl Sink for ReplicaSink {
-    fn position(&self) -> u64 {
-        self.store.last_seq()
-    }
-
-    fn apply(&self, _records: Vec<shikko_store::ChangeRecord>, _: &str, _: u64) -> Result<u64> {
-        bail!("the info replica takes whole events")
-    }
-
-    fn wants_events(&self) -> bool {
-        true
-    }
-
-    fn apply_events(&self, events: Vec<(u64, Event)>, source_id: &str, _head: u64) -> Result<u64> {
-        self.store
-            .check_mirror_source(source_id)
-            .context("the registry followed is not the one this replica was made from")?;
-        if events.is_empty() {
-            return Ok(self.store.last_seq());
-        }
-        let expected: Vec<u64> = events.iter().map(|(s, _)| *s).collect();
-        let first = self.store.last_seq() + 1;
-        if expected.first() != Some(&first) {
-            bail!(
-                "the feed resumed at {:?}, the replica is at {}",
-                expected.first(),
-                first - 1
-            );
-        }
-        let events: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
-        let outcomes = self.store.ingest(&events, IngestMode::PerEvent)?;
-        for (want, got) in expected.iter().zip(&outcomes) {
-            match got {
-                Outcome::Applied { seq } if seq == want => {}
-                // Never for an event the registry applied: the replica has diverged.
-                other => bail!(
-                    "the replica diverged from the registry at seq {want}: {}",
-                    match other {
-                        Outcome::Rejected(r) => format!("rejected here ({})", r.rule()),
-                        o => format!("{o:?}"),
-                    }
-                ),
-            }
-        }
-        Ok(self.store.last_seq())
-    }
-
-    fn set_current(&self, current: bool) {
-        self.svc.set_ready(current);
-    }
-}
-
 /// Runs the info role until SIGTERM.
 pub(crate) async fn serve(cfg: InfoRoleConfig) -> Result<()> {
     let store = open_store(&cfg.info.data_dir)?;
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
     let signing = crate::info_role::read_signing_cas(&cfg.info.signing_cas)?;
-    let svc = Arc::new(InfoService::new(
-        store.clone(),
-        &signing,
-        shikko_info::InfoMetrics::new(metrics.registry())?,
-    )?);
-    // Not ready until the replica has caught up with the registry.
-    svc.set_ready(false);
+    // Not ready until the replica has caught up with the registry, nor while
+    // the registry is out of reach.
+    let readiness = Readiness::new();
+    let svc = Arc::new(
+        InfoService::new(
+            store.clone(),
+            &signing,
+            shikko_info::InfoMetrics::new(metrics.registry())?,
+        )?
+        .with_readiness(readiness.clone()),
+    );
+    let replica = Replica::new(store.clone());
+    let follower = Follower::new(
+        GrpcSource::new(cfg.info.registry.clone()),
+        replica.binding()?,
+        readiness,
+        FollowerMetrics::new(metrics.registry(), "info")?,
+    );
     let tls = crate::info_role::tls_from_files(
         &cfg.info.tls_cert,
         &cfg.info.tls_key,
@@ -155,35 +107,16 @@ pub(crate) async fn serve(cfg: InfoRoleConfig) -> Result<()> {
     );
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
-    let sink: Arc<dyn Sink> = Arc::new(ReplicaSink {
-        store: store.clone(),
-        svc: svc.clone(),
-    });
-    tokio::spawn(crate::follow::follow(
-        sink,
-        cfg.info.registry.clone(),
-        shutdown.clone(),
-    ));
-    let info_task =
-        crate::info_role::spawn_server(svc.clone(), listener, tls, shutdown.wait_owned())?;
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<shikko_proto::v1::info_admin_server::InfoAdminServer<shikko_info::admin::InfoAdminGrpc>>()
-        .await;
-    let routes = tonic::service::Routes::new(health)
-        .add_service(shikko_info::admin::InfoAdminGrpc::new(svc).into_server());
-    crate::serve::run_role(
-        admin,
-        routes,
-        None,
-        metrics_listener,
-        metrics,
-        shutdown,
-        cfg.shutdown.drain_timeout(),
-    )
-    .await?;
-    let _ = info_task.await;
-    Ok(())
+    tokio::spawn(follower.run_replica(Arc::new(replica), shutdown.wait_owned()));
+    let operators = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
+        .service(shikko_info::grpc::InfoGrpc::new(svc.clone()).into_server());
+    let internal = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
+        .service(shikko_info::admin::InfoAdminGrpc::new(svc).into_server());
+    Ok(RoleServer::new("info", metrics, metrics_listener)
+        .grpc_tls(listener, operators, tls)
+        .grpc(admin, internal)
+        .serve(shutdown, cfg.shutdown.drain_timeout())
+        .await?)
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ mod config;
 mod crl;
 mod crl_role;
 mod demo;
-mod follow;
 mod info;
 mod info_role;
 mod info_serve;

@@ -4,21 +4,18 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use shikko_follow::{Binding, Follower, FollowerMetrics, GrpcSource, Readiness};
 use shikko_ocsp::grpc::OcspService;
 use shikko_ocsp::index::StatusIndex;
 use shikko_ocsp::responder::{Responder, ResponderKey};
 use shikko_ocsp::role::OcspRole;
 use shikko_pki::SoftwareSigner;
-use shikko_proto::v1 as pb;
-use shikko_runtime::{Shutdown, ShutdownConfig, TelemetryConfig};
-use shikko_store::ChangeRecord;
-
-use crate::follow::{Sink, follow};
+use shikko_runtime::{GrpcRoutes, RoleServer, Shutdown, ShutdownConfig, TelemetryConfig};
 
 /// The ocsp role over the four CAs of `data_dir` and their delegated
 /// responders (`keys/ISSUER-ocsp.key`, `certs/ISSUER-ocsp.der`), loaded only.
@@ -26,6 +23,7 @@ pub(crate) fn role_from_dir(
     data_dir: &Path,
     validity: Duration,
     metrics: &shikko_runtime::prometheus::Registry,
+    readiness: Arc<Readiness>,
 ) -> Result<Arc<OcspRole>> {
     let index = Arc::new(StatusIndex::new());
     let mut issuers = Vec::new();
@@ -48,7 +46,7 @@ pub(crate) fn role_from_dir(
         ));
     }
     let responder = Arc::new(Responder::new(issuers, index.clone(), validity)?);
-    Ok(OcspRole::new(index, responder, metrics)?)
+    Ok(OcspRole::new(index, responder, metrics, readiness)?)
 }
 
 /// `shikko serve ocsp --config FILE`.
@@ -131,57 +129,25 @@ impl OcspSection {
     }
 }
 
-/// The ocsp role's side of the feed: its index, bound to one registry history.
-struct IndexSink {
-    role: Arc<OcspRole>,
-    source: Mutex<Option<String>>,
-}
-
-impl Sink for IndexSink {
-    fn position(&self) -> u64 {
-        self.role.index().seq()
-    }
-
-    fn apply(&self, records: Vec<ChangeRecord>, source_id: &str, head: u64) -> Result<u64> {
-        {
-            let mut source = self.source.lock().unwrap_or_else(|p| p.into_inner());
-            match source.as_deref() {
-                Some(s) if s != source_id => bail!(
-                    "the registry's store changed identity ({s} -> {source_id}): restart this responder to follow the new history"
-                ),
-                Some(_) => {}
-                None => *source = Some(source_id.to_string()),
-            }
-        }
-        self.role.apply(&records, head);
-        Ok(self.role.index().seq())
-    }
-
-    fn set_current(&self, current: bool) {
-        if current {
-            self.role.reached_registry();
-            self.role.set_ready();
-        } else {
-            // Answers keep coming from the index for the stale-but-valid
-            // window (each valid until its nextUpdate), then tryLater; the
-            // lag is unknown while the registry is away.
-            self.role.lost_registry(shikko_core::UnixTime::now());
-            self.role.metrics().feed_lag.set(-1);
-        }
-    }
-}
-
 /// Runs the ocsp role until SIGTERM / Ctrl-C.
 pub(crate) async fn serve(cfg: OcspRoleConfig) -> Result<()> {
     let c = &cfg.ocsp;
     let cfg_http = cfg.http.limits().map_err(anyhow::Error::msg)?;
     let metrics = shikko_runtime::telemetry::Metrics::new(env!("CARGO_PKG_VERSION"))?;
+    let readiness = Readiness::new();
     let role = role_from_dir(
         &c.data_dir,
         Duration::from_secs(c.validity_secs),
         metrics.registry(),
+        readiness.clone(),
     )?;
-    role.hold_until_ready();
+    let follower = Follower::new(
+        GrpcSource::new(c.registry.clone()),
+        // The index lives in memory: bound anew at each start.
+        Binding::in_memory(),
+        readiness,
+        FollowerMetrics::new(metrics.registry(), "ocsp")?,
+    );
     role.set_max_stale(Duration::from_secs(c.max_stale_secs));
     let http = crate::serve::bind(c.http_listen, "HTTP").await?;
     let grpc = crate::serve::bind(c.grpc_listen, "gRPC").await?;
@@ -195,31 +161,15 @@ pub(crate) async fn serve(cfg: OcspRoleConfig) -> Result<()> {
     );
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
-    tokio::spawn(follow(
-        Arc::new(IndexSink {
-            role: role.clone(),
-            source: Mutex::new(None),
-        }),
-        c.registry.clone(),
-        shutdown.clone(),
-    ));
+    tokio::spawn(follower.run_status(role.clone(), shutdown.wait_owned()));
     let app = shikko_ocsp::http::router(role.clone(), c.max_signing);
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<pb::ocsp_responder_server::OcspResponderServer<OcspService>>()
-        .await;
-    let routes = tonic::service::Routes::new(health_service)
-        .add_service(OcspService::new(role).into_service());
-    crate::serve::run_role(
-        grpc,
-        routes,
-        Some((http, app, cfg_http)),
-        metrics_listener,
-        metrics,
-        shutdown,
-        cfg.shutdown.drain_timeout(),
-    )
-    .await
+    let routes = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
+        .service(OcspService::new(role).into_service());
+    Ok(RoleServer::new("ocsp", metrics, metrics_listener)
+        .grpc(grpc, routes)
+        .http(http, app, cfg_http)
+        .serve(shutdown, cfg.shutdown.drain_timeout())
+        .await?)
 }
 
 #[cfg(test)]

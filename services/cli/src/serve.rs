@@ -1,15 +1,15 @@
-//! Running roles: the registry's gRPC server and the metrics endpoint, with
-//! graceful shutdown (stop accepting, close feed streams, drain, exit).
+//! Running the registry role (`shikko serve registry`), with the
+//! 4-information service beside it when its configuration has an `[info]`
+//! section. Every role is served by `shikko_runtime::RoleServer`.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use shikko_registry::Registry;
-use shikko_runtime::Shutdown;
 use shikko_runtime::telemetry::Metrics;
+use shikko_runtime::{GrpcRoutes, RoleServer, Shutdown};
 use shikko_store::Store;
 use tokio::net::TcpListener;
 
@@ -29,130 +29,6 @@ pub(crate) async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr} for {what} (is another shikko running?)"))
 }
 
-/// The registry and metrics, and more: other gRPC services beside the registry's
-/// (`add`), and an HTTP server (CRLs, later OCSP) on its own listener.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn run_platform(
-    registry: Arc<Registry>,
-    metrics: Metrics,
-    grpc: TcpListener,
-    metrics_listener: TcpListener,
-    http: Option<(TcpListener, axum::Router)>,
-    add: impl FnOnce(tonic::service::Routes) -> tonic::service::Routes + Send + 'static,
-    shutdown: Shutdown,
-    drain: Duration,
-) -> Result<()> {
-    let grpc_task = tokio::spawn(shikko_registry::serve_with(
-        registry,
-        grpc,
-        shutdown.wait_owned(),
-        add,
-    ));
-    let metrics_task = tokio::spawn(shikko_runtime::serve_metrics(
-        metrics_listener,
-        metrics,
-        shutdown.wait_owned(),
-    ));
-    let http_task = http.map(|(listener, app)| {
-        tokio::spawn(shikko_runtime::serve_http(
-            listener,
-            app,
-            shikko_runtime::HttpLimits::default(),
-            shutdown.wait_owned(),
-        ))
-    });
-    shutdown.wait().await;
-    tracing::info!(timeout_secs = drain.as_secs(), "shutting down: draining");
-    let drained = shikko_runtime::drain_with_timeout(
-        async {
-            let g = grpc_task.await;
-            let m = metrics_task.await;
-            let h = match http_task {
-                Some(t) => Some(t.await),
-                None => None,
-            };
-            (g, m, h)
-        },
-        drain,
-    )
-    .await;
-    match drained {
-        Ok((g, m, h)) => {
-            g.context("gRPC server task")?.context("gRPC server")?;
-            m.context("metrics server task")?
-                .context("metrics server")?;
-            if let Some(h) = h {
-                h.context("HTTP server task")?.context("HTTP server")?;
-            }
-            tracing::info!("drained; exiting");
-        }
-        Err(e) => tracing::warn!(error = %e, "drain timed out; exiting anyway"),
-    }
-    Ok(())
-}
-
-/// Serves a role that is not the registry: its gRPC services (with health),
-/// its HTTP routes and metrics, until `shutdown`, then drains within `drain`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn run_role(
-    grpc: TcpListener,
-    routes: tonic::service::Routes,
-    http: Option<(TcpListener, axum::Router, shikko_runtime::HttpLimits)>,
-    metrics_listener: TcpListener,
-    metrics: Metrics,
-    shutdown: Shutdown,
-    drain: Duration,
-) -> Result<()> {
-    let grpc_task = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc),
-                shutdown.wait_owned(),
-            ),
-    );
-    let http_task = http.map(|(listener, app, limits)| {
-        tokio::spawn(shikko_runtime::serve_http(
-            listener,
-            app,
-            limits,
-            shutdown.wait_owned(),
-        ))
-    });
-    let metrics_task = tokio::spawn(shikko_runtime::serve_metrics(
-        metrics_listener,
-        metrics,
-        shutdown.wait_owned(),
-    ));
-    shutdown.wait().await;
-    tracing::info!(timeout_secs = drain.as_secs(), "shutting down: draining");
-    let drained = shikko_runtime::drain_with_timeout(
-        async {
-            let g = grpc_task.await;
-            let h = match http_task {
-                Some(t) => Some(t.await),
-                None => None,
-            };
-            (g, h, metrics_task.await)
-        },
-        drain,
-    )
-    .await;
-    match drained {
-        Ok((g, h, m)) => {
-            g.context("gRPC server task")?.context("gRPC server")?;
-            if let Some(h) = h {
-                h.context("HTTP server task")?.context("HTTP server")?;
-            }
-            m.context("metrics server task")?
-                .context("metrics server")?;
-            tracing::info!("drained; exiting");
-        }
-        Err(e) => tracing::warn!(error = %e, "drain timed out; exiting anyway"),
-    }
-    Ok(())
-}
-
 /// `shikko serve registry` (and `serve info`): the registry, and the
 /// 4-information service when the configuration has an `[info]` section.
 pub(crate) async fn serve_registry(cfg: crate::config::RegistryRoleConfig) -> Result<()> {
@@ -164,7 +40,9 @@ pub(crate) async fn serve_registry(cfg: crate::config::RegistryRoleConfig) -> Re
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
     let mut info_addr = None;
-    let mut admin = None;
+    let mut routes =
+        GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET).service(registry.clone().into_service());
+    let mut info_server = None;
     if let Some(info) = &cfg.info {
         let signing = crate::info_role::read_signing_cas(&info.signing_cas)?;
         let svc = Arc::new(shikko_info::InfoService::new(
@@ -175,8 +53,13 @@ pub(crate) async fn serve_registry(cfg: crate::config::RegistryRoleConfig) -> Re
         let tls = crate::info_role::tls_from_files(&info.tls_cert, &info.tls_key, &info.client_ca)?;
         let listener = bind(info.listen, "the 4-information service").await?;
         info_addr = Some(listener.local_addr()?);
-        crate::info_role::spawn_server(svc.clone(), listener, tls, shutdown.wait_owned())?;
-        admin = Some(shikko_info::admin::InfoAdminGrpc::new(svc).into_server());
+        info_server = Some((
+            listener,
+            GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
+                .service(shikko_info::grpc::InfoGrpc::new(svc.clone()).into_server()),
+            tls,
+        ));
+        routes = routes.service(shikko_info::admin::InfoAdminGrpc::new(svc).into_server());
     }
     tracing::info!(
         grpc = %grpc.local_addr()?,
@@ -192,18 +75,13 @@ pub(crate) async fn serve_registry(cfg: crate::config::RegistryRoleConfig) -> Re
         metrics_listener.local_addr()?,
         info_addr.map(|a| format!(" info={a}")).unwrap_or_default()
     );
-    run_platform(
-        registry,
-        metrics,
-        grpc,
-        metrics_listener,
-        None,
-        move |routes| match admin {
-            Some(a) => routes.add_service(a),
-            None => routes,
-        },
-        shutdown,
-        cfg.shutdown.drain_timeout(),
-    )
-    .await
+    let closer = registry.clone();
+    let mut server = RoleServer::new("registry", metrics, metrics_listener)
+        .grpc(grpc, routes)
+        // Feed streams never end by themselves: close them so draining can finish.
+        .on_shutdown(async move { closer.close_streams() });
+    if let Some((listener, routes, tls)) = info_server {
+        server = server.grpc_tls(listener, routes, tls);
+    }
+    Ok(server.serve(shutdown, cfg.shutdown.drain_timeout()).await?)
 }

@@ -238,20 +238,19 @@ fn ocsp_answers_through_the_stale_window_then_says_try_later() {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     };
     assert!(until(20, || ask().contains(": good")), "{}", ask());
-    assert!(metrics(&metrics_addr).contains("shikko_ocsp_registry_connected 1"));
+    assert!(metrics(&metrics_addr).contains(CONNECTED));
 
     // The registry goes away: answers keep coming, and the metrics say so.
     registry.child.kill().unwrap();
     registry.child.wait().unwrap();
     assert!(
-        until(10, || metrics(&metrics_addr)
-            .contains("shikko_ocsp_registry_connected 0")),
+        until(10, || metrics(&metrics_addr).contains(DISCONNECTED)),
         "{}",
         metrics(&metrics_addr)
     );
     let lost = metrics(&metrics_addr)
         .lines()
-        .find_map(|l| l.strip_prefix("shikko_ocsp_stale_since_timestamp_seconds "))
+        .find_map(|l| l.strip_prefix("shikko_feed_stale_since_timestamp_seconds{role=\"ocsp\"} "))
         .unwrap()
         .trim()
         .parse::<i64>()
@@ -277,8 +276,11 @@ fn ocsp_answers_through_the_stale_window_then_says_try_later() {
         "fault: answers again {:.1} s after the registry came back",
         back.elapsed().as_secs_f64()
     );
-    assert!(metrics(&metrics_addr).contains("shikko_ocsp_registry_connected 1"));
+    assert!(metrics(&metrics_addr).contains(CONNECTED));
 }
+
+const CONNECTED: &str = "shikko_feed_connected{role=\"ocsp\"} 1";
+const DISCONNECTED: &str = "shikko_feed_connected{role=\"ocsp\"} 0";
 
 #[test]
 fn a_crl_build_on_a_full_disk_leaves_the_published_crl() {

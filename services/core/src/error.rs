@@ -32,6 +32,9 @@ pub enum ValidationError {
     /// A field that is missing or inconsistent with the rest of the event.
     #[error("bad event: {0}")]
     BadEvent(String),
+    /// An issuer number that is none of the four issuers.
+    #[error("issuer {0} is not one of sign (1), auth (2), phone-sign (3), phone-auth (4)")]
+    UnknownIssuerNumber(i32),
     /// A reason code that RFC 5280 does not define.
     #[error("unknown CRL reason code {0}")]
     UnknownReason(u8),

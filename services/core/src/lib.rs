@@ -18,6 +18,7 @@
 pub mod consent;
 pub mod error;
 pub mod event;
+pub mod feed;
 pub mod holder;
 pub mod ids;
 pub mod memory;
@@ -28,6 +29,7 @@ pub mod time;
 pub use consent::{Consent, ConsentState, ConsentedInfo, InfoItems, InfoOutcome};
 pub use error::{RuleViolation, ValidationError};
 pub use event::{Event, EventBody, NewCert};
+pub use feed::{ChangeRecord, RevokedEntry, StatusChange};
 pub use holder::{DateOfBirth, FourInfo, HolderRecord, HolderState, Sex};
 pub use ids::{
     CertKind, EventId, HolderId, Municipality, OperatorId, PartitionId, ProviderId,

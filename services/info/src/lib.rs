@@ -28,6 +28,7 @@ pub mod grpc;
 mod keys;
 pub mod operators;
 pub mod query;
+pub mod replica;
 mod service;
 
 pub use error::InfoError;

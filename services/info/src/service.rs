@@ -1,6 +1,7 @@
 //! The service object: the store, the audit writer, the operators, the
 //! card signing CAs consents are checked against, rate limits and metrics.
 
+use shikko_follow::Readiness;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -110,9 +111,10 @@ pub struct InfoService {
     /// it cannot interleave; different holders proceed in parallel.
     consent_locks: Vec<tokio::sync::Mutex<()>>,
     pub(crate) metrics: InfoMetrics,
-    /// False while a replica catches up with the registry: operator calls
-    /// are then refused (UNAVAILABLE) rather than answered from old data.
-    ready: std::sync::atomic::AtomicBool,
+    /// Whether the store is current: operator calls are refused
+    /// (UNAVAILABLE) while a replica catches up with the registry or has
+    /// lost it, rather than answered from old data.
+    readiness: Arc<Readiness>,
 }
 
 impl std::fmt::Debug for InfoService {
@@ -146,7 +148,7 @@ impl InfoService {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             metrics,
-            ready: std::sync::atomic::AtomicBool::new(true),
+            readiness: Readiness::always_current(),
         };
         svc.load_operators()?;
         Ok(svc)
@@ -165,14 +167,21 @@ impl InfoService {
             .await
     }
 
-    /// Marks the service ready (its store is current) or not.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, std::sync::atomic::Ordering::SeqCst);
+    /// The service answers as `readiness` says (a replica's follower sets
+    /// it); without it, the store is the registry's own and always current.
+    pub fn with_readiness(mut self, readiness: Arc<Readiness>) -> InfoService {
+        self.readiness = readiness;
+        self
+    }
+
+    /// Where the store stands with the registry.
+    pub fn readiness(&self) -> &Arc<Readiness> {
+        &self.readiness
     }
 
     /// Whether operator calls are answered.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(std::sync::atomic::Ordering::SeqCst)
+        self.readiness.is_current()
     }
 
     /// The store the service reads holders and certificates from.

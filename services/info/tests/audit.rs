@@ -314,7 +314,7 @@ async fn a_replica_that_is_not_caught_up_answers_unavailable() {
     let op = w.register("op-1", 1).await;
     let h = w.holder("H1", 0x1001, KeyAlgorithm::EcdsaP256);
     let mut c = w.client(Some(&op)).await;
-    w.svc.set_ready(false);
+    w.svc.readiness().set_catching_up();
     let e = c.query(query("bank-1", &h.serial)).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     let e = c
@@ -322,7 +322,7 @@ async fn a_replica_that_is_not_caught_up_answers_unavailable() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-    w.svc.set_ready(true);
+    w.svc.readiness().set_current();
     c.record_consent(consent(&h, "bank-1", InfoItems::ALL, UnixTime::now()))
         .await
         .unwrap();

@@ -19,12 +19,13 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-pub mod convert;
 mod error;
+mod feed;
 mod metrics;
 mod service;
 
 pub use error::{Error, Result};
+pub use feed::LocalFeed;
 pub use service::{
     MAX_EVENTS_PER_BATCH, MAX_MESSAGE_BYTES, Registry, RegistryService, serve, serve_with,
 };

@@ -15,9 +15,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::convert;
 use crate::error::{Error, Result};
+use crate::feed::FeedCursor;
 use crate::metrics::RegistryMetrics;
+use shikko_follow::{Content, FeedBatch};
+use shikko_proto::convert;
 
 /// Most events accepted in one ingest message.
 pub const MAX_EVENTS_PER_BATCH: usize = 50_000;
@@ -115,6 +117,11 @@ impl Registry {
         self.head.subscribe()
     }
 
+    /// Becomes true when the registry closes its feed streams.
+    pub(crate) fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
     /// Ends every open change-feed stream (on shutdown, so that draining can finish).
     pub fn close_streams(&self) {
         self.closing.send_replace(true);
@@ -132,7 +139,7 @@ impl Registry {
             .events
             .iter()
             .enumerate()
-            .map(|(i, e)| convert::event_from_pb(e).map_err(|err| Error::bad_event(i, &e.id, &err)))
+            .map(|(i, e)| Event::try_from(e).map_err(|err| Error::bad_event(i, &e.id, &err)))
             .collect::<Result<Vec<_>>>()?;
         let mode = if req.all_or_nothing {
             IngestMode::AllOrNothing
@@ -236,7 +243,7 @@ impl RegistryApi for RegistryService {
         request: Request<pb::GetStatusRequest>,
     ) -> std::result::Result<Response<pb::CertificateStatus>, Status> {
         let req = request.into_inner();
-        let kind = convert::kind_from_pb(req.issuer).map_err(|e| Error::Invalid(e.to_string()))?;
+        let kind = convert::cert_kind(req.issuer).map_err(|e| Error::Invalid(e.to_string()))?;
         let serial =
             convert::serial_from_pb(&req.serial).map_err(|e| Error::Invalid(e.to_string()))?;
         let store = self.inner.store.clone();
@@ -254,7 +261,7 @@ impl RegistryApi for RegistryService {
             .ok_or_else(|| Error::NotFound(format!("{kind} serial {serial} was never issued")))?;
         let (status, reason, time, inv) = convert::status_fields(&cert.status);
         Ok(Response::new(pb::CertificateStatus {
-            issuer: convert::kind_to_pb(kind) as i32,
+            issuer: convert::issuer(kind),
             serial: serial.magnitude().to_vec(),
             status: status as i32,
             reason,
@@ -288,21 +295,14 @@ impl RegistryApi for RegistryService {
                 req.from_seq
             )));
         }
-        let store = self.inner.store.clone();
-        let store_id = tokio::task::spawn_blocking(move || store.store_id())
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .map_err(Error::from)?;
+        let content = if req.with_events {
+            Content::Replication
+        } else {
+            Content::Status
+        };
+        let cursor = FeedCursor::open(self.inner.clone(), req.from_seq, max, content).await?;
         let (tx, rx) = mpsc::channel(4);
-        let inner = self.inner.clone();
-        tokio::spawn(follow_task(
-            inner,
-            req.from_seq.max(1),
-            max,
-            req.with_events,
-            store_id,
-            tx,
-        ));
+        tokio::spawn(follow_task(self.inner.clone(), cursor, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -313,7 +313,7 @@ impl RegistryApi for RegistryService {
         request: Request<pb::ScanRevokedRequest>,
     ) -> std::result::Result<Response<Self::ScanRevokedStream>, Status> {
         let req = request.into_inner();
-        let kind = convert::kind_from_pb(req.issuer).map_err(|e| Error::Invalid(e.to_string()))?;
+        let kind = convert::cert_kind(req.issuer).map_err(|e| Error::Invalid(e.to_string()))?;
         let partition = req.partition.map(shikko_core::PartitionId);
         let chunk = match req.chunk_size {
             0 => DEFAULT_SCAN_CHUNK,
@@ -325,7 +325,7 @@ impl RegistryApi for RegistryService {
             let mut entries = Vec::with_capacity(chunk);
             for item in store.revoked(kind, partition) {
                 match item {
-                    Ok(e) => entries.push(convert::revoked_to_pb(&e)),
+                    Ok(e) => entries.push(pb::RevokedEntry::from(&e)),
                     Err(e) => {
                         let _ = tx.blocking_send(Err(Status::from(Error::from(e))));
                         return;
@@ -394,97 +394,59 @@ impl RegistryApi for RegistryService {
     }
 }
 
-/// Streams change records from `next` on, then waits for new ones, until the
-/// client goes away or the registry closes its streams.
+/// Streams change records from the cursor on, then waits for new ones,
+/// until the client goes away or the registry closes its streams.
 async fn follow_task(
     inner: Arc<Registry>,
-    mut next: u64,
-    max: usize,
-    with_events: bool,
-    store_id: String,
+    mut cursor: FeedCursor,
     tx: mpsc::Sender<std::result::Result<pb::ChangeBatch, Status>>,
 ) {
     inner.metrics.followers.inc();
-    let mut head = inner.head.subscribe();
     let mut closing = inner.closing.subscribe();
-    // A follower that starts caught up gets one empty batch carrying the head,
-    // so it knows it is current without waiting for the next event.
-    let mut sent_any = false;
     loop {
-        if *closing.borrow_and_update() {
-            break;
-        }
-        // Mark the head seen before reading, so an ingest after the read wakes us.
-        head.borrow_and_update();
-        // The head before the read: the records read reach at least it.
-        let head_seq = inner.store.last_seq();
-        let store = inner.store.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            let records = store.changes_since(next, max)?;
-            let mut out: Vec<pb::ChangeRecord> =
-                records.iter().map(convert::record_to_pb).collect();
-            if with_events {
-                for r in &mut out {
-                    let event = store.event(r.seq)?.ok_or(shikko_store::Error::Corrupt {
-                        cf: "events",
-                        why: format!("no event for feed record {}", r.seq),
-                    })?;
-                    r.event_json =
-                        serde_json::to_vec(&event).map_err(|e| shikko_store::Error::Corrupt {
-                            cf: "events",
-                            why: format!("cannot encode event {}: {e}", r.seq),
-                        })?;
-                }
-            }
-            Ok::<_, shikko_store::Error>(out)
-        })
-        .await;
-        let records = match read {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                let _ = tx.send(Err(Error::from(e).into())).await;
-                break;
-            }
-            Err(e) => {
-                let _ = tx.send(Err(Error::Internal(e.to_string()).into())).await;
-                break;
-            }
-        };
-        if records.is_empty() && !sent_any {
-            sent_any = true;
-            let batch = pb::ChangeBatch {
-                records: Vec::new(),
-                head_seq,
-                store_id: store_id.clone(),
-            };
-            tokio::select! {
-                sent = tx.send(Ok(batch)) => if sent.is_err() { break },
-                _ = closing.changed() => break,
-            }
-            continue;
-        }
-        if let Some(last) = records.last() {
-            sent_any = true;
-            next = last.seq + 1;
-            let batch = pb::ChangeBatch {
-                records,
-                head_seq,
-                store_id: store_id.clone(),
-            };
-            // A follower that stops reading must not hold up shutdown.
-            tokio::select! {
-                sent = tx.send(Ok(batch)) => if sent.is_err() { break },
-                _ = closing.changed() => break,
-            }
-            continue;
-        }
-        tokio::select! {
-            changed = head.changed() => if changed.is_err() { break },
-            _ = closing.changed() => break,
+        let next = tokio::select! {
+            next = cursor.next_batch() => next,
             () = tx.closed() => break,
+        };
+        let batch = match next {
+            Ok(Some(batch)) => batch_to_pb(batch),
+            Ok(None) => break,
+            Err(e) => Err(Status::from(e)),
+        };
+        let failed = batch.is_err();
+        // A follower that stops reading must not hold up shutdown.
+        tokio::select! {
+            sent = tx.send(batch) => if sent.is_err() { break },
+            _ = closing.changed() => break,
+        }
+        if failed {
+            break;
         }
     }
     inner.metrics.followers.dec();
+}
+
+fn batch_to_pb(batch: FeedBatch) -> std::result::Result<pb::ChangeBatch, Status> {
+    let mut records: Vec<pb::ChangeRecord> =
+        batch.records.iter().map(pb::ChangeRecord::from).collect();
+    for (r, event) in records.iter_mut().zip(&batch.events) {
+        r.event_json = serde_json::to_vec(event).map_err(|e| {
+            Status::from(Error::Internal(format!(
+                "cannot encode event {}: {e}",
+                r.seq
+            )))
+        })?;
+    }
+    Ok(pb::ChangeBatch {
+        records,
+        head_seq: batch.head_seq,
+        store_id: batch.store_id,
+        municipalities: batch
+            .municipalities
+            .iter()
+            .map(pb::Municipality::from)
+            .collect(),
+    })
 }
 
 /// Serves the registry and gRPC health on a bound listener until `shutdown`

@@ -1,41 +1,9 @@
-//! The change feed: for each accepted event, in sequence order, the status
-//! changes it made. It carries no personal data, so OCSP and CRL roles can
-//! follow it.
+//! Reading the change feed ([`ChangeRecord`]s, defined in the core) and the
+//! events behind it.
 
-use serde::{Deserialize, Serialize};
-use shikko_core::{CertKind, CertStatus, Event, EventId, PartitionId, Serial, UnixTime};
+use shikko_core::{ChangeRecord, Event};
 
 use crate::{Result, Store, cf, keys};
-
-/// One certificate's new status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusChange {
-    /// Issuer.
-    pub kind: CertKind,
-    /// Serial.
-    pub serial: Serial,
-    /// CRL partition.
-    pub partition: PartitionId,
-    /// End of validity (CRL entries leave after it).
-    pub not_after: UnixTime,
-    /// The status after the event.
-    pub status: CertStatus,
-}
-
-/// What one accepted event changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChangeRecord {
-    /// Sequence number, from 1, without gaps.
-    pub seq: u64,
-    /// The event's id.
-    pub event_id: EventId,
-    /// The event's type (`issue`, `revoke`, ...).
-    pub event_type: String,
-    /// The event's time.
-    pub time: UnixTime,
-    /// Status changes, in the order the rules made them.
-    pub changes: Vec<StatusChange>,
-}
 
 impl Store {
     /// Up to `limit` change records with sequence number `>= from_seq`, in order.

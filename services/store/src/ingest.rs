@@ -6,13 +6,13 @@ use std::sync::atomic::Ordering;
 
 use rocksdb::{WriteBatch, WriteOptions};
 use shikko_core::{
-    ApplyError, CertKind, CertRecord, Effect, Event, EventId, HolderId, HolderRecord,
+    ApplyError, CertKind, CertRecord, Effect, Event, EventId, HolderId, HolderRecord, Municipality,
     RuleViolation, Serial, StateView, apply,
 };
 
-use crate::feed::{ChangeRecord, StatusChange};
 use crate::query::RevokedValue;
 use crate::{Error, META_LAST_SEQ, Result, Store, cf, keys};
+use shikko_core::{ChangeRecord, StatusChange};
 
 /// How a batch treats rule-breaking events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +52,8 @@ struct BatchView<'s> {
     /// (false when absent): a status change to good deletes an index entry
     /// only if there is one, so new issues leave no tombstones where CRL builds scan.
     listed_on_disk: RefCell<HashMap<(CertKind, Serial), bool>>,
+    /// Municipalities written by this batch (not yet on disk).
+    municipalities: std::collections::HashSet<u32>,
 }
 
 impl BatchView<'_> {
@@ -116,6 +118,7 @@ impl Store {
             certs: HashMap::new(),
             holders: HashMap::new(),
             listed_on_disk: RefCell::new(HashMap::new()),
+            municipalities: std::collections::HashSet::new(),
         };
         let mut batch = WriteBatch::default();
         let mut seq = self.last_seq();
@@ -149,13 +152,14 @@ impl Store {
                 Err(ApplyError::View(e)) => return Err(e),
             };
             seq += 1;
-            let changes = self.write_effects(&mut batch, &mut view, effects)?;
+            let (changes, municipalities) = self.write_effects(&mut batch, &mut view, effects)?;
             let record = ChangeRecord {
                 seq,
                 event_id: event.id.clone(),
                 event_type: event.body.type_name().to_owned(),
                 time: event.time,
                 changes,
+                municipalities,
             };
             let seq_key = seq.to_be_bytes();
             batch.put_cf(self.cf(cf::EVENTS), seq_key, &encoded);
@@ -213,8 +217,9 @@ impl Store {
         batch: &mut WriteBatch,
         view: &mut BatchView<'_>,
         effects: Vec<Effect>,
-    ) -> Result<Vec<StatusChange>> {
+    ) -> Result<(Vec<StatusChange>, Vec<Municipality>)> {
         let mut changes = Vec::new();
+        let mut new_municipalities = Vec::new();
         for effect in effects {
             match effect {
                 Effect::PutCert(c) => {
@@ -258,6 +263,17 @@ impl Store {
                     batch.put_cf(self.cf(cf::CERT_DER), keys::cert_key(kind, &serial), der);
                 }
                 Effect::PutMunicipality(m) => {
+                    // The feed names a municipality once, with the event
+                    // that made it known, for the followers' partitions.
+                    let known = view.municipalities.contains(&m.code.0)
+                        || self
+                            .db
+                            .get_pinned_cf(self.cf(cf::MUNICIPALITIES), m.code.0.to_be_bytes())?
+                            .is_some();
+                    if !known {
+                        view.municipalities.insert(m.code.0);
+                        new_municipalities.push(m.clone());
+                    }
                     batch.put_cf(
                         self.cf(cf::MUNICIPALITIES),
                         m.code.0.to_be_bytes(),
@@ -266,6 +282,6 @@ impl Store {
                 }
             }
         }
-        Ok(changes)
+        Ok((changes, new_municipalities))
     }
 }

@@ -34,9 +34,7 @@ use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions,
 };
 
-pub use feed::{ChangeRecord, StatusChange};
 pub use ingest::{IngestMode, Outcome};
-pub use query::RevokedEntry;
 pub use snapshot::{RevokedBatch, Snapshot};
 
 /// A store failure: RocksDB itself, or a record that does not decode.

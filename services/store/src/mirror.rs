@@ -9,15 +9,15 @@
 use rocksdb::{WriteBatch, WriteOptions};
 use shikko_core::Municipality;
 
-use crate::feed::ChangeRecord;
 use crate::query::RevokedValue;
 use crate::{Error, META_LAST_SEQ, META_MIRROR_OF, Result, Store, cf, keys};
+use shikko_core::ChangeRecord;
 
 impl Store {
     /// Applies change records followed from a registry, in order from
-    /// `last_seq() + 1`, in one synced write: the revoked index follows each
-    /// certificate's new status, the records join the local feed, and
-    /// `last_seq` advances. Refuses a gap or a repeat (the follower resumes
+    /// `last_seq() + 1`, in one synced write: the municipalities they made
+    /// known are recorded, the revoked index follows each certificate's new
+    /// status, the records join the local feed, and `last_seq` advances. Refuses a gap or a repeat (the follower resumes
     /// from `last_seq() + 1`), and refuses a registry's own store (one that
     /// holds events). Returns the new `last_seq`.
     pub fn apply_changes(&self, records: &[ChangeRecord]) -> Result<u64> {
@@ -43,6 +43,13 @@ impl Store {
                         seq + 1
                     ),
                 });
+            }
+            for m in &record.municipalities {
+                batch.put_cf(
+                    self.cf(cf::MUNICIPALITIES),
+                    m.code.0.to_be_bytes(),
+                    keys::encode(m, cf::MUNICIPALITIES)?,
+                );
             }
             for c in &record.changes {
                 let key = keys::revoked_key(c.kind, c.partition, &c.serial);
@@ -75,36 +82,24 @@ impl Store {
         Ok(seq)
     }
 
-    /// Binds a mirror to the registry store it follows (its
-    /// [`Store::store_id`]) on first contact; afterwards refuses any other: a
-    /// registry restored from another history must not be mixed into this one.
-    pub fn check_mirror_source(&self, source_id: &str) -> Result<()> {
-        if source_id.is_empty() {
-            return Err(Error::Corrupt {
-                cf: cf::META,
-                why: "the registry sent no store id".into(),
-            });
-        }
-        match self.meta(META_MIRROR_OF)? {
-            Some(v) if v == source_id.as_bytes() => Ok(()),
-            Some(v) => Err(Error::Corrupt {
-                cf: cf::META,
-                why: format!(
-                    "this mirror follows registry store {}, not {source_id}: rebuild the mirror (delete it) to follow another history",
-                    String::from_utf8_lossy(&v)
-                ),
-            }),
-            None => {
-                let mut w = WriteOptions::default();
-                w.set_sync(true);
-                Ok(self.db.put_cf_opt(
-                    self.cf(cf::META),
-                    META_MIRROR_OF,
-                    source_id.as_bytes(),
-                    &w,
-                )?)
-            }
-        }
+    /// The registry store (its [`Store::store_id`]) this mirror or replica
+    /// was made from, once bound.
+    pub fn mirror_of(&self) -> Result<Option<String>> {
+        Ok(self
+            .meta(META_MIRROR_OF)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Records (synced) the registry store this mirror or replica follows,
+    /// before anything of its history is applied. The comparison with the
+    /// registry's id on every batch is the follower's (`shikko-follow`'s
+    /// `Binding`); this only keeps the binding across restarts.
+    pub fn bind_mirror(&self, source_id: &str) -> Result<()> {
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        Ok(self
+            .db
+            .put_cf_opt(self.cf(cf::META), META_MIRROR_OF, source_id.as_bytes(), &w)?)
     }
 
     /// Records the registry's municipalities (CRL partitions) in a mirror.

@@ -3,25 +3,10 @@
 use serde::{Deserialize, Serialize};
 use shikko_core::{
     CertKind, CertRecord, CertStatus, HolderId, HolderRecord, Municipality, PartitionId,
-    RevocationReason, Serial, UnixTime,
+    RevocationReason, RevokedEntry, Serial, UnixTime,
 };
 
 use crate::{Error, Result, Store, cf, keys};
-
-/// A certificate on hold or revoked: one entry of a CRL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevokedEntry {
-    /// Issuer.
-    pub kind: CertKind,
-    /// CRL partition.
-    pub partition: PartitionId,
-    /// Serial.
-    pub serial: Serial,
-    /// `OnHold` or `Revoked`.
-    pub status: CertStatus,
-    /// End of validity: the entry leaves the CRL after it.
-    pub not_after: UnixTime,
-}
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct RevokedValue {

@@ -5,9 +5,10 @@
 use rocksdb::{DB, ReadOptions, SnapshotWithThreadMode};
 use shikko_core::{CertKind, Municipality, PartitionId, SERIAL_MAX_OCTETS};
 
-use crate::feed::ChangeRecord;
-use crate::query::{RevokedEntry, RevokedValue};
+use crate::query::RevokedValue;
 use crate::{Error, META_LAST_SEQ, Result, Store, cf, keys};
+use shikko_core::ChangeRecord;
+use shikko_core::RevokedEntry;
 
 const REVOKED_KEY_LEN: usize = 5 + SERIAL_MAX_OCTETS;
 

@@ -1,38 +1,60 @@
 //! Conversions between the protobuf messages and the domain types, in both
-//! directions. Malformed messages become [`ValidationError`]s that name the field.
+//! directions, in one place: `From` / `TryFrom` for messages, and functions
+//! for the scalar fields (issuer numbers, serial octets, status fields).
+//! Malformed messages become [`ValidationError`]s that name the field, never
+//! a value of personal data.
 
 use shikko_core::{
-    CertKind, CertStatus, DateOfBirth, Event, EventBody, EventId, FourInfo, HolderId, Municipality,
-    NewCert, PartitionId, RevocationReason, Serial, Sex, UnixTime, ValidationError,
+    CertKind, CertStatus, ChangeRecord, DateOfBirth, Event, EventBody, EventId, FourInfo, HolderId,
+    Municipality, NewCert, PartitionId, RevocationReason, RevokedEntry, Serial, Sex, StatusChange,
+    UnixTime, ValidationError,
 };
-use shikko_proto::v1 as pb;
-use shikko_store::{ChangeRecord, RevokedEntry, StatusChange};
+
+use crate::v1 as pb;
 
 fn bad(msg: impl Into<String>) -> ValidationError {
     ValidationError::BadEvent(msg.into())
 }
 
-/// The domain kind for a protobuf issuer.
-pub fn kind_from_pb(issuer: i32) -> Result<CertKind, ValidationError> {
-    match pb::Issuer::try_from(issuer) {
-        Ok(pb::Issuer::Sign) => Ok(CertKind::CardSigning),
-        Ok(pb::Issuer::Auth) => Ok(CertKind::CardAuth),
-        Ok(pb::Issuer::PhoneSign) => Ok(CertKind::PhoneSigning),
-        Ok(pb::Issuer::PhoneAuth) => Ok(CertKind::PhoneAuth),
-        Ok(pb::Issuer::Unspecified) | Err(_) => Err(bad(format!(
-            "issuer {issuer} is not one of sign (1), auth (2), phone-sign (3), phone-auth (4)"
-        ))),
+impl TryFrom<pb::Issuer> for CertKind {
+    type Error = ValidationError;
+    fn try_from(issuer: pb::Issuer) -> Result<CertKind, ValidationError> {
+        match issuer {
+            pb::Issuer::Sign => Ok(CertKind::CardSigning),
+            pb::Issuer::Auth => Ok(CertKind::CardAuth),
+            pb::Issuer::PhoneSign => Ok(CertKind::PhoneSigning),
+            pb::Issuer::PhoneAuth => Ok(CertKind::PhoneAuth),
+            pb::Issuer::Unspecified => Err(ValidationError::UnknownIssuerNumber(issuer as i32)),
+        }
     }
 }
 
-/// The protobuf issuer for a domain kind.
-pub fn kind_to_pb(kind: CertKind) -> pb::Issuer {
-    match kind {
-        CertKind::CardSigning => pb::Issuer::Sign,
-        CertKind::CardAuth => pb::Issuer::Auth,
-        CertKind::PhoneSigning => pb::Issuer::PhoneSign,
-        CertKind::PhoneAuth => pb::Issuer::PhoneAuth,
+impl From<CertKind> for pb::Issuer {
+    fn from(kind: CertKind) -> pb::Issuer {
+        match kind {
+            CertKind::CardSigning => pb::Issuer::Sign,
+            CertKind::CardAuth => pb::Issuer::Auth,
+            CertKind::PhoneSigning => pb::Issuer::PhoneSign,
+            CertKind::PhoneAuth => pb::Issuer::PhoneAuth,
+        }
     }
+}
+
+/// The domain kind for the issuer field of a message (an `i32` in prost).
+pub fn cert_kind(issuer: i32) -> Result<CertKind, ValidationError> {
+    pb::Issuer::try_from(issuer)
+        .map_err(|_| ValidationError::UnknownIssuerNumber(issuer))
+        .and_then(CertKind::try_from)
+}
+
+/// The issuer argument of a request: INVALID_ARGUMENT (naming the number) when it is none of the four.
+pub fn cert_kind_arg(issuer: i32) -> Result<CertKind, tonic::Status> {
+    cert_kind(issuer).map_err(|e| tonic::Status::invalid_argument(e.to_string()))
+}
+
+/// The issuer field of a message for a domain kind.
+pub fn issuer(kind: CertKind) -> i32 {
+    pb::Issuer::from(kind) as i32
 }
 
 /// A serial from its unsigned big-endian octets.
@@ -74,26 +96,22 @@ fn four_info_to_pb(f: &FourInfo) -> pb::FourInfo {
 fn new_cert_from_pb(c: Option<&pb::NewCert>, field: &str) -> Result<NewCert, ValidationError> {
     let c = c.ok_or_else(|| bad(format!("{field} is missing")))?;
     Ok(NewCert {
-        kind: kind_from_pb(c.issuer)?,
+        kind: cert_kind(c.issuer)?,
         serial: serial_from_pb(&c.serial)?,
         not_before: UnixTime(c.not_before),
         not_after: UnixTime(c.not_after),
-        municipality: c.municipality.as_ref().map(municipality_from_pb),
+        municipality: c.municipality.as_ref().map(Municipality::from),
         cert_der: (!c.cert_der.is_empty()).then(|| c.cert_der.clone()),
     })
 }
 
 fn new_cert_to_pb(c: &NewCert) -> pb::NewCert {
     pb::NewCert {
-        issuer: kind_to_pb(c.kind) as i32,
+        issuer: issuer(c.kind),
         serial: c.serial.magnitude().to_vec(),
         not_before: c.not_before.0,
         not_after: c.not_after.0,
-        municipality: c.municipality.as_ref().map(|m| pb::Municipality {
-            code: m.code.0,
-            prefecture: m.prefecture.clone(),
-            city: m.city.clone(),
-        }),
+        municipality: c.municipality.as_ref().map(pb::Municipality::from),
         cert_der: c.cert_der.clone().unwrap_or_default(),
     }
 }
@@ -106,7 +124,14 @@ fn opt_cert_from_pb(
 }
 
 /// A domain event from its protobuf form; the error names the bad field.
-pub fn event_from_pb(e: &pb::Event) -> Result<Event, ValidationError> {
+impl TryFrom<&pb::Event> for Event {
+    type Error = ValidationError;
+    fn try_from(e: &pb::Event) -> Result<Event, ValidationError> {
+        event_from_pb(e)
+    }
+}
+
+fn event_from_pb(e: &pb::Event) -> Result<Event, ValidationError> {
     use pb::event::Body;
     let body = match e.body.as_ref().ok_or_else(|| bad("event has no body"))? {
         Body::Issue(i) => EventBody::Issue {
@@ -115,7 +140,7 @@ pub fn event_from_pb(e: &pb::Event) -> Result<Event, ValidationError> {
             four_info: i.four_info.as_ref().map(four_info_from_pb).transpose()?,
         },
         Body::Revoke(r) => EventBody::Revoke {
-            kind: kind_from_pb(r.issuer)?,
+            kind: cert_kind(r.issuer)?,
             serial: serial_from_pb(&r.serial)?,
             reason: u8::try_from(r.reason)
                 .map_err(|_| bad(format!("unknown CRL reason code {}", r.reason)))
@@ -123,11 +148,11 @@ pub fn event_from_pb(e: &pb::Event) -> Result<Event, ValidationError> {
             invalidity_date: r.invalidity_date.map(UnixTime),
         },
         Body::Suspend(s) => EventBody::Suspend {
-            kind: kind_from_pb(s.issuer)?,
+            kind: cert_kind(s.issuer)?,
             serial: serial_from_pb(&s.serial)?,
         },
         Body::Resume(s) => EventBody::Resume {
-            kind: kind_from_pb(s.issuer)?,
+            kind: cert_kind(s.issuer)?,
             serial: serial_from_pb(&s.serial)?,
         },
         Body::FourInfoChange(c) => EventBody::FourInfoChange {
@@ -173,7 +198,13 @@ pub fn event_from_pb(e: &pb::Event) -> Result<Event, ValidationError> {
 }
 
 /// The protobuf form of a domain event.
-pub fn event_to_pb(e: &Event) -> pb::Event {
+impl From<&Event> for pb::Event {
+    fn from(e: &Event) -> pb::Event {
+        event_to_pb(e)
+    }
+}
+
+fn event_to_pb(e: &Event) -> pb::Event {
     use pb::event::Body;
     let body = match &e.body {
         EventBody::Issue {
@@ -191,17 +222,17 @@ pub fn event_to_pb(e: &Event) -> pb::Event {
             reason,
             invalidity_date,
         } => Body::Revoke(pb::Revoke {
-            issuer: kind_to_pb(*kind) as i32,
+            issuer: issuer(*kind),
             serial: serial.magnitude().to_vec(),
             reason: u32::from(reason.code()),
             invalidity_date: invalidity_date.map(|t| t.0),
         }),
         EventBody::Suspend { kind, serial } => Body::Suspend(pb::Suspend {
-            issuer: kind_to_pb(*kind) as i32,
+            issuer: issuer(*kind),
             serial: serial.magnitude().to_vec(),
         }),
         EventBody::Resume { kind, serial } => Body::Resume(pb::Resume {
-            issuer: kind_to_pb(*kind) as i32,
+            issuer: issuer(*kind),
             serial: serial.magnitude().to_vec(),
         }),
         EventBody::FourInfoChange {
@@ -312,78 +343,106 @@ pub fn status_from_pb(
     }
 }
 
-/// The protobuf form of one status change of the feed.
-pub fn change_to_pb(c: &StatusChange) -> pb::StatusChange {
-    let (status, reason, time, inv) = status_fields(&c.status);
-    pb::StatusChange {
-        issuer: kind_to_pb(c.kind) as i32,
-        serial: c.serial.magnitude().to_vec(),
-        partition: c.partition.0,
-        not_after: c.not_after.0,
-        status: status as i32,
-        reason,
-        revocation_time: time,
-        invalidity_date: inv,
+impl From<&StatusChange> for pb::StatusChange {
+    fn from(c: &StatusChange) -> pb::StatusChange {
+        let (status, reason, time, inv) = status_fields(&c.status);
+        pb::StatusChange {
+            issuer: issuer(c.kind),
+            serial: c.serial.magnitude().to_vec(),
+            partition: c.partition.0,
+            not_after: c.not_after.0,
+            status: status as i32,
+            reason,
+            revocation_time: time,
+            invalidity_date: inv,
+        }
     }
 }
 
-/// The protobuf form of one change record.
-pub fn record_to_pb(r: &ChangeRecord) -> pb::ChangeRecord {
-    pb::ChangeRecord {
-        seq: r.seq,
-        event_id: r.event_id.to_string(),
-        event_type: r.event_type.clone(),
-        time: r.time.0,
-        changes: r.changes.iter().map(change_to_pb).collect(),
-        event_json: Vec::new(),
+/// The protobuf form of one change record (without the event).
+impl From<&ChangeRecord> for pb::ChangeRecord {
+    fn from(r: &ChangeRecord) -> pb::ChangeRecord {
+        pb::ChangeRecord {
+            seq: r.seq,
+            event_id: r.event_id.to_string(),
+            event_type: r.event_type.clone(),
+            time: r.time.0,
+            changes: r.changes.iter().map(pb::StatusChange::from).collect(),
+            event_json: Vec::new(),
+            municipalities: r
+                .municipalities
+                .iter()
+                .map(pb::Municipality::from)
+                .collect(),
+        }
     }
 }
 
-/// A municipality from its protobuf form.
-pub fn municipality_from_pb(m: &pb::Municipality) -> Municipality {
-    Municipality {
-        code: PartitionId(m.code),
-        prefecture: m.prefecture.clone(),
-        city: m.city.clone(),
+impl From<&pb::Municipality> for Municipality {
+    fn from(m: &pb::Municipality) -> Municipality {
+        Municipality {
+            code: PartitionId(m.code),
+            prefecture: m.prefecture.clone(),
+            city: m.city.clone(),
+        }
+    }
+}
+
+impl From<&Municipality> for pb::Municipality {
+    fn from(m: &Municipality) -> pb::Municipality {
+        pb::Municipality {
+            code: m.code.0,
+            prefecture: m.prefecture.clone(),
+            city: m.city.clone(),
+        }
     }
 }
 
 /// A change record from the feed's protobuf form (for followers).
-pub fn record_from_pb(r: &pb::ChangeRecord) -> Result<ChangeRecord, ValidationError> {
-    Ok(ChangeRecord {
-        seq: r.seq,
-        event_id: EventId::new(r.event_id.clone())?,
-        event_type: r.event_type.clone(),
-        time: UnixTime(r.time),
-        changes: r
-            .changes
-            .iter()
-            .map(change_from_pb)
-            .collect::<Result<_, _>>()?,
-    })
+impl TryFrom<&pb::ChangeRecord> for ChangeRecord {
+    type Error = ValidationError;
+    fn try_from(r: &pb::ChangeRecord) -> Result<ChangeRecord, ValidationError> {
+        Ok(ChangeRecord {
+            seq: r.seq,
+            event_id: EventId::new(r.event_id.clone())?,
+            event_type: r.event_type.clone(),
+            time: UnixTime(r.time),
+            changes: r
+                .changes
+                .iter()
+                .map(StatusChange::try_from)
+                .collect::<Result<_, _>>()?,
+            municipalities: r.municipalities.iter().map(Municipality::from).collect(),
+        })
+    }
 }
 
 /// A status change from the feed's protobuf form (for followers).
-pub fn change_from_pb(c: &pb::StatusChange) -> Result<StatusChange, ValidationError> {
-    Ok(StatusChange {
-        kind: kind_from_pb(c.issuer)?,
-        serial: serial_from_pb(&c.serial)?,
-        partition: PartitionId(c.partition),
-        not_after: UnixTime(c.not_after),
-        status: status_from_pb(c.status, c.reason, c.revocation_time, c.invalidity_date)?,
-    })
+impl TryFrom<&pb::StatusChange> for StatusChange {
+    type Error = ValidationError;
+    fn try_from(c: &pb::StatusChange) -> Result<StatusChange, ValidationError> {
+        Ok(StatusChange {
+            kind: cert_kind(c.issuer)?,
+            serial: serial_from_pb(&c.serial)?,
+            partition: PartitionId(c.partition),
+            not_after: UnixTime(c.not_after),
+            status: status_from_pb(c.status, c.reason, c.revocation_time, c.invalidity_date)?,
+        })
+    }
 }
 
 /// The protobuf form of one revoked entry.
-pub fn revoked_to_pb(e: &RevokedEntry) -> pb::RevokedEntry {
-    let (status, reason, time, inv) = status_fields(&e.status);
-    pb::RevokedEntry {
-        serial: e.serial.magnitude().to_vec(),
-        partition: e.partition.0,
-        status: status as i32,
-        reason,
-        revocation_time: time,
-        invalidity_date: inv,
-        not_after: e.not_after.0,
+impl From<&RevokedEntry> for pb::RevokedEntry {
+    fn from(e: &RevokedEntry) -> pb::RevokedEntry {
+        let (status, reason, time, inv) = status_fields(&e.status);
+        pb::RevokedEntry {
+            serial: e.serial.magnitude().to_vec(),
+            partition: e.partition.0,
+            status: status as i32,
+            reason,
+            revocation_time: time,
+            invalidity_date: inv,
+            not_after: e.not_after.0,
+        }
     }
 }

@@ -1,0 +1,49 @@
+//! The crl role's mirror of the registry: a local store that follows the
+//! registry's status feed (municipalities, revoked index, change feed for
+//! deltas), never its events or 4 information. Builds read it exactly as they
+//! read the registry's own store.
+
+use std::sync::Arc;
+
+use shikko_follow::{Binding, FollowError, StatusBatch, StatusSink};
+use shikko_store::Store;
+
+/// A mirror store as the follower's sink.
+#[derive(Debug)]
+pub struct MirrorSink {
+    store: Arc<Store>,
+}
+
+impl MirrorSink {
+    /// The sink over `store` (a mirror: it never holds events of its own).
+    pub fn new(store: Arc<Store>) -> MirrorSink {
+        MirrorSink { store }
+    }
+
+    /// The mirror's binding to the registry history it was made from, kept
+    /// in the store across restarts.
+    pub fn binding(&self) -> Result<Binding, FollowError> {
+        let bound = self.store.mirror_of().map_err(FollowError::sink)?;
+        let store = self.store.clone();
+        Ok(Binding::persistent(bound, move |id| {
+            store.bind_mirror(id).map_err(FollowError::sink)
+        }))
+    }
+}
+
+impl StatusSink for MirrorSink {
+    fn position(&self) -> u64 {
+        self.store.last_seq()
+    }
+
+    fn apply(&self, batch: StatusBatch) -> Result<u64, FollowError> {
+        if !batch.municipalities.is_empty() {
+            self.store
+                .put_municipalities(&batch.municipalities)
+                .map_err(FollowError::sink)?;
+        }
+        self.store
+            .apply_changes(&batch.records)
+            .map_err(FollowError::sink)
+    }
+}

@@ -1,0 +1,175 @@
+//! The follower: open the feed from the sink's position, check the registry's
+//! identity, apply batch after batch on a blocking thread, say when current,
+//! and on any failure mark the role lost and reconnect with backoff (1 s,
+//! doubling to 30 s; back to 1 s after a minute of following).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use shikko_core::UnixTime;
+
+use crate::{
+    Binding, Content, FeedBatch, FeedSource, FollowError, FollowerMetrics, Readiness, ReplicaSink,
+    StatusBatch, StatusSink,
+};
+
+/// Follows one source into one sink until shutdown.
+#[derive(Debug)]
+pub struct Follower<S> {
+    source: S,
+    binding: Binding,
+    readiness: Arc<Readiness>,
+    metrics: FollowerMetrics,
+}
+
+#[derive(Clone)]
+enum Target {
+    Status(Arc<dyn StatusSink>),
+    Replica(Arc<dyn ReplicaSink>),
+}
+
+impl Target {
+    fn position(&self) -> u64 {
+        match self {
+            Target::Status(s) => s.position(),
+            Target::Replica(s) => s.position(),
+        }
+    }
+
+    fn content(&self) -> Content {
+        match self {
+            Target::Status(_) => Content::Status,
+            Target::Replica(_) => Content::Replication,
+        }
+    }
+
+    /// Applies one batch (blocking); returns the new position.
+    fn apply(&self, batch: FeedBatch) -> Result<u64, FollowError> {
+        let position = self.position();
+        if let Some(first) = batch.records.first()
+            && first.seq != position + 1
+        {
+            return Err(FollowError::Gap {
+                applied: position,
+                got: first.seq,
+            });
+        }
+        match self {
+            Target::Status(s) => {
+                if batch.records.is_empty() && batch.municipalities.is_empty() {
+                    return Ok(position);
+                }
+                s.apply(StatusBatch {
+                    municipalities: batch.municipalities,
+                    records: batch.records,
+                })
+            }
+            Target::Replica(s) => {
+                if batch.events.len() != batch.records.len() {
+                    return Err(FollowError::Malformed(format!(
+                        "{} records but {} events",
+                        batch.records.len(),
+                        batch.events.len()
+                    )));
+                }
+                if batch.records.is_empty() {
+                    return Ok(position);
+                }
+                let events = batch
+                    .records
+                    .iter()
+                    .map(|r| r.seq)
+                    .zip(batch.events)
+                    .collect();
+                s.apply(events)
+            }
+        }
+    }
+}
+
+impl<S: FeedSource> Follower<S> {
+    /// A follower of `source`, bound by `binding`, reporting through
+    /// `readiness` and `metrics`.
+    pub fn new(
+        source: S,
+        binding: Binding,
+        readiness: Arc<Readiness>,
+        metrics: FollowerMetrics,
+    ) -> Follower<S> {
+        Follower {
+            source,
+            binding,
+            readiness,
+            metrics,
+        }
+    }
+
+    /// Follows status changes into `sink` until `shutdown`.
+    pub async fn run_status(
+        self,
+        sink: Arc<dyn StatusSink>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) {
+        self.run(Target::Status(sink), shutdown).await;
+    }
+
+    /// Follows the registry's events into a replica until `shutdown`.
+    pub async fn run_replica(
+        self,
+        sink: Arc<dyn ReplicaSink>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) {
+        self.run(Target::Replica(sink), shutdown).await;
+    }
+
+    async fn run(self, target: Target, shutdown: impl Future<Output = ()> + Send) {
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let started = Instant::now();
+            tokio::select! {
+                r = self.follow_once(&target) => match r {
+                    Ok(()) => tracing::info!(source = %self.source.describe(), "the registry closed the feed; reconnecting"),
+                    Err(e @ FollowError::ForeignRegistry { .. }) => {
+                        tracing::error!(error = %e, "refusing to follow another registry history");
+                    }
+                    Err(e) => tracing::warn!(error = %e, source = %self.source.describe(), "following the registry failed; reconnecting"),
+                },
+                () = &mut shutdown => return,
+            }
+            let now = UnixTime::now();
+            self.readiness.set_lost(now);
+            self.metrics.lost(self.readiness.lost_since(), now);
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff = Duration::from_secs(1);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = &mut shutdown => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    async fn follow_once(&self, target: &Target) -> Result<(), FollowError> {
+        let from_seq = target.position() + 1;
+        let mut stream = self.source.open(from_seq, target.content()).await?;
+        tracing::info!(from_seq, source = %self.source.describe(), "following the registry");
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            self.binding.check(&batch.store_id)?;
+            let head = batch.head_seq;
+            let t = target.clone();
+            let applied = tokio::task::spawn_blocking(move || t.apply(batch))
+                .await
+                .map_err(|e| FollowError::Sink(format!("apply task: {e}")))??;
+            self.metrics.applied(applied, head, UnixTime::now());
+            if applied >= head {
+                self.readiness.set_current();
+            }
+        }
+        Ok(())
+    }
+}

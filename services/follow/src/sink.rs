@@ -1,0 +1,38 @@
+//! Where a followed feed goes. Two kinds of follower, two traits, nothing
+//! either has to refuse: a status sink never sees personal data, a replica
+//! sink gets what a 4-information replica needs.
+
+use shikko_core::{ChangeRecord, Event, Municipality};
+
+use crate::FollowError;
+
+/// What a status-only follower applies at once: municipalities (CRL
+/// partitions) the registry knows, then change records in sequence order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusBatch {
+    /// Municipalities to record before the records' changes (every one the
+    /// registry knows in the first batch of a stream, new ones after), so
+    /// that no build sees a certificate without its partition.
+    pub municipalities: Vec<Municipality>,
+    /// Change records, each one after the last applied.
+    pub records: Vec<ChangeRecord>,
+}
+
+/// A follower of certificate status (the OCSP index, the CRL mirror).
+/// Called on a blocking thread, one batch at a time, in order.
+pub trait StatusSink: Send + Sync + 'static {
+    /// The last sequence number applied (the feed resumes after it).
+    fn position(&self) -> u64;
+    /// Applies a batch; returns the new position.
+    fn apply(&self, batch: StatusBatch) -> Result<u64, FollowError>;
+}
+
+/// A replica of the registry's state for the 4-information service.
+/// Called on a blocking thread, one batch at a time, in order.
+pub trait ReplicaSink: Send + Sync + 'static {
+    /// The last sequence number applied (the feed resumes after it).
+    fn position(&self) -> u64;
+    /// Applies the registry's events with their sequence numbers, in order;
+    /// returns the new position.
+    fn apply(&self, events: Vec<(u64, Event)>) -> Result<u64, FollowError>;
+}

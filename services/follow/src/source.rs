@@ -1,0 +1,52 @@
+//! Where the feed comes from: a stream of batches from a sequence number on.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::Stream;
+use shikko_core::{ChangeRecord, Event, Municipality};
+
+use crate::FollowError;
+
+/// What a follower asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// Status changes only (no personal data): OCSP and CRL roles.
+    Status,
+    /// Status changes with the events behind them: the 4-information replica.
+    Replication,
+}
+
+/// One batch of the feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedBatch {
+    /// The identity of the registry store's history.
+    pub store_id: String,
+    /// The registry's last sequence number when the batch was read: a
+    /// follower whose position reaches it is current.
+    pub head_seq: u64,
+    /// Municipalities: every one the registry knows in a stream's first
+    /// batch, then those new with `records`.
+    pub municipalities: Vec<Municipality>,
+    /// Change records in sequence order.
+    pub records: Vec<ChangeRecord>,
+    /// With [`Content::Replication`]: the event of each record, in the same order.
+    pub events: Vec<Event>,
+}
+
+/// A stream of feed batches.
+pub type FeedStream = Pin<Box<dyn Stream<Item = Result<FeedBatch, FollowError>> + Send>>;
+
+/// A source of the registry's feed.
+pub trait FeedSource: Send + Sync + 'static {
+    /// Opens the feed from `from_seq` (the first record wanted). The stream
+    /// ends when the source goes away; the follower then opens it again.
+    fn open(
+        &self,
+        from_seq: u64,
+        content: Content,
+    ) -> impl Future<Output = Result<FeedStream, FollowError>> + Send;
+
+    /// Where the source is, for logs.
+    fn describe(&self) -> String;
+}

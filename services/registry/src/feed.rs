@@ -1,0 +1,151 @@
+//! The registry's feed, read from its store: the one reader behind both the
+//! gRPC `Follow` stream and the in-process [`LocalFeed`] of the demo. It
+//! reads records from a sequence number on, waits for new ones when there are
+//! none, and ends when the registry closes its streams (shutdown).
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use shikko_follow::{Content, FeedBatch, FeedSource, FeedStream, FollowError};
+use tokio::sync::watch;
+
+use crate::Registry;
+use crate::error::{Error, Result};
+
+/// A follower's position in the registry's feed.
+pub(crate) struct FeedCursor {
+    registry: Arc<Registry>,
+    next: u64,
+    max: usize,
+    content: Content,
+    store_id: String,
+    first: bool,
+    head: watch::Receiver<u64>,
+    closing: watch::Receiver<bool>,
+}
+
+impl FeedCursor {
+    /// A cursor at `from_seq` (at least 1), reading up to `max` records a batch.
+    pub(crate) async fn open(
+        registry: Arc<Registry>,
+        from_seq: u64,
+        max: usize,
+        content: Content,
+    ) -> Result<FeedCursor> {
+        let store = registry.store().clone();
+        let store_id = tokio::task::spawn_blocking(move || store.store_id())
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        Ok(FeedCursor {
+            head: registry.head(),
+            closing: registry.closing(),
+            registry,
+            next: from_seq.max(1),
+            max,
+            content,
+            store_id,
+            first: true,
+        })
+    }
+
+    /// The next batch: the records from the cursor on (waiting for new ones
+    /// when there are none). The first batch of a stream comes at once, with
+    /// every municipality the registry knows and the head, records or not, so
+    /// that a follower starting caught up knows it is current. `None` once
+    /// the registry closes its streams.
+    pub(crate) async fn next_batch(&mut self) -> Result<Option<FeedBatch>> {
+        loop {
+            if *self.closing.borrow_and_update() {
+                return Ok(None);
+            }
+            // Mark the head seen before reading, so an ingest after the read wakes us.
+            self.head.borrow_and_update();
+            let store = self.registry.store().clone();
+            let (next, max, content, first) = (self.next, self.max, self.content, self.first);
+            let mut batch = tokio::task::spawn_blocking(move || {
+                // The head before the read: the records read reach at least it.
+                let head_seq = store.last_seq();
+                let records = store.changes_since(next, max)?;
+                let mut events = Vec::new();
+                if content == Content::Replication {
+                    for r in &records {
+                        events.push(store.event(r.seq)?.ok_or(shikko_store::Error::Corrupt {
+                            cf: "events",
+                            why: format!("no event for feed record {}", r.seq),
+                        })?);
+                    }
+                }
+                let municipalities = if first {
+                    store.municipalities()?
+                } else {
+                    Vec::new()
+                };
+                Ok::<_, shikko_store::Error>(FeedBatch {
+                    store_id: String::new(),
+                    head_seq,
+                    municipalities,
+                    records,
+                    events,
+                })
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+            if let Some(last) = batch.records.last() {
+                self.next = last.seq + 1;
+            } else if !self.first {
+                tokio::select! {
+                    changed = self.head.changed() => if changed.is_err() { return Ok(None) },
+                    _ = self.closing.changed() => return Ok(None),
+                }
+                continue;
+            }
+            self.first = false;
+            batch.store_id.clone_from(&self.store_id);
+            return Ok(Some(batch));
+        }
+    }
+}
+
+/// The registry in this process as a feed source: the demo's roles follow
+/// it exactly as separate processes follow the gRPC feed, without the network.
+#[derive(Debug, Clone)]
+pub struct LocalFeed {
+    registry: Arc<Registry>,
+}
+
+impl LocalFeed {
+    /// The feed of `registry`.
+    pub fn new(registry: Arc<Registry>) -> LocalFeed {
+        LocalFeed { registry }
+    }
+}
+
+/// Records per batch of the in-process feed.
+const LOCAL_BATCH: usize = 10_000;
+
+impl FeedSource for LocalFeed {
+    async fn open(&self, from_seq: u64, content: Content) -> Result<FeedStream, FollowError> {
+        let head = self.registry.store().last_seq();
+        if from_seq > head + 1 {
+            return Err(FollowError::Unreachable(format!(
+                "from_seq {from_seq} is past this registry's head {head}"
+            )));
+        }
+        let cursor = FeedCursor::open(self.registry.clone(), from_seq, LOCAL_BATCH, content)
+            .await
+            .map_err(|e| FollowError::Unreachable(e.to_string()))?;
+        Ok(futures::stream::unfold(Some(cursor), |cursor| async move {
+            let mut cursor = cursor?;
+            match cursor.next_batch().await {
+                Ok(Some(batch)) => Some((Ok(batch), Some(cursor))),
+                Ok(None) => None,
+                Err(e) => Some((Err(FollowError::Stream(e.to_string())), None)),
+            }
+        })
+        .boxed())
+    }
+
+    fn describe(&self) -> String {
+        "the registry in this process".into()
+    }
+}
