@@ -238,6 +238,18 @@ impl RoleServer {
             }
             reflection = reflection
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+            // Advertise what this endpoint serves, not every service of the
+            // descriptor sets (one set describes every role).
+            if !ep.routes.names.is_empty() {
+                for name in ep
+                    .routes
+                    .names
+                    .iter()
+                    .chain(["grpc.health.v1.Health"].iter())
+                {
+                    reflection = reflection.with_service_name(*name);
+                }
+            }
             let reflection = reflection.build_v1().map_err(|e| ServeError::Io {
                 role,
                 what: "gRPC reflection",

@@ -90,3 +90,37 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], cf: &'static str) -> Res
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shikko_core::{ChangeRecord, EventId, UnixTime};
+
+    /// A feed record as stores wrote it before records named municipalities.
+    #[derive(Serialize)]
+    struct RecordBeforeMunicipalities {
+        seq: u64,
+        event_id: EventId,
+        event_type: String,
+        time: UnixTime,
+        changes: Vec<shikko_core::StatusChange>,
+    }
+
+    #[test]
+    fn feed_records_of_older_stores_still_decode() {
+        let old = RecordBeforeMunicipalities {
+            seq: 7,
+            event_id: EventId::new("e7").unwrap(),
+            event_type: "revoke".into(),
+            time: UnixTime(1_700_000_000),
+            changes: Vec::new(),
+        };
+        let bytes = encode(&old, "feed").unwrap();
+        let record: ChangeRecord = decode(&bytes, "feed").unwrap();
+        assert_eq!(record.seq, 7);
+        assert!(record.municipalities.is_empty());
+        // And the new form round-trips.
+        let again: ChangeRecord = decode(&encode(&record, "feed").unwrap(), "feed").unwrap();
+        assert_eq!(again, record);
+    }
+}

@@ -1,0 +1,322 @@
+//! Following the registry with shikko-follow, through both sources: the gRPC
+//! `Follow` stream (a real server on 127.0.0.1:0) and the in-process
+//! `LocalFeed`; real RocksDB stores in temp dirs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shikko_core::{
+    CertKind, ChangeRecord, DateOfBirth, Event, EventBody, EventId, FourInfo, HolderId,
+    Municipality, NewCert, PartitionId, RevocationReason, Serial, Sex, UnixTime,
+};
+use shikko_follow::{
+    Binding, FeedSource, FeedState, FollowError, Follower, FollowerMetrics, GrpcSource, Readiness,
+    ReplicaSink, StatusBatch, StatusSink,
+};
+use shikko_registry::{LocalFeed, Registry};
+use shikko_store::{IngestMode, Store};
+use tokio::sync::oneshot;
+
+/// A sink that keeps what it is given.
+#[derive(Default)]
+struct Kept {
+    records: Mutex<Vec<ChangeRecord>>,
+    municipalities: Mutex<Vec<Municipality>>,
+}
+
+impl StatusSink for Kept {
+    fn position(&self) -> u64 {
+        self.records.lock().unwrap().last().map_or(0, |r| r.seq)
+    }
+    fn apply(&self, batch: StatusBatch) -> Result<u64, FollowError> {
+        let mut m = self.municipalities.lock().unwrap();
+        m.extend(batch.municipalities);
+        m.extend(batch.records.iter().flat_map(|r| r.municipalities.clone()));
+        self.records.lock().unwrap().extend(batch.records);
+        Ok(self.position())
+    }
+}
+
+/// A replica sink that keeps the events.
+#[derive(Default)]
+struct Events(Mutex<Vec<(u64, Event)>>);
+
+impl ReplicaSink for Events {
+    fn position(&self) -> u64 {
+        self.0.lock().unwrap().last().map_or(0, |e| e.0)
+    }
+    fn apply(&self, events: Vec<(u64, Event)>) -> Result<u64, FollowError> {
+        self.0.lock().unwrap().extend(events);
+        Ok(self.position())
+    }
+}
+
+fn signing_issue(n: u32, municipality: u32) -> Event {
+    Event {
+        id: EventId::new(format!("issue-{n}")).unwrap(),
+        time: UnixTime(2_000),
+        body: EventBody::Issue {
+            holder: HolderId::new(format!("H{n:08}")).unwrap(),
+            cert: NewCert {
+                kind: CertKind::CardSigning,
+                serial: Serial::from_u128(u128::from(n) + 1).unwrap(),
+                not_before: UnixTime(1_000),
+                not_after: UnixTime(10_000_000),
+                municipality: Some(Municipality {
+                    code: PartitionId(municipality),
+                    prefecture: "東京都".into(),
+                    city: format!("市{municipality}"),
+                }),
+                cert_der: None,
+            },
+            four_info: Some(FourInfo {
+                name: format!("氏名 {n}"),
+                address: format!("東京都千代田区 {n}"),
+                date_of_birth: DateOfBirth::parse("319800101").unwrap(),
+                sex: Sex::Female,
+            }),
+        },
+    }
+}
+
+fn revoke(n: u32) -> Event {
+    Event {
+        id: EventId::new(format!("revoke-{n}")).unwrap(),
+        time: UnixTime(3_000),
+        body: EventBody::Revoke {
+            kind: CertKind::CardSigning,
+            serial: Serial::from_u128(u128::from(n) + 1).unwrap(),
+            reason: RevocationReason::KeyCompromise,
+            invalidity_date: None,
+        },
+    }
+}
+
+fn registry(dir: &std::path::Path) -> Arc<Registry> {
+    let store = Arc::new(Store::open(dir).unwrap());
+    Arc::new(Registry::new(store, &prometheus::Registry::new()).unwrap())
+}
+
+async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn metric(registry: &prometheus::Registry, name: &str, role: &str) -> i64 {
+    registry
+        .gather()
+        .iter()
+        .find(|f| f.name() == name)
+        .and_then(|f| {
+            f.get_metric()
+                .iter()
+                .find(|m| m.get_label().iter().any(|l| l.value() == role))
+                .map(|m| m.get_gauge().get_value() as i64)
+        })
+        .unwrap_or_else(|| panic!("no {name}{{role={role}}}"))
+}
+
+/// A status follower over any source: everything before and after it
+/// started arrives in order, each municipality once, and it becomes current.
+async fn follows_status<S: FeedSource>(source: S, registry: &Arc<Registry>) {
+    registry
+        .ingest(
+            vec![signing_issue(1, 131_016), signing_issue(2, 131_016)],
+            IngestMode::PerEvent,
+        )
+        .await
+        .unwrap();
+    let sink = Arc::new(Kept::default());
+    let readiness = Readiness::new();
+    let metrics_registry = prometheus::Registry::new();
+    let follower = Follower::new(
+        source,
+        Binding::in_memory(),
+        readiness.clone(),
+        FollowerMetrics::new(&metrics_registry, "test").unwrap(),
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(follower.run_status(sink.clone(), async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::timeout(Duration::from_secs(10), readiness.wait_current())
+        .await
+        .expect("current within 10 s");
+    assert_eq!(sink.position(), 2);
+
+    registry
+        .ingest(
+            vec![signing_issue(3, 272_001), revoke(1)],
+            IngestMode::PerEvent,
+        )
+        .await
+        .unwrap();
+    wait_for("the new records", || sink.position() == 4).await;
+    let seqs: Vec<u64> = sink.records.lock().unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    let mut codes: Vec<u32> = sink
+        .municipalities
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| m.code.0)
+        .collect();
+    codes.sort_unstable();
+    codes.dedup();
+    assert_eq!(
+        codes,
+        vec![131_016, 272_001],
+        "every municipality reached the follower"
+    );
+    let named: Vec<u32> = sink
+        .records
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.municipalities.iter().map(|m| m.code.0))
+        .collect();
+    assert_eq!(
+        named,
+        vec![131_016, 272_001],
+        "records name each once, when new"
+    );
+    assert!(readiness.is_current());
+    assert_eq!(
+        metric(&metrics_registry, "shikko_feed_applied_seq", "test"),
+        4
+    );
+    assert_eq!(
+        metric(&metrics_registry, "shikko_feed_lag_events", "test"),
+        0
+    );
+    assert_eq!(
+        metric(&metrics_registry, "shikko_feed_connected", "test"),
+        1
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the follower stops on shutdown")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_follower_follows_the_registry_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry(dir.path());
+    follows_status(LocalFeed::new(registry.clone()), &registry).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_follower_follows_the_registry_over_grpc_and_notices_its_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry(dir.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_server, server_stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(shikko_registry::serve(
+        registry.clone(),
+        listener,
+        async move {
+            let _ = server_stopped.await;
+        },
+    ));
+    follows_status(GrpcSource::new(format!("http://{addr}")), &registry).await;
+
+    // A follower that loses the registry says so, and since when.
+    let readiness = Readiness::new();
+    let metrics_registry = prometheus::Registry::new();
+    let follower = Follower::new(
+        GrpcSource::new(format!("http://{addr}")),
+        Binding::in_memory(),
+        readiness.clone(),
+        FollowerMetrics::new(&metrics_registry, "ocsp").unwrap(),
+    );
+    let sink = Arc::new(Kept::default());
+    tokio::spawn(follower.run_status(sink, std::future::pending()));
+    tokio::time::timeout(Duration::from_secs(10), readiness.wait_current())
+        .await
+        .unwrap();
+    stop_server.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    wait_for("the loss", || readiness.lost_since().is_some()).await;
+    assert!(matches!(readiness.state(), FeedState::Lost { .. }));
+    assert_eq!(
+        metric(&metrics_registry, "shikko_feed_connected", "ocsp"),
+        0
+    );
+    assert_eq!(
+        metric(&metrics_registry, "shikko_feed_lag_events", "ocsp"),
+        -1
+    );
+    assert!(
+        metric(
+            &metrics_registry,
+            "shikko_feed_stale_since_timestamp_seconds",
+            "ocsp"
+        ) > 0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_bound_to_another_history_applies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry(dir.path());
+    registry
+        .ingest(vec![signing_issue(1, 131_016)], IngestMode::PerEvent)
+        .await
+        .unwrap();
+    let readiness = Readiness::new();
+    let sink = Arc::new(Kept::default());
+    let follower = Follower::new(
+        LocalFeed::new(registry.clone()),
+        Binding::persistent(Some("another-history".into()), |_| Ok(())),
+        readiness.clone(),
+        FollowerMetrics::new(&prometheus::Registry::new(), "crl").unwrap(),
+    );
+    let task = tokio::spawn(follower.run_status(sink.clone(), std::future::pending()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.position(), 0, "nothing of another history applied");
+    assert_eq!(readiness.state(), FeedState::CatchingUp);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_follower_gets_the_events_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry(dir.path());
+    let events = vec![
+        signing_issue(1, 131_016),
+        revoke(1),
+        signing_issue(2, 131_016),
+    ];
+    registry
+        .ingest(events.clone(), IngestMode::PerEvent)
+        .await
+        .unwrap();
+    let readiness = Readiness::new();
+    let sink = Arc::new(Events::default());
+    let follower = Follower::new(
+        LocalFeed::new(registry.clone()),
+        Binding::in_memory(),
+        readiness.clone(),
+        FollowerMetrics::new(&prometheus::Registry::new(), "info").unwrap(),
+    );
+    tokio::spawn(follower.run_replica(sink.clone(), std::future::pending()));
+    tokio::time::timeout(Duration::from_secs(10), readiness.wait_current())
+        .await
+        .unwrap();
+    let got = sink.0.lock().unwrap().clone();
+    assert_eq!(got.iter().map(|e| e.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        got.into_iter().map(|e| e.1).collect::<Vec<_>>(),
+        events,
+        "the events as the registry accepted them"
+    );
+}
