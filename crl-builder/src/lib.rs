@@ -54,6 +54,7 @@ mod extensions;
 pub mod grpc;
 pub mod http;
 pub mod mirror;
+pub mod process;
 mod publish;
 pub mod role;
 mod state;

@@ -18,6 +18,7 @@
 pub mod grpc;
 pub mod http;
 pub mod index;
+pub mod process;
 pub mod request;
 pub mod responder;
 pub mod role;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use shikko_core::{CertKind, Serial, UnixTime};
-use shikko_pki::{Issuer, KeyAlgorithm, Signer, SoftwareSigner};
+use shikko_pki::{DataDir, Issuer, KeyAlgorithm, Signer, SoftwareSigner};
 
 /// How many distinct holder keys synthetic holders share (see the README: keys
 /// are reused so that a population of millions needs no millions of RSA keygens).
@@ -19,21 +19,8 @@ pub(crate) const HOLDER_KEY_POOL: usize = 8;
 
 const YEAR: i64 = 365 * 86_400;
 
-/// One issuing CA.
-pub(crate) struct Ca {
-    pub(crate) kind: CertKind,
-    pub(crate) signer: Arc<SoftwareSigner>,
-    pub(crate) cert_der: Vec<u8>,
-}
-
-impl Ca {
-    pub(crate) fn issuer(&self) -> Result<Issuer<'_>> {
-        Ok(Issuer::from_certificate(
-            self.signer.as_ref(),
-            &self.cert_der,
-        )?)
-    }
-}
+/// One issuing CA (the data directory's layout is read by `shikko_pki::DataDir`).
+pub(crate) type Ca = shikko_pki::IssuingCa;
 
 /// Everything cryptographic a demo or seeded directory needs.
 pub(crate) struct Authority {
@@ -47,7 +34,7 @@ pub(crate) struct Authority {
 }
 
 fn key(dir: &Path, name: &str, alg: KeyAlgorithm) -> Result<Arc<SoftwareSigner>> {
-    let path = dir.join("keys").join(format!("{name}.key"));
+    let path = DataDir::new(dir).key_path(name);
     if path.exists() {
         return Ok(Arc::new(
             SoftwareSigner::load(&path)
@@ -62,7 +49,7 @@ fn key(dir: &Path, name: &str, alg: KeyAlgorithm) -> Result<Arc<SoftwareSigner>>
 }
 
 fn cert(dir: &Path, name: &str, make: impl FnOnce() -> Result<Vec<u8>>) -> Result<Vec<u8>> {
-    let path = dir.join("certs").join(format!("{name}.der"));
+    let path = DataDir::new(dir).cert_path(name);
     if path.exists() {
         return Ok(std::fs::read(&path)?);
     }
@@ -79,24 +66,9 @@ fn serial(n: u128) -> Result<Serial> {
 /// key or certificate is an error, never replaced by a new one (a CRL signed
 /// by a fresh key would be refused by every relying party).
 pub(crate) fn load_cas(dir: &Path) -> Result<Vec<Ca>> {
-    CertKind::ALL
-        .into_iter()
-        .map(|kind| {
-            let id = kind.issuer_id();
-            let key_path = dir.join("keys").join(format!("{id}-ca.key"));
-            let cert_path = dir.join("certs").join(format!("{id}-ca.der"));
-            let signer = SoftwareSigner::load(&key_path)
-                .with_context(|| format!("loading the {id} CA key {}", key_path.display()))?;
-            let cert_der = std::fs::read(&cert_path).with_context(|| {
-                format!("reading the {id} CA certificate {}", cert_path.display())
-            })?;
-            Ok(Ca {
-                kind,
-                signer: Arc::new(signer),
-                cert_der,
-            })
-        })
-        .collect()
+    DataDir::new(dir)
+        .issuing_cas()
+        .with_context(|| format!("loading the issuing CAs of {}", dir.display()))
 }
 
 impl Authority {

@@ -60,9 +60,14 @@ pub(crate) fn default_grpc() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 50051))
 }
 
-/// Where the crl and ocsp roles find the registry by default.
-pub(crate) fn default_registry_endpoint() -> String {
-    format!("http://{}", default_grpc())
+impl shikko_runtime::RoleConfig for RegistryRoleConfig {
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
 }
 
 #[cfg(test)]
@@ -80,5 +85,13 @@ mod tests {
         assert_eq!(cfg.registry.data_dir, PathBuf::from("/var/lib/shikko"));
         assert_eq!(cfg.shutdown.drain_timeout_secs, 10);
         assert!(cfg.info.is_none());
+    }
+
+    #[test]
+    fn the_roles_find_the_registry_where_it_listens_by_default() {
+        assert_eq!(
+            format!("http://{}", default_grpc()),
+            shikko_follow::DEFAULT_REGISTRY_ENDPOINT
+        );
     }
 }

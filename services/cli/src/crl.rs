@@ -10,37 +10,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use shikko_core::CertKind;
-use shikko_crl::{BuildReport, Builder, BuiltCrl, CrlConfig, CrlIssuer, CrlName, Progress};
-use shikko_pki::Signer;
+use shikko_crl::{BuildReport, BuiltCrl, CrlName, Progress};
 use shikko_proto::convert::{cert_kind, issuer};
 use shikko_proto::v1 as pb;
 use shikko_store::Store;
 
-use crate::authority::{Ca, load_cas};
+use crate::authority::load_cas;
 
-/// The CRL output directory of a data directory.
-pub(crate) fn out_dir(data_dir: &Path) -> std::path::PathBuf {
-    data_dir.join("crl")
-}
-
-/// A builder for the CAs `cas`, writing under `DATA_DIR/crl`.
-pub(crate) fn builder(
-    store: Arc<Store>,
-    cas: &[Ca],
-    data_dir: &Path,
-    public_base_url: Option<String>,
-) -> Result<Builder> {
-    let issuers = cas
-        .iter()
-        .map(|ca| {
-            CrlIssuer::new(ca.kind, ca.signer.clone() as Arc<dyn Signer>, &ca.cert_der)
-                .with_context(|| format!("the {} CA", ca.kind.issuer_id()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut cfg = CrlConfig::new(out_dir(data_dir));
-    cfg.public_base_url = public_base_url;
-    Ok(Builder::new(store, issuers, cfg))
-}
+pub(crate) use shikko_crl::process::{builder, out_dir};
 
 /// A progress display on a terminal: a spinner with the entries encoded.
 struct Bar(ProgressBar);

@@ -156,7 +156,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     // The OCSP role follows the registry in this process exactly as `serve
     // ocsp` follows it over gRPC: same follower, same readiness.
     let readiness = Readiness::new();
-    let ocsp_role = crate::ocsp_role::role_from_dir(
+    let ocsp_role = shikko_ocsp::process::role_from_dir(
         &opts.data_dir,
         OCSP_VALIDITY,
         metrics.registry(),
@@ -214,7 +214,7 @@ async fn populate(
         .cas
         .iter()
         .map(|ca| ca.issuer())
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<shikko_pki::Result<Vec<_>>>()?;
     let maker = CertMaker {
         issuers,
         holder_keys: authority

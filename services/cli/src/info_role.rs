@@ -52,30 +52,6 @@ pub(crate) fn service(
     )?))
 }
 
-/// The card signing CA certificates (DER) in the PEM files `paths`.
-pub(crate) fn read_signing_cas(paths: &[std::path::PathBuf]) -> Result<Vec<Vec<u8>>> {
-    let mut signing = Vec::new();
-    for p in paths {
-        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        for c in shikko_pki::parse_certificates_pem(&bytes)
-            .with_context(|| format!("{} holds no PEM certificate", p.display()))?
-        {
-            signing.push(der::Encode::to_der(&c)?);
-        }
-    }
-    Ok(signing)
-}
-
-/// The TLS configuration from PEM files.
-pub(crate) fn tls_from_files(
-    cert: &Path,
-    key: &Path,
-    client_ca: &Path,
-) -> Result<tonic::transport::ServerTlsConfig> {
-    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    Ok(server_tls(&read(cert)?, &read(key)?, &read(client_ca)?))
-}
-
 /// The demo's TLS configuration: the server certificate and key of the
 /// authority, client certificates from the operator CA.
 pub(crate) fn demo_tls(authority: &Authority) -> Result<tonic::transport::ServerTlsConfig> {

@@ -9,14 +9,11 @@ mod authority;
 mod client;
 mod config;
 mod crl;
-mod crl_role;
 mod demo;
 mod info;
 mod info_role;
-mod info_serve;
 mod load;
 mod ocsp;
-mod ocsp_role;
 mod population;
 mod seed;
 mod serve;
@@ -350,42 +347,51 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             print_config,
         } => match role {
             Role::Registry => {
-                let cfg: config::RegistryRoleConfig = shikko_runtime::load_toml(&config)
-                    .map_err(|e| Failure::Config(e.to_string()))?;
-                if check || print_config {
-                    return config_ok(&config, print_config.then_some(&cfg));
-                }
-                init_logs(&cfg.telemetry)?;
-                serve::serve_registry(cfg).await?;
+                let Some(cfg) =
+                    role_config::<config::RegistryRoleConfig>(&config, check, print_config)?
+                else {
+                    return Ok(());
+                };
+                serve::serve_registry(cfg, signal_shutdown()).await?;
             }
             Role::Info => {
-                let cfg: info_serve::InfoRoleConfig = shikko_runtime::load_toml(&config)
-                    .map_err(|e| Failure::Config(e.to_string()))?;
-                if check || print_config {
-                    return config_ok(&config, print_config.then_some(&cfg));
-                }
-                init_logs(&cfg.telemetry)?;
-                info_serve::serve(cfg).await?;
+                let Some(cfg) = role_config::<shikko_info::process::InfoRoleConfig>(
+                    &config,
+                    check,
+                    print_config,
+                )?
+                else {
+                    return Ok(());
+                };
+                shikko_info::process::serve(cfg, signal_shutdown())
+                    .await
+                    .map_err(anyhow::Error::from)?;
             }
             Role::Crl => {
-                let cfg: crl_role::CrlRoleConfig = shikko_runtime::load_toml(&config)
-                    .map_err(|e| Failure::Config(e.to_string()))?;
-                cfg.crl.validate().map_err(Failure::Config)?;
-                if check || print_config {
-                    return config_ok(&config, print_config.then_some(&cfg));
-                }
-                init_logs(&cfg.telemetry)?;
-                crl_role::serve(cfg).await?;
+                let Some(cfg) = role_config::<shikko_crl::process::CrlRoleConfig>(
+                    &config,
+                    check,
+                    print_config,
+                )?
+                else {
+                    return Ok(());
+                };
+                shikko_crl::process::serve(cfg, signal_shutdown())
+                    .await
+                    .map_err(anyhow::Error::from)?;
             }
             Role::Ocsp => {
-                let cfg: ocsp_role::OcspRoleConfig = shikko_runtime::load_toml(&config)
-                    .map_err(|e| Failure::Config(e.to_string()))?;
-                cfg.ocsp.validate().map_err(Failure::Config)?;
-                if check || print_config {
-                    return config_ok(&config, print_config.then_some(&cfg));
-                }
-                init_logs(&cfg.telemetry)?;
-                ocsp_role::serve(cfg).await?;
+                let Some(cfg) = role_config::<shikko_ocsp::process::OcspRoleConfig>(
+                    &config,
+                    check,
+                    print_config,
+                )?
+                else {
+                    return Ok(());
+                };
+                shikko_ocsp::process::serve(cfg, signal_shutdown())
+                    .await
+                    .map_err(anyhow::Error::from)?;
             }
         },
         Command::Seed {
@@ -465,6 +471,31 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         },
     }
     Ok(())
+}
+
+/// Reads and validates a role's configuration; with `--check` or
+/// `--print-config` says so (or prints it) and returns `None`; otherwise
+/// starts the logs and returns it, for the role to serve.
+fn role_config<C: shikko_runtime::RoleConfig>(
+    path: &std::path::Path,
+    check: bool,
+    print: bool,
+) -> Result<Option<C>, Failure> {
+    let cfg: C = shikko_runtime::load_toml(path).map_err(|e| Failure::Config(e.to_string()))?;
+    cfg.validate().map_err(Failure::Config)?;
+    if check || print {
+        config_ok(path, print.then_some(&cfg))?;
+        return Ok(None);
+    }
+    init_logs(cfg.telemetry())?;
+    Ok(Some(cfg))
+}
+
+/// A shutdown triggered by SIGTERM or Ctrl-C.
+fn signal_shutdown() -> shikko_runtime::Shutdown {
+    let shutdown = shikko_runtime::Shutdown::new();
+    shutdown.trigger_on_signal();
+    shutdown
 }
 
 /// `--check` (and `--print-config`): the configuration parsed and validated.

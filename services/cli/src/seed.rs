@@ -37,7 +37,7 @@ pub(crate) async fn run(
             .cas
             .iter()
             .map(|c| c.issuer())
-            .collect::<Result<Vec<_>>>()?,
+            .collect::<shikko_pki::Result<Vec<_>>>()?,
         holder_keys: authority
             .holder_keys
             .iter()

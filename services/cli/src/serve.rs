@@ -13,44 +13,42 @@ use shikko_runtime::{GrpcRoutes, RoleServer, Shutdown};
 use shikko_store::Store;
 use tokio::net::TcpListener;
 
-/// Opens the store of a data directory.
+/// Opens the store of a data directory (`DATA_DIR/db`).
 pub(crate) fn open_store(data_dir: &Path) -> Result<Arc<Store>> {
-    let path = data_dir.join("db");
-    std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-    Ok(Arc::new(Store::open(&path).with_context(|| {
-        format!("opening the store at {}", path.display())
-    })?))
+    Ok(Arc::new(Store::open_data_dir(data_dir).with_context(
+        || format!("opening the store of {}", data_dir.display()),
+    )?))
 }
 
 /// Binds a TCP listener with a message that names the address.
 pub(crate) async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for {what} (is another shikko running?)"))
+    Ok(shikko_runtime::bind(addr, what).await?)
 }
 
 /// `shikko serve registry` (and `serve info`): the registry, and the
 /// 4-information service when the configuration has an `[info]` section.
-pub(crate) async fn serve_registry(cfg: crate::config::RegistryRoleConfig) -> Result<()> {
+pub(crate) async fn serve_registry(
+    cfg: crate::config::RegistryRoleConfig,
+    shutdown: Shutdown,
+) -> Result<()> {
     let store = open_store(&cfg.registry.data_dir)?;
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
     let registry = Arc::new(Registry::new(store.clone(), metrics.registry())?);
     let grpc = bind(cfg.registry.listen, "gRPC").await?;
     let metrics_listener = bind(cfg.telemetry.metrics_addr, "metrics").await?;
-    let shutdown = Shutdown::new();
-    shutdown.trigger_on_signal();
     let mut info_addr = None;
     let mut routes =
         GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET).service(registry.clone().into_service());
     let mut info_server = None;
     if let Some(info) = &cfg.info {
-        let signing = crate::info_role::read_signing_cas(&info.signing_cas)?;
+        let signing = shikko_info::process::read_signing_cas(&info.signing_cas)?;
         let svc = Arc::new(shikko_info::InfoService::new(
             store.clone(),
             &signing,
             shikko_info::InfoMetrics::new(metrics.registry())?,
         )?);
-        let tls = crate::info_role::tls_from_files(&info.tls_cert, &info.tls_key, &info.client_ca)?;
+        let tls =
+            shikko_info::process::tls_from_files(&info.tls_cert, &info.tls_key, &info.client_ca)?;
         let listener = bind(info.listen, "the 4-information service").await?;
         info_addr = Some(listener.local_addr()?);
         info_server = Some((

@@ -54,6 +54,15 @@ mod readiness;
 mod sink;
 mod source;
 
+/// Where roles find the registry unless configured otherwise (the
+/// registry's default listen address).
+pub const DEFAULT_REGISTRY_ENDPOINT: &str = "http://127.0.0.1:50051";
+
+/// [`DEFAULT_REGISTRY_ENDPOINT`], for serde defaults.
+pub fn default_registry_endpoint() -> String {
+    DEFAULT_REGISTRY_ENDPOINT.to_string()
+}
+
 pub use binding::Binding;
 pub use error::FollowError;
 pub use follower::Follower;

@@ -27,6 +27,7 @@ pub mod error;
 pub mod grpc;
 mod keys;
 pub mod operators;
+pub mod process;
 pub mod query;
 pub mod replica;
 mod service;

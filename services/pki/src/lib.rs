@@ -52,6 +52,7 @@ mod cert;
 pub mod error;
 pub mod issue;
 pub mod keys;
+pub mod layout;
 pub mod name;
 pub mod pem;
 pub mod profile;
@@ -67,6 +68,7 @@ pub use issue::{
     operator_ca_certificate, operator_client_certificate, server_certificate,
 };
 pub use keys::{SoftwareSigner, generate_signer, load_signer, write_file_atomic};
+pub use layout::{DataDir, IssuingCa};
 pub use name::{ca_name, crl_dp_name, crl_dp_name_for, holder_subject, operator_ca_name};
 pub use pem::{certificate_der, parse_certificate, parse_certificates_pem, to_pem};
 pub use signer::{KeyAlgorithm, PublicKeyHashes, Signer, key_identifier};

@@ -73,6 +73,7 @@
 pub mod config;
 pub mod http_server;
 pub mod metrics_server;
+pub mod role;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
@@ -82,6 +83,7 @@ pub use config::{
 };
 pub use http_server::{HttpLimits, serve_http};
 pub use metrics_server::serve_metrics;
+pub use role::{Context, RoleConfig, RoleError, RoleResult, bind};
 pub use server::{GrpcRoutes, RoleServer, ServeError};
 pub use shutdown::{Shutdown, drain_with_timeout, shutdown_signal};
 pub use telemetry::{Metrics, MetricsError, TelemetryError, init_tracing};

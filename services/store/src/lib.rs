@@ -52,6 +52,15 @@ pub enum Error {
         /// What failed.
         why: String,
     },
+    /// The store's directory could not be made.
+    #[error("{path}: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store was opened by a newer, incompatible version.
     #[error("store format version {found} is not supported (expected {expected})")]
     Version {
@@ -197,6 +206,16 @@ impl Store {
             .unwrap_or(0);
         store.last_seq.store(last, Ordering::SeqCst);
         Ok(store)
+    }
+
+    /// Opens (creating if needed) the store of a data directory, `DATA_DIR/db`.
+    pub fn open_data_dir(data_dir: &Path) -> Result<Store> {
+        let path = data_dir.join("db");
+        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Store::open(&path)
     }
 
     fn ensure_store_id(&self) -> Result<()> {

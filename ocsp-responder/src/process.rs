@@ -1,100 +1,105 @@
-//! The ocsp role: built from a data directory's CA and responder material,
-//! run in the demo's process or as its own (`shikko serve ocsp --config FILE`),
-//! where it follows the registry's change feed over gRPC into its index.
+//! The ocsp role's process: built from a data directory's CA and responder
+//! material, run in the demo's process ([`role_from_dir`]) or as its own
+//! (`shikko serve ocsp --config FILE`: [`OcspRoleConfig`], [`serve`]), where it
+//! follows the registry's change feed over gRPC into its index.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use shikko_follow::{Binding, Follower, FollowerMetrics, GrpcSource, Readiness};
-use shikko_ocsp::grpc::OcspService;
-use shikko_ocsp::index::StatusIndex;
-use shikko_ocsp::responder::{Responder, ResponderKey};
-use shikko_ocsp::role::OcspRole;
-use shikko_pki::SoftwareSigner;
-use shikko_runtime::{GrpcRoutes, RoleServer, Shutdown, ShutdownConfig, TelemetryConfig};
+use shikko_runtime::{
+    Context, GrpcRoutes, RoleConfig, RoleResult, RoleServer, Shutdown, ShutdownConfig,
+    TelemetryConfig, bind,
+};
+
+use crate::grpc::OcspService;
+use crate::index::StatusIndex;
+use crate::responder::{Responder, ResponderKey};
+use crate::role::OcspRole;
 
 /// The ocsp role over the four CAs of `data_dir` and their delegated
 /// responders (`keys/ISSUER-ocsp.key`, `certs/ISSUER-ocsp.der`), loaded only.
-pub(crate) fn role_from_dir(
+pub fn role_from_dir(
     data_dir: &Path,
     validity: Duration,
     metrics: &shikko_runtime::prometheus::Registry,
     readiness: Arc<Readiness>,
-) -> Result<Arc<OcspRole>> {
+) -> RoleResult<Arc<OcspRole>> {
     let index = Arc::new(StatusIndex::new());
     let mut issuers = Vec::new();
-    for ca in crate::authority::load_cas(data_dir)? {
-        let id = ca.kind.issuer_id();
-        let key_path = data_dir.join("keys").join(format!("{id}-ocsp.key"));
-        let cert_path = data_dir.join("certs").join(format!("{id}-ocsp.der"));
-        let key = SoftwareSigner::load(&key_path)
-            .with_context(|| format!("loading the {id} responder key {}", key_path.display()))?;
-        let cert = std::fs::read(&cert_path).with_context(|| {
+    let dir = shikko_pki::DataDir::new(data_dir);
+    let cas = dir
+        .issuing_cas()
+        .with_context(|| format!("loading the issuing CAs of {}", data_dir.display()))?;
+    for ca in cas {
+        let (key, cert) = dir.ocsp_responder(ca.kind).with_context(|| {
             format!(
-                "reading the {id} responder certificate {}",
-                cert_path.display()
+                "loading the {} delegated OCSP responder of {}",
+                ca.kind.issuer_id(),
+                data_dir.display()
             )
         })?;
         issuers.push((
             ca.kind,
             ca.cert_der,
-            ResponderKey::new(Arc::new(key), &cert)?,
+            ResponderKey::new(Arc::new(key), &cert)
+                .with_context(|| format!("the {} responder certificate", ca.kind.issuer_id()))?,
         ));
     }
-    let responder = Arc::new(Responder::new(issuers, index.clone(), validity)?);
-    Ok(OcspRole::new(index, responder, metrics, readiness)?)
+    let responder =
+        Arc::new(Responder::new(issuers, index.clone(), validity).context("the OCSP responder")?);
+    OcspRole::new(index, responder, metrics, readiness).context("the OCSP metrics")
 }
 
 /// `shikko serve ocsp --config FILE`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct OcspRoleConfig {
+pub struct OcspRoleConfig {
     /// The ocsp role.
-    pub(crate) ocsp: OcspSection,
+    pub ocsp: OcspSection,
     /// Logs and metrics.
     #[serde(default)]
-    pub(crate) telemetry: TelemetryConfig,
+    pub telemetry: TelemetryConfig,
     /// Draining on SIGTERM.
     #[serde(default)]
-    pub(crate) shutdown: ShutdownConfig,
+    pub shutdown: ShutdownConfig,
     /// Limits against slow and idle HTTP clients.
     #[serde(default)]
-    pub(crate) http: shikko_runtime::HttpConfig,
+    pub http: shikko_runtime::HttpConfig,
 }
 
 /// `[ocsp]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct OcspSection {
+pub struct OcspSection {
     /// Data directory: the CA certificates (`certs/ISSUER-ca.der`) and the
     /// delegated responders' keys (`keys/ISSUER-ocsp.key`) and certificates
     /// (`certs/ISSUER-ocsp.der`). Required.
-    pub(crate) data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// The registry's gRPC endpoint. Default `http://127.0.0.1:50051`.
-    #[serde(default = "crate::config::default_registry_endpoint")]
-    pub(crate) registry: String,
+    #[serde(default = "shikko_follow::default_registry_endpoint")]
+    pub registry: String,
     /// HTTP listen address (`/ocsp`). Default `127.0.0.1:8081`.
     #[serde(default = "default_http")]
-    pub(crate) http_listen: SocketAddr,
+    pub http_listen: SocketAddr,
     /// gRPC listen address (`shikko.v1.OcspResponder`, health). Default `127.0.0.1:50053`.
     #[serde(default = "default_grpc")]
-    pub(crate) grpc_listen: SocketAddr,
+    pub grpc_listen: SocketAddr,
     /// nextUpdate - thisUpdate of answers; cached answers are re-signed after
     /// half of it. Default 3,600.
     #[serde(default = "default_validity")]
-    pub(crate) validity_secs: u64,
+    pub validity_secs: u64,
     /// Answers signed per request (nonce) at once before shedding with 503. Default 64.
     #[serde(default = "default_max_signing")]
-    pub(crate) max_signing: usize,
+    pub max_signing: usize,
     /// The stale-but-valid window: how long answers keep coming from the
     /// index once the registry is out of reach; beyond it, tryLater.
     /// Default 900 (J-LIS refreshes its OCSP data every 15 minutes).
     #[serde(default = "default_max_stale")]
-    pub(crate) max_stale_secs: u64,
+    pub max_stale_secs: u64,
 }
 
 fn default_http() -> SocketAddr {
@@ -115,7 +120,8 @@ fn default_max_stale() -> u64 {
 }
 
 impl OcspSection {
-    pub(crate) fn validate(&self) -> std::result::Result<(), String> {
+    /// Refuses values out of range; the message names the field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
         if !(60..=7 * 86_400).contains(&self.validity_secs) {
             return Err("[ocsp] validity_secs must be 60 to 604800 seconds".into());
         }
@@ -129,11 +135,26 @@ impl OcspSection {
     }
 }
 
-/// Runs the ocsp role until SIGTERM / Ctrl-C.
-pub(crate) async fn serve(cfg: OcspRoleConfig) -> Result<()> {
+impl RoleConfig for OcspRoleConfig {
+    fn validate(&self) -> Result<(), String> {
+        self.ocsp.validate()?;
+        self.http.limits().map(|_| ())
+    }
+
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}
+
+/// Runs the ocsp role until `shutdown`, then drains.
+pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let c = &cfg.ocsp;
-    let cfg_http = cfg.http.limits().map_err(anyhow::Error::msg)?;
-    let metrics = shikko_runtime::telemetry::Metrics::new(env!("CARGO_PKG_VERSION"))?;
+    let cfg_http = cfg
+        .http
+        .limits()
+        .map_err(|e| shikko_runtime::RoleError::new("[http]", e))?;
+    let metrics =
+        shikko_runtime::telemetry::Metrics::new(env!("CARGO_PKG_VERSION")).context("metrics")?;
     let readiness = Readiness::new();
     let role = role_from_dir(
         &c.data_dir,
@@ -146,30 +167,34 @@ pub(crate) async fn serve(cfg: OcspRoleConfig) -> Result<()> {
         // The index lives in memory: bound anew at each start.
         Binding::in_memory(),
         readiness,
-        FollowerMetrics::new(metrics.registry(), "ocsp")?,
+        FollowerMetrics::new(metrics.registry(), "ocsp").context("follower metrics")?,
     );
     role.set_max_stale(Duration::from_secs(c.max_stale_secs));
-    let http = crate::serve::bind(c.http_listen, "HTTP").await?;
-    let grpc = crate::serve::bind(c.grpc_listen, "gRPC").await?;
-    let metrics_listener = crate::serve::bind(cfg.telemetry.metrics_addr, "metrics").await?;
+    let http = bind(c.http_listen, "HTTP").await?;
+    let grpc = bind(c.grpc_listen, "gRPC").await?;
+    let metrics_listener = bind(cfg.telemetry.metrics_addr, "metrics").await?;
     // Tests and scripts read this line to learn the bound ports.
     println!(
         "ocsp listening http={} grpc={} metrics={}",
-        http.local_addr()?,
-        grpc.local_addr()?,
-        metrics_listener.local_addr()?
+        local(&http),
+        local(&grpc),
+        local(&metrics_listener)
     );
-    let shutdown = Shutdown::new();
-    shutdown.trigger_on_signal();
     tokio::spawn(follower.run_status(role.clone(), shutdown.wait_owned()));
-    let app = shikko_ocsp::http::router(role.clone(), c.max_signing);
+    let app = crate::http::router(role.clone(), c.max_signing);
     let routes = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
         .service(OcspService::new(role).into_service());
-    Ok(RoleServer::new("ocsp", metrics, metrics_listener)
+    RoleServer::new("ocsp", metrics, metrics_listener)
         .grpc(grpc, routes)
         .http(http, app, cfg_http)
         .serve(shutdown, cfg.shutdown.drain_timeout())
-        .await?)
+        .await
+        .context("serving")
+}
+
+fn local(l: &tokio::net::TcpListener) -> String {
+    l.local_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string())
 }
 
 #[cfg(test)]
@@ -178,10 +203,8 @@ mod tests {
 
     #[test]
     fn the_example_config_in_deploy_parses() {
-        let path = std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/ocsp.toml"
-        ));
+        let path =
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/ocsp.toml"));
         let cfg: OcspRoleConfig = shikko_runtime::load_toml(path).unwrap();
         cfg.ocsp.validate().unwrap();
         assert_eq!(cfg.ocsp.http_listen, default_http());

@@ -1,4 +1,5 @@
-//! `shikko serve info --config FILE`: the 4-information service as its own
+//! The info role's process (`shikko serve info --config FILE`:
+//! [`InfoRoleConfig`], [`serve`]): the 4-information service as its own
 //! process. Its store is a replica of the registry's: it follows the
 //! registry's feed with the whole events and applies them with the same
 //! rules (so holders, certificates and links are the registry's, sequence
@@ -10,54 +11,87 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Result;
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 use shikko_follow::{Follower, FollowerMetrics, GrpcSource, Readiness};
-use shikko_info::InfoService;
-use shikko_info::replica::Replica;
 use shikko_runtime::telemetry::Metrics;
-use shikko_runtime::{GrpcRoutes, RoleServer, Shutdown, ShutdownConfig, TelemetryConfig};
+use shikko_runtime::{
+    Context, GrpcRoutes, RoleConfig, RoleResult, RoleServer, Shutdown, ShutdownConfig,
+    TelemetryConfig, bind,
+};
+use shikko_store::Store;
 
-use crate::serve::{bind, open_store};
+use crate::InfoService;
+use crate::replica::Replica;
+
+/// The card signing CA certificates (DER) in the PEM files `paths`.
+pub fn read_signing_cas(paths: &[PathBuf]) -> RoleResult<Vec<Vec<u8>>> {
+    let mut signing = Vec::new();
+    for p in paths {
+        let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        for c in shikko_pki::parse_certificates_pem(&bytes)
+            .with_context(|| format!("{} holds no PEM certificate", p.display()))?
+        {
+            signing.push(der::Encode::to_der(&c).with_context(|| p.display().to_string())?);
+        }
+    }
+    Ok(signing)
+}
+
+/// The operator-facing TLS configuration from PEM files: the server's
+/// certificate and key, and the operator CA client certificates chain to.
+pub fn tls_from_files(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> RoleResult<tonic::transport::ServerTlsConfig> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    Ok(crate::grpc::server_tls(
+        &read(cert)?,
+        &read(key)?,
+        &read(client_ca)?,
+    ))
+}
 
 /// `shikko serve info --config FILE`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct InfoRoleConfig {
+pub struct InfoRoleConfig {
     /// The info role.
-    pub(crate) info: InfoRoleSection,
+    pub info: InfoRoleSection,
     /// Logs and metrics.
     #[serde(default)]
-    pub(crate) telemetry: TelemetryConfig,
+    pub telemetry: TelemetryConfig,
     /// Draining on SIGTERM.
     #[serde(default)]
-    pub(crate) shutdown: ShutdownConfig,
+    pub shutdown: ShutdownConfig,
 }
 
 /// `[info]` of `serve info`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct InfoRoleSection {
+pub struct InfoRoleSection {
     /// Its own data directory (the replica store, consents, audit log). Required.
-    pub(crate) data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// The registry it follows. Default `http://127.0.0.1:50051`.
-    #[serde(default = "crate::config::default_registry_endpoint")]
-    pub(crate) registry: String,
+    #[serde(default = "shikko_follow::default_registry_endpoint")]
+    pub registry: String,
     /// gRPC over mutual TLS for operators. Default `127.0.0.1:50054` (the
     /// roles' defaults do not collide on one host; the demo uses 50052).
     #[serde(default = "default_listen")]
-    pub(crate) listen: SocketAddr,
+    pub listen: SocketAddr,
     /// Internal gRPC (InfoAdmin, health). Default `127.0.0.1:50055`.
     #[serde(default = "default_admin")]
-    pub(crate) admin_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
     /// The server's certificate (PEM). Required.
-    pub(crate) tls_cert: PathBuf,
+    pub tls_cert: PathBuf,
     /// The server's private key (PEM, PKCS#8). Required.
-    pub(crate) tls_key: PathBuf,
+    pub tls_key: PathBuf,
     /// The operator CA (PEM). Required.
-    pub(crate) client_ca: PathBuf,
+    pub client_ca: PathBuf,
     /// Card signing CA certificates (PEM). Required.
-    pub(crate) signing_cas: Vec<PathBuf>,
+    pub signing_cas: Vec<PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -68,11 +102,24 @@ fn default_admin() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 50055))
 }
 
-/// Runs the info role until SIGTERM.
-pub(crate) async fn serve(cfg: InfoRoleConfig) -> Result<()> {
-    let store = open_store(&cfg.info.data_dir)?;
-    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
-    let signing = crate::info_role::read_signing_cas(&cfg.info.signing_cas)?;
+impl RoleConfig for InfoRoleConfig {
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}
+
+/// Runs the info role until `shutdown`, then drains.
+pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
+    let store = Arc::new(
+        Store::open_data_dir(&cfg.info.data_dir)
+            .with_context(|| format!("opening the store of {}", cfg.info.data_dir.display()))?,
+    );
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION")).context("metrics")?;
+    let signing = read_signing_cas(&cfg.info.signing_cas)?;
     // Not ready until the replica has caught up with the registry, nor while
     // the registry is out of reach.
     let readiness = Readiness::new();
@@ -80,43 +127,46 @@ pub(crate) async fn serve(cfg: InfoRoleConfig) -> Result<()> {
         InfoService::new(
             store.clone(),
             &signing,
-            shikko_info::InfoMetrics::new(metrics.registry())?,
-        )?
+            crate::InfoMetrics::new(metrics.registry()).context("metrics")?,
+        )
+        .context("the 4-information service")?
         .with_readiness(readiness.clone()),
     );
     let replica = Replica::new(store.clone());
     let follower = Follower::new(
         GrpcSource::new(cfg.info.registry.clone()),
-        replica.binding()?,
+        replica
+            .binding()
+            .context("the replica's registry binding")?,
         readiness,
-        FollowerMetrics::new(metrics.registry(), "info")?,
+        FollowerMetrics::new(metrics.registry(), "info").context("follower metrics")?,
     );
-    let tls = crate::info_role::tls_from_files(
-        &cfg.info.tls_cert,
-        &cfg.info.tls_key,
-        &cfg.info.client_ca,
-    )?;
+    let tls = tls_from_files(&cfg.info.tls_cert, &cfg.info.tls_key, &cfg.info.client_ca)?;
     let listener = bind(cfg.info.listen, "the 4-information service").await?;
     let admin = bind(cfg.info.admin_listen, "the info role's internal gRPC").await?;
     let metrics_listener = bind(cfg.telemetry.metrics_addr, "metrics").await?;
     println!(
         "info listening info={} grpc={} metrics={}",
-        listener.local_addr()?,
-        admin.local_addr()?,
-        metrics_listener.local_addr()?
+        local(&listener),
+        local(&admin),
+        local(&metrics_listener)
     );
-    let shutdown = Shutdown::new();
-    shutdown.trigger_on_signal();
     tokio::spawn(follower.run_replica(Arc::new(replica), shutdown.wait_owned()));
     let operators = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
-        .service(shikko_info::grpc::InfoGrpc::new(svc.clone()).into_server());
+        .service(crate::grpc::InfoGrpc::new(svc.clone()).into_server());
     let internal = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
-        .service(shikko_info::admin::InfoAdminGrpc::new(svc).into_server());
-    Ok(RoleServer::new("info", metrics, metrics_listener)
+        .service(crate::admin::InfoAdminGrpc::new(svc).into_server());
+    RoleServer::new("info", metrics, metrics_listener)
         .grpc_tls(listener, operators, tls)
         .grpc(admin, internal)
         .serve(shutdown, cfg.shutdown.drain_timeout())
-        .await?)
+        .await
+        .context("serving")
+}
+
+fn local(l: &tokio::net::TcpListener) -> String {
+    l.local_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string())
 }
 
 #[cfg(test)]
@@ -134,7 +184,7 @@ mod tests {
         assert_eq!(cfg.info.admin_listen, default_admin());
         assert_eq!(
             cfg.info.registry,
-            crate::config::default_registry_endpoint()
+            shikko_follow::default_registry_endpoint()
         );
         assert_eq!(cfg.info.signing_cas.len(), 1);
     }

@@ -1,74 +1,102 @@
-//! `shikko serve crl --config FILE`: the crl role as its own process. It
-//! follows the registry's change feed into a local mirror store
-//! (`DATA_DIR/crl-mirror`), builds and publishes CRLs from it on a schedule
-//! (`DATA_DIR/crl`), and serves them over HTTP and gRPC.
+//! The crl role's process (`shikko serve crl --config FILE`: [`CrlRoleConfig`],
+//! [`serve`]). It follows the registry's change feed into a local mirror
+//! store (`DATA_DIR/crl-mirror`), builds and publishes CRLs from it on a
+//! schedule (`DATA_DIR/crl`), and serves them over HTTP and gRPC. The
+//! builder over a data directory's CAs ([`builder`]) is shared with the demo
+//! and `shikko crl build`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use shikko_crl::grpc::CrlService;
-use shikko_crl::http::CacheLimits;
-use shikko_crl::{CrlRole, MirrorSink, Schedule};
 use shikko_follow::{Follower, FollowerMetrics, GrpcSource, Readiness};
-use shikko_runtime::{GrpcRoutes, RoleServer, Shutdown, ShutdownConfig, TelemetryConfig};
+use shikko_pki::{DataDir, IssuingCa, Signer};
+use shikko_runtime::{
+    Context, GrpcRoutes, RoleConfig, RoleResult, RoleServer, Shutdown, ShutdownConfig,
+    TelemetryConfig, bind,
+};
 use shikko_store::Store;
 
-use crate::authority::load_cas;
+use crate::grpc::CrlService;
+use crate::http::CacheLimits;
+use crate::{Builder, CrlConfig as BuildConfig, CrlIssuer, CrlRole, MirrorSink, Schedule};
+
+/// Where a data directory's published CRLs live (`DATA_DIR/crl`).
+pub fn out_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("crl")
+}
+
+/// A builder for the CAs `cas`, writing under `DATA_DIR/crl`.
+pub fn builder(
+    store: Arc<Store>,
+    cas: &[IssuingCa],
+    data_dir: &Path,
+    public_base_url: Option<String>,
+) -> RoleResult<Builder> {
+    let issuers = cas
+        .iter()
+        .map(|ca| {
+            CrlIssuer::new(ca.kind, ca.signer.clone() as Arc<dyn Signer>, &ca.cert_der)
+                .with_context(|| format!("the {} CA", ca.kind.issuer_id()))
+        })
+        .collect::<RoleResult<Vec<_>>>()?;
+    let mut cfg = BuildConfig::new(out_dir(data_dir));
+    cfg.public_base_url = public_base_url;
+    Ok(Builder::new(store, issuers, cfg))
+}
 
 /// `shikko serve crl --config FILE`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CrlRoleConfig {
+pub struct CrlRoleConfig {
     /// The crl role.
-    pub(crate) crl: CrlSection,
+    pub crl: CrlSection,
     /// Logs and metrics.
     #[serde(default)]
-    pub(crate) telemetry: TelemetryConfig,
+    pub telemetry: TelemetryConfig,
     /// Draining on SIGTERM.
     #[serde(default)]
-    pub(crate) shutdown: ShutdownConfig,
+    pub shutdown: ShutdownConfig,
     /// Limits against slow and idle HTTP clients.
     #[serde(default)]
-    pub(crate) http: shikko_runtime::HttpConfig,
+    pub http: shikko_runtime::HttpConfig,
 }
 
 /// `[crl]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CrlSection {
+pub struct CrlSection {
     /// Data directory: the CA keys (`keys/ISSUER-ca.key`) and certificates
     /// (`certs/ISSUER-ca.der`), the published CRLs (`crl/`) and the mirror
     /// store (`crl-mirror/`). Required.
-    pub(crate) data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// The registry's gRPC endpoint. Default `http://127.0.0.1:50051`.
-    #[serde(default = "crate::config::default_registry_endpoint")]
-    pub(crate) registry: String,
+    #[serde(default = "shikko_follow::default_registry_endpoint")]
+    pub registry: String,
     /// HTTP listen address (`/crl/...`). Default `127.0.0.1:8080`.
     #[serde(default = "default_http")]
-    pub(crate) http_listen: SocketAddr,
+    pub http_listen: SocketAddr,
     /// gRPC listen address (`shikko.v1.CrlPublisher`, health). Default `127.0.0.1:50052`.
     #[serde(default = "default_grpc")]
-    pub(crate) grpc_listen: SocketAddr,
+    pub grpc_listen: SocketAddr,
     /// Public HTTP base of the CRLs, for the freshestCRL pointer of full CRLs.
     /// Default: none (no freshestCRL).
     #[serde(default)]
-    pub(crate) public_url: Option<String>,
+    pub public_url: Option<String>,
     /// Seconds between full builds. Default 86,400 (daily).
     #[serde(default = "default_full_every")]
-    pub(crate) full_every_secs: u64,
+    pub full_every_secs: u64,
     /// Seconds between delta builds. Default 900.
     #[serde(default = "default_delta_every")]
-    pub(crate) delta_every_secs: u64,
+    pub delta_every_secs: u64,
     /// nextUpdate - thisUpdate of full and partition CRLs. Default 172,800 (48 h).
     #[serde(default = "default_full_validity")]
-    pub(crate) full_next_update_secs: u64,
+    pub full_next_update_secs: u64,
     /// nextUpdate - thisUpdate of delta CRLs. Default 14,400 (4 h).
     #[serde(default = "default_delta_validity")]
-    pub(crate) delta_next_update_secs: u64,
+    pub delta_next_update_secs: u64,
 }
 
 fn default_http() -> SocketAddr {
@@ -92,7 +120,7 @@ fn default_delta_validity() -> u64 {
 
 impl CrlSection {
     /// Refuses periods that would spin or never come.
-    pub(crate) fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), String> {
         for (name, v) in [
             ("full_every_secs", self.full_every_secs),
             ("delta_every_secs", self.delta_every_secs),
@@ -113,12 +141,28 @@ impl CrlSection {
     }
 }
 
-/// Runs the crl role until SIGTERM / Ctrl-C.
-pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
+impl RoleConfig for CrlRoleConfig {
+    fn validate(&self) -> Result<(), String> {
+        self.crl.validate()?;
+        self.http.limits().map(|_| ())
+    }
+
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}
+
+/// Runs the crl role until `shutdown`, then drains.
+pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let c = &cfg.crl;
-    let cfg_http = cfg.http.limits().map_err(anyhow::Error::msg)?;
+    let cfg_http = cfg
+        .http
+        .limits()
+        .map_err(|e| shikko_runtime::RoleError::new("[http]", e))?;
     let data = &c.data_dir;
-    let cas = load_cas(data)?;
+    let cas = DataDir::new(data)
+        .issuing_cas()
+        .with_context(|| format!("loading the issuing CAs of {}", data.display()))?;
     let mirror_path = data.join("crl-mirror");
     std::fs::create_dir_all(&mirror_path)
         .with_context(|| format!("creating {}", mirror_path.display()))?;
@@ -126,34 +170,34 @@ pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
         Store::open(&mirror_path)
             .with_context(|| format!("opening the mirror store {}", mirror_path.display()))?,
     );
-    let mut builder = crate::crl::builder(store.clone(), &cas, data, c.public_url.clone())?;
+    let mut builder = builder(store.clone(), &cas, data, c.public_url.clone())?;
     builder.config_mut().full_validity = Duration::from_secs(c.full_next_update_secs);
     builder.config_mut().delta_validity = Duration::from_secs(c.delta_next_update_secs);
-    let metrics = shikko_runtime::telemetry::Metrics::new(env!("CARGO_PKG_VERSION"))?;
+    let metrics =
+        shikko_runtime::telemetry::Metrics::new(env!("CARGO_PKG_VERSION")).context("metrics")?;
     // Builds only from a mirror that is current: an empty mirror would
     // publish empty CRLs over good ones, a stale one would drop revocations.
     let readiness = Readiness::new();
-    let role = CrlRole::new(builder, metrics.registry(), readiness.clone())?;
+    let role =
+        CrlRole::new(builder, metrics.registry(), readiness.clone()).context("the crl role")?;
     let sink = MirrorSink::new(store.clone());
     let follower = Follower::new(
         GrpcSource::new(c.registry.clone()),
-        sink.binding()?,
+        sink.binding().context("the mirror's registry binding")?,
         readiness.clone(),
-        FollowerMetrics::new(metrics.registry(), "crl")?,
+        FollowerMetrics::new(metrics.registry(), "crl").context("follower metrics")?,
     );
 
-    let http = crate::serve::bind(c.http_listen, "HTTP").await?;
-    let grpc = crate::serve::bind(c.grpc_listen, "gRPC").await?;
-    let metrics_listener = crate::serve::bind(cfg.telemetry.metrics_addr, "metrics").await?;
+    let http = bind(c.http_listen, "HTTP").await?;
+    let grpc = bind(c.grpc_listen, "gRPC").await?;
+    let metrics_listener = bind(cfg.telemetry.metrics_addr, "metrics").await?;
     // Tests and scripts read this line to learn the bound ports.
     println!(
         "crl listening http={} grpc={} metrics={}",
-        http.local_addr()?,
-        grpc.local_addr()?,
-        metrics_listener.local_addr()?
+        local(&http),
+        local(&grpc),
+        local(&metrics_listener)
     );
-    let shutdown = Shutdown::new();
-    shutdown.trigger_on_signal();
 
     tokio::spawn(follower.run_status(Arc::new(sink), shutdown.wait_owned()));
     let schedule = Schedule {
@@ -174,21 +218,28 @@ pub(crate) async fn serve(cfg: CrlRoleConfig) -> Result<()> {
         }
     });
 
-    let app = shikko_crl::http::router_with(
+    let app = crate::http::router_with(
         role.catalog().clone(),
         metrics.registry(),
         CacheLimits {
             full: schedule.full_every,
             delta: schedule.delta_every,
         },
-    )?;
+    )
+    .context("CRL HTTP metrics")?;
     let routes = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
         .service(CrlService::new(role).into_service());
-    Ok(RoleServer::new("crl", metrics, metrics_listener)
+    RoleServer::new("crl", metrics, metrics_listener)
         .grpc(grpc, routes)
         .http(http, app, cfg_http)
         .serve(shutdown, cfg.shutdown.drain_timeout())
-        .await?)
+        .await
+        .context("serving")
+}
+
+fn local(l: &tokio::net::TcpListener) -> String {
+    l.local_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string())
 }
 
 #[cfg(test)]
@@ -197,13 +248,10 @@ mod tests {
 
     #[test]
     fn the_example_config_in_deploy_parses() {
-        let path = std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/crl.toml"
-        ));
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/crl.toml"));
         let cfg: CrlRoleConfig = shikko_runtime::load_toml(path).unwrap();
         cfg.crl.validate().unwrap();
-        assert_eq!(cfg.crl.registry, crate::config::default_registry_endpoint());
+        assert_eq!(cfg.crl.registry, shikko_follow::default_registry_endpoint());
         assert_eq!(cfg.crl.http_listen, default_http());
         assert_eq!(cfg.crl.delta_every_secs, 900);
         let bad = CrlSection {

@@ -1,0 +1,71 @@
+//! What every role crate's process entry point shares: the configuration
+//! contract the binary dispatches on ([`RoleConfig`]), the error a role
+//! stops with ([`RoleError`], with what it was doing), and binding a
+//! listener with a message that names the address.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+
+use crate::TelemetryConfig;
+
+/// A role's configuration file: read by `shikko serve ROLE --config FILE`
+/// (unknown fields refused), validated before anything starts.
+pub trait RoleConfig: DeserializeOwned + Serialize {
+    /// Checks what serde cannot (ranges, relations between fields); the
+    /// message names the section and field.
+    fn validate(&self) -> Result<(), String>;
+    /// Logs and metrics.
+    fn telemetry(&self) -> &TelemetryConfig;
+}
+
+/// A role could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct RoleError {
+    context: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// `Result` with [`RoleError`].
+pub type RoleResult<T> = Result<T, RoleError>;
+
+impl RoleError {
+    /// `source`, while doing `context`.
+    pub fn new(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> RoleError {
+        RoleError {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Says what a role was doing when something failed.
+pub trait Context<T> {
+    /// Wraps the error with `context`.
+    fn context(self, context: impl Into<String>) -> RoleResult<T>;
+    /// Wraps the error with a context made only on failure.
+    fn with_context<C: Into<String>>(self, context: impl FnOnce() -> C) -> RoleResult<T>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> Context<T> for Result<T, E> {
+    fn context(self, context: impl Into<String>) -> RoleResult<T> {
+        self.map_err(|e| RoleError::new(context, e))
+    }
+    fn with_context<C: Into<String>>(self, context: impl FnOnce() -> C) -> RoleResult<T> {
+        self.map_err(|e| RoleError::new(context(), e))
+    }
+}
+
+/// Binds a TCP listener; the error names the address and what it was for.
+pub async fn bind(addr: SocketAddr, what: &str) -> RoleResult<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for {what} (is another shikko running?)"))
+}
