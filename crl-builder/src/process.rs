@@ -190,13 +190,15 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
 
     let http = bind(c.http_listen, "HTTP").await?;
     let grpc = bind(c.grpc_listen, "gRPC").await?;
-    let metrics_listener = bind(cfg.telemetry.metrics_addr, "metrics").await?;
+    let metrics_listener = bind(cfg.telemetry.metrics_listen, "metrics").await?;
     // Tests and scripts read this line to learn the bound ports.
-    println!(
-        "crl listening http={} grpc={} metrics={}",
-        local(&http),
-        local(&grpc),
-        local(&metrics_listener)
+    shikko_runtime::announce(
+        "crl",
+        &[
+            ("http", &http),
+            ("grpc", &grpc),
+            ("metrics", &metrics_listener),
+        ],
     );
 
     tokio::spawn(follower.run_status(Arc::new(sink), shutdown.wait_owned()));
@@ -235,11 +237,6 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         .serve(shutdown, cfg.shutdown.drain_timeout())
         .await
         .context("serving")
-}
-
-fn local(l: &tokio::net::TcpListener) -> String {
-    l.local_addr()
-        .map_or_else(|_| "?".into(), |a| a.to_string())
 }
 
 #[cfg(test)]

@@ -161,11 +161,11 @@ impl Platform {
             info_admin: String::new(),
             keep,
         };
-        let tel = "[telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"error\"\n";
+        let tel = "[telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"error\"\n";
         let cfg = dir.join("registry.toml");
         std::fs::write(
             &cfg,
-            format!("[registry]\ndata_dir = {dir:?}\nlisten = \"127.0.0.1:0\"\n{tel}"),
+            format!("[registry]\ndata_dir = {dir:?}\ngrpc_listen = \"127.0.0.1:0\"\n{tel}"),
         )?;
         let (c, line) = spawn(shikko, "registry", &cfg)?;
         p.children.push(c);
@@ -227,7 +227,7 @@ impl Platform {
         std::fs::write(
             &cfg,
             format!(
-                "[info]\ndata_dir = {:?}\nregistry = {:?}\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+                "[info]\ndata_dir = {:?}\nregistry = {:?}\ngrpc_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
                  tls_cert = {server:?}\ntls_key = {server_key:?}\nclient_ca = {op_ca:?}\nsigning_cas = [{sign_ca:?}]\n{tel}",
                 dir.join("info"),
                 p.registry

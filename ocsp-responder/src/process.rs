@@ -172,13 +172,15 @@ pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     role.set_max_stale(Duration::from_secs(c.max_stale_secs));
     let http = bind(c.http_listen, "HTTP").await?;
     let grpc = bind(c.grpc_listen, "gRPC").await?;
-    let metrics_listener = bind(cfg.telemetry.metrics_addr, "metrics").await?;
+    let metrics_listener = bind(cfg.telemetry.metrics_listen, "metrics").await?;
     // Tests and scripts read this line to learn the bound ports.
-    println!(
-        "ocsp listening http={} grpc={} metrics={}",
-        local(&http),
-        local(&grpc),
-        local(&metrics_listener)
+    shikko_runtime::announce(
+        "ocsp",
+        &[
+            ("http", &http),
+            ("grpc", &grpc),
+            ("metrics", &metrics_listener),
+        ],
     );
     tokio::spawn(follower.run_status(role.clone(), shutdown.wait_owned()));
     let app = crate::http::router(role.clone(), c.max_signing);
@@ -190,11 +192,6 @@ pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         .serve(shutdown, cfg.shutdown.drain_timeout())
         .await
         .context("serving")
-}
-
-fn local(l: &tokio::net::TcpListener) -> String {
-    l.local_addr()
-        .map_or_else(|_| "?".into(), |a| a.to_string())
 }
 
 #[cfg(test)]

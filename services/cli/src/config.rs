@@ -29,8 +29,9 @@ pub(crate) struct RegistryRoleConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct InfoSection {
     /// gRPC over mutual TLS listen address. Default `127.0.0.1:50052`.
-    #[serde(default = "default_info")]
-    pub(crate) listen: SocketAddr,
+    /// (`listen`, its former name, is still read.)
+    #[serde(default = "default_info", alias = "listen")]
+    pub(crate) grpc_listen: SocketAddr,
     /// The server's certificate (PEM).
     pub(crate) tls_cert: PathBuf,
     /// The server's private key (PEM, PKCS#8).
@@ -51,9 +52,10 @@ pub(crate) fn default_info() -> SocketAddr {
 pub(crate) struct RegistrySection {
     /// Data directory; the RocksDB store lives in `DATA_DIR/db`. Required.
     pub(crate) data_dir: PathBuf,
-    /// gRPC listen address. Default `127.0.0.1:50051`.
-    #[serde(default = "default_grpc")]
-    pub(crate) listen: SocketAddr,
+    /// gRPC listen address. Default `127.0.0.1:50051`. (`listen`, its
+    /// former name, is still read.)
+    #[serde(default = "default_grpc", alias = "listen")]
+    pub(crate) grpc_listen: SocketAddr,
 }
 
 pub(crate) fn default_grpc() -> SocketAddr {
@@ -81,10 +83,30 @@ mod tests {
             "/../../deploy/registry.toml"
         ));
         let cfg: RegistryRoleConfig = shikko_runtime::load_toml(path).unwrap();
-        assert_eq!(cfg.registry.listen, default_grpc());
+        assert_eq!(cfg.registry.grpc_listen, default_grpc());
         assert_eq!(cfg.registry.data_dir, PathBuf::from("/var/lib/shikko"));
         assert_eq!(cfg.shutdown.drain_timeout_secs, 10);
         assert!(cfg.info.is_none());
+    }
+
+    #[test]
+    fn the_former_field_names_are_still_read() {
+        let cfg: RegistryRoleConfig = shikko_runtime::config::parse_toml(
+            "[registry]\ndata_dir = \"/d\"\nlisten = \"127.0.0.1:7\"\n\
+             [telemetry]\nmetrics_addr = \"127.0.0.1:8\"\n",
+            std::path::Path::new("old.toml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.registry.grpc_listen.port(), 7);
+        assert_eq!(cfg.telemetry.metrics_listen.port(), 8);
+        // Both names at once is a mistake, not a choice.
+        assert!(
+            shikko_runtime::config::parse_toml::<RegistryRoleConfig>(
+                "[registry]\ndata_dir = \"/d\"\nlisten = \"127.0.0.1:7\"\ngrpc_listen = \"127.0.0.1:9\"\n",
+                std::path::Path::new("both.toml"),
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -34,8 +34,8 @@ pub(crate) async fn serve_registry(
     let store = open_store(&cfg.registry.data_dir)?;
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
     let registry = Arc::new(Registry::new(store.clone(), metrics.registry())?);
-    let grpc = bind(cfg.registry.listen, "gRPC").await?;
-    let metrics_listener = bind(cfg.telemetry.metrics_addr, "metrics").await?;
+    let grpc = bind(cfg.registry.grpc_listen, "gRPC").await?;
+    let metrics_listener = bind(cfg.telemetry.metrics_listen, "metrics").await?;
     let mut info_addr = None;
     let mut routes =
         GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET).service(registry.clone().into_service());
@@ -49,7 +49,7 @@ pub(crate) async fn serve_registry(
         )?);
         let tls =
             shikko_info::process::tls_from_files(&info.tls_cert, &info.tls_key, &info.client_ca)?;
-        let listener = bind(info.listen, "the 4-information service").await?;
+        let listener = bind(info.grpc_listen, "the 4-information service").await?;
         info_addr = Some(listener.local_addr()?);
         info_server = Some((
             listener,

@@ -59,7 +59,7 @@ fn the_crl_role_follows_the_registry_and_publishes_what_it_ingested() {
         format!(
             "[crl]\ndata_dir = {data:?}\nregistry = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\
              public_url = \"http://crl.test\"\nfull_every_secs = 86400\ndelta_every_secs = 3600\n\n\
-             [telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n",
+             [telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n",
             registry.endpoint
         ),
     )

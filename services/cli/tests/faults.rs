@@ -35,7 +35,7 @@ fn registry_config(dir: &Path, data: &Path, port: u16) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[registry]\ndata_dir = {data:?}\nlisten = \"127.0.0.1:{port}\"\n\n[telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n"
+            "[registry]\ndata_dir = {data:?}\ngrpc_listen = \"127.0.0.1:{port}\"\n\n[telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n"
         ),
     )
     .unwrap();
@@ -58,7 +58,7 @@ fn start_ocsp_with(
         &cfg,
         format!(
             "[ocsp]\ndata_dir = {data:?}\nregistry = {registry:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\nmax_stale_secs = {max_stale}\n\n\
-             [telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"error\"\n{extra}"
+             [telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"error\"\n{extra}"
         ),
     )
     .unwrap();

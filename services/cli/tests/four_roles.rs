@@ -60,7 +60,7 @@ fn the_daily_flow_runs_across_four_processes() {
     setup_demo_dir(&data);
     let samples = data.join("samples");
     let registry = start_registry(&write_config(dir.path(), &data));
-    let telemetry = "[telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n";
+    let telemetry = "[telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n";
 
     let cfg = dir.path().join("ocsp.toml");
     std::fs::write(
@@ -101,7 +101,7 @@ fn the_daily_flow_runs_across_four_processes() {
     std::fs::write(
         &cfg,
         format!(
-            "[info]\ndata_dir = {:?}\nregistry = {:?}\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+            "[info]\ndata_dir = {:?}\nregistry = {:?}\ngrpc_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
              tls_cert = {:?}\ntls_key = {key_pem:?}\nclient_ca = {:?}\nsigning_cas = [{:?}]\n\n{telemetry}",
             dir.path().join("info-data"),
             registry.endpoint,

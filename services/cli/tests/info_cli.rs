@@ -236,7 +236,7 @@ fn serve_registry_with_an_info_section_runs_the_info_service_and_admin() {
         &config,
         std::fs::read_to_string(&registry_only).unwrap()
             + &format!(
-                "\n[info]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\nsigning_cas = [{:?}]\n",
+                "\n[info]\ngrpc_listen = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\nsigning_cas = [{:?}]\n",
                 samples.join("server.pem"),
                 key_pem,
                 samples.join("operator-ca.pem"),

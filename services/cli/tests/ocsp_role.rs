@@ -45,7 +45,7 @@ fn the_ocsp_role_follows_the_registry_and_answers_what_it_ingested() {
         &cfg,
         format!(
             "[ocsp]\ndata_dir = {data:?}\nregistry = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\n\
-             [telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n",
+             [telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n",
             registry.endpoint
         ),
     )

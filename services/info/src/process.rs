@@ -79,8 +79,9 @@ pub struct InfoRoleSection {
     pub registry: String,
     /// gRPC over mutual TLS for operators. Default `127.0.0.1:50054` (the
     /// roles' defaults do not collide on one host; the demo uses 50052).
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
+    /// (`listen`, its former name, is still read.)
+    #[serde(default = "default_listen", alias = "listen")]
+    pub grpc_listen: SocketAddr,
     /// Internal gRPC (InfoAdmin, health). Default `127.0.0.1:50055`.
     #[serde(default = "default_admin")]
     pub admin_listen: SocketAddr,
@@ -142,14 +143,17 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         FollowerMetrics::new(metrics.registry(), "info").context("follower metrics")?,
     );
     let tls = tls_from_files(&cfg.info.tls_cert, &cfg.info.tls_key, &cfg.info.client_ca)?;
-    let listener = bind(cfg.info.listen, "the 4-information service").await?;
+    let listener = bind(cfg.info.grpc_listen, "the 4-information service").await?;
     let admin = bind(cfg.info.admin_listen, "the info role's internal gRPC").await?;
-    let metrics_listener = bind(cfg.telemetry.metrics_addr, "metrics").await?;
-    println!(
-        "info listening info={} grpc={} metrics={}",
-        local(&listener),
-        local(&admin),
-        local(&metrics_listener)
+    let metrics_listener = bind(cfg.telemetry.metrics_listen, "metrics").await?;
+    // Tests and scripts read this line to learn the bound ports.
+    shikko_runtime::announce(
+        "info",
+        &[
+            ("info", &listener),
+            ("grpc", &admin),
+            ("metrics", &metrics_listener),
+        ],
     );
     tokio::spawn(follower.run_replica(Arc::new(replica), shutdown.wait_owned()));
     let operators = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
@@ -164,11 +168,6 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         .context("serving")
 }
 
-fn local(l: &tokio::net::TcpListener) -> String {
-    l.local_addr()
-        .map_or_else(|_| "?".into(), |a| a.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,7 +179,7 @@ mod tests {
             "/../../deploy/info.toml"
         ));
         let cfg: InfoRoleConfig = shikko_runtime::load_toml(path).unwrap();
-        assert_eq!(cfg.info.listen, default_listen());
+        assert_eq!(cfg.info.grpc_listen, default_listen());
         assert_eq!(cfg.info.admin_listen, default_admin());
         assert_eq!(
             cfg.info.registry,

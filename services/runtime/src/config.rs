@@ -45,7 +45,7 @@ pub enum ConfigError {
         line: Option<usize>,
         /// 1-based column (in characters) of the offending key or value, when known.
         column: Option<usize>,
-        /// Dotted path of the key on the offending line (`telemetry.metrics_addr`),
+        /// Dotted path of the key on the offending line (`telemetry.metrics_listen`),
         /// when the line is a `key = value` line; a hint read from the text.
         field: Option<String>,
         /// What is wrong, as toml reports it; for an unknown field it names
@@ -190,8 +190,10 @@ pub struct TelemetryConfig {
     /// variable, when set and not empty, takes precedence. Default: `"info"`.
     pub log_filter: String,
     /// Address the Prometheus endpoint (`/metrics`, `/healthz`) listens on.
-    /// Default: `127.0.0.1:9090`.
-    pub metrics_addr: SocketAddr,
+    /// Default: `127.0.0.1:9090`. (`metrics_addr`, its former name, is
+    /// still read.)
+    #[serde(alias = "metrics_addr")]
+    pub metrics_listen: SocketAddr,
 }
 
 impl Default for TelemetryConfig {
@@ -199,7 +201,7 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             log_format: LogFormat::Text,
             log_filter: "info".to_owned(),
-            metrics_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 9090)),
+            metrics_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9090)),
         }
     }
 }
@@ -282,13 +284,13 @@ mod tests {
 
     #[test]
     fn key_at_line_includes_the_table() {
-        let text = "top = 1\n[telemetry]\n# comment\nmetrics_addr = \"x\"\n[[a.b]]\nc=[\n1]\n";
+        let text = "top = 1\n[telemetry]\n# comment\nmetrics_listen = \"x\"\n[[a.b]]\nc=[\n1]\n";
         assert_eq!(key_at_line(text, 1).as_deref(), Some("top"));
         assert_eq!(key_at_line(text, 2), None);
         assert_eq!(key_at_line(text, 3), None);
         assert_eq!(
             key_at_line(text, 4).as_deref(),
-            Some("telemetry.metrics_addr")
+            Some("telemetry.metrics_listen")
         );
         assert_eq!(key_at_line(text, 6).as_deref(), Some("a.b.c"));
         assert_eq!(key_at_line(text, 7), None);
@@ -298,11 +300,11 @@ mod tests {
     #[test]
     fn bad_value_names_its_field_but_not_its_value() {
         let err =
-            parse_toml::<TelemetryConfig>("metrics_addr = \"secret-ish\"\n", Path::new("t.toml"))
+            parse_toml::<TelemetryConfig>("metrics_listen = \"secret-ish\"\n", Path::new("t.toml"))
                 .unwrap_err();
         let text = err.to_string();
         assert!(
-            text.starts_with("t.toml:1:16: field `metrics_addr`: "),
+            text.starts_with("t.toml:1:18: field `metrics_listen`: "),
             "{text}"
         );
         assert!(!text.contains("secret-ish"), "{text}");
@@ -313,7 +315,7 @@ mod tests {
         let telemetry = TelemetryConfig::default();
         assert_eq!(telemetry.log_format, LogFormat::Text);
         assert_eq!(telemetry.log_filter, "info");
-        assert_eq!(telemetry.metrics_addr.to_string(), "127.0.0.1:9090");
+        assert_eq!(telemetry.metrics_listen.to_string(), "127.0.0.1:9090");
         assert_eq!(
             ShutdownConfig::default().drain_timeout(),
             Duration::from_secs(10)

@@ -48,7 +48,7 @@
 //!
 //!     let shutdown = Shutdown::new();
 //!     shutdown.trigger_on_signal();
-//!     let listener = tokio::net::TcpListener::bind(cfg.telemetry.metrics_addr).await?;
+//!     let listener = tokio::net::TcpListener::bind(cfg.telemetry.metrics_listen).await?;
 //!     let server = tokio::spawn(shikko_runtime::metrics_server::serve_metrics(
 //!         listener,
 //!         metrics.clone(),
@@ -83,7 +83,7 @@ pub use config::{
 };
 pub use http_server::{HttpLimits, serve_http};
 pub use metrics_server::serve_metrics;
-pub use role::{Context, RoleConfig, RoleError, RoleResult, bind};
+pub use role::{Context, RoleConfig, RoleError, RoleResult, announce, bind};
 pub use server::{GrpcRoutes, RoleServer, ServeError};
 pub use shutdown::{Shutdown, drain_with_timeout, shutdown_signal};
 pub use telemetry::{Metrics, MetricsError, TelemetryError, init_tracing};

@@ -69,3 +69,18 @@ pub async fn bind(addr: SocketAddr, what: &str) -> RoleResult<TcpListener> {
         .await
         .with_context(|| format!("cannot listen on {addr} for {what} (is another shikko running?)"))
 }
+
+/// Prints `ROLE listening NAME=ADDR ...` on standard output: tests and
+/// scripts read this line to learn the ports bound (a port of 0 picks one).
+pub fn announce(role: &str, listeners: &[(&str, &TcpListener)]) {
+    let parts: Vec<String> = listeners
+        .iter()
+        .map(|(name, l)| {
+            let addr = l
+                .local_addr()
+                .map_or_else(|_| "?".into(), |a| a.to_string());
+            format!("{name}={addr}")
+        })
+        .collect();
+    println!("{role} listening {}", parts.join(" "));
+}

@@ -44,7 +44,10 @@ log_format = "json"
     assert_eq!(config.grpc_addr.port(), 50051);
     assert_eq!(config.telemetry.log_format, LogFormat::Json);
     assert_eq!(config.telemetry.log_filter, "info");
-    assert_eq!(config.telemetry.metrics_addr.to_string(), "127.0.0.1:9090");
+    assert_eq!(
+        config.telemetry.metrics_listen.to_string(),
+        "127.0.0.1:9090"
+    );
     assert_eq!(config.shutdown.drain_timeout_secs, 10);
     Ok(())
 }

@@ -27,7 +27,7 @@ pub fn write_config(dir: &Path, data_dir: &Path) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[registry]\ndata_dir = {:?}\nlisten = \"127.0.0.1:0\"\n\n[telemetry]\nmetrics_addr = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n\n[shutdown]\ndrain_timeout_secs = 5\n",
+            "[registry]\ndata_dir = {:?}\ngrpc_listen = \"127.0.0.1:0\"\n\n[telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n\n[shutdown]\ndrain_timeout_secs = 5\n",
             data_dir
         ),
     )
