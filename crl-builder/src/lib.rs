@@ -4,7 +4,11 @@
 //! (`full.crl`), per municipality partition (`NNNNNN.crl`) and as deltas
 //! (`delta.crl`), built from the store's revoked index without ever holding a
 //! CRL in memory, published by atomic rename, and served over HTTP (with
-//! caching headers) and gRPC.
+//! caching headers) and gRPC. [`mirror`] is the role's copy of the
+//! registry (a `shikko-follow` status sink), [`process`] is `shikko serve crl`.
+//!
+//! Depends on core, pki, store, proto, follow and runtime; never on another
+//! role crate.
 //!
 //! How a full CRL is built (see `writer` for the file layout):
 //! 1. a consistent snapshot of the store is taken (its feed position becomes

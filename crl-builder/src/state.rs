@@ -21,6 +21,8 @@ use crate::writer::temp_path;
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = ".lock";
+/// How long [`State::lock`] waits for a lock that is held before it says busy.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The last full CRL of an issuer: what its deltas complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,10 +70,21 @@ impl State {
             .write(true)
             .open(&lock_path)
             .map_err(|e| Error::io(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Busy(lock_path)),
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        // An flock lock belongs to the open file, which a process forked
+        // in the meantime (any thread spawning openssl, say) shares until
+        // it execs: released by us, it can stay held for a moment. Ask
+        // again for a short while before calling the directory busy; a
+        // real build elsewhere holds it for far longer.
+        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Busy(lock_path)),
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+            }
         }
         // Temporary state files of an interrupted save.
         crate::publish::clean_stale(dir)?;

@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use shikko_core::{CertKind, HolderState, Serial};
-use shikko_pki::synthetic::Population;
 use shikko_pki::{SoftwareSigner, to_pem};
+use shikko_population::synthetic::Population;
 use shikko_store::Store;
 
 /// The seed `shikko seed` uses by default.

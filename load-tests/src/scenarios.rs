@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use shikko_core::consent::consent_statement;
 use shikko_core::{InfoItems, ProviderId, Serial, UnixTime};
 use shikko_pki::Signer;
-use shikko_pki::synthetic::SplitMix64;
+use shikko_population::synthetic::SplitMix64;
 use shikko_proto::v1 as pb;
 use tokio::sync::{Mutex, Semaphore};
 

@@ -1,11 +1,19 @@
 //! # shikko-ocsp
 //!
-//! The OCSP side of Shikko (RFC 6960, RFC 5019, RFC 8954). This first part
-//! holds the ASN.1 structures of RFC 6960 as der derives ([`types`]) and the
-//! reading of requests ([`request`]): a POST body or a GET path, the CertIDs
-//! (SHA-1 or SHA-256) and the nonce, with a clear error for every malformed
-//! form. The responder itself (status index, pre-signed cache, HTTP and
-//! gRPC) is issue 4's next step.
+//! The OCSP role (RFC 6960, RFC 5019, RFC 8954). Module map:
+//! - [`types`]: the ASN.1 structures of RFC 6960 as der derives, the ASN.1 quoted;
+//! - [`request`]: reading a POST body or a GET path (CertIDs with SHA-1 or
+//!   SHA-256, the nonce), with a clear error for every malformed form;
+//! - [`index`]: the in-memory status index, fed by the change feed;
+//! - [`responder`]: the responder keys, the pre-signed answer cache, signing
+//!   and assembly of answers;
+//! - [`role`]: the role (index + responder + metrics), a `StatusSink` of
+//!   `shikko-follow`;
+//! - [`http`], [`grpc`]: the endpoints;
+//! - [`process`]: `shikko serve ocsp` (configuration and `serve`).
+//!
+//! It must not depend on `shikko-store` (and so on RocksDB): it follows the
+//! registry through `shikko-follow` and keeps its index in memory.
 //!
 //! ```
 //! use shikko_ocsp::request::{RequestError, decode_get_path, decode_request};

@@ -5,6 +5,8 @@
 //! and their conversions to and from the domain types of `shikko-core`
 //! ([`convert`]: the only copy).
 //!
+//! Depends on `shikko-core` only (and prost/tonic).
+//!
 //! ```
 //! use shikko_proto::v1::{GetStatusRequest, Issuer};
 //! let req = GetStatusRequest { issuer: Issuer::Sign as i32, serial: vec![0x01, 0x02] };

@@ -12,8 +12,8 @@ use shikko_core::{
     CertKind, CertStatus, Event, EventBody, EventId, HolderId, RevocationReason, Serial, UnixTime,
 };
 use shikko_follow::{Binding, Follower, FollowerMetrics, Readiness};
-use shikko_pki::synthetic::Population;
 use shikko_pki::{KeyAlgorithm, Signer, SoftwareSigner};
+use shikko_population::synthetic::Population;
 use shikko_registry::{LocalFeed, Registry};
 use shikko_runtime::telemetry::Metrics;
 use shikko_runtime::{GrpcRoutes, RoleServer, Shutdown};
@@ -21,10 +21,10 @@ use shikko_store::Store;
 
 use crate::authority::Authority;
 use crate::load::{LoadReport, load_population};
-use crate::population::CertMaker;
 use crate::serve::{bind, open_store};
 use shikko_crl::grpc::CrlService;
 use shikko_crl::{BuildKind, CrlName, CrlRole, Schedule};
+use shikko_population::history::CertMaker;
 
 /// Options of `shikko demo`.
 pub(crate) struct DemoOptions {

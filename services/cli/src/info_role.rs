@@ -15,13 +15,13 @@ use shikko_core::{
 use shikko_info::consent::ConsentRequest;
 use shikko_info::grpc::server_tls;
 use shikko_info::{InfoMetrics, InfoService};
-use shikko_pki::synthetic::Population;
 use shikko_pki::{HolderCertRequest, Signer, SoftwareSigner};
+use shikko_population::synthetic::Population;
 use shikko_registry::Registry;
 use shikko_store::{IngestMode, Store};
 
 use crate::authority::{Authority, Ca};
-use crate::population::serial_for;
+use shikko_population::serial_for;
 
 /// The demo's bank (service provider).
 pub(crate) const DEMO_PROVIDER: &str = "demo-bank";

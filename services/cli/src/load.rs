@@ -7,11 +7,11 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use shikko_core::{CertKind, Serial, UnixTime};
-use shikko_pki::synthetic::Population;
+use shikko_population::synthetic::Population;
 use shikko_registry::Registry;
 use shikko_store::{IngestMode, Outcome};
 
-use crate::population::{CertMaker, History, holder_history};
+use shikko_population::history::{CertMaker, History, holder_history};
 
 /// Holders generated and ingested together; events within a chunk are sorted by time.
 const CHUNK_HOLDERS: u64 = 5_000;
@@ -66,7 +66,7 @@ pub(crate) async fn load_population(
             (start..end)
                 .into_par_iter()
                 .map(|i| holder_history(pop, i, now, if i < der_for { maker } else { None }))
-                .collect::<Result<Vec<_>>>()
+                .collect::<shikko_pki::Result<Vec<_>>>()
         })?;
         let mut events = Vec::new();
         for (ev, der) in generated {

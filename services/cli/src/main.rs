@@ -14,7 +14,6 @@ mod info;
 mod info_role;
 mod load;
 mod ocsp;
-mod population;
 mod seed;
 mod serve;
 

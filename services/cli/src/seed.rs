@@ -6,15 +6,15 @@ use std::time::Instant;
 
 use anyhow::Result;
 use shikko_core::UnixTime;
-use shikko_pki::synthetic::Population;
 use shikko_pki::{KeyAlgorithm, Signer};
+use shikko_population::synthetic::Population;
 use shikko_registry::Registry;
 use shikko_runtime::telemetry::Metrics;
 
 use crate::authority::Authority;
 use crate::load::load_population;
-use crate::population::CertMaker;
 use crate::serve::open_store;
+use shikko_population::history::CertMaker;
 
 /// Runs the seed.
 pub(crate) async fn run(

@@ -191,7 +191,7 @@ fn the_daily_flow_runs_across_four_processes() {
         .unwrap()
         .value()
         .into_owned();
-    let municipality = shikko_pki::synthetic::municipalities()[7].clone();
+    let municipality = shikko_population::synthetic::municipalities()[7].clone();
     let new_serial = Serial::from_u128(0x4A50_00FF_FFFF_0001).unwrap();
     let now = UnixTime::now();
     let event = Event {

@@ -3,7 +3,11 @@
 //! The domain of Shikko, without I/O: holders and their 4 information,
 //! certificate kinds and serials, certificate status with RFC 5280 reason
 //! codes, the events of the issuing authority's feed, and the rules that turn
-//! an event into status changes ([`rules::apply`]).
+//! an event into status changes ([`rules::apply`]), and the change feed's
+//! records ([`feed`]).
+//!
+//! It depends on no other Shikko crate and does no I/O: no tokio, no
+//! RocksDB, no network; every other crate may depend on it.
 //!
 //! ```
 //! use shikko_core::{CertKind, Serial};

@@ -26,12 +26,12 @@ use shikko_core::{
 };
 use shikko_info::consent::ConsentRequest;
 use shikko_info::{InfoMetrics, InfoService};
-use shikko_pki::synthetic::SplitMix64;
 use shikko_pki::{
     HolderCertRequest, Issuer, KeyAlgorithm, Signer, SoftwareSigner, ca_certificate,
     holder_certificate, operator_ca_certificate, operator_client_certificate, server_certificate,
     to_pem,
 };
+use shikko_population::synthetic::SplitMix64;
 use shikko_proto::v1 as pb;
 use shikko_store::{IngestMode, Store};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -132,7 +132,7 @@ async fn setup(dir: &Path, holders: u64) {
     let store = Arc::new(Store::open(&dir.join("db")).unwrap());
     let issuer = Issuer::from_certificate(&ca_key, &ca_der).unwrap();
     let holder_key = SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    let m = shikko_pki::synthetic::municipalities()[0].clone();
+    let m = shikko_population::synthetic::municipalities()[0].clone();
     let (nb, na) = (UnixTime(now.0 - 30 * 86_400), UnixTime(now.0 + 3 * YEAR));
     let mut ders = Vec::with_capacity(holders as usize);
     let mut events = Vec::new();

@@ -5,6 +5,10 @@
 //! holder's latest 4 information and current signing certificate after the
 //! one it holds was revoked, keyed by the old serial.
 //!
+//! Depends on core, pki, store, proto, follow and runtime; never on another
+//! role crate ([`replica`] follows the registry through `shikko-follow`,
+//! [`process`] is `shikko serve info`).
+//!
 //! - [`operators`]: operators and the providers they act for, authenticated
 //!   by TLS client certificate; rate limits; billing reports.
 //! - [`consent`]: consents proven by the holder's signature, withdrawal.

@@ -7,7 +7,10 @@
 //! per purpose, holder certificates (the signing ones carrying the 4
 //! information and a per-municipality CRL distribution point), delegated OCSP
 //! responders, and an operator CA with client and server certificates for
-//! mutual TLS. [`synthetic`] generates deterministic populations of holders.
+//! mutual TLS. [`layout`] reads a data directory's keys and certificates.
+//! (Synthetic holders live in `shikko-population`.)
+//!
+//! Depends on `shikko-core` only; never on the store, the network or a role.
 //!
 //! Certificates are built from x509-cert types and der derives, signed with a
 //! [`Signer`], and returned as DER.
@@ -57,7 +60,6 @@ pub mod name;
 pub mod pem;
 pub mod profile;
 pub mod signer;
-pub mod synthetic;
 pub mod tlv;
 pub mod verify;
 

@@ -4,7 +4,10 @@
 //! `shikko.v1.Registry` gRPC service: event ingest (unary and client
 //! streaming), certificate status, the change feed that OCSP and CRL roles
 //! follow, and streamed scans of revoked entries. It also serves the standard
-//! gRPC health service.
+//! gRPC health service. [`LocalFeed`] is its feed as a `shikko-follow`
+//! source for roles in the same process (the demo).
+//!
+//! Depends on core, store, proto, follow; never on another role crate.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {

@@ -6,7 +6,9 @@
 //! Prometheus registry with typed helpers ([`telemetry::Metrics`]) served at
 //! `/metrics` and `/healthz` ([`metrics_server::serve_metrics`]), and graceful
 //! shutdown: a signal listener, a cloneable [`shutdown::Shutdown`] handle and a
-//! bounded drain ([`shutdown::drain_with_timeout`]).
+//! bounded drain ([`shutdown::drain_with_timeout`]). Every role is served by
+//! the one server builder ([`server::RoleServer`]) and starts through the
+//! same contract ([`role::RoleConfig`], [`role::RoleError`]).
 //!
 //! A role's `main` puts them together like this:
 //!

@@ -5,6 +5,10 @@
 //! certificate or a holder, follow the change feed from a sequence number, scan
 //! the revoked entries of an issuer or a CRL partition.
 //!
+//! Depends on `shikko-core` (and RocksDB); never on the network, the
+//! follower or a role. Roles that must not compile RocksDB (OCSP) must not
+//! depend on it.
+//!
 //! Every accepted batch is one atomic `WriteBatch`, synced to the write-ahead
 //! log before [`Store::ingest`] returns: what it acknowledges survives a crash.
 //!

@@ -240,7 +240,7 @@ impl World {
         info: &FourInfo,
     ) -> NewCert {
         let now = UnixTime::now();
-        let m = shikko_pki::synthetic::municipalities()[0].clone();
+        let m = shikko_population::synthetic::municipalities()[0].clone();
         let issuer =
             Issuer::from_certificate(self.sign_ca_key.as_ref(), &self.sign_ca_der).unwrap();
         let nb = UnixTime(now.0 - 2 * 86_400);

@@ -3,24 +3,27 @@
 //! phone holds and releases, card losses, key compromise, renewals, deaths and
 //! emigrations. Deterministic from a seed; every event is valid under the rules.
 
-use anyhow::Result;
 use shikko_core::{
     CertKind, Event, EventBody, EventId, FourInfo, HolderId, NewCert, RevocationReason, Serial,
     UnixTime,
 };
-use shikko_pki::synthetic::{Population, SplitMix64, SyntheticHolder};
-use shikko_pki::{HolderCertRequest, Issuer, Signer};
+use shikko_pki::{HolderCertRequest, Issuer, Result, Signer};
+
+use crate::synthetic::{Population, SplitMix64, SyntheticHolder};
 
 const DAY: i64 = 86_400;
 
 /// Makes the DER of holder certificates (for the holders that get one).
-pub(crate) struct CertMaker<'a> {
-    pub(crate) issuers: Vec<Issuer<'a>>,
-    pub(crate) holder_keys: Vec<&'a dyn Signer>,
-    pub(crate) ocsp_url: Option<String>,
+pub struct CertMaker<'a> {
+    /// The four issuing CAs, in `CertKind::ALL` order.
+    pub issuers: Vec<Issuer<'a>>,
+    /// The pool of holder keys (holder `i` gets key `i % len`).
+    pub holder_keys: Vec<&'a dyn Signer>,
+    /// The OCSP URL written into the certificates' AIA, if any.
+    pub ocsp_url: Option<String>,
 }
 
-pub(crate) use shikko_pki::synthetic::serial_for;
+use crate::synthetic::serial_for;
 
 /// The 5th birthday after `issued` (the JPKI validity rule), at midnight UTC.
 fn fifth_birthday_after(info: &FourInfo, issued: UnixTime) -> UnixTime {
@@ -132,11 +135,11 @@ impl Builder<'_, '_> {
 }
 
 /// A holder's events, and the certificates issued with DER.
-pub(crate) type History = (Vec<Event>, Vec<(CertKind, Serial)>);
+pub type History = (Vec<Event>, Vec<(CertKind, Serial)>);
 
 /// The events of one holder's life so far, in time order, and the certificates
 /// issued with DER.
-pub(crate) fn holder_history(
+pub fn holder_history(
     pop: &Population,
     index: u64,
     now: UnixTime,

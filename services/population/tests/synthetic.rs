@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use shikko_core::{PartitionId, Sex};
-use shikko_pki::synthetic::{Population, era_of, municipalities};
+use shikko_population::synthetic::{Population, era_of, municipalities};
 
 #[test]
 fn populations_are_deterministic_per_seed() {
