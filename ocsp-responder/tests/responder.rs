@@ -20,14 +20,7 @@ use shikko_pki::{
     to_pem,
 };
 
-fn openssl(args: &[&str], dir: &Path) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
+use shikko_testkit::openssl;
 
 fn record(seq: u64, serial: u32, status: CertStatus) -> ChangeRecord {
     ChangeRecord {
@@ -187,13 +180,7 @@ fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, Str
 }
 
 fn lint(dir: &Path, der: &[u8]) {
-    let home = std::env::var_os("HOME").unwrap();
-    let bin = Path::new(&home).join(".cache/shikko/venv/bin/lint_ocsp_response");
-    assert!(
-        bin.exists(),
-        "{} missing: run scripts/install-deps",
-        bin.display()
-    );
+    let bin = shikko_testkit::venv_bin("lint_ocsp_response");
     let file = dir.join("lint.der");
     std::fs::write(&file, der).unwrap();
     let out = Command::new(bin)
@@ -239,13 +226,7 @@ fn check_with_cryptography(
     status: &str,
     reason: Option<&str>,
 ) {
-    let home = std::env::var_os("HOME").unwrap();
-    let python = Path::new(&home).join(".cache/shikko/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run scripts/install-deps",
-        python.display()
-    );
+    let python = shikko_testkit::venv_bin("python");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/check_ocsp.py");
     let mut cmd = Command::new(python);
     cmd.arg(script)
@@ -270,7 +251,7 @@ fn answers_openssl(alg: KeyAlgorithm) {
     let d = s.dir.path();
     // POST, several certificates, with a nonce (openssl's default).
     let text = openssl(
-        &[
+        [
             "ocsp",
             "-issuer",
             "auth-ca.pem",
@@ -307,7 +288,7 @@ fn answers_openssl(alg: KeyAlgorithm) {
 
     // POST without nonce: the cached path.
     let text = openssl(
-        &[
+        [
             "ocsp",
             "-issuer",
             "auth-ca.pem",
@@ -332,7 +313,7 @@ fn answers_openssl(alg: KeyAlgorithm) {
 
     // An issuer this responder does not serve: unauthorized, nothing signed.
     let text = openssl(
-        &[
+        [
             "ocsp",
             "-issuer",
             "sign-ca.pem",
@@ -362,7 +343,7 @@ fn get_answers_carry_rfc5019_caching_and_follow_revocations() {
     let s = setup(KeyAlgorithm::EcdsaP256);
     let d = s.dir.path();
     let out = openssl(
-        &[
+        [
             "ocsp",
             "-issuer",
             "auth-ca.pem",
@@ -532,7 +513,7 @@ fn the_responder_key_rotates_without_downtime() {
     let url = format!("http://{}/ocsp", s.addr);
     let ask = || {
         openssl(
-            &[
+            [
                 "ocsp",
                 "-issuer",
                 "auth-ca.pem",
@@ -635,7 +616,7 @@ fn each_certid_encoding_gets_its_own_answer_and_unready_answers_try_later() {
     s.role.readiness().set_catching_up();
     let d = s.dir.path();
     openssl(
-        &[
+        [
             "ocsp",
             "-issuer",
             "auth-ca.pem",

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
@@ -18,14 +17,7 @@ use x509_cert::Certificate;
 use x509_cert::ext::pkix::crl::CrlReason;
 use x509_cert::serial_number::SerialNumber;
 
-fn openssl(args: &[&str], dir: &Path) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
+use shikko_testkit::openssl;
 
 fn sha(alg: &'static aws_lc_rs::digest::Algorithm, data: &[u8]) -> Vec<u8> {
     aws_lc_rs::digest::digest(alg, data).as_ref().to_vec()
@@ -77,7 +69,7 @@ fn requests_made_by_openssl_decode() {
         ),
     ] {
         let out = openssl(
-            &[
+            [
                 "ocsp",
                 "-issuer",
                 "ca.pem",
@@ -194,7 +186,7 @@ fn a_response_built_from_these_types_is_verified_by_openssl() {
     );
     std::fs::write(dir.path().join("resp.der"), &der).unwrap();
     let text = openssl(
-        &[
+        [
             "ocsp",
             "-respin",
             "resp.der",

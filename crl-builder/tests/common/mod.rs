@@ -285,17 +285,7 @@ pub struct Expect<'a> {
 }
 
 pub fn venv_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("SHIKKO_VENV") {
-        return Path::new(&p).join("bin/python");
-    }
-    let home = std::env::var_os("HOME").expect("HOME is set");
-    let p = Path::new(&home).join(".cache/shikko/venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/install-deps (it creates the venv with cryptography and pkilint)",
-        p.display()
-    );
-    p
+    shikko_testkit::venv_bin("python")
 }
 
 /// Checks `crl` with `openssl crl -verify` (reading its message), Python

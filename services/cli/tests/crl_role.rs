@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -15,14 +14,13 @@ use common::{
 
 /// `openssl crl -text` of a DER CRL, with the verification verdict.
 fn openssl_text(crl: &Path, ca: &Path) -> String {
-    let out = Command::new("openssl")
-        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
-        .arg(crl)
-        .arg("-CAfile")
-        .arg(ca)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    let (crl, ca) = (crl.to_str().unwrap(), ca.to_str().unwrap());
+    shikko_testkit::openssl(
+        [
+            "crl", "-inform", "DER", "-noout", "-text", "-in", crl, "-CAfile", ca,
+        ],
+        Path::new("."),
+    )
 }
 
 /// `shikko crl build --endpoint`, retried while the role's mirror catches up.

@@ -9,14 +9,15 @@ use std::process::Command;
 use common::run;
 
 fn openssl_verify(ca: &std::path::Path, cert: &std::path::Path) -> String {
-    let out = Command::new("openssl")
-        .arg("verify")
-        .arg("-CAfile")
-        .arg(ca)
-        .arg(cert)
-        .output()
-        .expect("openssl runs");
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    shikko_testkit::openssl(
+        [
+            std::ffi::OsStr::new("verify"),
+            "-CAfile".as_ref(),
+            ca.as_os_str(),
+            cert.as_os_str(),
+        ],
+        std::path::Path::new("."),
+    )
 }
 
 fn check_demo_dir(alg: &str, holders: &str) {

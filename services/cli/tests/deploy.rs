@@ -15,16 +15,7 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn venv_bin(name: &str) -> PathBuf {
-    let home = std::env::var("HOME").unwrap();
-    let p = Path::new(&home).join(".cache/shikko/venv/bin").join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/install-deps",
-        p.display()
-    );
-    p
-}
+use shikko_testkit::venv_bin;
 
 #[test]
 fn the_kubernetes_manifests_validate_strictly() {

@@ -66,16 +66,23 @@ fn start_ocsp_with(
 }
 
 fn openssl_ocsp(samples: &Path, url: &str, issuer: &str, serial: &str) -> String {
-    let out = Command::new("openssl")
-        .args(["ocsp", "-no_nonce", "-issuer"])
-        .arg(format!("{issuer}-ca.pem"))
-        .arg("-CAfile")
-        .arg(format!("{issuer}-ca.pem"))
-        .args(["-serial", &format!("0x{serial}"), "-url", url])
-        .current_dir(samples)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    let ca = format!("{issuer}-ca.pem");
+    let serial = format!("0x{serial}");
+    shikko_testkit::openssl(
+        [
+            "ocsp",
+            "-no_nonce",
+            "-issuer",
+            &ca,
+            "-CAfile",
+            &ca,
+            "-serial",
+            &serial,
+            "-url",
+            url,
+        ],
+        samples,
+    )
 }
 
 fn until(secs: u64, mut f: impl FnMut() -> bool) -> bool {

@@ -196,7 +196,7 @@ fn client_commands_against_a_registry_process() {
     // Reflection lists what this endpoint serves, so grpcurl needs no .proto files.
     let services = tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(reflected_services(ep));
+        .block_on(shikko_testkit::reflected_services(ep));
     assert!(
         services.iter().any(|s| s == "shikko.v1.Registry"),
         "{services:?}"
@@ -205,35 +205,6 @@ fn client_commands_against_a_registry_process() {
         !services.iter().any(|s| s == "shikko.v1.Info"),
         "a service this endpoint does not serve is not advertised: {services:?}"
     );
-}
-
-async fn reflected_services(endpoint: &str) -> Vec<String> {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let mut client = ServerReflectionClient::new(
-        tonic::transport::Channel::from_shared(endpoint.to_string())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap(),
-    );
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = client
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
-    match answers.message().await.unwrap().unwrap().message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            list.service.into_iter().map(|s| s.name).collect()
-        }
-        other => panic!("not a list of services: {other:?}"),
-    }
 }
 
 fn http_get(addr: &str, path: &str) -> String {

@@ -7,36 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use shikko_runtime::{GrpcRoutes, Metrics, RoleServer, Shutdown};
-use tokio_stream::StreamExt;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
-use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-
-async fn list_services(addr: std::net::SocketAddr) -> Vec<String> {
-    let mut client = ServerReflectionClient::new(
-        tonic::transport::Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap(),
-    );
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = client
-        .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .unwrap()
-        .into_inner();
-    match answers.next().await.unwrap().unwrap().message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            list.service.into_iter().map(|s| s.name).collect()
-        }
-        other => panic!("not a list of services: {other:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_health_reflection_and_metrics_then_drains() {
@@ -57,7 +27,7 @@ async fn serves_health_reflection_and_metrics_then_drains() {
             .serve(shutdown.clone(), Duration::from_secs(5)),
     );
 
-    let services = list_services(grpc_addr).await;
+    let services = shikko_testkit::reflected_services(&format!("http://{grpc_addr}")).await;
     assert!(
         services.iter().any(|s| s == "grpc.health.v1.Health"),
         "{services:?}"
