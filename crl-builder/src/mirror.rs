@@ -44,6 +44,9 @@ impl StatusSink for MirrorSink {
         }
         self.store
             .apply_changes(&batch.records)
-            .map_err(FollowError::sink)
+            .map_err(|e| match e {
+                shikko_store::Error::Gap { applied, got } => FollowError::Gap { applied, got },
+                other => FollowError::sink(other),
+            })
     }
 }

@@ -143,12 +143,15 @@ impl State {
             .entry(kind.issuer_id().to_owned())
             .or_default();
         if entry.next_number < next {
-            tracing::warn!(
-                issuer = kind.issuer_id(),
-                from = entry.next_number,
-                to = next,
-                "CRL numbering raised above the published CRLs (state lost or restored?)"
-            );
+            // A first build (nothing published, no state) starts at 1: no news.
+            if next > 1 {
+                tracing::warn!(
+                    issuer = kind.issuer_id(),
+                    from = entry.next_number,
+                    to = next,
+                    "CRL numbering raised above the published CRLs (state lost or restored?)"
+                );
+            }
             entry.next_number = next;
             self.save()?;
         }

@@ -56,6 +56,22 @@ pub enum Error {
         /// What failed.
         why: String,
     },
+    /// Change records that do not follow the last one applied (a follower
+    /// resumes from `applied + 1`).
+    #[error("change record {got} does not follow {applied}: resume from {}", applied + 1)]
+    Gap {
+        /// The last sequence number applied.
+        applied: u64,
+        /// The sequence number received.
+        got: u64,
+    },
+    /// Change records offered to a registry's own store (one that holds
+    /// events): only a mirror applies another store's records.
+    #[error("this is a registry's own store, not a mirror")]
+    NotAMirror,
+    /// A meta key that the store keeps for itself.
+    #[error("meta key {0:?} is reserved by the store")]
+    ReservedKey(String),
     /// The store's directory could not be made.
     #[error("{path}: {source}")]
     Io {
@@ -293,10 +309,9 @@ impl Store {
     /// Writes a named small value of the `meta` family, synced.
     pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
         if [META_VERSION, META_LAST_SEQ, META_STORE_ID, META_MIRROR_OF].contains(&key) {
-            return Err(Error::Corrupt {
-                cf: cf::META,
-                why: "reserved meta key".into(),
-            });
+            return Err(Error::ReservedKey(
+                String::from_utf8_lossy(key).into_owned(),
+            ));
         }
         let mut w = WriteOptions::default();
         w.set_sync(true);

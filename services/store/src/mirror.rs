@@ -17,8 +17,9 @@ impl Store {
     /// Applies change records followed from a registry, in order from
     /// `last_seq() + 1`, in one synced write: the municipalities they made
     /// known are recorded, the revoked index follows each certificate's new
-    /// status, the records join the local feed, and `last_seq` advances. Refuses a gap or a repeat (the follower resumes
-    /// from `last_seq() + 1`), and refuses a registry's own store (one that
+    /// status, the records join the local feed, and `last_seq` advances.
+    /// Refuses a gap or a repeat ([`Error::Gap`]: the follower resumes
+    /// from `last_seq() + 1`), and a registry's own store ([`Error::NotAMirror`]: one that
     /// holds events). Returns the new `last_seq`.
     pub fn apply_changes(&self, records: &[ChangeRecord]) -> Result<u64> {
         let _guard = self
@@ -27,21 +28,14 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut seq = self.last_seq();
         if self.holds_events()? {
-            return Err(Error::Corrupt {
-                cf: cf::EVENTS,
-                why: "this is a registry's own store, not a mirror".into(),
-            });
+            return Err(Error::NotAMirror);
         }
         let mut batch = WriteBatch::default();
         for record in records {
             if record.seq != seq + 1 {
-                return Err(Error::Corrupt {
-                    cf: cf::FEED,
-                    why: format!(
-                        "change record {} does not follow {seq}: resume from {}",
-                        record.seq,
-                        seq + 1
-                    ),
+                return Err(Error::Gap {
+                    applied: seq,
+                    got: record.seq,
                 });
             }
             for m in &record.municipalities {
