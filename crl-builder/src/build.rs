@@ -1,27 +1,28 @@
 //! Building CRLs from the store: full (per issuer), partitioned (per
 //! municipality) and delta, each streamed to a temporary file, checked, and
-//! published by atomic rename.
+//! published by atomic rename. This file holds the builder's types and the
+//! order of a build; the scan of the revoked index is [`crate::scan`], the
+//! delta's change collection [`crate::delta`], the assembly and signature
+//! [`crate::writer`], the checks and the rename [`crate::publish`].
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use shikko_core::{
-    CertKind, CertStatus, Municipality, PartitionId, RevocationReason, Serial, UnixTime,
-};
+use shikko_core::{CertKind, Municipality, PartitionId, UnixTime};
 use shikko_pki::{Issuer, Signer};
-use shikko_store::{RevokedBatch, Snapshot, Store};
+use shikko_store::{Snapshot, Store};
 
-use crate::der::{DayCache, EntryFields, push_entry};
+use crate::delta;
 use crate::error::{Error, Result};
 use crate::extensions;
-use crate::publish::{clean_stale, publish};
+use crate::publish::{clean_stale, highest_published, publish, strictly_after_published};
+use crate::scan::Scan;
 use crate::state::{Base, State};
 use crate::verify::CrlSummary;
-use crate::writer::{Body, BodyWriter, TbsFields, assemble, temp_path};
+use crate::writer::{Body, TbsFields, assemble, temp_path};
 
 /// Which CRL of an issuer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -207,144 +208,6 @@ fn add(t: UnixTime, d: Duration) -> UnixTime {
     UnixTime(t.0.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
 }
 
-/// The CRL entry of an indexed status (none for a good certificate).
-fn fields_of<'a>(serial: &'a Serial, status: &CertStatus) -> Option<EntryFields<'a>> {
-    match *status {
-        CertStatus::Good => None,
-        CertStatus::OnHold { since } => Some(EntryFields {
-            serial,
-            date: since,
-            reason: Some(RevocationReason::CertificateHold),
-            invalidity_date: None,
-        }),
-        CertStatus::Revoked {
-            reason,
-            at,
-            invalidity_date,
-        } => Some(EntryFields {
-            serial,
-            date: at,
-            reason: Some(reason),
-            invalidity_date,
-        }),
-    }
-}
-
-/// Encodes entries `range` of a batch, dropping those expired before `cutoff`.
-fn encode_range(
-    batch: &RevokedBatch,
-    range: std::ops::Range<usize>,
-    cutoff: UnixTime,
-    out: &mut Vec<u8>,
-    days: &mut DayCache,
-) -> Result<u64> {
-    let mut n = 0;
-    for i in range {
-        let e = batch.get(i)?;
-        if e.not_after < cutoff {
-            continue;
-        }
-        if let Some(f) = fields_of(&e.serial, &e.status) {
-            push_entry(out, &f, days)?;
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
-/// Up to `n - 1` keys strictly between `first` and `last`, increasing, that
-/// split the key range into `n` parts of about equal width: keys are read as
-/// numbers from the first octet where `first` and `last` differ. Uneven
-/// key density only makes the parts uneven, never wrong.
-fn split_points(first: &[u8], last: &[u8], n: usize) -> Vec<Vec<u8>> {
-    if n < 2 || first >= last {
-        return Vec::new();
-    }
-    let d = first
-        .iter()
-        .zip(last)
-        .position(|(a, b)| a != b)
-        .unwrap_or(first.len().min(last.len()));
-    let window = |k: &[u8]| {
-        let mut b = [0u8; 8];
-        for (i, x) in b.iter_mut().enumerate() {
-            *x = k.get(d + i).copied().unwrap_or(0);
-        }
-        u64::from_be_bytes(b)
-    };
-    let (lo, hi) = (window(first), window(last));
-    let mut out: Vec<Vec<u8>> = Vec::with_capacity(n - 1);
-    for i in 1..n {
-        let v = lo + ((u128::from(hi - lo) * i as u128) / n as u128) as u64;
-        let mut key = first[..d].to_vec();
-        key.extend_from_slice(&v.to_be_bytes());
-        key.truncate(first.len().max(d + 1));
-        if key.as_slice() > first && key.as_slice() <= last && out.last().is_none_or(|p| *p < key) {
-            out.push(key);
-        }
-    }
-    out
-}
-
-/// The highest CRL number among the published CRLs of an issuer directory
-/// (0 when none): numbering continues above it even if the state was lost.
-fn highest_published(dir: &Path) -> Result<u64> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    let mut highest = 0;
-    for entry in entries {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        let is_crl = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".crl"))
-            .and_then(CrlName::parse)
-            .is_some();
-        if !is_crl {
-            continue;
-        }
-        match crate::verify::read_summary(&path) {
-            Ok(s) => highest = highest.max(s.number),
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "unreadable published CRL ignored for numbering")
-            }
-        }
-    }
-    Ok(highest)
-}
-
-/// A thisUpdate strictly after the published file's, so that versions of a
-/// file never share a Last-Modified second (If-Modified-Since would then
-/// answer 304 for a changed CRL). Waits out the rest of a second if needed.
-fn strictly_after_published(dest: &Path, this_update: UnixTime) -> Result<UnixTime> {
-    let published = match crate::verify::read_summary(dest) {
-        Ok(s) => s.this_update,
-        Err(_) => return Ok(this_update),
-    };
-    if published < this_update {
-        return Ok(this_update);
-    }
-    // A published thisUpdate well ahead of this clock (a clock stepped back,
-    // or files from a host whose clock ran fast): waiting for it would stall
-    // every build behind this one.
-    if published.0 > this_update.0 + 5 {
-        return Err(Error::malformed(
-            dest,
-            format!(
-                "its thisUpdate {published} is ahead of this host's clock ({this_update}); fix the clock"
-            ),
-        ));
-    }
-    let next = UnixTime(published.0 + 1);
-    while UnixTime::now() < next {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(next)
-}
-
 impl Builder {
     /// A builder over `store` for `issuers`.
     pub fn new(store: Arc<Store>, issuers: Vec<CrlIssuer>, config: CrlConfig) -> Builder {
@@ -409,23 +272,19 @@ impl Builder {
             let first = state.reserve(kind, 2 + munis.len() as u64)?;
             report.seq = snap.seq();
 
-            let full = self.full_crl(issuer, &snap, first, now, cutoff, progress)?;
-            report.crls.push(full);
+            let run = Run {
+                issuer,
+                snap: &snap,
+                now,
+                cutoff,
+                progress,
+            };
+            report.crls.push(self.full_crl(&run, first)?);
 
             let parts: Vec<Result<BuiltCrl>> = munis
                 .par_iter()
                 .enumerate()
-                .map(|(i, m)| {
-                    self.partition_crl(
-                        issuer,
-                        &snap,
-                        m,
-                        first + 1 + i as u64,
-                        now,
-                        cutoff,
-                        progress,
-                    )
-                })
+                .map(|(i, m)| self.partition_crl(&run, m, first + 1 + i as u64))
                 .collect();
             for p in parts {
                 report.crls.push(p?);
@@ -437,9 +296,7 @@ impl Builder {
             };
             state.set_base(kind, base)?;
             let delta_number = first + 1 + munis.len() as u64;
-            report
-                .crls
-                .push(self.delta_crl(issuer, &snap, base, delta_number, now, progress)?);
+            report.crls.push(self.delta_crl(&run, base, delta_number)?);
         }
         Ok(report)
     }
@@ -459,30 +316,29 @@ impl Builder {
             state.at_least(kind, highest_published(&self.dir(kind))? + 1)?;
             let number = state.reserve(kind, 1)?;
             report.seq = snap.seq();
-            report.crls.push(self.delta_crl(
+            let run = Run {
                 issuer,
-                &snap,
-                base,
-                number,
-                UnixTime::now(),
+                snap: &snap,
+                now: UnixTime::now(),
+                // Deltas list changes since the base: no expiry cutoff of their own.
+                cutoff: base.this_update,
                 progress,
-            )?);
+            };
+            report.crls.push(self.delta_crl(&run, base, number)?);
         }
         Ok(report)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        issuer: &CrlIssuer,
-        name: CrlName,
-        bodies: Vec<Body>,
-        this_update: UnixTime,
-        validity: Duration,
-        extensions: &[u8],
-        started: Instant,
-        progress: &dyn Progress,
-    ) -> Result<BuiltCrl> {
+    fn finish(&self, draft: Draft<'_>, progress: &dyn Progress) -> Result<BuiltCrl> {
+        let Draft {
+            issuer,
+            name,
+            bodies,
+            this_update,
+            validity,
+            extensions,
+            started,
+        } = draft;
         let dir = self.dir(issuer.kind);
         let dest = dir.join(name.file_name());
         let this_update = strictly_after_published(&dest, this_update)?;
@@ -495,7 +351,7 @@ impl Builder {
             issuer: &issuer.name_der,
             this_update,
             next_update: add(this_update, validity),
-            extensions,
+            extensions: &extensions,
         };
         let bytes = match assemble(bodies, &tbs, issuer.signer.as_ref(), &tmp) {
             Ok(b) => b,
@@ -532,20 +388,25 @@ impl Builder {
         Ok(built)
     }
 
-    fn full_crl(
-        &self,
-        issuer: &CrlIssuer,
-        snap: &Snapshot<'_>,
-        number: u64,
-        now: UnixTime,
-        cutoff: UnixTime,
-        progress: &dyn Progress,
-    ) -> Result<BuiltCrl> {
+    /// The scan of `run`'s issuer, written into its directory.
+    fn scan<'a>(&self, run: &'a Run<'a>, dir: &'a Path) -> Scan<'a> {
+        Scan {
+            snap: run.snap,
+            kind: run.issuer.kind,
+            dir,
+            cutoff: run.cutoff,
+            batch_size: self.config.batch_size,
+            progress: run.progress,
+        }
+    }
+
+    fn full_crl(&self, run: &Run<'_>, number: u64) -> Result<BuiltCrl> {
+        let issuer = run.issuer;
         let started = Instant::now();
-        progress.started(issuer.kind, CrlName::Full);
+        run.progress.started(issuer.kind, CrlName::Full);
         let dir = self.dir(issuer.kind);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let body = self.write_body_parallel(snap, issuer.kind, &dir, cutoff, progress)?;
+        let bodies = self.scan(run, &dir).parallel()?;
         let freshest = self.config.public_base_url.as_deref().map(|base| {
             format!(
                 "{}/crl/{}/delta.crl",
@@ -553,234 +414,82 @@ impl Builder {
                 issuer.kind.issuer_id()
             )
         });
-        let exts = extensions::full(&issuer.key_id, number, freshest.as_deref())?;
-        self.finish(
+        let extensions = extensions::full(&issuer.key_id, number, freshest.as_deref())?;
+        let draft = Draft {
             issuer,
-            CrlName::Full,
-            body,
-            now,
-            self.config.full_validity,
-            &exts,
+            name: CrlName::Full,
+            bodies,
+            this_update: run.now,
+            validity: self.config.full_validity,
+            extensions,
             started,
-            progress,
-        )
-    }
-
-    /// Scans and encodes the issuer's whole index in parallel: the key range
-    /// is split into a few ranges per rayon thread, each scanned and encoded
-    /// into its own body segment (bounded by one batch in memory per
-    /// thread); the segments are concatenated in key order when the CRL is
-    /// assembled, so the output does not depend on the thread count.
-    fn write_body_parallel(
-        &self,
-        snap: &Snapshot<'_>,
-        kind: CertKind,
-        dir: &Path,
-        cutoff: UnixTime,
-        progress: &dyn Progress,
-    ) -> Result<Vec<Body>> {
-        let Some((first, last)) = snap.revoked_key_bounds(kind, None)? else {
-            return Ok(Vec::new());
         };
-        let splits = split_points(&first, &last, rayon::current_num_threads() * 4);
-        let mut ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::with_capacity(splits.len() + 1);
-        let mut from = first;
-        for s in splits {
-            ranges.push((std::mem::replace(&mut from, s.clone()), Some(s)));
-        }
-        ranges.push((from, None));
-        ranges
-            .par_iter()
-            .map(|(from, to)| {
-                self.encode_scan(
-                    snap,
-                    kind,
-                    None,
-                    (from, to.as_deref()),
-                    dir,
-                    cutoff,
-                    progress,
-                )
-            })
-            .collect()
+        self.finish(draft, run.progress)
     }
 
-    /// Scans the keys `range.0 <= key < range.1` of an issuer (or partition)
-    /// and encodes them into one body segment, a batch at a time.
-    #[allow(clippy::too_many_arguments)]
-    fn encode_scan(
-        &self,
-        snap: &Snapshot<'_>,
-        kind: CertKind,
-        partition: Option<PartitionId>,
-        range: (&[u8], Option<&[u8]>),
-        dir: &Path,
-        cutoff: UnixTime,
-        progress: &dyn Progress,
-    ) -> Result<Body> {
-        let mut body = BodyWriter::create(dir)?;
-        let mut buf = Vec::with_capacity(self.config.batch_size.min(1 << 16) * 48);
-        let mut days = DayCache::default();
-        snap.scan_revoked_range(
-            kind,
-            partition,
-            range.0,
-            range.1,
-            self.config.batch_size,
-            |batch| -> Result<()> {
-                buf.clear();
-                let n = encode_range(batch, 0..batch.len(), cutoff, &mut buf, &mut days)?;
-                body.write(&buf, n)?;
-                progress.entries(batch.len() as u64);
-                Ok(())
-            },
-        )?;
-        body.finish()
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn partition_crl(
-        &self,
-        issuer: &CrlIssuer,
-        snap: &Snapshot<'_>,
-        m: &Municipality,
-        number: u64,
-        now: UnixTime,
-        cutoff: UnixTime,
-        progress: &dyn Progress,
-    ) -> Result<BuiltCrl> {
+    fn partition_crl(&self, run: &Run<'_>, m: &Municipality, number: u64) -> Result<BuiltCrl> {
+        let issuer = run.issuer;
         let started = Instant::now();
         let name = CrlName::Partition(m.code);
-        progress.started(issuer.kind, name);
+        run.progress.started(issuer.kind, name);
         let dir = self.dir(issuer.kind);
-        let body = self.encode_scan(
-            snap,
-            issuer.kind,
-            Some(m.code),
-            (&[], None),
-            &dir,
-            cutoff,
-            progress,
-        )?;
+        let body = self.scan(run, &dir).range(Some(m.code), (&[], None))?;
         let dp = shikko_pki::crl_dp_name_for(issuer.kind, m)?;
-        let exts = extensions::partition(&issuer.key_id, number, dp)?;
-        self.finish(
+        let extensions = extensions::partition(&issuer.key_id, number, dp)?;
+        let draft = Draft {
             issuer,
             name,
-            vec![body],
-            now,
-            self.config.full_validity,
-            &exts,
+            bodies: vec![body],
+            this_update: run.now,
+            validity: self.config.full_validity,
+            extensions,
             started,
-            progress,
-        )
+        };
+        self.finish(draft, run.progress)
     }
 
-    /// The changes of `issuer`'s certificates from `base.seq` to the
-    /// snapshot, one entry per certificate (its status at the snapshot); a
-    /// certificate back to good (a released hold) as removeFromCRL.
-    fn delta_crl(
-        &self,
-        issuer: &CrlIssuer,
-        snap: &Snapshot<'_>,
-        base: Base,
-        number: u64,
-        now: UnixTime,
-        progress: &dyn Progress,
-    ) -> Result<BuiltCrl> {
-        const PAGE: usize = 10_000;
+    /// The changes of the issuer's certificates from `base.seq` to the
+    /// snapshot (see [`crate::delta`]).
+    fn delta_crl(&self, run: &Run<'_>, base: Base, number: u64) -> Result<BuiltCrl> {
+        let issuer = run.issuer;
         let started = Instant::now();
-        progress.started(issuer.kind, CrlName::Delta);
+        run.progress.started(issuer.kind, CrlName::Delta);
         let dir = self.dir(issuer.kind);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        // The last status of every certificate that was listed (revoked or
-        // held) at some point since the base, or released from a hold. Newly
-        // issued certificates (good, never listed) are not tracked: memory is
-        // bounded by the revocations and holds since the last full CRL (a
-        // day: what a delta carries), not by issuance or the population.
-        let mut latest: BTreeMap<Serial, (CertStatus, UnixTime, UnixTime)> = BTreeMap::new();
-        let mut from = base.seq + 1;
-        loop {
-            let page = snap.changes(from, PAGE)?;
-            let Some(last) = page.last() else { break };
-            from = last.seq + 1;
-            for rec in &page {
-                // Only a resume event turns a listed certificate good again.
-                let release = rec.event_type == "resume";
-                for c in rec.changes.iter().filter(|c| c.kind == issuer.kind) {
-                    if c.status.is_listed() || release || latest.contains_key(&c.serial) {
-                        latest.insert(c.serial, (c.status, c.not_after, rec.time));
-                    }
-                }
-            }
-            if page.len() < PAGE {
-                break;
-            }
-        }
-        let mut body = BodyWriter::create(&dir)?;
-        let mut buf = Vec::with_capacity(64 * 1024);
-        let mut days = DayCache::default();
-        for (serial, (status, not_after, time)) in &latest {
-            if *not_after < base.this_update {
-                continue;
-            }
-            let fields = fields_of(serial, status).unwrap_or(EntryFields {
-                serial,
-                date: *time,
-                reason: Some(RevocationReason::RemoveFromCrl),
-                invalidity_date: None,
-            });
-            push_entry(&mut buf, &fields, &mut days)?;
-            body.write(&buf, 1)?;
-            buf.clear();
-        }
-        progress.entries(body.entries());
-        let exts = extensions::delta(&issuer.key_id, number, base.number)?;
-        self.finish(
+        let body = delta::encode(run.snap, issuer.kind, base, &dir)?;
+        run.progress.entries(body.entries());
+        let extensions = extensions::delta(&issuer.key_id, number, base.number)?;
+        let draft = Draft {
             issuer,
-            CrlName::Delta,
-            vec![body.finish()?],
-            now,
-            self.config.delta_validity,
-            &exts,
+            name: CrlName::Delta,
+            bodies: vec![body],
+            this_update: run.now,
+            validity: self.config.delta_validity,
+            extensions,
             started,
-            progress,
-        )
+        };
+        self.finish(draft, run.progress)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// One issuer's build: what every CRL of it is made from.
+struct Run<'a> {
+    issuer: &'a CrlIssuer,
+    snap: &'a Snapshot<'a>,
+    /// thisUpdate of the CRLs.
+    now: UnixTime,
+    /// Entries of certificates that expired before this are left out.
+    cutoff: UnixTime,
+    progress: &'a dyn Progress,
+}
 
-    #[test]
-    fn split_points_are_increasing_and_strictly_inside() {
-        let key = |p: u32, s: u128| {
-            let mut k = vec![1u8];
-            k.extend_from_slice(&p.to_be_bytes());
-            k.extend_from_slice(&[0u8; 4]);
-            k.extend_from_slice(&s.to_be_bytes());
-            k
-        };
-        for (first, last) in [
-            (key(0, 0x4A50_0000), key(0, 0x4A50_FFFF)),
-            (key(10_000, 5), key(11_899, 7)),
-            (key(7, 1), key(7, 2)),
-        ] {
-            for n in [1, 2, 8, 64] {
-                let splits = split_points(&first, &last, n);
-                assert!(splits.len() < n.max(1));
-                let mut prev = first.clone();
-                for s in &splits {
-                    assert!(*s > prev && s.as_slice() <= last.as_slice(), "{n}");
-                    prev = s.clone();
-                }
-            }
-        }
-        assert_eq!(
-            split_points(&key(0, 0x4A50_0000), &key(0, 0x4A50_FFFF), 8).len(),
-            7
-        );
-        assert!(split_points(&key(1, 1), &key(1, 1), 8).is_empty());
-    }
+/// A CRL's parts before it is assembled, signed, checked and published.
+struct Draft<'a> {
+    issuer: &'a CrlIssuer,
+    name: CrlName,
+    bodies: Vec<Body>,
+    this_update: UnixTime,
+    validity: Duration,
+    extensions: Vec<u8>,
+    started: Instant,
 }

@@ -52,6 +52,7 @@
 
 mod build;
 mod catalog;
+mod delta;
 mod der;
 pub mod error;
 mod extensions;
@@ -61,6 +62,7 @@ pub mod mirror;
 pub mod process;
 mod publish;
 pub mod role;
+mod scan;
 mod state;
 mod verify;
 mod writer;

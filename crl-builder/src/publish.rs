@@ -6,7 +6,11 @@
 
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
+use shikko_core::UnixTime;
+
+use crate::build::CrlName;
 use crate::error::{Error, Result};
 use crate::state::sync_dir;
 use crate::verify::{CrlSummary, read_summary, verify_file};
@@ -90,6 +94,65 @@ pub(crate) fn publish(tmp: &Path, dest: &Path, issuer_spki: &[u8]) -> Result<Crl
         let _ = fs::remove_file(tmp);
     }
     result
+}
+
+/// The highest CRL number among the published CRLs of an issuer directory
+/// (0 when none): numbering continues above it even if the state was lost.
+pub(crate) fn highest_published(dir: &Path) -> Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut highest = 0;
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let is_crl = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".crl"))
+            .and_then(CrlName::parse)
+            .is_some();
+        if !is_crl {
+            continue;
+        }
+        match crate::verify::read_summary(&path) {
+            Ok(s) => highest = highest.max(s.number),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "unreadable published CRL ignored for numbering")
+            }
+        }
+    }
+    Ok(highest)
+}
+
+/// A thisUpdate strictly after the published file's, so that versions of a
+/// file never share a Last-Modified second (If-Modified-Since would then
+/// answer 304 for a changed CRL). Waits out the rest of a second if needed.
+pub(crate) fn strictly_after_published(dest: &Path, this_update: UnixTime) -> Result<UnixTime> {
+    let published = match crate::verify::read_summary(dest) {
+        Ok(s) => s.this_update,
+        Err(_) => return Ok(this_update),
+    };
+    if published < this_update {
+        return Ok(this_update);
+    }
+    // A published thisUpdate well ahead of this clock (a clock stepped back,
+    // or files from a host whose clock ran fast): waiting for it would stall
+    // every build behind this one.
+    if published.0 > this_update.0 + 5 {
+        return Err(Error::malformed(
+            dest,
+            format!(
+                "its thisUpdate {published} is ahead of this host's clock ({this_update}); fix the clock"
+            ),
+        ));
+    }
+    let next = UnixTime(published.0 + 1);
+    while UnixTime::now() < next {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(next)
 }
 
 #[cfg(test)]

@@ -98,10 +98,6 @@ impl BodyWriter {
         Ok(())
     }
 
-    pub(crate) fn entries(&self) -> u64 {
-        self.entries
-    }
-
     pub(crate) fn finish(mut self) -> Result<Body> {
         let out = self
             .out
