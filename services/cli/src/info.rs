@@ -1,11 +1,11 @@
-//! `shikko info` (an operator's client of the 4-information service, over
-//! mutual TLS), `shikko audit` (export and verify the audit log) and
-//! `shikko admin` (register providers and operators) commands.
+//! `shikko info`: an operator's client of the 4-information service, over
+//! mutual TLS. (`shikko audit` is in audit.rs, `shikko admin` in admin.rs;
+//! they share the internal endpoint's client from here.)
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use shikko_core::consent::consent_statement;
 use shikko_core::{InfoItems, ProviderId, Serial, UnixTime};
@@ -104,98 +104,6 @@ pub(crate) enum InfoCommand {
     },
 }
 
-#[derive(Subcommand)]
-pub(crate) enum AuditCommand {
-    /// Write the audit log (JSON lines) from a running platform.
-    Export {
-        /// The platform's internal gRPC endpoint.
-        #[arg(long, default_value = "http://127.0.0.1:50051")]
-        endpoint: String,
-        /// From this sequence number.
-        #[arg(long, default_value_t = 1)]
-        from: u64,
-        /// Output file (default: standard output).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Check an exported audit log: every record's hash, every link, no gap;
-    /// with --head or --endpoint, that nothing was cut off the end.
-    Verify {
-        /// The exported file (`-` for standard input).
-        file: PathBuf,
-        /// The file starts after seq 1 (its first link is not checked).
-        #[arg(long)]
-        partial: bool,
-        /// The expected hash of the last record.
-        #[arg(long)]
-        head: Option<String>,
-        /// Ask a running platform for its head instead.
-        #[arg(long)]
-        endpoint: Option<String>,
-    },
-    /// Print the audit log's head (last seq and hash).
-    Head {
-        /// The platform's internal gRPC endpoint.
-        #[arg(long, default_value = "http://127.0.0.1:50051")]
-        endpoint: String,
-    },
-}
-
-#[derive(Subcommand)]
-pub(crate) enum AdminCommand {
-    /// Register a service provider (a bank).
-    ProviderAdd {
-        /// Its id.
-        id: String,
-        /// Its name.
-        #[arg(long)]
-        name: String,
-        #[arg(long, default_value = "http://127.0.0.1:50051")]
-        endpoint: String,
-    },
-    /// Register an operator with its client certificate (CN = the id).
-    OperatorAdd {
-        /// Its id.
-        id: String,
-        /// Its name.
-        #[arg(long)]
-        name: String,
-        /// Providers it acts for (repeatable).
-        #[arg(long = "provider", required = true)]
-        providers: Vec<String>,
-        /// Its client certificate (PEM or DER).
-        #[arg(long)]
-        cert: PathBuf,
-        #[arg(long, default_value = "http://127.0.0.1:50051")]
-        endpoint: String,
-    },
-    /// Revoke an operator's client certificate (by file or SHA-256).
-    OperatorRevokeCert {
-        /// The certificate (PEM or DER) or its SHA-256 in hex.
-        cert: String,
-        #[arg(long, default_value = "http://127.0.0.1:50051")]
-        endpoint: String,
-    },
-    /// Set an operator's rate limit.
-    OperatorRateLimit {
-        /// Its id.
-        id: String,
-        /// Serials per second.
-        #[arg(long)]
-        per_second: u32,
-        /// Serials at once.
-        #[arg(long)]
-        burst: u32,
-        #[arg(long, default_value = "http://127.0.0.1:50051")]
-        endpoint: String,
-    },
-    /// List operators.
-    OperatorList {
-        #[arg(long, default_value = "http://127.0.0.1:50051")]
-        endpoint: String,
-    },
-}
-
 async fn operator_client(c: &OperatorConn) -> Result<InfoClient<Channel>> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let ca_path = match &c.ca {
@@ -223,14 +131,14 @@ async fn operator_client(c: &OperatorConn) -> Result<InfoClient<Channel>> {
         .max_encoding_message_size(64 << 20))
 }
 
-async fn admin_client(endpoint: &str) -> Result<InfoAdminClient<Channel>> {
+pub(crate) async fn admin_client(endpoint: &str) -> Result<InfoAdminClient<Channel>> {
     Ok(InfoAdminClient::connect(endpoint.to_owned())
         .await
         .with_context(|| format!("cannot connect to the platform at {endpoint}"))?
         .max_decoding_message_size(64 << 20))
 }
 
-fn status_error(e: tonic::Status) -> anyhow::Error {
+pub(crate) fn status_error(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", e.code(), e.message())
 }
 
@@ -429,200 +337,6 @@ pub(crate) async fn run(cmd: InfoCommand) -> Result<()> {
                 UnixTime(granted_at),
             );
             std::io::stdout().write_all(&text)?;
-        }
-    }
-    Ok(())
-}
-
-/// Runs `shikko audit ...`.
-pub(crate) async fn audit(cmd: AuditCommand) -> Result<()> {
-    match cmd {
-        AuditCommand::Export {
-            endpoint,
-            from,
-            out,
-        } => {
-            let mut stream = admin_client(&endpoint)
-                .await?
-                .export_audit(pb::ExportAuditRequest { from_seq: from })
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            let mut w: Box<dyn std::io::Write> = match &out {
-                Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p)
-                        .with_context(|| format!("creating {}", p.display()))?,
-                )),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-            };
-            let mut n = 0u64;
-            while let Some(chunk) = stream.message().await.map_err(status_error)? {
-                for line in chunk.lines {
-                    writeln!(w, "{line}")?;
-                    n += 1;
-                }
-            }
-            w.flush()?;
-            if out.is_some() {
-                eprintln!("{n} audit records written");
-            }
-        }
-        AuditCommand::Verify {
-            file,
-            partial,
-            head,
-            endpoint,
-        } => {
-            let expected = match (head, endpoint) {
-                (Some(h), _) => Some(h),
-                (None, Some(ep)) => Some(
-                    admin_client(&ep)
-                        .await?
-                        .audit_head(pb::AuditHeadRequest {})
-                        .await
-                        .map_err(status_error)?
-                        .into_inner()
-                        .hash,
-                ),
-                (None, None) => None,
-            };
-            let input: Box<dyn std::io::BufRead> = if file == Path::new("-") {
-                Box::new(std::io::stdin().lock())
-            } else {
-                Box::new(std::io::BufReader::new(
-                    std::fs::File::open(&file)
-                        .with_context(|| format!("opening {}", file.display()))?,
-                ))
-            };
-            match shikko_info::audit::verify(input, partial, expected.as_deref()) {
-                Ok(s) => println!(
-                    "audit log intact: {} records, seq {} to {}, head {}{}",
-                    s.records,
-                    s.first_seq,
-                    s.last_seq,
-                    s.head,
-                    if expected.is_some() {
-                        " (the expected head)"
-                    } else {
-                        ""
-                    }
-                ),
-                Err(e) => bail!("audit log NOT intact: {e}"),
-            }
-        }
-        AuditCommand::Head { endpoint } => {
-            let h = admin_client(&endpoint)
-                .await?
-                .audit_head(pb::AuditHeadRequest {})
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            println!("seq {} hash {}", h.seq, h.hash);
-        }
-    }
-    Ok(())
-}
-
-fn print_operator(o: &pb::OperatorRecord) {
-    println!(
-        "operator {} ({}) for {}; {} serials/s, burst {}",
-        o.id,
-        o.name,
-        o.providers.join(", "),
-        o.serials_per_second,
-        o.burst
-    );
-    for c in &o.certificates {
-        println!(
-            "  certificate sha256 {} until {}{}",
-            c.sha256,
-            UnixTime(c.not_after),
-            if c.revoked_at > 0 {
-                format!(", revoked {}", UnixTime(c.revoked_at))
-            } else {
-                String::new()
-            }
-        );
-    }
-}
-
-/// Runs `shikko admin ...`.
-pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
-    match cmd {
-        AdminCommand::ProviderAdd { id, name, endpoint } => {
-            let p = admin_client(&endpoint)
-                .await?
-                .register_provider(pb::RegisterProviderRequest { id, name })
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            println!("provider {} ({}) registered", p.id, p.name);
-        }
-        AdminCommand::OperatorAdd {
-            id,
-            name,
-            providers,
-            cert,
-            endpoint,
-        } => {
-            let certificate =
-                std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?;
-            let o = admin_client(&endpoint)
-                .await?
-                .register_operator(pb::RegisterOperatorRequest {
-                    id,
-                    name,
-                    providers,
-                    certificate,
-                })
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            print_operator(&o);
-        }
-        AdminCommand::OperatorRevokeCert { cert, endpoint } => {
-            let sha256 = if cert.len() == 64 && cert.bytes().all(|b| b.is_ascii_hexdigit()) {
-                cert
-            } else {
-                let bytes = std::fs::read(&cert).with_context(|| format!("reading {cert}"))?;
-                shikko_info::operators::fingerprint(&shikko_pki::certificate_der(&bytes)?)
-            };
-            let o = admin_client(&endpoint)
-                .await?
-                .revoke_operator_certificate(pb::RevokeOperatorCertificateRequest { sha256 })
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            print_operator(&o);
-        }
-        AdminCommand::OperatorRateLimit {
-            id,
-            per_second,
-            burst,
-            endpoint,
-        } => {
-            let o = admin_client(&endpoint)
-                .await?
-                .set_rate_limit(pb::SetRateLimitRequest {
-                    id,
-                    serials_per_second: per_second,
-                    burst,
-                })
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            print_operator(&o);
-        }
-        AdminCommand::OperatorList { endpoint } => {
-            let list = admin_client(&endpoint)
-                .await?
-                .list_operators(pb::ListOperatorsRequest {})
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            for o in &list.operators {
-                print_operator(o);
-            }
         }
     }
     Ok(())

@@ -5,6 +5,8 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod admin;
+mod audit;
 mod authority;
 mod client;
 mod config;
@@ -129,12 +131,12 @@ enum Command {
     /// The 4-information audit log: export, verify, head.
     Audit {
         #[command(subcommand)]
-        command: info::AuditCommand,
+        command: audit::AuditCommand,
     },
     /// Administration of the 4-information service: providers and operators.
     Admin {
         #[command(subcommand)]
-        command: info::AdminCommand,
+        command: admin::AdminCommand,
     },
     /// Backups of the registry's store.
     Backup {
@@ -431,8 +433,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 },
         } => tokio::task::block_in_place(|| ocsp::check(&issuer, &cert, &url, !no_nonce))?,
         Command::Info { command } => info::run(command).await?,
-        Command::Audit { command } => info::audit(command).await?,
-        Command::Admin { command } => info::admin(command).await?,
+        Command::Audit { command } => audit::audit(command).await?,
+        Command::Admin { command } => admin::admin(command).await?,
         Command::Backup {
             command:
                 BackupCommand::Create {

@@ -1,0 +1,172 @@
+//! `shikko admin`: register providers and operators of the
+//! 4-information service, revoke operator certificates, set rate limits,
+//! list operators (on the internal endpoint).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use shikko_core::UnixTime;
+use shikko_proto::v1 as pb;
+
+use crate::info::{admin_client, status_error};
+
+#[derive(Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Register a service provider (a bank).
+    ProviderAdd {
+        /// Its id.
+        id: String,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// Register an operator with its client certificate (CN = the id).
+    OperatorAdd {
+        /// Its id.
+        id: String,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// Providers it acts for (repeatable).
+        #[arg(long = "provider", required = true)]
+        providers: Vec<String>,
+        /// Its client certificate (PEM or DER).
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// Revoke an operator's client certificate (by file or SHA-256).
+    OperatorRevokeCert {
+        /// The certificate (PEM or DER) or its SHA-256 in hex.
+        cert: String,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// Set an operator's rate limit.
+    OperatorRateLimit {
+        /// Its id.
+        id: String,
+        /// Serials per second.
+        #[arg(long)]
+        per_second: u32,
+        /// Serials at once.
+        #[arg(long)]
+        burst: u32,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// List operators.
+    OperatorList {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+}
+
+fn print_operator(o: &pb::OperatorRecord) {
+    println!(
+        "operator {} ({}) for {}; {} serials/s, burst {}",
+        o.id,
+        o.name,
+        o.providers.join(", "),
+        o.serials_per_second,
+        o.burst
+    );
+    for c in &o.certificates {
+        println!(
+            "  certificate sha256 {} until {}{}",
+            c.sha256,
+            UnixTime(c.not_after),
+            if c.revoked_at > 0 {
+                format!(", revoked {}", UnixTime(c.revoked_at))
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+/// Runs `shikko admin ...`.
+pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
+    match cmd {
+        AdminCommand::ProviderAdd { id, name, endpoint } => {
+            let p = admin_client(&endpoint)
+                .await?
+                .register_provider(pb::RegisterProviderRequest { id, name })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("provider {} ({}) registered", p.id, p.name);
+        }
+        AdminCommand::OperatorAdd {
+            id,
+            name,
+            providers,
+            cert,
+            endpoint,
+        } => {
+            let certificate =
+                std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?;
+            let o = admin_client(&endpoint)
+                .await?
+                .register_operator(pb::RegisterOperatorRequest {
+                    id,
+                    name,
+                    providers,
+                    certificate,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_operator(&o);
+        }
+        AdminCommand::OperatorRevokeCert { cert, endpoint } => {
+            let sha256 = if cert.len() == 64 && cert.bytes().all(|b| b.is_ascii_hexdigit()) {
+                cert
+            } else {
+                let bytes = std::fs::read(&cert).with_context(|| format!("reading {cert}"))?;
+                shikko_info::operators::fingerprint(&shikko_pki::certificate_der(&bytes)?)
+            };
+            let o = admin_client(&endpoint)
+                .await?
+                .revoke_operator_certificate(pb::RevokeOperatorCertificateRequest { sha256 })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_operator(&o);
+        }
+        AdminCommand::OperatorRateLimit {
+            id,
+            per_second,
+            burst,
+            endpoint,
+        } => {
+            let o = admin_client(&endpoint)
+                .await?
+                .set_rate_limit(pb::SetRateLimitRequest {
+                    id,
+                    serials_per_second: per_second,
+                    burst,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_operator(&o);
+        }
+        AdminCommand::OperatorList { endpoint } => {
+            let list = admin_client(&endpoint)
+                .await?
+                .list_operators(pb::ListOperatorsRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            for o in &list.operators {
+                print_operator(o);
+            }
+        }
+    }
+    Ok(())
+}
