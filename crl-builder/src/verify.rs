@@ -2,6 +2,7 @@
 //! publishing (structure of every entry, SHA-256 of the TBSCertList, the
 //! signature against the issuer's key) and a quick summary for serving (the
 //! entries are skipped by seeking, so a 1 GB CRL is summarised in microseconds).
+//! The entries' own structure is checked by [`entries`].
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
@@ -20,6 +21,10 @@ use crate::der::{
     TAG_BIT_STRING, TAG_CONTEXT_0, TAG_GENERALIZED_TIME, TAG_INTEGER, TAG_SEQUENCE, TAG_UTC_TIME,
 };
 use crate::error::{Error, Result};
+
+mod entries;
+
+use entries::parse_entries;
 
 /// What a published CRL says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +163,7 @@ fn two(b: &[u8]) -> Option<u8> {
 }
 
 /// Parses UTCTime / GeneralizedTime content in the `...Z` form RFC 5280 requires.
-fn parse_time(tag: u8, v: &[u8]) -> Option<UnixTime> {
+pub(super) fn parse_time(tag: u8, v: &[u8]) -> Option<UnixTime> {
     let (year, rest) = match (tag, v.len()) {
         (TAG_UTC_TIME, 13) => {
             let yy = i64::from(two(&v[0..2])?);
@@ -435,139 +440,6 @@ fn walk_entries<R: Read + Seek + Send>(r: &mut Reader<R>, path: &Path, len: u64)
     Ok(count)
 }
 
-/// Parses the complete entries at the start of `b`: (octets used, entries).
-/// A trailing partial entry is left for the next chunk when `more` follows.
-fn parse_entries(b: &[u8], more: bool) -> Option<(usize, u64)> {
-    let mut at = 0;
-    let mut n = 0;
-    loop {
-        match next_entry(&b[at..]) {
-            Entry::Complete(used) => {
-                at += used;
-                n += 1;
-            }
-            Entry::Partial if more => return Some((at, n)),
-            Entry::Partial | Entry::Bad => return None,
-            Entry::End => return Some((at, n)),
-        }
-    }
-}
-
-enum Entry {
-    /// A well-formed entry of this many octets.
-    Complete(usize),
-    /// The buffer ends inside an entry.
-    Partial,
-    /// Not a well-formed entry.
-    Bad,
-    /// The buffer is empty.
-    End,
-}
-
-fn next_entry(b: &[u8]) -> Entry {
-    if b.is_empty() {
-        return Entry::End;
-    }
-    let Some((tag, content, _)) = tlv(b) else {
-        // An entry is at most a few hundred octets: a short buffer may just
-        // end inside one; a long one that does not parse is malformed.
-        return if b.len() < 1024 {
-            Entry::Partial
-        } else {
-            Entry::Bad
-        };
-    };
-    if tag != TAG_SEQUENCE || content.len() > 1024 {
-        return Entry::Bad;
-    }
-    let used = header_octets(b) + content.len();
-    match check_entry(content) {
-        Some(()) => Entry::Complete(used),
-        None => Entry::Bad,
-    }
-}
-
-/// Octets of the tag and length at the start of `b` (which `tlv` accepted).
-fn header_octets(b: &[u8]) -> usize {
-    match b.get(1) {
-        Some(&l) if l >= 0x80 => 2 + usize::from(l & 0x7f),
-        _ => 2,
-    }
-}
-
-/// One TLV at the start of `b`: tag, content, rest. Lengths up to 3 octets,
-/// minimal (DER).
-fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = b.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 3 || rest.len() < n || rest[0] == 0 {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |a, x| a << 8 | usize::from(*x));
-        if len < 0x80 {
-            return None;
-        }
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (content, rest) = rest.split_at(len);
-    Some((tag, content, rest))
-}
-
-/// `revokedCertificates` element content: a positive minimal INTEGER of 1 to
-/// 21 octets, a valid Time, and optionally Extensions (each a SEQUENCE of an
-/// OID, an optional BOOLEAN and an OCTET STRING).
-fn check_entry(b: &[u8]) -> Option<()> {
-    let (tag, int, rest) = tlv(b)?;
-    if tag != TAG_INTEGER || int.is_empty() || int.len() > 21 {
-        return None;
-    }
-    if int[0] & 0x80 != 0 || (int.len() > 1 && int[0] == 0 && int[1] & 0x80 == 0) {
-        return None;
-    }
-    let (ttag, t, rest) = tlv(rest)?;
-    parse_time(ttag, t)?;
-    if rest.is_empty() {
-        return Some(());
-    }
-    let (tag, mut exts, rest) = tlv(rest)?;
-    if tag != TAG_SEQUENCE || exts.is_empty() || !rest.is_empty() {
-        return None;
-    }
-    while !exts.is_empty() {
-        let (tag, ext, next) = tlv(exts)?;
-        if tag != TAG_SEQUENCE {
-            return None;
-        }
-        let (tag, oid, mut inner) = tlv(ext)?;
-        if tag != 0x06 || oid.is_empty() {
-            return None;
-        }
-        if inner.first() == Some(&0x01) {
-            let (_, critical, after) = tlv(inner)?;
-            // DER: BOOLEAN TRUE is 0xff, and a FALSE default is omitted.
-            if critical != [0xff] {
-                return None;
-            }
-            inner = after;
-        }
-        let (tag, _value, after) = tlv(inner)?;
-        if tag != 0x04 || !after.is_empty() {
-            return None;
-        }
-        exts = next;
-    }
-    Some(())
-}
-
 /// Fully checks a CRL file: every entry's structure, the TBSCertList's hash,
 /// the signature against `issuer_spki` (DER SubjectPublicKeyInfo).
 pub fn verify_file(path: &Path, issuer_spki: &[u8]) -> Result<CrlSummary> {
@@ -615,6 +487,7 @@ pub(crate) fn read_summary_of(file: &File, path: &Path) -> Result<CrlSummary> {
 
 #[cfg(test)]
 mod tests {
+    use super::entries::check_entry;
     use super::*;
     use proptest::prelude::*;
     use shikko_core::{CertKind, RevocationReason, Serial};

@@ -10,6 +10,7 @@
 //! co-located 4-information service) is [`Readiness::always_current`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use shikko_core::UnixTime;
 use tokio::sync::watch;
@@ -33,6 +34,22 @@ pub enum FeedState {
 #[derive(Debug)]
 pub struct Readiness {
     state: watch::Sender<FeedState>,
+    /// The state as one word, for readers on a hot path (every OCSP
+    /// request asks): -1 catching up, 0 current, > 0 lost since (Unix
+    /// seconds). Written with `state`, under its lock.
+    word: AtomicI64,
+}
+
+const CATCHING_UP: i64 = -1;
+const CURRENT: i64 = 0;
+
+fn word_of(state: FeedState) -> i64 {
+    match state {
+        FeedState::CatchingUp => CATCHING_UP,
+        FeedState::Current => CURRENT,
+        // A loss is at least 1 (Unix second 0 would read as current).
+        FeedState::Lost { since } => since.0.max(1),
+    }
 }
 
 impl Readiness {
@@ -40,6 +57,7 @@ impl Readiness {
     pub fn new() -> Arc<Readiness> {
         Arc::new(Readiness {
             state: watch::Sender::new(FeedState::CatchingUp),
+            word: AtomicI64::new(CATCHING_UP),
         })
     }
 
@@ -47,12 +65,19 @@ impl Readiness {
     pub fn always_current() -> Arc<Readiness> {
         Arc::new(Readiness {
             state: watch::Sender::new(FeedState::Current),
+            word: AtomicI64::new(CURRENT),
         })
     }
 
     /// The state now.
     pub fn state(&self) -> FeedState {
-        *self.state.borrow()
+        match self.word.load(Ordering::Acquire) {
+            CATCHING_UP => FeedState::CatchingUp,
+            CURRENT => FeedState::Current,
+            since => FeedState::Lost {
+                since: UnixTime(since),
+            },
+        }
     }
 
     /// Whether the follower holds everything the registry had when last asked.
@@ -104,6 +129,7 @@ impl Readiness {
         self.state.send_if_modified(|s| {
             let changed = *s != FeedState::Current;
             *s = FeedState::Current;
+            self.word.store(CURRENT, Ordering::Release);
             changed
         });
     }
@@ -111,7 +137,10 @@ impl Readiness {
     /// Back to catching up: the follower starts its copy again (a new
     /// history, a replica past the registry's retention window).
     pub fn set_catching_up(&self) {
-        self.state.send_replace(FeedState::CatchingUp);
+        self.state.send_modify(|s| {
+            *s = FeedState::CatchingUp;
+            self.word.store(CATCHING_UP, Ordering::Release);
+        });
     }
 
     /// The registry went out of reach at `now`: a current follower becomes
@@ -120,6 +149,7 @@ impl Readiness {
         self.state.send_if_modified(|s| match s {
             FeedState::Current => {
                 *s = FeedState::Lost { since: now };
+                self.word.store(word_of(*s), Ordering::Release);
                 true
             }
             _ => false,
