@@ -155,10 +155,7 @@ impl RoleConfig for CrlRoleConfig {
 /// Runs the crl role until `shutdown`, then drains.
 pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let c = &cfg.crl;
-    let cfg_http = cfg
-        .http
-        .limits()
-        .map_err(|e| shikko_runtime::RoleError::new("[http]", e))?;
+    let cfg_http = shikko_runtime::http_limits(&cfg.http)?;
     let data = &c.data_dir;
     let cas = DataDir::new(data)
         .issuing_cas()
@@ -173,8 +170,7 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let mut builder = builder(store.clone(), &cas, data, c.public_url.clone())?;
     builder.config_mut().full_validity = Duration::from_secs(c.full_next_update_secs);
     builder.config_mut().delta_validity = Duration::from_secs(c.delta_next_update_secs);
-    let metrics =
-        shikko_runtime::telemetry::Metrics::new(env!("CARGO_PKG_VERSION")).context("metrics")?;
+    let metrics = shikko_runtime::process_metrics()?;
     // Builds only from a mirror that is current: an empty mirror would
     // publish empty CRLs over good ones, a stale one would drop revocations.
     let readiness = Readiness::new();

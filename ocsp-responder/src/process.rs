@@ -149,12 +149,8 @@ impl RoleConfig for OcspRoleConfig {
 /// Runs the ocsp role until `shutdown`, then drains.
 pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let c = &cfg.ocsp;
-    let cfg_http = cfg
-        .http
-        .limits()
-        .map_err(|e| shikko_runtime::RoleError::new("[http]", e))?;
-    let metrics =
-        shikko_runtime::telemetry::Metrics::new(env!("CARGO_PKG_VERSION")).context("metrics")?;
+    let cfg_http = shikko_runtime::http_limits(&cfg.http)?;
+    let metrics = shikko_runtime::process_metrics()?;
     let readiness = Readiness::new();
     let role = role_from_dir(
         &c.data_dir,

@@ -15,7 +15,6 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use shikko_follow::{Follower, FollowerMetrics, GrpcSource, Readiness};
-use shikko_runtime::telemetry::Metrics;
 use shikko_runtime::{
     Context, GrpcRoutes, RoleConfig, RoleResult, RoleServer, Shutdown, ShutdownConfig,
     TelemetryConfig, bind,
@@ -119,7 +118,7 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         Store::open_data_dir(&cfg.info.data_dir)
             .with_context(|| format!("opening the store of {}", cfg.info.data_dir.display()))?,
     );
-    let metrics = Metrics::new(env!("CARGO_PKG_VERSION")).context("metrics")?;
+    let metrics = shikko_runtime::process_metrics()?;
     let signing = read_signing_cas(&cfg.info.signing_cas)?;
     // Not ready until the replica has caught up with the registry, nor while
     // the registry is out of reach.

@@ -84,3 +84,14 @@ pub fn announce(role: &str, listeners: &[(&str, &TcpListener)]) {
         .collect();
     println!("{role} listening {}", parts.join(" "));
 }
+
+/// A role process's metrics registry (with `shikko_build_info` and
+/// `shikko_start_time_seconds`); every crate of the workspace shares one version.
+pub fn process_metrics() -> RoleResult<crate::Metrics> {
+    crate::Metrics::new(env!("CARGO_PKG_VERSION")).context("metrics")
+}
+
+/// The `[http]` section's limits, or why they are not usable.
+pub fn http_limits(http: &crate::HttpConfig) -> RoleResult<crate::HttpLimits> {
+    http.limits().map_err(|e| RoleError::new("[http]", e))
+}
