@@ -3,7 +3,7 @@
 //! demand over gRPC.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use shikko_testkit::process as common;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! and serves what it built over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use shikko_testkit::process as common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

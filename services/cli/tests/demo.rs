@@ -1,7 +1,7 @@
 //! `shikko demo --setup-only`: the data directory a user gets, checked with openssl.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use shikko_testkit::process as common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;

@@ -5,7 +5,7 @@
 //! the container image builds with the toolchain the repository pins.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use shikko_testkit::process as common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

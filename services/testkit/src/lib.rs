@@ -3,7 +3,8 @@
 //! Test helpers every crate's tests share, so that each is written once:
 //! the tools no one here wrote, which judge what Shikko emits (`openssl`,
 //! and Python `cryptography` and DigiCert's `pkilint` from the venv that
-//! `scripts/install-deps` makes), and a gRPC reflection client.
+//! `scripts/install-deps` makes), a gRPC reflection client, and the one
+//! process harness of the tests that run `shikko` for real ([`process`]).
 //!
 //! A dev-dependency only: never a dependency of production code. It depends
 //! on no Shikko crate, so any crate's tests may use it.
@@ -17,6 +18,8 @@
 #![warn(missing_docs, unreachable_pub)]
 // Test helpers: a failure to run a tool is the test's failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod process;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

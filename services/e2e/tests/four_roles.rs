@@ -6,7 +6,7 @@
 //! the new address and serial.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use shikko_testkit::process as common;
 
 use std::path::Path;
 use std::process::{Command, Output};

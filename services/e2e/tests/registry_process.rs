@@ -2,7 +2,7 @@
 //! kill -9 during ingest losing no acknowledged event.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use shikko_testkit::process as common;
 
 use std::sync::{Arc, Mutex};
 

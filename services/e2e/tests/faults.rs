@@ -9,7 +9,7 @@
 //!   clients; an oversized body is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use shikko_testkit::process as common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

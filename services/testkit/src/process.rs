@@ -1,14 +1,39 @@
-//! Helpers shared by the CLI's tests: run `shikko`, start a registry child process.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-#![allow(dead_code, missing_docs, unreachable_pub)]
+//! The one process harness of the tests that run `shikko` for real (the
+//! CLI's tests and the end-to-end tests): run the binary, start
+//! `shikko serve ROLE` or `shikko demo` as child processes on ports the OS
+//! picks, and read the addresses they print. Children are killed on drop.
+#![allow(missing_docs)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+/// The `shikko` binary of this build: `$SHIKKO_BIN`, or `shikko` in the
+/// target directory the running test was built into (cargo builds it with
+/// the workspace: `cargo test --workspace --profile dev`).
+pub fn shikko_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHIKKO_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/PROFILE/deps/TEST-HASH -> target/PROFILE/shikko
+    let exe = std::env::current_exe().expect("the test's own path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test runs from target/PROFILE/deps")
+        .join(format!("shikko{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with the workspace (cargo test --workspace --profile dev)",
+        bin.display()
+    );
+    bin
+}
+
+/// `shikko` as a command to run.
 pub fn shikko() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shikko"))
+    Command::new(shikko_bin())
 }
 
 pub fn run(args: &[&str]) -> Output {
