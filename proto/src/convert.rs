@@ -368,7 +368,7 @@ impl From<&ChangeRecord> for pb::ChangeRecord {
             event_type: r.event_type.clone(),
             time: r.time.0,
             changes: r.changes.iter().map(pb::StatusChange::from).collect(),
-            event_json: Vec::new(),
+            writes: Vec::new(),
             municipalities: r
                 .municipalities
                 .iter()

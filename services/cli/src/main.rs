@@ -224,7 +224,7 @@ enum Role {
     Crl,
     /// The OCSP responder: follows the registry into its status index, answers over HTTP and gRPC.
     Ocsp,
-    /// The 4-information service: follows the registry's events into a replica store, answers operators over mutual TLS.
+    /// The 4-information service: follows the registry's writes into a replica store, answers operators over mutual TLS.
     Info,
 }
 

@@ -65,8 +65,11 @@ pub trait StateView {
     fn holder(&self, id: &HolderId) -> Result<Option<HolderRecord>, Self::Error>;
 }
 
-/// A write that an accepted event makes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A write that an accepted event makes. The registry keeps each event's
+/// writes and sends them to replicas, which apply them as they are: a
+/// replica never runs these rules, so a replica of another version cannot
+/// diverge from the registry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Effect {
     /// A certificate created or its status changed.
     PutCert(CertRecord),

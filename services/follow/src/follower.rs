@@ -67,23 +67,17 @@ impl Target {
                 })
             }
             Target::Replica(s) => {
-                if batch.events.len() != batch.records.len() {
+                if batch.writes.len() != batch.records.len() {
                     return Err(FollowError::Malformed(format!(
-                        "{} records but {} events",
+                        "{} records but {} sets of writes",
                         batch.records.len(),
-                        batch.events.len()
+                        batch.writes.len()
                     )));
                 }
                 if batch.records.is_empty() {
                     return Ok(position);
                 }
-                let events = batch
-                    .records
-                    .iter()
-                    .map(|r| r.seq)
-                    .zip(batch.events)
-                    .collect();
-                s.apply(events)
+                s.apply(batch.records.into_iter().zip(batch.writes).collect())
             }
         }
     }

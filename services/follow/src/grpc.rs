@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use shikko_core::{ChangeRecord, Event, Municipality};
+use shikko_core::{ChangeRecord, Effect, Municipality};
 use shikko_proto::v1 as pb;
 use shikko_proto::v1::registry_client::RegistryClient;
 
@@ -44,7 +44,7 @@ impl FeedSource for GrpcSource {
             .follow(pb::FollowRequest {
                 from_seq,
                 max_batch: MAX_BATCH,
-                with_events: content == Content::Replication,
+                with_writes: content == Content::Replication,
             })
             .await
             .map_err(|s| FollowError::Unreachable(format!("Follow: {}", s.message())))?
@@ -73,20 +73,14 @@ fn batch_from_pb(batch: pb::ChangeBatch, content: Content) -> Result<FeedBatch, 
         .map(ChangeRecord::try_from)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| FollowError::Malformed(format!("a change record: {e}")))?;
-    let events = if content == Content::Replication {
+    let writes = if content == Content::Replication {
         batch
             .records
             .iter()
             .map(|r| {
-                // The error's text could quote the event (personal data): say where only.
-                serde_json::from_slice::<Event>(&r.event_json).map_err(|e| {
-                    FollowError::Malformed(format!(
-                        "event {} does not decode ({:?} at line {}, column {})",
-                        r.seq,
-                        e.classify(),
-                        e.line(),
-                        e.column()
-                    ))
+                // The decoder's text could quote a value (personal data): say which record only.
+                rmp_serde::from_slice::<Vec<Effect>>(&r.writes).map_err(|_| {
+                    FollowError::Malformed(format!("the writes of record {} do not decode", r.seq))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?
@@ -102,6 +96,6 @@ fn batch_from_pb(batch: pb::ChangeBatch, content: Content) -> Result<FeedBatch, 
             .map(Municipality::from)
             .collect(),
         records,
-        events,
+        writes,
     })
 }

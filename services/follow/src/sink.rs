@@ -2,7 +2,7 @@
 //! either has to refuse: a status sink never sees personal data, a replica
 //! sink gets what a 4-information replica needs.
 
-use shikko_core::{ChangeRecord, Event, Municipality};
+use shikko_core::{ChangeRecord, Effect, Municipality};
 
 use crate::FollowError;
 
@@ -32,7 +32,7 @@ pub trait StatusSink: Send + Sync + 'static {
 pub trait ReplicaSink: Send + Sync + 'static {
     /// The last sequence number applied (the feed resumes after it).
     fn position(&self) -> u64;
-    /// Applies the registry's events with their sequence numbers, in order;
-    /// returns the new position.
-    fn apply(&self, events: Vec<(u64, Event)>) -> Result<u64, FollowError>;
+    /// Applies the registry's records with the writes their events made, in
+    /// order, as they are (never by running the rules); returns the new position.
+    fn apply(&self, records: Vec<(ChangeRecord, Vec<Effect>)>) -> Result<u64, FollowError>;
 }

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use futures::Stream;
-use shikko_core::{ChangeRecord, Event, Municipality};
+use shikko_core::{ChangeRecord, Effect, Municipality};
 
 use crate::FollowError;
 
@@ -13,7 +13,8 @@ use crate::FollowError;
 pub enum Content {
     /// Status changes only (no personal data): OCSP and CRL roles.
     Status,
-    /// Status changes with the events behind them: the 4-information replica.
+    /// Status changes with the writes their events made (holders,
+    /// certificates, links, DER: personal data): the 4-information replica.
     Replication,
 }
 
@@ -30,8 +31,9 @@ pub struct FeedBatch {
     pub municipalities: Vec<Municipality>,
     /// Change records in sequence order.
     pub records: Vec<ChangeRecord>,
-    /// With [`Content::Replication`]: the event of each record, in the same order.
-    pub events: Vec<Event>,
+    /// With [`Content::Replication`]: the writes of each record's event, in
+    /// the same order.
+    pub writes: Vec<Vec<Effect>>,
 }
 
 /// A stream of feed batches.

@@ -1,10 +1,10 @@
 //! The info role's process (`shikko serve info --config FILE`:
 //! [`InfoRoleConfig`], [`serve`]): the 4-information service as its own
 //! process. Its store is a replica of the registry's: it follows the
-//! registry's feed with the whole events and applies them with the same
-//! rules (so holders, certificates and links are the registry's, sequence
-//! number for sequence number), and keeps its operators, consents, billing
-//! and audit log beside them. Operators call it over mutual TLS; its
+//! registry's feed with the writes each event made and applies them as they
+//! are ([`crate::replica`]; holders, certificates and links are the
+//! registry's, sequence number for sequence number, and no rule runs here),
+//! and keeps its operators, consents, billing and audit log beside them. Operators call it over mutual TLS; its
 //! internal endpoint serves InfoAdmin and gRPC health.
 
 use std::net::SocketAddr;

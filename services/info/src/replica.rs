@@ -1,13 +1,14 @@
 //! The info role's replica of the registry's state, when it runs as its own
-//! process: it follows the registry's feed with the whole events and applies
-//! them with the same rules, sequence number for sequence number (a
-//! divergence stops it), beside its own operators, consents and audit log.
+//! process: it follows the registry's feed with the writes each event made
+//! and applies them as they are, sequence number for sequence number, never
+//! running the rules (so a replica of another version cannot diverge),
+//! beside its own operators, consents and audit log.
 
 use std::sync::Arc;
 
-use shikko_core::Event;
+use shikko_core::{ChangeRecord, Effect};
 use shikko_follow::{Binding, FollowError, ReplicaSink};
-use shikko_store::{IngestMode, Outcome, Store};
+use shikko_store::Store;
 
 /// A replica store as the follower's sink.
 #[derive(Debug)]
@@ -37,30 +38,10 @@ impl ReplicaSink for Replica {
         self.store.last_seq()
     }
 
-    fn apply(&self, events: Vec<(u64, Event)>) -> Result<u64, FollowError> {
-        let expected: Vec<u64> = events.iter().map(|(s, _)| *s).collect();
-        let events: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
-        let outcomes = self
-            .store
-            .ingest(&events, IngestMode::PerEvent)
-            .map_err(FollowError::sink)?;
-        for (want, got) in expected.iter().zip(&outcomes) {
-            match got {
-                Outcome::Applied { seq } if seq == want => {}
-                // Never for an event the registry applied: the replica has diverged.
-                other => {
-                    return Err(FollowError::Sink(format!(
-                        "the replica diverged from the registry at seq {want}: {}",
-                        match other {
-                            Outcome::Rejected(r) => format!("rejected here ({})", r.rule()),
-                            Outcome::Applied { seq } => format!("applied here as {seq}"),
-                            Outcome::Duplicate { seq } => format!("a duplicate of {seq} here"),
-                            Outcome::Aborted => "aborted here".into(),
-                        }
-                    )));
-                }
-            }
-        }
-        Ok(self.store.last_seq())
+    fn apply(&self, records: Vec<(ChangeRecord, Vec<Effect>)>) -> Result<u64, FollowError> {
+        self.store.apply_replicated(&records).map_err(|e| match e {
+            shikko_store::Error::Gap { applied, got } => FollowError::Gap { applied, got },
+            other => FollowError::sink(other),
+        })
     }
 }

@@ -66,12 +66,17 @@ impl FeedCursor {
                 // The head before the read: the records read reach at least it.
                 let head_seq = store.last_seq();
                 let records = store.changes_since(next, max)?;
-                let mut events = Vec::new();
+                let mut writes = Vec::new();
                 if content == Content::Replication {
                     for r in &records {
-                        events.push(store.event(r.seq)?.ok_or(shikko_store::Error::Corrupt {
-                            cf: "events",
-                            why: format!("no event for feed record {}", r.seq),
+                        // Stores kept no writes before they were needed:
+                        // such a record cannot be replicated without the rules.
+                        writes.push(store.writes(r.seq)?.ok_or(shikko_store::Error::Corrupt {
+                            cf: "writes",
+                            why: format!(
+                                "record {} was written before the registry kept its writes: make the replica from a newer history",
+                                r.seq
+                            ),
                         })?);
                     }
                 }
@@ -85,7 +90,7 @@ impl FeedCursor {
                     head_seq,
                     municipalities,
                     records,
-                    events,
+                    writes,
                 })
             })
             .await

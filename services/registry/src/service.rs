@@ -295,7 +295,7 @@ impl RegistryApi for RegistryService {
                 req.from_seq
             )));
         }
-        let content = if req.with_events {
+        let content = if req.with_writes {
             Content::Replication
         } else {
             Content::Status
@@ -429,10 +429,10 @@ async fn follow_task(
 fn batch_to_pb(batch: FeedBatch) -> std::result::Result<pb::ChangeBatch, Status> {
     let mut records: Vec<pb::ChangeRecord> =
         batch.records.iter().map(pb::ChangeRecord::from).collect();
-    for (r, event) in records.iter_mut().zip(&batch.events) {
-        r.event_json = serde_json::to_vec(event).map_err(|e| {
+    for (r, writes) in records.iter_mut().zip(&batch.writes) {
+        r.writes = rmp_serde::to_vec_named(writes).map_err(|_| {
             Status::from(Error::Internal(format!(
-                "cannot encode event {}: {e}",
+                "cannot encode the writes of record {}",
                 r.seq
             )))
         })?;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shikko_core::{
-    CertKind, ChangeRecord, DateOfBirth, Event, EventBody, EventId, FourInfo, HolderId,
+    CertKind, ChangeRecord, DateOfBirth, Effect, Event, EventBody, EventId, FourInfo, HolderId,
     Municipality, NewCert, PartitionId, RevocationReason, Serial, Sex, UnixTime,
 };
 use shikko_follow::{
@@ -38,17 +38,15 @@ impl StatusSink for Kept {
     }
 }
 
-/// A replica sink that keeps the events.
-#[derive(Default)]
-struct Events(Mutex<Vec<(u64, Event)>>);
+/// A replica sink over a real store, as the info role's.
+struct StoreReplica(Store);
 
-impl ReplicaSink for Events {
+impl ReplicaSink for StoreReplica {
     fn position(&self) -> u64 {
-        self.0.lock().unwrap().last().map_or(0, |e| e.0)
+        self.0.last_seq()
     }
-    fn apply(&self, events: Vec<(u64, Event)>) -> Result<u64, FollowError> {
-        self.0.lock().unwrap().extend(events);
-        Ok(self.position())
+    fn apply(&self, records: Vec<(ChangeRecord, Vec<Effect>)>) -> Result<u64, FollowError> {
+        self.0.apply_replicated(&records).map_err(FollowError::sink)
     }
 }
 
@@ -288,9 +286,9 @@ async fn a_follower_bound_to_another_history_applies_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_follower_gets_the_events_in_order() {
+async fn a_replica_applies_the_registrys_writes_and_holds_its_state() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = registry(dir.path());
+    let registry = registry(&dir.path().join("registry"));
     let events = vec![
         signing_issue(1, 131_016),
         revoke(1),
@@ -301,22 +299,42 @@ async fn a_replica_follower_gets_the_events_in_order() {
         .await
         .unwrap();
     let readiness = Readiness::new();
-    let sink = Arc::new(Events::default());
+    let replica = Arc::new(StoreReplica(
+        Store::open(&dir.path().join("replica")).unwrap(),
+    ));
     let follower = Follower::new(
         LocalFeed::new(registry.clone()),
         Binding::in_memory(),
         readiness.clone(),
         FollowerMetrics::new(&prometheus::Registry::new(), "info").unwrap(),
     );
-    tokio::spawn(follower.run_replica(sink.clone(), std::future::pending()));
+    tokio::spawn(follower.run_replica(replica.clone(), std::future::pending()));
     tokio::time::timeout(Duration::from_secs(10), readiness.wait_current())
         .await
         .unwrap();
-    let got = sink.0.lock().unwrap().clone();
-    assert_eq!(got.iter().map(|e| e.0).collect::<Vec<_>>(), vec![1, 2, 3]);
+    let (theirs, ours) = (registry.store(), &replica.0);
+    assert_eq!(ours.last_seq(), 3);
     assert_eq!(
-        got.into_iter().map(|e| e.1).collect::<Vec<_>>(),
-        events,
-        "the events as the registry accepted them"
+        ours.changes_since(1, 100).unwrap(),
+        theirs.changes_since(1, 100).unwrap()
     );
+    for n in [1u32, 2] {
+        let holder = HolderId::new(format!("H{n:08}")).unwrap();
+        assert_eq!(
+            ours.holder(&holder).unwrap(),
+            theirs.holder(&holder).unwrap()
+        );
+        assert!(ours.holder(&holder).unwrap().is_some());
+        let serial = Serial::from_u128(u128::from(n) + 1).unwrap();
+        assert_eq!(
+            ours.cert(CertKind::CardSigning, &serial).unwrap(),
+            theirs.cert(CertKind::CardSigning, &serial).unwrap()
+        );
+    }
+    assert_eq!(
+        ours.municipalities().unwrap(),
+        theirs.municipalities().unwrap()
+    );
+    // The replica holds no events: it never ran the rules.
+    assert!(ours.event(1).unwrap().is_none());
 }

@@ -154,33 +154,42 @@ async fn change_feed_resumes_from_a_sequence_number() {
     assert_eq!(seqs, vec![4, 5, 6, 7]);
     let revoked = &batch.records[2];
     assert_eq!(revoked.event_type, "revoke");
-    assert!(revoked.event_json.is_empty(), "events only on request");
+    assert!(revoked.writes.is_empty(), "writes only on request");
     assert_eq!(revoked.changes[0].status, pb::Status::Revoked as i32);
     assert_eq!(revoked.changes[0].reason, 1);
 
-    // A replica asks for the whole events: each record carries its event as accepted.
+    // A replica asks for the writes: each record carries what its event wrote.
     let mut replica = c
         .follow(pb::FollowRequest {
             from_seq: 6,
             max_batch: 0,
-            with_events: true,
+            with_writes: true,
         })
         .await
         .unwrap()
         .into_inner();
     let batch = replica.message().await.unwrap().unwrap();
-    let events: Vec<shikko_core::Event> = batch
+    let writes: Vec<Vec<shikko_core::Effect>> = batch
         .records
         .iter()
-        .map(|r| serde_json::from_slice(&r.event_json).unwrap())
+        .map(|r| rmp_serde::from_slice(&r.writes).unwrap())
         .collect();
-    assert_eq!(events.len(), 2);
-    assert_eq!(events[0].id.as_str(), "r1");
-    assert!(matches!(
-        events[0].body,
-        shikko_core::EventBody::Revoke { .. }
-    ));
-    assert_eq!(events[1].id.as_str(), "i6");
+    assert_eq!(writes.len(), 2);
+    assert_eq!(batch.records[0].event_id, "r1");
+    assert!(
+        writes[0].iter().any(|w| matches!(
+            w,
+            shikko_core::Effect::PutCert(c) if c.status.is_listed()
+        )),
+        "the revocation's writes hold the revoked certificate: {:?}",
+        writes[0]
+    );
+    assert_eq!(batch.records[1].event_id, "i6");
+    assert!(
+        writes[1]
+            .iter()
+            .any(|w| matches!(w, shikko_core::Effect::PutHolder(_)))
+    );
     drop(replica);
 
     // Caught up, the stream waits and delivers new events as they are accepted.

@@ -1,7 +1,7 @@
 //! Reading the change feed ([`ChangeRecord`]s, defined in the core) and the
 //! events behind it.
 
-use shikko_core::{ChangeRecord, Event};
+use shikko_core::{ChangeRecord, Effect, Event};
 
 use crate::{Result, Store, cf, keys};
 
@@ -19,6 +19,15 @@ impl Store {
             out.push(keys::decode(&v, cf::FEED)?);
         }
         Ok(out)
+    }
+
+    /// The writes the event with sequence number `seq` made (`None` for
+    /// events accepted before the store kept them).
+    pub fn writes(&self, seq: u64) -> Result<Option<Vec<Effect>>> {
+        self.db
+            .get_cf(self.cf(cf::WRITES), seq.to_be_bytes())?
+            .map(|v| keys::decode(&v, cf::WRITES))
+            .transpose()
     }
 
     /// The event accepted with sequence number `seq`, as received.

@@ -44,7 +44,7 @@ pub enum Outcome {
 }
 
 /// The store's state plus the writes of the batch so far.
-struct BatchView<'s> {
+pub(crate) struct BatchView<'s> {
     store: &'s Store,
     certs: HashMap<(CertKind, Serial), CertRecord>,
     holders: HashMap<HolderId, HolderRecord>,
@@ -56,7 +56,18 @@ struct BatchView<'s> {
     municipalities: std::collections::HashSet<u32>,
 }
 
-impl BatchView<'_> {
+impl<'s> BatchView<'s> {
+    /// A view of `store` with no writes yet.
+    pub(crate) fn new(store: &'s Store) -> BatchView<'s> {
+        BatchView {
+            store,
+            certs: HashMap::new(),
+            holders: HashMap::new(),
+            listed_on_disk: RefCell::new(HashMap::new()),
+            municipalities: std::collections::HashSet::new(),
+        }
+    }
+
     /// Whether the certificate is on the revoked index now (in this batch or on disk).
     fn is_listed(&self, kind: CertKind, serial: &Serial) -> bool {
         match self.certs.get(&(kind, *serial)) {
@@ -113,13 +124,7 @@ impl Store {
             .write_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut view = BatchView {
-            store: self,
-            certs: HashMap::new(),
-            holders: HashMap::new(),
-            listed_on_disk: RefCell::new(HashMap::new()),
-            municipalities: std::collections::HashSet::new(),
-        };
+        let mut view = BatchView::new(self);
         let mut batch = WriteBatch::default();
         let mut seq = self.last_seq();
         let mut seen: HashMap<&EventId, (u64, [u8; 32])> = HashMap::new();
@@ -152,6 +157,11 @@ impl Store {
                 Err(ApplyError::View(e)) => return Err(e),
             };
             seq += 1;
+            batch.put_cf(
+                self.cf(cf::WRITES),
+                seq.to_be_bytes(),
+                keys::encode(&effects, cf::WRITES)?,
+            );
             let (changes, municipalities) = self.write_effects(&mut batch, &mut view, effects)?;
             let record = ChangeRecord {
                 seq,
@@ -212,7 +222,7 @@ impl Store {
         Ok(Some((seq, fp)))
     }
 
-    fn write_effects(
+    pub(crate) fn write_effects(
         &self,
         batch: &mut WriteBatch,
         view: &mut BatchView<'_>,

@@ -28,6 +28,7 @@ mod ingest;
 mod keys;
 mod mirror;
 mod query;
+mod replica;
 mod snapshot;
 
 use std::path::{Path, PathBuf};
@@ -136,8 +137,11 @@ pub(crate) mod cf {
     pub(crate) const META: &str = "meta";
     /// Reserved for the 4-information service: operators, consents, audit log.
     pub(crate) const INFO: &str = "info";
+    /// `seq (u64 BE)` -> the writes the event made (`Vec<Effect>`, with 4
+    /// information): what a replica applies instead of re-running the rules.
+    pub(crate) const WRITES: &str = "writes";
 
-    pub(crate) const ALL: [&str; 11] = [
+    pub(crate) const ALL: [&str; 12] = [
         EVENTS,
         FEED,
         EVENT_IDS,
@@ -149,6 +153,7 @@ pub(crate) mod cf {
         MUNICIPALITIES,
         META,
         INFO,
+        WRITES,
     ];
 }
 

@@ -111,7 +111,7 @@ impl Store {
         Ok(self.db.write_opt(batch, &w)?)
     }
 
-    fn holds_events(&self) -> Result<bool> {
+    pub(crate) fn holds_events(&self) -> Result<bool> {
         let mut it = self.db.raw_iterator_cf(self.cf(cf::EVENTS));
         it.seek_to_first();
         let any = it.valid();

@@ -606,3 +606,78 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_replica_applying_the_registrys_writes_holds_its_state_without_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Store::open(&dir.path().join("registry")).unwrap();
+    let replica = Store::open(&dir.path().join("replica")).unwrap();
+    let events = vec![
+        issue("a", 1, CertKind::CardSigning, 11),
+        issue("b", 2, CertKind::CardAuth, 12),
+        ev(
+            "r",
+            3_000,
+            EventBody::Revoke {
+                kind: CertKind::CardSigning,
+                serial: Serial::from_u128(11).unwrap(),
+                reason: RevocationReason::KeyCompromise,
+                invalidity_date: None,
+            },
+        ),
+    ];
+    registry.ingest(&events, IngestMode::PerEvent).unwrap();
+    let records: Vec<(ChangeRecord, Vec<Effect>)> = registry
+        .changes_since(1, 100)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let w = registry.writes(r.seq).unwrap().expect("writes kept");
+            (r, w)
+        })
+        .collect();
+    assert_eq!(records.len(), 3);
+
+    // Out of order: refused, nothing written.
+    let err = replica.apply_replicated(&records[1..]).unwrap_err();
+    assert!(
+        matches!(err, shikko_store::Error::Gap { applied: 0, got: 2 }),
+        "{err}"
+    );
+    // Writes that do not make the record's status changes: refused.
+    let mut forged = records[..1].to_vec();
+    forged[0].1.retain(|w| !matches!(w, Effect::PutCert(_)));
+    assert!(replica.apply_replicated(&forged).is_err());
+    assert_eq!(replica.last_seq(), 0);
+
+    assert_eq!(replica.apply_replicated(&records[..2]).unwrap(), 2);
+    assert_eq!(replica.apply_replicated(&records[2..]).unwrap(), 3);
+    for (kind, serial) in [(CertKind::CardSigning, 11), (CertKind::CardAuth, 12)] {
+        let s = Serial::from_u128(serial).unwrap();
+        assert_eq!(
+            replica.cert(kind, &s).unwrap(),
+            registry.cert(kind, &s).unwrap()
+        );
+    }
+    for h in [1, 2] {
+        assert_eq!(
+            replica.holder(&holder(h)).unwrap(),
+            registry.holder(&holder(h)).unwrap()
+        );
+    }
+    assert_eq!(revoked_of(&replica), revoked_of(&registry));
+    assert_eq!(
+        replica.changes_since(1, 100).unwrap(),
+        registry.changes_since(1, 100).unwrap()
+    );
+    assert!(
+        replica.event(1).unwrap().is_none(),
+        "a replica holds no events"
+    );
+
+    // A registry's own store is not a replica.
+    assert!(matches!(
+        registry.apply_replicated(&records[..1]),
+        Err(shikko_store::Error::NotAMirror)
+    ));
+}

@@ -1,0 +1,71 @@
+//! Replica mode: a copy of the registry's state (holders, certificates,
+//! links, certificate DER, municipalities, revoked index, change feed) made
+//! by applying the writes the registry recorded for each event, never by
+//! running the rules again: a replica of another version cannot diverge.
+
+use rocksdb::{WriteBatch, WriteOptions};
+use shikko_core::{ChangeRecord, Effect};
+
+use crate::ingest::BatchView;
+use crate::{Error, META_LAST_SEQ, Result, Store, cf, keys};
+
+impl Store {
+    /// Applies records followed from a registry with the writes their events
+    /// made, in order from `last_seq() + 1`, in one synced write. Refuses a
+    /// gap or a repeat ([`Error::Gap`]), a record whose writes do not make
+    /// its status changes (the registry's record and writes disagree), and a
+    /// registry's own store ([`Error::NotAMirror`]). Returns the new `last_seq`.
+    pub fn apply_replicated(&self, records: &[(ChangeRecord, Vec<Effect>)]) -> Result<u64> {
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.holds_events()? {
+            return Err(Error::NotAMirror);
+        }
+        let mut seq = self.last_seq();
+        let mut batch = WriteBatch::default();
+        let mut view = BatchView::new(self);
+        for (record, writes) in records {
+            if record.seq != seq + 1 {
+                return Err(Error::Gap {
+                    applied: seq,
+                    got: record.seq,
+                });
+            }
+            let (changes, _) = self.write_effects(&mut batch, &mut view, writes.clone())?;
+            if changes != record.changes {
+                return Err(Error::Corrupt {
+                    cf: cf::WRITES,
+                    why: format!(
+                        "the writes of record {} do not make its status changes",
+                        record.seq
+                    ),
+                });
+            }
+            // Municipalities are recorded by the writes; the record keeps
+            // naming them for this replica's own followers.
+            batch.put_cf(
+                self.cf(cf::FEED),
+                record.seq.to_be_bytes(),
+                keys::encode(record, cf::FEED)?,
+            );
+            batch.put_cf(
+                self.cf(cf::WRITES),
+                record.seq.to_be_bytes(),
+                keys::encode(writes, cf::WRITES)?,
+            );
+            seq = record.seq;
+        }
+        if seq == self.last_seq() {
+            return Ok(seq);
+        }
+        batch.put_cf(self.cf(cf::META), META_LAST_SEQ, seq.to_be_bytes());
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.write_opt(batch, &w)?;
+        self.last_seq
+            .store(seq, std::sync::atomic::Ordering::SeqCst);
+        Ok(seq)
+    }
+}
