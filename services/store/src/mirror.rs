@@ -64,6 +64,12 @@ impl Store {
             );
             seq = record.seq;
         }
+        self.commit_followed(batch, seq)
+    }
+
+    /// Writes a follower's batch (synced) with its new `last_seq`, unless
+    /// it advanced nothing; returns the new `last_seq`.
+    pub(crate) fn commit_followed(&self, mut batch: WriteBatch, seq: u64) -> Result<u64> {
         if seq == self.last_seq() {
             return Ok(seq);
         }

@@ -3,11 +3,11 @@
 //! by applying the writes the registry recorded for each event, never by
 //! running the rules again: a replica of another version cannot diverge.
 
-use rocksdb::{WriteBatch, WriteOptions};
+use rocksdb::WriteBatch;
 use shikko_core::{ChangeRecord, Effect};
 
 use crate::ingest::BatchView;
-use crate::{Error, META_LAST_SEQ, Result, Store, cf, keys};
+use crate::{Error, Result, Store, cf, keys};
 
 impl Store {
     /// Applies records followed from a registry with the writes their events
@@ -57,15 +57,6 @@ impl Store {
             );
             seq = record.seq;
         }
-        if seq == self.last_seq() {
-            return Ok(seq);
-        }
-        batch.put_cf(self.cf(cf::META), META_LAST_SEQ, seq.to_be_bytes());
-        let mut w = WriteOptions::default();
-        w.set_sync(true);
-        self.db.write_opt(batch, &w)?;
-        self.last_seq
-            .store(seq, std::sync::atomic::Ordering::SeqCst);
-        Ok(seq)
+        self.commit_followed(batch, seq)
     }
 }
