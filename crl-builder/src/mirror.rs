@@ -3,20 +3,18 @@
 //! deltas), never its events or 4 information. Builds read it exactly as they
 //! read the registry's own store.
 
-use std::sync::Arc;
-
 use shikko_follow::{Binding, FollowError, StatusBatch, StatusSink};
-use shikko_store::Store;
+use shikko_store::MirrorStore;
 
 /// A mirror store as the follower's sink.
 #[derive(Debug)]
 pub struct MirrorSink {
-    store: Arc<Store>,
+    store: MirrorStore,
 }
 
 impl MirrorSink {
     /// The sink over `store` (a mirror: it never holds events of its own).
-    pub fn new(store: Arc<Store>) -> MirrorSink {
+    pub fn new(store: MirrorStore) -> MirrorSink {
         MirrorSink { store }
     }
 
@@ -26,7 +24,7 @@ impl MirrorSink {
         let bound = self.store.mirror_of().map_err(FollowError::sink)?;
         let store = self.store.clone();
         Ok(Binding::persistent(bound, move |id| {
-            store.bind_mirror(id).map_err(FollowError::sink)
+            store.bind(id).map_err(FollowError::sink)
         }))
     }
 }

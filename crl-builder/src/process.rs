@@ -17,7 +17,7 @@ use shikko_runtime::{
     Context, GrpcRoutes, RoleConfig, RoleResult, RoleServer, Shutdown, ShutdownConfig,
     TelemetryConfig, bind,
 };
-use shikko_store::Store;
+use shikko_store::{MirrorStore, Store};
 
 use crate::grpc::CrlService;
 use crate::http::CacheLimits;
@@ -163,11 +163,9 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let mirror_path = data.join("crl-mirror");
     std::fs::create_dir_all(&mirror_path)
         .with_context(|| format!("creating {}", mirror_path.display()))?;
-    let store = Arc::new(
-        Store::open(&mirror_path)
-            .with_context(|| format!("opening the mirror store {}", mirror_path.display()))?,
-    );
-    let mut builder = builder(store.clone(), &cas, data, c.public_url.clone())?;
+    let store = MirrorStore::open(&mirror_path)
+        .with_context(|| format!("opening the mirror store {}", mirror_path.display()))?;
+    let mut builder = builder(store.shared(), &cas, data, c.public_url.clone())?;
     builder.config_mut().full_validity = Duration::from_secs(c.full_next_update_secs);
     builder.config_mut().delta_validity = Duration::from_secs(c.delta_next_update_secs);
     let metrics = shikko_runtime::process_metrics()?;
@@ -176,7 +174,7 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let readiness = Readiness::new();
     let role =
         CrlRole::new(builder, metrics.registry(), readiness.clone()).context("the crl role")?;
-    let sink = MirrorSink::new(store.clone());
+    let sink = MirrorSink::new(store);
     let follower = Follower::new(
         GrpcSource::new(c.registry.clone()),
         sink.binding().context("the mirror's registry binding")?,

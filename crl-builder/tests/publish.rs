@@ -418,7 +418,7 @@ fn readers_during_rebuilds_get_a_whole_crl() {
         )
         .unwrap(),
     ];
-    let builder = shikko_crl::Builder::new(f.store.clone(), issuers, cfg);
+    let builder = shikko_crl::Builder::new(f.store.shared(), issuers, cfg);
     builder
         .build_full(&[CertKind::CardAuth], &shikko_crl::NoProgress)
         .unwrap();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use shikko_core::*;
 use shikko_crl::{Builder, CrlConfig, CrlIssuer, CrlName, read_summary};
 use shikko_pki::{KeyAlgorithm, Signer, SoftwareSigner, ca_certificate, crl_dp_name_for, to_pem};
-use shikko_store::{IngestMode, Outcome, Store};
+use shikko_store::{IngestMode, Outcome, RegistryStore};
 
 pub const HOLDERS: u32 = 40;
 /// Holder whose certificates expired long ago (their entries must not be listed).
@@ -19,7 +19,7 @@ pub const EXPIRED_HOLDER: u32 = 39;
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
-    pub store: Arc<Store>,
+    pub store: RegistryStore,
     pub alg: KeyAlgorithm,
     pub cas: BTreeMap<CertKind, (Arc<SoftwareSigner>, Vec<u8>)>,
     /// What each issuer's CRL must list: serial -> (reason, invalidity date, partition).
@@ -53,7 +53,7 @@ fn holder_muni(h: u32) -> Municipality {
 impl Fixture {
     pub fn new(alg: KeyAlgorithm) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let store = RegistryStore::open(&dir.path().join("db")).unwrap();
         let mut cas = BTreeMap::new();
         for (i, kind) in CertKind::ALL.into_iter().enumerate() {
             let key = Arc::new(SoftwareSigner::generate(alg).unwrap());
@@ -101,7 +101,7 @@ impl Fixture {
                 CrlIssuer::new(*k, key.clone() as Arc<dyn Signer>, cert).unwrap()
             })
             .collect();
-        Builder::new(self.store.clone(), issuers, self.config())
+        Builder::new(self.store.shared(), issuers, self.config())
     }
 
     pub fn ingest(&mut self, body: EventBody, time: i64) {

@@ -71,7 +71,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     let store = open_store(&opts.data_dir)?;
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
     let registry = Arc::new(Registry::new(store.clone(), metrics.registry())?);
-    let info = crate::info_role::service(store.clone(), &authority.cas, metrics.registry())?;
+    let info = crate::info_role::service(store.shared(), &authority.cas, metrics.registry())?;
 
     let samples = opts.data_dir.join("samples");
     if store.last_seq() > 0 && samples.join("README.txt").exists() {
@@ -104,7 +104,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         shikko_pki::write_file_atomic(&samples.join("README.txt"), readme.as_bytes(), 0o644)?;
     }
     let builder = crate::crl::builder(
-        store.clone(),
+        store.shared(),
         &authority.cas,
         &opts.data_dir,
         Some(format!("http://{}", opts.http)),

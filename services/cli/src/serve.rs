@@ -10,14 +10,13 @@ use anyhow::{Context, Result};
 use shikko_registry::Registry;
 use shikko_runtime::telemetry::Metrics;
 use shikko_runtime::{GrpcRoutes, RoleServer, Shutdown};
-use shikko_store::Store;
+use shikko_store::RegistryStore;
 use tokio::net::TcpListener;
 
-/// Opens the store of a data directory (`DATA_DIR/db`).
-pub(crate) fn open_store(data_dir: &Path) -> Result<Arc<Store>> {
-    Ok(Arc::new(Store::open_data_dir(data_dir).with_context(
-        || format!("opening the store of {}", data_dir.display()),
-    )?))
+/// Opens the registry's store of a data directory (`DATA_DIR/db`).
+pub(crate) fn open_store(data_dir: &Path) -> Result<RegistryStore> {
+    RegistryStore::open_data_dir(data_dir)
+        .with_context(|| format!("opening the store of {}", data_dir.display()))
 }
 
 /// Binds a TCP listener with a message that names the address.
@@ -43,7 +42,7 @@ pub(crate) async fn serve_registry(
     if let Some(info) = &cfg.info {
         let signing = shikko_info::process::read_signing_cas(&info.signing_cas)?;
         let svc = Arc::new(shikko_info::InfoService::new(
-            store.clone(),
+            store.shared(),
             &signing,
             shikko_info::InfoMetrics::new(metrics.registry())?,
         )?);

@@ -33,7 +33,7 @@ use shikko_pki::{
 };
 use shikko_population::synthetic::SplitMix64;
 use shikko_proto::v1 as pb;
-use shikko_store::{IngestMode, Store};
+use shikko_store::{IngestMode, RegistryStore, Store};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 const YEAR: i64 = 365 * 86_400;
@@ -129,7 +129,7 @@ async fn setup(dir: &Path, holders: u64) {
         &op_key.to_pkcs8_der().unwrap(),
     );
 
-    let store = Arc::new(Store::open(&dir.join("db")).unwrap());
+    let store = RegistryStore::open(&dir.join("db")).unwrap();
     let issuer = Issuer::from_certificate(&ca_key, &ca_der).unwrap();
     let holder_key = SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap();
     let m = shikko_population::synthetic::municipalities()[0].clone();
@@ -185,7 +185,7 @@ async fn setup(dir: &Path, holders: u64) {
 
     let svc = Arc::new(
         InfoService::new(
-            store.clone(),
+            store.shared(),
             std::slice::from_ref(&ca_der),
             InfoMetrics::new(&prometheus::Registry::new()).unwrap(),
         )
@@ -261,11 +261,11 @@ fn read(dir: &Path, name: &str) -> Vec<u8> {
 }
 
 async fn serve(dir: &Path, addr: SocketAddr) {
-    let store = Arc::new(Store::open(&dir.join("db")).unwrap());
+    let store = RegistryStore::open(&dir.join("db")).unwrap();
     let ca = shikko_pki::certificate_der(&read(dir, "sign-ca.pem")).unwrap();
     let svc = Arc::new(
         InfoService::new(
-            store,
+            store.shared(),
             &[ca],
             InfoMetrics::new(&prometheus::Registry::new()).unwrap(),
         )

@@ -19,7 +19,7 @@ use shikko_runtime::{
     Context, GrpcRoutes, RoleConfig, RoleResult, RoleServer, Shutdown, ShutdownConfig,
     TelemetryConfig, bind,
 };
-use shikko_store::Store;
+use shikko_store::ReplicaStore;
 
 use crate::InfoService;
 use crate::replica::Replica;
@@ -114,10 +114,8 @@ impl RoleConfig for InfoRoleConfig {
 
 /// Runs the info role until `shutdown`, then drains.
 pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
-    let store = Arc::new(
-        Store::open_data_dir(&cfg.info.data_dir)
-            .with_context(|| format!("opening the store of {}", cfg.info.data_dir.display()))?,
-    );
+    let store = ReplicaStore::open_data_dir(&cfg.info.data_dir)
+        .with_context(|| format!("opening the store of {}", cfg.info.data_dir.display()))?;
     let metrics = shikko_runtime::process_metrics()?;
     let signing = read_signing_cas(&cfg.info.signing_cas)?;
     // Not ready until the replica has caught up with the registry, nor while
@@ -125,14 +123,14 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let readiness = Readiness::new();
     let svc = Arc::new(
         InfoService::new(
-            store.clone(),
+            store.shared(),
             &signing,
             crate::InfoMetrics::new(metrics.registry()).context("metrics")?,
         )
         .context("the 4-information service")?
         .with_readiness(readiness.clone()),
     );
-    let replica = Replica::new(store.clone());
+    let replica = Replica::new(store);
     let follower = Follower::new(
         GrpcSource::new(cfg.info.registry.clone()),
         replica

@@ -4,21 +4,19 @@
 //! running the rules (so a replica of another version cannot diverge),
 //! beside its own operators, consents and audit log.
 
-use std::sync::Arc;
-
 use shikko_core::{ChangeRecord, Effect};
 use shikko_follow::{Binding, FollowError, ReplicaSink};
-use shikko_store::Store;
+use shikko_store::ReplicaStore;
 
 /// A replica store as the follower's sink.
 #[derive(Debug)]
 pub struct Replica {
-    store: Arc<Store>,
+    store: ReplicaStore,
 }
 
 impl Replica {
     /// The replica over `store`.
-    pub fn new(store: Arc<Store>) -> Replica {
+    pub fn new(store: ReplicaStore) -> Replica {
         Replica { store }
     }
 
@@ -28,7 +26,7 @@ impl Replica {
         let bound = self.store.mirror_of().map_err(FollowError::sink)?;
         let store = self.store.clone();
         Ok(Binding::persistent(bound, move |id| {
-            store.bind_mirror(id).map_err(FollowError::sink)
+            store.bind(id).map_err(FollowError::sink)
         }))
     }
 }

@@ -102,7 +102,7 @@ async fn seeds_flow_over_mutual_tls() {
     // A full CRL before the move, so that the move shows in a delta.
     let crl_dir = w.dir.path().join("crl");
     let builder = Builder::new(
-        w.store.clone(),
+        w.store.shared(),
         vec![CrlIssuer::new(CertKind::CardSigning, w.sign_ca_key.clone(), &w.sign_ca_der).unwrap()],
         CrlConfig::new(&crl_dir),
     );

@@ -12,7 +12,7 @@
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
 //! use std::sync::Arc;
-//! let store = Arc::new(shikko_store::Store::open("data/db".as_ref())?);
+//! let store = shikko_store::RegistryStore::open("data/db".as_ref())?;
 //! let registry = Arc::new(shikko_registry::Registry::new(store, &prometheus::Registry::new())?);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:50051").await?;
 //! shikko_registry::serve(registry, listener, std::future::pending()).await?;

@@ -9,7 +9,7 @@ use futures::Stream;
 use shikko_core::Event;
 use shikko_proto::v1 as pb;
 use shikko_proto::v1::registry_server::{Registry as RegistryApi, RegistryServer};
-use shikko_store::{IngestMode, Outcome, Store};
+use shikko_store::{IngestMode, Outcome, RegistryStore};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -33,7 +33,7 @@ const MAX_BULK_REJECTIONS: usize = 1_000;
 
 /// The registry: the store, the head of the change feed, and metrics.
 pub struct Registry {
-    store: Arc<Store>,
+    store: RegistryStore,
     head: Arc<watch::Sender<u64>>,
     closing: watch::Sender<bool>,
     metrics: RegistryMetrics,
@@ -49,7 +49,7 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// A registry over an open store; its metrics go into `metrics`.
-    pub fn new(store: Arc<Store>, metrics: &prometheus::Registry) -> Result<Registry> {
+    pub fn new(store: RegistryStore, metrics: &prometheus::Registry) -> Result<Registry> {
         let metrics = RegistryMetrics::register(metrics)?;
         let last = store.last_seq();
         metrics
@@ -64,7 +64,7 @@ impl Registry {
     }
 
     /// The store.
-    pub fn store(&self) -> &Arc<Store> {
+    pub fn store(&self) -> &RegistryStore {
         &self.store
     }
 

@@ -15,7 +15,7 @@ use shikko_follow::{
     ReplicaSink, StatusBatch, StatusSink,
 };
 use shikko_registry::{LocalFeed, Registry};
-use shikko_store::{IngestMode, Store};
+use shikko_store::{IngestMode, RegistryStore, ReplicaStore};
 use tokio::sync::oneshot;
 
 /// A sink that keeps what it is given.
@@ -39,7 +39,7 @@ impl StatusSink for Kept {
 }
 
 /// A replica sink over a real store, as the info role's.
-struct StoreReplica(Store);
+struct StoreReplica(ReplicaStore);
 
 impl ReplicaSink for StoreReplica {
     fn position(&self) -> u64 {
@@ -92,7 +92,7 @@ fn revoke(n: u32) -> Event {
 }
 
 fn registry(dir: &std::path::Path) -> Arc<Registry> {
-    let store = Arc::new(Store::open(dir).unwrap());
+    let store = RegistryStore::open(dir).unwrap();
     Arc::new(Registry::new(store, &prometheus::Registry::new()).unwrap())
 }
 
@@ -300,7 +300,7 @@ async fn a_replica_applies_the_registrys_writes_and_holds_its_state() {
         .unwrap();
     let readiness = Readiness::new();
     let replica = Arc::new(StoreReplica(
-        Store::open(&dir.path().join("replica")).unwrap(),
+        ReplicaStore::open(&dir.path().join("replica")).unwrap(),
     ));
     let follower = Follower::new(
         LocalFeed::new(registry.clone()),

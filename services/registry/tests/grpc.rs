@@ -20,7 +20,7 @@ struct Server {
 }
 
 async fn start(dir: &std::path::Path) -> Server {
-    let store = Arc::new(Store::open(dir).unwrap());
+    let store = shikko_store::RegistryStore::open(dir).unwrap();
     let registry = Arc::new(Registry::new(store, &prometheus::Registry::new()).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

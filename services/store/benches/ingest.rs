@@ -1,4 +1,4 @@
-//! Ingest throughput of [`Store::ingest`] on batches of 1,000 events, each batch
+//! Ingest throughput of [`RegistryStore::ingest`] on batches of 1,000 events, each batch
 //! one `WriteBatch` synced to the write-ahead log (as `ingest` always does), on a
 //! real RocksDB in a temp dir. Beside it, in the same run, raw RocksDB writing a
 //! synced `WriteBatch` of about the same shape: the floor the rules and the
@@ -28,7 +28,7 @@ use shikko_core::{
     CertKind, DateOfBirth, Event, EventBody, EventId, FourInfo, HolderId, Municipality, NewCert,
     PartitionId, RevocationReason, Serial, Sex, UnixTime,
 };
-use shikko_store::{IngestMode, Outcome, Store};
+use shikko_store::{IngestMode, Outcome, RegistryStore};
 
 /// Events per ingest call: the batch size the goal is stated for.
 const BATCH: usize = 1_000;
@@ -173,9 +173,9 @@ fn temp_dir() -> tempfile::TempDir {
     .expect("temp dir")
 }
 
-fn open_store() -> (tempfile::TempDir, Store) {
+fn open_store() -> (tempfile::TempDir, RegistryStore) {
     let dir = temp_dir();
-    let store = Store::open(dir.path()).expect("open store");
+    let store = RegistryStore::open(dir.path()).expect("open store");
     (dir, store)
 }
 
@@ -189,14 +189,18 @@ fn assert_applied(outcomes: &[Outcome]) {
 }
 
 /// Ingests `events` untimed, in large batches.
-fn prepopulate(store: &Store, events: Vec<Event>) {
+fn prepopulate(store: &RegistryStore, events: Vec<Event>) {
     for chunk in events.chunks(PREPOP_BATCH) {
         assert_applied(&store.ingest(chunk, IngestMode::PerEvent).expect("ingest"));
     }
 }
 
-/// Times only `Store::ingest`; `make` builds each batch outside the clock.
-fn time_batches(store: &Store, iters: u64, mut make: impl FnMut() -> Vec<Event>) -> Duration {
+/// Times only `RegistryStore::ingest`; `make` builds each batch outside the clock.
+fn time_batches(
+    store: &RegistryStore,
+    iters: u64,
+    mut make: impl FnMut() -> Vec<Event>,
+) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let batch = make();
@@ -251,7 +255,11 @@ fn issue(c: &mut Criterion) {
 
 /// Issues a card signing and a card user-authentication certificate to `holders`
 /// new holders (untimed); returns them with their serials.
-fn issue_card_pairs(store: &Store, g: &mut Gen, holders: usize) -> Vec<(HolderId, Serial, Serial)> {
+fn issue_card_pairs(
+    store: &RegistryStore,
+    g: &mut Gen,
+    holders: usize,
+) -> Vec<(HolderId, Serial, Serial)> {
     let mut events = Vec::with_capacity(2 * holders);
     let mut out = Vec::with_capacity(holders);
     for _ in 0..holders {

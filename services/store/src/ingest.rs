@@ -114,12 +114,8 @@ fn fingerprint(encoded_event: &[u8]) -> [u8; 32] {
 }
 
 impl Store {
-    /// Ingests a batch: each event through the rules, in order, each seeing the
-    /// ones before it. Accepted events are written in one atomic `WriteBatch`,
-    /// synced to the write-ahead log before this returns. Returns one outcome per event.
-    ///
-    /// Errors only on a storage failure, in which case nothing of the batch is written.
-    pub fn ingest(&self, events: &[Event], mode: IngestMode) -> Result<Vec<Outcome>> {
+    /// [`crate::RegistryStore::ingest`].
+    pub(crate) fn ingest_events(&self, events: &[Event], mode: IngestMode) -> Result<Vec<Outcome>> {
         let _writer = self
             .write_lock
             .lock()

@@ -9,12 +9,18 @@
 //! follower or a role. Roles that must not compile RocksDB (OCSP) must not
 //! depend on it.
 //!
+//! Three handles write, one reads: [`RegistryStore`] ingests events,
+//! [`MirrorStore`] applies the change feed (the CRL role's copy),
+//! [`ReplicaStore`] applies the registry's writes (the info role's copy);
+//! each derefs to [`Store`], the read side, and a store opens only as the
+//! kind it was made for ([`Error::WrongKind`]).
+//!
 //! Every accepted batch is one atomic `WriteBatch`, synced to the write-ahead
-//! log before [`Store::ingest`] returns: what it acknowledges survives a crash.
+//! log before [`RegistryStore::ingest`] returns: what it acknowledges survives a crash.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), shikko_store::Error> {
-//! let store = shikko_store::Store::open(std::path::Path::new("/tmp/shikko-db"))?;
+//! let store = shikko_store::RegistryStore::open(std::path::Path::new("/tmp/shikko-db"))?;
 //! println!("last sequence number: {}", store.last_seq());
 //! # Ok(()) }
 //! ```
@@ -23,6 +29,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod feed;
+mod handle;
 mod info;
 mod ingest;
 mod keys;
@@ -39,6 +46,7 @@ use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteOptions,
 };
 
+pub use handle::{MirrorStore, RegistryStore, ReplicaStore, StoreKind};
 pub use ingest::{IngestMode, Outcome};
 pub use snapshot::{RevokedBatch, Snapshot};
 
@@ -66,10 +74,25 @@ pub enum Error {
         /// The sequence number received.
         got: u64,
     },
-    /// Change records offered to a registry's own store (one that holds
-    /// events): only a mirror applies another store's records.
-    #[error("this is a registry's own store, not a mirror")]
-    NotAMirror,
+    /// A store opened for another purpose than the one it was made for
+    /// (a mirror's directory opened as a registry, or the other way round).
+    #[error("{path}: this is a {found} store, not a {expected} store")]
+    WrongKind {
+        /// The store's directory.
+        path: PathBuf,
+        /// What it was opened as.
+        expected: StoreKind,
+        /// What it was made as.
+        found: StoreKind,
+    },
+    /// A mirror or replica bound to one registry history offered another's.
+    #[error("this store follows registry {bound}, not {offered}")]
+    Foreign {
+        /// The history it was made from.
+        bound: String,
+        /// The history offered.
+        offered: String,
+    },
     /// A meta key that the store keeps for itself.
     #[error("meta key {0:?} is reserved by the store")]
     ReservedKey(String),
@@ -164,8 +187,13 @@ const META_LAST_SEQ: &[u8] = b"last_seq";
 const META_STORE_ID: &[u8] = b"store_id";
 /// In a mirror: the identity of the registry store it follows.
 const META_MIRROR_OF: &[u8] = b"mirror_of";
+/// What the store is for ([`StoreKind`]), once opened for a purpose.
+const META_KIND: &[u8] = b"store_kind";
 
-/// The registry's store. One writer at a time (ingest is serialized); reads are concurrent.
+/// The read side of a store, shared by every role: snapshots, queries, the
+/// change feed, meta values and the info family. Writing the registry's
+/// state takes one of the typed handles ([`RegistryStore`], [`MirrorStore`],
+/// [`ReplicaStore`]). One writer at a time; reads are concurrent.
 pub struct Store {
     db: DB,
     path: PathBuf,
@@ -200,7 +228,8 @@ fn cf_options(cache: &Cache, point_lookups: bool) -> Options {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `path`.
+    /// Opens (creating if needed) the store at `path` for reading, whatever
+    /// it was made for (a checkpoint, an offline CRL build).
     pub fn open(path: &Path) -> Result<Store> {
         let cache = Cache::new_lru_cache(256 << 20);
         let mut opts = Options::default();
@@ -233,14 +262,61 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens (creating if needed) the store of a data directory, `DATA_DIR/db`.
+    /// Opens (creating if needed) the store of a data directory, `DATA_DIR/db`, for reading.
     pub fn open_data_dir(data_dir: &Path) -> Result<Store> {
+        Store::open(&Store::data_dir_db(data_dir)?)
+    }
+
+    fn data_dir_db(data_dir: &Path) -> Result<PathBuf> {
         let path = data_dir.join("db");
         std::fs::create_dir_all(&path).map_err(|source| Error::Io {
             path: path.clone(),
             source,
         })?;
-        Store::open(&path)
+        Ok(path)
+    }
+
+    pub(crate) fn open_data_dir_as(data_dir: &Path, kind: StoreKind) -> Result<Store> {
+        Store::open_as(&Store::data_dir_db(data_dir)?, kind)
+    }
+
+    /// Opens the store at `path` as `kind`: a store made for another purpose
+    /// is refused; one made before kinds were recorded is recognised by its
+    /// contents (events: a registry) and then marked.
+    pub(crate) fn open_as(path: &Path, kind: StoreKind) -> Result<Store> {
+        let store = Store::open(path)?;
+        let recorded = store
+            .meta(META_KIND)?
+            .map(|v| {
+                StoreKind::parse(&v).ok_or_else(|| Error::Corrupt {
+                    cf: cf::META,
+                    why: format!("unknown store kind {:?}", String::from_utf8_lossy(&v)),
+                })
+            })
+            .transpose()?;
+        let found = match recorded {
+            Some(k) => k,
+            None if store.holds_events()? => StoreKind::Registry,
+            None if store.mirror_of()?.is_some() && kind == StoreKind::Registry => {
+                StoreKind::Mirror
+            }
+            None => kind,
+        };
+        if recorded.is_none() && found == kind {
+            let mut w = WriteOptions::default();
+            w.set_sync(true);
+            store
+                .db
+                .put_cf_opt(store.cf(cf::META), META_KIND, kind.as_str(), &w)?;
+        }
+        if found != kind {
+            return Err(Error::WrongKind {
+                path: path.to_path_buf(),
+                expected: kind,
+                found,
+            });
+        }
+        Ok(store)
     }
 
     fn ensure_store_id(&self) -> Result<()> {
@@ -313,7 +389,15 @@ impl Store {
 
     /// Writes a named small value of the `meta` family, synced.
     pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        if [META_VERSION, META_LAST_SEQ, META_STORE_ID, META_MIRROR_OF].contains(&key) {
+        if [
+            META_VERSION,
+            META_LAST_SEQ,
+            META_STORE_ID,
+            META_MIRROR_OF,
+            META_KIND,
+        ]
+        .contains(&key)
+        {
             return Err(Error::ReservedKey(
                 String::from_utf8_lossy(key).into_owned(),
             ));

@@ -1,4 +1,4 @@
-//! Mirror mode: a local copy of the parts of a registry's store that the CRL
+//! Mirror writes ([`crate::MirrorStore`]): a local copy of the parts of a registry's store that the CRL
 //! (and later OCSP) roles read, kept by following the registry's change feed.
 //!
 //! A mirror holds the revoked index, the change feed (for delta CRLs), the
@@ -14,22 +14,13 @@ use crate::{Error, META_LAST_SEQ, META_MIRROR_OF, Result, Store, cf, keys};
 use shikko_core::ChangeRecord;
 
 impl Store {
-    /// Applies change records followed from a registry, in order from
-    /// `last_seq() + 1`, in one synced write: the municipalities they made
-    /// known are recorded, the revoked index follows each certificate's new
-    /// status, the records join the local feed, and `last_seq` advances.
-    /// Refuses a gap or a repeat ([`Error::Gap`]: the follower resumes
-    /// from `last_seq() + 1`), and a registry's own store ([`Error::NotAMirror`]: one that
-    /// holds events). Returns the new `last_seq`.
-    pub fn apply_changes(&self, records: &[ChangeRecord]) -> Result<u64> {
+    /// [`crate::MirrorStore::apply_changes`].
+    pub(crate) fn apply_change_records(&self, records: &[ChangeRecord]) -> Result<u64> {
         let _guard = self
             .write_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut seq = self.last_seq();
-        if self.holds_events()? {
-            return Err(Error::NotAMirror);
-        }
         let mut batch = WriteBatch::default();
         for record in records {
             if record.seq != seq + 1 {
@@ -91,10 +82,21 @@ impl Store {
     }
 
     /// Records (synced) the registry store this mirror or replica follows,
-    /// before anything of its history is applied. The comparison with the
-    /// registry's id on every batch is the follower's (`shikko-follow`'s
-    /// `Binding`); this only keeps the binding across restarts.
-    pub fn bind_mirror(&self, source_id: &str) -> Result<()> {
+    /// before anything of its history is applied; refuses another once bound.
+    /// The comparison with the registry's id on every batch is the
+    /// follower's (`shikko-follow`'s `Binding`); this keeps the binding
+    /// across restarts.
+    pub(crate) fn bind_to(&self, source_id: &str) -> Result<()> {
+        match self.mirror_of()? {
+            Some(bound) if bound == source_id => return Ok(()),
+            Some(bound) => {
+                return Err(Error::Foreign {
+                    bound,
+                    offered: source_id.to_string(),
+                });
+            }
+            None => {}
+        }
         let mut w = WriteOptions::default();
         w.set_sync(true);
         Ok(self
@@ -103,7 +105,7 @@ impl Store {
     }
 
     /// Records the registry's municipalities (CRL partitions) in a mirror.
-    pub fn put_municipalities(&self, municipalities: &[Municipality]) -> Result<()> {
+    pub(crate) fn put_municipalities(&self, municipalities: &[Municipality]) -> Result<()> {
         let mut batch = WriteBatch::default();
         for m in municipalities {
             batch.put_cf(

@@ -1,4 +1,4 @@
-//! Replica mode: a copy of the registry's state (holders, certificates,
+//! Replica writes ([`crate::ReplicaStore`]): a copy of the registry's state (holders, certificates,
 //! links, certificate DER, municipalities, revoked index, change feed) made
 //! by applying the writes the registry recorded for each event, never by
 //! running the rules again: a replica of another version cannot diverge.
@@ -10,19 +10,15 @@ use crate::ingest::BatchView;
 use crate::{Error, Result, Store, cf, keys};
 
 impl Store {
-    /// Applies records followed from a registry with the writes their events
-    /// made, in order from `last_seq() + 1`, in one synced write. Refuses a
-    /// gap or a repeat ([`Error::Gap`]), a record whose writes do not make
-    /// its status changes (the registry's record and writes disagree), and a
-    /// registry's own store ([`Error::NotAMirror`]). Returns the new `last_seq`.
-    pub fn apply_replicated(&self, records: &[(ChangeRecord, Vec<Effect>)]) -> Result<u64> {
+    /// [`crate::ReplicaStore::apply_replicated`].
+    pub(crate) fn apply_replicated_records(
+        &self,
+        records: &[(ChangeRecord, Vec<Effect>)],
+    ) -> Result<u64> {
         let _guard = self
             .write_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.holds_events()? {
-            return Err(Error::NotAMirror);
-        }
         let mut seq = self.last_seq();
         let mut batch = WriteBatch::default();
         let mut view = BatchView::new(self);

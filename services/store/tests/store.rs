@@ -4,7 +4,9 @@
 
 use proptest::prelude::*;
 use shikko_core::*;
-use shikko_store::{IngestMode, Outcome, Store};
+use shikko_store::{
+    IngestMode, MirrorStore, Outcome, RegistryStore, ReplicaStore, Store, StoreKind,
+};
 
 fn holder(i: u32) -> HolderId {
     HolderId::new(format!("H{i}")).unwrap()
@@ -71,9 +73,9 @@ fn revoke(id: &str, kind: CertKind, serial: u128, reason: RevocationReason) -> E
     )
 }
 
-fn open() -> (tempfile::TempDir, Store) {
+fn open() -> (tempfile::TempDir, RegistryStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = RegistryStore::open(dir.path()).unwrap();
     (dir, store)
 }
 
@@ -392,7 +394,8 @@ fn revoked_of(store: &Store) -> Vec<(CertKind, Serial, CertStatus)> {
 #[test]
 fn a_mirror_fed_from_the_change_feed_has_the_registrys_revoked_index() {
     let (_a, registry) = open();
-    let (_b, mirror) = open();
+    let mirror_dir = tempfile::tempdir().unwrap();
+    let mirror = MirrorStore::open(mirror_dir.path()).unwrap();
     let mut events = Vec::new();
     for h in 0..12u32 {
         events.push(issue(
@@ -471,16 +474,16 @@ fn a_mirror_fed_from_the_change_feed_has_the_registrys_revoked_index() {
     let snap = mirror.snapshot().unwrap();
     assert_eq!(snap.seq(), registry.last_seq());
 
-    // A registry's own store is not a mirror.
-    let err = registry.apply_changes(&all[..1]).unwrap_err();
-    assert!(matches!(err, shikko_store::Error::NotAMirror), "{err}");
-
-    // A mirror is bound to the history it follows.
+    // A mirror is bound to the history it follows, and to no other.
     let id = registry.store_id().unwrap();
     assert_eq!(id.len(), 32);
     assert_ne!(id, mirror.store_id().unwrap());
     assert_eq!(mirror.mirror_of().unwrap(), None);
-    mirror.bind_mirror(&id).unwrap();
+    mirror.bind(&id).unwrap();
+    mirror.bind(&id).unwrap();
+    assert_eq!(mirror.mirror_of().unwrap(), Some(id.clone()));
+    let err = mirror.bind(&"0".repeat(32)).unwrap_err();
+    assert!(matches!(err, shikko_store::Error::Foreign { .. }), "{err}");
     assert_eq!(mirror.mirror_of().unwrap(), Some(id.clone()));
 
     mirror.put_municipalities(&[muni(131_016)]).unwrap();
@@ -491,7 +494,7 @@ fn a_mirror_fed_from_the_change_feed_has_the_registrys_revoked_index() {
 fn state_and_feed_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path()).unwrap();
+        let store = RegistryStore::open(dir.path()).unwrap();
         store
             .ingest(
                 &[
@@ -502,7 +505,7 @@ fn state_and_feed_survive_reopen() {
             )
             .unwrap();
     }
-    let store = Store::open(dir.path()).unwrap();
+    let store = RegistryStore::open(dir.path()).unwrap();
     assert_eq!(store.last_seq(), 2);
     let out = store
         .ingest(
@@ -610,8 +613,8 @@ proptest! {
 #[test]
 fn a_replica_applying_the_registrys_writes_holds_its_state_without_the_rules() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Store::open(&dir.path().join("registry")).unwrap();
-    let replica = Store::open(&dir.path().join("replica")).unwrap();
+    let registry = RegistryStore::open(&dir.path().join("registry")).unwrap();
+    let replica = ReplicaStore::open(&dir.path().join("replica")).unwrap();
     let events = vec![
         issue("a", 1, CertKind::CardSigning, 11),
         issue("b", 2, CertKind::CardAuth, 12),
@@ -674,10 +677,76 @@ fn a_replica_applying_the_registrys_writes_holds_its_state_without_the_rules() {
         replica.event(1).unwrap().is_none(),
         "a replica holds no events"
     );
+}
 
-    // A registry's own store is not a replica.
+#[test]
+fn a_store_opens_only_as_what_it_was_made_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reg, mir, rep) = (
+        dir.path().join("registry"),
+        dir.path().join("mirror"),
+        dir.path().join("replica"),
+    );
+    RegistryStore::open(&reg)
+        .unwrap()
+        .ingest(
+            &[issue("a", 1, CertKind::CardAuth, 5)],
+            IngestMode::PerEvent,
+        )
+        .unwrap();
+    MirrorStore::open(&mir).unwrap();
+    ReplicaStore::open(&rep).unwrap();
+    let refused = |r: shikko_store::Result<()>, expected, found| match r {
+        Err(shikko_store::Error::WrongKind {
+            expected: e,
+            found: f,
+            ..
+        }) => assert_eq!((e, f), (expected, found)),
+        other => panic!("expected a wrong-kind refusal, got {other:?}"),
+    };
+    refused(
+        MirrorStore::open(&reg).map(drop),
+        StoreKind::Mirror,
+        StoreKind::Registry,
+    );
+    refused(
+        ReplicaStore::open(&reg).map(drop),
+        StoreKind::Replica,
+        StoreKind::Registry,
+    );
+    refused(
+        RegistryStore::open(&mir).map(drop),
+        StoreKind::Registry,
+        StoreKind::Mirror,
+    );
+    refused(
+        ReplicaStore::open(&mir).map(drop),
+        StoreKind::Replica,
+        StoreKind::Mirror,
+    );
+    refused(
+        RegistryStore::open(&rep).map(drop),
+        StoreKind::Registry,
+        StoreKind::Replica,
+    );
+    // Reopening as what it is works, and any store opens for reading.
+    assert_eq!(RegistryStore::open(&reg).unwrap().last_seq(), 1);
+    assert_eq!(Store::open(&mir).unwrap().last_seq(), 0);
+    let err = MirrorStore::open(&reg).unwrap_err().to_string();
+    assert!(err.contains("registry store, not a mirror store"), "{err}");
+}
+
+#[test]
+fn a_store_opened_only_for_reading_takes_the_kind_it_is_first_opened_as() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    Store::open(&plain).unwrap();
+    MirrorStore::open(&plain).unwrap();
     assert!(matches!(
-        registry.apply_replicated(&records[..1]),
-        Err(shikko_store::Error::NotAMirror)
+        RegistryStore::open(&plain),
+        Err(shikko_store::Error::WrongKind {
+            found: StoreKind::Mirror,
+            ..
+        })
     ));
 }

@@ -19,7 +19,7 @@ use shikko_pki::{
     to_pem,
 };
 use shikko_proto::v1 as pb;
-use shikko_store::{IngestMode, Outcome, Store};
+use shikko_store::{IngestMode, Outcome, RegistryStore};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 pub const YEAR: i64 = 365 * 86_400;
@@ -39,7 +39,7 @@ pub struct Holder {
 
 pub struct World {
     pub dir: tempfile::TempDir,
-    pub store: Arc<Store>,
+    pub store: RegistryStore,
     pub svc: Arc<InfoService>,
     pub sign_ca_key: Arc<SoftwareSigner>,
     pub sign_ca_der: Vec<u8>,
@@ -102,11 +102,11 @@ impl World {
             UnixTime(now.0 + 2 * YEAR),
         )
         .unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let store = RegistryStore::open(&dir.path().join("db")).unwrap();
         let registry = prometheus::Registry::new();
         let svc = Arc::new(
             InfoService::new(
-                store.clone(),
+                store.shared(),
                 std::slice::from_ref(&sign_ca_der),
                 InfoMetrics::new(&registry).unwrap(),
             )

@@ -1,0 +1,156 @@
+//! The three things a store can be, as three types: a [`RegistryStore`]
+//! ingests events, a [`MirrorStore`] applies the change feed (the CRL role's
+//! copy), a [`ReplicaStore`] applies the registry's writes (the info role's
+//! copy). Each derefs to [`Store`], the read side every role shares
+//! (snapshots, queries, the feed, the info family), and hands out an
+//! `Arc<Store>` for readers that outlive it ([`RegistryStore::shared`]).
+//!
+//! What a store is for is recorded the first time it is opened for a
+//! purpose and checked once at every later open ([`Error::WrongKind`]): a
+//! mirror directory opened as a registry, or the other way round, fails
+//! before anything is written, and no write path asks at run time which
+//! kind it is.
+
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::Arc;
+
+use shikko_core::{ChangeRecord, Effect, Event, Municipality};
+
+use crate::{IngestMode, Outcome, Result, Store};
+
+/// What a store is for, recorded in it when it is first opened for a purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The registry's own store: events in, the change feed out.
+    Registry,
+    /// A CRL role's copy: the revoked index, the feed, the municipalities.
+    Mirror,
+    /// An info role's copy: the registry's state, applied from its writes.
+    Replica,
+}
+
+impl StoreKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Registry => "registry",
+            StoreKind::Mirror => "mirror",
+            StoreKind::Replica => "replica",
+        }
+    }
+
+    pub(crate) fn parse(s: &[u8]) -> Option<StoreKind> {
+        match s {
+            b"registry" => Some(StoreKind::Registry),
+            b"mirror" => Some(StoreKind::Mirror),
+            b"replica" => Some(StoreKind::Replica),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+macro_rules! handle {
+    ($name:ident, $kind:expr) => {
+        impl $name {
+            /// Opens (creating if needed) the store at `path`; fails with
+            /// [`Error::WrongKind`] if it was made for another purpose.
+            pub fn open(path: &Path) -> Result<$name> {
+                Ok($name(Arc::new(Store::open_as(path, $kind)?)))
+            }
+
+            /// Opens (creating if needed) the store of a data directory, `DATA_DIR/db`.
+            pub fn open_data_dir(data_dir: &Path) -> Result<$name> {
+                Ok($name(Arc::new(Store::open_data_dir_as(data_dir, $kind)?)))
+            }
+
+            /// The read side, for readers that outlive this handle (builders,
+            /// services, snapshots).
+            pub fn shared(&self) -> Arc<Store> {
+                Arc::clone(&self.0)
+            }
+        }
+
+        impl Deref for $name {
+            type Target = Store;
+            fn deref(&self) -> &Store {
+                &self.0
+            }
+        }
+    };
+}
+
+/// The registry's own store: the only handle that ingests events.
+#[derive(Clone, Debug)]
+pub struct RegistryStore(Arc<Store>);
+handle!(RegistryStore, StoreKind::Registry);
+
+impl RegistryStore {
+    /// Ingests a batch: each event through the rules, in order, each seeing the
+    /// ones before it. Accepted events are written in one atomic `WriteBatch`,
+    /// synced to the write-ahead log before this returns. Returns one outcome per event.
+    ///
+    /// Errors only on a storage failure, in which case nothing of the batch is written.
+    pub fn ingest(&self, events: &[Event], mode: IngestMode) -> Result<Vec<Outcome>> {
+        self.0.ingest_events(events, mode)
+    }
+}
+
+/// A CRL role's copy of the registry's revoked index and change feed: the
+/// only handle that applies change records.
+#[derive(Clone, Debug)]
+pub struct MirrorStore(Arc<Store>);
+handle!(MirrorStore, StoreKind::Mirror);
+
+impl MirrorStore {
+    /// Applies change records followed from a registry, in order from
+    /// `last_seq() + 1`, in one synced write: the municipalities they made
+    /// known are recorded, the revoked index follows each certificate's new
+    /// status, the records join the local feed, and `last_seq` advances.
+    /// Refuses a gap or a repeat ([`Error::Gap`]: the follower resumes from
+    /// `last_seq() + 1`). Returns the new `last_seq`.
+    pub fn apply_changes(&self, records: &[ChangeRecord]) -> Result<u64> {
+        self.0.apply_change_records(records)
+    }
+
+    /// Records the registry's municipalities (CRL partitions).
+    pub fn put_municipalities(&self, municipalities: &[Municipality]) -> Result<()> {
+        self.0.put_municipalities(municipalities)
+    }
+
+    /// Binds this mirror to the registry history `source_id` (see
+    /// [`Store::mirror_of`]); refuses another history once bound
+    /// ([`Error::Foreign`]).
+    pub fn bind(&self, source_id: &str) -> Result<()> {
+        self.0.bind_to(source_id)
+    }
+}
+
+/// An info role's copy of the registry's state: the only handle that
+/// applies the registry's writes.
+#[derive(Clone, Debug)]
+pub struct ReplicaStore(Arc<Store>);
+handle!(ReplicaStore, StoreKind::Replica);
+
+impl ReplicaStore {
+    /// Applies records followed from a registry with the writes their events
+    /// made, in order from `last_seq() + 1`, in one synced write. Refuses a
+    /// gap or a repeat ([`Error::Gap`]) and a record whose writes do not make
+    /// its status changes ([`Error::Corrupt`]: the registry's record and
+    /// writes disagree). Returns the new `last_seq`.
+    pub fn apply_replicated(&self, records: &[(ChangeRecord, Vec<Effect>)]) -> Result<u64> {
+        self.0.apply_replicated_records(records)
+    }
+
+    /// Binds this replica to the registry history `source_id` (see
+    /// [`Store::mirror_of`]); refuses another history once bound
+    /// ([`Error::Foreign`]).
+    pub fn bind(&self, source_id: &str) -> Result<()> {
+        self.0.bind_to(source_id)
+    }
+}
