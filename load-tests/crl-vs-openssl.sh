@@ -23,8 +23,8 @@ TIME=/usr/bin/time
 [[ $ENTRIES =~ ^[0-9]+$ && $ENTRIES -gt 0 ]] || { echo "ENTRIES must be a positive integer" >&2; exit 2; }
 [[ -x $TIME ]] || { echo "$TIME is required (apt-get install time)" >&2; exit 2; }
 
-echo "== building crl_scale (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-(cd "$ROOT" && cargo build --release -p shikko-crl --features fixtures --example crl_scale)
+echo "== building crl_scale (release, with every bench example: one unit graph, one RocksDB build; CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+(cd "$ROOT" && cargo build --release --workspace --examples --features shikko-crl/fixtures)
 BIN=$CARGO_TARGET_DIR/release/examples/crl_scale
 
 echo "== fill: $ENTRIES entries in $DIR ($ALG)"

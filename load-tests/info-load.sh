@@ -30,8 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building info_bench (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-(cd "$ROOT" && cargo build --release -p shikko-info --example info_bench)
+echo "== building info_bench (release, with every bench example: one unit graph, one RocksDB build; CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+(cd "$ROOT" && cargo build --release --workspace --examples --features shikko-crl/fixtures)
 BIN=$CARGO_TARGET_DIR/release/examples/info_bench
 PIN_SERVER=()
 [[ -n ${SERVER_CPUS:-} ]] && PIN_SERVER=(taskset -c "$SERVER_CPUS")

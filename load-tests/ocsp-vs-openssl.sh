@@ -43,8 +43,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building ocsp_bench (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-(cd "$ROOT" && cargo build --release -p shikko-ocsp --example ocsp_bench)
+echo "== building ocsp_bench (release, with every bench example: one unit graph, one RocksDB build; CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+(cd "$ROOT" && cargo build --release --workspace --examples --features shikko-crl/fixtures)
 BIN=$CARGO_TARGET_DIR/release/examples/ocsp_bench
 
 "$BIN" setup --dir "$DIR" --alg "$ALG" --certs "$CERTS"
