@@ -2,15 +2,15 @@
 //! four roles as separate processes on loopback (`shikko serve registry`,
 //! `ocsp`, `crl`, `info`), configured here, stopped on drop.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use shikko_core::{CertKind, HolderState, Serial};
-use shikko_pki::{SoftwareSigner, to_pem};
 use shikko_population::synthetic::Population;
 use shikko_store::Store;
+use shikko_testkit::process::RoleProcess;
+use shikko_testkit::roles::{InfoTls, Loopback};
 
 /// The seed `shikko seed` uses by default.
 const SEED: u64 = 2026;
@@ -28,7 +28,7 @@ pub(crate) struct Seeded {
 /// The running platform.
 pub(crate) struct Platform {
     pub(crate) dir: PathBuf,
-    children: Vec<Child>,
+    children: Vec<RoleProcess>,
     pub(crate) registry: String,
     pub(crate) ocsp_http: String,
     pub(crate) crl_http: String,
@@ -39,10 +39,8 @@ pub(crate) struct Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        // Each role process is killed when dropped.
+        self.children.clear();
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -62,32 +60,6 @@ fn run(shikko: &Path, args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Starts `shikko serve ROLE --config CFG` and reads its "listening" line.
-fn spawn(shikko: &Path, role: &str, cfg: &Path) -> Result<(Child, String)> {
-    let mut child = Command::new(shikko)
-        .args(["serve", role, "--config"])
-        .arg(cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting the {role} role"))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    if line.is_empty() {
-        bail!("the {role} role exited before listening");
-    }
-    Ok((child, line))
-}
-
-/// `name=VALUE` of a listening line.
-fn field(line: &str, name: &str) -> Result<String> {
-    let prefix = format!("{name}=");
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(prefix.as_str()))
-        .map(str::to_string)
-        .with_context(|| format!("no {name}= in {line:?}"))
 }
 
 /// Seeds `holders` holders (the first `certificates` with real certificates)
@@ -142,12 +114,6 @@ pub(crate) fn seed(shikko: &Path, dir: &Path, holders: u64, certificates: u64) -
     Ok(Seeded { auth_good, signers })
 }
 
-fn pem_file(dir: &Path, name: &str, label: &str, der: &[u8]) -> Result<PathBuf> {
-    let p = dir.join(name);
-    std::fs::write(&p, to_pem(label, der)?)?;
-    Ok(p)
-}
-
 impl Platform {
     /// Starts the four roles over the seeded directory `dir`.
     pub(crate) fn start(shikko: &Path, dir: &Path, keep: bool) -> Result<Platform> {
@@ -161,82 +127,34 @@ impl Platform {
             info_admin: String::new(),
             keep,
         };
-        let tel = "[telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"error\"\n";
-        let cfg = dir.join("registry.toml");
-        std::fs::write(
-            &cfg,
-            format!("[registry]\ndata_dir = {dir:?}\ngrpc_listen = \"127.0.0.1:0\"\n{tel}"),
-        )?;
-        let (c, line) = spawn(shikko, "registry", &cfg)?;
-        p.children.push(c);
-        p.registry = format!("http://{}", field(&line, "grpc")?);
+        let configs = Loopback::new(dir).log_filter("error");
+        let start = |role: &str, cfg: PathBuf| -> Result<RoleProcess> {
+            RoleProcess::spawn(shikko, role, &cfg, Stdio::inherit())
+                .with_context(|| format!("starting the {role} role"))
+        };
+        let field = |r: &RoleProcess, name: &str| {
+            r.try_field(name)
+                .with_context(|| format!("no {name}= in {:?}", r.line))
+        };
 
-        let cfg = dir.join("ocsp.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[ocsp]\ndata_dir = {dir:?}\nregistry = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n{tel}",
-                p.registry
-            ),
-        )?;
-        let (c, line) = spawn(shikko, "ocsp", &cfg)?;
-        p.children.push(c);
-        p.ocsp_http = field(&line, "http")?;
+        let r = start("registry", configs.registry(dir)?)?;
+        p.registry = format!("http://{}", field(&r, "grpc")?);
+        p.children.push(r);
 
-        let cfg = dir.join("crl.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[crl]\ndata_dir = {dir:?}\nregistry = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\
-                 full_every_secs = 86400\ndelta_every_secs = 60\n{tel}",
-                p.registry
-            ),
-        )?;
-        let (c, line) = spawn(shikko, "crl", &cfg)?;
-        p.children.push(c);
-        p.crl_http = field(&line, "http")?;
+        let r = start("ocsp", configs.ocsp(dir, &p.registry, "")?)?;
+        p.ocsp_http = field(&r, "http")?;
+        p.children.push(r);
+
+        let r = start("crl", configs.crl(dir, &p.registry, 60)?)?;
+        p.crl_http = field(&r, "http")?;
+        p.children.push(r);
 
         // The info role: TLS material in PEM from the seeded authority.
-        let tls = dir.join("tls");
-        std::fs::create_dir_all(&tls)?;
-        let cert = |n: &str| std::fs::read(dir.join("certs").join(format!("{n}.der")));
-        let server_key = SoftwareSigner::load(&dir.join("keys/server.key"))?;
-        let op_key = SoftwareSigner::load(&dir.join("keys/operator.key"))?;
-        let server = pem_file(&tls, "server.pem", "CERTIFICATE", &cert("server")?)?;
-        let server_key = pem_file(
-            &tls,
-            "server-key.pem",
-            "PRIVATE KEY",
-            &server_key.to_pkcs8_der()?,
-        )?;
-        let op_ca = pem_file(
-            &tls,
-            "operator-ca.pem",
-            "CERTIFICATE",
-            &cert("operator-ca")?,
-        )?;
-        pem_file(&tls, "operator.pem", "CERTIFICATE", &cert("operator")?)?;
-        pem_file(
-            &tls,
-            "operator-key.pem",
-            "PRIVATE KEY",
-            &op_key.to_pkcs8_der()?,
-        )?;
-        let sign_ca = pem_file(&tls, "sign-ca.pem", "CERTIFICATE", &cert("sign-ca")?)?;
-        let cfg = dir.join("info.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[info]\ndata_dir = {:?}\nregistry = {:?}\ngrpc_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-                 tls_cert = {server:?}\ntls_key = {server_key:?}\nclient_ca = {op_ca:?}\nsigning_cas = [{sign_ca:?}]\n{tel}",
-                dir.join("info"),
-                p.registry
-            ),
-        )?;
-        let (c, line) = spawn(shikko, "info", &cfg)?;
-        p.children.push(c);
-        p.info_mtls = format!("https://{}", field(&line, "info")?);
-        p.info_admin = format!("http://{}", field(&line, "grpc")?);
+        let tls = InfoTls::from_data_dir(dir, &dir.join("tls"))?;
+        let r = start("info", configs.info(&dir.join("info"), &p.registry, &tls)?)?;
+        p.info_mtls = format!("https://{}", field(&r, "info")?);
+        p.info_admin = format!("http://{}", field(&r, "grpc")?);
+        p.children.push(r);
         Ok(p)
     }
 

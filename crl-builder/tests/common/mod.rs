@@ -293,20 +293,21 @@ pub fn venv_python() -> PathBuf {
 pub fn check_externally(f: &Fixture, kind: CertKind, crl: &Path, expect: &Expect<'_>) {
     let (ca_pem, ca_der) = f.ca_files(kind);
     // openssl: exit status 0 even on failure; the message is what counts.
-    let out = Command::new("openssl")
-        .args(["crl", "-inform", "DER", "-noout", "-in"])
-        .arg(crl)
-        .arg("-CAfile")
-        .arg(&ca_pem)
-        .output()
-        .expect("openssl runs");
-    let msg = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, msg) = shikko_testkit::openssl_status(
+        [
+            "crl",
+            "-inform",
+            "DER",
+            "-noout",
+            "-in",
+            crl.to_str().unwrap(),
+            "-CAfile",
+            ca_pem.to_str().unwrap(),
+        ],
+        Path::new("."),
     );
     assert!(
-        msg.contains("verify OK") && !msg.contains("failure") && out.status.success(),
+        msg.contains("verify OK") && !msg.contains("failure") && ok,
         "openssl crl -verify on {}: {msg}",
         crl.display()
     );

@@ -5,22 +5,27 @@
 
 use shikko_testkit::process as common;
 
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Command;
 
 use common::{example_event_serial, http_get, run, setup_demo_dir, shikko, start_demo};
 
 /// `openssl crl -verify` of a DER CRL; returns (verified, CRL number).
 fn openssl_crl(crl: &Path, ca: &Path) -> (bool, u64) {
-    let out = Command::new("openssl")
-        .args(["crl", "-inform", "DER", "-noout", "-crlnumber", "-in"])
-        .arg(crl)
-        .arg("-CAfile")
-        .arg(ca)
-        .output()
-        .expect("openssl runs");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = shikko_testkit::openssl(
+        [
+            OsStr::new("crl"),
+            OsStr::new("-inform"),
+            OsStr::new("DER"),
+            OsStr::new("-noout"),
+            OsStr::new("-crlnumber"),
+            OsStr::new("-in"),
+            crl.as_os_str(),
+            OsStr::new("-CAfile"),
+            ca.as_os_str(),
+        ],
+        Path::new("."),
+    );
     let number = text
         .lines()
         .find_map(|l| l.strip_prefix("crlNumber=0x"))
@@ -186,17 +191,8 @@ fn the_demo_serves_its_crls_and_builds_on_demand() {
 
     // OCSP on the same port: the samples answer as their names say.
     let samples = data.join("samples");
-    let ocsp = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .arg("ocsp")
-            .args(args)
-            .arg("-url")
-            .arg(format!("http://{http}/ocsp"))
-            .current_dir(&samples)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-    };
+    let url = format!("http://{http}/ocsp");
+    let ocsp = |args: &[&str]| shikko_testkit::openssl_ocsp(&samples, &url, args);
     let mut cases = vec![
         ("sign", "good", ": good"),
         ("sign", "revoked", ": revoked"),

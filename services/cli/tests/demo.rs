@@ -4,7 +4,6 @@
 use shikko_testkit::process as common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
 use common::run;
 
@@ -103,24 +102,32 @@ fn check_demo_dir(alg: &str, holders: &str) {
         let file = url.rsplit('/').next().unwrap();
         let crl = data.join("crl/sign").join(file);
         let pem = dir.path().join(format!("{file}.pem"));
-        let conv = Command::new("openssl")
-            .args(["crl", "-inform", "DER", "-in"])
-            .arg(&crl)
-            .arg("-out")
-            .arg(&pem)
-            .output()
-            .unwrap();
-        assert!(conv.status.success(), "{}", crl.display());
-        let out = Command::new("openssl")
-            .args(["verify", "-crl_check", "-CRLfile"])
-            .arg(&pem)
-            .arg("-CAfile")
-            .arg(samples.join("sign-ca.pem"))
-            .arg(samples.join(format!("sign-{state}.pem")))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
+        let (ok, msg) = shikko_testkit::openssl_status(
+            [
+                "crl",
+                "-inform",
+                "DER",
+                "-in",
+                crl.to_str().unwrap(),
+                "-out",
+                pem.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert!(ok, "{}: {msg}", crl.display());
+        let cert = format!("sign-{state}.pem");
+        let text = shikko_testkit::openssl(
+            [
+                "verify",
+                "-crl_check",
+                "-CRLfile",
+                pem.to_str().unwrap(),
+                "-CAfile",
+                "sign-ca.pem",
+                &cert,
+            ],
+            &samples,
+        );
         assert!(
             text.contains(verdict),
             "sign-{state} against {}: {text}",

@@ -9,7 +9,6 @@
 use shikko_testkit::process as common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{http_get, run, shikko, start_demo};
 
@@ -128,12 +127,19 @@ fn the_demo_answers_the_seeds_flow_through_the_cli() {
     assert_eq!(status, 200);
     let crl = dir.path().join("delta.crl");
     std::fs::write(&crl, body).unwrap();
-    let text = Command::new("openssl")
-        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
-        .arg(&crl)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&text.stdout).to_uppercase();
+    let text = shikko_testkit::openssl(
+        [
+            "crl",
+            "-inform",
+            "DER",
+            "-noout",
+            "-text",
+            "-in",
+            crl.to_str().unwrap(),
+        ],
+        dir.path(),
+    )
+    .to_uppercase();
     assert!(
         text.contains(&format!("SERIAL NUMBER: {unchanged}")),
         "{unchanged} not on the delta CRL:\n{text}"
@@ -217,19 +223,8 @@ fn serve_registry_with_an_info_section_runs_the_info_service_and_admin() {
     let data = dir.path().join("data");
     common::setup_demo_dir(&data);
     let samples = data.join("samples");
-    let key_pem = dir.path().join("server-key.pem");
-    let out = Command::new("openssl")
-        .args(["pkey", "-inform", "DER", "-in"])
-        .arg(data.join("keys/server.key"))
-        .arg("-out")
-        .arg(&key_pem)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tls =
+        shikko_testkit::roles::InfoTls::from_data_dir(&data, &dir.path().join("tls")).unwrap();
     let registry_only = common::write_config(dir.path(), &data);
     let config = dir.path().join("info.toml");
     std::fs::write(
@@ -237,10 +232,7 @@ fn serve_registry_with_an_info_section_runs_the_info_service_and_admin() {
         std::fs::read_to_string(&registry_only).unwrap()
             + &format!(
                 "\n[info]\ngrpc_listen = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\nsigning_cas = [{:?}]\n",
-                samples.join("server.pem"),
-                key_pem,
-                samples.join("operator-ca.pem"),
-                samples.join("sign-ca.pem"),
+                tls.cert, tls.key, tls.client_ca, tls.signing_ca,
             ),
     )
     .unwrap();

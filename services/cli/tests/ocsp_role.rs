@@ -6,21 +6,11 @@
 use shikko_testkit::process as common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{example_event_serial, run, setup_demo_dir, start_registry, start_role, write_config};
 
-fn ocsp(samples: &Path, url: &str, args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .arg("ocsp")
-        .args(args)
-        .args(["-url", url])
-        .current_dir(samples)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
+use shikko_testkit::openssl_ocsp as ocsp;
 
 /// Asks until `want` shows (the index is replayed at start), at most `secs`.
 fn ask_until(samples: &Path, url: &str, args: &[&str], want: &str, secs: u64) -> String {

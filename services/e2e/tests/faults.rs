@@ -14,11 +14,12 @@ use shikko_testkit::process as common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{RoleProcess, run, setup_demo_dir, shikko, start_registry, start_role};
 use shikko_proto::v1 as pb;
+use shikko_testkit::roles::Loopback;
+use shikko_testkit::{openssl_ocsp, openssl_ocsp_serial};
 
 /// A free loopback port (bound and released), so that a restarted registry
 /// comes back at the address its followers know.
@@ -30,59 +31,21 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn registry_config(dir: &Path, data: &Path, port: u16) -> std::path::PathBuf {
-    let path = dir.join("registry.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[registry]\ndata_dir = {data:?}\ngrpc_listen = \"127.0.0.1:{port}\"\n\n[telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn start_ocsp(dir: &Path, data: &Path, registry: &str, max_stale: u64) -> RoleProcess {
-    start_ocsp_with(dir, data, registry, max_stale, "")
-}
-
-fn start_ocsp_with(
+/// The OCSP role following `registry`, answering from its index for
+/// `max_stale` seconds without it; `sections` adds whole TOML sections.
+fn start_ocsp(
     dir: &Path,
     data: &Path,
     registry: &str,
     max_stale: u64,
-    extra: &str,
+    sections: &str,
 ) -> RoleProcess {
-    let cfg = dir.join("ocsp.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[ocsp]\ndata_dir = {data:?}\nregistry = {registry:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\nmax_stale_secs = {max_stale}\n\n\
-             [telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"error\"\n{extra}"
-        ),
-    )
-    .unwrap();
+    let cfg = Loopback::new(dir)
+        .log_filter("error")
+        .with_sections(sections)
+        .ocsp(data, registry, &format!("max_stale_secs = {max_stale}\n"))
+        .unwrap();
     start_role("ocsp", &cfg)
-}
-
-fn openssl_ocsp(samples: &Path, url: &str, issuer: &str, serial: &str) -> String {
-    let ca = format!("{issuer}-ca.pem");
-    let serial = format!("0x{serial}");
-    shikko_testkit::openssl(
-        [
-            "ocsp",
-            "-no_nonce",
-            "-issuer",
-            &ca,
-            "-CAfile",
-            &ca,
-            "-serial",
-            &serial,
-            "-url",
-            url,
-        ],
-        samples,
-    )
 }
 
 fn until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
@@ -126,9 +89,9 @@ fn a_killed_registry_loses_nothing_it_acknowledged() {
     setup_demo_dir(&data);
     let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let config = registry_config(dir.path(), &data, port);
+    let config = Loopback::new(dir.path()).registry_on(&data, port).unwrap();
     let mut registry = start_registry(&config);
-    let ocsp = start_ocsp(dir.path(), &data, &endpoint, 900);
+    let ocsp = start_ocsp(dir.path(), &data, &endpoint, 900, "");
     let url = format!("http://{}/ocsp", ocsp.field("http"));
 
     // A client ingests batches of 200 as fast as it can; the registry is
@@ -202,10 +165,10 @@ fn a_killed_registry_loses_nothing_it_acknowledged() {
     let samples = data.join("samples");
     let restarted = Instant::now();
     assert!(
-        until(30, || openssl_ocsp(&samples, &url, "auth", &last)
+        until(30, || openssl_ocsp_serial(&samples, &url, "auth", &last)
             .contains(": good")),
         "the responder did not catch up: {}",
-        openssl_ocsp(&samples, &url, "auth", &last)
+        openssl_ocsp_serial(&samples, &url, "auth", &last)
     );
     eprintln!(
         "fault: the responder answered for an event accepted after the restart {:.1} s after the restart",
@@ -220,29 +183,28 @@ fn ocsp_answers_through_the_stale_window_then_says_try_later() {
     setup_demo_dir(&data);
     let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let config = registry_config(dir.path(), &data, port);
+    let config = Loopback::new(dir.path()).registry_on(&data, port).unwrap();
     let mut registry = start_registry(&config);
-    let ocsp = start_ocsp(dir.path(), &data, &endpoint, 3);
+    let ocsp = start_ocsp(dir.path(), &data, &endpoint, 3, "");
     let (url, metrics_addr) = (
         format!("http://{}/ocsp", ocsp.field("http")),
         ocsp.field("metrics"),
     );
     let samples = data.join("samples");
     let ask = || {
-        let out = Command::new("openssl")
-            .args([
-                "ocsp",
+        openssl_ocsp(
+            &samples,
+            &url,
+            &[
                 "-no_nonce",
                 "-issuer",
                 "sign-ca.pem",
                 "-CAfile",
                 "sign-ca.pem",
-            ])
-            .args(["-cert", "sign-good.pem", "-url", &url])
-            .current_dir(&samples)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+                "-cert",
+                "sign-good.pem",
+            ],
+        )
     };
     assert!(until(20, || ask().contains(": good")), "{}", ask());
     assert!(metrics(&metrics_addr).contains(CONNECTED));
@@ -337,7 +299,7 @@ fn idle_and_slow_clients_do_not_starve_ocsp_clients() {
     let data = dir.path().join("data");
     setup_demo_dir(&data);
     let registry = start_registry(&common::write_config(dir.path(), &data));
-    let ocsp = start_ocsp_with(
+    let ocsp = start_ocsp(
         dir.path(),
         &data,
         &registry.endpoint,
@@ -348,13 +310,18 @@ fn idle_and_slow_clients_do_not_starve_ocsp_clients() {
     let url = format!("http://{http}/ocsp");
     let samples = data.join("samples");
     let ask = || {
-        let out = Command::new("openssl")
-            .args(["ocsp", "-issuer", "sign-ca.pem", "-CAfile", "sign-ca.pem"])
-            .args(["-cert", "sign-good.pem", "-url", &url])
-            .current_dir(&samples)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+        openssl_ocsp(
+            &samples,
+            &url,
+            &[
+                "-issuer",
+                "sign-ca.pem",
+                "-CAfile",
+                "sign-ca.pem",
+                "-cert",
+                "sign-good.pem",
+            ],
+        )
     };
     assert!(until(20, || ask().contains(": good")));
 

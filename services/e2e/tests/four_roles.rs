@@ -8,8 +8,7 @@
 
 use shikko_testkit::process as common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{http_get, run, setup_demo_dir, shikko, start_registry, start_role, write_config};
@@ -18,6 +17,8 @@ use shikko_core::{
     CertKind, DateOfBirth, Event, EventBody, EventId, FourInfo, HolderId, NewCert, Serial, Sex,
     UnixTime,
 };
+use shikko_testkit::openssl_ocsp_serial;
+use shikko_testkit::roles::{InfoTls, Loopback};
 
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
@@ -36,23 +37,6 @@ fn until(args: &[&str], want: &str, secs: u64) -> String {
     }
 }
 
-fn openssl_ocsp(samples: &Path, url: &str, serial: &str) -> String {
-    let out = Command::new("openssl")
-        .args([
-            "ocsp",
-            "-issuer",
-            "sign-ca.pem",
-            "-CAfile",
-            "sign-ca.pem",
-            "-no_nonce",
-        ])
-        .args(["-serial", &format!("0x{serial}"), "-url", url])
-        .current_dir(samples)
-        .output()
-        .unwrap();
-    text(&out)
-}
-
 #[test]
 fn the_daily_flow_runs_across_four_processes() {
     let dir = tempfile::tempdir().unwrap();
@@ -60,57 +44,21 @@ fn the_daily_flow_runs_across_four_processes() {
     setup_demo_dir(&data);
     let samples = data.join("samples");
     let registry = start_registry(&write_config(dir.path(), &data));
-    let telemetry = "[telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n";
+    let configs = Loopback::new(dir.path());
 
-    let cfg = dir.path().join("ocsp.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[ocsp]\ndata_dir = {data:?}\nregistry = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\n{telemetry}",
-            registry.endpoint
-        ),
-    )
-    .unwrap();
+    let cfg = configs.ocsp(&data, &registry.endpoint, "").unwrap();
     let ocsp = start_role("ocsp", &cfg);
     let ocsp_url = format!("http://{}/ocsp", ocsp.field("http"));
 
-    let cfg = dir.path().join("crl.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[crl]\ndata_dir = {data:?}\nregistry = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\
-             full_every_secs = 86400\ndelta_every_secs = 3600\n\n{telemetry}",
-            registry.endpoint
-        ),
-    )
-    .unwrap();
+    let cfg = configs.crl(&data, &registry.endpoint, 3600).unwrap();
     let crl = start_role("crl", &cfg);
     let (crl_http, crl_grpc) = (crl.field("http"), format!("http://{}", crl.field("grpc")));
 
     // The info role: its own data directory, a replica of the registry's store.
-    let key_pem = dir.path().join("server-key.pem");
-    let out = Command::new("openssl")
-        .args(["pkey", "-inform", "DER", "-in"])
-        .arg(data.join("keys/server.key"))
-        .arg("-out")
-        .arg(&key_pem)
-        .output()
+    let tls = InfoTls::from_data_dir(&data, &dir.path().join("tls")).unwrap();
+    let cfg = configs
+        .info(&dir.path().join("info-data"), &registry.endpoint, &tls)
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let cfg = dir.path().join("info.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[info]\ndata_dir = {:?}\nregistry = {:?}\ngrpc_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-             tls_cert = {:?}\ntls_key = {key_pem:?}\nclient_ca = {:?}\nsigning_cas = [{:?}]\n\n{telemetry}",
-            dir.path().join("info-data"),
-            registry.endpoint,
-            samples.join("server.pem"),
-            samples.join("operator-ca.pem"),
-            samples.join("sign-ca.pem"),
-        ),
-    )
-    .unwrap();
     let info = start_role("info", &cfg);
     let (info_url, info_admin) = (
         format!("https://{}", info.field("info")),
@@ -180,7 +128,7 @@ fn the_daily_flow_runs_across_four_processes() {
     let query = info_args(&["query", &serial.to_hex()]);
     let query: Vec<&str> = query.iter().map(String::as_str).collect();
     assert!(until(&query, "unchanged", 10).contains("unchanged"));
-    assert!(openssl_ocsp(&samples, &ocsp_url, &serial.to_hex()).contains(": good"));
+    assert!(openssl_ocsp_serial(&samples, &ocsp_url, "sign", &serial.to_hex()).contains(": good"));
 
     // (A) The customer moves: a new signing certificate, linked from the old.
     let holder = cert
@@ -230,7 +178,7 @@ fn the_daily_flow_runs_across_four_processes() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut answer = String::new();
     while Instant::now() < deadline {
-        answer = openssl_ocsp(&samples, &ocsp_url, &serial.to_hex());
+        answer = openssl_ocsp_serial(&samples, &ocsp_url, "sign", &serial.to_hex());
         if answer.contains(": revoked") {
             break;
         }

@@ -4,10 +4,14 @@
 //! the tools no one here wrote, which judge what Shikko emits (`openssl`,
 //! and Python `cryptography` and DigiCert's `pkilint` from the venv that
 //! `scripts/install-deps` makes), a gRPC reflection client, and the one
-//! process harness of the tests that run `shikko` for real ([`process`]).
+//! process harness of the tests that run `shikko` for real ([`process`]) with
+//! the role configurations it starts them with ([`roles`]).
 //!
-//! A dev-dependency only: never a dependency of production code. It depends
-//! on no Shikko crate, so any crate's tests may use it.
+//! A dev-dependency of the tests, and a dependency of the load tool
+//! (shikko-load, which starts the roles with [`process`] and [`roles`]);
+//! never of a crate that ships in the `shikko` binary. It depends on no
+//! Shikko crate but `shikko-pki` (for the PEM of a data directory's TLS
+//! material), so the tests of every crate above the PKI may use it.
 //!
 //! ```no_run
 //! let text = shikko_testkit::openssl(["version"], std::path::Path::new("."));
@@ -20,6 +24,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod process;
+pub mod roles;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -33,12 +38,55 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    openssl_status(args, dir).1
+}
+
+/// [`openssl`], with whether it exited with status 0.
+pub fn openssl_status<I, S>(args: I, dir: &Path) -> (bool, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
         .output()
         .expect("openssl runs (scripts/install-deps installs it)");
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Runs `openssl ocsp ARGS -url URL` in `samples` (where the demo writes
+/// `sign-ca.pem`, `sign-good.pem`, ...); returns what it printed.
+pub fn openssl_ocsp(samples: &Path, url: &str, args: &[&str]) -> String {
+    openssl(
+        std::iter::once("ocsp")
+            .chain(args.iter().copied())
+            .chain(["-url", url]),
+        samples,
+    )
+}
+
+/// Asks for the status of the certificate with serial `serial_hex` issued by
+/// `ISSUER-ca.pem` in `samples` (`sign`, `auth`, ...), without a nonce.
+pub fn openssl_ocsp_serial(samples: &Path, url: &str, issuer: &str, serial_hex: &str) -> String {
+    let ca = format!("{issuer}-ca.pem");
+    let serial = format!("0x{serial_hex}");
+    openssl_ocsp(
+        samples,
+        url,
+        &[
+            "-no_nonce",
+            "-issuer",
+            &ca,
+            "-CAfile",
+            &ca,
+            "-serial",
+            &serial,
+        ],
+    )
 }
 
 /// The Python venv of the checkers: `$SHIKKO_VENV`, or

@@ -4,7 +4,7 @@
 //! picks, and read the addresses they print. Children are killed on drop.
 #![allow(missing_docs)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -47,40 +47,58 @@ pub struct RegistryProcess {
     pub metrics: String,
 }
 
+/// The registry's configuration over `data_dir`, written into `dir`.
 pub fn write_config(dir: &Path, data_dir: &Path) -> PathBuf {
-    let path = dir.join("registry.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[registry]\ndata_dir = {:?}\ngrpc_listen = \"127.0.0.1:0\"\n\n[telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n\n[shutdown]\ndrain_timeout_secs = 5\n",
-            data_dir
-        ),
-    )
-    .unwrap();
-    path
+    crate::roles::Loopback::new(dir)
+        .registry(data_dir)
+        .expect("writing the registry's configuration")
+}
+
+/// Starts `BIN serve ROLE --config CONFIG` and reads the line it prints
+/// once it listens ("ROLE listening grpc=... http=... metrics=...").
+fn spawn_listening(
+    bin: &Path,
+    role: &str,
+    config: &Path,
+    stderr: Stdio,
+) -> io::Result<(Child, String)> {
+    let mut child = Command::new(bin)
+        .args(["serve", role, "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out).read_line(&mut line)?;
+    }
+    if line.is_empty() {
+        let _ = child.kill();
+        let status = child.wait()?;
+        return Err(io::Error::other(format!(
+            "the {role} role exited before listening ({status})"
+        )));
+    }
+    Ok((child, line))
+}
+
+/// The value of `name=` in a listening line.
+fn listening_field(line: &str, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(prefix.as_str()))
+        .map(str::to_owned)
 }
 
 pub fn start_registry(config: &Path) -> RegistryProcess {
-    let mut child = shikko()
-        .args(["serve", "registry", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn registry");
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    // "registry listening grpc=ADDR metrics=ADDR"
+    let (child, line) = spawn_listening(&shikko_bin(), "registry", config, Stdio::inherit())
+        .expect("the registry starts");
     let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-            .to_owned()
+        listening_field(&line, name).unwrap_or_else(|| panic!("no {name}= in {line:?}"))
     };
     RegistryProcess {
-        endpoint: format!("http://{}", field("grpc=")),
-        metrics: field("metrics="),
+        endpoint: format!("http://{}", field("grpc")),
+        metrics: field("metrics"),
         child,
     }
 }
@@ -134,14 +152,22 @@ pub struct RoleProcess {
 }
 
 impl RoleProcess {
+    /// Starts `BIN serve ROLE --config CONFIG` (its standard error to
+    /// `stderr`) and waits for its listening line; an error if it exits first.
+    pub fn spawn(bin: &Path, role: &str, config: &Path, stderr: Stdio) -> io::Result<RoleProcess> {
+        let (child, line) = spawn_listening(bin, role, config, stderr)?;
+        Ok(RoleProcess { child, line })
+    }
+
+    /// The value of `name=` in the listening line, if it has one.
+    pub fn try_field(&self, name: &str) -> Option<String> {
+        listening_field(&self.line, name)
+    }
+
     /// The value of `name=` in the listening line.
     pub fn field(&self, name: &str) -> String {
-        let prefix = format!("{name}=");
-        self.line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(prefix.as_str()))
+        self.try_field(name)
             .unwrap_or_else(|| panic!("no {name}= in {:?}", self.line))
-            .to_owned()
     }
 }
 
@@ -152,19 +178,10 @@ impl Drop for RoleProcess {
     }
 }
 
+/// `shikko serve ROLE --config CONFIG` of this build.
 pub fn start_role(role: &str, config: &Path) -> RoleProcess {
-    let mut child = shikko()
-        .args(["serve", role, "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn role");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    RoleProcess { child, line }
+    RoleProcess::spawn(&shikko_bin(), role, config, Stdio::inherit())
+        .unwrap_or_else(|e| panic!("the {role} role starts: {e}"))
 }
 
 /// The serial (hex, as written) of the revocation in `samples/example-events.jsonl`.
