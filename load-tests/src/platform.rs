@@ -145,7 +145,7 @@ impl Platform {
         p.ocsp_http = field(&r, "http")?;
         p.children.push(r);
 
-        let r = start("crl", configs.crl(dir, &p.registry, 60)?)?;
+        let r = start("crl", configs.crl(dir, &p.registry, 60, "")?)?;
         p.crl_http = field(&r, "http")?;
         p.children.push(r);
 

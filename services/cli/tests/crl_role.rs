@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::{
     example_event_serial, http_get, run, setup_demo_dir, start_registry, start_role, write_config,
 };
+use shikko_testkit::roles::Loopback;
 
 /// `openssl crl -text` of a DER CRL, with the verification verdict.
 fn openssl_text(crl: &Path, ca: &Path) -> String {
@@ -51,17 +52,14 @@ fn the_crl_role_follows_the_registry_and_publishes_what_it_ingested() {
     setup_demo_dir(&data);
     let registry = start_registry(&write_config(dir.path(), &data));
 
-    let cfg = dir.path().join("crl.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[crl]\ndata_dir = {data:?}\nregistry = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\
-             public_url = \"http://crl.test\"\nfull_every_secs = 86400\ndelta_every_secs = 3600\n\n\
-             [telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n",
-            registry.endpoint
-        ),
-    )
-    .unwrap();
+    let cfg = Loopback::new(dir.path())
+        .crl(
+            &data,
+            &registry.endpoint,
+            3600,
+            "public_url = \"http://crl.test\"\n",
+        )
+        .unwrap();
     let crl = start_role("crl", &cfg);
     let (http, grpc) = (crl.field("http"), format!("http://{}", crl.field("grpc")));
 

@@ -6,22 +6,16 @@
 use shikko_testkit::process as common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use common::{example_event_serial, run, setup_demo_dir, start_registry, start_role, write_config};
 
 use shikko_testkit::openssl_ocsp as ocsp;
+use shikko_testkit::roles::Loopback;
+use shikko_testkit::until_contains;
 
 /// Asks until `want` shows (the index is replayed at start), at most `secs`.
 fn ask_until(samples: &Path, url: &str, args: &[&str], want: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let text = ocsp(samples, url, args);
-        if text.contains(want) || Instant::now() > deadline {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    until_contains(secs, want, || ocsp(samples, url, args))
 }
 
 #[test]
@@ -30,16 +24,9 @@ fn the_ocsp_role_follows_the_registry_and_answers_what_it_ingested() {
     let data = dir.path().join("data");
     setup_demo_dir(&data);
     let registry = start_registry(&write_config(dir.path(), &data));
-    let cfg = dir.path().join("ocsp.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[ocsp]\ndata_dir = {data:?}\nregistry = {:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\n\
-             [telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = \"warn\"\n",
-            registry.endpoint
-        ),
-    )
-    .unwrap();
+    let cfg = Loopback::new(dir.path())
+        .ocsp(&data, &registry.endpoint, "")
+        .unwrap();
     let ocsp_process = start_role("ocsp", &cfg);
     let http = ocsp_process.field("http");
     let url = format!("http://{http}/ocsp");

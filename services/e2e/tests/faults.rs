@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::{RoleProcess, run, setup_demo_dir, shikko, start_registry, start_role};
 use shikko_proto::v1 as pb;
 use shikko_testkit::roles::Loopback;
-use shikko_testkit::{openssl_ocsp, openssl_ocsp_serial};
+use shikko_testkit::{openssl_ocsp, openssl_ocsp_serial, until};
 
 /// A free loopback port (bound and released), so that a restarted registry
 /// comes back at the address its followers know.
@@ -46,17 +46,6 @@ fn start_ocsp(
         .ocsp(data, registry, &format!("max_stale_secs = {max_stale}\n"))
         .unwrap();
     start_role("ocsp", &cfg)
-}
-
-fn until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 fn metrics(addr: &str) -> String {

@@ -26,15 +26,7 @@ fn text(out: &Output) -> String {
 
 /// Runs `args` until its output contains `want` (roles replay the feed at start).
 fn until(args: &[&str], want: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let out = shikko().args(args).output().unwrap();
-        let t = text(&out);
-        if t.contains(want) || Instant::now() > deadline {
-            return t;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    shikko_testkit::until_contains(secs, want, || text(&shikko().args(args).output().unwrap()))
 }
 
 #[test]
@@ -50,7 +42,7 @@ fn the_daily_flow_runs_across_four_processes() {
     let ocsp = start_role("ocsp", &cfg);
     let ocsp_url = format!("http://{}/ocsp", ocsp.field("http"));
 
-    let cfg = configs.crl(&data, &registry.endpoint, 3600).unwrap();
+    let cfg = configs.crl(&data, &registry.endpoint, 3600, "").unwrap();
     let crl = start_role("crl", &cfg);
     let (crl_http, crl_grpc) = (crl.field("http"), format!("http://{}", crl.field("grpc")));
 

@@ -208,16 +208,7 @@ fn client_commands_against_a_registry_process() {
 }
 
 fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    String::from_utf8(common::http_get(addr, path).1).unwrap()
 }
 
 /// The event examples in the README ingest as shown.

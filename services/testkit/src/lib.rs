@@ -89,6 +89,31 @@ pub fn openssl_ocsp_serial(samples: &Path, url: &str, issuer: &str, serial_hex: 
     )
 }
 
+/// Calls `done` every 100 ms until it returns true or `secs` pass; whether it did.
+pub fn until(secs: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Calls `ask` until what it returns contains `want` or `secs` pass; the
+/// last answer (for the assertion's message).
+pub fn until_contains(secs: u64, want: &str, mut ask: impl FnMut() -> String) -> String {
+    let mut last = String::new();
+    until(secs, || {
+        last = ask();
+        last.contains(want)
+    });
+    last
+}
+
 /// The Python venv of the checkers: `$SHIKKO_VENV`, or
 /// `~/.cache/shikko/venv` (where `scripts/install-deps` makes it).
 pub fn venv() -> PathBuf {

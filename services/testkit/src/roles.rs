@@ -138,18 +138,20 @@ impl Loopback {
     }
 
     /// The CRL role over `data_dir`'s issuing CAs, following `registry`: a
-    /// full CRL a day, a delta every `delta_every_secs`.
+    /// full CRL a day, a delta every `delta_every_secs`; `more` adds lines
+    /// to its section (e.g. `public_url = "http://crl.test"\n`).
     pub fn crl(
         &self,
         data_dir: &Path,
         registry: &str,
         delta_every_secs: u64,
+        more: &str,
     ) -> io::Result<PathBuf> {
         self.write(
             "crl",
             &format!(
                 "data_dir = {data_dir:?}\nregistry = {registry:?}\nhttp_listen = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n\
-                 full_every_secs = 86400\ndelta_every_secs = {delta_every_secs}\n"
+                 full_every_secs = 86400\ndelta_every_secs = {delta_every_secs}\n{more}"
             ),
         )
     }
