@@ -11,7 +11,7 @@ use shikko_runtime::{ShutdownConfig, TelemetryConfig};
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegistryRoleConfig {
     /// The registry itself.
-    pub(crate) registry: RegistrySection,
+    pub(crate) registry: shikko_registry::process::RegistrySection,
     /// Logs and metrics.
     #[serde(default)]
     pub(crate) telemetry: TelemetryConfig,
@@ -46,22 +46,6 @@ pub(crate) fn default_info() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 50052))
 }
 
-/// `[registry]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RegistrySection {
-    /// Data directory; the RocksDB store lives in `DATA_DIR/db`. Required.
-    pub(crate) data_dir: PathBuf,
-    /// gRPC listen address. Default `127.0.0.1:50051`. (`listen`, its
-    /// former name, is still read.)
-    #[serde(default = "default_grpc", alias = "listen")]
-    pub(crate) grpc_listen: SocketAddr,
-}
-
-pub(crate) fn default_grpc() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 50051))
-}
-
 impl shikko_runtime::RoleConfig for RegistryRoleConfig {
     fn validate(&self) -> Result<(), String> {
         Ok(())
@@ -75,6 +59,7 @@ impl shikko_runtime::RoleConfig for RegistryRoleConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shikko_registry::process::default_grpc;
 
     #[test]
     fn the_example_config_in_deploy_parses() {

@@ -5,9 +5,12 @@
 //! streaming), certificate status, the change feed that OCSP and CRL roles
 //! follow, and streamed scans of revoked entries. It also serves the standard
 //! gRPC health service. [`LocalFeed`] is its feed as a `shikko-follow`
-//! source for roles in the same process (the demo).
+//! source for roles in the same process (the demo). [`process`] is the
+//! role's process: its `[registry]` section and [`process::RegistryProcess`]
+//! (open, bind, serve and drain through `shikko_runtime::RoleServer`).
 //!
-//! Depends on core, store, proto, follow; never on another role crate.
+//! Depends on core, store, proto, follow, runtime; never on another role
+//! crate (a service co-located in its process adds itself from outside).
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -25,6 +28,7 @@
 mod error;
 mod feed;
 mod metrics;
+pub mod process;
 mod service;
 
 pub use error::{Error, Result};

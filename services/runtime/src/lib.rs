@@ -86,7 +86,8 @@ pub use config::{
 pub use http_server::{HttpLimits, serve_http};
 pub use metrics_server::serve_metrics;
 pub use role::{
-    Context, RoleConfig, RoleError, RoleResult, announce, bind, http_limits, process_metrics,
+    Context, RoleConfig, RoleError, RoleResult, announce, announce_addrs, bind, http_limits,
+    process_metrics,
 };
 pub use server::{GrpcRoutes, RoleServer, ServeError};
 pub use shutdown::{Shutdown, drain_with_timeout, shutdown_signal};

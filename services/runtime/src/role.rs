@@ -73,14 +73,23 @@ pub async fn bind(addr: SocketAddr, what: &str) -> RoleResult<TcpListener> {
 /// Prints `ROLE listening NAME=ADDR ...` on standard output: tests and
 /// scripts read this line to learn the ports bound (a port of 0 picks one).
 pub fn announce(role: &str, listeners: &[(&str, &TcpListener)]) {
-    let parts: Vec<String> = listeners
+    let parts: Vec<(&str, String)> = listeners
         .iter()
         .map(|(name, l)| {
             let addr = l
                 .local_addr()
                 .map_or_else(|_| "?".into(), |a| a.to_string());
-            format!("{name}={addr}")
+            (*name, addr)
         })
+        .collect();
+    announce_addrs(role, &parts);
+}
+
+/// [`announce`] with the addresses already known.
+pub fn announce_addrs(role: &str, addrs: &[(&str, String)]) {
+    let parts: Vec<String> = addrs
+        .iter()
+        .map(|(name, addr)| format!("{name}={addr}"))
         .collect();
     println!("{role} listening {}", parts.join(" "));
 }

@@ -1,0 +1,132 @@
+//! The registry role's process: its `[registry]` section, and
+//! [`RegistryProcess`], which opens the store, binds the ports and serves
+//! through `shikko_runtime::RoleServer` like every role. A service that runs
+//! in the registry's process (the 4-information service of `shikko serve
+//! registry` with an `[info]` section) adds its routes and endpoints before
+//! [`RegistryProcess::serve`]; this crate knows nothing of it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shikko_runtime::{
+    Context, GrpcRoutes, RoleResult, RoleServer, Shutdown, TelemetryConfig, bind,
+};
+use shikko_store::RegistryStore;
+use tokio::net::TcpListener;
+
+use crate::Registry;
+
+/// `[registry]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// Data directory; the RocksDB store lives in `DATA_DIR/db`. Required.
+    pub data_dir: PathBuf,
+    /// gRPC listen address. Default `127.0.0.1:50051`. (`listen`, its
+    /// former name, is still read.)
+    #[serde(default = "default_grpc", alias = "listen")]
+    pub grpc_listen: SocketAddr,
+}
+
+/// Where the registry listens by default (where the followers look for it).
+pub fn default_grpc() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 50051))
+}
+
+/// The registry's process, its store open and its ports bound, not yet serving.
+pub struct RegistryProcess {
+    store: RegistryStore,
+    registry: Arc<Registry>,
+    metrics: shikko_runtime::Metrics,
+    grpc: TcpListener,
+    metrics_listener: TcpListener,
+    routes: GrpcRoutes,
+}
+
+impl std::fmt::Debug for RegistryProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryProcess")
+            .field("store", &self.store)
+            .field("routes", &self.routes)
+            .finish()
+    }
+}
+
+impl RegistryProcess {
+    /// Opens the store of `section.data_dir` and binds the gRPC and metrics ports.
+    pub async fn bind(
+        section: &RegistrySection,
+        telemetry: &TelemetryConfig,
+    ) -> RoleResult<RegistryProcess> {
+        let store = RegistryStore::open_data_dir(&section.data_dir)
+            .with_context(|| format!("opening the store of {}", section.data_dir.display()))?;
+        let metrics = shikko_runtime::process_metrics()?;
+        let registry =
+            Arc::new(Registry::new(store.clone(), metrics.registry()).context("registry metrics")?);
+        let grpc = bind(section.grpc_listen, "gRPC").await?;
+        let metrics_listener = bind(telemetry.metrics_listen, "metrics").await?;
+        let routes = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
+            .service(registry.clone().into_service());
+        Ok(RegistryProcess {
+            store,
+            registry,
+            metrics,
+            grpc,
+            metrics_listener,
+            routes,
+        })
+    }
+
+    /// The registry's store.
+    pub fn store(&self) -> &RegistryStore {
+        &self.store
+    }
+
+    /// The process's metrics registry.
+    pub fn metrics(&self) -> &shikko_runtime::prometheus::Registry {
+        self.metrics.registry()
+    }
+
+    /// Adds services to the registry's own gRPC port.
+    pub fn with_routes(mut self, add: impl FnOnce(GrpcRoutes) -> GrpcRoutes) -> RegistryProcess {
+        self.routes = add(self.routes);
+        self
+    }
+
+    /// Announces the bound ports (`registry listening grpc=... metrics=...`
+    /// and the `beside` endpoints), serves until `shutdown`, then drains
+    /// within `drain`. `add` puts the endpoints of a co-located service on
+    /// the same server.
+    pub async fn serve(
+        self,
+        shutdown: Shutdown,
+        drain: Duration,
+        beside: &[(&str, SocketAddr)],
+        add: impl FnOnce(RoleServer) -> RoleServer,
+    ) -> RoleResult<()> {
+        tracing::info!(
+            grpc = %self.grpc.local_addr().context("gRPC address")?,
+            last_seq = self.store.last_seq(),
+            "registry serving"
+        );
+        let addr = |l: &TcpListener| {
+            l.local_addr()
+                .map_or_else(|_| "?".to_string(), |a| a.to_string())
+        };
+        let mut ports = vec![
+            ("grpc", addr(&self.grpc)),
+            ("metrics", addr(&self.metrics_listener)),
+        ];
+        ports.extend(beside.iter().map(|(name, a)| (*name, a.to_string())));
+        shikko_runtime::announce_addrs("registry", &ports);
+        let closer = self.registry.clone();
+        let server = RoleServer::new("registry", self.metrics, self.metrics_listener)
+            .grpc(self.grpc, self.routes)
+            // Feed streams never end by themselves: close them so draining can finish.
+            .on_shutdown(async move { closer.close_streams() });
+        add(server).serve(shutdown, drain).await.context("serving")
+    }
+}
