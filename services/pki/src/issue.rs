@@ -136,7 +136,7 @@ pub fn operator_ca_certificate(
     self_signed_ca(&Issuer::operator_ca(signer)?, serial, not_before, not_after)
 }
 
-fn self_signed_ca(
+pub(crate) fn self_signed_ca(
     issuer: &Issuer<'_>,
     serial: Serial,
     not_before: UnixTime,
@@ -324,16 +324,16 @@ pub fn server_certificate(
 }
 
 /// Everything about a certificate but its issuer and key identifiers.
-struct Draft<'a> {
-    serial: Serial,
-    not_before: UnixTime,
-    not_after: UnixTime,
-    subject: Name,
-    subject_public_key: &'a [u8],
-    extensions: Vec<Extension>,
+pub(crate) struct Draft<'a> {
+    pub(crate) serial: Serial,
+    pub(crate) not_before: UnixTime,
+    pub(crate) not_after: UnixTime,
+    pub(crate) subject: Name,
+    pub(crate) subject_public_key: &'a [u8],
+    pub(crate) extensions: Vec<Extension>,
 }
 
-fn issue(issuer: &Issuer<'_>, draft: Draft<'_>) -> Result<Vec<u8>> {
+pub(crate) fn issue(issuer: &Issuer<'_>, draft: Draft<'_>) -> Result<Vec<u8>> {
     let spki = cert::subject_public_key(draft.subject_public_key)?;
     let subject_hashes = PublicKeyHashes::from_key_bits(spki.subject_public_key.raw_bytes());
     let mut extensions = draft.extensions;

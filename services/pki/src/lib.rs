@@ -53,6 +53,7 @@
 
 mod cert;
 pub mod error;
+pub mod internal;
 pub mod issue;
 pub mod keys;
 pub mod layout;
@@ -65,6 +66,10 @@ pub mod verify;
 
 pub use cert::x509_time;
 pub use error::{Error, Result};
+pub use internal::{
+    InternalRole, RoleCertRequest, identity_of, internal_ca_certificate, internal_ca_name,
+    role_certificate,
+};
 pub use issue::{
     HolderCertRequest, Issuer, ca_certificate, holder_certificate, ocsp_responder_certificate,
     operator_ca_certificate, operator_client_certificate, server_certificate,

@@ -143,7 +143,33 @@ pub(crate) fn four_info_alt_name(info: &FourInfo) -> Result<Extension> {
 
 /// subjectAltName with DNS names and IP addresses, for TLS certificates.
 pub(crate) fn network_alt_name(dns_names: &[&str], ips: &[IpAddr]) -> Result<Extension> {
-    let mut names = Vec::with_capacity(dns_names.len() + ips.len());
+    alt_name_with(Vec::new(), dns_names, ips)
+}
+
+/// subjectAltName with a uniformResourceIdentifier first (an internal
+/// identity, `spiffe://shikko/role/NAME`), then DNS names and IP addresses.
+pub(crate) fn identity_alt_name(
+    uri: &str,
+    dns_names: &[&str],
+    ips: &[IpAddr],
+) -> Result<Extension> {
+    if uri.is_empty() || !uri.is_ascii() {
+        return Err(Error::InvalidInput(
+            "an identity URI must be non-empty ASCII",
+        ));
+    }
+    alt_name_with(
+        vec![GeneralName::UniformResourceIdentifier(Ia5String::new(uri)?)],
+        dns_names,
+        ips,
+    )
+}
+
+fn alt_name_with(
+    mut names: Vec<GeneralName>,
+    dns_names: &[&str],
+    ips: &[IpAddr],
+) -> Result<Extension> {
     for dns in dns_names {
         if dns.is_empty() || !dns.is_ascii() {
             return Err(Error::InvalidInput("DNS names must be non-empty ASCII"));
