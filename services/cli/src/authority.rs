@@ -1,6 +1,8 @@
 //! The key and certificate material of a data directory: the four issuing CAs,
 //! their delegated OCSP responders, the operator CA with one operator client
-//! and the servers' TLS certificate, and a small pool of holder keys.
+//! and the servers' TLS certificate, the internal CA with one short-lived
+//! certificate per internal identity (renewed when due), and a small pool of
+//! holder keys.
 //!
 //! Created on first use and loaded afterwards, so a data directory keeps its
 //! keys. Private keys are PKCS#8 files with mode 0600 under `DIR/keys/`.
@@ -11,7 +13,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use shikko_core::{CertKind, Serial, UnixTime};
-use shikko_pki::{DataDir, Issuer, KeyAlgorithm, Signer, SoftwareSigner};
+use shikko_pki::{
+    DataDir, InternalRole, Issuer, KeyAlgorithm, RoleCertRequest, Signer, SoftwareSigner,
+};
 
 /// How many distinct holder keys synthetic holders share (see the README: keys
 /// are reused so that a population of millions needs no millions of RSA keygens).
@@ -31,6 +35,58 @@ pub(crate) struct Authority {
     pub(crate) operator_ca_der: Vec<u8>,
     pub(crate) operator_der: Vec<u8>,
     pub(crate) server_der: Vec<u8>,
+    /// The internal CA, separate from the issuing and operator CAs.
+    pub(crate) internal_ca_der: Vec<u8>,
+    /// One short-lived certificate per internal identity (`certs/role-NAME.der`).
+    pub(crate) identities: Vec<(InternalRole, Vec<u8>)>,
+}
+
+/// How long an internal identity's certificate lives; it is renewed (same
+/// key) when less than a third of that is left.
+const IDENTITY_DAYS: i64 = 7;
+
+/// The certificate of `role` (`certs/role-NAME.der`, key `keys/role-NAME.key`),
+/// issued again when missing or due for renewal.
+fn identity(
+    dir: &Path,
+    issuer: &Issuer<'_>,
+    role: InternalRole,
+    alg: KeyAlgorithm,
+    n: u128,
+) -> Result<Vec<u8>> {
+    let name = format!("role-{role}");
+    let key = key(dir, &name, alg)?;
+    let path = DataDir::new(dir).cert_path(&name);
+    let now = UnixTime::now();
+    if path.exists() {
+        let der = std::fs::read(&path)?;
+        let left = shikko_pki::not_after_of(&der)?.0 - now.0;
+        if left > IDENTITY_DAYS * 86_400 / 3 {
+            return Ok(der);
+        }
+    }
+    let localhost = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    let (dns, ips): (&[&str], &[IpAddr]) = if role.serves() {
+        (&["localhost"], &localhost)
+    } else {
+        (&[], &[])
+    };
+    // A renewal gets a new serial: the time in seconds, below the fixed ones' range.
+    let serial = (0x1_0000_0000 + u128::try_from(now.0).unwrap_or(0)) << 8 | n;
+    let der = shikko_pki::role_certificate(
+        issuer,
+        &RoleCertRequest {
+            role,
+            dns_names: dns,
+            ip_addresses: ips,
+            subject_public_key: key.public_key_der(),
+            serial: Serial::from_u128(serial)?,
+            not_before: now.plus_secs(-3_600),
+            not_after: now.plus_secs(IDENTITY_DAYS * 86_400),
+        },
+    )?;
+    shikko_pki::write_file_atomic(&path, &der, 0o644)?;
+    Ok(der)
 }
 
 fn key(dir: &Path, name: &str, alg: KeyAlgorithm) -> Result<Arc<SoftwareSigner>> {
@@ -146,6 +202,21 @@ impl Authority {
                 start.plus_secs(2 * YEAR),
             )?)
         })?;
+        let internal_key = key(dir, "internal-ca", alg)?;
+        let internal_ca_der = cert(dir, "internal-ca", || {
+            Ok(shikko_pki::internal_ca_certificate(
+                internal_key.as_ref(),
+                serial(0x400)?,
+                start,
+                start.plus_secs(10 * YEAR),
+            )?)
+        })?;
+        let internal = Issuer::from_certificate(internal_key.as_ref(), &internal_ca_der)?;
+        let identities = InternalRole::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(i, role)| Ok((role, identity(dir, &internal, role, alg, i as u128)?)))
+            .collect::<Result<Vec<_>>>()?;
         let holder_keys = (0..HOLDER_KEY_POOL)
             .map(|i| key(dir, &format!("holder-pool-{i}"), alg))
             .collect::<Result<Vec<_>>>()?;
@@ -157,6 +228,68 @@ impl Authority {
             operator_ca_der,
             operator_der,
             server_der,
+            internal_ca_der,
+            identities,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn an_identity_due_for_renewal_is_issued_again_with_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Authority::open_or_create(dir.path(), KeyAlgorithm::EcdsaP256).unwrap();
+        let (role, der) = first.identities[5].clone();
+        assert_eq!(role, InternalRole::Admin);
+        let now = UnixTime::now();
+        let left = shikko_pki::not_after_of(&der).unwrap().0 - now.0;
+        assert!((IDENTITY_DAYS * 86_400 - 120..=IDENTITY_DAYS * 86_400).contains(&left));
+
+        // Reopened while fresh: the same certificate.
+        let again = Authority::open_or_create(dir.path(), KeyAlgorithm::EcdsaP256).unwrap();
+        assert_eq!(again.identities[5].1, der);
+
+        // A certificate with a day left (less than a third of its life): renewed.
+        let data = DataDir::new(dir.path());
+        let ca_key = data.load_key("internal-ca").unwrap();
+        let issuer = Issuer::from_certificate(&ca_key, &first.internal_ca_der).unwrap();
+        let key = data.load_key("role-admin").unwrap();
+        let short = shikko_pki::role_certificate(
+            &issuer,
+            &RoleCertRequest {
+                role: InternalRole::Admin,
+                dns_names: &[],
+                ip_addresses: &[],
+                subject_public_key: key.public_key_der(),
+                serial: Serial::from_u128(7).unwrap(),
+                not_before: now.plus_secs(-6 * 86_400),
+                not_after: now.plus_secs(86_400),
+            },
+        )
+        .unwrap();
+        std::fs::write(data.cert_path("role-admin"), &short).unwrap();
+        let renewed = Authority::open_or_create(dir.path(), KeyAlgorithm::EcdsaP256).unwrap();
+        let new = &renewed.identities[5].1;
+        assert_ne!(new, &short);
+        assert!(shikko_pki::not_after_of(new).unwrap().0 - now.0 > 6 * 86_400);
+        assert_eq!(std::fs::read(data.cert_path("role-admin")).unwrap(), *new);
+        let spki = |der: &[u8]| {
+            use shikko_pki::x509_cert::der::{Decode, Encode};
+            shikko_pki::x509_cert::Certificate::from_der(der)
+                .unwrap()
+                .tbs_certificate()
+                .subject_public_key_info()
+                .to_der()
+                .unwrap()
+        };
+        assert_eq!(spki(new), spki(&der), "the key is kept");
+        assert_eq!(
+            shikko_pki::identity_of(new).unwrap(),
+            Some(InternalRole::Admin)
+        );
     }
 }

@@ -12,7 +12,7 @@ use shikko_core::{
     CertKind, CertStatus, Event, EventBody, EventId, HolderId, RevocationReason, Serial, UnixTime,
 };
 use shikko_follow::{Binding, Follower, FollowerMetrics, Readiness};
-use shikko_pki::{KeyAlgorithm, Signer, SoftwareSigner};
+use shikko_pki::{InternalRole, KeyAlgorithm, Signer, SoftwareSigner};
 use shikko_population::synthetic::Population;
 use shikko_registry::{LocalFeed, Registry};
 use shikko_runtime::telemetry::Metrics;
@@ -103,6 +103,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         readme.push_str(&section);
         shikko_pki::write_file_atomic(&samples.join("README.txt"), readme.as_bytes(), 0o644)?;
     }
+    write_identities(&samples, &authority)?;
     let builder = crate::crl::builder(
         store.shared(),
         &authority.cas,
@@ -304,6 +305,36 @@ fn pick_samples(
     Ok(picked)
 }
 
+/// The internal CA and the identities a person uses against the demo's
+/// internal endpoints (the roles' own stay in the data directory), written on
+/// every start so that renewed certificates reach the samples.
+fn write_identities(dir: &Path, authority: &Authority) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    write_pem(
+        &dir.join("internal-ca.pem"),
+        "CERTIFICATE",
+        &[&authority.internal_ca_der],
+    )?;
+    for (role, der) in &authority.identities {
+        if matches!(
+            role,
+            InternalRole::Admin | InternalRole::Authority | InternalRole::Auditor
+        ) {
+            write_pem(&dir.join(format!("{role}.pem")), "CERTIFICATE", &[der])?;
+            let key =
+                SoftwareSigner::load(&authority.dir.join("keys").join(format!("role-{role}.key")))?;
+            let key_pem = shikko_pki::to_pem("PRIVATE KEY", &key.to_pkcs8_der()?)?;
+            shikko_pki::write_file_atomic(
+                &dir.join(format!("{role}-key.pem")),
+                key_pem.as_bytes(),
+                0o600,
+            )?;
+        }
+    }
+
+    Ok(())
+}
+
 fn write_samples(
     dir: &Path,
     authority: &Authority,
@@ -371,7 +402,6 @@ fn write_samples(
         "CERTIFICATE",
         &[&authority.server_der],
     )?;
-
     // An event file to try `shikko events ingest` with: a second good card
     // user-authentication certificate, revoked for key compromise.
     let example = report
@@ -404,6 +434,8 @@ fn write_samples(
          \x20 ocsp-responder.pem   the delegated OCSP responder certificates, one per issuer\n\
          \x20 operator-ca.pem, operator.pem, operator-key.pem   mTLS material of the demo operator\n\
          \x20 server.pem           the servers' TLS certificate (issued by the operator CA)\n\
+         \x20 internal-ca.pem      the internal CA (role and client identities, spiffe://shikko/role/NAME)\n\
+         \x20 admin.pem, authority.pem, auditor.pem (+ -key.pem)   internal client identities (7 days, renewed by the next demo run)\n\
          \x20 example-events.jsonl one event to ingest: shikko events ingest example-events.jsonl\n\n\
          Registry (gRPC): http://{grpc}\nMetrics: http://{metrics}/metrics\n\n\
          OCSP endpoint: http://{http}/ocsp (POST) and http://{http}/ocsp/BASE64 (GET)\n\

@@ -86,6 +86,55 @@ fn check_demo_dir(alg: &str, holders: &str) {
     let readme = std::fs::read_to_string(samples.join("README.txt")).unwrap();
     assert!(readme.contains("/crl/sign/full.crl") && readme.contains("/ocsp"));
 
+    // Internal identities: the internal CA issues them, each says who it is,
+    // the operator CA does not vouch for them, and their keys are private.
+    let internal = samples.join("internal-ca.pem");
+    for who in ["admin", "authority", "auditor"] {
+        let cert = samples.join(format!("{who}.pem"));
+        let verdict = shikko_testkit::openssl(
+            [
+                "verify",
+                "-purpose",
+                "sslclient",
+                "-CAfile",
+                internal.to_str().unwrap(),
+                cert.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert!(verdict.trim_end().ends_with(": OK"), "{who}: {verdict}");
+        let text = shikko_testkit::openssl(
+            [
+                "x509",
+                "-noout",
+                "-ext",
+                "subjectAltName",
+                "-in",
+                cert.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        assert!(
+            text.contains(&format!("URI:spiffe://shikko/role/{who}")),
+            "{text}"
+        );
+        let verdict = openssl_verify(&samples.join("operator-ca.pem"), &cert);
+        assert!(!verdict.trim_end().ends_with(": OK"), "{verdict}");
+        let mode = std::fs::metadata(samples.join(format!("{who}-key.pem")))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{who}-key.pem");
+    }
+    // The roles' own identities stay in the data directory, not the samples.
+    for role in ["registry", "crl", "ocsp", "info", "standby"] {
+        assert!(
+            data.join(format!("certs/role-{role}.der")).exists(),
+            "{role}"
+        );
+        assert!(!samples.join(format!("{role}.pem")).exists(), "{role}");
+    }
+
     // A relying party checking a signing certificate against its
     // municipality's partition CRL (openssl matches the CRL's
     // issuingDistributionPoint to the certificate's CRL distribution point).

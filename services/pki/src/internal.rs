@@ -212,6 +212,18 @@ pub fn role_certificate(issuer: &Issuer<'_>, req: &RoleCertRequest<'_>) -> Resul
     )
 }
 
+/// The end of a certificate's validity (DER), to renew it before then.
+pub fn not_after_of(certificate_der: &[u8]) -> Result<UnixTime> {
+    let cert = Certificate::from_der(certificate_der)?;
+    let secs = cert
+        .tbs_certificate()
+        .validity()
+        .not_after
+        .to_unix_duration()
+        .as_secs();
+    Ok(UnixTime(i64::try_from(secs).unwrap_or(i64::MAX)))
+}
+
 /// The internal identity a certificate (DER) carries: the one
 /// `spiffe://shikko/role/...` URI of its subjectAltName. `None` when it has
 /// none; an error when it has two (a certificate is one identity) or does
