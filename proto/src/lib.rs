@@ -16,6 +16,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod access;
 pub mod convert;
 
 /// The encoded `FileDescriptorSet` of every Shikko service, for gRPC server

@@ -1,0 +1,275 @@
+//! Who may call what: the one authorization table of Shikko's gRPC methods
+//! (issue 12). Every method of every service in the compiled descriptors
+//! has exactly one rule here; a test proves it, so a new RPC cannot ship
+//! without one. Callers are internal identities (`spiffe://shikko/role/NAME`
+//! in a certificate from the internal CA, named by `shikko_pki::InternalRole`)
+//! or, on the 4-information service's public port, [`OPERATOR`]: a bank's
+//! operator authenticated by the operator CA.
+//!
+//! The table is data; the servers enforce it in one layer (the next step of
+//! issue 12). docs/SECURITY.md prints it and says why each rule is what it is.
+
+/// A bank's operator, authenticated by the operator CA (the `Info` service only).
+pub const OPERATOR: &str = "operator";
+
+/// One method and the callers it admits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// The gRPC path, `/package.Service/Method`.
+    pub method: &'static str,
+    /// The identities that may call it.
+    pub callers: &'static [&'static str],
+    /// Why, in a few words (printed in docs/SECURITY.md).
+    pub why: &'static str,
+}
+
+/// `Registry.Follow` asking for events or writes (both carry 4 information)
+/// admits only these; a status-only `Follow` admits its rule's callers.
+pub const FOLLOW_WITH_PERSONAL_DATA: &[&str] = &["info", "standby"];
+
+/// `Registry.GetStatus` asking for the newest serial of a chain (which links
+/// a person's certificates) admits only these.
+pub const STATUS_WITH_NEWEST_SERIAL: &[&str] = &["info", "admin"];
+
+/// The table.
+pub const RULES: &[Rule] = &[
+    Rule {
+        method: "/shikko.v1.Registry/Ingest",
+        callers: &["authority"],
+        why: "only the issuing authority records issuance and revocation",
+    },
+    Rule {
+        method: "/shikko.v1.Registry/IngestStream",
+        callers: &["authority"],
+        why: "only the issuing authority records issuance and revocation",
+    },
+    Rule {
+        method: "/shikko.v1.Registry/GetStatus",
+        callers: &["admin", "auditor", "ocsp", "info"],
+        why: "status for operations; the newest serial only to info and admin",
+    },
+    Rule {
+        method: "/shikko.v1.Registry/Follow",
+        callers: &["crl", "ocsp", "info", "standby"],
+        why: "the roles that follow the feed; events and writes only to info and the standby",
+    },
+    Rule {
+        method: "/shikko.v1.Registry/ScanRevoked",
+        callers: &["crl", "standby"],
+        why: "the CRL role's mirror (and a standby) scans the revoked index",
+    },
+    Rule {
+        method: "/shikko.v1.Registry/ListPartitions",
+        callers: &["crl", "ocsp", "info", "admin", "standby"],
+        why: "municipality codes, no personal data",
+    },
+    Rule {
+        method: "/shikko.v1.Registry/Checkpoint",
+        callers: &["admin"],
+        why: "writes a copy of the store to disk: an administrator's act",
+    },
+    Rule {
+        method: "/shikko.v1.OcspResponder/Check",
+        callers: &["admin", "auditor"],
+        why: "the internal twin of the public HTTP responder, for diagnostics",
+    },
+    Rule {
+        method: "/shikko.v1.CrlPublisher/List",
+        callers: &["admin", "auditor"],
+        why: "operations; platform operators fetch CRLs over public HTTP",
+    },
+    Rule {
+        method: "/shikko.v1.CrlPublisher/Download",
+        callers: &["admin", "auditor"],
+        why: "operations; platform operators fetch CRLs over public HTTP",
+    },
+    Rule {
+        method: "/shikko.v1.CrlPublisher/Watch",
+        callers: &["admin", "auditor"],
+        why: "operations; platform operators fetch CRLs over public HTTP",
+    },
+    Rule {
+        method: "/shikko.v1.CrlPublisher/Build",
+        callers: &["admin"],
+        why: "a build on demand costs the builder: an administrator's act",
+    },
+    Rule {
+        method: "/shikko.v1.Info/Query",
+        callers: &[OPERATOR],
+        why: "banks' operators, per consent, rate-limited and audited",
+    },
+    Rule {
+        method: "/shikko.v1.Info/QueryBatch",
+        callers: &[OPERATOR],
+        why: "banks' operators, per consent, rate-limited and audited",
+    },
+    Rule {
+        method: "/shikko.v1.Info/RecordConsent",
+        callers: &[OPERATOR],
+        why: "a bank records the consent its customer signed",
+    },
+    Rule {
+        method: "/shikko.v1.Info/WithdrawConsent",
+        callers: &[OPERATOR],
+        why: "a bank records a withdrawal",
+    },
+    Rule {
+        method: "/shikko.v1.Info/Usage",
+        callers: &[OPERATOR],
+        why: "a bank reads its own usage",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/RegisterProvider",
+        callers: &["admin"],
+        why: "who may query is an administrator's decision",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/RegisterOperator",
+        callers: &["admin"],
+        why: "who may query is an administrator's decision",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/AddOperatorCertificate",
+        callers: &["admin"],
+        why: "who may query is an administrator's decision",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/RevokeOperatorCertificate",
+        callers: &["admin"],
+        why: "who may query is an administrator's decision",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/SetRateLimit",
+        callers: &["admin"],
+        why: "who may query how much is an administrator's decision",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/ListOperators",
+        callers: &["admin", "auditor"],
+        why: "auditors check who may query",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/AuditHead",
+        callers: &["admin", "auditor"],
+        why: "the audit log is read by administrators and auditors",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/ExportAudit",
+        callers: &["admin", "auditor"],
+        why: "the audit log is read by administrators and auditors",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/Checkpoint",
+        callers: &["admin"],
+        why: "writes a copy of the store to disk: an administrator's act",
+    },
+];
+
+/// The rule of `method` (`/package.Service/Method`), if it has one.
+pub fn rule(method: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.method == method)
+}
+
+/// Whether `caller` may call `method`: a method without a rule admits no one.
+pub fn admits(method: &str, caller: &str) -> bool {
+    rule(method).is_some_and(|r| r.callers.contains(&caller))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use prost::Message;
+
+    /// Every method of the compiled descriptors, as `/package.Service/Method`.
+    fn described_methods() -> Vec<String> {
+        let set = prost_types::FileDescriptorSet::decode(crate::FILE_DESCRIPTOR_SET).unwrap();
+        let mut out = Vec::new();
+        for file in set.file {
+            let package = file.package.clone().unwrap_or_default();
+            for service in &file.service {
+                for method in &service.method {
+                    out.push(format!(
+                        "/{package}.{}/{}",
+                        service.name.as_deref().unwrap_or_default(),
+                        method.name.as_deref().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_described_method_has_exactly_one_rule_and_every_rule_a_method() {
+        let described = described_methods();
+        assert!(described.len() >= 20, "{described:?}");
+        for m in &described {
+            let n = RULES.iter().filter(|r| r.method == m).count();
+            assert_eq!(n, 1, "{m}: {n} rules (a new RPC needs exactly one)");
+        }
+        for r in RULES {
+            assert!(
+                described.iter().any(|m| m == r.method),
+                "{}: a rule for no method",
+                r.method
+            );
+        }
+    }
+
+    #[test]
+    fn callers_are_known_and_no_one_is_admitted_by_default() {
+        let known = [
+            "registry",
+            "crl",
+            "ocsp",
+            "info",
+            "authority",
+            "admin",
+            "auditor",
+            "standby",
+            OPERATOR,
+        ];
+        for r in RULES {
+            assert!(!r.callers.is_empty(), "{}", r.method);
+            for c in r.callers {
+                assert!(known.contains(c), "{}: unknown caller {c}", r.method);
+            }
+            // The operator CA's certificates reach only the Info service.
+            let public = r.method.starts_with("/shikko.v1.Info/");
+            assert_eq!(r.callers.contains(&OPERATOR), public, "{}", r.method);
+        }
+        for c in FOLLOW_WITH_PERSONAL_DATA
+            .iter()
+            .chain(STATUS_WITH_NEWEST_SERIAL)
+        {
+            assert!(known.contains(c));
+        }
+        assert!(admits("/shikko.v1.Registry/Ingest", "authority"));
+        assert!(!admits("/shikko.v1.Registry/Ingest", "ocsp"));
+        assert!(!admits("/shikko.v1.Registry/NoSuchMethod", "admin"));
+        assert!(!admits("/shikko.v1.InfoAdmin/SetRateLimit", OPERATOR));
+    }
+
+    #[test]
+    fn docs_security_prints_the_table_as_it_is() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SECURITY.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let rows: Vec<&str> = doc
+            .lines()
+            .filter(|l| l.starts_with("| `/shikko"))
+            .collect();
+        assert_eq!(
+            rows.len(),
+            RULES.len(),
+            "one row per rule in docs/SECURITY.md"
+        );
+        for r in RULES {
+            let want = format!("| `{}` | {} | {} |", r.method, r.callers.join(", "), r.why);
+            assert!(
+                rows.contains(&want.as_str()),
+                "docs/SECURITY.md does not print the rule as it is:\n{want}"
+            );
+        }
+    }
+}
