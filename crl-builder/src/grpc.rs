@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use shikko_core::CertKind;
 use shikko_proto::convert;
 use shikko_proto::v1 as pb;
 use tokio::sync::mpsc;
@@ -246,13 +247,26 @@ impl pb::crl_publisher_server::CrlPublisher for CrlService {
                 ));
             }
         };
+        // One entry per issuer at most: a request repeating issuers must not
+        // keep the builder busy (or be decoded at length) for nothing.
+        if req.issuers.len() > CertKind::ALL.len() {
+            return Err(Status::invalid_argument(format!(
+                "{} issuers named; there are {} (name each at most once, or none for all)",
+                req.issuers.len(),
+                CertKind::ALL.len()
+            )));
+        }
         let kinds = if req.issuers.is_empty() {
             self.role.kinds()
         } else {
-            req.issuers
-                .iter()
-                .map(|i| convert::cert_kind_arg(*i))
-                .collect::<Result<Vec<_>, _>>()?
+            let mut kinds = Vec::with_capacity(req.issuers.len());
+            for i in &req.issuers {
+                let kind = convert::cert_kind_arg(*i)?;
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+            kinds
         };
         let report = self.role.build(kind, &kinds).await.map_err(status_of)?;
         Ok(Response::new(pb::BuildCrlsResponse {

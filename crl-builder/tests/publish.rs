@@ -257,6 +257,26 @@ async fn grpc_lists_downloads_watches_and_builds() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
 
+    // A request naming more issuers than there are is refused before any work.
+    let err = client
+        .build(pb::BuildCrlsRequest {
+            issuers: vec![pb::Issuer::Auth as i32; 100_000],
+            kind: pb::BuildKind::Full as i32,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        client
+            .list(pb::ListCrlsRequest { issuer: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .crls
+            .is_empty(),
+        "nothing was built"
+    );
+
     let mut watch = client
         .watch(pb::WatchCrlsRequest {
             issuer: Some(pb::Issuer::Auth as i32),
@@ -358,14 +378,17 @@ async fn grpc_lists_downloads_watches_and_builds() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
 
-    // A delta build is announced to the watcher.
-    client
+    // A delta build is announced to the watcher; an issuer named three
+    // times is built once.
+    let built = client
         .build(pb::BuildCrlsRequest {
-            issuers: vec![pb::Issuer::Auth as i32],
+            issuers: vec![pb::Issuer::Auth as i32; 3],
             kind: pb::BuildKind::Delta as i32,
         })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
+    assert_eq!(built.crls.len(), 1, "{:?}", built.crls);
     let info = watch.message().await.unwrap().unwrap();
     assert_eq!(info.name, "delta");
     assert!(info.delta_base.is_some());
