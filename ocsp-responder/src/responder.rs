@@ -7,6 +7,7 @@
 //! [`key`], the assembly of answers [`assemble`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -106,8 +107,11 @@ impl Outcome {
 /// repeat the request's CertID, so two encodings of it are two answers.
 type CacheKey = (CertKind, bool, bool, [u8; SERIAL_MAX_OCTETS]);
 
-/// Most answers kept pre-signed (each about 1 KB with the responder
-/// certificate); beyond, answers are signed but not kept.
+/// Most answers kept pre-signed by default (each about 1 KB with the
+/// responder certificate). A full cache makes room for a new answer: first
+/// it drops every answer no longer fresh (at most once per quarter of the
+/// freshness window), then, still full, one answer at random; so the hot set
+/// of the moment stays cached instead of the first million ever asked for.
 pub const MAX_CACHED_ANSWERS: usize = 1_000_000;
 
 struct Cached {
@@ -129,6 +133,9 @@ pub struct Responder {
     index: Arc<StatusIndex>,
     validity: Duration,
     cache: Mutex<HashMap<CacheKey, Arc<Cached>>>,
+    cache_capacity: usize,
+    /// When the cache last dropped its stale answers (Unix seconds).
+    last_sweep: AtomicI64,
 }
 
 impl std::fmt::Debug for Responder {
@@ -183,7 +190,35 @@ impl Responder {
             index,
             validity,
             cache: Mutex::new(HashMap::new()),
+            cache_capacity: MAX_CACHED_ANSWERS,
+            last_sweep: AtomicI64::new(i64::MIN),
         })
+    }
+
+    /// Keeps at most `answers` pre-signed answers (default [`MAX_CACHED_ANSWERS`]).
+    pub fn with_cache_capacity(mut self, answers: usize) -> Responder {
+        self.cache_capacity = answers.max(1);
+        self
+    }
+
+    /// How many pre-signed answers are kept.
+    pub fn cached_answers(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Makes room in a full cache for one more answer (see [`MAX_CACHED_ANSWERS`]).
+    fn make_room(&self, cache: &mut HashMap<CacheKey, Arc<Cached>>, now: UnixTime) {
+        let fresh_for = self.validity / 2;
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if last == i64::MIN || now >= plus(UnixTime(last), fresh_for / 4) {
+            self.last_sweep.store(now.0, Ordering::Relaxed);
+            cache.retain(|_, c| now < plus(c.this_update, fresh_for) && now >= c.this_update);
+        }
+        if cache.len() >= self.cache_capacity
+            && let Some(k) = cache.keys().next().copied()
+        {
+            cache.remove(&k);
+        }
     }
 
     /// Replaces an issuer's responder key (rotation without downtime):
@@ -374,8 +409,10 @@ impl Responder {
                     // (which takes this lock after the index changed) removes
                     // the entry right after.
                     let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                    let room = cache.len() < MAX_CACHED_ANSWERS || cache.contains_key(&k);
-                    if room && self.index.get(first, &serial) == statuses[0] {
+                    if self.index.get(first, &serial) == statuses[0] {
+                        if cache.len() >= self.cache_capacity && !cache.contains_key(&k) {
+                            self.make_room(&mut cache, now);
+                        }
                         cache.insert(
                             k,
                             Arc::new(Cached {

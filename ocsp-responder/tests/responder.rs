@@ -636,3 +636,62 @@ fn each_certid_encoding_gets_its_own_answer_and_unready_answers_try_later() {
     let (_, _, body) = http_get(s.addr, &format!("/ocsp/{}", b64.replace('+', "%2B")), &[]);
     assert!(body.len() > 100, "a signed answer once ready");
 }
+
+#[test]
+fn a_full_cache_makes_room_for_the_answers_asked_for_now() {
+    use shikko_ocsp::request::ParsedRequest;
+    use shikko_ocsp::responder::Outcome;
+    let s = setup(KeyAlgorithm::EcdsaP256);
+    let (ca_key, ca_der) = &s.ca;
+    let key = Arc::new(SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap());
+    let now = UnixTime::now();
+    let cert = ocsp_responder_certificate(
+        &Issuer::from_certificate(ca_key, ca_der).unwrap(),
+        key.public_key_der(),
+        Serial::from_u128(0x201).unwrap(),
+        UnixTime(now.0 - 86_400),
+        UnixTime(now.0 + 365 * 86_400),
+        "Shikko OCSP Responder (auth)",
+    )
+    .unwrap();
+    let responder = Responder::new(
+        vec![(
+            CertKind::CardAuth,
+            ca_der.clone(),
+            ResponderKey::new(key, &cert).unwrap(),
+        )],
+        s.index.clone(),
+        Duration::from_secs(3600),
+    )
+    .unwrap()
+    .with_cache_capacity(2);
+    let ask = |serial: u128, at: UnixTime| {
+        let id = responder
+            .cert_id(CertKind::CardAuth, &Serial::from_u128(serial).unwrap())
+            .unwrap();
+        let req = ParsedRequest {
+            cert_ids: vec![id],
+            nonce: None,
+        };
+        responder.respond(&req, at).outcome
+    };
+    // Good, revoked, on hold: all known, all cacheable.
+    assert_eq!(ask(0x4A5001, now), Outcome::Signed);
+    assert_eq!(ask(0x4A5002, now), Outcome::Signed);
+    assert_eq!(ask(0x4A5001, now), Outcome::Cached);
+    assert_eq!(responder.cached_answers(), 2);
+    // Full: a third answer is kept all the same, in place of another.
+    assert_eq!(ask(0x4A5003, now), Outcome::Signed);
+    assert_eq!(responder.cached_answers(), 2);
+    assert_eq!(ask(0x4A5003, now), Outcome::Cached);
+    // Half the validity later every kept answer is stale: the next new one
+    // asked for sweeps them all out (not one at random).
+    s.index.apply(&[record(6, 0x4A5004, CertStatus::Good)]);
+    let later = UnixTime(now.0 + 1_801);
+    assert_eq!(ask(0x4A5004, later), Outcome::Signed);
+    assert_eq!(responder.cached_answers(), 1, "the stale answers are gone");
+    assert_eq!(ask(0x4A5004, later), Outcome::Cached);
+    assert_eq!(ask(0x4A5001, later), Outcome::Signed);
+    assert_eq!(responder.cached_answers(), 2);
+    assert_eq!(ask(0x4A5001, later), Outcome::Cached);
+}
