@@ -24,7 +24,7 @@ use x509_cert::name::Name;
 
 use crate::error::{Error, Result};
 use crate::issue::{Draft, Issuer, issue, self_signed_ca};
-use crate::name::{build_name, with_common_name};
+use crate::name::{shikko_unit_name, with_common_name};
 use crate::profile;
 use crate::signer::Signer;
 
@@ -116,15 +116,7 @@ impl std::fmt::Display for InternalRole {
 
 /// The internal CA's name: `C=JP, O=Shikko, OU=Internal CA`.
 pub fn internal_ca_name() -> Name {
-    build_name(&[
-        (const_oid::db::rfc4519::COUNTRY_NAME, "JP"),
-        (const_oid::db::rfc4519::ORGANIZATION_NAME, "Shikko"),
-        (
-            const_oid::db::rfc4519::ORGANIZATIONAL_UNIT_NAME,
-            "Internal CA",
-        ),
-    ])
-    .expect("constant internal CA name is valid")
+    shikko_unit_name("Internal CA").expect("constant internal CA name is valid")
 }
 
 /// The internal CA's self-signed certificate ([`internal_ca_name`]).
@@ -191,14 +183,7 @@ pub fn role_certificate(issuer: &Issuer<'_>, req: &RoleCertRequest<'_>) -> Resul
         profile::extended_key_usage(purposes)?,
         profile::identity_alt_name(&role.uri(), req.dns_names, req.ip_addresses)?,
     ];
-    let subject = with_common_name(
-        &build_name(&[
-            (const_oid::db::rfc4519::COUNTRY_NAME, "JP"),
-            (const_oid::db::rfc4519::ORGANIZATION_NAME, "Shikko"),
-            (const_oid::db::rfc4519::ORGANIZATIONAL_UNIT_NAME, "Internal"),
-        ])?,
-        role.as_str(),
-    )?;
+    let subject = with_common_name(&shikko_unit_name("Internal")?, role.as_str())?;
     issue(
         issuer,
         Draft {

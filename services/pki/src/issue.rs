@@ -302,14 +302,7 @@ pub fn server_certificate(
         profile::extended_key_usage(&[ID_KP_SERVER_AUTH])?,
         profile::network_alt_name(dns_names, ip_addresses)?,
     ];
-    let subject = names::with_common_name(
-        &names::build_name(&[
-            (const_oid::db::rfc4519::COUNTRY_NAME, "JP"),
-            (const_oid::db::rfc4519::ORGANIZATION_NAME, "Shikko"),
-            (const_oid::db::rfc4519::ORGANIZATIONAL_UNIT_NAME, "Servers"),
-        ])?,
-        &first,
-    )?;
+    let subject = names::with_common_name(&names::shikko_unit_name("Servers")?, &first)?;
     issue(
         issuer,
         Draft {

@@ -105,16 +105,21 @@ pub fn holder_subject(
     }
 }
 
+/// `C=JP, O=Shikko, OU=<unit>`: the base of every name Shikko's own CAs
+/// (operator, internal) use for themselves and their subjects.
+pub fn shikko_unit_name(unit: &str) -> Result<Name> {
+    build_name(&[
+        (COUNTRY_NAME, "JP"),
+        (ORGANIZATION_NAME, "Shikko"),
+        (ORGANIZATIONAL_UNIT_NAME, unit),
+    ])
+}
+
 /// The name of Shikko's operator CA (issuer of operator client and server
 /// certificates for the 4-information service's mutual TLS):
 /// `C=JP, O=Shikko, OU=Operator CA`.
 pub fn operator_ca_name() -> Name {
-    build_name(&[
-        (COUNTRY_NAME, "JP"),
-        (ORGANIZATION_NAME, "Shikko"),
-        (ORGANIZATIONAL_UNIT_NAME, "Operator CA"),
-    ])
-    .expect("constant operator CA name is valid")
+    shikko_unit_name("Operator CA").expect("constant operator CA name is valid")
 }
 
 /// An operator's client certificate subject: `C=JP, O=Shikko, OU=Operators, CN=<operator id>`.
