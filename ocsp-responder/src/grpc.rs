@@ -68,18 +68,31 @@ impl pb::ocsp_responder_server::OcspResponder for OcspService {
             let id = responder
                 .cert_id(kind, &serial)
                 .ok_or_else(|| Status::internal("no CertID for this issuer"))?;
-            let role = self.role.clone();
-            let answer = tokio::task::spawn_blocking(move || {
-                role.responder().respond(
-                    &ParsedRequest {
-                        cert_ids: vec![id],
-                        nonce: None,
-                    },
-                    UnixTime::now(),
-                )
-            })
-            .await
-            .map_err(|_| Status::internal("signing task failed"))?;
+            let parsed = ParsedRequest {
+                cert_ids: vec![id],
+                nonce: None,
+            };
+            let now = UnixTime::now();
+            let answer = match responder.cached(&parsed, now) {
+                Some(a) => a,
+                None => {
+                    // The same permits as HTTP: gRPC is no way around the bound.
+                    let permit = self
+                        .role
+                        .signing_permits()
+                        .try_acquire_owned()
+                        .map_err(|_| {
+                            Status::resource_exhausted("too many answers being signed; retry")
+                        })?;
+                    let role = self.role.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _permit = permit;
+                        role.responder().sign_now(&parsed, now)
+                    })
+                    .await
+                    .map_err(|_| Status::internal("signing task failed"))?
+                }
+            };
             answer.der.to_vec()
         } else {
             Vec::new()

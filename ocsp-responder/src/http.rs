@@ -36,16 +36,16 @@ struct HttpState {
 }
 
 /// Routes `/ocsp` (POST) and `/ocsp/{base64}` (GET) over the role's
-/// responder, with at most `max_signing` answers being signed per request at once.
+/// responder, with at most `max_signing` answers being signed at once (the
+/// role's permits, shared with its gRPC `Check`; the first limit set wins).
 pub fn router(role: Arc<OcspRole>, max_signing: usize) -> Router {
+    role.limit_signing(max_signing);
+    let signing = role.signing_permits();
     Router::new()
         .route("/ocsp", post(post_ocsp))
         .route("/ocsp/{*request}", get(get_ocsp))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .with_state(HttpState {
-            role,
-            signing: Arc::new(Semaphore::new(max_signing.max(1))),
-        })
+        .with_state(HttpState { role, signing })
 }
 
 fn http_date(t: UnixTime) -> String {

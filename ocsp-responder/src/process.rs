@@ -92,7 +92,7 @@ pub struct OcspSection {
     /// half of it. Default 3,600.
     #[serde(default = "default_validity")]
     pub validity_secs: u64,
-    /// Answers signed per request (nonce) at once before shedding with 503. Default 64.
+    /// Answers signed at once (cache misses and nonces, over HTTP and gRPC together) before shedding: HTTP 503, gRPC RESOURCE_EXHAUSTED. Default 64.
     #[serde(default = "default_max_signing")]
     pub max_signing: usize,
     /// The stale-but-valid window: how long answers keep coming from the
@@ -112,7 +112,7 @@ fn default_validity() -> u64 {
     3_600
 }
 fn default_max_signing() -> usize {
-    64
+    crate::role::DEFAULT_MAX_SIGNING
 }
 
 fn default_max_stale() -> u64 {

@@ -70,7 +70,12 @@ pub struct OcspRole {
     metrics: OcspMetrics,
     /// The stale-but-valid window (seconds).
     max_stale: std::sync::atomic::AtomicU64,
+    /// The permits every signature takes, over HTTP and gRPC alike.
+    signing: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
 }
+
+/// Answers signed at once when nothing else is configured (`[ocsp] max_signing`'s default).
+pub const DEFAULT_MAX_SIGNING: usize = 64;
 
 impl OcspRole {
     /// The role over `responder` (which answers from `index`), answering as
@@ -87,7 +92,24 @@ impl OcspRole {
             responder,
             metrics: OcspMetrics::new(registry)?,
             max_stale: std::sync::atomic::AtomicU64::new(u64::MAX),
+            signing: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Sets how many answers may be signed at once, over HTTP and gRPC
+    /// together; only the first call counts (returns whether it was this one).
+    pub fn limit_signing(&self, max: usize) -> bool {
+        self.signing
+            .set(Arc::new(tokio::sync::Semaphore::new(max.max(1))))
+            .is_ok()
+    }
+
+    /// The permits every signature takes: a flood of misses (nonces,
+    /// uncached serials) on either protocol cannot take more than these.
+    pub fn signing_permits(&self) -> Arc<tokio::sync::Semaphore> {
+        self.signing
+            .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_SIGNING)))
+            .clone()
     }
 
     /// How long the role keeps answering from its index once the registry is

@@ -498,6 +498,23 @@ fn grpc_check_answers_from_the_index_with_the_signed_response_on_request() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+        // Signing over gRPC takes the role's permits, the ones the HTTP
+        // router was given (4 here): with all of them taken, an answer not
+        // cached is refused and a cached one is served.
+        let permits = s.role.signing_permits();
+        let held = permits.clone().acquire_many_owned(4).await.unwrap();
+        let err = c.check(check(0x4A5001, true)).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+        let r = c.check(check(0x4A5002, true)).await.unwrap().into_inner();
+        assert!(
+            !r.ocsp_response.is_empty(),
+            "the cached answer needs no permit"
+        );
+        drop(held);
+        let r = c.check(check(0x4A5001, true)).await.unwrap().into_inner();
+        assert!(!r.ocsp_response.is_empty());
+        assert_eq!(permits.available_permits(), 4);
     });
     let text = respin(s.dir.path(), "grpc.der", "0x4A5002", true);
     assert!(
