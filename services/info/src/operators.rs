@@ -21,6 +21,8 @@ pub const DEFAULT_RATE_PER_SEC: u32 = 20_000;
 /// Default burst: serials at once (a 10,000-serial batch fits).
 pub const DEFAULT_BURST: u32 = 40_000;
 
+/// Most days one usage request may name (a year, leap or not).
+pub const MAX_USAGE_DAYS: usize = 366;
 const PROVIDER_CORRUPT: &str = "a provider record does not decode";
 const OPERATOR_CORRUPT: &str = "an operator record does not decode";
 
@@ -455,25 +457,36 @@ impl InfoService {
         Ok(())
     }
 
-    /// Provisions per (provider, day) for an operator, for the given days (`YYYY-MM-DD`).
+    /// Provisions per (provider, day) for an operator, for the given days
+    /// (`YYYY-MM-DD`, at most [`MAX_USAGE_DAYS`], a day named twice read once);
+    /// reads only that operator's rows.
     pub fn usage(
         &self,
         op: &OperatorId,
         days: &[String],
     ) -> Result<Vec<(String, String, u64)>, InfoError> {
+        if days.len() > MAX_USAGE_DAYS {
+            return Err(InfoError::Invalid(format!(
+                "at most {MAX_USAGE_DAYS} days per request"
+            )));
+        }
         let mut out = Vec::new();
+        let mut seen: Vec<&String> = Vec::with_capacity(days.len());
         for day in days {
             if day.len() != 10 || !day.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
                 return Err(InfoError::Invalid("days are YYYY-MM-DD".into()));
             }
-            let prefix = keys::billing_day(day);
+            if seen.contains(&day) {
+                continue;
+            }
+            seen.push(day);
+            // Only this operator's rows of the day: `b/DAY/OPERATOR/PROVIDER`.
+            let mut prefix = keys::billing_day(day);
+            prefix.extend_from_slice(op.as_str().as_bytes());
+            prefix.push(b'/');
             for (k, v) in self.store.info_scan(&prefix, &prefix, usize::MAX)? {
-                let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-                if let Some((o, p)) = rest.split_once('/')
-                    && o == op.as_str()
-                {
-                    out.push((day.clone(), p.to_string(), keys::decode_count(&v)));
-                }
+                let provider = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                out.push((day.clone(), provider, keys::decode_count(&v)));
             }
         }
         Ok(out)

@@ -281,6 +281,24 @@ async fn seeds_flow_over_mutual_tls() {
         (usage.days[0].provider.as_str(), usage.days[0].provisions),
         ("bank-1", 3)
     );
+    // The same day three times is read once; more days than a year, refused.
+    let today = usage.days[0].day.clone();
+    let usage = c
+        .usage(pb::UsageRequest {
+            days: vec![today.clone(), today.clone(), today.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(usage.days.len(), 1);
+    assert_eq!(usage.days[0].provisions, 3);
+    let err = c
+        .usage(pb::UsageRequest {
+            days: vec![today; 367],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
     // Callers without a certificate, with an unregistered one, with a revoked one.
     let mut anonymous = w.client(None).await;
