@@ -210,6 +210,23 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Makes `dir` reachable by its owner only (mode 0700): the files in it
+/// (RocksDB's, made with the process's umask) are then out of other users'
+/// reach whatever their own mode.
+fn private_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            },
+        )?;
+    }
+    Ok(())
+}
+
 fn cf_options(cache: &Cache, point_lookups: bool) -> Options {
     let mut block = BlockBasedOptions::default();
     block.set_block_cache(cache);
@@ -245,6 +262,8 @@ impl Store {
             ColumnFamilyDescriptor::new(*name, cf_options(&cache, point))
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        // Holders' 4 information lives here: no one but the owner may enter.
+        private_dir(path)?;
         let store = Store {
             db,
             path: path.to_path_buf(),
@@ -436,6 +455,7 @@ impl Store {
         let base = self.path.parent().unwrap_or(&self.path).join("backups");
         std::fs::create_dir_all(&base)
             .map_err(|e| CheckpointError::Io(format!("{}: {e}", base.display())))?;
+        private_dir(&base)?;
         let dir = base.join(&name);
         if dir.exists() {
             return Err(CheckpointError::Exists(name));

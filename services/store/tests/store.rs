@@ -750,3 +750,30 @@ fn a_store_opened_only_for_reading_takes_the_kind_it_is_first_opened_as() {
         })
     ));
 }
+
+#[cfg(unix)]
+#[test]
+fn the_store_and_its_backups_are_reachable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = RegistryStore::open(&db).unwrap();
+    assert_eq!(mode(&db), 0o700, "an existing directory is tightened");
+    store
+        .ingest(
+            &[issue("a", 1, CertKind::CardAuth, 5)],
+            IngestMode::PerEvent,
+        )
+        .unwrap();
+    let (copy, seq) = store.checkpoint_named("before-upgrade").unwrap();
+    assert_eq!(seq, 1);
+    assert_eq!(mode(&dir.path().join("backups")), 0o700);
+    assert!(copy.starts_with(dir.path().join("backups")));
+    // A data directory's store is made private too.
+    let data = dir.path().join("data");
+    drop(ReplicaStore::open_data_dir(&data).unwrap());
+    assert_eq!(mode(&data.join("db")), 0o700);
+}
