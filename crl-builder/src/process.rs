@@ -62,6 +62,9 @@ pub struct CrlRoleConfig {
     /// Limits against slow and idle HTTP clients.
     #[serde(default)]
     pub http: shikko_runtime::HttpConfig,
+    /// The role's internal identity: mutual TLS on its gRPC port and to the registry.
+    #[serde(default)]
+    pub tls: shikko_runtime::TlsConfig,
 }
 
 /// `[crl]`.
@@ -144,6 +147,8 @@ impl CrlSection {
 impl RoleConfig for CrlRoleConfig {
     fn validate(&self) -> Result<(), String> {
         self.crl.validate()?;
+        self.tls.validate(&[self.crl.grpc_listen])?;
+        self.tls.validate_client(&self.crl.registry)?;
         self.http.limits().map(|_| ())
     }
 
@@ -175,8 +180,10 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let role =
         CrlRole::new(builder, metrics.registry(), readiness.clone()).context("the crl role")?;
     let sink = MirrorSink::new(store);
+    let security = shikko_access::server_security(&cfg.tls).context("[tls]")?;
+    let to_registry = shikko_access::registry_client(&cfg.tls, &shutdown).context("[tls]")?;
     let follower = Follower::new(
-        GrpcSource::new(c.registry.clone()),
+        GrpcSource::new(c.registry.clone()).with_tls(to_registry),
         sink.binding().context("the mirror's registry binding")?,
         readiness.clone(),
         FollowerMetrics::new(metrics.registry(), "crl").context("follower metrics")?,
@@ -226,7 +233,7 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let routes = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
         .service(CrlService::new(role).into_service());
     RoleServer::new("crl", metrics, metrics_listener)
-        .grpc(grpc, routes)
+        .grpc(grpc, routes, security)
         .http(http, app, cfg_http)
         .serve(shutdown, cfg.shutdown.drain_timeout())
         .await
@@ -242,7 +249,14 @@ mod tests {
         let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/crl.toml"));
         let cfg: CrlRoleConfig = shikko_runtime::load_toml(path).unwrap();
         cfg.crl.validate().unwrap();
-        assert_eq!(cfg.crl.registry, shikko_follow::default_registry_endpoint());
+        // The deployment names the default address, over mutual TLS.
+        assert_eq!(
+            cfg.crl.registry.replace("https://", "http://"),
+            shikko_follow::default_registry_endpoint()
+        );
+        assert!(cfg.crl.registry.starts_with("https://"));
+        assert!(!cfg.tls.insecure_loopback_only);
+        assert!(cfg.tls.files().unwrap().is_some());
         assert_eq!(cfg.crl.http_listen, default_http());
         assert_eq!(cfg.crl.delta_every_secs, 900);
         let bad = CrlSection {

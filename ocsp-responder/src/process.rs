@@ -69,6 +69,9 @@ pub struct OcspRoleConfig {
     /// Limits against slow and idle HTTP clients.
     #[serde(default)]
     pub http: shikko_runtime::HttpConfig,
+    /// The role's internal identity: mutual TLS on its gRPC port and to the registry.
+    #[serde(default)]
+    pub tls: shikko_runtime::TlsConfig,
 }
 
 /// `[ocsp]`.
@@ -138,6 +141,8 @@ impl OcspSection {
 impl RoleConfig for OcspRoleConfig {
     fn validate(&self) -> Result<(), String> {
         self.ocsp.validate()?;
+        self.tls.validate(&[self.ocsp.grpc_listen])?;
+        self.tls.validate_client(&self.ocsp.registry)?;
         self.http.limits().map(|_| ())
     }
 
@@ -158,8 +163,10 @@ pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         metrics.registry(),
         readiness.clone(),
     )?;
+    let security = shikko_access::server_security(&cfg.tls).context("[tls]")?;
+    let to_registry = shikko_access::registry_client(&cfg.tls, &shutdown).context("[tls]")?;
     let follower = Follower::new(
-        GrpcSource::new(c.registry.clone()),
+        GrpcSource::new(c.registry.clone()).with_tls(to_registry),
         // The index lives in memory: bound anew at each start.
         Binding::in_memory(),
         readiness,
@@ -183,7 +190,7 @@ pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let routes = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
         .service(OcspService::new(role).into_service());
     RoleServer::new("ocsp", metrics, metrics_listener)
-        .grpc(grpc, routes)
+        .grpc(grpc, routes, security)
         .http(http, app, cfg_http)
         .serve(shutdown, cfg.shutdown.drain_timeout())
         .await

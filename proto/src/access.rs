@@ -65,8 +65,8 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         method: "/shikko.v1.Registry/Checkpoint",
-        callers: &["admin"],
-        why: "writes a copy of the store to disk: an administrator's act",
+        callers: &["admin", "standby"],
+        why: "writes a copy of the store to disk: an administrator's act, or the backup taker's",
     },
     Rule {
         method: "/shikko.v1.OcspResponder/Check",
@@ -165,9 +165,46 @@ pub const RULES: &[Rule] = &[
     },
 ];
 
+/// Every internal identity: the callers of what every endpoint serves
+/// beside its own services.
+pub const ANY_INTERNAL: &[&str] = &[
+    "registry",
+    "crl",
+    "ocsp",
+    "info",
+    "authority",
+    "admin",
+    "auditor",
+    "standby",
+];
+
+/// The rules of the standard services every internal endpoint serves
+/// beside its own (gRPC health and server reflection); not in the
+/// compiled descriptors, so listed apart.
+pub const SERVING_RULES: &[Rule] = &[
+    Rule {
+        method: "/grpc.health.v1.Health/Check",
+        callers: ANY_INTERNAL,
+        why: "whether a role serves: no data",
+    },
+    Rule {
+        method: "/grpc.health.v1.Health/Watch",
+        callers: ANY_INTERNAL,
+        why: "whether a role serves: no data",
+    },
+    Rule {
+        method: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        callers: &["admin", "auditor"],
+        why: "the API's shape, for grpcurl: operations only",
+    },
+];
+
 /// The rule of `method` (`/package.Service/Method`), if it has one.
 pub fn rule(method: &str) -> Option<&'static Rule> {
-    RULES.iter().find(|r| r.method == method)
+    RULES
+        .iter()
+        .chain(SERVING_RULES)
+        .find(|r| r.method == method)
 }
 
 /// Whether `caller` may call `method`: a method without a rule admits no one.
@@ -245,6 +282,15 @@ mod tests {
         {
             assert!(known.contains(c));
         }
+        for r in SERVING_RULES {
+            assert!(!r.callers.contains(&OPERATOR), "{}", r.method);
+            assert!(rule(r.method).is_some());
+        }
+        assert!(admits("/grpc.health.v1.Health/Check", "ocsp"));
+        assert!(!admits(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "ocsp"
+        ));
         assert!(admits("/shikko.v1.Registry/Ingest", "authority"));
         assert!(!admits("/shikko.v1.Registry/Ingest", "ocsp"));
         assert!(!admits("/shikko.v1.Registry/NoSuchMethod", "admin"));
@@ -257,14 +303,14 @@ mod tests {
         let doc = std::fs::read_to_string(path).unwrap();
         let rows: Vec<&str> = doc
             .lines()
-            .filter(|l| l.starts_with("| `/shikko"))
+            .filter(|l| l.starts_with("| `/shikko") || l.starts_with("| `/grpc"))
             .collect();
         assert_eq!(
             rows.len(),
-            RULES.len(),
+            RULES.len() + SERVING_RULES.len(),
             "one row per rule in docs/SECURITY.md"
         );
-        for r in RULES {
+        for r in RULES.iter().chain(SERVING_RULES) {
             let want = format!("| `{}` | {} | {} |", r.method, r.callers.join(", "), r.why);
             assert!(
                 rows.contains(&want.as_str()),

@@ -93,7 +93,7 @@ fn print_operator(o: &pb::OperatorRecord) {
 pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
     match cmd {
         AdminCommand::ProviderAdd { id, name, endpoint } => {
-            let p = admin_client(&endpoint)
+            let p = admin_client(&endpoint, "admin")
                 .await?
                 .register_provider(pb::RegisterProviderRequest { id, name })
                 .await
@@ -110,7 +110,7 @@ pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
         } => {
             let certificate =
                 std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?;
-            let o = admin_client(&endpoint)
+            let o = admin_client(&endpoint, "admin")
                 .await?
                 .register_operator(pb::RegisterOperatorRequest {
                     id,
@@ -130,7 +130,7 @@ pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
                 let bytes = std::fs::read(&cert).with_context(|| format!("reading {cert}"))?;
                 shikko_info::operators::fingerprint(&shikko_pki::certificate_der(&bytes)?)
             };
-            let o = admin_client(&endpoint)
+            let o = admin_client(&endpoint, "admin")
                 .await?
                 .revoke_operator_certificate(pb::RevokeOperatorCertificateRequest { sha256 })
                 .await
@@ -144,7 +144,7 @@ pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
             burst,
             endpoint,
         } => {
-            let o = admin_client(&endpoint)
+            let o = admin_client(&endpoint, "admin")
                 .await?
                 .set_rate_limit(pb::SetRateLimitRequest {
                     id,
@@ -157,7 +157,7 @@ pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
             print_operator(&o);
         }
         AdminCommand::OperatorList { endpoint } => {
-            let list = admin_client(&endpoint)
+            let list = admin_client(&endpoint, "admin")
                 .await?
                 .list_operators(pb::ListOperatorsRequest {})
                 .await

@@ -54,7 +54,7 @@ pub(crate) async fn audit(cmd: AuditCommand) -> Result<()> {
             from,
             out,
         } => {
-            let mut stream = admin_client(&endpoint)
+            let mut stream = admin_client(&endpoint, "auditor")
                 .await?
                 .export_audit(pb::ExportAuditRequest { from_seq: from })
                 .await
@@ -88,7 +88,7 @@ pub(crate) async fn audit(cmd: AuditCommand) -> Result<()> {
             let expected = match (head, endpoint) {
                 (Some(h), _) => Some(h),
                 (None, Some(ep)) => Some(
-                    admin_client(&ep)
+                    admin_client(&ep, "auditor")
                         .await?
                         .audit_head(pb::AuditHeadRequest {})
                         .await
@@ -123,7 +123,7 @@ pub(crate) async fn audit(cmd: AuditCommand) -> Result<()> {
             }
         }
         AuditCommand::Head { endpoint } => {
-            let h = admin_client(&endpoint)
+            let h = admin_client(&endpoint, "auditor")
                 .await?
                 .audit_head(pb::AuditHeadRequest {})
                 .await

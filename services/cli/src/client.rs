@@ -10,11 +10,9 @@ use shikko_proto::v1 as pb;
 use shikko_proto::v1::registry_client::RegistryClient;
 use tonic::transport::Channel;
 
-/// Connects to a registry.
-pub(crate) async fn connect(endpoint: &str) -> Result<RegistryClient<Channel>> {
-    let client = RegistryClient::connect(endpoint.to_owned())
-        .await
-        .with_context(|| format!("cannot connect to the registry at {endpoint}"))?;
+/// Connects to a registry as `identity` (unless another was chosen).
+pub(crate) async fn connect(endpoint: &str, identity: &str) -> Result<RegistryClient<Channel>> {
+    let client = RegistryClient::new(crate::identity::channel(endpoint, identity).await?);
     Ok(client
         .max_decoding_message_size(shikko_registry::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(shikko_registry::MAX_MESSAGE_BYTES))
@@ -67,7 +65,7 @@ pub(crate) async fn ingest(
     if events.is_empty() {
         bail!("{}: no events", file.display());
     }
-    let mut client = connect(endpoint).await?;
+    let mut client = connect(endpoint, "authority").await?;
     let (mut applied, mut duplicates, mut rejected) = (0u64, 0u64, 0u64);
     let mut last_seq = 0;
     for batch in events.chunks(batch_size.max(1)) {
@@ -133,7 +131,7 @@ pub(crate) async fn status(
         (None, Some(k), Some(s)) => (k, s),
         _ => bail!("give --cert FILE, or --issuer ISSUER and SERIAL"),
     };
-    let mut client = connect(endpoint).await?;
+    let mut client = connect(endpoint, "admin").await?;
     let st = client
         .get_status(pb::GetStatusRequest {
             issuer: convert::issuer(kind),
@@ -189,13 +187,13 @@ pub(crate) async fn status(
 pub(crate) async fn checkpoint(endpoint: &str, name: String, info: bool) -> Result<()> {
     let req = pb::CheckpointRequest { name };
     let made = if info {
-        shikko_proto::v1::info_admin_client::InfoAdminClient::connect(endpoint.to_owned())
-            .await
-            .with_context(|| format!("cannot connect to the info role at {endpoint}"))?
-            .checkpoint(req)
-            .await
+        shikko_proto::v1::info_admin_client::InfoAdminClient::new(
+            crate::identity::channel(endpoint, "admin").await?,
+        )
+        .checkpoint(req)
+        .await
     } else {
-        connect(endpoint).await?.checkpoint(req).await
+        connect(endpoint, "admin").await?.checkpoint(req).await
     }
     .map_err(|e| anyhow::anyhow!("{:?}: {}", e.code(), e.message()))?
     .into_inner();

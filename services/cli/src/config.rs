@@ -22,6 +22,9 @@ pub(crate) struct RegistryRoleConfig {
     /// registry's store and keeps consents and the audit log there).
     #[serde(default)]
     pub(crate) info: Option<InfoSection>,
+    /// The registry's internal identity: mutual TLS on its gRPC port.
+    #[serde(default)]
+    pub(crate) tls: shikko_runtime::TlsConfig,
 }
 
 /// `[info]`.
@@ -48,7 +51,7 @@ pub(crate) fn default_info() -> SocketAddr {
 
 impl shikko_runtime::RoleConfig for RegistryRoleConfig {
     fn validate(&self) -> Result<(), String> {
-        Ok(())
+        self.tls.validate(&[self.registry.grpc_listen])
     }
 
     fn telemetry(&self) -> &TelemetryConfig {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use shikko_core::CertKind;
 use shikko_crl::{BuildReport, BuiltCrl, CrlName, Progress};
@@ -171,9 +171,9 @@ pub(crate) async fn build_remote(
     delta: bool,
     verbose: bool,
 ) -> Result<()> {
-    let mut client = pb::crl_publisher_client::CrlPublisherClient::connect(endpoint.to_string())
-        .await
-        .with_context(|| format!("connecting to {endpoint}"))?;
+    let mut client = pb::crl_publisher_client::CrlPublisherClient::new(
+        crate::identity::channel(endpoint, "admin").await?,
+    );
     let t = Instant::now();
     let resp = client
         .build(pb::BuildCrlsRequest {

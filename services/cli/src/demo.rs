@@ -183,8 +183,23 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         .service(ocsp_service)
         .service(info_admin);
     let closer = registry.clone();
+    // Every internal service of the demo answers over mutual TLS, as the
+    // registry's identity; the table of shikko_proto::access decides who
+    // may call what (the client commands present samples/admin.pem etc.).
+    let data = shikko_pki::DataDir::new(&opts.data_dir);
+    let files = shikko_runtime::TlsFiles {
+        cert: data.cert_path("role-registry"),
+        key: data.key_path("role-registry"),
+        ca: data.cert_path("internal-ca"),
+        crls: Vec::new(),
+    };
+    let security = shikko_runtime::Security::Mtls {
+        tls: Arc::new(shikko_runtime::ServerTls::load(&files)?),
+        policy: Arc::new(shikko_access::InternalAccess),
+        reload_every: Duration::from_secs(30),
+    };
     Ok(RoleServer::new("demo", metrics, metrics_listener)
-        .grpc(grpc, routes)
+        .grpc(grpc, routes, security)
         .grpc_tls(
             info_listener,
             operators,

@@ -131,11 +131,15 @@ async fn operator_client(c: &OperatorConn) -> Result<InfoClient<Channel>> {
         .max_encoding_message_size(64 << 20))
 }
 
-pub(crate) async fn admin_client(endpoint: &str) -> Result<InfoAdminClient<Channel>> {
-    Ok(InfoAdminClient::connect(endpoint.to_owned())
-        .await
-        .with_context(|| format!("cannot connect to the platform at {endpoint}"))?
-        .max_decoding_message_size(64 << 20))
+/// InfoAdmin at `endpoint`, as `identity` (unless another was chosen).
+pub(crate) async fn admin_client(
+    endpoint: &str,
+    identity: &str,
+) -> Result<InfoAdminClient<Channel>> {
+    Ok(
+        InfoAdminClient::new(crate::identity::channel(endpoint, identity).await?)
+            .max_decoding_message_size(64 << 20),
+    )
 }
 
 pub(crate) fn status_error(e: tonic::Status) -> anyhow::Error {

@@ -12,6 +12,7 @@ mod client;
 mod config;
 mod crl;
 mod demo;
+mod identity;
 mod info;
 mod info_role;
 mod load;
@@ -37,6 +38,15 @@ use shikko_runtime::{EXIT_CONFIG, TelemetryConfig};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Directory of the internal identity client commands present
+    /// (NAME.pem, NAME-key.pem, internal-ca.pem); default: the demo's
+    /// ./shikko-data/samples when it exists.
+    #[arg(long, global = true, env = "SHIKKO_IDENTITY_DIR")]
+    identity_dir: Option<PathBuf>,
+    /// The identity to present (admin, authority, auditor); default: the
+    /// one the command needs.
+    #[arg(long, global = true, env = "SHIKKO_IDENTITY")]
+    identity: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -315,6 +325,10 @@ impl From<anyhow::Error> for Failure {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    identity::choose(identity::IdentityChoice {
+        dir: cli.identity_dir,
+        name: cli.identity,
+    });
     match cli.command {
         Command::Demo {
             data_dir,

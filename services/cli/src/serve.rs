@@ -31,7 +31,7 @@ pub(crate) async fn serve_registry(
     cfg: crate::config::RegistryRoleConfig,
     shutdown: Shutdown,
 ) -> Result<()> {
-    let mut process = RegistryProcess::bind(&cfg.registry, &cfg.telemetry).await?;
+    let mut process = RegistryProcess::bind(&cfg.registry, &cfg.telemetry, &cfg.tls).await?;
     let mut beside = Vec::new();
     let mut info_server = None;
     if let Some(info) = &cfg.info {

@@ -168,7 +168,7 @@ fn the_demo_serves_its_crls_and_builds_on_demand() {
     let (ok, before) = openssl_crl(&fetched, &ca);
     assert!(ok);
 
-    let out = run(&[
+    let out = demo.run(&[
         "crl",
         "build",
         "--endpoint",
@@ -251,7 +251,7 @@ fn the_demo_serves_its_crls_and_builds_on_demand() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let out = run(&[
+    let out = demo.run(&[
         "ocsp",
         "check",
         "--issuer",
@@ -284,7 +284,7 @@ fn the_demo_serves_its_crls_and_builds_on_demand() {
         ocsp(&query).contains(": good"),
         "the example certificate starts good"
     );
-    let out = run(&[
+    let out = demo.run(&[
         "events",
         "ingest",
         "--endpoint",

@@ -96,7 +96,7 @@ fn the_demo_answers_the_seeds_flow_through_the_cli() {
     assert!(!ok && text.contains("PermissionDenied"), "{text}");
 
     // (A) The `unchanged` holder moves: the example event, through the registry.
-    let out = run(&[
+    let out = demo.run(&[
         "events",
         "ingest",
         "--endpoint",
@@ -109,7 +109,7 @@ fn the_demo_answers_the_seeds_flow_through_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
     // (B) The old serial is on the next delta CRL of the signing CA.
-    let out = run(&[
+    let out = demo.run(&[
         "crl",
         "build",
         "--endpoint",
@@ -168,7 +168,7 @@ fn the_demo_answers_the_seeds_flow_through_the_cli() {
 
     // The audit log: exported, intact, up to the service's head.
     let audit = dir.path().join("audit.jsonl");
-    let out = run(&[
+    let out = demo.run(&[
         "audit",
         "export",
         "--endpoint",
@@ -181,7 +181,7 @@ fn the_demo_answers_the_seeds_flow_through_the_cli() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = run(&[
+    let out = demo.run(&[
         "audit",
         "verify",
         audit.to_str().unwrap(),
@@ -208,7 +208,7 @@ fn the_demo_answers_the_seeds_flow_through_the_cli() {
         cut.iter().map(|l| format!("{l}\n")).collect::<String>(),
     )
     .unwrap();
-    let out = run(&["audit", "verify", tampered.to_str().unwrap()]);
+    let out = demo.run(&["audit", "verify", tampered.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("NOT intact"),

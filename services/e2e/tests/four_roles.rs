@@ -3,7 +3,8 @@
 //! flow across them: a bank's customer consents, moves (an event ingested
 //! into the registry); OCSP answers the old signing certificate revoked, the
 //! next delta CRL lists it, and the bank's query by the old serial returns
-//! the new address and serial.
+//! the new address and serial. Every internal call is over mutual TLS,
+//! each role and client with its own identity from a test internal CA.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use shikko_testkit::process as common;
@@ -11,12 +12,13 @@ use shikko_testkit::process as common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{http_get, run, setup_demo_dir, shikko, start_registry, start_role, write_config};
+use common::{http_get, setup_demo_dir, shikko, start_registry, start_role};
 use der::Decode;
 use shikko_core::{
     CertKind, DateOfBirth, Event, EventBody, EventId, FourInfo, HolderId, NewCert, Serial, Sex,
     UnixTime,
 };
+use shikko_testkit::identities::Identities;
 use shikko_testkit::openssl_ocsp_serial;
 use shikko_testkit::roles::{InfoTls, Loopback};
 
@@ -29,32 +31,44 @@ fn until(args: &[&str], want: &str, secs: u64) -> String {
     shikko_testkit::until_contains(secs, want, || text(&shikko().args(args).output().unwrap()))
 }
 
+/// `shikko ARGS` presenting the identities in `ids` (the command's own:
+/// `authority` to ingest, `admin` for the rest), as an operator does.
+fn run(ids: &Identities, args: &[&str]) -> Output {
+    shikko()
+        .env("SHIKKO_IDENTITY_DIR", &ids.dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_daily_flow_runs_across_four_processes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     setup_demo_dir(&data);
     let samples = data.join("samples");
-    let registry = start_registry(&write_config(dir.path(), &data));
-    let configs = Loopback::new(dir.path());
+    let ids = Identities::create(&dir.path().join("identities")).unwrap();
+    let configs = Loopback::new(dir.path()).with_identities(&ids);
+    let registry = start_registry(&configs.registry(&data).unwrap());
+    let registry_url = registry.endpoint.replace("http://", "https://");
 
-    let cfg = configs.ocsp(&data, &registry.endpoint, "").unwrap();
+    let cfg = configs.ocsp(&data, &registry_url, "").unwrap();
     let ocsp = start_role("ocsp", &cfg);
     let ocsp_url = format!("http://{}/ocsp", ocsp.field("http"));
 
-    let cfg = configs.crl(&data, &registry.endpoint, 3600, "").unwrap();
+    let cfg = configs.crl(&data, &registry_url, 3600, "").unwrap();
     let crl = start_role("crl", &cfg);
-    let (crl_http, crl_grpc) = (crl.field("http"), format!("http://{}", crl.field("grpc")));
+    let (crl_http, crl_grpc) = (crl.field("http"), format!("https://{}", crl.field("grpc")));
 
     // The info role: its own data directory, a replica of the registry's store.
     let tls = InfoTls::from_data_dir(&data, &dir.path().join("tls")).unwrap();
     let cfg = configs
-        .info(&dir.path().join("info-data"), &registry.endpoint, &tls)
+        .info(&dir.path().join("info-data"), &registry_url, &tls)
         .unwrap();
     let info = start_role("info", &cfg);
     let (info_url, info_admin) = (
         format!("https://{}", info.field("info")),
-        format!("http://{}", info.field("grpc")),
+        format!("https://{}", info.field("grpc")),
     );
     let info_args = |args: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = vec!["info".into()];
@@ -71,29 +85,35 @@ fn the_daily_flow_runs_across_four_processes() {
     };
 
     // An administrator registers the bank and its operator with the info role.
-    let out = run(&[
-        "admin",
-        "provider-add",
-        "demo-bank",
-        "--name",
-        "Demo Bank",
-        "--endpoint",
-        &info_admin,
-    ]);
+    let out = run(
+        &ids,
+        &[
+            "admin",
+            "provider-add",
+            "demo-bank",
+            "--name",
+            "Demo Bank",
+            "--endpoint",
+            &info_admin,
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
-    let out = run(&[
-        "admin",
-        "operator-add",
-        "demo-operator",
-        "--name",
-        "Demo Operator",
-        "--provider",
-        "demo-bank",
-        "--cert",
-        samples.join("operator.pem").to_str().unwrap(),
-        "--endpoint",
-        &info_admin,
-    ]);
+    let out = run(
+        &ids,
+        &[
+            "admin",
+            "operator-add",
+            "demo-operator",
+            "--name",
+            "Demo Operator",
+            "--provider",
+            "demo-bank",
+            "--cert",
+            samples.join("operator.pem").to_str().unwrap(),
+            "--endpoint",
+            &info_admin,
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
 
     // The customer: the holder of sign-good.pem. Synthetic holders share a
@@ -157,13 +177,16 @@ fn the_daily_flow_runs_across_four_processes() {
     };
     let events = dir.path().join("move.jsonl");
     std::fs::write(&events, serde_json::to_string(&event).unwrap() + "\n").unwrap();
-    let out = run(&[
-        "events",
-        "ingest",
-        "--endpoint",
-        &registry.endpoint,
-        events.to_str().unwrap(),
-    ]);
+    let out = run(
+        &ids,
+        &[
+            "events",
+            "ingest",
+            "--endpoint",
+            &registry_url,
+            events.to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
 
     // (B) OCSP answers revoked (affiliationChanged); the next delta lists it.
@@ -184,15 +207,18 @@ fn the_daily_flow_runs_across_four_processes() {
     // mirror has the move (it follows within moments).
     let deadline = Instant::now() + Duration::from_secs(10);
     let listed = loop {
-        let out = run(&[
-            "crl",
-            "build",
-            "--endpoint",
-            &crl_grpc,
-            "--delta",
-            "--issuer",
-            "sign",
-        ]);
+        let out = run(
+            &ids,
+            &[
+                "crl",
+                "build",
+                "--endpoint",
+                &crl_grpc,
+                "--delta",
+                "--issuer",
+                "sign",
+            ],
+        );
         assert!(out.status.success(), "{}", text(&out));
         let (status, body) = http_get(&crl_http, "/crl/sign/delta.crl");
         assert_eq!(status, 200);
@@ -230,15 +256,18 @@ fn the_daily_flow_runs_across_four_processes() {
     assert!(said.contains("name=移転 一郎"), "{said}");
 
     // The info role's own store (consents, audit log) is backed up like the registry's.
-    let out = run(&[
-        "backup",
-        "create",
-        "--info",
-        "--endpoint",
-        &info_admin,
-        "--name",
-        "after-the-move",
-    ]);
+    let out = run(
+        &ids,
+        &[
+            "backup",
+            "create",
+            "--info",
+            "--endpoint",
+            &info_admin,
+            "--name",
+            "after-the-move",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         dir.path()

@@ -1,11 +1,13 @@
 //! The registry's gRPC `Follow` stream as a [`FeedSource`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use shikko_core::{ChangeRecord, Effect, Municipality};
 use shikko_proto::v1 as pb;
 use shikko_proto::v1::registry_client::RegistryClient;
+use shikko_runtime::ClientTls;
 
 use crate::{Content, FeedBatch, FeedSource, FeedStream, FollowError};
 
@@ -16,14 +18,23 @@ const MAX_BATCH: u32 = 1_000;
 #[derive(Debug, Clone)]
 pub struct GrpcSource {
     endpoint: String,
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl GrpcSource {
-    /// The registry at `endpoint` (e.g. `http://127.0.0.1:50051`).
+    /// The registry at `endpoint` (e.g. `https://127.0.0.1:50051`),
+    /// plaintext until [`GrpcSource::with_tls`].
     pub fn new(endpoint: impl Into<String>) -> GrpcSource {
         GrpcSource {
             endpoint: endpoint.into(),
+            tls: None,
         }
+    }
+
+    /// Over mutual TLS with `tls` (`None`: plaintext, on loopback only).
+    pub fn with_tls(mut self, tls: Option<Arc<ClientTls>>) -> GrpcSource {
+        self.tls = tls;
+        self
     }
 }
 
@@ -31,15 +42,14 @@ impl FeedSource for GrpcSource {
     async fn open(&self, from_seq: u64, content: Content) -> Result<FeedStream, FollowError> {
         // HTTP/2 keepalive: a registry that vanished without closing the
         // connection is noticed within half a minute, not never.
-        let channel = tonic::transport::Endpoint::from_shared(self.endpoint.clone())
-            .map_err(|e| FollowError::Unreachable(format!("endpoint {}: {e}", self.endpoint)))?
-            .connect_timeout(Duration::from_secs(10))
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .keep_alive_while_idle(true)
-            .connect()
-            .await
-            .map_err(|e| FollowError::Unreachable(format!("{}: {e}", self.endpoint)))?;
+        let channel = shikko_access::connect(&self.endpoint, self.tls.as_ref(), |ep| {
+            ep.connect_timeout(Duration::from_secs(10))
+                .http2_keep_alive_interval(Duration::from_secs(20))
+                .keep_alive_timeout(Duration::from_secs(10))
+                .keep_alive_while_idle(true)
+        })
+        .await
+        .map_err(|e| FollowError::Unreachable(e.to_string()))?;
         let stream = RegistryClient::new(channel)
             .follow(pb::FollowRequest {
                 from_seq,

@@ -65,6 +65,9 @@ pub struct InfoRoleConfig {
     /// Draining on SIGTERM.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// The role's internal identity: mutual TLS on its gRPC port and to the registry (the operators' port keeps its own TLS).
+    #[serde(default)]
+    pub tls: shikko_runtime::TlsConfig,
 }
 
 /// `[info]` of `serve info`.
@@ -104,7 +107,8 @@ fn default_admin() -> SocketAddr {
 
 impl RoleConfig for InfoRoleConfig {
     fn validate(&self) -> Result<(), String> {
-        Ok(())
+        self.tls.validate(&[self.info.admin_listen])?;
+        self.tls.validate_client(&self.info.registry)
     }
 
     fn telemetry(&self) -> &TelemetryConfig {
@@ -131,8 +135,10 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         .with_readiness(readiness.clone()),
     );
     let replica = Replica::new(store);
+    let security = shikko_access::server_security(&cfg.tls).context("[tls]")?;
+    let to_registry = shikko_access::registry_client(&cfg.tls, &shutdown).context("[tls]")?;
     let follower = Follower::new(
-        GrpcSource::new(cfg.info.registry.clone()),
+        GrpcSource::new(cfg.info.registry.clone()).with_tls(to_registry),
         replica
             .binding()
             .context("the replica's registry binding")?,
@@ -159,7 +165,7 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         .service(crate::admin::InfoAdminGrpc::new(svc).into_server());
     RoleServer::new("info", metrics, metrics_listener)
         .grpc_tls(listener, operators, tls)
-        .grpc(admin, internal)
+        .grpc(admin, internal, security)
         .serve(shutdown, cfg.shutdown.drain_timeout())
         .await
         .context("serving")
@@ -178,10 +184,14 @@ mod tests {
         let cfg: InfoRoleConfig = shikko_runtime::load_toml(path).unwrap();
         assert_eq!(cfg.info.grpc_listen, default_listen());
         assert_eq!(cfg.info.admin_listen, default_admin());
+        // The deployment names the default address, over mutual TLS.
         assert_eq!(
-            cfg.info.registry,
+            cfg.info.registry.replace("https://", "http://"),
             shikko_follow::default_registry_endpoint()
         );
+        assert!(cfg.info.registry.starts_with("https://"));
+        assert!(!cfg.tls.insecure_loopback_only);
+        assert!(cfg.tls.files().unwrap().is_some());
         assert_eq!(cfg.info.signing_cas.len(), 1);
     }
 }

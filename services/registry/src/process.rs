@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shikko_runtime::{
-    Context, GrpcRoutes, RoleResult, RoleServer, Shutdown, TelemetryConfig, bind,
+    Context, GrpcRoutes, RoleResult, RoleServer, Security, Shutdown, TelemetryConfig, TlsConfig,
+    bind,
 };
 use shikko_store::RegistryStore;
 use tokio::net::TcpListener;
@@ -44,6 +45,7 @@ pub struct RegistryProcess {
     grpc: TcpListener,
     metrics_listener: TcpListener,
     routes: GrpcRoutes,
+    security: Security,
 }
 
 impl std::fmt::Debug for RegistryProcess {
@@ -60,7 +62,9 @@ impl RegistryProcess {
     pub async fn bind(
         section: &RegistrySection,
         telemetry: &TelemetryConfig,
+        tls: &TlsConfig,
     ) -> RoleResult<RegistryProcess> {
+        let security = shikko_access::server_security(tls).context("[tls]")?;
         let store = RegistryStore::open_data_dir(&section.data_dir)
             .with_context(|| format!("opening the store of {}", section.data_dir.display()))?;
         let metrics = shikko_runtime::process_metrics()?;
@@ -77,6 +81,7 @@ impl RegistryProcess {
             grpc,
             metrics_listener,
             routes,
+            security,
         })
     }
 
@@ -124,7 +129,7 @@ impl RegistryProcess {
         shikko_runtime::announce_addrs("registry", &ports);
         let closer = self.registry.clone();
         let server = RoleServer::new("registry", self.metrics, self.metrics_listener)
-            .grpc(self.grpc, self.routes)
+            .grpc(self.grpc, self.routes, self.security)
             // Feed streams never end by themselves: close them so draining can finish.
             .on_shutdown(async move { closer.close_streams() });
         add(server).serve(shutdown, drain).await.context("serving")

@@ -242,6 +242,11 @@ impl RegistryApi for RegistryService {
         &self,
         request: Request<pb::GetStatusRequest>,
     ) -> std::result::Result<Response<pb::CertificateStatus>, Status> {
+        // The newest serial links a person's certificates: only to those who need it.
+        let links = shikko_access::caller_may(
+            request.extensions().get::<shikko_runtime::Caller>(),
+            shikko_proto::access::STATUS_WITH_NEWEST_SERIAL,
+        );
         let req = request.into_inner();
         let kind = convert::cert_kind(req.issuer).map_err(|e| Error::Invalid(e.to_string()))?;
         let serial =
@@ -271,7 +276,7 @@ impl RegistryApi for RegistryService {
             not_after: cert.not_after.0,
             partition: cert.partition.0,
             newest_serial: match newest {
-                Some((n, hops)) if hops > 0 => n.magnitude().to_vec(),
+                Some((n, hops)) if hops > 0 && links => n.magnitude().to_vec(),
                 _ => Vec::new(),
             },
         }))
@@ -283,7 +288,24 @@ impl RegistryApi for RegistryService {
         &self,
         request: Request<pb::FollowRequest>,
     ) -> std::result::Result<Response<Self::FollowStream>, Status> {
+        let caller = request
+            .extensions()
+            .get::<shikko_runtime::Caller>()
+            .cloned();
         let req = request.into_inner();
+        // Writes carry 4 information: only to the info role and a standby.
+        if req.with_writes
+            && !shikko_access::caller_may(
+                caller.as_ref(),
+                shikko_proto::access::FOLLOW_WITH_PERSONAL_DATA,
+            )
+        {
+            let who = caller.as_ref().map_or("?", shikko_runtime::Caller::name);
+            tracing::warn!(caller = who, "Follow with writes refused");
+            return Err(Status::permission_denied(format!(
+                "{who} may follow the feed without writes only (writes carry personal data)"
+            )));
+        }
         let max = match req.max_batch {
             0 => DEFAULT_FOLLOW_BATCH,
             n => (n as usize).min(MAX_FOLLOW_BATCH),

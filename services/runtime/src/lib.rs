@@ -72,6 +72,7 @@
 // The workspace lints warn on unwrap everywhere; unit tests may unwrap.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod authz;
 pub mod config;
 pub mod http_server;
 pub mod metrics_server;
@@ -79,7 +80,9 @@ pub mod role;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
+pub use authz::{Authorize, Caller, Denial};
 pub use config::{
     ConfigError, EXIT_CONFIG, HttpConfig, LogFormat, ShutdownConfig, TelemetryConfig, load_toml,
 };
@@ -89,9 +92,10 @@ pub use role::{
     Context, RoleConfig, RoleError, RoleResult, announce, announce_addrs, bind, http_limits,
     process_metrics,
 };
-pub use server::{GrpcRoutes, RoleServer, ServeError};
+pub use server::{GrpcRoutes, RoleServer, Security, ServeError};
 pub use shutdown::{Shutdown, drain_with_timeout, shutdown_signal};
 pub use telemetry::{Metrics, MetricsError, TelemetryError, init_tracing};
+pub use tls::{ClientTls, ServerTls, TlsConfig, TlsError, TlsFiles};
 
 /// The `prometheus` crate this one is built on, so that roles name metric
 /// types (`IntCounterVec`, `HistogramOpts`, ...) from the same version.

@@ -1,8 +1,11 @@
 //! The HTTP endpoint Prometheus scrapes: `GET /metrics` (text exposition
-//! format 0.0.4) and `GET /healthz` (`ok`), with axum.
+//! format 0.0.4) and `GET /healthz` (`ok`), with axum; a role's server adds
+//! `GET /readyz` ([`router_with_readiness`]).
 
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -57,4 +60,24 @@ async fn render_metrics(State(metrics): State<Metrics>) -> Response {
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// [`router`] plus `GET /readyz`: 200 `ready` while `ready` holds, 503
+/// `draining` once it does not (a role's server clears it when shutdown
+/// starts). Kubernetes probes it over plain HTTP: the gRPC ports need a
+/// client certificate, which the kubelet's gRPC probe cannot present.
+pub fn router_with_readiness(metrics: Metrics, ready: Arc<AtomicBool>) -> Router {
+    router(metrics).route(
+        "/readyz",
+        get(move || {
+            let ready = ready.load(Ordering::Relaxed);
+            async move {
+                if ready {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                }
+            }
+        }),
+    )
 }

@@ -15,7 +15,11 @@
 //! use shikko_runtime::server::{GrpcRoutes, RoleServer};
 //! let shutdown = shikko_runtime::Shutdown::new();
 //! RoleServer::new("example", metrics, metrics_listener)
-//!     .grpc(grpc, GrpcRoutes::new(descriptors))
+//!     .grpc(
+//!         grpc,
+//!         GrpcRoutes::new(descriptors),
+//!         shikko_runtime::Security::InsecureLoopback,
+//!     )
 //!     .serve(shutdown, std::time::Duration::from_secs(10))
 //!     .await
 //! # }
@@ -24,6 +28,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -32,6 +37,8 @@ use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::transport::ServerTlsConfig;
 
+use crate::authz::{Authorize, AuthzLayer};
+use crate::tls::{AcceptLimits, Reload, ServerTls};
 use crate::{HttpLimits, Metrics, Shutdown};
 
 type Hook = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -59,6 +66,24 @@ pub enum ServeError {
         addr: String,
         /// What failed.
         source: tonic::transport::Error,
+    },
+    /// A plaintext internal endpoint on an address other than loopback.
+    #[error(
+        "{role}: {addr}: plaintext internal gRPC is allowed on loopback addresses only; configure [tls]"
+    )]
+    Insecure {
+        /// The role.
+        role: &'static str,
+        /// Its address.
+        addr: String,
+    },
+    /// The role's metrics could not be registered.
+    #[error("{role}: metrics: {source}")]
+    Metrics {
+        /// The role.
+        role: &'static str,
+        /// What failed.
+        source: crate::MetricsError,
     },
     /// The HTTP or metrics endpoint failed.
     #[error("{role}: {what} server: {source}")]
@@ -133,10 +158,67 @@ impl GrpcRoutes {
     }
 }
 
+/// How an internal gRPC endpoint is protected.
+#[derive(Clone)]
+pub enum Security {
+    /// Mutual TLS with the internal CA, and every call authorized by `policy`.
+    Mtls {
+        /// The server's identity and the CA clients chain to (reloaded every `reload_every`).
+        tls: Arc<ServerTls>,
+        /// Who may call what.
+        policy: Arc<dyn Authorize>,
+        /// How often the TLS files are read again.
+        reload_every: Duration,
+    },
+    /// Plaintext, no authorization: refused unless the listener is on a
+    /// loopback address (`[tls] insecure_loopback_only`).
+    InsecureLoopback,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Security::Mtls { tls, .. } => f.debug_tuple("Mtls").field(tls).finish(),
+            Security::InsecureLoopback => f.write_str("InsecureLoopback"),
+        }
+    }
+}
+
+enum Transport {
+    Internal(Security),
+    /// TLS as tonic does it (the 4-information service's operator port,
+    /// whose service authenticates operators itself).
+    Public(ServerTlsConfig),
+}
+
 struct GrpcEndpoint {
     listener: TcpListener,
     routes: GrpcRoutes,
-    tls: Option<ServerTlsConfig>,
+    transport: Transport,
+}
+
+/// The metrics of the internal endpoints' security.
+#[derive(Clone)]
+struct InternalMetrics {
+    denied: prometheus::IntCounterVec,
+    handshakes_failed: prometheus::IntCounterVec,
+}
+
+impl InternalMetrics {
+    fn register(metrics: &Metrics) -> Result<InternalMetrics, crate::MetricsError> {
+        Ok(InternalMetrics {
+            denied: metrics.register_int_counter_vec(
+                "shikko_authz_denied_total",
+                "Internal gRPC calls refused, by method and reason (unauthenticated, permission_denied).",
+                &["method", "reason"],
+            )?,
+            handshakes_failed: metrics.register_int_counter_vec(
+                "shikko_tls_handshakes_failed_total",
+                "Internal TLS handshakes that failed (no or untrusted client certificate, timeout), by reason.",
+                &["reason"],
+            )?,
+        })
+    }
 }
 
 /// A role's servers, built once and served until shutdown.
@@ -172,17 +254,25 @@ impl RoleServer {
         }
     }
 
-    /// A plaintext gRPC endpoint.
-    pub fn grpc(mut self, listener: TcpListener, routes: GrpcRoutes) -> RoleServer {
+    /// An internal gRPC endpoint (between Shikko's processes, and for
+    /// administrators): mutual TLS and authorization, or plaintext on
+    /// loopback when asked for explicitly.
+    pub fn grpc(
+        mut self,
+        listener: TcpListener,
+        routes: GrpcRoutes,
+        security: Security,
+    ) -> RoleServer {
         self.grpc.push(GrpcEndpoint {
             listener,
             routes,
-            tls: None,
+            transport: Transport::Internal(security),
         });
         self
     }
 
-    /// A gRPC endpoint over TLS (mutual, when `tls` asks for client certificates).
+    /// A public gRPC endpoint over TLS as `tls` says (the services on it
+    /// authenticate their callers themselves).
     pub fn grpc_tls(
         mut self,
         listener: TcpListener,
@@ -192,7 +282,7 @@ impl RoleServer {
         self.grpc.push(GrpcEndpoint {
             listener,
             routes,
-            tls: Some(tls),
+            transport: Transport::Public(tls),
         });
         self
     }
@@ -221,6 +311,7 @@ impl RoleServer {
         let role = self.role;
         let mut tasks: Vec<(&'static str, JoinHandle<Result<(), ServeError>>)> = Vec::new();
         let mut health_reporters = Vec::new();
+        let mut internal_metrics: Option<InternalMetrics> = None;
         for ep in self.grpc {
             let addr = ep
                 .listener
@@ -256,26 +347,82 @@ impl RoleServer {
                 source: std::io::Error::other(e.to_string()),
             })?;
             let routes = ep.routes.routes.add_service(health).add_service(reflection);
-            let mut builder = tonic::transport::Server::builder();
-            if let Some(tls) = ep.tls {
-                builder = builder.tls_config(tls).map_err(|source| ServeError::Tls {
-                    role,
-                    addr: addr.clone(),
-                    source,
-                })?;
-            }
             let stop = shutdown.wait_owned();
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(ep.listener);
-            tasks.push((
-                "gRPC",
-                tokio::spawn(async move {
-                    builder
-                        .add_routes(routes)
-                        .serve_with_incoming_shutdown(incoming, stop)
-                        .await
-                        .map_err(|source| ServeError::Grpc { role, addr, source })
-                }),
-            ));
+            let task = match ep.transport {
+                Transport::Public(tls) => {
+                    let mut builder = tonic::transport::Server::builder()
+                        .tls_config(tls)
+                        .map_err(|source| ServeError::Tls {
+                            role,
+                            addr: addr.clone(),
+                            source,
+                        })?;
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(ep.listener);
+                    tokio::spawn(async move {
+                        builder
+                            .add_routes(routes)
+                            .serve_with_incoming_shutdown(incoming, stop)
+                            .await
+                            .map_err(|source| ServeError::Grpc { role, addr, source })
+                    })
+                }
+                Transport::Internal(Security::InsecureLoopback) => {
+                    let local = ep.listener.local_addr().map_err(|source| ServeError::Io {
+                        role,
+                        what: "gRPC",
+                        source,
+                    })?;
+                    if !local.ip().is_loopback() {
+                        return Err(ServeError::Insecure { role, addr });
+                    }
+                    tracing::warn!(role, %addr, "internal gRPC endpoint WITHOUT TLS or authorization (insecure_loopback_only)");
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(ep.listener);
+                    tokio::spawn(async move {
+                        tonic::transport::Server::builder()
+                            .add_routes(routes)
+                            .serve_with_incoming_shutdown(incoming, stop)
+                            .await
+                            .map_err(|source| ServeError::Grpc { role, addr, source })
+                    })
+                }
+                Transport::Internal(Security::Mtls {
+                    tls,
+                    policy,
+                    reload_every,
+                }) => {
+                    let metrics = match &internal_metrics {
+                        Some(m) => m.clone(),
+                        None => {
+                            let m = InternalMetrics::register(&self.metrics)
+                                .map_err(|source| ServeError::Metrics { role, source })?;
+                            internal_metrics = Some(m.clone());
+                            m
+                        }
+                    };
+                    crate::tls::spawn_reloader(
+                        tls.clone() as Arc<dyn Reload>,
+                        reload_every,
+                        shutdown.wait_owned(),
+                    );
+                    let incoming = crate::tls::accept_tls(
+                        ep.listener,
+                        tls,
+                        AcceptLimits::default(),
+                        metrics.handshakes_failed,
+                        shutdown.wait_owned(),
+                    );
+                    let layer = AuthzLayer::new(policy, metrics.denied);
+                    tokio::spawn(async move {
+                        tonic::transport::Server::builder()
+                            .layer(layer)
+                            .add_routes(routes)
+                            .serve_with_incoming_shutdown(incoming, stop)
+                            .await
+                            .map_err(|source| ServeError::Grpc { role, addr, source })
+                    })
+                }
+            };
+            tasks.push(("gRPC", task));
             health_reporters.push((reporter, ep.routes.names));
         }
         if let Some((listener, app, limits)) = self.http {
@@ -293,13 +440,17 @@ impl RoleServer {
                 }),
             ));
         }
+        // Metrics, liveness and readiness, through the same hardened HTTP
+        // server as the public endpoints (header timeouts, connection cap).
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
         {
             let stop = shutdown.wait_owned();
-            let (listener, metrics) = (self.metrics_listener, self.metrics);
+            let app = crate::metrics_server::router_with_readiness(self.metrics, ready.clone());
+            let listener = self.metrics_listener;
             tasks.push((
                 "metrics",
                 tokio::spawn(async move {
-                    crate::serve_metrics(listener, metrics, stop)
+                    crate::serve_http(listener, app, HttpLimits::default(), stop)
                         .await
                         .map_err(|source| ServeError::Io {
                             role,
@@ -311,6 +462,7 @@ impl RoleServer {
         }
 
         shutdown.wait().await;
+        ready.store(false, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(
             role,
             timeout_secs = drain.as_secs(),

@@ -22,7 +22,11 @@ async fn serves_health_reflection_and_metrics_then_drains() {
     let ran = hook_ran.clone();
     let server = tokio::spawn(
         RoleServer::new("test", metrics, metrics_listener)
-            .grpc(grpc, GrpcRoutes::new(tonic_health::pb::FILE_DESCRIPTOR_SET))
+            .grpc(
+                grpc,
+                GrpcRoutes::new(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                shikko_runtime::Security::InsecureLoopback,
+            )
             .on_shutdown(async move { ran.store(true, Ordering::SeqCst) })
             .serve(shutdown.clone(), Duration::from_secs(5)),
     );

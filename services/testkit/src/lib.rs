@@ -23,6 +23,7 @@
 // Test helpers: a failure to run a tool is the test's failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod identities;
 pub mod process;
 pub mod roles;
 
@@ -139,33 +140,41 @@ pub fn venv_bin(name: &str) -> PathBuf {
 /// The services a gRPC endpoint advertises through server reflection (what
 /// `grpcurl list` shows).
 pub async fn reflected_services(endpoint: &str) -> Vec<String> {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     let channel = tonic::transport::Channel::from_shared(endpoint.to_string())
         .expect("an endpoint URL")
         .connect()
         .await
         .expect("the endpoint answers");
+    reflected_services_over(channel)
+        .await
+        .expect("reflection answers")
+}
+
+/// [`reflected_services`] over a channel already made (mutual TLS, say);
+/// the status when the server refuses.
+pub async fn reflected_services_over(
+    channel: tonic::transport::Channel,
+) -> Result<Vec<String>, tonic::Status> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
     let mut answers = ServerReflectionClient::new(channel)
         .server_reflection_info(tokio_stream::iter(vec![request]))
-        .await
-        .expect("reflection answers")
+        .await?
         .into_inner();
     match answers
         .message()
-        .await
-        .expect("a reflection message")
+        .await?
         .expect("one answer")
         .message_response
     {
         Some(MessageResponse::ListServicesResponse(list)) => {
-            list.service.into_iter().map(|s| s.name).collect()
+            Ok(list.service.into_iter().map(|s| s.name).collect())
         }
         other => panic!("not a list of services: {other:?}"),
     }

@@ -204,6 +204,20 @@ pub struct Demo {
     pub http: String,
     /// `https://ADDR` of the 4-information service.
     pub info: String,
+    /// Its `samples/` directory (the internal identities among them).
+    pub samples: PathBuf,
+}
+
+impl Demo {
+    /// `shikko ARGS` presenting the demo's identities (`SHIKKO_IDENTITY_DIR`
+    /// is its `samples/`), as a user does from the demo's directory.
+    pub fn run(&self, args: &[&str]) -> Output {
+        shikko()
+            .env("SHIKKO_IDENTITY_DIR", &self.samples)
+            .args(args)
+            .output()
+            .expect("shikko runs")
+    }
 }
 
 impl Drop for Demo {
@@ -266,5 +280,6 @@ pub fn start_demo(data: &Path, holders: &str) -> Demo {
         grpc: grpc.expect("gRPC endpoint printed"),
         http: http.expect("HTTP printed"),
         info: info.expect("4-information endpoint printed"),
+        samples: data.join("samples"),
     }
 }

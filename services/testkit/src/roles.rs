@@ -16,6 +16,7 @@ pub struct Loopback {
     dir: PathBuf,
     log_filter: String,
     trailer: String,
+    identities: Option<crate::identities::Identities>,
 }
 
 /// The info role's TLS material (PEM files) and the files an operator's
@@ -85,7 +86,15 @@ impl Loopback {
             dir: dir.to_path_buf(),
             log_filter: "warn".into(),
             trailer: String::new(),
+            identities: None,
         }
+    }
+
+    /// Every role serves and calls over mutual TLS with its identity from
+    /// `ids` (without, plaintext: `[tls] insecure_loopback_only = true`).
+    pub fn with_identities(mut self, ids: &crate::identities::Identities) -> Loopback {
+        self.identities = Some(ids.clone());
+        self
     }
 
     /// Logs at `filter` instead.
@@ -102,10 +111,14 @@ impl Loopback {
 
     fn write(&self, role: &str, body: &str) -> io::Result<PathBuf> {
         let path = self.dir.join(format!("{role}.toml"));
+        let tls = match &self.identities {
+            Some(ids) => ids.tls_section(role),
+            None => "[tls]\ninsecure_loopback_only = true\n".into(),
+        };
         std::fs::write(
             &path,
             format!(
-                "[{role}]\n{body}\n[telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = {:?}\n\n[shutdown]\ndrain_timeout_secs = 5\n{}",
+                "[{role}]\n{body}\n[telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = {:?}\n\n[shutdown]\ndrain_timeout_secs = 5\n\n{tls}\n{}",
                 self.log_filter, self.trailer
             ),
         )?;
