@@ -452,7 +452,7 @@ fn write_samples(
          \x20 internal-ca.pem      the internal CA (role and client identities, spiffe://shikko/role/NAME)\n\
          \x20 admin.pem, authority.pem, auditor.pem (+ -key.pem)   internal client identities (7 days, renewed by the next demo run)\n\
          \x20 example-events.jsonl one event to ingest: shikko events ingest example-events.jsonl\n\n\
-         Registry (gRPC): http://{grpc}\nMetrics: http://{metrics}/metrics\n\n\
+         Registry (gRPC, mutual TLS with the identities above): https://{grpc}\nMetrics: http://{metrics}/metrics\n\n\
          OCSP endpoint: http://{http}/ocsp (POST) and http://{http}/ocsp/BASE64 (GET)\n\
          CRLs:\n",
         grpc = opts.grpc,
@@ -471,7 +471,8 @@ fn write_samples(
          \x20   one per municipality (PARTITION = its 6-digit code, as in the certificates'\n\
          \x20   CRL distribution point); the files are under {crl}/ISSUER/\n\
          Full CRLs are rebuilt daily and deltas every minute; `shikko crl build\n\
-         --endpoint http://{grpc}` (add --delta for a delta) publishes now.\n\n\
+         --endpoint https://{grpc}` (add --delta for a delta) publishes now\n\
+         (mutual TLS: the command presents admin.pem from this directory).\n\n\
          OCSP answers come from a status index that follows the registry: a\n\
          revocation ingested is answered as revoked at once. Try:\n\
          openssl ocsp -issuer sign-ca.pem -cert sign-revoked.pem -CAfile sign-ca.pem -url http://{http}/ocsp\n",
@@ -484,14 +485,32 @@ fn write_samples(
 
 fn print_tour(opts: &DemoOptions) {
     let d = opts.data_dir.display();
-    let ep = format!("http://{}", opts.grpc);
+    let ep = format!("https://{}", opts.grpc);
+    let samples = opts.data_dir.join("samples");
+    // A sample on hold: which issuers have one depends on the population.
+    let hold = ["phone-auth", "sign", "phone-sign", "auth"]
+        .iter()
+        .map(|i| format!("{i}-hold.pem"))
+        .find(|f| samples.join(f).exists());
+    let hold = hold.map_or(String::new(), |f| {
+        format!("\n  shikko cert status --endpoint {ep} --cert {d}/samples/{f}")
+    });
+    // The commands find the internal identities in ./shikko-data/samples
+    // by themselves; from anywhere else, they are told where.
+    let found = std::fs::canonicalize(crate::identity::DEMO_SAMPLES).ok();
+    let identities = if found.is_some() && found == std::fs::canonicalize(&samples).ok() {
+        String::new()
+    } else {
+        format!(
+            "\n  export SHIKKO_IDENTITY_DIR={d}/samples   # the internal identities the commands present"
+        )
+    };
     println!(
-        "\nEndpoints:\n  registry gRPC   {ep}\n  CRLs (HTTP)     http://{h}/crl/ISSUER/full.crl, delta.crl, PARTITION.crl\n  OCSP (HTTP)     http://{h}/ocsp (POST), http://{h}/ocsp/BASE64 (GET)\n  metrics         http://{m}/metrics\n  4-information   https://{i} (gRPC, mutual TLS)\n\
-         \nTry (in another terminal):\n\
+        "\nEndpoints:\n  registry gRPC   {ep} (mutual TLS: the commands present {d}/samples/admin.pem, authority.pem)\n  CRLs (HTTP)     http://{h}/crl/ISSUER/full.crl, delta.crl, PARTITION.crl\n  OCSP (HTTP)     http://{h}/ocsp (POST), http://{h}/ocsp/BASE64 (GET)\n  metrics         http://{m}/metrics\n  4-information   https://{i} (gRPC, mutual TLS)\n\
+         \nTry (in another terminal):{identities}\n\
          \x20 openssl verify -CAfile {d}/samples/sign-ca.pem {d}/samples/sign-good.pem\n\
          \x20 openssl x509 -in {d}/samples/sign-good.pem -noout -text\n\
-         \x20 shikko cert status --endpoint {ep} --cert {d}/samples/sign-revoked.pem\n\
-         \x20 shikko cert status --endpoint {ep} --cert {d}/samples/phone-auth-hold.pem\n\
+         \x20 shikko cert status --endpoint {ep} --cert {d}/samples/sign-revoked.pem{hold}\n\
          \x20 shikko events ingest --endpoint {ep} {d}/samples/example-events.jsonl\n\
          \x20 curl -sO http://{h}/crl/sign/full.crl && openssl crl -inform DER -in full.crl -CAfile {d}/samples/sign-ca.pem -noout\n\
          \x20 curl -sI http://{h}/crl/auth/delta.crl\n\
@@ -512,7 +531,7 @@ fn print_tour(opts: &DemoOptions) {
             "\n4-information service (gRPC, mutual TLS) https://{i}: the bank asks by the\n\
              serials it holds ({names}):\n\
              \x20 shikko info query --endpoint https://{i} --cert {d}/samples/operator.pem --key {d}/samples/operator-key.pem {list}\n\
-             \x20 shikko events ingest --endpoint {ep} {d}/samples/{mv}   (the `unchanged` holder moves; ask again)\n\
+             \x20 shikko events ingest --endpoint {ep} {d}/samples/{mv}   # the unchanged holder moves; ask again\n\
              \x20 shikko audit export --endpoint {ep} > audit.jsonl && shikko audit verify audit.jsonl --endpoint {ep}",
             i = opts.info,
             mv = crate::info_role::EXAMPLE_MOVE_FILE,

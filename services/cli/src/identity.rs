@@ -15,7 +15,7 @@ use shikko_runtime::{TlsConfig, TlsFiles};
 use tonic::transport::Channel;
 
 /// Where the demo writes its samples, relative to where it was started.
-const DEMO_SAMPLES: &str = "./shikko-data/samples";
+pub(crate) const DEMO_SAMPLES: &str = "./shikko-data/samples";
 
 /// What the command line said.
 #[derive(Debug, Clone, Default)]

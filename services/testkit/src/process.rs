@@ -198,7 +198,7 @@ pub fn example_event_serial(samples: &Path) -> String {
 /// A `shikko demo` child process on loopback ports chosen by the OS, and its endpoints.
 pub struct Demo {
     pub child: std::process::Child,
-    /// `http://ADDR` of the registry's gRPC.
+    /// `https://ADDR` of the registry's gRPC (mutual TLS).
     pub grpc: String,
     /// `ADDR` of HTTP (CRLs, OCSP).
     pub http: String,
@@ -259,7 +259,7 @@ pub fn start_demo(data: &Path, holders: &str) -> Demo {
         let line = line.unwrap();
         let t = line.trim();
         if let Some(rest) = t.strip_prefix("registry gRPC") {
-            grpc = Some(rest.trim().to_string());
+            grpc = rest.split_whitespace().next().map(str::to_string);
         }
         if let Some(rest) = t.strip_prefix("CRLs (HTTP)") {
             let url = rest.trim().strip_prefix("http://").unwrap();
