@@ -39,10 +39,18 @@ fn files(ids: &Identities, name: &str) -> TlsFiles {
 
 /// A server with `ids`' identity `name`, reading its files every second.
 async fn serve(ids: &Identities, name: &str) -> Server {
+    serve_with_crls(ids, name, Vec::new()).await
+}
+
+/// The same, checking peers against the internal CA's CRLs `crls`.
+async fn serve_with_crls(ids: &Identities, name: &str, crls: Vec<std::path::PathBuf>) -> Server {
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (grpc_addr, metrics_addr) = (grpc.local_addr().unwrap(), metrics.local_addr().unwrap());
-    let mut cfg = TlsConfig::with_files(&files(ids, name));
+    let mut cfg = TlsConfig::with_files(&TlsFiles {
+        crls,
+        ..files(ids, name)
+    });
     cfg.reload_secs = 1;
     let security = shikko_access::server_security(&cfg).unwrap();
     let shutdown = Shutdown::new();
@@ -286,4 +294,63 @@ async fn a_certificate_renewed_on_disk_is_used_without_a_restart() {
         *seen.lock().unwrap() == renewed
     });
     assert!(picked_up, "the server still presents the old certificate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_identity_is_refused_from_the_next_reading_of_the_crl() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = Identities::create(dir.path()).unwrap();
+    let crl = ids.revoke(&[], 1).unwrap();
+    let server = serve_with_crls(&ids, "registry", vec![crl.clone()]).await;
+    let registry = shikko_access::expect_server(InternalRole::Registry);
+    let healthy = |who: &'static str| {
+        let ids = ids.clone();
+        let registry = registry.clone();
+        let addr = server.grpc;
+        async move {
+            match channel_as(&ids, who, addr, registry).await {
+                Ok(ch) => health(ch).await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    };
+    assert!(healthy("ocsp").await, "not yet revoked");
+
+    // The internal CA revokes the ocsp identity (a stolen key, say); the
+    // server re-reads the CRL within a second and refuses it from then on.
+    ids.revoke(&["ocsp"], 2).unwrap();
+    let refused = shikko_testkit::until(15, || {
+        let rt = tokio::runtime::Handle::current();
+        !tokio::task::block_in_place(|| rt.block_on(healthy("ocsp")))
+    });
+    assert!(refused, "the revoked ocsp identity is still admitted");
+    assert!(
+        healthy("admin").await,
+        "an identity not on the CRL is refused"
+    );
+
+    // A client with the CRL refuses a server whose identity is revoked.
+    ids.revoke(&["registry"], 3).unwrap();
+    let tls = shikko_access::client_tls(
+        &TlsConfig::with_files(&TlsFiles {
+            crls: vec![crl],
+            ..files(&ids, "admin")
+        }),
+        registry.clone(),
+    )
+    .unwrap()
+    .expect("TLS configured");
+    let outcome =
+        match shikko_access::connect(&format!("https://{}", server.grpc), Some(&tls), |ep| {
+            ep.connect_timeout(Duration::from_secs(5))
+        })
+        .await
+        {
+            Err(e) => Err(e.to_string()),
+            Ok(ch) => health(ch).await.map_err(|s| format!("{s:?}")),
+        };
+    assert!(
+        outcome.is_err(),
+        "a revoked server was trusted: {outcome:?}"
+    );
 }

@@ -266,3 +266,59 @@ async fn only_the_info_role_and_the_standby_follow_with_personal_data() {
         }
     }
 }
+
+/// `Registry.ListPartitions` as `who`: Ok, or why not.
+async fn list_partitions(ids: Identities, addr: String, who: &str) -> Result<(), String> {
+    let channel = tls_channel(&ids, &addr, Some(who))
+        .await
+        .map_err(|e| e.to_string())?;
+    shikko_proto::v1::registry_client::RegistryClient::new(channel)
+        .list_partitions(shikko_proto::v1::ListPartitionsRequest::default())
+        .await
+        .map(drop)
+        .map_err(|s| s.to_string())
+}
+
+/// A role process refuses an internal certificate the internal CA has
+/// revoked (from its next reading of the CRL, without a restart) and one
+/// that has expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_process_refuses_revoked_and_expired_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    setup_demo_dir(&data);
+    let ids = Identities::create(&dir.path().join("identities")).unwrap();
+    ids.revoke(&[], 1).unwrap();
+    let configs = Loopback::new(dir.path()).with_identities(&ids);
+    let registry = start_registry(&configs.registry(&data).unwrap());
+    let addr = registry.endpoint.trim_start_matches("http://").to_string();
+
+    let partitions = |who: &'static str| list_partitions(ids.clone(), addr.clone(), who);
+    let ok = partitions("ocsp").await;
+    assert!(ok.is_ok(), "{ok:?}");
+
+    ids.revoke(&["ocsp"], 2).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut outcome = partitions("ocsp").await;
+    while outcome.is_ok() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        outcome = partitions("ocsp").await;
+    }
+    assert!(outcome.is_err(), "a revoked identity is still admitted");
+    assert!(
+        partitions("crl").await.is_ok(),
+        "an identity not revoked is refused"
+    );
+
+    // An expired certificate (renewal missed) is refused too.
+    let now = shikko_core::UnixTime::now();
+    ids.issue(
+        shikko_pki::InternalRole::Crl,
+        "crl",
+        now.plus_secs(-7_200),
+        now.plus_secs(-60),
+    )
+    .unwrap();
+    let outcome = partitions("crl").await;
+    assert!(outcome.is_err(), "an expired identity is admitted");
+}

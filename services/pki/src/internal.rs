@@ -17,6 +17,7 @@ use const_oid::db::rfc5912::ID_CE_SUBJECT_ALT_NAME;
 use der::Decode;
 use shikko_core::{Serial, UnixTime};
 use x509_cert::Certificate;
+use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
 use x509_cert::ext::pkix::KeyUsages;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -195,6 +196,54 @@ pub fn role_certificate(issuer: &Issuer<'_>, req: &RoleCertRequest<'_>) -> Resul
             extensions,
         },
     )
+}
+
+/// The internal CA's CRL (RFC 5280 v2): the certificates in `revoked`
+/// (serial, revocation time), in that order, signed by `issuer`, with a
+/// cRLNumber and the authorityKeyIdentifier of the issuer's key. Every
+/// role's `[tls] crls` takes it (DER or PEM): a revoked identity is refused
+/// at the handshake by servers and clients alike, from the next re-read of
+/// the files. `number` must grow with each CRL of the issuer.
+pub fn internal_crl(
+    issuer: &Issuer<'_>,
+    number: u64,
+    this_update: UnixTime,
+    next_update: UnixTime,
+    revoked: &[(Serial, UnixTime)],
+) -> Result<Vec<u8>> {
+    if next_update <= this_update {
+        return Err(Error::InvalidInput("nextUpdate is not after thisUpdate"));
+    }
+    let entries = revoked
+        .iter()
+        .map(|(serial, at)| {
+            Ok(RevokedCert {
+                serial_number: crate::cert::serial_number(*serial)?,
+                revocation_date: crate::cert::x509_time(*at)?,
+                crl_entry_extensions: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let tbs = TbsCertList {
+        version: x509_cert::Version::V2,
+        signature: issuer.signer().signature_algorithm(),
+        issuer: issuer.name().clone(),
+        this_update: crate::cert::x509_time(this_update)?,
+        next_update: Some(crate::cert::x509_time(next_update)?),
+        revoked_certificates: (!entries.is_empty()).then_some(entries),
+        crl_extensions: Some(vec![
+            profile::authority_key_identifier(issuer.key_hashes())?,
+            profile::crl_number(number)?,
+        ]),
+    };
+    let tbs_der = der::Encode::to_der(&tbs)?;
+    let signature = issuer.signer().sign(&tbs_der)?;
+    let list = CertificateList {
+        tbs_cert_list: tbs,
+        signature_algorithm: issuer.signer().signature_algorithm(),
+        signature: der::asn1::BitString::from_bytes(&signature)?,
+    };
+    Ok(der::Encode::to_der(&list)?)
 }
 
 /// The end of a certificate's validity (DER), to renew it before then.

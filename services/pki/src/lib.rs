@@ -68,7 +68,7 @@ pub use cert::x509_time;
 pub use error::{Error, Result};
 pub use internal::{
     InternalRole, RoleCertRequest, identity_of, internal_ca_certificate, internal_ca_name,
-    not_after_of, role_certificate,
+    internal_crl, not_after_of, role_certificate,
 };
 pub use issue::{
     HolderCertRequest, Issuer, ca_certificate, holder_certificate, ocsp_responder_certificate,

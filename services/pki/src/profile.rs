@@ -104,6 +104,14 @@ pub(crate) fn subject_key_identifier(subject: &PublicKeyHashes) -> Result<Extens
     )
 }
 
+/// cRLNumber (not critical).
+pub(crate) fn crl_number(number: u64) -> Result<Extension> {
+    extension(
+        false,
+        &x509_cert::ext::pkix::CrlNumber(der::asn1::Uint::new(&number.to_be_bytes())?),
+    )
+}
+
 /// authorityKeyIdentifier with keyIdentifier only: several CA generations share
 /// a name, so the key, not the name, picks the issuer.
 pub(crate) fn authority_key_identifier(issuer: &PublicKeyHashes) -> Result<Extension> {

@@ -131,3 +131,82 @@ fn a_serving_role_names_its_host_and_a_client_names_none() {
     );
     assert!(err.is_err(), "a client with a host name");
 }
+
+#[test]
+fn the_internal_crl_is_checked_by_openssl_and_revokes_what_it_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let ca_der = internal_ca_certificate(&ca_key, serial(1), not_before(), not_after()).unwrap();
+    let ca = write_pem(dir.path(), "internal-ca.pem", &ca_der);
+    let issuer = Issuer::from_certificate(&ca_key, &ca_der).unwrap();
+    let localhost = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    let mut pems = Vec::new();
+    for (n, role) in [InternalRole::Ocsp, InternalRole::Crl]
+        .into_iter()
+        .enumerate()
+    {
+        let key = SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let der = role_certificate(
+            &issuer,
+            &request(
+                role,
+                key.public_key_der(),
+                &["localhost"],
+                &localhost,
+                200 + n as u128,
+            ),
+        )
+        .unwrap();
+        pems.push(write_pem(dir.path(), &format!("{role}.pem"), &der));
+    }
+    let now = UnixTime::now();
+    // The ocsp identity (serial 200) is revoked; the crl identity is not.
+    let crl = shikko_pki::internal_crl(
+        &issuer,
+        7,
+        now.plus_secs(-60),
+        now.plus_secs(86_400),
+        &[(serial(200), now.plus_secs(-30))],
+    )
+    .unwrap();
+    let crl_pem = dir.path().join("internal-ca.crl");
+    std::fs::write(&crl_pem, shikko_pki::to_pem("X509 CRL", &crl).unwrap()).unwrap();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+
+    let text = openssl(&[
+        "crl",
+        "-in",
+        &path(&crl_pem),
+        "-CAfile",
+        &path(&ca),
+        "-noout",
+        "-text",
+    ]);
+    assert!(text.contains("verify OK"), "{text}");
+    assert!(text.contains("Version 2"), "{text}");
+    assert!(
+        text.contains("X509v3 CRL Number") && text.contains("7"),
+        "{text}"
+    );
+    assert!(text.contains("X509v3 Authority Key Identifier"), "{text}");
+    assert!(text.contains("Serial Number: C8"), "{text}");
+
+    let verify = |leaf: &std::path::Path| {
+        openssl(&[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            &path(&ca),
+            "-CRLfile",
+            &path(&crl_pem),
+            &path(leaf),
+        ])
+    };
+    let out = verify(&pems[0]);
+    assert!(out.contains("certificate revoked"), "{out}");
+    let out = verify(&pems[1]);
+    assert!(out.contains(": OK"), "{out}");
+
+    // nextUpdate must follow thisUpdate.
+    assert!(shikko_pki::internal_crl(&issuer, 8, now, now, &[]).is_err());
+}

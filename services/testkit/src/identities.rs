@@ -107,11 +107,51 @@ impl Identities {
         write_pem(&self.cert(name), "CERTIFICATE", &der, 0o644)
     }
 
+    /// `internal-ca.crl`: where [`Identities::revoke`] writes the CRL.
+    pub fn crl(&self) -> PathBuf {
+        self.dir.join("internal-ca.crl")
+    }
+
+    /// Writes the internal CA's CRL number `number` listing the current
+    /// certificates of `names` as revoked a minute ago (none: an empty
+    /// CRL), valid for a day, to [`Identities::crl`] (PEM, by a rename).
+    pub fn revoke(&self, names: &[&str], number: u64) -> io::Result<PathBuf> {
+        let ca = SoftwareSigner::load(&self.dir.join("internal-ca-key.pem")).map_err(io_err)?;
+        let issuer = Issuer::new(&ca, shikko_pki::internal_ca_name()).map_err(io_err)?;
+        let now = UnixTime::now();
+        let mut revoked = Vec::new();
+        for name in names {
+            let der =
+                shikko_pki::certificate_der(&std::fs::read(self.cert(name))?).map_err(io_err)?;
+            let cert = <shikko_pki::x509_cert::Certificate as shikko_pki::x509_cert::der::Decode>::from_der(&der)
+                .map_err(io_err)?;
+            let serial = Serial::from_be_bytes(cert.tbs_certificate().serial_number().as_bytes())
+                .map_err(io_err)?;
+            revoked.push((serial, now.plus_secs(-60)));
+        }
+        let crl = shikko_pki::internal_crl(
+            &issuer,
+            number,
+            now.plus_secs(-120),
+            now.plus_secs(86_400),
+            &revoked,
+        )
+        .map_err(io_err)?;
+        write_pem(&self.crl(), "X509 CRL", &crl, 0o644)?;
+        Ok(self.crl())
+    }
+
     /// The `[tls]` section of a role using identity `name`, files read
-    /// again every second.
+    /// again every second; with the internal CA's CRL when
+    /// [`Identities::revoke`] has written one.
     pub fn tls_section(&self, name: &str) -> String {
+        let crls = if self.crl().exists() {
+            format!("crls = [{:?}]\n", self.crl())
+        } else {
+            String::new()
+        };
         format!(
-            "[tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\nreload_secs = 1\n",
+            "[tls]\ncert = {:?}\nkey = {:?}\nca = {:?}\n{crls}reload_secs = 1\n",
             self.cert(name),
             self.key(name),
             self.ca()
