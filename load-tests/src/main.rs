@@ -12,7 +12,13 @@
 //! - crl: operators polling the full CRL and the delta with conditional GETs;
 //! - info: consents for the seeded signers, then QueryBatch calls;
 //! - ingest: a March-peak day of revocations (75,000) in batches of 1,000,
-//!   and how long until OCSP answers the last one as revoked.
+//!   and how long until OCSP answers the last one as revoked;
+//! - follow: the registry's whole feed streamed from sequence 1, status
+//!   only and with writes, as a new follower replays it.
+//!
+//! With `--mtls` every internal endpoint and call is mutual TLS, each role
+//! and client with its own identity (docs/SECURITY.md); without, plaintext:
+//! run both to know what mutual TLS costs.
 #![forbid(unsafe_code)]
 
 mod platform;
@@ -31,7 +37,7 @@ use clap::Parser;
     about = "Load scenarios against a Shikko platform on loopback"
 )]
 struct Args {
-    /// Scenarios, comma separated: ocsp, crl, info, ingest, or all.
+    /// Scenarios, comma separated: ocsp, crl, info, ingest, follow, or all.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     scenario: Vec<String>,
     /// Seconds each timed scenario (ocsp, crl, info) runs.
@@ -64,6 +70,9 @@ struct Args {
     /// Keep the platform's data directory.
     #[arg(long)]
     keep: bool,
+    /// Every internal endpoint and call over mutual TLS (else plaintext).
+    #[arg(long)]
+    mtls: bool,
 }
 
 #[tokio::main]
@@ -93,7 +102,7 @@ async fn main() -> Result<()> {
         pop.signers.len(),
         t.elapsed().as_secs_f64()
     );
-    let p = platform::Platform::start(&shikko, &dir, args.keep)?;
+    let p = platform::Platform::start(&shikko, &dir, args.keep, args.mtls)?;
     // Let the followers replay the feed before loading them.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let duration = Duration::from_secs(args.duration);
@@ -126,11 +135,21 @@ async fn main() -> Result<()> {
         eprintln!("running ingest of {} revocations", args.revocations);
         rows.push(scenarios::ingest(&p, &pop, args.revocations).await?);
     }
+    if wants("follow") {
+        eprintln!("running follow (the whole feed, twice)");
+        rows.push(scenarios::follow(&p, false).await?);
+        rows.push(scenarios::follow(&p, true).await?);
+    }
     println!();
     println!(
-        "shikko-load: {} holders, {} cores, loopback; roles as separate processes",
+        "shikko-load: {} holders, {} cores, loopback; roles as separate processes; internal gRPC {}",
         args.holders,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if p.mtls() {
+            "over mutual TLS"
+        } else {
+            "plaintext"
+        }
     );
     report::print(&rows);
     if args.keep {

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use shikko_core::{CertKind, HolderState, Serial};
 use shikko_population::synthetic::Population;
 use shikko_store::Store;
+use shikko_testkit::identities::Identities;
 use shikko_testkit::process::RoleProcess;
 use shikko_testkit::roles::{InfoTls, Loopback};
 
@@ -35,6 +36,8 @@ pub(crate) struct Platform {
     pub(crate) info_mtls: String,
     pub(crate) info_admin: String,
     pub(crate) keep: bool,
+    /// The internal identities, when every internal call is mutual TLS.
+    ids: Option<Identities>,
 }
 
 impl Drop for Platform {
@@ -115,8 +118,16 @@ pub(crate) fn seed(shikko: &Path, dir: &Path, holders: u64, certificates: u64) -
 }
 
 impl Platform {
-    /// Starts the four roles over the seeded directory `dir`.
-    pub(crate) fn start(shikko: &Path, dir: &Path, keep: bool) -> Result<Platform> {
+    /// Starts the four roles over the seeded directory `dir`; with `mtls`,
+    /// every internal endpoint and call is mutual TLS, each role and client
+    /// with its own identity from a test internal CA (else plaintext,
+    /// `insecure_loopback_only`), so that the two can be compared.
+    pub(crate) fn start(shikko: &Path, dir: &Path, keep: bool, mtls: bool) -> Result<Platform> {
+        let ids = if mtls {
+            Some(Identities::create(&dir.join("identities"))?)
+        } else {
+            None
+        };
         let mut p = Platform {
             dir: dir.to_path_buf(),
             children: Vec::new(),
@@ -126,8 +137,13 @@ impl Platform {
             info_mtls: String::new(),
             info_admin: String::new(),
             keep,
+            ids: ids.clone(),
         };
-        let configs = Loopback::new(dir).log_filter("error");
+        let mut configs = Loopback::new(dir).log_filter("error");
+        if let Some(ids) = &ids {
+            configs = configs.with_identities(ids);
+        }
+        let scheme = if mtls { "https" } else { "http" };
         let start = |role: &str, cfg: PathBuf| -> Result<RoleProcess> {
             RoleProcess::spawn(shikko, role, &cfg, Stdio::inherit())
                 .with_context(|| format!("starting the {role} role"))
@@ -138,7 +154,7 @@ impl Platform {
         };
 
         let r = start("registry", configs.registry(dir)?)?;
-        p.registry = format!("http://{}", field(&r, "grpc")?);
+        p.registry = format!("{scheme}://{}", field(&r, "grpc")?);
         p.children.push(r);
 
         let r = start("ocsp", configs.ocsp(dir, &p.registry, "")?)?;
@@ -153,9 +169,37 @@ impl Platform {
         let tls = InfoTls::from_data_dir(dir, &dir.join("tls"))?;
         let r = start("info", configs.info(&dir.join("info"), &p.registry, &tls)?)?;
         p.info_mtls = format!("https://{}", field(&r, "info")?);
-        p.info_admin = format!("http://{}", field(&r, "grpc")?);
+        p.info_admin = format!("{scheme}://{}", field(&r, "grpc")?);
         p.children.push(r);
         Ok(p)
+    }
+
+    /// A channel to the internal endpoint `url` as `identity` (plaintext
+    /// when the platform runs without mutual TLS).
+    pub(crate) async fn channel(
+        &self,
+        url: &str,
+        identity: &str,
+    ) -> Result<tonic::transport::Channel> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+        let mut ep = Endpoint::from_shared(url.to_string())?;
+        if let Some(ids) = &self.ids {
+            ep = ep.tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(std::fs::read(ids.ca())?))
+                    .identity(Identity::from_pem(
+                        std::fs::read(ids.cert(identity))?,
+                        std::fs::read(ids.key(identity))?,
+                    ))
+                    .domain_name("localhost"),
+            )?;
+        }
+        Ok(ep.connect().await?)
+    }
+
+    /// Whether every internal call is mutual TLS.
+    pub(crate) fn mtls(&self) -> bool {
+        self.ids.is_some()
     }
 
     /// The PEM file of the TLS material written for the info role.

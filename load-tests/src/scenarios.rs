@@ -242,7 +242,8 @@ pub(crate) async fn ingest(p: &Platform, pop: &Seeded, count: usize) -> Result<R
         "{count} revocations asked, {} good certificates seeded (seed more holders)",
         serials.len()
     );
-    let mut client = pb::registry_client::RegistryClient::connect(p.registry.clone()).await?;
+    let mut client =
+        pb::registry_client::RegistryClient::new(p.channel(&p.registry, "authority").await?);
     let mut row = Row::new(format!("ingest {count} revocations, batches of 1,000"));
     let now = UnixTime::now().0;
     let start = Instant::now();
@@ -322,7 +323,8 @@ pub(crate) async fn info(
 ) -> Result<Row> {
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
     // Register the bank and the operator (the seeded operator certificate).
-    let mut admin = pb::info_admin_client::InfoAdminClient::connect(p.info_admin.clone()).await?;
+    let mut admin =
+        pb::info_admin_client::InfoAdminClient::new(p.channel(&p.info_admin, "admin").await?);
     admin
         .register_provider(pb::RegisterProviderRequest {
             id: "load-bank".into(),
@@ -457,4 +459,48 @@ fn all_items() -> Vec<i32> {
         pb::InfoItem::DateOfBirth as i32,
         pb::InfoItem::Sex as i32,
     ]
+}
+
+/// Feed follow: the registry's whole feed streamed from sequence 1 to its
+/// head, as a new follower replays it: status only (as the ocsp role), or
+/// with the writes of each event (as the info role). One latency per batch
+/// of 1,000 records; the rate is records per second.
+pub(crate) async fn follow(p: &Platform, with_writes: bool) -> Result<Row> {
+    let who = if with_writes { "info" } else { "ocsp" };
+    let mut client = pb::registry_client::RegistryClient::new(p.channel(&p.registry, who).await?)
+        .max_decoding_message_size(64 << 20);
+    let what = if with_writes {
+        "with writes"
+    } else {
+        "status only"
+    };
+    let mut row = Row::new(format!("follow the feed, {what}"));
+    let start = Instant::now();
+    let mut stream = client
+        .follow(pb::FollowRequest {
+            from_seq: 1,
+            max_batch: 1_000,
+            with_writes,
+        })
+        .await?
+        .into_inner();
+    let (mut records, mut bytes) = (0u64, 0usize);
+    let mut t = Instant::now();
+    while let Some(batch) = stream.message().await? {
+        row.record(t.elapsed());
+        records += batch.records.len() as u64;
+        bytes += prost::Message::encoded_len(&batch);
+        let last = batch.records.last().map_or(0, |r| r.seq);
+        if last >= batch.head_seq {
+            break;
+        }
+        t = Instant::now();
+    }
+    row.elapsed = start.elapsed();
+    row.note = format!(
+        "{records} records, {:.0} records/s, {:.1} MB",
+        records as f64 / row.elapsed.as_secs_f64(),
+        bytes as f64 / 1e6
+    );
+    Ok(row)
 }

@@ -31,6 +31,8 @@ fn every_scenario_runs_and_reports_without_errors() {
             "4",
             "--info-batch",
             "100",
+            // Every internal call over mutual TLS, as deployed.
+            "--mtls",
         ])
         .output()
         .unwrap();
@@ -43,12 +45,12 @@ fn every_scenario_runs_and_reports_without_errors() {
     let rows: Vec<&str> = table
         .lines()
         .filter(|l| {
-            ["ocsp ", "crl ", "info ", "ingest "]
+            ["ocsp ", "crl ", "info ", "ingest ", "follow "]
                 .iter()
                 .any(|p| l.starts_with(p))
         })
         .collect();
-    assert_eq!(rows.len(), 4, "{table}");
+    assert_eq!(rows.len(), 6, "{table}");
     for row in &rows {
         let cols: Vec<&str> = row.split_whitespace().collect();
         // The errors column is the one before the note; every row counted work.
@@ -57,5 +59,6 @@ fn every_scenario_runs_and_reports_without_errors() {
     }
     assert!(table.contains("conditional hits"), "{table}");
     assert!(table.contains("answered revoked by OCSP"), "{table}");
+    assert!(table.contains("internal gRPC over mutual TLS"), "{table}");
     assert!(!table.contains("NOT within"), "{table}");
 }
