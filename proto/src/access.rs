@@ -6,8 +6,9 @@
 //! or, on the 4-information service's public port, [`OPERATOR`]: a bank's
 //! operator authenticated by the operator CA.
 //!
-//! The table is data; the servers enforce it in one layer (the next step of
-//! issue 12). docs/SECURITY.md prints it and says why each rule is what it is.
+//! The table is data; every internal gRPC server enforces it in one layer
+//! (`shikko_runtime::authz` with the policy `shikko_access::InternalAccess`).
+//! docs/SECURITY.md prints it and says why each rule is what it is.
 
 /// A bank's operator, authenticated by the operator CA (the `Info` service only).
 pub const OPERATOR: &str = "operator";
