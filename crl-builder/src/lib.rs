@@ -58,6 +58,7 @@ pub mod error;
 mod extensions;
 pub mod grpc;
 pub mod http;
+pub mod http_role;
 pub mod mirror;
 pub mod process;
 mod publish;

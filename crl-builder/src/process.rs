@@ -81,6 +81,12 @@ pub struct CrlSection {
     /// HTTP listen address (`/crl/...`). Default `127.0.0.1:8080`.
     #[serde(default = "default_http")]
     pub http_listen: SocketAddr,
+    /// Serve the CRLs over HTTP from this process. Default true. Set false
+    /// where the CRLs are served by `shikko serve crl-http` from the output
+    /// directory, so that the process holding the CA keys serves nothing
+    /// to the internet (deploy/k8s/20-crl.yaml).
+    #[serde(default = "default_true")]
+    pub serve_http: bool,
     /// gRPC listen address (`shikko.v1.CrlPublisher`, health). Default `127.0.0.1:50052`.
     #[serde(default = "default_grpc")]
     pub grpc_listen: SocketAddr,
@@ -107,6 +113,9 @@ fn default_http() -> SocketAddr {
 }
 fn default_grpc() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 50052))
+}
+fn default_true() -> bool {
+    true
 }
 fn default_full_every() -> u64 {
     86_400
@@ -189,18 +198,19 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         FollowerMetrics::new(metrics.registry(), "crl").context("follower metrics")?,
     );
 
-    let http = bind(c.http_listen, "HTTP").await?;
+    let http = if c.serve_http {
+        Some(bind(c.http_listen, "HTTP").await?)
+    } else {
+        None
+    };
     let grpc = bind(c.grpc_listen, "gRPC").await?;
     let metrics_listener = bind(cfg.telemetry.metrics_listen, "metrics").await?;
     // Tests and scripts read this line to learn the bound ports.
-    shikko_runtime::announce(
-        "crl",
-        &[
-            ("http", &http),
-            ("grpc", &grpc),
-            ("metrics", &metrics_listener),
-        ],
-    );
+    let mut ports = vec![("grpc", &grpc), ("metrics", &metrics_listener)];
+    if let Some(h) = &http {
+        ports.insert(0, ("http", h));
+    }
+    shikko_runtime::announce("crl", &ports);
 
     tokio::spawn(follower.run_status(Arc::new(sink), shutdown.wait_owned()));
     let schedule = Schedule {
@@ -232,9 +242,11 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     .context("CRL HTTP metrics")?;
     let routes = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
         .service(CrlService::new(role).into_service());
-    RoleServer::new("crl", metrics, metrics_listener)
-        .grpc(grpc, routes, security)
-        .http(http, app, cfg_http)
+    let mut server = RoleServer::new("crl", metrics, metrics_listener).grpc(grpc, routes, security);
+    if let Some(http) = http {
+        server = server.http(http, app, cfg_http);
+    }
+    server
         .serve(shutdown, cfg.shutdown.drain_timeout())
         .await
         .context("serving")

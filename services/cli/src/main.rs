@@ -232,6 +232,8 @@ enum Role {
     Registry,
     /// The CRL publisher: follows the registry, builds, signs and serves CRLs.
     Crl,
+    /// The CRLs a crl role published, served over HTTP from its output directory; no keys, no registry.
+    CrlHttp,
     /// The OCSP responder: follows the registry into its status index, answers over HTTP and gRPC.
     Ocsp,
     /// The 4-information service: follows the registry's writes into a replica store, answers operators over mutual TLS.
@@ -392,6 +394,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     return Ok(());
                 };
                 shikko_crl::process::serve(cfg, signal_shutdown())
+                    .await
+                    .map_err(anyhow::Error::from)?;
+            }
+            Role::CrlHttp => {
+                let Some(cfg) = role_config::<shikko_crl::http_role::CrlHttpRoleConfig>(
+                    &config,
+                    check,
+                    print_config,
+                )?
+                else {
+                    return Ok(());
+                };
+                shikko_crl::http_role::serve(cfg, signal_shutdown())
                     .await
                     .map_err(anyhow::Error::from)?;
             }

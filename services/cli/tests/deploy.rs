@@ -63,10 +63,13 @@ fn configs_alerts_and_dashboard_fit_the_code() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("roles: crl info ocsp registry"), "{text}");
+    assert!(
+        text.contains("roles: crl crl-http info ocsp registry"),
+        "{text}"
+    );
 
     // Every role's configuration in the manifests is one the binary accepts.
-    for role in ["registry", "crl", "ocsp", "info"] {
+    for role in ["registry", "crl", "crl-http", "ocsp", "info"] {
         let cfg = dir.path().join(format!("{role}.toml"));
         let out = common::run(&["serve", role, "--config", cfg.to_str().unwrap(), "--check"]);
         assert!(
@@ -76,7 +79,7 @@ fn configs_alerts_and_dashboard_fit_the_code() {
         );
     }
     // ... and so is every example configuration in deploy/.
-    for role in ["registry", "crl", "ocsp", "info"] {
+    for role in ["registry", "crl", "crl-http", "ocsp", "info"] {
         let cfg = repo().join(format!("deploy/{role}.toml"));
         let out = common::run(&["serve", role, "--config", cfg.to_str().unwrap(), "--check"]);
         assert!(out.status.success(), "deploy/{role}.toml");

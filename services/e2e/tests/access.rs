@@ -322,3 +322,75 @@ async fn a_registry_process_refuses_revoked_and_expired_identities() {
     let outcome = partitions("crl").await;
     assert!(outcome.is_err(), "an expired identity is admitted");
 }
+
+/// `shikko serve ROLE --config CONFIG`, which must exit within 30 s: its
+/// exit status and standard error (killed and reported if it keeps running).
+fn serve_until_exit(role: &str, config: &std::path::Path) -> (bool, String) {
+    use std::io::Read;
+    let mut child = shikko_testkit::process::shikko()
+        .args(["serve", role, "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut said = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    match status {
+        Some(s) => (s.success(), said),
+        None => panic!("the {role} role kept running: {said}"),
+    }
+}
+
+/// A role refuses to start with a private key file other users could read,
+/// and says which file and what to do.
+#[test]
+fn a_role_refuses_to_start_with_a_key_file_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    setup_demo_dir(&data);
+    let ids = Identities::create(&dir.path().join("identities")).unwrap();
+    let configs = Loopback::new(dir.path()).with_identities(&ids);
+    let config = configs.ocsp(&data, "https://127.0.0.1:1", "").unwrap();
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+
+    // A responder key readable by everyone.
+    let key = data.join("keys/sign-ocsp.key");
+    chmod(&key, 0o644);
+    let (ok, said) = serve_until_exit("ocsp", &config);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("sign-ocsp.key") && said.contains("chmod 600"),
+        "{said}"
+    );
+
+    // Its own identity's key, readable by its group.
+    chmod(&key, 0o600);
+    chmod(&ids.key("ocsp"), 0o640);
+    let (ok, said) = serve_until_exit("ocsp", &config);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("ocsp-key.pem") && said.contains("chmod 600"),
+        "{said}"
+    );
+}

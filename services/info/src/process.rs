@@ -46,6 +46,7 @@ pub fn tls_from_files(
     client_ca: &Path,
 ) -> RoleResult<tonic::transport::ServerTlsConfig> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    shikko_pki::check_key_file(key).context("[info] tls_key")?;
     Ok(crate::grpc::server_tls(
         &read(cert)?,
         &read(key)?,

@@ -19,6 +19,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A private key file others could read or change (see
+    /// [`crate::keys::check_key_file`]).
+    #[error("{path}: {reason}")]
+    KeyFileExposed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
     /// A private key could not be parsed or is of an unsupported kind.
     #[error("key rejected: {0}")]
     KeyRejected(String),

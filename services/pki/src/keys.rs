@@ -195,6 +195,49 @@ pub fn load_signer(path: &Path) -> Result<Arc<dyn Signer>> {
     Ok(Arc::new(SoftwareSigner::load(path)?))
 }
 
+/// Refuses a private key file that anyone but its user could read or
+/// change. Accepted: owned by the process's user and not readable or
+/// writable by group or others (0600, 0400); or, as Kubernetes mounts a
+/// Secret for a pod with an `fsGroup`, owned by root and readable by the
+/// group only (0440, 0400). Refused: any access for others, group write,
+/// or another owner. Symbolic links are followed (Secret volumes are links).
+/// The owner check needs `/proc` (Linux); elsewhere only the mode is checked.
+pub fn check_key_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let mode = meta.mode() & 0o777;
+    let exposed = |reason: String| Error::KeyFileExposed {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if mode & 0o007 != 0 {
+        return Err(exposed(format!(
+            "mode {mode:04o} lets other users at a private key: chmod 600 (or 400)"
+        )));
+    }
+    if mode & 0o020 != 0 {
+        return Err(exposed(format!(
+            "mode {mode:04o} lets its group change a private key: chmod 600 (or 400)"
+        )));
+    }
+    // The process's effective user owns /proc/self.
+    if let Ok(me) = fs::metadata("/proc/self").map(|m| m.uid()) {
+        let owner = meta.uid();
+        if owner == me {
+            if mode & 0o040 != 0 {
+                return Err(exposed(format!(
+                    "mode {mode:04o} lets its group read a private key: chmod 600 (or 400)"
+                )));
+            }
+        } else if owner != 0 {
+            return Err(exposed(format!(
+                "owned by user {owner}, not by this process's user {me}: chown it, or mount it as a root-owned Secret read through the pod's fsGroup"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Writes `contents` to `path` atomically with the given permission bits: a
 /// temporary file in the same directory, created with `mode` (so a secret is
 /// never readable by others, even briefly), synced, then renamed over `path`.

@@ -72,9 +72,12 @@ impl DataDir {
         self.root.join("certs").join(format!("{name}.der"))
     }
 
-    /// Loads the key `NAME`.
+    /// Loads the key `NAME`, refusing a file others could read or change
+    /// ([`crate::keys::check_key_file`]).
     pub fn load_key(&self, name: &str) -> Result<SoftwareSigner> {
-        SoftwareSigner::load(&self.key_path(name))
+        let path = self.key_path(name);
+        crate::keys::check_key_file(&path)?;
+        SoftwareSigner::load(&path)
     }
 
     /// Reads the certificate `NAME` (DER).

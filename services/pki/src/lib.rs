@@ -74,7 +74,7 @@ pub use issue::{
     HolderCertRequest, Issuer, ca_certificate, holder_certificate, ocsp_responder_certificate,
     operator_ca_certificate, operator_client_certificate, server_certificate,
 };
-pub use keys::{SoftwareSigner, generate_signer, load_signer, write_file_atomic};
+pub use keys::{SoftwareSigner, check_key_file, generate_signer, load_signer, write_file_atomic};
 pub use layout::{DataDir, IssuingCa};
 pub use name::{ca_name, crl_dp_name, crl_dp_name_for, holder_subject, operator_ca_name};
 pub use pem::{certificate_der, parse_certificate, parse_certificates_pem, to_pem};

@@ -220,3 +220,49 @@ fn digest_signatures_verify_as_message_signatures() {
         }
     }
 }
+
+#[test]
+fn a_key_file_others_could_read_or_change_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("role.key");
+    SoftwareSigner::generate(KeyAlgorithm::EcdsaP256)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    let chmod = |mode: u32| {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // As written: 0600, the process's own.
+    shikko_pki::check_key_file(&path).unwrap();
+    chmod(0o400);
+    shikko_pki::check_key_file(&path).unwrap();
+    for bad in [0o644, 0o604, 0o602, 0o620, 0o666] {
+        chmod(bad);
+        let err = shikko_pki::check_key_file(&path).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{bad:o}: {err}");
+        assert!(err.contains("role.key"), "{bad:o}: {err}");
+    }
+    // The data directory's loader checks too.
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::rename(&path, keys.join("role.key")).unwrap();
+    let data = shikko_pki::DataDir::new(dir.path());
+    let err = data.load_key("role").unwrap_err().to_string();
+    assert!(err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(
+        keys.join("role.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    data.load_key("role").unwrap();
+
+    // Another user's key file (only root can make one to try).
+    let me = std::fs::metadata("/proc/self").unwrap().uid();
+    if me == 0 {
+        let theirs = keys.join("role.key");
+        std::os::unix::fs::chown(&theirs, Some(12_345), None).unwrap();
+        let err = shikko_pki::check_key_file(&theirs).unwrap_err().to_string();
+        assert!(err.contains("owned by user 12345"), "{err}");
+    }
+}

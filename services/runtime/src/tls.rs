@@ -263,6 +263,13 @@ fn crls(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateRevocationListDer<'s
 struct Seen(Vec<Vec<u8>>);
 
 fn read_all(files: &TlsFiles) -> Result<Seen, TlsError> {
+    shikko_pki::check_key_file(&files.key).map_err(|e| match e {
+        shikko_pki::Error::KeyFileExposed { path, reason } => {
+            TlsError::Content { path, what: reason }
+        }
+        shikko_pki::Error::Io { path, source } => TlsError::Read { path, source },
+        other => content(&files.key, other.to_string()),
+    })?;
     let mut all = vec![read(&files.cert)?, read(&files.key)?, read(&files.ca)?];
     for c in &files.crls {
         all.push(read(c)?);

@@ -62,10 +62,14 @@ impl InfoTls {
                 .and_then(|k| k.to_pkcs8_der())
                 .map_err(pem_err)?;
             let path = out.join(format!("{name}-key.pem"));
-            std::fs::write(
+            shikko_pki::write_file_atomic(
                 &path,
-                shikko_pki::to_pem("PRIVATE KEY", &der).map_err(pem_err)?,
-            )?;
+                shikko_pki::to_pem("PRIVATE KEY", &der)
+                    .map_err(pem_err)?
+                    .as_bytes(),
+                0o600,
+            )
+            .map_err(pem_err)?;
             Ok(path)
         };
         Ok(InfoTls {
@@ -167,6 +171,22 @@ impl Loopback {
                  full_every_secs = 86400\ndelta_every_secs = {delta_every_secs}\n{more}"
             ),
         )
+    }
+
+    /// The crl-http role serving `crl_dir` (a crl role's `DATA_DIR/crl`),
+    /// looking for new CRLs every second. It has no identity: its `[tls]`
+    /// section is not written.
+    pub fn crl_http(&self, crl_dir: &Path) -> io::Result<PathBuf> {
+        let path = self.dir.join("crl-http.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[crl_http]\ncrl_dir = {crl_dir:?}\nhttp_listen = \"127.0.0.1:0\"\nrescan_secs = 1\n\n\
+                 [telemetry]\nmetrics_listen = \"127.0.0.1:0\"\nlog_filter = {:?}\n\n[shutdown]\ndrain_timeout_secs = 5\n",
+                self.log_filter
+            ),
+        )?;
+        Ok(path)
     }
 
     /// The info role with its own data directory `info_data_dir` (a replica
