@@ -30,4 +30,5 @@ pub mod process;
 pub mod request;
 pub mod responder;
 pub mod role;
+pub mod rotation;
 pub mod types;

@@ -20,8 +20,9 @@ use crate::index::StatusIndex;
 use crate::responder::{Responder, ResponderKey};
 use crate::role::OcspRole;
 
-/// The ocsp role over the four CAs of `data_dir` and their delegated
-/// responders (`keys/ISSUER-ocsp.key`, `certs/ISSUER-ocsp.der`), loaded only.
+/// The ocsp role over the four CAs of `data_dir` (their certificates only:
+/// the role never holds a CA key) and their delegated responders
+/// (`keys/ISSUER-ocsp.key`, `certs/ISSUER-ocsp.der`), loaded only.
 pub fn role_from_dir(
     data_dir: &Path,
     validity: Duration,
@@ -31,22 +32,25 @@ pub fn role_from_dir(
     let index = Arc::new(StatusIndex::new());
     let mut issuers = Vec::new();
     let dir = shikko_pki::DataDir::new(data_dir);
-    let cas = dir
-        .issuing_cas()
-        .with_context(|| format!("loading the issuing CAs of {}", data_dir.display()))?;
-    for ca in cas {
-        let (key, cert) = dir.ocsp_responder(ca.kind).with_context(|| {
+    let cas = dir.issuing_ca_certs().with_context(|| {
+        format!(
+            "loading the issuing CAs' certificates of {}",
+            data_dir.display()
+        )
+    })?;
+    for (kind, ca_der) in cas {
+        let (key, cert) = dir.ocsp_responder(kind).with_context(|| {
             format!(
                 "loading the {} delegated OCSP responder of {}",
-                ca.kind.issuer_id(),
+                kind.issuer_id(),
                 data_dir.display()
             )
         })?;
         issuers.push((
-            ca.kind,
-            ca.cert_der,
+            kind,
+            ca_der,
             ResponderKey::new(Arc::new(key), &cert)
-                .with_context(|| format!("the {} responder certificate", ca.kind.issuer_id()))?,
+                .with_context(|| format!("the {} responder certificate", kind.issuer_id()))?,
         ));
     }
     let responder =
@@ -103,6 +107,15 @@ pub struct OcspSection {
     /// Default 900 (J-LIS refreshes its OCSP data every 15 minutes).
     #[serde(default = "default_max_stale")]
     pub max_stale_secs: u64,
+    /// Seconds between re-reads of the responder key and certificate files
+    /// (`keys/ISSUER-ocsp.key`, `certs/ISSUER-ocsp.der`): a renewed pair,
+    /// once checked, signs from then on without a restart. Default 60.
+    #[serde(default = "default_responder_reload")]
+    pub responder_reload_secs: u64,
+}
+
+fn default_responder_reload() -> u64 {
+    60
 }
 
 fn default_http() -> SocketAddr {
@@ -134,6 +147,9 @@ impl OcspSection {
         if self.max_stale_secs > 7 * 86_400 {
             return Err("[ocsp] max_stale_secs must be at most 604800 seconds".into());
         }
+        if !(1..=86_400).contains(&self.responder_reload_secs) {
+            return Err("[ocsp] responder_reload_secs must be 1 to 86400 seconds".into());
+        }
         Ok(())
     }
 }
@@ -163,6 +179,21 @@ pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         metrics.registry(),
         readiness.clone(),
     )?;
+    // Renewed responder certificates are rotated in without a restart.
+    let cas = shikko_pki::DataDir::new(&c.data_dir)
+        .issuing_ca_certs()
+        .context("the issuing CAs' certificates")?;
+    let rotation = crate::rotation::Rotation::new(
+        role.responder().clone(),
+        &c.data_dir,
+        &cas,
+        metrics.registry(),
+    )
+    .map_err(|e| shikko_runtime::RoleError::new("OCSP responder rotation", e))?;
+    tokio::spawn(rotation.run(
+        Duration::from_secs(c.responder_reload_secs),
+        shutdown.wait_owned(),
+    ));
     let security = shikko_access::server_security(&cfg.tls).context("[tls]")?;
     let to_registry = shikko_access::registry_client(&cfg.tls, &shutdown).context("[tls]")?;
     let follower = Follower::new(

@@ -50,6 +50,10 @@ impl Authorize for InternalAccess {
                     "the client certificate names no internal identity",
                 ));
             }
+            Err(shikko_pki::Error::InvalidInput(why)) => {
+                // Two identities in one certificate, or an unknown role.
+                return Err(Denial::Unauthenticated(why));
+            }
             Err(_) => {
                 return Err(Denial::Unauthenticated(
                     "the client certificate's identity does not decode",
@@ -132,6 +136,20 @@ pub fn expect_server(role: InternalRole) -> PeerCheck {
     Arc::new(move |leaf: &[u8]| match shikko_pki::identity_of(leaf) {
         Ok(Some(r)) if r == role => Ok(()),
         Ok(Some(r)) => Err(format!("the server is {r}, not {role}")),
+        Ok(None) => Err("the server's certificate names no internal identity".into()),
+        Err(e) => Err(format!("the server's certificate: {e}")),
+    })
+}
+
+/// A check that the server a client reached is one of `roles` (a client
+/// command whose service more than one role serves: InfoAdmin on the info
+/// role or on a registry with the info service inside).
+pub fn expect_server_one_of(roles: &'static [InternalRole]) -> PeerCheck {
+    Arc::new(move |leaf: &[u8]| match shikko_pki::identity_of(leaf) {
+        Ok(Some(r)) if roles.contains(&r) => Ok(()),
+        Ok(Some(r)) => Err(format!(
+            "the server is {r}, not the role this command talks to"
+        )),
         Ok(None) => Err("the server's certificate names no internal identity".into()),
         Err(e) => Err(format!("the server's certificate: {e}")),
     })

@@ -45,6 +45,59 @@ pub(crate) struct Authority {
 /// key) when less than a third of that is left.
 const IDENTITY_DAYS: i64 = 7;
 
+/// How long a delegated OCSP responder certificate lives: days, so that a
+/// stolen responder key is useless soon (issue 12, item 4); renewed (same
+/// key) when less than a third is left, and rotated into running
+/// responders from the files (`[ocsp] responder_reload_secs`).
+pub(crate) const RESPONDER_DAYS: i64 = 7;
+
+/// The delegated OCSP responder certificate of `ca` (`certs/ISSUER-ocsp.der`,
+/// key `keys/ISSUER-ocsp.key`): issued for [`RESPONDER_DAYS`] when missing,
+/// due for renewal, or with `force`; with `new_key`, for a new key (written
+/// before the certificate: a responder reading the files in between sees a
+/// pair that does not match, refuses it and keeps its own until the
+/// certificate follows).
+pub(crate) fn responder(
+    dir: &Path,
+    ca: &Ca,
+    n: u128,
+    alg: KeyAlgorithm,
+    force: bool,
+    new_key: bool,
+) -> Result<Vec<u8>> {
+    let id = ca.kind.issuer_id();
+    let name = format!("{id}-ocsp");
+    let data = DataDir::new(dir);
+    let path = data.cert_path(&name);
+    let now = UnixTime::now();
+    if !force && !new_key && path.exists() {
+        let der = std::fs::read(&path)?;
+        let left = shikko_pki::not_after_of(&der)?.0 - now.0;
+        if left > RESPONDER_DAYS * 86_400 / 3 {
+            return Ok(der);
+        }
+    }
+    let key = if new_key {
+        let k = SoftwareSigner::generate(alg)?;
+        k.save(&data.key_path(&name))?;
+        Arc::new(k)
+    } else {
+        key(dir, &name, alg)?
+    };
+    // A renewal gets a new serial: the time in seconds, above the fixed ones.
+    let serial = (0x2_0000_0000 + u128::try_from(now.0).unwrap_or(0)) << 8 | n;
+    let der = shikko_pki::ocsp_responder_certificate(
+        &ca.issuer()?,
+        key.public_key_der(),
+        Serial::from_u128(serial)?,
+        now.plus_secs(-3_600),
+        now.plus_secs(RESPONDER_DAYS * 86_400),
+        &format!("Shikko OCSP Responder ({id})"),
+    )?;
+    shikko_pki::write_file_atomic(&path, &der, 0o644)?;
+    Ok(der)
+}
+
 /// The certificate of `role` (`certs/role-NAME.der`, key `keys/role-NAME.key`),
 /// issued again when missing or due for renewal.
 fn identity(
@@ -154,17 +207,7 @@ impl Authority {
                 signer,
                 cert_der,
             };
-            let responder = key(dir, &format!("{id}-ocsp"), alg)?;
-            let resp_der = cert(dir, &format!("{id}-ocsp"), || {
-                Ok(shikko_pki::ocsp_responder_certificate(
-                    &ca.issuer()?,
-                    responder.public_key_der(),
-                    serial(0x200 + i as u128)?,
-                    start,
-                    start.plus_secs(YEAR),
-                    &format!("Shikko OCSP Responder ({id})"),
-                )?)
-            })?;
+            let resp_der = responder(dir, &ca, i as u128, alg, false, false)?;
             responder_certs.push(resp_der);
             cas.push(ca);
         }

@@ -12,7 +12,9 @@ use tonic::transport::Channel;
 
 /// Connects to a registry as `identity` (unless another was chosen).
 pub(crate) async fn connect(endpoint: &str, identity: &str) -> Result<RegistryClient<Channel>> {
-    let client = RegistryClient::new(crate::identity::channel(endpoint, identity).await?);
+    let client = RegistryClient::new(
+        crate::identity::channel(endpoint, identity, crate::identity::REGISTRY).await?,
+    );
     Ok(client
         .max_decoding_message_size(shikko_registry::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(shikko_registry::MAX_MESSAGE_BYTES))
@@ -188,7 +190,7 @@ pub(crate) async fn checkpoint(endpoint: &str, name: String, info: bool) -> Resu
     let req = pb::CheckpointRequest { name };
     let made = if info {
         shikko_proto::v1::info_admin_client::InfoAdminClient::new(
-            crate::identity::channel(endpoint, "admin").await?,
+            crate::identity::channel(endpoint, "admin", crate::identity::INFO_ADMIN).await?,
         )
         .checkpoint(req)
         .await

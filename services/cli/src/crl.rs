@@ -172,7 +172,7 @@ pub(crate) async fn build_remote(
     verbose: bool,
 ) -> Result<()> {
     let mut client = pb::crl_publisher_client::CrlPublisherClient::new(
-        crate::identity::channel(endpoint, "admin").await?,
+        crate::identity::channel(endpoint, "admin", crate::identity::CRL_PUBLISHER).await?,
     );
     let t = Instant::now();
     let resp = client

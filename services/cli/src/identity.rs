@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
+use shikko_pki::InternalRole;
 use shikko_runtime::{TlsConfig, TlsFiles};
 use tonic::transport::Channel;
 
@@ -36,15 +37,19 @@ pub(crate) fn choose(choice: IdentityChoice) {
 /// The identity files of `name` in `dir`, if the certificate is there:
 /// `NAME.pem`, `NAME-key.pem`, `internal-ca.pem` (the demo's samples), or
 /// else `tls.crt`, `tls.key`, `ca.crt` (a Kubernetes secret as cert-manager
-/// writes it: one identity per directory).
+/// writes it: one identity per directory); with the internal CA's CRL,
+/// `internal-ca.crl`, when the directory has one (a revoked server is then
+/// refused).
 fn files_in(dir: &Path, name: &str) -> Option<TlsFiles> {
+    let crl = dir.join("internal-ca.crl");
+    let crls = if crl.exists() { vec![crl] } else { Vec::new() };
     let cert = dir.join(format!("{name}.pem"));
     if cert.exists() {
         return Some(TlsFiles {
             cert,
             key: dir.join(format!("{name}-key.pem")),
             ca: dir.join("internal-ca.pem"),
-            crls: Vec::new(),
+            crls,
         });
     }
     let cert = dir.join("tls.crt");
@@ -52,13 +57,26 @@ fn files_in(dir: &Path, name: &str) -> Option<TlsFiles> {
         cert,
         key: dir.join("tls.key"),
         ca: dir.join("ca.crt"),
-        crls: Vec::new(),
+        crls,
     })
 }
 
+/// The registry (its service, checkpoints, and whatever the demo's one
+/// process serves beside it).
+pub(crate) const REGISTRY: &[InternalRole] = &[InternalRole::Registry];
+/// InfoAdmin: the info role, or a registry with the info service inside.
+pub(crate) const INFO_ADMIN: &[InternalRole] = &[InternalRole::Info, InternalRole::Registry];
+/// CrlPublisher: the crl role, or the demo's one process (the registry's identity).
+pub(crate) const CRL_PUBLISHER: &[InternalRole] = &[InternalRole::Crl, InternalRole::Registry];
+
 /// A channel to the internal endpoint `endpoint`, presenting the chosen
-/// identity, or `default` (`admin`, `authority`, `auditor`) when none was.
-pub(crate) async fn channel(endpoint: &str, default: &str) -> Result<Channel> {
+/// identity, or `default` (`admin`, `authority`, `auditor`) when none was,
+/// to a server whose identity is one of `serving`.
+pub(crate) async fn channel(
+    endpoint: &str,
+    default: &str,
+    serving: &'static [InternalRole],
+) -> Result<Channel> {
     let choice = CHOICE.get().cloned().unwrap_or_default();
     let name = choice.name.as_deref().unwrap_or(default);
     let files = match &choice.dir {
@@ -75,7 +93,7 @@ pub(crate) async fn channel(endpoint: &str, default: &str) -> Result<Channel> {
         Some(files) => Some(
             shikko_access::client_tls(
                 &TlsConfig::with_files(&files),
-                shikko_access::expect_serving_role(),
+                shikko_access::expect_server_one_of(serving),
             )
             .with_context(|| format!("the identity `{name}` ({})", files.cert.display()))?
             .context("an identity")?,

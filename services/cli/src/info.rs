@@ -136,10 +136,10 @@ pub(crate) async fn admin_client(
     endpoint: &str,
     identity: &str,
 ) -> Result<InfoAdminClient<Channel>> {
-    Ok(
-        InfoAdminClient::new(crate::identity::channel(endpoint, identity).await?)
-            .max_decoding_message_size(64 << 20),
+    Ok(InfoAdminClient::new(
+        crate::identity::channel(endpoint, identity, crate::identity::INFO_ADMIN).await?,
     )
+    .max_decoding_message_size(64 << 20))
 }
 
 pub(crate) fn status_error(e: tonic::Status) -> anyhow::Error {

@@ -194,6 +194,21 @@ enum OcspCommand {
         #[arg(long)]
         no_nonce: bool,
     },
+    /// Issue the delegated OCSP responder certificates again, for days, where
+    /// the issuing CA keys are (a data directory): `certs/ISSUER-ocsp.der`
+    /// (and with --new-key a new `keys/ISSUER-ocsp.key`). Running responders
+    /// reading these files rotate to them without a restart.
+    RenewResponder {
+        /// Data directory holding the issuing CAs' keys and the responder files.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Issuers (sign, auth, phone-sign, phone-auth); default all four.
+        #[arg(long)]
+        issuer: Vec<String>,
+        /// Use a new responder key (else the current one).
+        #[arg(long)]
+        new_key: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -461,6 +476,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     no_nonce,
                 },
         } => tokio::task::block_in_place(|| ocsp::check(&issuer, &cert, &url, !no_nonce))?,
+        Command::Ocsp {
+            command:
+                OcspCommand::RenewResponder {
+                    data_dir,
+                    issuer,
+                    new_key,
+                },
+        } => ocsp::renew_responders(&data_dir, &issuer, new_key)?,
         Command::Info { command } => info::run(command).await?,
         Command::Audit { command } => audit::audit(command).await?,
         Command::Admin { command } => admin::admin(command).await?,

@@ -19,6 +19,45 @@ use shikko_pki::x509_cert::ext::pkix::ExtendedKeyUsage;
 const ID_KP_OCSP_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.9");
 const ID_CE_EXT_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
 
+/// `shikko ocsp renew-responder`: issues the responder certificates of
+/// `issuers` (all four when empty) again for
+/// [`crate::authority::RESPONDER_DAYS`] days, with the issuing CA keys of
+/// `data_dir`; prints each one's serial and notAfter.
+pub(crate) fn renew_responders(data_dir: &Path, issuers: &[String], new_key: bool) -> Result<()> {
+    for s in issuers {
+        if s.parse::<shikko_core::CertKind>().is_err() {
+            bail!("unknown issuer {s}: use sign, auth, phone-sign or phone-auth");
+        }
+    }
+    let cas = crate::authority::load_cas(data_dir)?;
+    for (i, kind) in shikko_core::CertKind::ALL.into_iter().enumerate() {
+        if !issuers.is_empty() && !issuers.iter().any(|s| s == kind.issuer_id()) {
+            continue;
+        }
+        let ca = cas
+            .iter()
+            .find(|c| c.kind == kind)
+            .with_context(|| format!("no {kind} CA in {}", data_dir.display()))?;
+        let der = crate::authority::responder(
+            data_dir,
+            ca,
+            i as u128,
+            shikko_pki::Signer::algorithm(ca.signer.as_ref()),
+            true,
+            new_key,
+        )?;
+        let cert = Certificate::from_der(&der)?;
+        println!(
+            "{}: responder certificate {} valid until {}{}",
+            kind.issuer_id(),
+            hex_upper(cert.tbs_certificate().serial_number().as_bytes()),
+            cert.tbs_certificate().validity().not_after,
+            if new_key { " (new key)" } else { "" }
+        );
+    }
+    Ok(())
+}
+
 fn read_cert(path: &Path) -> Result<Certificate> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let der = shikko_pki::certificate_der(&bytes)

@@ -198,10 +198,13 @@ pub fn load_signer(path: &Path) -> Result<Arc<dyn Signer>> {
 /// Refuses a private key file that anyone but its user could read or
 /// change. Accepted: owned by the process's user and not readable or
 /// writable by group or others (0600, 0400); or, as Kubernetes mounts a
-/// Secret for a pod with an `fsGroup`, owned by root and readable by the
-/// group only (0440, 0400). Refused: any access for others, group write,
-/// or another owner. Symbolic links are followed (Secret volumes are links).
-/// The owner check needs `/proc` (Linux); elsewhere only the mode is checked.
+/// Secret for a pod with an `fsGroup`, owned by root, of a group the
+/// process is in, and readable by that group only (0440, 0400). Refused:
+/// any access for others, group write, group read of the process's own
+/// file, a root-owned file of a group the process is not in, and any other
+/// owner. Symbolic links are followed (Secret volumes are links). The
+/// process's user and groups come from `/proc/self/status` (Linux); where
+/// there is no `/proc`, only the mode is checked.
 pub fn check_key_file(path: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
@@ -220,22 +223,67 @@ pub fn check_key_file(path: &Path) -> Result<()> {
             "mode {mode:04o} lets its group change a private key: chmod 600 (or 400)"
         )));
     }
-    // The process's effective user owns /proc/self.
-    if let Ok(me) = fs::metadata("/proc/self").map(|m| m.uid()) {
-        let owner = meta.uid();
-        if owner == me {
-            if mode & 0o040 != 0 {
-                return Err(exposed(format!(
-                    "mode {mode:04o} lets its group read a private key: chmod 600 (or 400)"
-                )));
-            }
-        } else if owner != 0 {
+    let Some(me) = process_ids()? else {
+        return Ok(());
+    };
+    let (owner, group) = (meta.uid(), meta.gid());
+    if owner == me.uid {
+        if mode & 0o040 != 0 {
             return Err(exposed(format!(
-                "owned by user {owner}, not by this process's user {me}: chown it, or mount it as a root-owned Secret read through the pod's fsGroup"
+                "mode {mode:04o} lets its group read a private key: chmod 600 (or 400)"
             )));
         }
+    } else if owner == 0 {
+        // A Secret volume: root's file, read through the pod's fsGroup.
+        if mode & 0o040 != 0 && !me.groups.contains(&group) {
+            return Err(exposed(format!(
+                "root's file of group {group}, which this process is not in: its members could read a private key"
+            )));
+        }
+    } else {
+        return Err(exposed(format!(
+            "owned by user {owner}, not by this process's user {}: chown it, or mount it as a root-owned Secret read through the pod's fsGroup",
+            me.uid
+        )));
     }
     Ok(())
+}
+
+/// The process's effective user and its groups (effective and
+/// supplementary).
+struct ProcessIds {
+    uid: u32,
+    groups: Vec<u32>,
+}
+
+/// From `/proc/self/status`; `None` where there is no `/proc` (not Linux).
+/// Unreadable or unparsable on Linux is an error: fail closed.
+fn process_ids() -> Result<Option<ProcessIds>> {
+    let status = Path::new("/proc/self/status");
+    if !Path::new("/proc/self").exists() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(status).map_err(|e| Error::io(status, e))?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|v| v.parse::<u32>().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .unwrap_or_default()
+    };
+    // "Uid:" and "Gid:" list real, effective, saved and filesystem ids.
+    let (uid, gid, groups) = (field("Uid:"), field("Gid:"), field("Groups:"));
+    let (Some(&uid), Some(&gid)) = (uid.get(1), gid.get(1)) else {
+        return Err(Error::InvalidInput(
+            "/proc/self/status names no effective user or group",
+        ));
+    };
+    let mut all = groups;
+    all.push(gid);
+    Ok(Some(ProcessIds { uid, groups: all }))
 }
 
 /// Writes `contents` to `path` atomically with the given permission bits: a

@@ -101,6 +101,15 @@ impl DataDir {
             .collect()
     }
 
+    /// The four issuing CAs' certificates (DER), without their keys: for the
+    /// roles that check what a CA signed but sign nothing with its key.
+    pub fn issuing_ca_certs(&self) -> Result<Vec<(CertKind, Vec<u8>)>> {
+        CertKind::ALL
+            .into_iter()
+            .map(|kind| Ok((kind, self.read_cert(&format!("{}-ca", kind.issuer_id()))?)))
+            .collect()
+    }
+
     /// The issuer's delegated OCSP responder: its key and certificate (DER).
     pub fn ocsp_responder(&self, kind: CertKind) -> Result<(SoftwareSigner, Vec<u8>)> {
         let name = format!("{}-ocsp", kind.issuer_id());

@@ -471,23 +471,34 @@ fn batch_to_pb(batch: FeedBatch) -> std::result::Result<pb::ChangeBatch, Status>
     })
 }
 
-/// Serves the registry and gRPC health on a bound listener until `shutdown`
-/// completes, then closes feed streams and drains in-flight calls.
+/// Serves the registry and gRPC health on a bound *loopback* listener until
+/// `shutdown` completes, then closes feed streams and drains in-flight
+/// calls: plaintext, without authorization (every caller may follow with
+/// writes), for tests and embedding on one machine. A listener on any other
+/// address is refused. Deployments serve through `RegistryProcess`
+/// (mutual TLS and the authorization table).
 pub async fn serve(
     registry: Arc<Registry>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::result::Result<(), tonic::transport::Error> {
+) -> std::io::Result<()> {
     serve_with(registry, listener, shutdown, |r| r).await
 }
 
-/// [`serve`], with a hook to add more services to the router (the demo adds its other roles).
+/// [`serve`], with a hook to add more services to the router.
 pub async fn serve_with(
     registry: Arc<Registry>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     add: impl FnOnce(tonic::service::Routes) -> tonic::service::Routes,
-) -> std::result::Result<(), tonic::transport::Error> {
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{local}: the registry without TLS or authorization serves loopback only"),
+        ));
+    }
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<RegistryServer<RegistryService>>()
@@ -507,4 +518,5 @@ pub async fn serve_with(
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
         .await
+        .map_err(std::io::Error::other)
 }

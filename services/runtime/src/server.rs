@@ -346,7 +346,15 @@ impl RoleServer {
                 what: "gRPC reflection",
                 source: std::io::Error::other(e.to_string()),
             })?;
-            let routes = ep.routes.routes.add_service(health).add_service(reflection);
+            // Reflection only where callers are authorized: the public port
+            // (operators, any certificate of the operator CA, or none yet)
+            // would otherwise describe every internal service to anyone.
+            let routes = ep.routes.routes.add_service(health);
+            let routes = if matches!(ep.transport, Transport::Public(_)) {
+                routes
+            } else {
+                routes.add_service(reflection)
+            };
             let stop = shutdown.wait_owned();
             let task = match ep.transport {
                 Transport::Public(tls) => {

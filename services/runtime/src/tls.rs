@@ -55,7 +55,7 @@ pub enum TlsError {
 /// `[tls]`: the files of a role's internal identity. Required on every
 /// internal endpoint; plaintext only with `insecure_loopback_only = true`
 /// and loopback listen addresses (a demo or a test on one machine).
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The role's certificate from the internal CA (PEM or DER).
@@ -81,6 +81,21 @@ pub struct TlsConfig {
 
 fn default_reload_secs() -> u64 {
     30
+}
+
+impl Default for TlsConfig {
+    /// No files, TLS not switched off (a role refuses to start until the
+    /// files are named), re-read every 30 s: what a missing `[tls]` means.
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            ca: None,
+            crls: Vec::new(),
+            reload_secs: default_reload_secs(),
+            insecure_loopback_only: false,
+        }
+    }
 }
 
 /// The files of an identity, all present.
