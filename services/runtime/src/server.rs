@@ -365,7 +365,7 @@ impl RoleServer {
                             addr: addr.clone(),
                             source,
                         })?;
-                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(ep.listener);
+                    let incoming = nodelay_incoming(ep.listener);
                     tokio::spawn(async move {
                         builder
                             .add_routes(routes)
@@ -384,7 +384,7 @@ impl RoleServer {
                         return Err(ServeError::Insecure { role, addr });
                     }
                     tracing::warn!(role, %addr, "internal gRPC endpoint WITHOUT TLS or authorization (insecure_loopback_only)");
-                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(ep.listener);
+                    let incoming = nodelay_incoming(ep.listener);
                     tokio::spawn(async move {
                         tonic::transport::Server::builder()
                             .add_routes(routes)
@@ -508,4 +508,18 @@ impl RoleServer {
         }
         Ok(())
     }
+}
+
+/// The connections of `listener` with `TCP_NODELAY` set, as tonic's own
+/// listener sets it: without, a small response waits for the peer's
+/// delayed ACK (tens of milliseconds per request-response exchange).
+fn nodelay_incoming(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    })
 }
