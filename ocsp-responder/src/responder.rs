@@ -50,6 +50,10 @@ pub enum Error {
     Der(#[from] der::Error),
 }
 
+/// A signed answer (DER), the statuses it was signed from, and the
+/// responder key that signed it.
+type Signed = (Vec<u8>, Vec<Option<IndexedStatus>>, Arc<ResponderKey>);
+
 /// One issuer this responder answers for.
 #[derive(Debug)]
 struct IssuerEntry {
@@ -396,7 +400,7 @@ impl Responder {
         let single = key.is_some();
         let next_update = plus(now, self.validity);
         match self.sign(issuer, req, &serials, now, next_update) {
-            Ok((der, statuses)) => {
+            Ok((der, statuses, signed_by)) => {
                 let der = Bytes::from(der);
                 let etag: Option<Arc<str>> = single.then(|| etag_of(&der).into());
                 // Unknown serials are not kept: random ones must not fill memory.
@@ -408,8 +412,17 @@ impl Responder {
                     // applied meanwhile either shows here, or its invalidation
                     // (which takes this lock after the index changed) removes
                     // the entry right after.
+                    // Nor if the responder key was rotated meanwhile: `rotate`
+                    // swaps the key, then clears the cache under this lock.
                     let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                    if self.index.get(first, &serial) == statuses[0] {
+                    let current = issuer
+                        .responder
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    if self.index.get(first, &serial) == statuses[0]
+                        && Arc::ptr_eq(&current, &signed_by)
+                    {
                         if cache.len() >= self.cache_capacity && !cache.contains_key(&k) {
                             self.make_room(&mut cache, now);
                         }
@@ -444,7 +457,7 @@ impl Responder {
         serials: &[Option<Serial>],
         now: UnixTime,
         next_update: UnixTime,
-    ) -> Result<(Vec<u8>, Vec<Option<IndexedStatus>>), Error> {
+    ) -> Result<Signed, Error> {
         let responder = issuer
             .responder
             .read()
@@ -494,6 +507,6 @@ impl Responder {
         let tbs_der = tbs.to_der()?;
         let signature = responder.signer.sign(&tbs_der)?;
         let der = successful_response(&tbs_der, &responder, &signature);
-        Ok((der, statuses))
+        Ok((der, statuses, responder))
     }
 }

@@ -317,22 +317,22 @@ impl InfoService {
 
     /// The operator a call comes from, by its TLS client certificate (DER,
     /// already chain-checked against the operator CA by TLS). No certificate,
-    /// an unknown one, a revoked or expired one: refused, and audited.
+    /// or one no operator registered: refused, counted and sampled in the
+    /// log, not audited (no operator to audit; an anonymous flood must not
+    /// cost a synced record each). A registered operator's revoked or
+    /// expired certificate: refused and audited.
     pub async fn authenticate(
         &self,
         client_cert: Option<&[u8]>,
         action: &'static str,
     ) -> Result<Arc<Operator>, InfoError> {
         let Some(der) = client_cert else {
-            return Err(self
-                .refuse(
-                    "-",
-                    action,
-                    "",
-                    "",
-                    InfoError::Unauthenticated("a client certificate is required"),
-                )
-                .await);
+            return Err(self.refuse_anonymous(
+                action,
+                "no_certificate",
+                "",
+                InfoError::Unauthenticated("a client certificate is required"),
+            ));
         };
         let fp = fingerprint(der);
         let op = self
@@ -342,17 +342,14 @@ impl InfoService {
             .get(&fp)
             .cloned();
         let Some(op) = op else {
-            return Err(self
-                .refuse(
-                    "-",
-                    action,
-                    "",
-                    &fp,
-                    InfoError::Unauthenticated(
-                        "this client certificate is not a registered operator's",
-                    ),
-                )
-                .await);
+            return Err(self.refuse_anonymous(
+                action,
+                "unregistered_certificate",
+                &fp,
+                InfoError::Unauthenticated(
+                    "this client certificate is not a registered operator's",
+                ),
+            ));
         };
         let now = UnixTime::now();
         let cert = op.certificates.iter().find(|c| c.sha256 == fp);

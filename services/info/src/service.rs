@@ -29,6 +29,10 @@ pub struct InfoMetrics {
     pub query_seconds: prometheus::HistogramVec,
     /// `shikko_info_audit_commit_seconds`.
     pub audit_commit: Histogram,
+    /// `shikko_info_unaudited_refusals_total{reason}`: calls refused before
+    /// any operator is known (no certificate, or one no operator
+    /// registered), counted instead of audited.
+    pub unaudited: IntCounterVec,
 }
 
 impl InfoMetrics {
@@ -78,7 +82,14 @@ impl InfoMetrics {
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5,
             ]),
         )?;
-        for c in [&answers, &refusals, &provisions, &consents] {
+        let unaudited = IntCounterVec::new(
+            Opts::new(
+                "shikko_info_unaudited_refusals_total",
+                "calls refused before any operator was known (counted, not audited), by reason",
+            ),
+            &["reason"],
+        )?;
+        for c in [&answers, &refusals, &provisions, &consents, &unaudited] {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(query_seconds.clone()))?;
@@ -90,9 +101,13 @@ impl InfoMetrics {
             consents,
             query_seconds,
             audit_commit,
+            unaudited,
         })
     }
 }
+
+/// How often, at most, anonymous refusals are logged (with how many since).
+const ANONYMOUS_LOG_EVERY_SECS: i64 = 10;
 
 /// Locks serializing consent changes, by holder.
 const CONSENT_LOCKS: usize = 256;
@@ -115,6 +130,10 @@ pub struct InfoService {
     /// (UNAVAILABLE) while a replica catches up with the registry or has
     /// lost it, rather than answered from old data.
     readiness: Arc<Readiness>,
+    /// When anonymous refusals were last logged (Unix seconds), and how many
+    /// since.
+    anonymous_logged: std::sync::atomic::AtomicI64,
+    anonymous_since: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for InfoService {
@@ -149,6 +168,8 @@ impl InfoService {
                 .collect(),
             metrics,
             readiness: Readiness::always_current(),
+            anonymous_logged: std::sync::atomic::AtomicI64::new(0),
+            anonymous_since: std::sync::atomic::AtomicU64::new(0),
         };
         svc.load_operators()?;
         Ok(svc)
@@ -222,6 +243,53 @@ impl InfoService {
         if let Err(e) = self.audit_only(vec![entry]).await {
             // The refusal stands; the failure to audit it is itself an error.
             return e;
+        }
+        err
+    }
+
+    /// A call refused before any operator is known: no client certificate,
+    /// or one no operator registered. Counted and logged (at most once every
+    /// 10 s, with the number since), never audited: a flood of anonymous
+    /// calls must not cost a synced audit record each, nor bury the records
+    /// of operators' calls. Refusals of registered operators (revoked or
+    /// expired certificates, rate limits, consents) stay audited.
+    pub(crate) fn refuse_anonymous(
+        &self,
+        action: &'static str,
+        reason: &'static str,
+        fingerprint: &str,
+        err: InfoError,
+    ) -> InfoError {
+        self.metrics.refusals.with_label_values(&[err.code()]).inc();
+        self.metrics.unaudited.with_label_values(&[reason]).inc();
+        let now = UnixTime::now().0;
+        let last = self
+            .anonymous_logged
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let since = self
+            .anonymous_since
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if now - last >= ANONYMOUS_LOG_EVERY_SECS
+            && self
+                .anonymous_logged
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            self.anonymous_since
+                .fetch_sub(since, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                action,
+                reason,
+                certificate = fingerprint,
+                refused_since_last_log = since,
+                "4-information calls refused before any operator was known (counted, not audited)"
+            );
         }
         err
     }

@@ -321,14 +321,31 @@ async fn seeds_flow_over_mutual_tls() {
     w.svc.revoke_operator_certificate(&fp).await.unwrap();
     let e = c.query(query("bank-1", &h5.serial)).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    // The first two were counted, not audited; the registered operator's
+    // revoked certificate is audited.
+    let metrics = prometheus::TextEncoder::new()
+        .encode_to_string(&w.registry.gather())
+        .unwrap();
+    for reason in ["no_certificate", "unregistered_certificate"] {
+        assert!(
+            metrics.contains(&format!(
+                "shikko_info_unaudited_refusals_total{{reason=\"{reason}\"}} 1"
+            )),
+            "{metrics}"
+        );
+    }
 
-    // The audit log: intact, with every refusal, and no 4 information.
+    // The audit log: intact, with every refusal of an operator, and no 4 information.
     let mut out = Vec::new();
     shikko_info::audit::export(&w.store, 1, &mut out).unwrap();
     let summary =
         shikko_info::audit::verify(&out[..], false, Some(&w.svc.audit_head().unwrap().1)).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(summary.records as usize, text.lines().count());
+    assert!(
+        !text.contains("\"actor\":\"-\""),
+        "an anonymous call was audited"
+    );
     for needle in ["大阪", "千代田", "試験", "319850615", "京都"] {
         assert!(!text.contains(needle), "the audit log holds personal data");
     }

@@ -422,6 +422,13 @@ impl RoleServer {
                     let layer = AuthzLayer::new(policy, metrics.denied);
                     tokio::spawn(async move {
                         tonic::transport::Server::builder()
+                            // A peer's certificate is checked at the handshake
+                            // only: connections are renewed (GOAWAY, then closed
+                            // after a grace), so that a revoked or expired
+                            // identity loses a long-lived connection (a feed)
+                            // within this, not never. Followers reconnect.
+                            .max_connection_age(INTERNAL_CONNECTION_AGE)
+                            .max_connection_age_grace(INTERNAL_CONNECTION_GRACE)
                             .layer(layer)
                             .add_routes(routes)
                             .serve_with_incoming_shutdown(incoming, stop)
@@ -509,6 +516,15 @@ impl RoleServer {
         Ok(())
     }
 }
+
+/// How long an internal mutual-TLS connection lives before the server asks
+/// the client to reconnect (and so to show a certificate that is still
+/// valid and not revoked).
+pub const INTERNAL_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
+
+/// How long a connection past [`INTERNAL_CONNECTION_AGE`] may finish its
+/// calls (a feed stream is cut then; the follower resumes where it was).
+pub const INTERNAL_CONNECTION_GRACE: Duration = Duration::from_secs(60);
 
 /// The connections of `listener` with `TCP_NODELAY` set, as tonic's own
 /// listener sets it: without, a small response waits for the peer's
