@@ -101,6 +101,16 @@ impl InfoService {
             ));
         }
         let serial = Serial::from_be_bytes(cert.tbs_certificate().serial_number().as_bytes())?;
+        // The signature first: a junk request costs one verification and
+        // learns nothing of the registry (whether a serial exists, its status).
+        let statement = consent_statement(&req.provider, req.items, &serial, req.granted_at);
+        let spki = cert.tbs_certificate().subject_public_key_info();
+        let alg = shikko_pki::signature_algorithm_for(spki);
+        if !shikko_pki::verify_signature(spki, &alg, &statement, &req.signature) {
+            return Err(InfoError::PermissionDenied(
+                "the consent signature does not verify with the signing certificate".into(),
+            ));
+        }
         let record = self
             .store
             .cert(CertKind::CardSigning, &serial)?
@@ -124,13 +134,12 @@ impl InfoService {
                 "signing certificate {serial} was not valid when the consent was signed"
             )));
         }
-        let statement = consent_statement(&req.provider, req.items, &serial, req.granted_at);
-        let spki = cert.tbs_certificate().subject_public_key_info();
-        let alg = shikko_pki::signature_algorithm_for(spki);
-        if !shikko_pki::verify_signature(spki, &alg, &statement, &req.signature) {
-            return Err(InfoError::PermissionDenied(
-                "the consent signature does not verify with the signing certificate".into(),
-            ));
+        // And good now: a consent is not recorded on a certificate revoked
+        // or on hold since (a lost card), nor expired.
+        if now >= record.not_after || !status_at(&record.status, now) {
+            return Err(InfoError::PermissionDenied(format!(
+                "signing certificate {serial} is not good now (revoked, on hold or expired): ask the holder to sign with their current certificate"
+            )));
         }
         // The DER must be canonical: what was checked is what is kept.
         if cert.to_der().ok().as_deref() != Some(req.signing_certificate.as_slice()) {

@@ -83,6 +83,21 @@ async fn seeds_flow_over_mutual_tls() {
         c.record_consent(widened).await.unwrap_err().code(),
         Code::PermissionDenied
     );
+    // A card lost after the holder signed (on hold now): the consent it
+    // signed is refused; the holder signs again with a good certificate.
+    let h6 = w.holder("H6", 0x6001, KeyAlgorithm::EcdsaP256);
+    w.ingest_at(
+        EventBody::CardLoss {
+            holder: h6.id.clone(),
+        },
+        UnixTime(UnixTime::now().0 - 30),
+    );
+    let e = c
+        .record_consent(consent(&h6, "bank-1", InfoItems::ALL, now))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("not good now"), "{e:?}");
     // A provider this operator does not act for.
     let e = c
         .record_consent(consent(&h5, "bank-2", InfoItems::ALL, now))
