@@ -62,17 +62,11 @@ pub struct CrlHttpSection {
     pub delta_every_secs: u64,
 }
 
-fn default_http() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8080))
-}
+// The crl role's own defaults: the same port and periods.
+use crate::process::{default_delta_every, default_full_every, default_http};
+
 fn default_rescan() -> u64 {
     5
-}
-fn default_full_every() -> u64 {
-    86_400
-}
-fn default_delta_every() -> u64 {
-    900
 }
 
 impl RoleConfig for CrlHttpRoleConfig {

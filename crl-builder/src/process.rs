@@ -108,7 +108,7 @@ pub struct CrlSection {
     pub delta_next_update_secs: u64,
 }
 
-fn default_http() -> SocketAddr {
+pub(crate) fn default_http() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
 fn default_grpc() -> SocketAddr {
@@ -117,10 +117,10 @@ fn default_grpc() -> SocketAddr {
 fn default_true() -> bool {
     true
 }
-fn default_full_every() -> u64 {
+pub(crate) fn default_full_every() -> u64 {
     86_400
 }
-fn default_delta_every() -> u64 {
+pub(crate) fn default_delta_every() -> u64 {
     900
 }
 fn default_full_validity() -> u64 {

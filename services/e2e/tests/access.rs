@@ -18,7 +18,7 @@ use std::time::Duration;
 use prost::Message;
 use shikko_proto::access;
 use shikko_testkit::identities::Identities;
-use shikko_testkit::process::{setup_demo_dir, start_registry, start_role};
+use shikko_testkit::process::{SecureRegistry, setup_demo_dir, start_role, start_secure_registry};
 use shikko_testkit::roles::{InfoTls, Loopback};
 use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -98,13 +98,14 @@ fn refused_at_the_door(outcome: &Result<(), tonic::Status>) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_internal_method_admits_exactly_the_identities_of_its_rule() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    setup_demo_dir(&data);
-    let ids = Identities::create(&dir.path().join("identities")).unwrap();
-    let configs = Loopback::new(dir.path()).with_identities(&ids);
-
-    let registry = start_registry(&configs.registry(&data).unwrap());
-    let registry_url = registry.endpoint.replace("http://", "https://");
+    let SecureRegistry {
+        data,
+        ids,
+        configs,
+        registry: _registry,
+        url: registry_url,
+        addr: registry_addr,
+    } = start_secure_registry(dir.path(), |_| ());
     let ocsp = start_role("ocsp", &configs.ocsp(&data, &registry_url, "").unwrap());
     let crl = start_role("crl", &configs.crl(&data, &registry_url, 3600, "").unwrap());
     let tls = InfoTls::from_data_dir(&data, &dir.path().join("tls")).unwrap();
@@ -116,7 +117,6 @@ async fn every_internal_method_admits_exactly_the_identities_of_its_rule() {
     );
 
     // Where each internal service is served.
-    let registry_addr = registry.endpoint.trim_start_matches("http://").to_string();
     let endpoints: BTreeMap<&str, String> = BTreeMap::from([
         ("shikko.v1.Registry", registry_addr.clone()),
         ("shikko.v1.CrlPublisher", crl.field("grpc")),
@@ -226,12 +226,12 @@ async fn every_internal_method_admits_exactly_the_identities_of_its_rule() {
 async fn only_the_info_role_and_the_standby_follow_with_personal_data() {
     use shikko_proto::v1::registry_client::RegistryClient;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    setup_demo_dir(&data);
-    let ids = Identities::create(&dir.path().join("identities")).unwrap();
-    let configs = Loopback::new(dir.path()).with_identities(&ids);
-    let registry = start_registry(&configs.registry(&data).unwrap());
-    let addr = registry.endpoint.trim_start_matches("http://").to_string();
+    let SecureRegistry {
+        ids,
+        registry: _registry,
+        addr,
+        ..
+    } = start_secure_registry(dir.path(), |_| ());
 
     for (who, admitted) in [
         ("crl", false),
@@ -285,13 +285,15 @@ async fn list_partitions(ids: Identities, addr: String, who: &str) -> Result<(),
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_process_refuses_revoked_and_expired_identities() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    setup_demo_dir(&data);
-    let ids = Identities::create(&dir.path().join("identities")).unwrap();
-    ids.revoke(&[], 1).unwrap();
-    let configs = Loopback::new(dir.path()).with_identities(&ids);
-    let registry = start_registry(&configs.registry(&data).unwrap());
-    let addr = registry.endpoint.trim_start_matches("http://").to_string();
+    // An empty internal CRL first: the registry's [tls] names it.
+    let SecureRegistry {
+        ids,
+        registry: _registry,
+        addr,
+        ..
+    } = start_secure_registry(dir.path(), |ids| {
+        ids.revoke(&[], 1).unwrap();
+    });
 
     let partitions = |who: &'static str| list_partitions(ids.clone(), addr.clone(), who);
     let ok = partitions("ocsp").await;

@@ -8,9 +8,9 @@
 use std::time::{Duration, Instant};
 
 use der::Decode;
-use shikko_testkit::identities::Identities;
-use shikko_testkit::process::{http_get, setup_demo_dir, shikko, start_registry, start_role};
-use shikko_testkit::roles::Loopback;
+use shikko_testkit::process::{
+    SecureRegistry, http_get, shikko, start_role, start_secure_registry,
+};
 use x509_cert::crl::CertificateList;
 
 /// The CRL number of a DER CRL.
@@ -45,12 +45,14 @@ fn get_until(addr: &str, path: &str, ok: impl Fn(&[u8]) -> bool) -> Vec<u8> {
 #[test]
 fn the_internet_facing_crl_server_holds_no_key_and_serves_what_the_builder_signs() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    setup_demo_dir(&data);
-    let ids = Identities::create(&dir.path().join("identities")).unwrap();
-    let configs = Loopback::new(dir.path()).with_identities(&ids);
-    let registry = start_registry(&configs.registry(&data).unwrap());
-    let registry_url = registry.endpoint.replace("http://", "https://");
+    let SecureRegistry {
+        data,
+        ids,
+        configs,
+        registry: _registry,
+        url: registry_url,
+        ..
+    } = start_secure_registry(dir.path(), |_| ());
 
     let builder = start_role(
         "crl",

@@ -12,7 +12,7 @@ use shikko_testkit::process as common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{http_get, setup_demo_dir, shikko, start_registry, start_role};
+use common::{SecureRegistry, http_get, shikko, start_role, start_secure_registry};
 use der::Decode;
 use shikko_core::{
     CertKind, DateOfBirth, Event, EventBody, EventId, FourInfo, HolderId, NewCert, Serial, Sex,
@@ -20,7 +20,7 @@ use shikko_core::{
 };
 use shikko_testkit::identities::Identities;
 use shikko_testkit::openssl_ocsp_serial;
-use shikko_testkit::roles::{InfoTls, Loopback};
+use shikko_testkit::roles::InfoTls;
 
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
@@ -44,13 +44,15 @@ fn run(ids: &Identities, args: &[&str]) -> Output {
 #[test]
 fn the_daily_flow_runs_across_four_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    setup_demo_dir(&data);
+    let SecureRegistry {
+        data,
+        ids,
+        configs,
+        registry: _registry,
+        url: registry_url,
+        ..
+    } = start_secure_registry(dir.path(), |_| ());
     let samples = data.join("samples");
-    let ids = Identities::create(&dir.path().join("identities")).unwrap();
-    let configs = Loopback::new(dir.path()).with_identities(&ids);
-    let registry = start_registry(&configs.registry(&data).unwrap());
-    let registry_url = registry.endpoint.replace("http://", "https://");
 
     let cfg = configs.ocsp(&data, &registry_url, "").unwrap();
     let ocsp = start_role("ocsp", &cfg);

@@ -8,9 +8,7 @@
 
 use std::time::Duration;
 
-use shikko_testkit::identities::Identities;
-use shikko_testkit::process::{run, setup_demo_dir, start_registry, start_role};
-use shikko_testkit::roles::Loopback;
+use shikko_testkit::process::{SecureRegistry, run, start_role, start_secure_registry};
 use shikko_testkit::{openssl_ocsp, until};
 
 /// The serial of the responder certificate inside an answer about
@@ -53,13 +51,14 @@ fn metrics(addr: &str) -> String {
 #[test]
 fn a_renewed_responder_certificate_signs_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    setup_demo_dir(&data);
+    let SecureRegistry {
+        data,
+        configs,
+        registry: _registry,
+        url: registry_url,
+        ..
+    } = start_secure_registry(dir.path(), |_| ());
     let samples = data.join("samples");
-    let ids = Identities::create(&dir.path().join("identities")).unwrap();
-    let configs = Loopback::new(dir.path()).with_identities(&ids);
-    let registry = start_registry(&configs.registry(&data).unwrap());
-    let registry_url = registry.endpoint.replace("http://", "https://");
 
     // The ocsp role's own directory: CA certificates and responder pairs,
     // no CA key (as deployed).

@@ -110,6 +110,53 @@ impl Drop for RegistryProcess {
     }
 }
 
+/// A platform over mutual TLS in the making: a demo data directory
+/// (`DIR/data`), a test internal CA with every identity
+/// (`DIR/identities`), the role configurations presenting them, and the
+/// registry serving over them.
+pub struct SecureRegistry {
+    /// The data directory (`shikko demo --setup-only`, P-256).
+    pub data: PathBuf,
+    /// The identities.
+    pub ids: crate::identities::Identities,
+    /// Configurations of further roles, with their identities.
+    pub configs: crate::roles::Loopback,
+    /// The registry process.
+    pub registry: RegistryProcess,
+    /// `https://ADDR` of the registry.
+    pub url: String,
+    /// `ADDR` of the registry.
+    pub addr: String,
+}
+
+/// Sets up a [`SecureRegistry`] in `dir`; `prepare` runs on the identities
+/// before any configuration is written (to revoke some, say).
+pub fn start_secure_registry(
+    dir: &Path,
+    prepare: impl FnOnce(&crate::identities::Identities),
+) -> SecureRegistry {
+    let data = dir.join("data");
+    setup_demo_dir(&data);
+    let ids =
+        crate::identities::Identities::create(&dir.join("identities")).expect("test identities");
+    prepare(&ids);
+    let configs = crate::roles::Loopback::new(dir).with_identities(&ids);
+    let registry = start_registry(
+        &configs
+            .registry(&data)
+            .expect("the registry's configuration"),
+    );
+    let addr = registry.endpoint.trim_start_matches("http://").to_string();
+    SecureRegistry {
+        data,
+        url: format!("https://{addr}"),
+        addr,
+        ids,
+        configs,
+        registry,
+    }
+}
+
 /// A plain HTTP/1.1 GET: (status, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
