@@ -204,6 +204,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
             info_listener,
             operators,
             crate::info_role::demo_tls(&authority)?,
+            shikko_info::process::PUBLIC_TLS_RELOAD,
         )
         .http(http_listener, app, shikko_runtime::HttpLimits::default())
         .on_shutdown(async move { closer.close_streams() })

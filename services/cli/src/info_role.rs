@@ -13,9 +13,8 @@ use shikko_core::{
     ProviderId, Serial, UnixTime,
 };
 use shikko_info::consent::ConsentRequest;
-use shikko_info::grpc::server_tls;
 use shikko_info::{InfoMetrics, InfoService};
-use shikko_pki::{HolderCertRequest, Signer, SoftwareSigner};
+use shikko_pki::{HolderCertRequest, Signer};
 use shikko_population::synthetic::Population;
 use shikko_registry::Registry;
 use shikko_store::{IngestMode, Store};
@@ -53,14 +52,15 @@ pub(crate) fn service(
 }
 
 /// The demo's TLS configuration: the server certificate and key of the
-/// authority, client certificates from the operator CA.
-pub(crate) fn demo_tls(authority: &Authority) -> Result<tonic::transport::ServerTlsConfig> {
-    let key = SoftwareSigner::load(&authority.dir.join("keys").join("server.key"))?;
-    Ok(server_tls(
-        shikko_pki::to_pem("CERTIFICATE", &authority.server_der)?.as_bytes(),
-        shikko_pki::to_pem("PRIVATE KEY", &key.to_pkcs8_der()?)?.as_bytes(),
-        shikko_pki::to_pem("CERTIFICATE", &authority.operator_ca_der)?.as_bytes(),
-    ))
+/// authority, client certificates from the operator CA (the data
+/// directory's files).
+pub(crate) fn demo_tls(authority: &Authority) -> Result<Arc<shikko_runtime::ServerTls>> {
+    let data = shikko_pki::DataDir::new(&authority.dir);
+    Ok(shikko_info::process::tls_from_files(
+        &data.cert_path("server"),
+        &data.key_path("server"),
+        &data.cert_path("operator-ca"),
+    )?)
 }
 
 /// What the demo set up, to query with.

@@ -60,7 +60,12 @@ pub(crate) async fn serve_registry(
             cfg.shutdown.drain_timeout(),
             &beside,
             |server| match info_server {
-                Some((listener, routes, tls)) => server.grpc_tls(listener, routes, tls),
+                Some((listener, routes, tls)) => server.grpc_tls(
+                    listener,
+                    routes,
+                    tls,
+                    shikko_info::process::PUBLIC_TLS_RELOAD,
+                ),
                 None => server,
             },
         )

@@ -38,21 +38,30 @@ pub fn read_signing_cas(paths: &[PathBuf]) -> RoleResult<Vec<Vec<u8>>> {
     Ok(signing)
 }
 
-/// The operator-facing TLS configuration from PEM files: the server's
-/// certificate and key, and the operator CA client certificates chain to.
+/// The operator-facing TLS from files (PEM or DER): the server's
+/// certificate and key (refused if others could read it), and the operator
+/// CA client certificates chain to; a client may withhold its certificate
+/// (the service refuses the call and says why). Read again every 30 s by
+/// the server: a renewed server certificate without a restart.
 pub fn tls_from_files(
     cert: &Path,
     key: &Path,
     client_ca: &Path,
-) -> RoleResult<tonic::transport::ServerTlsConfig> {
-    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    shikko_pki::check_key_file(key).context("[info] tls_key")?;
-    Ok(crate::grpc::server_tls(
-        &read(cert)?,
-        &read(key)?,
-        &read(client_ca)?,
+) -> RoleResult<Arc<shikko_runtime::ServerTls>> {
+    let files = shikko_runtime::TlsFiles {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        ca: client_ca.to_path_buf(),
+        crls: Vec::new(),
+    };
+    Ok(Arc::new(
+        shikko_runtime::ServerTls::load_public(&files)
+            .context("[info] tls_cert, tls_key, client_ca")?,
     ))
 }
+
+/// How often the operator port's TLS files are read again.
+pub const PUBLIC_TLS_RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `shikko serve info --config FILE`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -165,7 +174,7 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let internal = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
         .service(crate::admin::InfoAdminGrpc::new(svc).into_server());
     RoleServer::new("info", metrics, metrics_listener)
-        .grpc_tls(listener, operators, tls)
+        .grpc_tls(listener, operators, tls, PUBLIC_TLS_RELOAD)
         .grpc(admin, internal, security)
         .serve(shutdown, cfg.shutdown.drain_timeout())
         .await

@@ -35,7 +35,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 use tonic::service::Routes;
-use tonic::transport::ServerTlsConfig;
 
 use crate::authz::{Authorize, AuthzLayer};
 use crate::tls::{AcceptLimits, Reload, ServerTls};
@@ -186,9 +185,13 @@ impl std::fmt::Debug for Security {
 
 enum Transport {
     Internal(Security),
-    /// TLS as tonic does it (the 4-information service's operator port,
-    /// whose service authenticates operators itself).
-    Public(ServerTlsConfig),
+    /// TLS whose clients may withhold a certificate (the 4-information
+    /// service's operator port, whose service authenticates operators
+    /// itself), through the same bounded acceptor as the internal ports.
+    Public {
+        tls: Arc<ServerTls>,
+        reload_every: Duration,
+    },
 }
 
 struct GrpcEndpoint {
@@ -271,18 +274,23 @@ impl RoleServer {
         self
     }
 
-    /// A public gRPC endpoint over TLS as `tls` says (the services on it
-    /// authenticate their callers themselves).
+    /// A public gRPC endpoint over TLS as `tls` says
+    /// ([`ServerTls::load_public`]: clients may withhold a certificate; the
+    /// services on it authenticate their callers themselves). Handshakes
+    /// are bounded in time and number as on the internal ports, and the
+    /// files are read again every `reload_every` (a renewed server
+    /// certificate without a restart).
     pub fn grpc_tls(
         mut self,
         listener: TcpListener,
         routes: GrpcRoutes,
-        tls: ServerTlsConfig,
+        tls: Arc<ServerTls>,
+        reload_every: Duration,
     ) -> RoleServer {
         self.grpc.push(GrpcEndpoint {
             listener,
             routes,
-            transport: Transport::Public(tls),
+            transport: Transport::Public { tls, reload_every },
         });
         self
     }
@@ -350,24 +358,37 @@ impl RoleServer {
             // (operators, any certificate of the operator CA, or none yet)
             // would otherwise describe every internal service to anyone.
             let routes = ep.routes.routes.add_service(health);
-            let routes = if matches!(ep.transport, Transport::Public(_)) {
+            let routes = if matches!(ep.transport, Transport::Public { .. }) {
                 routes
             } else {
                 routes.add_service(reflection)
             };
             let stop = shutdown.wait_owned();
             let task = match ep.transport {
-                Transport::Public(tls) => {
-                    let mut builder = tonic::transport::Server::builder()
-                        .tls_config(tls)
-                        .map_err(|source| ServeError::Tls {
-                            role,
-                            addr: addr.clone(),
-                            source,
-                        })?;
-                    let incoming = nodelay_incoming(ep.listener);
+                Transport::Public { tls, reload_every } => {
+                    let metrics = match &internal_metrics {
+                        Some(m) => m.clone(),
+                        None => {
+                            let m = InternalMetrics::register(&self.metrics)
+                                .map_err(|source| ServeError::Metrics { role, source })?;
+                            internal_metrics = Some(m.clone());
+                            m
+                        }
+                    };
+                    crate::tls::spawn_reloader(
+                        tls.clone() as Arc<dyn Reload>,
+                        reload_every,
+                        shutdown.wait_owned(),
+                    );
+                    let incoming = crate::tls::accept_tls(
+                        ep.listener,
+                        tls,
+                        AcceptLimits::default(),
+                        metrics.handshakes_failed,
+                        shutdown.wait_owned(),
+                    );
                     tokio::spawn(async move {
-                        builder
+                        tonic::transport::Server::builder()
                             .add_routes(routes)
                             .serve_with_incoming_shutdown(incoming, stop)
                             .await

@@ -337,6 +337,23 @@ fn server_config(m: Material) -> Result<ServerConfig, TlsError> {
     Ok(cfg)
 }
 
+fn public_server_config(m: Material) -> Result<ServerConfig, TlsError> {
+    let p = provider();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(m.roots, p.clone())
+        .with_crls(m.crls)
+        .allow_unauthenticated()
+        .build()
+        .map_err(rustls_error)?;
+    let mut cfg = ServerConfig::builder_with_provider(p)
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_error)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(m.chain, m.key)
+        .map_err(rustls_error)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
 fn client_config(m: Material) -> Result<ClientConfig, TlsError> {
     let p = provider();
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(m.roots, p.clone())
@@ -420,6 +437,14 @@ impl ServerTls {
     /// Reads and checks the files.
     pub fn load(files: &TlsFiles) -> Result<ServerTls, TlsError> {
         Reloading::load(files, server_config).map(ServerTls)
+    }
+
+    /// A public endpoint's files: `cert` and `key` its server identity,
+    /// `ca` the CA of the clients it asks for a certificate, which they may
+    /// withhold (the service refuses such calls itself, and says why):
+    /// the 4-information service's operator port.
+    pub fn load_public(files: &TlsFiles) -> Result<ServerTls, TlsError> {
+        Reloading::load(files, public_server_config).map(ServerTls)
     }
 
     /// The configuration the next handshake uses.
