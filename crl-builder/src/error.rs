@@ -81,6 +81,14 @@ pub enum Error {
     /// A build thread failed unexpectedly.
     #[error("internal: {0}")]
     Internal(&'static str),
+    /// The on-demand build this request joined (the same kind, for these
+    /// issuers, waiting to start) failed; its own caller got the error.
+    #[error("the CRL build this request joined failed: {0}")]
+    Joined(String),
+    /// The on-demand build this request joined was cancelled before it
+    /// reported: ask again.
+    #[error("the CRL build this request joined was cancelled; ask again")]
+    JoinedCancelled,
 }
 
 impl Error {

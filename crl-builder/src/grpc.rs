@@ -43,7 +43,7 @@ fn info(p: &PublishedCrl) -> pb::CrlInfo {
 fn status_of(e: Error) -> Status {
     match e {
         Error::Busy(_) => Status::unavailable("another CRL build is running; try again"),
-        Error::NotReady => Status::unavailable(e.to_string()),
+        Error::NotReady | Error::JoinedCancelled => Status::unavailable(e.to_string()),
         Error::NoBase(_) | Error::UnknownIssuer(_) => Status::failed_precondition(e.to_string()),
         Error::NumberNotIncreasing { published, new, .. } => Status::failed_precondition(format!(
             "CRL number {new} does not increase over the published {published}; not published"
@@ -268,7 +268,11 @@ impl pb::crl_publisher_server::CrlPublisher for CrlService {
             }
             kinds
         };
-        let report = self.role.build(kind, &kinds).await.map_err(status_of)?;
+        let report = self
+            .role
+            .build_on_demand(kind, &kinds)
+            .await
+            .map_err(status_of)?;
         Ok(Response::new(pb::BuildCrlsResponse {
             seq: report.seq,
             crls: report

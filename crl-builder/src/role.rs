@@ -54,6 +54,7 @@ struct Metrics {
     entries: IntGaugeVec,
     number: IntGaugeVec,
     next_update: GaugeVec,
+    coalesced: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -104,7 +105,12 @@ impl Metrics {
                 ),
                 &["issuer", "crl"],
             )?,
+            coalesced: prometheus::IntCounter::new(
+                "shikko_crl_builds_coalesced_total",
+                "Build requests answered by joining an identical build already waiting",
+            )?,
         };
+        registry.register(Box::new(m.coalesced.clone()))?;
         registry.register(Box::new(m.builds.clone()))?;
         registry.register(Box::new(m.failures.clone()))?;
         registry.register(Box::new(m.seconds.clone()))?;
@@ -125,6 +131,44 @@ pub struct CrlRole {
     catalog: Arc<Catalog>,
     lock: Arc<Mutex<()>>,
     metrics: Metrics,
+    /// On-demand builds waiting for the lock (not started): a request of
+    /// the same kind for the same or fewer issuers joins one of them
+    /// instead of queueing another build.
+    waiting: std::sync::Mutex<Vec<Waiting>>,
+    next_waiting: std::sync::atomic::AtomicU64,
+}
+
+/// What a joined build reports: its report, or why it failed.
+type Outcome = Option<std::result::Result<BuildReport, String>>;
+
+/// An on-demand build waiting to start.
+struct Waiting {
+    id: u64,
+    kind: BuildKind,
+    kinds: Vec<CertKind>,
+    done: tokio::sync::watch::Receiver<Outcome>,
+}
+
+/// Removes a waiting build from the list when its caller goes away (or it
+/// starts, or ends), whatever comes first.
+struct Unlist<'a> {
+    waiting: &'a std::sync::Mutex<Vec<Waiting>>,
+    id: u64,
+}
+
+impl Unlist<'_> {
+    fn now(&self) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|w| w.id != self.id);
+    }
+}
+
+impl Drop for Unlist<'_> {
+    fn drop(&mut self) {
+        self.now();
+    }
 }
 
 impl std::fmt::Debug for CrlRole {
@@ -153,6 +197,8 @@ impl CrlRole {
             catalog,
             lock: Arc::new(Mutex::new(())),
             metrics,
+            waiting: std::sync::Mutex::new(Vec::new()),
+            next_waiting: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -176,9 +222,88 @@ impl CrlRole {
     /// the others: what succeeded is published, and the error names the
     /// issuers that failed (a single issuer's error is returned as it is).
     pub async fn build(&self, kind: BuildKind, kinds: &[CertKind]) -> Result<BuildReport> {
+        self.build_then(kind, kinds, || {}).await
+    }
+
+    /// A build asked for (CrlPublisher.Build): as [`CrlRole::build`], but
+    /// requests coalesce. While one waits for the build in progress to end,
+    /// another of the same kind for the same or fewer issuers joins it and
+    /// gets its report, instead of queueing one more build: many requests
+    /// cost one build, and scheduled builds do not fall behind a queue of
+    /// them. A request that finds the waiting build already started
+    /// queues a new one (it may need events the started one does not see).
+    pub async fn build_on_demand(
+        &self,
+        kind: BuildKind,
+        kinds: &[CertKind],
+    ) -> Result<BuildReport> {
+        let joined = {
+            let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            waiting
+                .iter()
+                .find(|w| w.kind == kind && kinds.iter().all(|k| w.kinds.contains(k)))
+                .map(|w| w.done.clone())
+        };
+        if let Some(mut done) = joined {
+            self.metrics.coalesced.inc();
+            loop {
+                if let Some(outcome) = done.borrow_and_update().clone() {
+                    return outcome.map_err(Error::Joined);
+                }
+                if done.changed().await.is_err() {
+                    return Err(Error::JoinedCancelled);
+                }
+            }
+        }
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let id = self
+            .next_waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Waiting {
+                id,
+                kind,
+                kinds: kinds.to_vec(),
+                done: rx,
+            });
+        let unlist = Unlist {
+            waiting: &self.waiting,
+            id,
+        };
+        let result = self.build_then(kind, kinds, || unlist.now()).await;
+        drop(unlist);
+        let _ = tx.send(Some(match &result {
+            Ok(r) => Ok(r.clone()),
+            Err(e) => Err(e.to_string()),
+        }));
+        result
+    }
+
+    /// On-demand builds waiting to start (for tests and diagnostics).
+    pub fn builds_waiting(&self) -> usize {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Holds the build lock: no build starts until the guard is dropped
+    /// (for tests of what waits; a role never needs it).
+    #[doc(hidden)]
+    pub async fn hold_builds(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.lock.clone().lock_owned().await
+    }
+
+    /// [`CrlRole::build`], calling `started` once the build lock is held.
+    async fn build_then(
+        &self,
+        kind: BuildKind,
+        kinds: &[CertKind],
+        started: impl FnOnce(),
+    ) -> Result<BuildReport> {
         // Owned, and moved into the blocking task: a caller that goes away
         // (a cancelled gRPC call) does not release the lock while the build runs.
         let guard = self.lock.clone().lock_owned().await;
+        started();
         // Checked under the lock: readiness may have changed while queued.
         if !self.readiness.is_current() {
             return Err(Error::NotReady);

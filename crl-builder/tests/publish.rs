@@ -500,3 +500,80 @@ fn readers_during_rebuilds_get_a_whole_crl() {
         );
     }
 }
+
+/// Builds asked for coalesce: while one waits for the build in progress,
+/// requests of the same kind for the same or fewer issuers join it (one
+/// build, the same report for all); a request for another issuer, or one
+/// that comes once the waiting build has started, is a build of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_asked_for_while_one_waits_join_it() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let reg = prometheus::Registry::new();
+    let role = CrlRole::new(
+        f.builder(),
+        &reg,
+        shikko_follow::Readiness::always_current(),
+    )
+    .unwrap();
+    role.build(BuildKind::Full, &CertKind::ALL).await.unwrap();
+
+    // A build in progress (the lock held), and requests arriving meanwhile.
+    let busy = role.hold_builds().await;
+    let ask = |kinds: Vec<CertKind>| {
+        let role = role.clone();
+        tokio::spawn(async move { role.build_on_demand(BuildKind::Delta, &kinds).await })
+    };
+    let first = ask(vec![CertKind::CardAuth, CertKind::CardSigning]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while role.builds_waiting() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first request never waited"
+        );
+        tokio::task::yield_now().await;
+    }
+    let joiners: Vec<_> = (0..5).map(|_| ask(vec![CertKind::CardAuth])).collect();
+    let other = {
+        // Another issuer: not covered by the waiting build, so its own.
+        let role = role.clone();
+        tokio::spawn(async move {
+            role.build_on_demand(BuildKind::Delta, &[CertKind::PhoneAuth])
+                .await
+        })
+    };
+    while role.builds_waiting() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other request never waited"
+        );
+        tokio::task::yield_now().await;
+    }
+    drop(busy);
+
+    let first = first.await.unwrap().unwrap();
+    for j in joiners {
+        let joined = j.await.unwrap().unwrap();
+        // The very same build: the same CRLs, numbers and position.
+        assert_eq!(joined.seq, first.seq);
+        let numbers = |r: &shikko_crl::BuildReport| -> Vec<(CertKind, u64)> {
+            r.crls.iter().map(|c| (c.kind, c.number)).collect()
+        };
+        assert_eq!(numbers(&joined), numbers(&first));
+    }
+    let other = other.await.unwrap().unwrap();
+    assert!(other.crls.iter().all(|c| c.kind == CertKind::PhoneAuth));
+    assert_eq!(role.builds_waiting(), 0);
+
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&reg.gather())
+        .unwrap();
+    // One delta build of auth for six requests; five joined.
+    assert!(
+        text.contains("shikko_crl_builds_total{issuer=\"auth\",kind=\"delta\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shikko_crl_builds_coalesced_total 5"),
+        "{text}"
+    );
+}
