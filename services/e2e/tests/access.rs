@@ -228,7 +228,7 @@ async fn only_the_info_role_and_the_standby_follow_with_personal_data() {
     let dir = tempfile::tempdir().unwrap();
     let SecureRegistry {
         ids,
-        registry: _registry,
+        registry,
         addr,
         ..
     } = start_secure_registry(dir.path(), |_| ());
@@ -265,6 +265,15 @@ async fn only_the_info_role_and_the_standby_follow_with_personal_data() {
             assert_eq!(status.code(), Code::PermissionDenied, "{who}: {status:?}");
         }
     }
+    // Both refusals counted with the layer's own, by method and reason.
+    let (_, text) = shikko_testkit::process::http_get(&registry.metrics, "/metrics");
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains(
+            "shikko_authz_denied_total{method=\"/shikko.v1.Registry/Follow\",reason=\"request_denied\"} 2"
+        ),
+        "{text}"
+    );
 }
 
 /// `Registry.ListPartitions` as `who`: Ok, or why not.

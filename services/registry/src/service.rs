@@ -292,6 +292,10 @@ impl RegistryApi for RegistryService {
             .extensions()
             .get::<shikko_runtime::Caller>()
             .cloned();
+        let refusals = request
+            .extensions()
+            .get::<shikko_runtime::authz::Refusals>()
+            .cloned();
         let req = request.into_inner();
         // Writes carry 4 information: only to the info role and a standby.
         if req.with_writes
@@ -302,6 +306,9 @@ impl RegistryApi for RegistryService {
         {
             let who = caller.as_ref().map_or("?", shikko_runtime::Caller::name);
             tracing::warn!(caller = who, "Follow with writes refused");
+            if let Some(r) = &refusals {
+                r.count();
+            }
             return Err(Status::permission_denied(format!(
                 "{who} may follow the feed without writes only (writes carry personal data)"
             )));

@@ -18,6 +18,25 @@ use std::task::{Context, Poll};
 pub use tokio_rustls::rustls::pki_types::CertificateDer;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
+/// Handed to every admitted call beside its [`Caller`]: a handler that
+/// refuses on what the request asks (not on the method: a `Follow` asking
+/// for personal data) counts the refusal in the layer's own
+/// `shikko_authz_denied_total`, reason `request_denied`.
+#[derive(Clone, Debug)]
+pub struct Refusals {
+    denied: prometheus::IntCounterVec,
+    method: &'static str,
+}
+
+impl Refusals {
+    /// Counts one refusal of this call by a rule on the request.
+    pub fn count(&self) {
+        self.denied
+            .with_label_values(&[self.method, "request_denied"])
+            .inc();
+    }
+}
+
 /// Who called: the identity an [`Authorize`] policy read from the
 /// caller's certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +144,12 @@ where
             .authorize(method, certs.as_deref().map(Vec::as_slice))
         {
             Ok(caller) => {
+                let refusals = Refusals {
+                    denied: self.layer.denied.clone(),
+                    method: self.layer.policy.label(method),
+                };
                 req.extensions_mut().insert(caller);
+                req.extensions_mut().insert(refusals);
                 Box::pin(self.inner.call(req))
             }
             Err(denial) => {
