@@ -3,10 +3,13 @@
 //! read timeout (a slowloris client, or a keep-alive connection idle that
 //! long, is closed), a cap on open connections (past it, new ones wait in
 //! the kernel's accept backlog instead of exhausting descriptors), HTTP/2
-//! keepalive pings, and graceful shutdown (stop accepting, let the requests
-//! in flight finish).
+//! keepalive pings, a request body read timeout (a body trickled in byte by
+//! byte is cut off once the header timeout has passed since the request
+//! began), and graceful shutdown (stop accepting, let the requests in
+//! flight finish).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +82,13 @@ pub async fn serve_http(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let body_timeout = limits.header_read_timeout;
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |req: http::Request<hyper::body::Incoming>| {
+                req.map(|body| axum::body::Body::new(TimedBody::new(body, body_timeout)))
+            },
+        ));
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         let first_byte = limits.header_read_timeout;
         tokio::spawn(async move {
@@ -104,6 +113,58 @@ pub async fn serve_http(
     Ok(())
 }
 
+/// A request body that must arrive whole within a time from the start of
+/// the request; past it, reading fails (the handler's extractor answers
+/// 400 and the connection is closed).
+struct TimedBody<B> {
+    inner: B,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> TimedBody<B> {
+    fn new(inner: B, within: Duration) -> TimedBody<B> {
+        TimedBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(within)),
+        }
+    }
+}
+
+impl<B> http_body::Body for TimedBody<B>
+where
+    B: http_body::Body + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = B::Data;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the request body arrived too slowly",
+                ))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -111,7 +172,12 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn start(limits: HttpLimits) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
-        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let app = axum::Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/echo",
+                axum::routing::post(|body: axum::body::Bytes| async move { body }),
+            );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -152,6 +218,41 @@ mod tests {
             n == 0 || String::from_utf8_lossy(&buf).contains("408"),
             "{buf:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_slow_body_is_cut_off_and_a_prompt_one_is_read() {
+        let (addr, _stop) = start(HttpLimits {
+            header_read_timeout: Duration::from_millis(300),
+            max_connections: 100,
+        })
+        .await;
+        // Whole at once: echoed.
+        let mut prompt = tokio::net::TcpStream::connect(addr).await.unwrap();
+        prompt
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        prompt.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"),
+            "{answer}"
+        );
+        // Headers at once, then 10 of 100 announced bytes and nothing more:
+        // refused once the time is up, and the connection closed.
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf))
+            .await
+            .expect("closed within the timeout")
+            .ok();
+        let text = String::from_utf8_lossy(&buf);
+        assert!(buf.is_empty() || text.starts_with("HTTP/1.1 4"), "{text}");
+        assert!(!text.contains("0123456789"), "{text}");
     }
 
     #[tokio::test]
