@@ -86,7 +86,14 @@ pub async fn serve_http(
         let service = TowerToHyperService::new(tower::ServiceExt::map_request(
             app.clone(),
             move |req: http::Request<hyper::body::Incoming>| {
-                req.map(|body| axum::body::Body::new(TimedBody::new(body, body_timeout)))
+                req.map(|body| {
+                    // A request without a body (a GET) costs no timer.
+                    if http_body::Body::is_end_stream(&body) {
+                        axum::body::Body::new(body)
+                    } else {
+                        axum::body::Body::new(TimedBody::new(body, body_timeout))
+                    }
+                })
             },
         ));
         let (builder, watcher) = (builder.clone(), graceful.watcher());
@@ -118,14 +125,18 @@ pub async fn serve_http(
 /// 400 and the connection is closed).
 struct TimedBody<B> {
     inner: B,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    until: tokio::time::Instant,
+    /// Made the first time the body is not ready (a body that is there at
+    /// once costs no timer).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<B> TimedBody<B> {
     fn new(inner: B, within: Duration) -> TimedBody<B> {
         TimedBody {
             inner,
-            deadline: Box::pin(tokio::time::sleep(within)),
+            until: tokio::time::Instant::now() + within,
+            deadline: None,
         }
     }
 }
@@ -146,7 +157,12 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+            Poll::Pending => match this
+                .deadline
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(this.until)))
+                .as_mut()
+                .poll(cx)
+            {
                 Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the request body arrived too slowly",
