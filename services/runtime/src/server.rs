@@ -366,26 +366,13 @@ impl RoleServer {
             let stop = shutdown.wait_owned();
             let task = match ep.transport {
                 Transport::Public { tls, reload_every } => {
-                    let metrics = match &internal_metrics {
-                        Some(m) => m.clone(),
-                        None => {
-                            let m = InternalMetrics::register(&self.metrics)
-                                .map_err(|source| ServeError::Metrics { role, source })?;
-                            internal_metrics = Some(m.clone());
-                            m
-                        }
-                    };
-                    crate::tls::spawn_reloader(
-                        tls.clone() as Arc<dyn Reload>,
-                        reload_every,
-                        shutdown.wait_owned(),
-                    );
-                    let incoming = crate::tls::accept_tls(
+                    let metrics = internal_metrics_of(&mut internal_metrics, &self.metrics, role)?;
+                    let incoming = tls_incoming(
                         ep.listener,
                         tls,
-                        AcceptLimits::default(),
-                        metrics.handshakes_failed,
-                        shutdown.wait_owned(),
+                        reload_every,
+                        metrics.handshakes_failed.clone(),
+                        &shutdown,
                     );
                     tokio::spawn(async move {
                         tonic::transport::Server::builder()
@@ -419,26 +406,13 @@ impl RoleServer {
                     policy,
                     reload_every,
                 }) => {
-                    let metrics = match &internal_metrics {
-                        Some(m) => m.clone(),
-                        None => {
-                            let m = InternalMetrics::register(&self.metrics)
-                                .map_err(|source| ServeError::Metrics { role, source })?;
-                            internal_metrics = Some(m.clone());
-                            m
-                        }
-                    };
-                    crate::tls::spawn_reloader(
-                        tls.clone() as Arc<dyn Reload>,
-                        reload_every,
-                        shutdown.wait_owned(),
-                    );
-                    let incoming = crate::tls::accept_tls(
+                    let metrics = internal_metrics_of(&mut internal_metrics, &self.metrics, role)?;
+                    let incoming = tls_incoming(
                         ep.listener,
                         tls,
-                        AcceptLimits::default(),
-                        metrics.handshakes_failed,
-                        shutdown.wait_owned(),
+                        reload_every,
+                        metrics.handshakes_failed.clone(),
+                        &shutdown,
                     );
                     let layer = AuthzLayer::new(policy, metrics.denied);
                     tokio::spawn(async move {
@@ -536,6 +510,46 @@ impl RoleServer {
         }
         Ok(())
     }
+}
+
+/// The endpoints' TLS metrics, registered by the first TLS endpoint.
+fn internal_metrics_of(
+    slot: &mut Option<InternalMetrics>,
+    metrics: &Metrics,
+    role: &'static str,
+) -> Result<InternalMetrics, ServeError> {
+    if let Some(m) = slot {
+        return Ok(m.clone());
+    }
+    let m = InternalMetrics::register(metrics)
+        .map_err(|source| ServeError::Metrics { role, source })?;
+    *slot = Some(m.clone());
+    Ok(m)
+}
+
+/// The TLS connections of `listener` through the bounded acceptor, its
+/// files read again every `reload_every` until `shutdown`.
+fn tls_incoming(
+    listener: TcpListener,
+    tls: Arc<ServerTls>,
+    reload_every: Duration,
+    failed: prometheus::IntCounterVec,
+    shutdown: &Shutdown,
+) -> tokio_stream::wrappers::ReceiverStream<
+    std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+> {
+    crate::tls::spawn_reloader(
+        tls.clone() as Arc<dyn Reload>,
+        reload_every,
+        shutdown.wait_owned(),
+    );
+    crate::tls::accept_tls(
+        listener,
+        tls,
+        AcceptLimits::default(),
+        failed,
+        shutdown.wait_owned(),
+    )
 }
 
 /// How long an internal mutual-TLS connection lives before the server asks

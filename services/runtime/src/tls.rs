@@ -322,28 +322,24 @@ fn rustls_error(e: impl std::fmt::Display) -> TlsError {
 }
 
 fn server_config(m: Material) -> Result<ServerConfig, TlsError> {
-    let p = provider();
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(m.roots, p.clone())
-        .with_crls(m.crls)
-        .build()
-        .map_err(rustls_error)?;
-    let mut cfg = ServerConfig::builder_with_provider(p)
-        .with_safe_default_protocol_versions()
-        .map_err(rustls_error)?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(m.chain, m.key)
-        .map_err(rustls_error)?;
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(cfg)
+    server_config_with(m, false)
 }
 
 fn public_server_config(m: Material) -> Result<ServerConfig, TlsError> {
+    server_config_with(m, true)
+}
+
+/// A server asking clients for a certificate chained to the CA; with
+/// `optional`, a client may withhold it (its service refuses it then).
+fn server_config_with(m: Material, optional: bool) -> Result<ServerConfig, TlsError> {
     let p = provider();
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(m.roots, p.clone())
-        .with_crls(m.crls)
-        .allow_unauthenticated()
-        .build()
-        .map_err(rustls_error)?;
+    let mut verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(m.roots, p.clone())
+            .with_crls(m.crls);
+    if optional {
+        verifier = verifier.allow_unauthenticated();
+    }
+    let verifier = verifier.build().map_err(rustls_error)?;
     let mut cfg = ServerConfig::builder_with_provider(p)
         .with_safe_default_protocol_versions()
         .map_err(rustls_error)?
