@@ -75,24 +75,32 @@ fn the_internet_facing_crl_server_holds_no_key_and_serves_what_the_builder_signs
 
     // A delta built on demand (as admin, over mutual TLS) is served within
     // a rescan, by the process that never saw a key.
-    let out = shikko()
-        .env("SHIKKO_IDENTITY_DIR", &ids.dir)
-        .args([
-            "crl",
-            "build",
-            "--endpoint",
-            &grpc,
-            "--delta",
-            "--issuer",
-            "sign",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The builder may still be catching up with the registry: ask again then.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = shikko()
+            .env("SHIKKO_IDENTITY_DIR", &ids.dir)
+            .args([
+                "crl",
+                "build",
+                "--endpoint",
+                &grpc,
+                "--delta",
+                "--issuer",
+                "sign",
+            ])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            said.contains("catching up") && Instant::now() < deadline,
+            "{said}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let newer = get_until(&http, "/crl/sign/delta.crl", |b| crl_number(b) > before);
     assert!(crl_number(&newer) > before);
     // Signed by the issuing CA: openssl checks it.
