@@ -240,8 +240,8 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         },
     )
     .context("CRL HTTP metrics")?;
-    let routes = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
-        .service(CrlService::new(role).into_service());
+    let routes =
+        GrpcRoutes::new(shikko_access::api()).service(CrlService::new(role).into_service());
     let mut server = RoleServer::new("crl", metrics, metrics_listener).grpc(grpc, routes, security);
     if let Some(http) = http {
         server = server.http(http, app, cfg_http);

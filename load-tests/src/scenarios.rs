@@ -363,25 +363,44 @@ pub(crate) async fn info(
         .map(|k| shikko_pki::SoftwareSigner::load(&p.dir.join(format!("keys/holder-pool-{k}.key"))))
         .collect::<Result<_, _>>()?;
     let bank = ProviderId::new("load-bank")?;
-    let granted = UnixTime(UnixTime::now().0 - 60);
     // The replica may still be catching up: retry UNAVAILABLE for a while.
     let deadline = Instant::now() + Duration::from_secs(60);
+    let retry =
+        |e: &tonic::Status| e.code() == tonic::Code::Unavailable && Instant::now() < deadline;
     let mut consented = Vec::new();
     for (i, serial, der) in &pop.signers {
-        let statement = consent_statement(&bank, InfoItems::ALL, serial, granted);
+        // As an operator does: a challenge for each consent, then the
+        // holder's signature over the statement carrying it.
+        let challenge = loop {
+            match client
+                .consent_challenge(pb::ConsentChallengeRequest {
+                    provider: "load-bank".into(),
+                })
+                .await
+            {
+                Ok(c) => break c.into_inner().challenge,
+                Err(e) if retry(&e) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => anyhow::bail!(
+                    "asking for a consent challenge: {:?}: {}",
+                    e.code(),
+                    e.message()
+                ),
+            }
+        };
+        let granted = UnixTime::now();
+        let statement = consent_statement(&bank, InfoItems::ALL, serial, granted, &challenge);
         let req = pb::RecordConsentRequest {
             provider: "load-bank".into(),
             items: all_items(),
             signing_certificate: der.clone(),
             granted_at: granted.0,
+            challenge,
             signature: keys[(*i as usize) % keys.len()].sign(&statement)?,
         };
         loop {
             match client.record_consent(req.clone()).await {
                 Ok(_) => break,
-                Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+                Err(e) if retry(&e) => tokio::time::sleep(Duration::from_millis(200)).await,
                 Err(e) => anyhow::bail!("recording a consent: {:?}: {}", e.code(), e.message()),
             }
         }

@@ -218,8 +218,8 @@ pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     );
     tokio::spawn(follower.run_status(role.clone(), shutdown.wait_owned()));
     let app = crate::http::router(role.clone(), c.max_signing);
-    let routes = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
-        .service(OcspService::new(role).into_service());
+    let routes =
+        GrpcRoutes::new(shikko_access::api()).service(OcspService::new(role).into_service());
     RoleServer::new("ocsp", metrics, metrics_listener)
         .grpc(grpc, routes, security)
         .http(http, app, cfg_http)

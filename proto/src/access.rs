@@ -105,6 +105,11 @@ pub const RULES: &[Rule] = &[
         why: "banks' operators, per consent, rate-limited and audited",
     },
     Rule {
+        method: "/shikko.v1.Info/ConsentChallenge",
+        callers: &[OPERATOR],
+        why: "a bank asks for the challenge its customer signs",
+    },
+    Rule {
         method: "/shikko.v1.Info/RecordConsent",
         callers: &[OPERATOR],
         why: "a bank records the consent its customer signed",
@@ -200,6 +205,148 @@ pub const SERVING_RULES: &[Rule] = &[
     },
 ];
 
+/// How much of a server one method may take: every gRPC endpoint enforces
+/// these in one layer (`shikko_runtime::limits`), beside the authorization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest request message (each message of a request stream).
+    pub max_message_bytes: u32,
+    /// Calls in progress at once, per endpoint (a response stream counts
+    /// until it ends); one more is refused with RESOURCE_EXHAUSTED.
+    pub concurrency: u32,
+    /// How long the call may take to answer (to its first response, for a
+    /// stream); DEADLINE_EXCEEDED past it.
+    pub timeout_secs: u32,
+}
+
+const KIB: u32 = 1024;
+const MIB: u32 = 1024 * KIB;
+
+/// A request that names a few things (a serial, an issuer, a day).
+const SMALL: Limits = Limits {
+    max_message_bytes: 4 * KIB,
+    concurrency: 256,
+    timeout_secs: 30,
+};
+
+/// A stream that runs as long as its caller reads (a feed, a scan, a
+/// download): few at once.
+const fn stream(concurrency: u32) -> Limits {
+    Limits {
+        max_message_bytes: 4 * KIB,
+        concurrency,
+        timeout_secs: 30,
+    }
+}
+
+/// What writes a copy of a store or builds CRLs: one or a few at once, minutes.
+const fn heavy(concurrency: u32) -> Limits {
+    Limits {
+        max_message_bytes: 4 * KIB,
+        concurrency,
+        timeout_secs: 3600,
+    }
+}
+
+/// The limits of each method; [`DEFAULT_LIMITS`] for a method not listed
+/// (the health and reflection services).
+pub const LIMITS: &[(&str, Limits)] = &[
+    (
+        "/shikko.v1.Registry/Ingest",
+        Limits {
+            max_message_bytes: 64 * MIB,
+            concurrency: 64,
+            timeout_secs: 300,
+        },
+    ),
+    (
+        "/shikko.v1.Registry/IngestStream",
+        Limits {
+            max_message_bytes: 64 * MIB,
+            concurrency: 16,
+            timeout_secs: 30,
+        },
+    ),
+    ("/shikko.v1.Registry/GetStatus", SMALL),
+    ("/shikko.v1.Registry/Follow", stream(64)),
+    ("/shikko.v1.Registry/ScanRevoked", stream(8)),
+    ("/shikko.v1.Registry/ListPartitions", SMALL),
+    ("/shikko.v1.Registry/Checkpoint", heavy(1)),
+    (
+        "/shikko.v1.OcspResponder/Check",
+        Limits {
+            max_message_bytes: 64 * KIB,
+            concurrency: 64,
+            timeout_secs: 30,
+        },
+    ),
+    ("/shikko.v1.CrlPublisher/List", SMALL),
+    ("/shikko.v1.CrlPublisher/Download", stream(16)),
+    ("/shikko.v1.CrlPublisher/Watch", stream(64)),
+    ("/shikko.v1.CrlPublisher/Build", heavy(4)),
+    ("/shikko.v1.Info/Query", SMALL),
+    (
+        "/shikko.v1.Info/QueryBatch",
+        Limits {
+            // 20,000 serials of up to 20 octets, with their framing.
+            max_message_bytes: MIB,
+            concurrency: 32,
+            timeout_secs: 120,
+        },
+    ),
+    ("/shikko.v1.Info/ConsentChallenge", SMALL),
+    (
+        "/shikko.v1.Info/RecordConsent",
+        Limits {
+            // A signing certificate and a signature.
+            max_message_bytes: 64 * KIB,
+            concurrency: 256,
+            timeout_secs: 30,
+        },
+    ),
+    ("/shikko.v1.Info/WithdrawConsent", SMALL),
+    ("/shikko.v1.Info/Usage", SMALL),
+    ("/shikko.v1.InfoAdmin/RegisterProvider", SMALL),
+    (
+        "/shikko.v1.InfoAdmin/RegisterOperator",
+        Limits {
+            max_message_bytes: 64 * KIB,
+            concurrency: 16,
+            timeout_secs: 30,
+        },
+    ),
+    (
+        "/shikko.v1.InfoAdmin/AddOperatorCertificate",
+        Limits {
+            max_message_bytes: 64 * KIB,
+            concurrency: 16,
+            timeout_secs: 30,
+        },
+    ),
+    ("/shikko.v1.InfoAdmin/RevokeOperatorCertificate", SMALL),
+    ("/shikko.v1.InfoAdmin/SetRateLimit", SMALL),
+    ("/shikko.v1.InfoAdmin/ListOperators", SMALL),
+    ("/shikko.v1.InfoAdmin/AuditHead", SMALL),
+    ("/shikko.v1.InfoAdmin/ExportAudit", stream(4)),
+    ("/shikko.v1.InfoAdmin/Checkpoint", heavy(1)),
+];
+
+/// The limits of the standard services (health, reflection) and of a
+/// method no one serves.
+pub const DEFAULT_LIMITS: Limits = Limits {
+    max_message_bytes: 64 * KIB,
+    concurrency: 64,
+    timeout_secs: 30,
+};
+
+/// The limits of `method`.
+pub fn limits(method: &str) -> Limits {
+    LIMITS
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map_or(DEFAULT_LIMITS, |(_, l)| *l)
+}
+
 /// The rule of `method` (`/package.Service/Method`), if it has one.
 pub fn rule(method: &str) -> Option<&'static Rule> {
     RULES
@@ -256,6 +403,27 @@ mod tests {
     }
 
     #[test]
+    fn every_described_method_has_its_limits() {
+        let described = described_methods();
+        for m in &described {
+            let n = LIMITS.iter().filter(|(l, _)| l == m).count();
+            assert_eq!(n, 1, "{m}: {n} limits (a new RPC needs its own)");
+        }
+        for (m, l) in LIMITS {
+            assert!(
+                described.iter().any(|d| d == m),
+                "{m}: limits for no method"
+            );
+            assert!(l.max_message_bytes >= 1024 && l.concurrency >= 1 && l.timeout_secs >= 1);
+        }
+        assert_eq!(limits("/grpc.health.v1.Health/Check"), DEFAULT_LIMITS);
+        assert_eq!(
+            limits("/shikko.v1.Registry/Ingest").max_message_bytes,
+            64 << 20
+        );
+    }
+
+    #[test]
     fn callers_are_known_and_no_one_is_admitted_by_default() {
         let known = [
             "registry",
@@ -305,6 +473,8 @@ mod tests {
         let rows: Vec<&str> = doc
             .lines()
             .filter(|l| l.starts_with("| `/shikko") || l.starts_with("| `/grpc"))
+            // The rules' rows (three columns), not the limits' (four).
+            .filter(|l| l.matches('|').count() == 4)
             .collect();
         assert_eq!(
             rows.len(),
@@ -317,6 +487,27 @@ mod tests {
                 rows.contains(&want.as_str()),
                 "docs/SECURITY.md does not print the rule as it is:\n{want}"
             );
+        }
+        // And the limits, one row each.
+        for (m, l) in LIMITS {
+            let want = format!(
+                "| `{m}` | {} | {} | {} s |",
+                human_bytes(l.max_message_bytes),
+                l.concurrency,
+                l.timeout_secs
+            );
+            assert!(
+                doc.lines().any(|line| line == want),
+                "docs/SECURITY.md does not print the limits as they are:\n{want}"
+            );
+        }
+    }
+
+    fn human_bytes(n: u32) -> String {
+        if n.is_multiple_of(1 << 20) {
+            format!("{} MiB", n >> 20)
+        } else {
+            format!("{} KiB", n >> 10)
         }
     }
 }

@@ -14,7 +14,9 @@
 //!   followers, the `shikko` client commands), which presents its identity
 //!   and checks the server's;
 //! - [`caller_may`]: the rules that look at the request as well as the
-//!   method (a `Follow` asking for personal data).
+//!   method (a `Follow` asking for personal data);
+//! - [`api`]: Shikko's services for a gRPC endpoint, with the limits of
+//!   each method (`shikko_proto::access::LIMITS`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
@@ -26,6 +28,32 @@ use shikko_proto::access;
 use shikko_runtime::authz::CertificateDer;
 use shikko_runtime::tls::{PeerCheck, endpoint_for_tls};
 use shikko_runtime::{Authorize, Caller, ClientTls, Denial, Security, TlsConfig, TlsError};
+
+/// Shikko's gRPC API for an endpoint (`GrpcRoutes::new(shikko_access::api())`):
+/// its descriptors (reflection) and the limits of each method, enforced on
+/// every call by `shikko_runtime::limits`.
+pub fn api() -> shikko_runtime::Api {
+    static LIMITS: std::sync::LazyLock<Vec<(&'static str, shikko_runtime::MethodLimits)>> =
+        std::sync::LazyLock::new(|| {
+            access::LIMITS
+                .iter()
+                .map(|(m, l)| (*m, runtime_limits(*l)))
+                .collect()
+        });
+    shikko_runtime::Api {
+        descriptors: shikko_proto::FILE_DESCRIPTOR_SET,
+        limits: LIMITS.as_slice(),
+        default_limits: runtime_limits(access::DEFAULT_LIMITS),
+    }
+}
+
+fn runtime_limits(l: access::Limits) -> shikko_runtime::MethodLimits {
+    shikko_runtime::MethodLimits {
+        max_message_bytes: l.max_message_bytes,
+        concurrency: l.concurrency,
+        timeout_secs: l.timeout_secs,
+    }
+}
 
 /// The policy of every internal endpoint: the caller is the internal
 /// identity of its certificate (the TLS handshake verified the chain to

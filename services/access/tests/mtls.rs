@@ -56,11 +56,7 @@ async fn serve_with_crls(ids: &Identities, name: &str, crls: Vec<std::path::Path
     let shutdown = Shutdown::new();
     tokio::spawn(
         RoleServer::new("test", Metrics::new("test").unwrap(), metrics)
-            .grpc(
-                grpc,
-                GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET),
-                security,
-            )
+            .grpc(grpc, GrpcRoutes::new(shikko_access::api()), security)
             .serve(shutdown.clone(), Duration::from_secs(2)),
     );
     Server {

@@ -43,6 +43,9 @@ pub(crate) struct InfoSection {
     pub(crate) client_ca: PathBuf,
     /// Card signing CA certificates (PEM, every generation) consents are checked against.
     pub(crate) signing_cas: Vec<PathBuf>,
+    /// The operators' port: connections, idle time, consent challenges.
+    #[serde(default)]
+    pub(crate) front_door: shikko_info::process::FrontDoor,
 }
 
 pub(crate) fn default_info() -> SocketAddr {
@@ -51,6 +54,9 @@ pub(crate) fn default_info() -> SocketAddr {
 
 impl shikko_runtime::RoleConfig for RegistryRoleConfig {
     fn validate(&self) -> Result<(), String> {
+        if let Some(info) = &self.info {
+            info.front_door.validate()?;
+        }
         self.tls.validate(&[self.registry.grpc_listen])
     }
 

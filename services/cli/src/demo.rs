@@ -135,7 +135,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     };
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
-    let operators = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
+    let operators = GrpcRoutes::new(shikko_access::api())
         .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_server());
     let info_admin = shikko_info::admin::InfoAdminGrpc::new(info).into_server();
     let app = shikko_crl::http::router_with(
@@ -177,7 +177,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     // The demo's one gRPC port carries every role's services, as the
     // contract says (127.0.0.1:50051); the 4-information service has its
     // own, over mutual TLS.
-    let routes = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
+    let routes = GrpcRoutes::new(shikko_access::api())
         .service(registry.clone().into_service())
         .service(crl_service)
         .service(ocsp_service)
@@ -205,6 +205,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
             operators,
             crate::info_role::demo_tls(&authority)?,
             shikko_info::process::PUBLIC_TLS_RELOAD,
+            shikko_info::process::FrontDoor::default().accept_limits(),
         )
         .http(http_listener, app, shikko_runtime::HttpLimits::default())
         .on_shutdown(async move { closer.close_streams() })

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use shikko_core::consent::consent_statement;
+use shikko_core::consent::{challenge_is_well_formed, consent_statement};
 use shikko_core::{InfoItems, ProviderId, Serial, UnixTime};
 use shikko_pki::Signer;
 use shikko_proto::v1 as pb;
@@ -52,8 +52,9 @@ pub(crate) enum InfoCommand {
         #[command(flatten)]
         conn: OperatorConn,
     },
-    /// Record a holder's consent: signs the consent statement with the
-    /// holder's signing key and sends it with their signing certificate.
+    /// Record a holder's consent: asks the service for a challenge, signs
+    /// the consent statement carrying it with the holder's signing key and
+    /// sends it with their signing certificate.
     Consent {
         /// The holder's card signing certificate (PEM or DER).
         #[arg(long)]
@@ -87,6 +88,15 @@ pub(crate) enum InfoCommand {
         #[command(flatten)]
         conn: OperatorConn,
     },
+    /// Ask the service for a consent challenge (single use, valid minutes),
+    /// for a statement signed elsewhere (`info statement --challenge`).
+    Challenge {
+        /// The service provider (bank) the consent will be given to.
+        #[arg(long, default_value = "demo-bank")]
+        provider: String,
+        #[command(flatten)]
+        conn: OperatorConn,
+    },
     /// Print the consent statement a holder signs (UTF-8, as signed).
     Statement {
         /// The service provider.
@@ -101,6 +111,9 @@ pub(crate) enum InfoCommand {
         /// When the holder signs (Unix seconds).
         #[arg(long)]
         granted_at: i64,
+        /// The challenge from `shikko info challenge` (or ConsentChallenge).
+        #[arg(long)]
+        challenge: String,
     },
 }
 
@@ -277,21 +290,34 @@ pub(crate) async fn run(cmd: InfoCommand) -> Result<()> {
             let serial = Serial::from_be_bytes(cert.tbs_certificate().serial_number().as_bytes())?;
             let key = shikko_pki::load_signer(&holder_key)?;
             let items = items(&names)?;
+            let mut client = operator_client(&conn).await?;
+            let challenge = client
+                .consent_challenge(pb::ConsentChallengeRequest {
+                    provider: provider.clone(),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .challenge;
+            if !challenge_is_well_formed(&challenge) {
+                anyhow::bail!("the service sent a malformed consent challenge");
+            }
             let granted_at = UnixTime::now();
             let statement = consent_statement(
                 &ProviderId::new(provider.clone())?,
                 items,
                 &serial,
                 granted_at,
+                &challenge,
             );
             let signature = key.sign(&statement)?;
-            let record = operator_client(&conn)
-                .await?
+            let record = client
                 .record_consent(pb::RecordConsentRequest {
                     provider,
                     items: shikko_info::grpc::items_to_pb(items),
                     signing_certificate: der,
                     granted_at: granted_at.0,
+                    challenge,
                     signature,
                 })
                 .await
@@ -328,17 +354,32 @@ pub(crate) async fn run(cmd: InfoCommand) -> Result<()> {
                 println!("{:<12} {:<24} {:>10}", d.day, d.provider, d.provisions);
             }
         }
+        InfoCommand::Challenge { provider, conn } => {
+            let c = operator_client(&conn)
+                .await?
+                .consent_challenge(pb::ConsentChallengeRequest { provider })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("challenge  {}", c.challenge);
+            println!("expires at {}", c.expires_at);
+        }
         InfoCommand::Statement {
             provider,
             items: names,
             serial,
             granted_at,
+            challenge,
         } => {
+            if !challenge_is_well_formed(&challenge) {
+                anyhow::bail!("--challenge: the hexadecimal value `shikko info challenge` printed");
+            }
             let text = consent_statement(
                 &ProviderId::new(provider)?,
                 items(&names)?,
                 &serial,
                 UnixTime(granted_at),
+                &challenge,
             );
             std::io::stdout().write_all(&text)?;
         }

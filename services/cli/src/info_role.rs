@@ -121,7 +121,6 @@ pub(crate) async fn demo_setup(
     let mut samples = InfoSamples::default();
     let mut tasks = tokio::task::JoinSet::new();
     let mut consenting = Vec::new();
-    let granted_at = UnixTime::now();
     for i in 0..holders {
         let h = pop.holder(i);
         let Some(rec) = store.holder(&h.id)? else {
@@ -147,12 +146,16 @@ pub(crate) async fn demo_setup(
             InfoItems::ALL
         };
         let key = authority.holder_keys[(i as usize) % authority.holder_keys.len()].clone();
-        let statement = consent_statement(&provider, items, &serial, granted_at);
+        // As an operator would: a challenge for each consent.
+        let challenge = svc.consent_challenge(&op, &provider).await?.value;
+        let granted_at = UnixTime::now();
+        let statement = consent_statement(&provider, items, &serial, granted_at, &challenge);
         let req = ConsentRequest {
             provider: provider.clone(),
             items,
             signing_certificate: der,
             granted_at,
+            challenge,
             signature: key.sign(&statement)?,
         };
         consenting.push((i, serial, items));

@@ -36,20 +36,24 @@ pub(crate) async fn serve_registry(
     let mut info_server = None;
     if let Some(info) = &cfg.info {
         let signing = shikko_info::process::read_signing_cas(&info.signing_cas)?;
-        let svc = Arc::new(shikko_info::InfoService::new(
-            process.store().shared(),
-            &signing,
-            shikko_info::InfoMetrics::new(process.metrics())?,
-        )?);
+        let svc = Arc::new(
+            shikko_info::InfoService::new(
+                process.store().shared(),
+                &signing,
+                shikko_info::InfoMetrics::new(process.metrics())?,
+            )?
+            .with_challenge_secs(info.front_door.consent_challenge_secs),
+        );
         let tls =
             shikko_info::process::tls_from_files(&info.tls_cert, &info.tls_key, &info.client_ca)?;
         let listener = bind(info.grpc_listen, "the 4-information service").await?;
         beside.push(("info", listener.local_addr()?));
         info_server = Some((
             listener,
-            GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
+            GrpcRoutes::new(shikko_access::api())
                 .service(shikko_info::grpc::InfoGrpc::new(svc.clone()).into_server()),
             tls,
+            info.front_door.accept_limits(),
         ));
         process = process
             .with_routes(|r| r.service(shikko_info::admin::InfoAdminGrpc::new(svc).into_server()));
@@ -60,11 +64,12 @@ pub(crate) async fn serve_registry(
             cfg.shutdown.drain_timeout(),
             &beside,
             |server| match info_server {
-                Some((listener, routes, tls)) => server.grpc_tls(
+                Some((listener, routes, tls, limits)) => server.grpc_tls(
                     listener,
                     routes,
                     tls,
                     shikko_info::process::PUBLIC_TLS_RELOAD,
+                    limits,
                 ),
                 None => server,
             },

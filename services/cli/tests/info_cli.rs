@@ -162,6 +162,55 @@ fn the_demo_answers_the_seeds_flow_through_the_cli() {
     assert!(ok && text.contains("withdrawn"), "{text}");
     let (ok, text) = info(&demo.info, &samples, &["query", &unchanged]);
     assert!(!ok && text.contains("PermissionDenied"), "{text}");
+    // A challenge for a statement signed elsewhere, and that statement.
+    let (ok, text) = info(&demo.info, &samples, &["challenge"]);
+    assert!(ok, "{text}");
+    let challenge = text
+        .lines()
+        .find_map(|l| l.strip_prefix("challenge  "))
+        .unwrap_or_else(|| panic!("no challenge in {text}"))
+        .to_string();
+    assert!(challenge.len() >= 32 && challenge.bytes().all(|b| b.is_ascii_hexdigit()));
+    let out = shikko()
+        .args([
+            "info",
+            "statement",
+            "--provider",
+            "demo-bank",
+            "--items",
+            "address",
+        ])
+        .args([
+            "--serial",
+            current,
+            "--granted-at",
+            "1800000000",
+            "--challenge",
+            &challenge,
+        ])
+        .output()
+        .unwrap();
+    let statement = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{statement}");
+    assert!(
+        statement.starts_with("shikko consent v2\n")
+            && statement.ends_with(&format!("challenge: {challenge}\n")),
+        "{statement}"
+    );
+    let out = shikko()
+        .args([
+            "info",
+            "statement",
+            "--provider",
+            "demo-bank",
+            "--items",
+            "address",
+        ])
+        .args(["--serial", current, "--granted-at", "1800000000"])
+        .args(["--challenge", "x\nitems: all"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
     // Usage: the changed answers of this test and of none before.
     let (ok, text) = info(&demo.info, &samples, &["usage"]);
     assert!(ok && text.contains("demo-bank"), "{text}");

@@ -151,21 +151,41 @@ impl fmt::Debug for ConsentedInfo {
     }
 }
 
+/// The longest challenge a statement carries (the service issues 82).
+pub const MAX_CHALLENGE_LEN: usize = 128;
+
+/// Whether `challenge` can stand in a statement: 1 to [`MAX_CHALLENGE_LEN`]
+/// characters of base64url or hex (`A-Z a-z 0-9 - _`), so that no value can
+/// add a line to the signed text.
+pub fn challenge_is_well_formed(challenge: &str) -> bool {
+    !challenge.is_empty()
+        && challenge.len() <= MAX_CHALLENGE_LEN
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The text a holder signs with their card signing certificate to consent:
-/// UTF-8, one field per line, every field the consent depends on.
+/// UTF-8, one field per line, every field the consent depends on, and the
+/// challenge the service issued to the operator for this signature (single
+/// use, valid minutes): a signed statement cannot be replayed later, nor
+/// through another operator. The caller checks the challenge with
+/// [`challenge_is_well_formed`] first.
 pub fn consent_statement(
     provider: &ProviderId,
     items: InfoItems,
     signing_serial: &Serial,
     granted_at: UnixTime,
+    challenge: &str,
 ) -> Vec<u8> {
     format!(
-        "shikko consent v1\n\
+        "shikko consent v2\n\
          最新の利用者情報の提供に同意します\n\
          provider: {provider}\n\
          items: {items}\n\
          signing certificate: {}\n\
-         granted at: {}\n",
+         granted at: {}\n\
+         challenge: {challenge}\n",
         signing_serial.to_hex(),
         granted_at.0
     )
@@ -331,25 +351,46 @@ mod tests {
     fn statement_binds_every_field() {
         let p = ProviderId::new("bank-1").unwrap();
         let s = Serial::from_u128(0x4a50).unwrap();
-        let base = consent_statement(&p, InfoItems::ALL, &s, UnixTime(1_800_000_000));
+        let t = UnixTime(1_800_000_000);
+        let base = consent_statement(&p, InfoItems::ALL, &s, t, "abc");
         for other in [
             consent_statement(
                 &ProviderId::new("bank-2").unwrap(),
                 InfoItems::ALL,
                 &s,
-                UnixTime(1_800_000_000),
+                t,
+                "abc",
             ),
-            consent_statement(&p, InfoItems::NAME, &s, UnixTime(1_800_000_000)),
+            consent_statement(&p, InfoItems::NAME, &s, t, "abc"),
             consent_statement(
                 &p,
                 InfoItems::ALL,
                 &Serial::from_u128(0x4a51).unwrap(),
-                UnixTime(1_800_000_000),
+                t,
+                "abc",
             ),
-            consent_statement(&p, InfoItems::ALL, &s, UnixTime(1_800_000_001)),
+            consent_statement(&p, InfoItems::ALL, &s, UnixTime(1_800_000_001), "abc"),
+            consent_statement(&p, InfoItems::ALL, &s, t, "abd"),
         ] {
             assert_ne!(base, other);
         }
+        assert!(
+            String::from_utf8(base)
+                .unwrap()
+                .ends_with("challenge: abc\n")
+        );
+    }
+
+    #[test]
+    fn only_base64url_challenges_are_well_formed() {
+        assert!(challenge_is_well_formed("aZ09-_"));
+        assert!(challenge_is_well_formed(&"a".repeat(MAX_CHALLENGE_LEN)));
+        for bad in ["", "a\nprovider: x", "a b", "a=", "a/b", "ä"] {
+            assert!(!challenge_is_well_formed(bad), "{bad:?}");
+        }
+        assert!(!challenge_is_well_formed(
+            &"a".repeat(MAX_CHALLENGE_LEN + 1)
+        ));
     }
 
     #[test]

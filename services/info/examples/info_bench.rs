@@ -204,15 +204,19 @@ async fn setup(dir: &Path, holders: u64) {
         .await
         .unwrap();
     let t = Instant::now();
-    let granted = UnixTime(now.0 - 3600);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..holders {
-        let statement = consent_statement(&bank, InfoItems::ALL, &serial(i, 0), granted);
+        // As an operator does: a challenge, then the holder's signature.
+        let challenge = svc.consent_challenge(&op, &bank).await.unwrap().value;
+        let granted = UnixTime::now();
+        let statement =
+            consent_statement(&bank, InfoItems::ALL, &serial(i, 0), granted, &challenge);
         let req = ConsentRequest {
             provider: bank.clone(),
             items: InfoItems::ALL,
             signing_certificate: std::mem::take(&mut ders[i as usize]),
             granted_at: granted,
+            challenge,
             signature: holder_key.sign(&statement).unwrap(),
         };
         let (svc, op) = (svc.clone(), op.clone());

@@ -5,7 +5,7 @@
 
 use aws_lc_rs::digest;
 use der::{Decode, Encode};
-use shikko_core::consent::{consent_expiry, consent_statement};
+use shikko_core::consent::{challenge_is_well_formed, consent_expiry, consent_statement};
 use shikko_core::{
     CertKind, CertStatus, Consent, ConsentState, HolderId, InfoItems, ProviderId, Serial, UnixTime,
 };
@@ -13,15 +13,11 @@ use shikko_store::Store;
 use x509_cert::Certificate;
 
 use crate::audit::AuditEntry;
+use crate::challenge::{Challenge, Challenges, Checked};
 use crate::error::InfoError;
 use crate::keys;
 use crate::operators::Operator;
 use crate::service::InfoService;
-
-/// How long after signing a consent may be recorded.
-pub const MAX_CONSENT_AGE_SECS: i64 = 7 * 86_400;
-/// Clock skew tolerated for a consent signed "in the future".
-pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
 
 /// A consent as the operator submits it.
 #[derive(Debug, Clone)]
@@ -34,6 +30,9 @@ pub struct ConsentRequest {
     pub signing_certificate: Vec<u8>,
     /// When the holder signed.
     pub granted_at: UnixTime,
+    /// The challenge the service issued for this consent
+    /// ([`InfoService::consent_challenge`]), carried in the statement.
+    pub challenge: String,
     /// The signature over the statement.
     pub signature: Vec<u8>,
 }
@@ -68,27 +67,29 @@ fn consent_by_id(store: &Store, id: &str) -> Result<Option<Consent>, InfoError> 
 }
 
 impl InfoService {
-    /// Checks a consent's proof; returns the holder and the signing serial.
+    /// Checks a consent's proof; returns the holder, the signing serial and
+    /// the challenge (not yet reserved: see [`Challenges::reserve`]).
+    /// Cheapest first: the form, the challenge's MAC, one signature; the
+    /// registry only for a statement the holder really signed.
     fn check_consent(
         &self,
+        op: &Operator,
         req: &ConsentRequest,
         now: UnixTime,
-    ) -> Result<(HolderId, Serial), InfoError> {
+    ) -> Result<(HolderId, Serial, Checked), InfoError> {
         if req.items.is_empty() {
             return Err(InfoError::Invalid(
                 "a consent covers at least one item".into(),
             ));
         }
-        if req.granted_at.0 > now.0 + MAX_CLOCK_SKEW_SECS {
+        if !challenge_is_well_formed(&req.challenge) {
             return Err(InfoError::Invalid(
-                "the consent is dated in the future".into(),
+                "the consent carries no challenge: ask the service for one (ConsentChallenge) and have the holder sign a statement with it".into(),
             ));
         }
-        if req.granted_at.0 < now.0 - MAX_CONSENT_AGE_SECS {
-            return Err(InfoError::Invalid(
-                "the consent was signed more than 7 days ago: ask the holder to sign again".into(),
-            ));
-        }
+        let checked =
+            self.challenges
+                .check(&req.challenge, &op.id, &req.provider, req.granted_at, now)?;
         let cert = Certificate::from_der(&req.signing_certificate)
             .map_err(|_| InfoError::Invalid("the signing certificate is not DER X.509".into()))?;
         if !self
@@ -103,7 +104,13 @@ impl InfoService {
         let serial = Serial::from_be_bytes(cert.tbs_certificate().serial_number().as_bytes())?;
         // The signature first: a junk request costs one verification and
         // learns nothing of the registry (whether a serial exists, its status).
-        let statement = consent_statement(&req.provider, req.items, &serial, req.granted_at);
+        let statement = consent_statement(
+            &req.provider,
+            req.items,
+            &serial,
+            req.granted_at,
+            &req.challenge,
+        );
         let spki = cert.tbs_certificate().subject_public_key_info();
         let alg = shikko_pki::signature_algorithm_for(spki);
         if !shikko_pki::verify_signature(spki, &alg, &statement, &req.signature) {
@@ -147,7 +154,27 @@ impl InfoService {
                 "the signing certificate is not DER".into(),
             ));
         }
-        Ok((record.holder, serial))
+        Ok((record.holder, serial, checked))
+    }
+
+    /// A challenge for a consent to `provider` that `op` will submit
+    /// ([`InfoService::record_consent`]): single use, valid minutes.
+    /// Rate-limited like any call; not audited (it discloses and changes
+    /// nothing; the consent it is used for is).
+    pub async fn consent_challenge(
+        &self,
+        op: &Operator,
+        provider: &ProviderId,
+    ) -> Result<Challenge, InfoError> {
+        self.admit(op, provider, 1, "consent.challenge").await?;
+        let now = UnixTime::now();
+        self.challenges.prune(&self.store, now)?;
+        let c = self.challenges.issue(&op.id, provider, now)?;
+        self.metrics
+            .consents
+            .with_label_values(&["challenge"])
+            .inc();
+        Ok(c)
     }
 
     /// Records a consent submitted by `op`. A replayed signature returns the
@@ -179,8 +206,16 @@ impl InfoService {
         {
             return Ok(existing);
         }
-        let (holder, serial) = match self.check_consent(&req, now) {
+        let (holder, serial, checked) = match self.check_consent(op, &req, now) {
             Ok(v) => v,
+            Err(e) => {
+                return Err(self
+                    .refuse(op.id.as_str(), ACTION, req.provider.as_str(), &id, e)
+                    .await);
+            }
+        };
+        let _in_use = match self.challenges.reserve(&self.store, &checked) {
+            Ok(g) => g,
             Err(e) => {
                 return Err(self
                     .refuse(op.id.as_str(), ACTION, req.provider.as_str(), &id, e)
@@ -191,7 +226,7 @@ impl InfoService {
         if let Some(existing) = consent_by_id(&self.store, &id)? {
             return Ok(existing);
         }
-        let mut puts = Vec::new();
+        let mut puts = vec![Challenges::used_marker(&checked)];
         if let Some(mut current) = consent_of(&self.store, &holder, &req.provider)? {
             let decided = match current.state {
                 ConsentState::Active => current.granted_at,

@@ -210,6 +210,22 @@ impl pb::info_server::Info for InfoGrpc {
         }))
     }
 
+    async fn consent_challenge(
+        &self,
+        req: Request<pb::ConsentChallengeRequest>,
+    ) -> Result<Response<pb::ConsentChallengeResponse>, Status> {
+        const ACTION: &str = "consent.challenge";
+        let op = self.operator(&req, ACTION).await?;
+        let provider = self
+            .provider(&op, ACTION, req.into_inner().provider)
+            .await?;
+        let c = self.svc.consent_challenge(&op, &provider).await?;
+        Ok(Response::new(pb::ConsentChallengeResponse {
+            challenge: c.value,
+            expires_at: c.expires_at.0,
+        }))
+    }
+
     async fn record_consent(
         &self,
         req: Request<pb::RecordConsentRequest>,
@@ -231,6 +247,7 @@ impl pb::info_server::Info for InfoGrpc {
                     items,
                     signing_certificate: r.signing_certificate,
                     granted_at: UnixTime(r.granted_at),
+                    challenge: r.challenge,
                     signature: r.signature,
                 },
             )

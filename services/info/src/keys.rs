@@ -9,10 +9,26 @@
 //! | `o/` | operator id | operator (JSON) |
 //! | `f/` | SHA-256 of a client certificate (hex) | operator id |
 //! | `p/` | provider id | provider (JSON) |
+//! | `k/challenge` | | the consent challenges' MAC key (32 octets) |
+//! | `u/` | issue time (16 hex digits) `/` nonce (hex) | empty: a consent challenge that was used |
 
 pub(crate) const AUDIT_PREFIX: &[u8] = b"a/";
 pub(crate) const OPERATOR_PREFIX: &[u8] = b"o/";
 pub(crate) const PROVIDER_PREFIX: &[u8] = b"p/";
+
+pub(crate) const CHALLENGE_USED_PREFIX: &[u8] = b"u/";
+
+pub(crate) fn challenge_used(issued_at: i64, nonce: &[u8]) -> Vec<u8> {
+    let mut k = challenge_used_before(issued_at);
+    k.push(b'/');
+    k.extend_from_slice(hex::encode(nonce).as_bytes());
+    k
+}
+
+/// The keys of challenges issued before `t` sort before this.
+pub(crate) fn challenge_used_before(t: i64) -> Vec<u8> {
+    format!("u/{:016x}", t.max(0)).into_bytes()
+}
 
 pub(crate) fn audit(seq: u64) -> Vec<u8> {
     let mut k = AUDIT_PREFIX.to_vec();

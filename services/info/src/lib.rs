@@ -12,6 +12,7 @@
 //! - [`operators`]: operators and the providers they act for, authenticated
 //!   by TLS client certificate; rate limits; billing reports.
 //! - [`consent`]: consents proven by the holder's signature, withdrawal.
+//! - [`challenge`]: the single-use challenges a consent statement carries.
 //! - [`query`]: single and batch queries, following old serial -> newest.
 //! - [`audit`]: the append-only, hash-chained audit log, its export and verification.
 //! - [`grpc`]: `shikko.v1.Info` over mutually authenticated TLS.
@@ -26,6 +27,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod challenge;
 pub mod consent;
 pub mod error;
 pub mod grpc;
@@ -36,5 +38,6 @@ pub mod query;
 pub mod replica;
 mod service;
 
+pub use challenge::Challenge;
 pub use error::InfoError;
 pub use service::{InfoMetrics, InfoService, billing_day};

@@ -105,6 +105,74 @@ pub struct InfoRoleSection {
     pub client_ca: PathBuf,
     /// Card signing CA certificates (PEM). Required.
     pub signing_cas: Vec<PathBuf>,
+    /// The operators' port: connections, idle time, consent challenges.
+    #[serde(default)]
+    pub front_door: FrontDoor,
+}
+
+/// `[info.front_door]`: what the operators' port admits. One operator
+/// (one address) cannot take every connection; silent connections are
+/// closed; consent challenges are valid for minutes.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrontDoor {
+    /// Connections open at once (handshaking or established); more wait in
+    /// the kernel's backlog. Default 1024.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address; more are closed when
+    /// accepted and counted (`shikko_tls_handshakes_failed_total{reason="peer_limit"}`).
+    /// Default 64 (an operator behind one NAT address runs its clients'
+    /// connections through few long-lived HTTP/2 connections).
+    pub max_connections_per_peer: usize,
+    /// A connection on which nothing is read or written for this long (seconds)
+    /// is closed. Default 300.
+    pub idle_timeout_secs: u64,
+    /// A TLS handshake not done within this (seconds) is dropped. Default 10.
+    pub handshake_timeout_secs: u64,
+    /// How long a consent challenge is accepted (seconds). Default 600, at most 3600.
+    pub consent_challenge_secs: i64,
+}
+
+impl Default for FrontDoor {
+    fn default() -> Self {
+        FrontDoor {
+            max_connections: 1024,
+            max_connections_per_peer: 64,
+            idle_timeout_secs: 300,
+            handshake_timeout_secs: 10,
+            consent_challenge_secs: crate::challenge::DEFAULT_CHALLENGE_SECS,
+        }
+    }
+}
+
+impl FrontDoor {
+    /// Whether the values make sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_connections == 0 || self.max_connections_per_peer == 0 {
+            return Err("[info.front_door] connection limits must be at least 1".into());
+        }
+        if self.idle_timeout_secs == 0 || self.handshake_timeout_secs == 0 {
+            return Err("[info.front_door] timeouts must be at least 1 s".into());
+        }
+        if !(1..=crate::challenge::MAX_CHALLENGE_SECS).contains(&self.consent_challenge_secs) {
+            return Err(format!(
+                "[info.front_door] consent_challenge_secs must be 1 to {} (minutes, not days)",
+                crate::challenge::MAX_CHALLENGE_SECS
+            ));
+        }
+        Ok(())
+    }
+
+    /// The port's connection limits.
+    pub fn accept_limits(&self) -> shikko_runtime::AcceptLimits {
+        shikko_runtime::AcceptLimits {
+            handshake_timeout: std::time::Duration::from_secs(self.handshake_timeout_secs),
+            max_handshakes: 256,
+            max_connections: self.max_connections,
+            max_per_peer: self.max_connections_per_peer,
+            idle_timeout: Some(std::time::Duration::from_secs(self.idle_timeout_secs)),
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -117,6 +185,7 @@ fn default_admin() -> SocketAddr {
 
 impl RoleConfig for InfoRoleConfig {
     fn validate(&self) -> Result<(), String> {
+        self.info.front_door.validate()?;
         self.tls.validate(&[self.info.admin_listen])?;
         self.tls.validate_client(&self.info.registry)
     }
@@ -142,7 +211,8 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
             crate::InfoMetrics::new(metrics.registry()).context("metrics")?,
         )
         .context("the 4-information service")?
-        .with_readiness(readiness.clone()),
+        .with_readiness(readiness.clone())
+        .with_challenge_secs(cfg.info.front_door.consent_challenge_secs),
     );
     let replica = Replica::new(store);
     let security = shikko_access::server_security(&cfg.tls).context("[tls]")?;
@@ -169,12 +239,18 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         ],
     );
     tokio::spawn(follower.run_replica(Arc::new(replica), shutdown.wait_owned()));
-    let operators = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
+    let operators = GrpcRoutes::new(shikko_access::api())
         .service(crate::grpc::InfoGrpc::new(svc.clone()).into_server());
-    let internal = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
+    let internal = GrpcRoutes::new(shikko_access::api())
         .service(crate::admin::InfoAdminGrpc::new(svc).into_server());
     RoleServer::new("info", metrics, metrics_listener)
-        .grpc_tls(listener, operators, tls, PUBLIC_TLS_RELOAD)
+        .grpc_tls(
+            listener,
+            operators,
+            tls,
+            PUBLIC_TLS_RELOAD,
+            cfg.info.front_door.accept_limits(),
+        )
         .grpc(admin, internal, security)
         .serve(shutdown, cfg.shutdown.drain_timeout())
         .await

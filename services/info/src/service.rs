@@ -121,6 +121,8 @@ pub struct InfoService {
     pub(crate) buckets: Mutex<HashMap<String, RateBucket>>,
     /// Card signing CA certificates (every generation) consents are checked against.
     pub(crate) signing_cas: Vec<Certificate>,
+    /// The consent challenges this service issues and checks.
+    pub(crate) challenges: crate::challenge::Challenges,
     /// Serializes the consent changes of one holder (by hash of the holder
     /// id into these locks) so that reading the current consent and replacing
     /// it cannot interleave; different holders proceed in parallel.
@@ -157,12 +159,14 @@ impl InfoService {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| InfoError::Invalid(format!("a signing CA certificate: {e}")))?;
         let audit = AuditLog::start(store.clone())?;
+        let challenges = crate::challenge::Challenges::open(&store)?;
         let svc = InfoService {
             store,
             audit,
             by_fingerprint: RwLock::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
             signing_cas,
+            challenges,
             consent_locks: (0..CONSENT_LOCKS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -186,6 +190,14 @@ impl InfoService {
         self.consent_locks[(h.finish() % CONSENT_LOCKS as u64) as usize]
             .lock()
             .await
+    }
+
+    /// Consent challenges valid for `secs` (default
+    /// [`crate::challenge::DEFAULT_CHALLENGE_SECS`], at most
+    /// [`crate::challenge::MAX_CHALLENGE_SECS`]).
+    pub fn with_challenge_secs(mut self, secs: i64) -> InfoService {
+        self.challenges.set_ttl(secs);
+        self
     }
 
     /// The service answers as `readiness` says (a replica's follower sets

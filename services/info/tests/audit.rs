@@ -23,14 +23,15 @@ async fn exported_log() -> (World, Vec<String>) {
     let h = w.holder("H1", 0x1001, KeyAlgorithm::EcdsaP256);
     let mut c = w.client(Some(&op)).await;
     let _ = c.query(query("bank-1", &h.serial)).await.unwrap_err();
-    c.record_consent(consent(
+    let req = consent(
+        &mut c,
         &h,
         "bank-1",
         InfoItems::ALL,
         UnixTime(UnixTime::now().0 - 60),
-    ))
-    .await
-    .unwrap();
+    )
+    .await;
+    c.record_consent(req).await.unwrap();
     for _ in 0..10 {
         c.query(query("bank-1", &h.serial)).await.unwrap();
     }
@@ -138,11 +139,13 @@ async fn the_log_continues_its_chain_after_a_restart() {
         .unwrap()
         .unwrap();
     let bank = ProviderId::new("bank-1").unwrap();
-    let req = consent(
+    let challenge = w.svc.consent_challenge(&op, &bank).await.unwrap();
+    let req = signed_consent(
         &h,
         "bank-1",
         InfoItems::ADDRESS,
         UnixTime(UnixTime::now().0 - 60),
+        &challenge.value,
     );
     w.svc
         .record_consent(
@@ -152,6 +155,7 @@ async fn the_log_continues_its_chain_after_a_restart() {
                 items: InfoItems::ADDRESS,
                 signing_certificate: req.signing_certificate,
                 granted_at: UnixTime(req.granted_at),
+                challenge: req.challenge,
                 signature: req.signature,
             },
         )
@@ -197,19 +201,21 @@ async fn rate_limits_refuse_with_resource_exhausted() {
     let op = w.register("op-1", 1).await;
     let h = w.holder("H1", 0x1001, KeyAlgorithm::EcdsaP256);
     w.svc
-        .set_rate_limit(&OperatorId::new("op-1").unwrap(), 1, 3)
+        .set_rate_limit(&OperatorId::new("op-1").unwrap(), 1, 4)
         .await
         .unwrap();
     let mut c = w.client(Some(&op)).await;
-    c.record_consent(consent(
+    let req = consent(
+        &mut c,
         &h,
         "bank-1",
         InfoItems::ALL,
         UnixTime(UnixTime::now().0 - 60),
-    ))
-    .await
-    .unwrap();
-    // The consent took one token of three: two queries pass, the third does not.
+    )
+    .await;
+    c.record_consent(req).await.unwrap();
+    // The challenge and the consent took two tokens of four: two queries
+    // pass, the third does not.
     for _ in 0..2 {
         c.query(query("bank-1", &h.serial)).await.unwrap();
     }
@@ -220,7 +226,7 @@ async fn rate_limits_refuse_with_resource_exhausted() {
     let e = c
         .query_batch(shikko_proto::v1::InfoBatchRequest {
             provider: "bank-1".into(),
-            serials: vec![h.serial.magnitude().to_vec(); 4],
+            serials: vec![h.serial.magnitude().to_vec(); 5],
         })
         .await
         .unwrap_err();
@@ -263,11 +269,11 @@ async fn malformed_and_foreign_requests_are_refused_clearly_and_audited() {
     assert_eq!(e.code(), Code::PermissionDenied);
     // Consents: no items, unknown items, garbage certificate, old or future dates.
     let now = UnixTime::now();
-    let mut no_items = consent(&h, "bank-1", InfoItems::ALL, now);
+    let mut no_items = consent(&mut c, &h, "bank-1", InfoItems::ALL, now).await;
     no_items.items.clear();
-    let mut unknown_item = consent(&h, "bank-1", InfoItems::ALL, now);
+    let mut unknown_item = consent(&mut c, &h, "bank-1", InfoItems::ALL, now).await;
     unknown_item.items.push(42);
-    let mut garbage = consent(&h, "bank-1", InfoItems::ALL, now);
+    let mut garbage = consent(&mut c, &h, "bank-1", InfoItems::ALL, now).await;
     garbage.signing_certificate = vec![0x30, 0x03, 0x02, 0x01];
     for (what, req, code) in [
         ("no items", no_items, Code::InvalidArgument),
@@ -275,12 +281,26 @@ async fn malformed_and_foreign_requests_are_refused_clearly_and_audited() {
         ("garbage certificate", garbage, Code::InvalidArgument),
         (
             "signed 8 days ago",
-            consent(&h, "bank-1", InfoItems::ALL, UnixTime(now.0 - 8 * 86_400)),
+            consent(
+                &mut c,
+                &h,
+                "bank-1",
+                InfoItems::ALL,
+                UnixTime(now.0 - 8 * 86_400),
+            )
+            .await,
             Code::InvalidArgument,
         ),
         (
             "dated tomorrow",
-            consent(&h, "bank-1", InfoItems::ALL, UnixTime(now.0 + 86_400)),
+            consent(
+                &mut c,
+                &h,
+                "bank-1",
+                InfoItems::ALL,
+                UnixTime(now.0 + 86_400),
+            )
+            .await,
             Code::InvalidArgument,
         ),
     ] {
@@ -302,9 +322,8 @@ async fn malformed_and_foreign_requests_are_refused_clearly_and_audited() {
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.matches("refused:invalid").count(), 12, "{text}");
     assert_eq!(text.matches("refused:permission_denied").count(), 1);
-    c.record_consent(consent(&h, "bank-1", InfoItems::ALL, now))
-        .await
-        .unwrap();
+    let req = consent(&mut c, &h, "bank-1", InfoItems::ALL, now).await;
+    c.record_consent(req).await.unwrap();
     assert!(c.query(query("bank-1", &h.serial)).await.is_ok());
 }
 
@@ -317,14 +336,11 @@ async fn a_replica_that_is_not_caught_up_answers_unavailable() {
     w.svc.readiness().set_catching_up();
     let e = c.query(query("bank-1", &h.serial)).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-    let e = c
-        .record_consent(consent(&h, "bank-1", InfoItems::ALL, UnixTime::now()))
-        .await
-        .unwrap_err();
+    let req = consent(&mut c, &h, "bank-1", InfoItems::ALL, UnixTime::now()).await;
+    let e = c.record_consent(req).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     w.svc.readiness().set_current();
-    c.record_consent(consent(&h, "bank-1", InfoItems::ALL, UnixTime::now()))
-        .await
-        .unwrap();
+    let req = consent(&mut c, &h, "bank-1", InfoItems::ALL, UnixTime::now()).await;
+    c.record_consent(req).await.unwrap();
     assert!(c.query(query("bank-1", &h.serial)).await.is_ok());
 }

@@ -44,27 +44,24 @@ async fn seeds_flow_over_mutual_tls() {
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
 
     // Consents: H1, H3, H4 all items; H2 (an RSA key) only its address.
-    let h1_consent = consent(&h1, "bank-1", InfoItems::ALL, now);
+    let h1_consent = consent(&mut c, &h1, "bank-1", InfoItems::ALL, now).await;
     for req in [
         h1_consent.clone(),
-        consent(&h3, "bank-1", InfoItems::ALL, now),
-        consent(&h4, "bank-1", InfoItems::ALL, now),
+        consent(&mut c, &h3, "bank-1", InfoItems::ALL, now).await,
+        consent(&mut c, &h4, "bank-1", InfoItems::ALL, now).await,
     ] {
         let r = c.record_consent(req).await.unwrap().into_inner();
         assert_eq!(r.state, pb::ConsentState::Active as i32);
         assert_eq!(r.items.len(), 4);
     }
-    let r = c
-        .record_consent(consent(&h2, "bank-1", InfoItems::ADDRESS, now))
-        .await
-        .unwrap()
-        .into_inner();
+    let req = consent(&mut c, &h2, "bank-1", InfoItems::ADDRESS, now).await;
+    let r = c.record_consent(req).await.unwrap().into_inner();
     assert_eq!(r.items, vec![pb::InfoItem::Address as i32]);
     // The term: 10 years counted from the next day.
     assert!(r.expires_at > now.0 + 10 * YEAR && r.expires_at < now.0 + 10 * YEAR + 5 * 86_400);
 
     // A consent whose signature is not the holder's is refused.
-    let mut forged = consent(&h5, "bank-1", InfoItems::ALL, now);
+    let mut forged = consent(&mut c, &h5, "bank-1", InfoItems::ALL, now).await;
     forged.signature = h1
         .key
         .sign(&shikko_core::consent::consent_statement(
@@ -72,12 +69,13 @@ async fn seeds_flow_over_mutual_tls() {
             InfoItems::ALL,
             &h5.serial,
             now,
+            &forged.challenge,
         ))
         .unwrap();
     let e = c.record_consent(forged).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     // A statement signed for other items does not prove these.
-    let mut widened = consent(&h5, "bank-1", InfoItems::ADDRESS, now);
+    let mut widened = consent(&mut c, &h5, "bank-1", InfoItems::ADDRESS, now).await;
     widened.items = vec![pb::InfoItem::Name as i32, pb::InfoItem::Address as i32];
     assert_eq!(
         c.record_consent(widened).await.unwrap_err().code(),
@@ -92,18 +90,59 @@ async fn seeds_flow_over_mutual_tls() {
         },
         UnixTime(UnixTime::now().0 - 30),
     );
-    let e = c
-        .record_consent(consent(&h6, "bank-1", InfoItems::ALL, now))
-        .await
-        .unwrap_err();
+    let req = consent(&mut c, &h6, "bank-1", InfoItems::ALL, now).await;
+    let e = c.record_consent(req).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     assert!(e.message().contains("not good now"), "{e:?}");
     // A provider this operator does not act for.
+    let req = consent(&mut c, &h5, "bank-2", InfoItems::ALL, now).await;
+    let e = c.record_consent(req).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+
+    // The challenge: the service's own, for this operator and provider,
+    // once. Without one, or with one made up, nothing is recorded.
+    let h7 = w.holder("H7", 0x7001, KeyAlgorithm::EcdsaP256);
     let e = c
-        .record_consent(consent(&h5, "bank-2", InfoItems::ALL, now))
+        .record_consent(signed_consent(&h7, "bank-1", InfoItems::ALL, now, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let made_up = "01".repeat(41);
+    let e = c
+        .record_consent(signed_consent(&h7, "bank-1", InfoItems::ALL, now, &made_up))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("not one this service issued"), "{e:?}");
+    // Another operator's challenge (acting for the same bank) does not do.
+    let op2 = w.register("op-2", 2).await;
+    let mut c2 = w.client(Some(&op2)).await;
+    let theirs = consent(&mut c2, &h7, "bank-1", InfoItems::ALL, now).await;
+    let e = c.record_consent(theirs.clone()).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    // Its own operator records it; the same signature again is the same
+    // record (a retry); a new signature over the used challenge is refused.
+    let first = c2
+        .record_consent(theirs.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let again = c2
+        .record_consent(theirs.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again);
+    let reused = signed_consent(
+        &h7,
+        "bank-1",
+        InfoItems::ADDRESS,
+        UnixTime(now.0 + 1),
+        &theirs.challenge,
+    );
+    let e = c2.record_consent(reused).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("used already"), "{e:?}");
 
     // Before anything happens: unchanged, no data.
     let a = c
@@ -271,10 +310,8 @@ async fn seeds_flow_over_mutual_tls() {
         .into_inner();
     assert_eq!(replay.state, pb::ConsentState::Withdrawn as i32);
     // Another signature dated before the withdrawal does not revive it.
-    let e = c
-        .record_consent(consent(&h1, "bank-1", InfoItems::ALL, now))
-        .await
-        .unwrap_err();
+    let req = consent(&mut c, &h1, "bank-1", InfoItems::ALL, now).await;
+    let e = c.record_consent(req).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     assert_eq!(
         c.query(query("bank-1", &h1.serial))

@@ -72,8 +72,7 @@ impl RegistryProcess {
             Arc::new(Registry::new(store.clone(), metrics.registry()).context("registry metrics")?);
         let grpc = bind(section.grpc_listen, "gRPC").await?;
         let metrics_listener = bind(telemetry.metrics_listen, "metrics").await?;
-        let routes = GrpcRoutes::new(shikko_proto::FILE_DESCRIPTOR_SET)
-            .service(registry.clone().into_service());
+        let routes = GrpcRoutes::new(shikko_access::api()).service(registry.clone().into_service());
         Ok(RegistryProcess {
             store,
             registry,

@@ -75,6 +75,7 @@
 pub mod authz;
 pub mod config;
 pub mod http_server;
+pub mod limits;
 pub mod metrics_server;
 pub mod role;
 pub mod server;
@@ -87,6 +88,7 @@ pub use config::{
     ConfigError, EXIT_CONFIG, HttpConfig, LogFormat, ShutdownConfig, TelemetryConfig, load_toml,
 };
 pub use http_server::{HttpLimits, serve_http};
+pub use limits::{Api, MethodLimits};
 pub use metrics_server::serve_metrics;
 pub use role::{
     Context, RoleConfig, RoleError, RoleResult, announce, announce_addrs, bind, http_limits,
@@ -95,7 +97,7 @@ pub use role::{
 pub use server::{GrpcRoutes, RoleServer, Security, ServeError};
 pub use shutdown::{Shutdown, drain_with_timeout, shutdown_signal};
 pub use telemetry::{Metrics, MetricsError, TelemetryError, init_tracing};
-pub use tls::{ClientTls, ServerTls, TlsConfig, TlsError, TlsFiles};
+pub use tls::{AcceptLimits, ClientTls, ServerTls, TlsConfig, TlsError, TlsFiles};
 
 /// The `prometheus` crate this one is built on, so that roles name metric
 /// types (`IntCounterVec`, `HistogramOpts`, ...) from the same version.

@@ -10,14 +10,14 @@
 //! #     metrics: shikko_runtime::Metrics,
 //! #     grpc: tokio::net::TcpListener,
 //! #     metrics_listener: tokio::net::TcpListener,
-//! #     descriptors: &'static [u8],
+//! #     api: shikko_runtime::limits::Api,
 //! # ) -> Result<(), shikko_runtime::server::ServeError> {
 //! use shikko_runtime::server::{GrpcRoutes, RoleServer};
 //! let shutdown = shikko_runtime::Shutdown::new();
 //! RoleServer::new("example", metrics, metrics_listener)
 //!     .grpc(
 //!         grpc,
-//!         GrpcRoutes::new(descriptors),
+//!         GrpcRoutes::new(api),
 //!         shikko_runtime::Security::InsecureLoopback,
 //!     )
 //!     .serve(shutdown, std::time::Duration::from_secs(10))
@@ -37,6 +37,7 @@ use tonic::server::NamedService;
 use tonic::service::Routes;
 
 use crate::authz::{Authorize, AuthzLayer};
+use crate::limits::{Api, LimitsLayer};
 use crate::tls::{AcceptLimits, Reload, ServerTls};
 use crate::{HttpLimits, Metrics, Shutdown};
 
@@ -111,6 +112,7 @@ pub struct GrpcRoutes {
     routes: Routes,
     names: Vec<&'static str>,
     descriptors: Vec<&'static [u8]>,
+    api: Api,
 }
 
 impl std::fmt::Debug for GrpcRoutes {
@@ -122,13 +124,15 @@ impl std::fmt::Debug for GrpcRoutes {
 }
 
 impl GrpcRoutes {
-    /// No services yet; `descriptors` is an encoded `FileDescriptorSet` of
-    /// the services to be added (for reflection).
-    pub fn new(descriptors: &'static [u8]) -> GrpcRoutes {
+    /// No services yet; `api` describes the services to be added (for
+    /// reflection) and the limits of their methods (enforced on every call:
+    /// [`crate::limits`]).
+    pub fn new(api: Api) -> GrpcRoutes {
         GrpcRoutes {
             routes: Routes::default(),
             names: Vec::new(),
-            descriptors: vec![descriptors],
+            descriptors: vec![api.descriptors],
+            api,
         }
     }
 
@@ -191,6 +195,7 @@ enum Transport {
     Public {
         tls: Arc<ServerTls>,
         reload_every: Duration,
+        limits: AcceptLimits,
     },
 }
 
@@ -217,7 +222,7 @@ impl InternalMetrics {
             )?,
             handshakes_failed: metrics.register_int_counter_vec(
                 "shikko_tls_handshakes_failed_total",
-                "Internal TLS handshakes that failed (no or untrusted client certificate, timeout), by reason.",
+                "TLS handshakes that failed (refused: no or untrusted client certificate; timeout), and connections closed for their address's count (peer_limit), by reason.",
                 &["reason"],
             )?,
         })
@@ -277,20 +282,25 @@ impl RoleServer {
     /// A public gRPC endpoint over TLS as `tls` says
     /// ([`ServerTls::load_public`]: clients may withhold a certificate; the
     /// services on it authenticate their callers themselves). Handshakes
-    /// are bounded in time and number as on the internal ports, and the
-    /// files are read again every `reload_every` (a renewed server
-    /// certificate without a restart).
+    /// and connections are bounded as `limits` says (in time, number, per
+    /// peer, idle time), and the files are read again every `reload_every`
+    /// (a renewed server certificate without a restart).
     pub fn grpc_tls(
         mut self,
         listener: TcpListener,
         routes: GrpcRoutes,
         tls: Arc<ServerTls>,
         reload_every: Duration,
+        limits: AcceptLimits,
     ) -> RoleServer {
         self.grpc.push(GrpcEndpoint {
             listener,
             routes,
-            transport: Transport::Public { tls, reload_every },
+            transport: Transport::Public {
+                tls,
+                reload_every,
+                limits,
+            },
         });
         self
     }
@@ -320,7 +330,16 @@ impl RoleServer {
         let mut tasks: Vec<(&'static str, JoinHandle<Result<(), ServeError>>)> = Vec::new();
         let mut health_reporters = Vec::new();
         let mut internal_metrics: Option<InternalMetrics> = None;
+        let limited = self
+            .metrics
+            .register_int_counter_vec(
+                "shikko_grpc_limited_total",
+                "gRPC calls refused by their method's limits, by method and reason (concurrency, timeout, message_size).",
+                &["method", "reason"],
+            )
+            .map_err(|source| ServeError::Metrics { role, source })?;
         for ep in self.grpc {
+            let limits = LimitsLayer::new(&ep.routes.api, limited.clone());
             let addr = ep
                 .listener
                 .local_addr()
@@ -365,17 +384,23 @@ impl RoleServer {
             };
             let stop = shutdown.wait_owned();
             let task = match ep.transport {
-                Transport::Public { tls, reload_every } => {
+                Transport::Public {
+                    tls,
+                    reload_every,
+                    limits: accept,
+                } => {
                     let metrics = internal_metrics_of(&mut internal_metrics, &self.metrics, role)?;
                     let incoming = tls_incoming(
                         ep.listener,
                         tls,
                         reload_every,
+                        accept,
                         metrics.handshakes_failed.clone(),
                         &shutdown,
                     );
                     tokio::spawn(async move {
-                        tonic::transport::Server::builder()
+                        grpc_server()
+                            .layer(limits)
                             .add_routes(routes)
                             .serve_with_incoming_shutdown(incoming, stop)
                             .await
@@ -394,7 +419,8 @@ impl RoleServer {
                     tracing::warn!(role, %addr, "internal gRPC endpoint WITHOUT TLS or authorization (insecure_loopback_only)");
                     let incoming = nodelay_incoming(ep.listener);
                     tokio::spawn(async move {
-                        tonic::transport::Server::builder()
+                        grpc_server()
+                            .layer(limits)
                             .add_routes(routes)
                             .serve_with_incoming_shutdown(incoming, stop)
                             .await
@@ -411,12 +437,13 @@ impl RoleServer {
                         ep.listener,
                         tls,
                         reload_every,
+                        AcceptLimits::default(),
                         metrics.handshakes_failed.clone(),
                         &shutdown,
                     );
                     let layer = AuthzLayer::new(policy, metrics.denied);
                     tokio::spawn(async move {
-                        tonic::transport::Server::builder()
+                        grpc_server()
                             // A peer's certificate is checked at the handshake
                             // only: connections are renewed (GOAWAY, then closed
                             // after a grace), so that a revoked or expired
@@ -424,7 +451,10 @@ impl RoleServer {
                             // within this, not never. Followers reconnect.
                             .max_connection_age(INTERNAL_CONNECTION_AGE)
                             .max_connection_age_grace(INTERNAL_CONNECTION_GRACE)
+                            // Who first (a refused caller takes no place),
+                            // then how much.
                             .layer(layer)
+                            .layer(limits)
                             .add_routes(routes)
                             .serve_with_incoming_shutdown(incoming, stop)
                             .await
@@ -527,29 +557,31 @@ fn internal_metrics_of(
     Ok(m)
 }
 
+/// A gRPC server as every endpoint has it: HTTP/2 keepalive pings every
+/// minute, a peer that does not answer one within 20 s is gone (its
+/// streams end, a dead follower does not hold a feed).
+fn grpc_server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+}
+
 /// The TLS connections of `listener` through the bounded acceptor, its
 /// files read again every `reload_every` until `shutdown`.
 fn tls_incoming(
     listener: TcpListener,
     tls: Arc<ServerTls>,
     reload_every: Duration,
+    limits: AcceptLimits,
     failed: prometheus::IntCounterVec,
     shutdown: &Shutdown,
-) -> tokio_stream::wrappers::ReceiverStream<
-    std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
-> {
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<crate::tls::TlsConn>> {
     crate::tls::spawn_reloader(
         tls.clone() as Arc<dyn Reload>,
         reload_every,
         shutdown.wait_owned(),
     );
-    crate::tls::accept_tls(
-        listener,
-        tls,
-        AcceptLimits::default(),
-        failed,
-        shutdown.wait_owned(),
-    )
+    crate::tls::accept_tls(listener, tls, limits, failed, shutdown.wait_owned())
 }
 
 /// How long an internal mutual-TLS connection lives before the server asks

@@ -600,38 +600,210 @@ pub struct AcceptLimits {
     /// Handshakes in progress at once; more connections wait in the
     /// kernel's backlog.
     pub max_handshakes: usize,
+    /// Connections open at once (handshaking or established); more wait
+    /// in the kernel's backlog until one closes.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address; more are closed as
+    /// soon as accepted (counted in the failed handshakes, reason
+    /// `peer_limit`), so that one client cannot take every slot.
+    pub max_per_peer: usize,
+    /// A connection on which nothing is read or written for this long is
+    /// closed (`None`: never for being idle).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for AcceptLimits {
+    /// For internal endpoints: callers are few, known and long-lived.
     fn default() -> Self {
         AcceptLimits {
             handshake_timeout: Duration::from_secs(10),
             max_handshakes: 256,
+            max_connections: 4096,
+            max_per_peer: usize::MAX,
+            idle_timeout: None,
         }
     }
 }
 
+/// Connections open per IP address, shared by a listener's connections.
+type PeerCounts = Arc<Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One connection's place in its peer's count, given back on drop.
+struct PeerSlot {
+    counts: PeerCounts,
+    ip: std::net::IpAddr,
+}
+
+impl PeerSlot {
+    /// A place for `ip`, unless it holds `max` already.
+    fn take(counts: &PeerCounts, ip: std::net::IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut map = counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A connection accepted within [`AcceptLimits`]: it holds its places
+/// (in the listener's connections and in its peer's) until dropped, and
+/// fails its reads once idle past the limit (the server then closes it).
+pub struct LimitedConn<S> {
+    inner: S,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _peer: Option<PeerSlot>,
+    idle: Option<(Duration, std::pin::Pin<Box<tokio::time::Sleep>>)>,
+}
+
+impl<S> std::fmt::Debug for LimitedConn<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimitedConn").finish_non_exhaustive()
+    }
+}
+
+impl<S> LimitedConn<S> {
+    fn touch(&mut self) {
+        if let Some((d, sleep)) = &mut self.idle {
+            sleep.as_mut().reset(tokio::time::Instant::now() + *d);
+        }
+    }
+
+    /// Whether the connection has been idle past its limit (registering
+    /// `cx` to be woken when it will have been).
+    fn idled(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        match &mut self.idle {
+            Some((_, sleep)) => std::future::Future::poll(sleep.as_mut(), cx).is_ready(),
+            None => false,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for LimitedConn<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.touch();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if self.idled(cx) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection idle past its limit",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for LimitedConn<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected
+    for LimitedConn<S>
+{
+    type ConnectInfo = S::ConnectInfo;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+/// A connection of [`accept_tls`].
+pub type TlsConn = LimitedConn<tokio_rustls::server::TlsStream<TcpStream>>;
+
 /// The TLS connections of `listener`, handshakes done (each on its own
-/// task, bounded in time and number), until `stop`. Failed handshakes
-/// (no certificate, an unknown or revoked one, a timeout) count in
-/// `failed` by reason (`refused`, `timeout`).
+/// task, bounded in time and number), within `limits` (connections at
+/// once, per peer, idle time), until `stop`. Failed handshakes (no
+/// certificate, an unknown or revoked one, a timeout) and connections
+/// refused for their peer's count are counted in `failed` by reason
+/// (`refused`, `timeout`, `peer_limit`).
 pub fn accept_tls(
     listener: TcpListener,
     tls: Arc<ServerTls>,
     limits: AcceptLimits,
     failed: prometheus::IntCounterVec,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> tokio_stream::wrappers::ReceiverStream<
-    std::io::Result<tokio_rustls::server::TlsStream<TcpStream>>,
-> {
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConn>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_handshakes.max(1)));
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.max_handshakes.max(1)));
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let peers: PeerCounts = Arc::default();
     tokio::spawn(async move {
         tokio::pin!(stop);
         loop {
+            let slot = tokio::select! {
+                () = &mut stop => return,
+                p = connections.clone().acquire_owned() => p,
+            };
+            let Ok(slot) = slot else { return };
             let permit = tokio::select! {
                 () = &mut stop => return,
-                p = permits.clone().acquire_owned() => p,
+                p = handshakes.clone().acquire_owned() => p,
             };
             let Ok(permit) = permit else { return };
             let (tcp, peer) = tokio::select! {
@@ -646,6 +818,18 @@ pub fn accept_tls(
                     }
                 },
             };
+            let peer_slot = if limits.max_per_peer == usize::MAX {
+                None
+            } else {
+                match PeerSlot::take(&peers, peer.ip(), limits.max_per_peer) {
+                    Some(s) => Some(s),
+                    None => {
+                        failed.with_label_values(&["peer_limit"]).inc();
+                        tracing::debug!(%peer, "connection refused: its address holds too many");
+                        continue;
+                    }
+                }
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
             let tx = tx.clone();
@@ -656,7 +840,16 @@ pub fn accept_tls(
                 drop(permit);
                 match done {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
+                        let idle = limits
+                            .idle_timeout
+                            .map(|d| (d, Box::pin(tokio::time::sleep(d))));
+                        let conn = LimitedConn {
+                            inner: stream,
+                            _slot: slot,
+                            _peer: peer_slot,
+                            idle,
+                        };
+                        let _ = tx.send(Ok(conn)).await;
                     }
                     // Counted, logged at debug only: a flood must not flood the log.
                     Ok(Err(e)) => {

@@ -24,7 +24,9 @@ async fn serves_health_reflection_and_metrics_then_drains() {
         RoleServer::new("test", metrics, metrics_listener)
             .grpc(
                 grpc,
-                GrpcRoutes::new(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                GrpcRoutes::new(shikko_runtime::Api::with_default_limits(
+                    tonic_health::pb::FILE_DESCRIPTOR_SET,
+                )),
                 shikko_runtime::Security::InsecureLoopback,
             )
             .on_shutdown(async move { ran.store(true, Ordering::SeqCst) })
@@ -110,9 +112,12 @@ async fn the_public_tls_endpoint_bounds_handshakes_and_serves_no_reflection() {
         RoleServer::new("test", Metrics::new("test").unwrap(), metrics_listener)
             .grpc_tls(
                 grpc,
-                GrpcRoutes::new(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                GrpcRoutes::new(shikko_runtime::Api::with_default_limits(
+                    tonic_health::pb::FILE_DESCRIPTOR_SET,
+                )),
                 tls,
                 Duration::from_secs(30),
+                shikko_runtime::AcceptLimits::default(),
             )
             .serve(shutdown.clone(), Duration::from_secs(2)),
     );
@@ -169,5 +174,190 @@ async fn the_public_tls_endpoint_bounds_handshakes_and_serves_no_reflection() {
         text.contains("shikko_tls_handshakes_failed_total{reason=\"timeout\"} 1"),
         "{text}"
     );
+    shutdown.trigger();
+}
+
+fn metrics_text(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut t = String::new();
+    s.read_to_string(&mut t).unwrap();
+    t
+}
+
+/// Each method's limits, enforced by the layer on every endpoint: the size
+/// of a request message, and the calls in progress at once (a response
+/// stream holds its place until it ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_are_held_to_their_limits() {
+    use tokio_stream::StreamExt;
+    static LIMITS: &[(&str, shikko_runtime::MethodLimits)] = &[(
+        "/grpc.health.v1.Health/Watch",
+        shikko_runtime::MethodLimits {
+            max_message_bytes: 1024,
+            concurrency: 1,
+            timeout_secs: 30,
+        },
+    )];
+    let api = shikko_runtime::Api {
+        descriptors: tonic_health::pb::FILE_DESCRIPTOR_SET,
+        limits: LIMITS,
+        default_limits: shikko_runtime::MethodLimits::DEFAULT,
+    };
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (grpc_addr, metrics_addr) = (
+        grpc.local_addr().unwrap(),
+        metrics_listener.local_addr().unwrap(),
+    );
+    let shutdown = Shutdown::new();
+    tokio::spawn(
+        RoleServer::new("test", Metrics::new("test").unwrap(), metrics_listener)
+            .grpc(
+                grpc,
+                GrpcRoutes::new(api),
+                shikko_runtime::Security::InsecureLoopback,
+            )
+            .serve(shutdown.clone(), Duration::from_secs(2)),
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .max_encoding_message_size(1 << 20);
+    let req = |n: usize| tonic_health::pb::HealthCheckRequest {
+        service: "x".repeat(n),
+    };
+    // Check has the default limits (64 KiB): a message over them is refused.
+    let e = health.check(req(100 << 10)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("larger than its limit"), "{e:?}");
+    // Under them, the service answers (NOT_FOUND: no such service name).
+    let e = health.check(req(10 << 10)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    // Watch: 1 KiB, one at a time.
+    let e = health.watch(req(2048)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    let mut first = health.watch(req(0)).await.unwrap().into_inner();
+    assert!(first.next().await.unwrap().is_ok());
+    let e = health.watch(req(0)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("calls in progress"), "{e:?}");
+    // The stream ended: its place is free again.
+    drop(first);
+    let mut again = None;
+    for _ in 0..50 {
+        match health.watch(req(0)).await {
+            Ok(s) => {
+                again = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(
+        again.is_some(),
+        "the place of an ended stream is given back"
+    );
+    let text = metrics_text(metrics_addr);
+    for line in [
+        "shikko_grpc_limited_total{method=\"other\",reason=\"message_size\"} 1",
+        "shikko_grpc_limited_total{method=\"/grpc.health.v1.Health/Watch\",reason=\"message_size\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    assert!(
+        text.contains("shikko_grpc_limited_total{method=\"/grpc.health.v1.Health/Watch\",reason=\"concurrency\"}"),
+        "{text}"
+    );
+    shutdown.trigger();
+}
+
+/// The public TLS endpoint's connections: at most so many from one
+/// address (more are closed when accepted, counted), and a connection
+/// silent past the idle limit is closed (its place given back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_tls_endpoint_bounds_connections_per_peer_and_idle_time() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ids = shikko_testkit::identities::Identities::create(dir.path()).unwrap();
+    let files = shikko_runtime::TlsFiles {
+        cert: ids.cert("info"),
+        key: ids.key("info"),
+        ca: ids.ca(),
+        crls: Vec::new(),
+    };
+    let tls = Arc::new(shikko_runtime::ServerTls::load_public(&files).unwrap());
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (grpc_addr, metrics_addr) = (
+        grpc.local_addr().unwrap(),
+        metrics_listener.local_addr().unwrap(),
+    );
+    let shutdown = Shutdown::new();
+    tokio::spawn(
+        RoleServer::new("test", Metrics::new("test").unwrap(), metrics_listener)
+            .grpc_tls(
+                grpc,
+                GrpcRoutes::new(shikko_runtime::Api::with_default_limits(
+                    tonic_health::pb::FILE_DESCRIPTOR_SET,
+                )),
+                tls,
+                Duration::from_secs(30),
+                shikko_runtime::AcceptLimits {
+                    max_per_peer: 2,
+                    idle_timeout: Some(Duration::from_secs(2)),
+                    ..shikko_runtime::AcceptLimits::default()
+                },
+            )
+            .serve(shutdown.clone(), Duration::from_secs(2)),
+    );
+    let connect = || async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("https://{grpc_addr}"))
+            .unwrap()
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(
+                        std::fs::read(ids.ca()).unwrap(),
+                    ))
+                    .domain_name("localhost"),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
+        h.check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+        h
+    };
+    let (_a, _b) = (connect().await, connect().await);
+    // A third from the same address: closed at once.
+    let mut third = tokio::net::TcpStream::connect(grpc_addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("closed at once, not after the handshake timeout");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(
+        metrics_text(metrics_addr)
+            .contains("shikko_tls_handshakes_failed_total{reason=\"peer_limit\"} 1"),
+    );
+    // The two fall silent: closed after the idle limit, their places free.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut fourth = tokio::net::TcpStream::connect(grpc_addr).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(1), fourth.read(&mut buf)).await;
+    assert!(
+        waited.is_err(),
+        "admitted (waiting for its handshake): {waited:?}"
+    );
+    let _c = connect().await;
     shutdown.trigger();
 }

@@ -78,6 +78,15 @@ impl Store {
         w.set_sync(true);
         Ok(self.db.write_opt(batch, &w)?)
     }
+
+    /// Deletes the keys `from <= key < to` (a range tombstone, compacted
+    /// away later): for pruning records whose keys sort by time. Not synced:
+    /// a crash at worst keeps what was to be pruned.
+    pub fn info_delete_range(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf(cf::INFO), from, to);
+        Ok(self.db.write(batch)?)
+    }
 }
 
 #[cfg(test)]

@@ -292,24 +292,48 @@ impl World {
     }
 }
 
-/// A consent request signed by the holder.
-pub fn consent(
+/// A consent request signed by the holder, with a challenge `c` asked for
+/// (as an operator does). When the service refuses the challenge (an
+/// operator that does not act for `provider`, a service catching up), the
+/// request carries none, and the service refuses it for that same reason.
+pub async fn consent(
+    c: &mut pb::info_client::InfoClient<Channel>,
     h: &Holder,
     provider: &str,
     items: InfoItems,
     granted_at: UnixTime,
+) -> pb::RecordConsentRequest {
+    let challenge = c
+        .consent_challenge(pb::ConsentChallengeRequest {
+            provider: provider.into(),
+        })
+        .await
+        .map(|r| r.into_inner().challenge)
+        .unwrap_or_default();
+    signed_consent(h, provider, items, granted_at, &challenge)
+}
+
+/// A consent request signed by the holder over `challenge`.
+pub fn signed_consent(
+    h: &Holder,
+    provider: &str,
+    items: InfoItems,
+    granted_at: UnixTime,
+    challenge: &str,
 ) -> pb::RecordConsentRequest {
     let statement = consent_statement(
         &ProviderId::new(provider).unwrap(),
         items,
         &h.serial,
         granted_at,
+        challenge,
     );
     pb::RecordConsentRequest {
         provider: provider.into(),
         items: shikko_info::grpc::items_to_pb(items),
         signing_certificate: h.cert_der.clone(),
         granted_at: granted_at.0,
+        challenge: challenge.into(),
         signature: h.key.sign(&statement).unwrap(),
     }
 }
