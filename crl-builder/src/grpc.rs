@@ -130,59 +130,62 @@ impl pb::crl_publisher_server::CrlPublisher for CrlService {
             }
         })?;
         let first = info(&published);
-        let (tx, rx) = mpsc::channel(4);
         if req.if_none_match.as_deref() == Some(first.etag.as_str()) {
-            let _ = tx
-                .send(Ok(pb::CrlChunk {
-                    info: Some(first),
-                    data: Vec::new(),
-                    offset: 0,
-                    not_modified: true,
-                }))
-                .await;
-        } else {
-            // Reads on a blocking thread from the opened file: a rebuild
-            // renaming a new CRL in place does not disturb this download.
-            tokio::task::spawn_blocking(move || {
-                let mut file = file;
-                let mut info = Some(first);
-                let mut offset = 0u64;
-                if file.seek(SeekFrom::Start(0)).is_err() {
-                    let _ = tx.blocking_send(Err(Status::internal("the CRL cannot be read")));
-                    return;
-                }
-                loop {
-                    let mut buf = vec![0u8; chunk];
-                    let mut filled = 0;
-                    while filled < chunk {
-                        match file.read(&mut buf[filled..]) {
-                            Ok(0) => break,
-                            Ok(n) => filled += n,
-                            Err(_) => {
-                                let _ = tx
-                                    .blocking_send(Err(Status::internal("the CRL cannot be read")));
-                                return;
-                            }
-                        }
-                    }
-                    if filled == 0 && info.is_none() {
-                        return;
-                    }
-                    buf.truncate(filled);
-                    let msg = pb::CrlChunk {
-                        info: info.take(),
-                        data: buf,
-                        offset,
-                        not_modified: false,
-                    };
-                    offset += filled as u64;
-                    if tx.blocking_send(Ok(msg)).is_err() || filled < chunk {
-                        return;
-                    }
-                }
-            });
+            let chunk = pb::CrlChunk {
+                info: Some(first),
+                data: Vec::new(),
+                offset: 0,
+                not_modified: true,
+            };
+            return Ok(Response::new(Box::pin(futures::stream::iter([Ok(chunk)]))));
         }
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // Read from the opened file (a rebuild renaming a new CRL in place
+        // does not disturb this download), a chunk when the client has taken
+        // the one before: a client that stops reading holds no thread.
+        struct Reading {
+            file: std::fs::File,
+            info: Option<pb::CrlInfo>,
+            offset: u64,
+            done: bool,
+        }
+        let reading = Reading {
+            file,
+            info: Some(first),
+            offset: 0,
+            done: false,
+        };
+        let chunks = shikko_runtime::stream::blocking_stream(reading, move |r: &mut Reading| {
+            if r.done {
+                return Ok(None);
+            }
+            let unreadable = || Status::internal("the CRL cannot be read");
+            if r.offset == 0 {
+                r.file.seek(SeekFrom::Start(0)).map_err(|_| unreadable())?;
+            }
+            let mut buf = vec![0u8; chunk];
+            let mut filled = 0;
+            while filled < chunk {
+                match r.file.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(_) => return Err(unreadable()),
+                }
+            }
+            if filled == 0 && r.info.is_none() {
+                return Ok(None);
+            }
+            buf.truncate(filled);
+            let msg = pb::CrlChunk {
+                info: r.info.take(),
+                data: buf,
+                offset: r.offset,
+                not_modified: false,
+            };
+            r.offset += filled as u64;
+            r.done = filled < chunk;
+            Ok(Some(msg))
+        });
+        Ok(Response::new(chunks))
     }
 
     type WatchStream = BoxStream<pb::CrlInfo>;

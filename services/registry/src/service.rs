@@ -348,33 +348,32 @@ impl RegistryApi for RegistryService {
             0 => DEFAULT_SCAN_CHUNK,
             n => (n as usize).min(MAX_SCAN_CHUNK),
         };
-        let (tx, rx) = mpsc::channel(2);
+        // A page of the index per chunk, read when the client has taken the
+        // chunk before: a client that stops reading holds no thread and no
+        // RocksDB iterator (which would pin old files), only its cursor.
         let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut entries = Vec::with_capacity(chunk);
-            for item in store.revoked(kind, partition) {
-                match item {
-                    Ok(e) => entries.push(pb::RevokedEntry::from(&e)),
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(Status::from(Error::from(e))));
-                        return;
-                    }
+        let pages = shikko_runtime::stream::blocking_stream(
+            (None::<Vec<u8>>, false),
+            move |(after, done): &mut (Option<Vec<u8>>, bool)| {
+                if *done {
+                    return Ok(None);
                 }
-                if entries.len() == chunk {
-                    let full = std::mem::replace(&mut entries, Vec::with_capacity(chunk));
-                    if tx
-                        .blocking_send(Ok(pb::RevokedChunk { entries: full }))
-                        .is_err()
-                    {
-                        return;
-                    }
+                let (entries, next) = store
+                    .revoked_page(kind, partition, after.as_deref(), chunk)
+                    .map_err(|e| Status::from(Error::from(e)))?;
+                match next {
+                    Some(k) => *after = Some(k),
+                    None => *done = true,
                 }
-            }
-            if !entries.is_empty() {
-                let _ = tx.blocking_send(Ok(pb::RevokedChunk { entries }));
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+                if entries.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(pb::RevokedChunk {
+                    entries: entries.iter().map(pb::RevokedEntry::from).collect(),
+                }))
+            },
+        );
+        Ok(Response::new(pages))
     }
 
     async fn checkpoint(

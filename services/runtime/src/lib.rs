@@ -80,6 +80,7 @@ pub mod metrics_server;
 pub mod role;
 pub mod server;
 pub mod shutdown;
+pub mod stream;
 pub mod telemetry;
 pub mod tls;
 

@@ -185,23 +185,48 @@ impl Store {
             })
             .map(move |item| {
                 let (k, v) = item?;
-                if k.len() != 5 + shikko_core::SERIAL_MAX_OCTETS {
-                    return Err(Error::Corrupt {
-                        cf: cf::REVOKED,
-                        why: "bad key length".into(),
-                    });
-                }
-                let mut part = [0u8; 4];
-                part.copy_from_slice(&k[1..5]);
-                let value = RevokedValue::decode(&v)?;
-                Ok(RevokedEntry {
-                    kind,
-                    partition: PartitionId(u32::from_be_bytes(part)),
-                    serial: keys::serial_from(&k[5..], cf::REVOKED)?,
-                    status: value.status,
-                    not_after: value.not_after,
-                })
+                revoked_entry(kind, &k, &v)
             })
+    }
+
+    /// A page of [`Store::revoked`]: at most `limit` entries after the index
+    /// key `after` (from the first when `None`), and the key to continue
+    /// after (`None` when this page ends the scan). Each page is read on its
+    /// own (nothing is held between pages): a scan in pages sees what was
+    /// written between them.
+    pub fn revoked_page(
+        &self,
+        kind: CertKind,
+        partition: Option<PartitionId>,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<RevokedEntry>, Option<Vec<u8>>)> {
+        let prefix = keys::revoked_prefix(kind, partition);
+        let mut it = self.db.raw_iterator_cf(self.cf(cf::REVOKED));
+        match after {
+            Some(k) => {
+                it.seek(k);
+                if it.key() == Some(k) {
+                    it.next();
+                }
+            }
+            None => it.seek(&prefix),
+        }
+        let mut out = Vec::new();
+        let mut last: Option<Vec<u8>> = None;
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if out.len() >= limit.max(1) {
+                return Ok((out, last));
+            }
+            out.push(revoked_entry(kind, k, v)?);
+            last = Some(k.to_vec());
+            it.next();
+        }
+        it.status()?;
+        Ok((out, None))
     }
 
     /// Every municipality (CRL partition) seen in an issued signing certificate.
@@ -214,6 +239,26 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// An entry of the revoked index, from its key and value.
+fn revoked_entry(kind: CertKind, k: &[u8], v: &[u8]) -> Result<RevokedEntry> {
+    if k.len() != 5 + shikko_core::SERIAL_MAX_OCTETS {
+        return Err(Error::Corrupt {
+            cf: cf::REVOKED,
+            why: "bad key length".into(),
+        });
+    }
+    let mut part = [0u8; 4];
+    part.copy_from_slice(&k[1..5]);
+    let value = RevokedValue::decode(v)?;
+    Ok(RevokedEntry {
+        kind,
+        partition: PartitionId(u32::from_be_bytes(part)),
+        serial: keys::serial_from(&k[5..], cf::REVOKED)?,
+        status: value.status,
+        not_after: value.not_after,
+    })
 }
 
 #[cfg(test)]

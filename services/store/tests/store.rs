@@ -249,6 +249,23 @@ fn revoked_index_follows_status_and_partitions() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(all.len(), 5);
+    // In pages of 2 (and of 1, and of more than all): the same entries, in order.
+    for size in [1, 2, 5, 100] {
+        let mut paged = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let (page, next) = store
+                .revoked_page(CertKind::CardSigning, None, after.as_deref(), size)
+                .unwrap();
+            assert!(page.len() <= size);
+            paged.extend(page);
+            match next {
+                Some(k) => after = Some(k),
+                None => break,
+            }
+        }
+        assert_eq!(paged, all, "pages of {size}");
+    }
     assert!(all.iter().all(|e| matches!(
         e.status,
         CertStatus::Revoked {
