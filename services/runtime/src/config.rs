@@ -240,6 +240,9 @@ pub struct HttpConfig {
     pub header_read_timeout_secs: u64,
     /// Open connections at most; more wait in the accept backlog. Default: `50000`.
     pub max_connections: usize,
+    /// An HTTP/2 connection without a request or a response for this many
+    /// seconds is closed, keep-alive pings notwithstanding. Default: `120`.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -248,12 +251,13 @@ impl Default for HttpConfig {
         HttpConfig {
             header_read_timeout_secs: d.header_read_timeout.as_secs(),
             max_connections: d.max_connections,
+            idle_timeout_secs: d.idle_timeout.as_secs(),
         }
     }
 }
 
 impl HttpConfig {
-    /// The limits, checked: a timeout of 1 to 3600 s, 1 to 1,000,000 connections.
+    /// The limits, checked: timeouts of 1 to 3600 s, 1 to 1,000,000 connections.
     pub fn limits(&self) -> Result<crate::http_server::HttpLimits, String> {
         if !(1..=3600).contains(&self.header_read_timeout_secs) {
             return Err("[http] header_read_timeout_secs must be 1 to 3600".into());
@@ -261,9 +265,13 @@ impl HttpConfig {
         if !(1..=1_000_000).contains(&self.max_connections) {
             return Err("[http] max_connections must be 1 to 1000000".into());
         }
+        if !(1..=3600).contains(&self.idle_timeout_secs) {
+            return Err("[http] idle_timeout_secs must be 1 to 3600".into());
+        }
         Ok(crate::http_server::HttpLimits {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             max_connections: self.max_connections,
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
         })
     }
 }

@@ -28,6 +28,10 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     /// Open connections at most.
     pub max_connections: usize,
+    /// An HTTP/2 connection without a request or a response for this long
+    /// is closed, keep-alive pings notwithstanding (HTTP/1 keep-alive
+    /// connections close after `header_read_timeout`).
+    pub idle_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -35,6 +39,7 @@ impl Default for HttpLimits {
         HttpLimits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 50_000,
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -98,6 +103,7 @@ pub async fn serve_http(
         ));
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         let first_byte = limits.header_read_timeout;
+        let idle = limits.idle_timeout;
         tokio::spawn(async move {
             // The first bytes tell HTTP/1 from HTTP/2; a client that sends
             // none within the header timeout is dropped here (hyper's own
@@ -108,7 +114,10 @@ pub async fn serve_http(
                 _ => return drop(permit),
             }
             let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(
+                    TokioIo::new(crate::idle::IdleStream::new(stream, Some(idle))),
+                    service,
+                )
                 .into_owned();
             // A client that goes away or times out is not an error of ours.
             let _ = watcher.watch(conn).await;
@@ -208,6 +217,7 @@ mod tests {
         let (addr, _stop) = start(HttpLimits {
             header_read_timeout: Duration::from_millis(300),
             max_connections: 100,
+            idle_timeout: Duration::from_secs(120),
         })
         .await;
         let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -241,6 +251,7 @@ mod tests {
         let (addr, _stop) = start(HttpLimits {
             header_read_timeout: Duration::from_millis(300),
             max_connections: 100,
+            idle_timeout: Duration::from_secs(120),
         })
         .await;
         // Whole at once: echoed.
@@ -276,6 +287,7 @@ mod tests {
         let (addr, _stop) = start(HttpLimits {
             header_read_timeout: Duration::from_millis(300),
             max_connections: 100,
+            idle_timeout: Duration::from_secs(120),
         })
         .await;
         let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -292,6 +304,7 @@ mod tests {
         let (addr, _stop) = start(HttpLimits {
             header_read_timeout: Duration::from_millis(500),
             max_connections: 2,
+            idle_timeout: Duration::from_secs(120),
         })
         .await;
         let idle1 = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -316,5 +329,43 @@ mod tests {
             .unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         drop(idle2);
+    }
+
+    /// An HTTP/2 connection (prior knowledge, as h2c clients and CDNs
+    /// speak it) that makes no request is closed after the idle timeout;
+    /// one within it is not.
+    #[tokio::test]
+    async fn an_idle_http2_connection_is_closed() {
+        async fn hello(s: &mut tokio::net::TcpStream) -> std::io::Result<()> {
+            let mut b = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+            // An empty SETTINGS frame.
+            b.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+            s.write_all(&b).await
+        }
+        let (addr, _stop) = start(HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 100,
+            idle_timeout: Duration::from_secs(1),
+        })
+        .await;
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        hello(&mut c).await.unwrap();
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "an idle HTTP/2 connection stays open");
+        // The server's SETTINGS came first: it spoke HTTP/2 before closing.
+        assert!(buf.len() >= 9 && buf[3] == 4, "{buf:?}");
+
+        let (addr, _stop) = start(HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 100,
+            idle_timeout: Duration::from_secs(30),
+        })
+        .await;
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        hello(&mut c).await.unwrap();
+        let open =
+            tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut Vec::new())).await;
+        assert!(open.is_err(), "closed before its idle timeout");
     }
 }

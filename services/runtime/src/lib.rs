@@ -75,6 +75,7 @@
 pub mod authz;
 pub mod config;
 pub mod http_server;
+pub mod idle;
 pub mod limits;
 pub mod metrics_server;
 pub mod role;

@@ -607,8 +607,9 @@ pub struct AcceptLimits {
     /// soon as accepted (counted in the failed handshakes, reason
     /// `peer_limit`), so that one client cannot take every slot.
     pub max_per_peer: usize,
-    /// A connection on which nothing is read or written for this long is
-    /// closed (`None`: never for being idle).
+    /// A connection without a request or a response for this long is
+    /// closed, HTTP/2 keep-alive pings notwithstanding (`None`: never for
+    /// being idle).
     pub idle_timeout: Option<Duration>,
 }
 
@@ -664,34 +665,17 @@ impl Drop for PeerSlot {
 
 /// A connection accepted within [`AcceptLimits`]: it holds its places
 /// (in the listener's connections and in its peer's) until dropped, and
-/// fails its reads once idle past the limit (the server then closes it).
+/// fails its reads once idle past the limit (no request or response; the
+/// server then closes it: [`crate::idle`]).
 pub struct LimitedConn<S> {
-    inner: S,
+    inner: crate::idle::IdleStream<S>,
     _slot: tokio::sync::OwnedSemaphorePermit,
     _peer: Option<PeerSlot>,
-    idle: Option<(Duration, std::pin::Pin<Box<tokio::time::Sleep>>)>,
 }
 
 impl<S> std::fmt::Debug for LimitedConn<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LimitedConn").finish_non_exhaustive()
-    }
-}
-
-impl<S> LimitedConn<S> {
-    fn touch(&mut self) {
-        if let Some((d, sleep)) = &mut self.idle {
-            sleep.as_mut().reset(tokio::time::Instant::now() + *d);
-        }
-    }
-
-    /// Whether the connection has been idle past its limit (registering
-    /// `cx` to be woken when it will have been).
-    fn idled(&mut self, cx: &mut std::task::Context<'_>) -> bool {
-        match &mut self.idle {
-            Some((_, sleep)) => std::future::Future::poll(sleep.as_mut(), cx).is_ready(),
-            None => false,
-        }
     }
 }
 
@@ -701,22 +685,7 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for LimitedConn<S> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        use std::task::Poll;
-        let before = buf.filled().len();
-        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    self.touch();
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending if self.idled(cx) => Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connection idle past its limit",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
@@ -726,27 +695,7 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for LimitedConn<S> 
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        r
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
-        }
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(
@@ -769,7 +718,7 @@ impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected
 {
     type ConnectInfo = S::ConnectInfo;
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+        self.inner.get_ref().connect_info()
     }
 }
 
@@ -840,14 +789,10 @@ pub fn accept_tls(
                 drop(permit);
                 match done {
                     Ok(Ok(stream)) => {
-                        let idle = limits
-                            .idle_timeout
-                            .map(|d| (d, Box::pin(tokio::time::sleep(d))));
                         let conn = LimitedConn {
-                            inner: stream,
+                            inner: crate::idle::IdleStream::new(stream, limits.idle_timeout),
                             _slot: slot,
                             _peer: peer_slot,
-                            idle,
                         };
                         let _ = tx.send(Ok(conn)).await;
                     }
