@@ -215,7 +215,9 @@ pub struct Limits {
     /// until it ends); one more is refused with RESOURCE_EXHAUSTED.
     pub concurrency: u32,
     /// How long the call may take to answer (to its first response, for a
-    /// stream); DEADLINE_EXCEEDED past it.
+    /// stream; for a request stream, reading all of it); DEADLINE_EXCEEDED
+    /// past it. 0: none (a request stream that runs as long as its caller
+    /// sends).
     pub timeout_secs: u32,
 }
 
@@ -264,7 +266,8 @@ pub const LIMITS: &[(&str, Limits)] = &[
         Limits {
             max_message_bytes: 64 * MIB,
             concurrency: 16,
-            timeout_secs: 30,
+            // The authority's stream runs as long as it sends.
+            timeout_secs: 0,
         },
     ),
     ("/shikko.v1.Registry/GetStatus", SMALL),
@@ -414,7 +417,9 @@ mod tests {
                 described.iter().any(|d| d == m),
                 "{m}: limits for no method"
             );
-            assert!(l.max_message_bytes >= 1024 && l.concurrency >= 1 && l.timeout_secs >= 1);
+            assert!(l.max_message_bytes >= 1024 && l.concurrency >= 1);
+            // Only a request stream may run without a time limit.
+            assert!(l.timeout_secs >= 1 || m.ends_with("Stream"), "{m}");
         }
         assert_eq!(limits("/grpc.health.v1.Health/Check"), DEFAULT_LIMITS);
         assert_eq!(
@@ -490,11 +495,14 @@ mod tests {
         }
         // And the limits, one row each.
         for (m, l) in LIMITS {
+            let within = match l.timeout_secs {
+                0 => "no limit".to_string(),
+                t => format!("{t} s"),
+            };
             let want = format!(
-                "| `{m}` | {} | {} | {} s |",
+                "| `{m}` | {} | {} | {within} |",
                 human_bytes(l.max_message_bytes),
                 l.concurrency,
-                l.timeout_secs
             );
             assert!(
                 doc.lines().any(|line| line == want),

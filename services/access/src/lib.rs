@@ -69,13 +69,15 @@ impl Authorize for InternalAccess {
         peer: Option<&[CertificateDer<'static>]>,
     ) -> Result<Caller, Denial> {
         let Some(leaf) = peer.and_then(<[_]>::first) else {
-            return Err(Denial::Unauthenticated("no client certificate"));
+            return Err(Denial::Unauthenticated(
+                "an internal identity is required: no client certificate",
+            ));
         };
         let role = match shikko_pki::identity_of(leaf.as_ref()) {
             Ok(Some(role)) => role,
             Ok(None) => {
                 return Err(Denial::Unauthenticated(
-                    "the client certificate names no internal identity",
+                    "an internal identity is required: the client certificate names none",
                 ));
             }
             Err(shikko_pki::Error::InvalidInput(why)) => {
@@ -84,12 +86,47 @@ impl Authorize for InternalAccess {
             }
             Err(_) => {
                 return Err(Denial::Unauthenticated(
-                    "the client certificate's identity does not decode",
+                    "an internal identity is required: the client certificate's does not decode",
                 ));
             }
         };
         let caller = Caller(Arc::from(role.as_str()));
         if access::admits(method, role.as_str()) {
+            Ok(caller)
+        } else {
+            Err(Denial::PermissionDenied(caller))
+        }
+    }
+
+    fn label(&self, method: &str) -> &'static str {
+        access::rule(method).map_or("unknown", |r| r.method)
+    }
+}
+
+/// The policy of the 4-information service's public port, ahead of the
+/// service's own checks (registered, not revoked, rate-limited, audited)
+/// and of the per-method limits: a call without a client certificate
+/// (which that port lets a client withhold, to say why in gRPC terms) is
+/// refused here, so an anonymous caller takes no place among a method's
+/// calls in progress. A certificate (of the operator CA: the handshake
+/// checked it) may call the `Info` service and health.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OperatorPort;
+
+impl Authorize for OperatorPort {
+    fn authorize(
+        &self,
+        method: &str,
+        peer: Option<&[CertificateDer<'static>]>,
+    ) -> Result<Caller, Denial> {
+        if peer.and_then(<[_]>::first).is_none() {
+            return Err(Denial::Unauthenticated(
+                "no client certificate: present the operator certificate the platform issued you",
+            ));
+        }
+        let caller = Caller(Arc::from(access::OPERATOR));
+        if access::admits(method, access::OPERATOR) || method.starts_with("/grpc.health.v1.Health/")
+        {
             Ok(caller)
         } else {
             Err(Denial::PermissionDenied(caller))

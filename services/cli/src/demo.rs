@@ -206,6 +206,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
             crate::info_role::demo_tls(&authority)?,
             shikko_info::process::PUBLIC_TLS_RELOAD,
             shikko_info::process::FrontDoor::default().accept_limits(),
+            Arc::new(shikko_access::OperatorPort),
         )
         .http(http_listener, app, shikko_runtime::HttpLimits::default())
         .on_shutdown(async move { closer.close_streams() })

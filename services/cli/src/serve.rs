@@ -70,6 +70,7 @@ pub(crate) async fn serve_registry(
                     tls,
                     shikko_info::process::PUBLIC_TLS_RELOAD,
                     limits,
+                    Arc::new(shikko_access::OperatorPort),
                 ),
                 None => server,
             },

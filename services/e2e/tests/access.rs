@@ -217,6 +217,41 @@ async fn every_internal_method_admits_exactly_the_identities_of_its_rule() {
         checked,
         internal_rules + access::SERVING_RULES.len() * endpoints.len()
     );
+
+    // The public Info service, on the operators' port: a TLS client without
+    // a certificate (which that port lets a client withhold) is refused by
+    // the port's layer, before the method's limits (it takes no place among
+    // its calls), told why, and counted; every described method.
+    let operators = info.field("info");
+    let anonymous = Endpoint::from_shared(format!("https://{operators}"))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(
+                    std::fs::read(&tls.client_ca).unwrap(),
+                ))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let public = described().remove("shikko.v1.Info").unwrap();
+    for method in &public {
+        let outcome = call(Ok(anonymous.clone()), method).await;
+        assert!(
+            matches!(&outcome, Err(s) if s.code() == Code::Unauthenticated && s.message().contains("operator certificate")),
+            "{method} without a certificate: {outcome:?}"
+        );
+    }
+    let (_, text) = shikko_testkit::process::http_get(&info.field("metrics"), "/metrics");
+    let text = String::from_utf8_lossy(&text);
+    for method in &public {
+        let line = format!(
+            "shikko_authz_denied_total{{method=\"{method}\",reason=\"unauthenticated\"}} 1"
+        );
+        assert!(text.contains(&line), "{line} in\n{text}");
+    }
 }
 
 /// The rule that looks at the request: a status-only follower (the CRL

@@ -99,6 +99,9 @@ pub(crate) struct Job {
     pub(crate) billing: Vec<(Billing, u64)>,
     pub(crate) puts: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) done: oneshot::Sender<Result<u64, String>>,
+    /// Held until the job is written (or failed), whether or not its caller
+    /// still waits: the locks and reservations its writes rely on.
+    pub(crate) hold: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 /// The writer's handle. Dropping it lets the writer finish what was sent
@@ -147,6 +150,21 @@ impl AuditLog {
         billing: Vec<(Billing, u64)>,
         puts: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<u64, InfoError> {
+        self.commit_holding(entries, billing, puts, Vec::new())
+            .await
+    }
+
+    /// [`AuditLog::commit`], holding `hold` (guards of locks and
+    /// reservations) until the job is written: a caller that goes away
+    /// (a cancelled call) does not release them early, while its job may
+    /// still be written.
+    pub(crate) async fn commit_holding(
+        &self,
+        entries: Vec<AuditEntry>,
+        billing: Vec<(Billing, u64)>,
+        puts: Vec<(Vec<u8>, Vec<u8>)>,
+        hold: Vec<Box<dyn std::any::Any + Send>>,
+    ) -> Result<u64, InfoError> {
         let (done, wait) = oneshot::channel();
         let stopped = || InfoError::Internal("the audit writer has stopped".into());
         self.tx
@@ -157,6 +175,7 @@ impl AuditLog {
                 billing,
                 puts,
                 done,
+                hold,
             })
             .map_err(|_| stopped())?;
         wait.await
@@ -241,12 +260,15 @@ fn writer(store: std::sync::Arc<Store>, rx: mpsc::Receiver<Job>, mut seq: u64, m
                 counters.extend(next_counters);
                 for (job, last) in jobs.into_iter().zip(last_of_job) {
                     let _ = job.done.send(Ok(last));
+                    // Written: what the job held may go.
+                    drop(job.hold);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "audit batch not written; its callers get an error");
                 for job in jobs {
                     let _ = job.done.send(Err(e.clone()));
+                    drop(job.hold);
                 }
             }
         }

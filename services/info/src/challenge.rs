@@ -12,8 +12,8 @@
 //! unexpired challenge are pruned.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SecureRandom;
@@ -59,17 +59,18 @@ pub(crate) struct Challenges {
     ttl_secs: i64,
     /// Challenges being used by a call in progress: a second call with
     /// the same challenge is refused until the first has finished.
-    in_use: Mutex<HashSet<[u8; NONCE]>>,
+    in_use: Arc<Mutex<HashSet<[u8; NONCE]>>>,
     last_prune: AtomicI64,
 }
 
-/// Marks a challenge in use until dropped.
-pub(crate) struct InUse<'a> {
-    set: &'a Mutex<HashSet<[u8; NONCE]>>,
+/// Marks a challenge in use until dropped (it goes with the audit job that
+/// writes the consent and the challenge's used-marker).
+pub(crate) struct InUse {
+    set: Arc<Mutex<HashSet<[u8; NONCE]>>>,
     nonce: [u8; NONCE],
 }
 
-impl Drop for InUse<'_> {
+impl Drop for InUse {
     fn drop(&mut self) {
         self.set
             .lock()
@@ -108,7 +109,7 @@ impl Challenges {
         Ok(Challenges {
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             ttl_secs: DEFAULT_CHALLENGE_SECS,
-            in_use: Mutex::new(HashSet::new()),
+            in_use: Arc::default(),
             last_prune: AtomicI64::new(0),
         })
     }
@@ -177,13 +178,17 @@ impl Challenges {
         {
             return Err(bad());
         }
-        if now.0 >= issued_at + self.ttl_secs || now.0 + SKEW_SECS < issued_at {
+        if now.0 >= issued_at.saturating_add(self.ttl_secs)
+            || now.0.saturating_add(SKEW_SECS) < issued_at
+        {
             return Err(InfoError::PermissionDenied(
                 "the consent challenge has expired: ask for a new one and have the holder sign again"
                     .into(),
             ));
         }
-        if granted_at.0 + SKEW_SECS < issued_at || granted_at.0 > now.0 + SKEW_SECS {
+        if granted_at.0.saturating_add(SKEW_SECS) < issued_at
+            || granted_at.0 > now.0.saturating_add(SKEW_SECS)
+        {
             return Err(InfoError::Invalid(
                 "the consent is dated before its challenge was issued, or in the future".into(),
             ));
@@ -196,7 +201,7 @@ impl Challenges {
 
     /// Takes a checked challenge for one call: refused when it was used
     /// (by a recorded consent) or is being used by another call.
-    pub(crate) fn reserve(&self, store: &Store, c: &Checked) -> Result<InUse<'_>, InfoError> {
+    pub(crate) fn reserve(&self, store: &Store, c: &Checked) -> Result<InUse, InfoError> {
         let used = || {
             InfoError::PermissionDenied(
                 "the consent challenge was used already: ask for a new one".into(),
@@ -211,7 +216,7 @@ impl Challenges {
             return Err(used());
         }
         let guard = InUse {
-            set: &self.in_use,
+            set: self.in_use.clone(),
             nonce: c.nonce,
         };
         if store
@@ -229,7 +234,9 @@ impl Challenges {
     }
 
     /// Deletes the markers of challenges that expired (at most once a
-    /// minute): no challenge they could refuse is still accepted.
+    /// minute): no challenge they could refuse is still accepted, whatever
+    /// validity is configured now or was when it was issued (markers are
+    /// kept for the longest a deployment may choose).
     pub(crate) fn prune(&self, store: &Store, now: UnixTime) -> Result<(), InfoError> {
         let last = self.last_prune.load(Ordering::Relaxed);
         if now.0 - last < 60
@@ -240,7 +247,7 @@ impl Challenges {
         {
             return Ok(());
         }
-        let horizon = now.0 - self.ttl_secs - SKEW_SECS;
+        let horizon = now.0.saturating_sub(MAX_CHALLENGE_SECS + SKEW_SECS);
         store.info_delete_range(
             keys::CHALLENGE_USED_PREFIX,
             &keys::challenge_used_before(horizon.max(0)),
@@ -338,16 +345,29 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+        let marked = |store: &Store| {
+            store
+                .info_get(&Challenges::used_marker(&checked).0)
+                .unwrap()
+                .is_some()
+        };
+        // Kept past this deployment's validity: a longer one (configured
+        // before a restart) could still accept the challenge.
         c.prune(
             &store,
             t.plus_secs(DEFAULT_CHALLENGE_SECS + SKEW_SECS + 120),
         )
         .unwrap();
-        assert!(
-            store
-                .info_get(&Challenges::used_marker(&checked).0)
-                .unwrap()
-                .is_none()
-        );
+        assert!(marked(&store));
+        c.prune(&store, t.plus_secs(MAX_CHALLENGE_SECS + SKEW_SECS + 240))
+            .unwrap();
+        assert!(!marked(&store));
+        // A granted_at at the ends of i64 is refused, not an overflow.
+        for extreme in [i64::MAX, i64::MIN] {
+            assert!(
+                c.check(&ch.value, &op, &bank, UnixTime(extreme), t)
+                    .is_err()
+            );
+        }
     }
 }

@@ -214,7 +214,7 @@ impl InfoService {
                     .await);
             }
         };
-        let _in_use = match self.challenges.reserve(&self.store, &checked) {
+        let in_use = match self.challenges.reserve(&self.store, &checked) {
             Ok(g) => g,
             Err(e) => {
                 return Err(self
@@ -222,7 +222,7 @@ impl InfoService {
                     .await);
             }
         };
-        let _guard = self.consent_lock(&holder).await;
+        let guard = self.consent_lock(&holder).await;
         if let Some(existing) = consent_by_id(&self.store, &id)? {
             return Ok(existing);
         }
@@ -260,8 +260,10 @@ impl InfoService {
             keys::holder_consent(holder.as_str(), req.provider.as_str()),
             id.as_bytes().to_vec(),
         ));
+        // The lock and the challenge's reservation go with the job: held
+        // until it is written, even if this call is cancelled meanwhile.
         self.audit
-            .commit(
+            .commit_holding(
                 vec![AuditEntry {
                     actor: op.id.as_str().into(),
                     action: ACTION,
@@ -271,6 +273,7 @@ impl InfoService {
                 }],
                 Vec::new(),
                 puts,
+                vec![Box::new(in_use), Box::new(guard)],
             )
             .await?;
         self.metrics.consents.with_label_values(&["record"]).inc();
@@ -297,7 +300,7 @@ impl InfoService {
                     .await);
             }
         };
-        let _guard = self.consent_lock(&holder).await;
+        let guard = self.consent_lock(&holder).await;
         let current =
             consent_of(&self.store, &holder, provider)?.filter(|c| c.state == ConsentState::Active);
         let Some(mut consent) = current else {
@@ -311,7 +314,7 @@ impl InfoService {
         };
         let v = keys::encode(&consent)?;
         self.audit
-            .commit(
+            .commit_holding(
                 vec![AuditEntry {
                     actor: op.id.as_str().into(),
                     action: ACTION,
@@ -321,6 +324,7 @@ impl InfoService {
                 }],
                 Vec::new(),
                 vec![(keys::consent(&consent.id), v)],
+                vec![Box::new(guard)],
             )
             .await?;
         self.metrics.consents.with_label_values(&["withdraw"]).inc();

@@ -129,6 +129,10 @@ pub struct FrontDoor {
     pub idle_timeout_secs: u64,
     /// A TLS handshake not done within this (seconds) is dropped. Default 10.
     pub handshake_timeout_secs: u64,
+    /// Connections without a client certificate open at once (they live
+    /// 30 s, long enough to read why their calls are refused); more are
+    /// closed after the handshake. Default 32.
+    pub max_anonymous_connections: usize,
     /// How long a consent challenge is accepted (seconds). Default 600, at most 3600.
     pub consent_challenge_secs: i64,
 }
@@ -140,6 +144,7 @@ impl Default for FrontDoor {
             max_connections_per_peer: 64,
             idle_timeout_secs: 300,
             handshake_timeout_secs: 10,
+            max_anonymous_connections: 32,
             consent_challenge_secs: crate::challenge::DEFAULT_CHALLENGE_SECS,
         }
     }
@@ -151,8 +156,24 @@ impl FrontDoor {
         if self.max_connections == 0 || self.max_connections_per_peer == 0 {
             return Err("[info.front_door] connection limits must be at least 1".into());
         }
-        if self.idle_timeout_secs == 0 || self.handshake_timeout_secs == 0 {
-            return Err("[info.front_door] timeouts must be at least 1 s".into());
+        if self.max_anonymous_connections == 0 {
+            return Err("[info.front_door] max_anonymous_connections must be at least 1".into());
+        }
+        if self.handshake_timeout_secs == 0 {
+            return Err("[info.front_door] handshake_timeout_secs must be at least 1".into());
+        }
+        // The idle timer does not know of a call in progress: it must
+        // outlast the slowest answer the port may take to give.
+        let slowest = shikko_proto::access::LIMITS
+            .iter()
+            .filter(|(m, _)| m.starts_with("/shikko.v1.Info/"))
+            .map(|(_, l)| u64::from(l.timeout_secs))
+            .max()
+            .unwrap_or(0);
+        if self.idle_timeout_secs <= slowest {
+            return Err(format!(
+                "[info.front_door] idle_timeout_secs must be more than {slowest} (the longest an Info call may take)"
+            ));
         }
         if !(1..=crate::challenge::MAX_CHALLENGE_SECS).contains(&self.consent_challenge_secs) {
             return Err(format!(
@@ -171,6 +192,7 @@ impl FrontDoor {
             max_connections: self.max_connections,
             max_per_peer: self.max_connections_per_peer,
             idle_timeout: Some(std::time::Duration::from_secs(self.idle_timeout_secs)),
+            max_anonymous: self.max_anonymous_connections,
         }
     }
 }
@@ -250,6 +272,7 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
             tls,
             PUBLIC_TLS_RELOAD,
             cfg.info.front_door.accept_limits(),
+            Arc::new(shikko_access::OperatorPort),
         )
         .grpc(admin, internal, security)
         .serve(shutdown, cfg.shutdown.drain_timeout())

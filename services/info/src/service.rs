@@ -126,7 +126,7 @@ pub struct InfoService {
     /// Serializes the consent changes of one holder (by hash of the holder
     /// id into these locks) so that reading the current consent and replacing
     /// it cannot interleave; different holders proceed in parallel.
-    consent_locks: Vec<tokio::sync::Mutex<()>>,
+    consent_locks: Vec<Arc<tokio::sync::Mutex<()>>>,
     pub(crate) metrics: InfoMetrics,
     /// Whether the store is current: operator calls are refused
     /// (UNAVAILABLE) while a replica catches up with the registry or has
@@ -168,7 +168,7 @@ impl InfoService {
             signing_cas,
             challenges,
             consent_locks: (0..CONSENT_LOCKS)
-                .map(|_| tokio::sync::Mutex::new(()))
+                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),
             metrics,
             readiness: Readiness::always_current(),
@@ -179,16 +179,18 @@ impl InfoService {
         Ok(svc)
     }
 
-    /// The lock of a holder's consent changes.
+    /// The lock of a holder's consent changes (owned: it goes with the
+    /// audit job that writes the change, [`crate::audit::AuditLog::commit_holding`]).
     pub(crate) async fn consent_lock(
         &self,
         holder: &shikko_core::HolderId,
-    ) -> tokio::sync::MutexGuard<'_, ()> {
+    ) -> tokio::sync::OwnedMutexGuard<()> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         holder.hash(&mut h);
         self.consent_locks[(h.finish() % CONSENT_LOCKS as u64) as usize]
-            .lock()
+            .clone()
+            .lock_owned()
             .await
     }
 

@@ -4,7 +4,8 @@
 //! A refused call never reaches a service: `UNAUTHENTICATED` when the
 //! caller has no identity, `PERMISSION_DENIED` when the identity may not
 //! call the method; both are counted in `shikko_authz_denied_total` by
-//! method and reason, and logged with the method and the identity only.
+//! method and reason, and logged with the method and the identity only (at
+//! most one line per 10 s and kind, with the number refused since).
 //!
 //! An admitted call carries its [`Caller`] in the request's extensions,
 //! for the rules that depend on the request (a `Follow` asking for
@@ -74,11 +75,46 @@ pub trait Authorize: Send + Sync + 'static {
     fn label(&self, method: &str) -> &'static str;
 }
 
+/// Logs at most one line per interval, with the number of events since:
+/// refusals are counted one by one in the metric; a flood of them (on a
+/// port that lets anyone finish the handshake) must not flood the log.
+#[derive(Debug, Default)]
+struct Sampled {
+    last: std::sync::atomic::AtomicU64,
+    since: std::sync::atomic::AtomicU64,
+}
+
+impl Sampled {
+    const EVERY_SECS: u64 = 10;
+
+    /// `Some(n)`: log now, `n` events since the last line (this one included).
+    fn tick(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let since = self.since.fetch_add(1, Relaxed) + 1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last.load(Relaxed);
+        if now.saturating_sub(last) >= Self::EVERY_SECS
+            && self
+                .last
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            self.since.fetch_sub(since, Relaxed);
+            return Some(since);
+        }
+        None
+    }
+}
+
 /// The layer, with its metric.
 #[derive(Clone)]
 pub struct AuthzLayer {
     policy: Arc<dyn Authorize>,
     denied: prometheus::IntCounterVec,
+    unauthenticated_log: Arc<Sampled>,
+    denied_log: Arc<Sampled>,
 }
 
 impl std::fmt::Debug for AuthzLayer {
@@ -90,7 +126,12 @@ impl std::fmt::Debug for AuthzLayer {
 impl AuthzLayer {
     /// `policy` decides; refusals count in `denied` (labels `method`, `reason`).
     pub fn new(policy: Arc<dyn Authorize>, denied: prometheus::IntCounterVec) -> AuthzLayer {
-        AuthzLayer { policy, denied }
+        AuthzLayer {
+            policy,
+            denied,
+            unauthenticated_log: Arc::default(),
+            denied_log: Arc::default(),
+        }
     }
 }
 
@@ -160,17 +201,19 @@ where
                             .denied
                             .with_label_values(&[label, "unauthenticated"])
                             .inc();
-                        tracing::warn!(method = label, remote = ?remote, reason = why, "call refused: no identity");
-                        tonic::Status::unauthenticated(format!(
-                            "an internal identity is required: {why}"
-                        ))
+                        if let Some(n) = self.layer.unauthenticated_log.tick() {
+                            tracing::warn!(method = label, remote = ?remote, reason = why, refused_since_last_log = n, "call refused: no identity");
+                        }
+                        tonic::Status::unauthenticated(why.to_string())
                     }
                     Denial::PermissionDenied(caller) => {
                         self.layer
                             .denied
                             .with_label_values(&[label, "permission_denied"])
                             .inc();
-                        tracing::warn!(method = label, caller = caller.name(), remote = ?remote, "call refused: not allowed");
+                        if let Some(n) = self.layer.denied_log.tick() {
+                            tracing::warn!(method = label, caller = caller.name(), remote = ?remote, refused_since_last_log = n, "call refused: not allowed");
+                        }
                         tonic::Status::permission_denied(format!(
                             "{} may not call {label}",
                             caller.name()

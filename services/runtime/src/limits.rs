@@ -27,7 +27,9 @@ pub struct MethodLimits {
     /// its place until it ends); one more is refused, RESOURCE_EXHAUSTED.
     pub concurrency: u32,
     /// How long the call may take to answer (to its first response, for
-    /// a stream); DEADLINE_EXCEEDED past it.
+    /// a stream; for a request stream that includes reading all of it);
+    /// DEADLINE_EXCEEDED past it. 0: no limit (a request stream that runs
+    /// as long as its caller sends).
     pub timeout_secs: u32,
 }
 
@@ -179,15 +181,20 @@ where
         });
         let call = self.inner.call(req);
         let timeout = Duration::from_secs(u64::from(method.limits.timeout_secs));
+        let held = move |response: http::Response<R>| {
+            response.map(|body| {
+                tonic::body::Body::new(HoldPlace {
+                    inner: body,
+                    _place: place,
+                })
+            })
+        };
+        if timeout.is_zero() {
+            return Box::pin(async move { call.await.map(held) });
+        }
         Box::pin(async move {
             match tokio::time::timeout(timeout, call).await {
-                Ok(Ok(response)) => Ok(response.map(|body| {
-                    tonic::body::Body::new(HoldPlace {
-                        inner: body,
-                        _place: place,
-                    })
-                })),
-                Ok(Err(e)) => Err(e),
+                Ok(r) => r.map(held),
                 Err(_) => {
                     limited.with_label_values(&[method.label, "timeout"]).inc();
                     Ok(tonic::Status::deadline_exceeded(format!(

@@ -196,6 +196,7 @@ enum Transport {
         tls: Arc<ServerTls>,
         reload_every: Duration,
         limits: AcceptLimits,
+        policy: Arc<dyn Authorize>,
     },
 }
 
@@ -217,7 +218,7 @@ impl InternalMetrics {
         Ok(InternalMetrics {
             denied: metrics.register_int_counter_vec(
                 "shikko_authz_denied_total",
-                "Internal gRPC calls refused, by method and reason (unauthenticated, permission_denied).",
+                "gRPC calls refused by the authorization layer, by method and reason (unauthenticated, permission_denied).",
                 &["method", "reason"],
             )?,
             handshakes_failed: metrics.register_int_counter_vec(
@@ -283,8 +284,10 @@ impl RoleServer {
     /// ([`ServerTls::load_public`]: clients may withhold a certificate; the
     /// services on it authenticate their callers themselves). Handshakes
     /// and connections are bounded as `limits` says (in time, number, per
-    /// peer, idle time), and the files are read again every `reload_every`
-    /// (a renewed server certificate without a restart).
+    /// peer, idle time, without a certificate), the files are read again
+    /// every `reload_every` (a renewed server certificate without a
+    /// restart), and `policy` refuses a call before it takes a place among
+    /// its method's calls (a caller without a certificate, say).
     pub fn grpc_tls(
         mut self,
         listener: TcpListener,
@@ -292,6 +295,7 @@ impl RoleServer {
         tls: Arc<ServerTls>,
         reload_every: Duration,
         limits: AcceptLimits,
+        policy: Arc<dyn Authorize>,
     ) -> RoleServer {
         self.grpc.push(GrpcEndpoint {
             listener,
@@ -300,6 +304,7 @@ impl RoleServer {
                 tls,
                 reload_every,
                 limits,
+                policy,
             },
         });
         self
@@ -388,6 +393,7 @@ impl RoleServer {
                     tls,
                     reload_every,
                     limits: accept,
+                    policy,
                 } => {
                     let metrics = internal_metrics_of(&mut internal_metrics, &self.metrics, role)?;
                     let incoming = tls_incoming(
@@ -398,8 +404,10 @@ impl RoleServer {
                         metrics.handshakes_failed.clone(),
                         &shutdown,
                     );
+                    let layer = AuthzLayer::new(policy, metrics.denied.clone());
                     tokio::spawn(async move {
                         grpc_server()
+                            .layer(layer)
                             .layer(limits)
                             .add_routes(routes)
                             .serve_with_incoming_shutdown(incoming, stop)

@@ -611,7 +611,16 @@ pub struct AcceptLimits {
     /// closed, HTTP/2 keep-alive pings notwithstanding (`None`: never for
     /// being idle).
     pub idle_timeout: Option<Duration>,
+    /// Connections without a client certificate (where the TLS
+    /// configuration lets a client withhold one) open at once; more are
+    /// closed after the handshake (`anonymous_limit`). Each lives at most
+    /// [`ANONYMOUS_MAX_AGE`]: long enough to read why its calls are
+    /// refused, too short to hold a place.
+    pub max_anonymous: usize,
 }
+
+/// How long a connection without a client certificate lives.
+pub const ANONYMOUS_MAX_AGE: Duration = Duration::from_secs(30);
 
 impl Default for AcceptLimits {
     /// For internal endpoints: callers are few, known and long-lived.
@@ -622,6 +631,7 @@ impl Default for AcceptLimits {
             max_connections: 4096,
             max_per_peer: usize::MAX,
             idle_timeout: None,
+            max_anonymous: usize::MAX,
         }
     }
 }
@@ -636,8 +646,19 @@ struct PeerSlot {
 }
 
 impl PeerSlot {
-    /// A place for `ip`, unless it holds `max` already.
+    /// A place for `ip`, unless it holds `max` already. An IPv6 address
+    /// counts as its /64 (one host usually has a whole /64), an
+    /// IPv4-mapped one as the IPv4 address.
     fn take(counts: &PeerCounts, ip: std::net::IpAddr, max: usize) -> Option<PeerSlot> {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => std::net::IpAddr::V4(v4),
+                None => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+                    u128::from(v6) & !((1u128 << 64) - 1),
+                )),
+            },
+            v4 => v4,
+        };
         let mut map = counts.lock().unwrap_or_else(PoisonError::into_inner);
         let n = map.entry(ip).or_insert(0);
         if *n >= max {
@@ -671,6 +692,12 @@ pub struct LimitedConn<S> {
     inner: crate::idle::IdleStream<S>,
     _slot: tokio::sync::OwnedSemaphorePermit,
     _peer: Option<PeerSlot>,
+    /// A connection without a client certificate: its place among those,
+    /// and when it is closed whatever it does.
+    anonymous: Option<(
+        tokio::sync::OwnedSemaphorePermit,
+        std::pin::Pin<Box<tokio::time::Sleep>>,
+    )>,
 }
 
 impl<S> std::fmt::Debug for LimitedConn<S> {
@@ -685,6 +712,14 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for LimitedConn<S> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some((_, until)) = &mut self.anonymous
+            && std::future::Future::poll(until.as_mut(), cx).is_ready()
+        {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "a connection without a client certificate lived its time",
+            )));
+        }
         std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -729,8 +764,9 @@ pub type TlsConn = LimitedConn<tokio_rustls::server::TlsStream<TcpStream>>;
 /// task, bounded in time and number), within `limits` (connections at
 /// once, per peer, idle time), until `stop`. Failed handshakes (no
 /// certificate, an unknown or revoked one, a timeout) and connections
-/// refused for their peer's count are counted in `failed` by reason
-/// (`refused`, `timeout`, `peer_limit`).
+/// refused for their peer's count or as one anonymous too many are
+/// counted in `failed` by reason (`refused`, `timeout`, `peer_limit`,
+/// `anonymous_limit`).
 pub fn accept_tls(
     listener: TcpListener,
     tls: Arc<ServerTls>,
@@ -741,6 +777,11 @@ pub fn accept_tls(
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.max_handshakes.max(1)));
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let anonymous = Arc::new(tokio::sync::Semaphore::new(
+        limits
+            .max_anonymous
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+    ));
     let peers: PeerCounts = Arc::default();
     tokio::spawn(async move {
         tokio::pin!(stop);
@@ -783,16 +824,32 @@ pub fn accept_tls(
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
             let tx = tx.clone();
             let failed = failed.clone();
+            let anonymous = anonymous.clone();
             tokio::spawn(async move {
                 let done =
                     tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await;
                 drop(permit);
                 match done {
                     Ok(Ok(stream)) => {
+                        let certified = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .is_some_and(|c| !c.is_empty());
+                        let anonymous = if certified {
+                            None
+                        } else if let Ok(p) = anonymous.try_acquire_owned() {
+                            Some((p, Box::pin(tokio::time::sleep(ANONYMOUS_MAX_AGE))))
+                        } else {
+                            failed.with_label_values(&["anonymous_limit"]).inc();
+                            tracing::debug!(%peer, "connection without a certificate closed: too many");
+                            return;
+                        };
                         let conn = LimitedConn {
                             inner: crate::idle::IdleStream::new(stream, limits.idle_timeout),
                             _slot: slot,
                             _peer: peer_slot,
+                            anonymous,
                         };
                         let _ = tx.send(Ok(conn)).await;
                     }

@@ -8,6 +8,23 @@ use std::time::Duration;
 
 use shikko_runtime::{GrpcRoutes, Metrics, RoleServer, Shutdown};
 
+/// A public endpoint's policy that admits every caller, certificate or not.
+struct AnyCaller;
+
+impl shikko_runtime::Authorize for AnyCaller {
+    fn authorize(
+        &self,
+        _method: &str,
+        _peer: Option<&[shikko_runtime::authz::CertificateDer<'static>]>,
+    ) -> Result<shikko_runtime::Caller, shikko_runtime::Denial> {
+        Ok(shikko_runtime::Caller(Arc::from("anyone")))
+    }
+
+    fn label(&self, _method: &str) -> &'static str {
+        "any"
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_health_reflection_and_metrics_then_drains() {
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -118,6 +135,7 @@ async fn the_public_tls_endpoint_bounds_handshakes_and_serves_no_reflection() {
                 tls,
                 Duration::from_secs(30),
                 shikko_runtime::AcceptLimits::default(),
+                Arc::new(AnyCaller),
             )
             .serve(shutdown.clone(), Duration::from_secs(2)),
     );
@@ -313,6 +331,7 @@ async fn the_public_tls_endpoint_bounds_connections_per_peer_and_idle_time() {
                     idle_timeout: Some(Duration::from_secs(2)),
                     ..shikko_runtime::AcceptLimits::default()
                 },
+                Arc::new(AnyCaller),
             )
             .serve(shutdown.clone(), Duration::from_secs(2)),
     );
@@ -359,5 +378,77 @@ async fn the_public_tls_endpoint_bounds_connections_per_peer_and_idle_time() {
         "admitted (waiting for its handshake): {waited:?}"
     );
     let _c = connect().await;
+    shutdown.trigger();
+}
+
+/// Connections without a client certificate, where the port lets a client
+/// withhold one: so many at once, more closed after the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_tls_endpoint_bounds_connections_without_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = shikko_testkit::identities::Identities::create(dir.path()).unwrap();
+    let files = shikko_runtime::TlsFiles {
+        cert: ids.cert("info"),
+        key: ids.key("info"),
+        ca: ids.ca(),
+        crls: Vec::new(),
+    };
+    let tls = Arc::new(shikko_runtime::ServerTls::load_public(&files).unwrap());
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (grpc_addr, metrics_addr) = (
+        grpc.local_addr().unwrap(),
+        metrics_listener.local_addr().unwrap(),
+    );
+    let shutdown = Shutdown::new();
+    tokio::spawn(
+        RoleServer::new("test", Metrics::new("test").unwrap(), metrics_listener)
+            .grpc_tls(
+                grpc,
+                GrpcRoutes::new(shikko_runtime::Api::with_default_limits(
+                    tonic_health::pb::FILE_DESCRIPTOR_SET,
+                )),
+                tls,
+                Duration::from_secs(30),
+                shikko_runtime::AcceptLimits {
+                    max_anonymous: 1,
+                    ..shikko_runtime::AcceptLimits::default()
+                },
+                Arc::new(AnyCaller),
+            )
+            .serve(shutdown.clone(), Duration::from_secs(2)),
+    );
+    let check = || async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("https://{grpc_addr}"))
+            .unwrap()
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(
+                        std::fs::read(ids.ca()).unwrap(),
+                    ))
+                    .domain_name("localhost"),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
+        let r = h
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        (h, r)
+    };
+    let (_first, r) = check().await;
+    assert!(r.is_ok(), "{r:?}");
+    let (_second, r) = check().await;
+    assert!(r.is_err(), "a second anonymous connection is served");
+    // Counted (once per attempt: the client may try again).
+    let text = metrics_text(metrics_addr);
+    assert!(
+        text.contains("shikko_tls_handshakes_failed_total{reason=\"anonymous_limit\"}"),
+        "{text}"
+    );
     shutdown.trigger();
 }
