@@ -12,7 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use shikko_core::consent::consent_statement;
-use shikko_core::{InfoItems, ProviderId, Serial, UnixTime};
+use shikko_core::{CertKind, InfoItems, ProviderId, Serial, UnixTime};
 use shikko_pki::Signer;
 use shikko_population::synthetic::SplitMix64;
 use shikko_proto::v1 as pb;
@@ -427,6 +427,7 @@ pub(crate) async fn info(
             .query_batch(pb::InfoBatchRequest {
                 provider: "load-bank".into(),
                 serials,
+                issuer: shikko_proto::convert::issuer(CertKind::CardSigning),
             })
             .await
         {

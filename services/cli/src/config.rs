@@ -43,6 +43,9 @@ pub(crate) struct InfoSection {
     pub(crate) client_ca: PathBuf,
     /// Card signing CA certificates (PEM, every generation) consents are checked against.
     pub(crate) signing_cas: Vec<PathBuf>,
+    /// Smartphone signing CA certificates (PEM): consents signed on a phone. Default: none.
+    #[serde(default)]
+    pub(crate) phone_signing_cas: Vec<PathBuf>,
     /// The operators' port: connections, idle time, consent challenges.
     #[serde(default)]
     pub(crate) front_door: shikko_info::process::FrontDoor,

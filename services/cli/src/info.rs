@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use shikko_core::consent::{challenge_is_well_formed, consent_statement};
-use shikko_core::{InfoItems, ProviderId, Serial, UnixTime};
+use shikko_core::{CertKind, InfoItems, ProviderId, Serial, UnixTime};
 use shikko_pki::Signer;
 use shikko_proto::v1 as pb;
 use shikko_proto::v1::info_admin_client::InfoAdminClient;
@@ -49,6 +49,9 @@ pub(crate) enum InfoCommand {
         /// The service provider (bank) asked for.
         #[arg(long, default_value = "demo-bank")]
         provider: String,
+        /// The serials' issuer: sign (card) or phone-sign (smartphone).
+        #[arg(long, default_value = "sign")]
+        issuer: CertKind,
         #[command(flatten)]
         conn: OperatorConn,
     },
@@ -73,11 +76,14 @@ pub(crate) enum InfoCommand {
     },
     /// Withdraw the consent of the holder of a card signing serial (hex) to a provider.
     Withdraw {
-        /// Any card signing serial of the holder, hexadecimal.
+        /// Any signing serial of the holder, hexadecimal.
         serial: Serial,
         /// The service provider (bank).
         #[arg(long, default_value = "demo-bank")]
         provider: String,
+        /// The serial's issuer: sign (card) or phone-sign (smartphone).
+        #[arg(long, default_value = "sign")]
+        issuer: CertKind,
         #[command(flatten)]
         conn: OperatorConn,
     },
@@ -163,6 +169,7 @@ fn outcome_name(o: i32) -> &'static str {
     match pb::InfoOutcome::try_from(o) {
         Ok(pb::InfoOutcome::Unchanged) => "unchanged",
         Ok(pb::InfoOutcome::Changed) => "changed",
+        Ok(pb::InfoOutcome::Renewed) => "renewed",
         Ok(pb::InfoOutcome::NoNewCertificate) => "no new certificate",
         Ok(pb::InfoOutcome::Deceased) => "deceased",
         Ok(pb::InfoOutcome::Emigrated) => "emigrated",
@@ -249,8 +256,10 @@ pub(crate) async fn run(cmd: InfoCommand) -> Result<()> {
         InfoCommand::Query {
             serials,
             provider,
+            issuer,
             conn,
         } => {
+            let issuer = shikko_proto::convert::issuer(issuer);
             let mut client = operator_client(&conn).await?;
             let answers = if serials.len() == 1 {
                 vec![
@@ -258,6 +267,7 @@ pub(crate) async fn run(cmd: InfoCommand) -> Result<()> {
                         .query(pb::InfoQueryRequest {
                             provider,
                             serial: serials[0].magnitude().to_vec(),
+                            issuer,
                         })
                         .await
                         .map_err(status_error)?
@@ -268,6 +278,7 @@ pub(crate) async fn run(cmd: InfoCommand) -> Result<()> {
                     .query_batch(pb::InfoBatchRequest {
                         provider,
                         serials: serials.iter().map(|s| s.magnitude().to_vec()).collect(),
+                        issuer,
                     })
                     .await
                     .map_err(status_error)?
@@ -328,6 +339,7 @@ pub(crate) async fn run(cmd: InfoCommand) -> Result<()> {
         InfoCommand::Withdraw {
             serial,
             provider,
+            issuer,
             conn,
         } => {
             let record = operator_client(&conn)
@@ -335,6 +347,7 @@ pub(crate) async fn run(cmd: InfoCommand) -> Result<()> {
                 .withdraw_consent(pb::WithdrawConsentRequest {
                     provider,
                     serial: serial.magnitude().to_vec(),
+                    issuer: shikko_proto::convert::issuer(issuer),
                 })
                 .await
                 .map_err(status_error)?

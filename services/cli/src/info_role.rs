@@ -33,22 +33,27 @@ pub(crate) const SAMPLE_FILE: &str = "info-serials.txt";
 /// File (in samples/) with an event that moves the `unchanged` holder.
 pub(crate) const EXAMPLE_MOVE_FILE: &str = "example-move.jsonl";
 
-/// The service over `store`, checking consents against the card signing CAs of `cas`.
+/// The service over `store`, checking consents against the card and
+/// smartphone signing CAs of `cas`.
 pub(crate) fn service(
     store: Arc<Store>,
     cas: &[Ca],
     metrics: &prometheus::Registry,
 ) -> Result<Arc<InfoService>> {
-    let signing: Vec<Vec<u8>> = cas
-        .iter()
-        .filter(|c| c.kind == CertKind::CardSigning)
-        .map(|c| c.cert_der.clone())
-        .collect();
-    Ok(Arc::new(InfoService::new(
-        store,
-        &signing,
-        InfoMetrics::new(metrics)?,
-    )?))
+    let of = |kind: CertKind| -> Vec<Vec<u8>> {
+        cas.iter()
+            .filter(|c| c.kind == kind)
+            .map(|c| c.cert_der.clone())
+            .collect()
+    };
+    Ok(Arc::new(
+        InfoService::new(
+            store,
+            &of(CertKind::CardSigning),
+            InfoMetrics::new(metrics)?,
+        )?
+        .with_phone_signing_cas(&of(CertKind::PhoneSigning))?,
+    ))
 }
 
 /// The demo's TLS configuration: the server certificate and key of the

@@ -41,6 +41,14 @@ impl InfoItems {
     /// None.
     pub const NONE: InfoItems = InfoItems(0);
 
+    /// The four, in the order of [`crate::FourInfo::item_digests`].
+    pub const ORDER: [InfoItems; 4] = [
+        InfoItems::NAME,
+        InfoItems::ADDRESS,
+        InfoItems::DATE_OF_BIRTH,
+        InfoItems::SEX,
+    ];
+
     const NAMES: [(InfoItems, &'static str); 4] = [
         (InfoItems::NAME, "name"),
         (InfoItems::ADDRESS, "address"),
@@ -260,14 +268,23 @@ impl Consent {
 pub enum InfoOutcome {
     /// The certificate is still valid: nothing changed, no data, no fee.
     Unchanged,
-    /// A newer signing certificate exists: the consented items and its serial.
+    /// A newer signing certificate exists and at least one consented item
+    /// changed: the consented items and its serial (billable).
     Changed {
         /// The consented items of the latest 4 information.
         info: ConsentedInfo,
-        /// The holder's current card signing certificate.
+        /// The holder's current signing certificate (of the kind asked about).
         current_serial: Serial,
     },
-    /// The certificate is revoked (or on hold) and no newer one is issued yet.
+    /// A newer signing certificate exists but none of the consented items
+    /// changed (renewal, a new card or phone): its serial only, no data, no
+    /// fee.
+    Renewed {
+        /// The holder's current signing certificate (of the kind asked about).
+        current_serial: Serial,
+    },
+    /// No good signing certificate of the kind asked about now (revoked, on
+    /// hold or expired, and no newer one issued yet).
     NoNewCertificate,
     /// The holder died (死亡): no data.
     Deceased,
@@ -285,6 +302,7 @@ impl InfoOutcome {
         match self {
             InfoOutcome::Unchanged => "unchanged",
             InfoOutcome::Changed { .. } => "changed",
+            InfoOutcome::Renewed { .. } => "renewed",
             InfoOutcome::NoNewCertificate => "no_new_certificate",
             InfoOutcome::Deceased => "deceased",
             InfoOutcome::Emigrated => "emigrated",

@@ -180,6 +180,32 @@ impl FourInfo {
     }
 }
 
+impl FourInfo {
+    /// A digest of each item (name, address, date of birth, sex, in
+    /// [`crate::InfoItems::ORDER`]): what a signing certificate's record
+    /// keeps of the information it carries, so that an answer can tell a
+    /// newer certificate with a changed item from one without. FNV-1a, 64
+    /// bits, over a per-item tag and the item's JPKI encoding: stable
+    /// across versions (it is stored), not a secret and not meant to be
+    /// one (the information itself sits beside it in the same store).
+    pub fn item_digests(&self) -> [u64; 4] {
+        fn fnv(tag: u8, bytes: &[u8]) -> u64 {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in std::iter::once(tag).chain(bytes.iter().copied()) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            h
+        }
+        [
+            fnv(1, self.name.as_bytes()),
+            fnv(2, self.address.as_bytes()),
+            fnv(3, self.date_of_birth.encode().as_bytes()),
+            fnv(4, &[self.sex.code()]),
+        ]
+    }
+}
+
 impl fmt::Debug for FourInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("FourInfo(<redacted>)")
@@ -243,7 +269,8 @@ impl HolderRecord {
         }
     }
 
-    /// The live certificate of a kind.
+    /// The live certificate of a kind (it may have expired since: see
+    /// [`crate::person`] for the current one).
     pub fn live(&self, kind: CertKind) -> Option<Serial> {
         self.live[kind.index()]
     }

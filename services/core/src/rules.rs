@@ -20,7 +20,10 @@
 //!
 //! A hold on anything but a phone user-authentication certificate ends only in
 //! revocation. A revoked certificate stays revoked. A serial is issued once per
-//! issuer. A holder has at most one live (good or on hold) certificate per kind.
+//! issuer. A holder has at most one live (good or on hold, and not expired)
+//! certificate per kind: expiry is time, not an event, so a certificate past
+//! its notAfter frees its holder's slot (a plain `issue` follows it) and is
+//! not revoked by later events.
 
 use crate::error::{RuleViolation, ValidationError};
 use crate::event::{Event, EventBody, NewCert};
@@ -214,7 +217,7 @@ pub fn apply<V: StateView>(event: &Event, view: &V) -> Result<Vec<Effect>, Apply
         } => {
             let mut h = tx.active_holder(holder)?;
             for c in [new_signing, new_auth].into_iter().flatten() {
-                let old = match h.live(c.kind) {
+                let old = match tx.live_now(&mut h, c.kind)? {
                     Some(old) => {
                         tx.revoke_serial(&mut h, c.kind, &old, RevocationCause::Replaced)?;
                         Some(old)
@@ -295,6 +298,26 @@ impl<V: StateView> Tx<'_, V> {
         self.effects.push(Effect::Link { kind, old, new });
     }
 
+    /// `h`'s live certificate of `kind` at this event's time: one whose
+    /// notAfter has passed no longer holds the slot (expiry is time, not an
+    /// event), and is cleared from `h` (whose record the caller writes).
+    fn live_now(
+        &self,
+        h: &mut HolderRecord,
+        kind: CertKind,
+    ) -> Result<Option<Serial>, ApplyError<V::Error>> {
+        let Some(serial) = h.live(kind) else {
+            return Ok(None);
+        };
+        match self.cert(kind, &serial)? {
+            Some(c) if c.not_after <= self.time => {
+                h.live[kind.index()] = None;
+                Ok(None)
+            }
+            _ => Ok(Some(serial)),
+        }
+    }
+
     /// Issues a certificate to `h` (whose record the caller writes).
     fn issue(&mut self, h: &mut HolderRecord, c: &NewCert) -> Result<(), ApplyError<V::Error>> {
         if self.cert(c.kind, &c.serial)?.is_some() {
@@ -304,7 +327,7 @@ impl<V: StateView> Tx<'_, V> {
             }
             .into());
         }
-        if let Some(live) = h.live(c.kind) {
+        if let Some(live) = self.live_now(h, c.kind)? {
             return Err(RuleViolation::LiveCertificateExists {
                 holder: h.id.clone(),
                 kind: c.kind,
@@ -331,6 +354,11 @@ impl<V: StateView> Tx<'_, V> {
             not_after: c.not_after,
             partition,
             status: CertStatus::Good,
+            info_digests: if c.kind.is_signing() {
+                h.four_info.as_ref().map(FourInfo::item_digests)
+            } else {
+                None
+            },
         }));
         if let Some(der) = &c.cert_der {
             self.effects.push(Effect::PutCertDer {
@@ -412,7 +440,9 @@ impl<V: StateView> Tx<'_, V> {
     ) -> Result<usize, ApplyError<V::Error>> {
         let mut n = 0;
         for &kind in kinds {
-            if let Some(serial) = h.live(kind) {
+            // An expired certificate is not revoked: it left the CRL's
+            // concern at its notAfter.
+            if let Some(serial) = self.live_now(h, kind)? {
                 self.revoke_serial(h, kind, &serial, cause)?;
                 n += 1;
             }
@@ -575,7 +605,7 @@ impl<V: StateView> Tx<'_, V> {
         for kind in [CertKind::CardSigning, CertKind::CardAuth] {
             let Some(serial) = h.live(kind) else { continue };
             let mut c = self.require_cert(kind, &serial)?;
-            if c.status == CertStatus::Good {
+            if c.status == CertStatus::Good && self.time < c.not_after {
                 self.put_on_hold(&mut c)?;
                 self.effects.push(Effect::PutCert(c));
                 n += 1;
@@ -598,13 +628,16 @@ impl<V: StateView> Tx<'_, V> {
         new_signing: Option<&NewCert>,
     ) -> Result<(), ApplyError<V::Error>> {
         let mut h = self.active_holder(holder)?;
-        let Some(old) = h.live(CertKind::CardSigning) else {
+        if h.four_info.is_none() {
             return Err(RuleViolation::NoLiveCertificate {
                 holder: holder.clone(),
-                what: "card signing certificate",
+                what: "signing certificate ever issued (no 4 information on record)",
             }
             .into());
-        };
+        }
+        // A holder whose card signing certificate expired still moves: the
+        // change is recorded, the next certificate carries it.
+        let old = self.live_now(&mut h, CertKind::CardSigning)?;
         // Both signing certificates carry the old 4 information.
         self.revoke_live(
             &mut h,
@@ -612,13 +645,16 @@ impl<V: StateView> Tx<'_, V> {
             RevocationCause::FourInfoChanged,
         )?;
         h.four_info = Some(four_info.clone());
-        match new_signing {
-            Some(c) => {
+        match (new_signing, old) {
+            (Some(c), old) => {
                 self.issue(&mut h, c)?;
-                self.link(CertKind::CardSigning, old, c.serial);
+                if let Some(old) = old {
+                    self.link(CertKind::CardSigning, old, c.serial);
+                }
                 h.awaiting_successor = None;
             }
-            None => h.awaiting_successor = Some(old),
+            (None, Some(old)) => h.awaiting_successor = Some(old),
+            (None, None) => {}
         }
         self.effects.push(Effect::PutHolder(h));
         Ok(())

@@ -179,4 +179,9 @@ pub struct CertRecord {
     pub partition: PartitionId,
     /// Current status.
     pub status: CertStatus,
+    /// For a signing certificate: [`crate::FourInfo::item_digests`] of the
+    /// 4 information it carries. `None` for user-authentication
+    /// certificates and records written before.
+    #[serde(default)]
+    pub info_digests: Option<[u64; 4]>,
 }

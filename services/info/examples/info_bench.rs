@@ -342,6 +342,7 @@ async fn load(dir: &Path, addr: SocketAddr, secs: u64, conns: usize) {
                     .query(pb::InfoQueryRequest {
                         provider: "bank-1".into(),
                         serial: s.magnitude().to_vec(),
+                        issuer: 0,
                     })
                     .await
                     .unwrap()
@@ -388,6 +389,7 @@ async fn batch(dir: &Path, addr: SocketAddr, size: u64, runs: u64) {
             .query_batch(pb::InfoBatchRequest {
                 provider: "bank-1".into(),
                 serials,
+                issuer: 0,
             })
             .await
             .unwrap()
@@ -414,7 +416,14 @@ fn resolve(dir: &Path, secs: u64) {
     let t = Instant::now();
     while Instant::now() < deadline {
         for _ in 0..1000 {
-            shikko_info::query::resolve(&store, &bank, &serial(rng.below(n), 0), now).unwrap();
+            shikko_info::query::resolve(
+                &store,
+                &bank,
+                CertKind::CardSigning,
+                &serial(rng.below(n), 0),
+                now,
+            )
+            .unwrap();
         }
         done += 1000;
     }

@@ -92,15 +92,23 @@ impl InfoService {
                 .check(&req.challenge, &op.id, &req.provider, req.granted_at, now)?;
         let cert = Certificate::from_der(&req.signing_certificate)
             .map_err(|_| InfoError::Invalid("the signing certificate is not DER X.509".into()))?;
-        if !self
+        let kind = if self
             .signing_cas
             .iter()
             .any(|ca| shikko_pki::issued_by(&cert, ca))
         {
+            CertKind::CardSigning
+        } else if self
+            .phone_signing_cas
+            .iter()
+            .any(|ca| shikko_pki::issued_by(&cert, ca))
+        {
+            CertKind::PhoneSigning
+        } else {
             return Err(InfoError::PermissionDenied(
-                "the signing certificate was not issued by a card signing CA".into(),
+                "the signing certificate was not issued by a card or smartphone signing CA".into(),
             ));
-        }
+        };
         let serial = Serial::from_be_bytes(cert.tbs_certificate().serial_number().as_bytes())?;
         // The signature first: a junk request costs one verification and
         // learns nothing of the registry (whether a serial exists, its status).
@@ -118,15 +126,12 @@ impl InfoService {
                 "the consent signature does not verify with the signing certificate".into(),
             ));
         }
-        let record = self
-            .store
-            .cert(CertKind::CardSigning, &serial)?
-            .ok_or_else(|| {
-                InfoError::PermissionDenied(format!(
-                    "signing certificate {serial} is not in the registry"
-                ))
-            })?;
-        if let Some(stored) = self.store.cert_der(CertKind::CardSigning, &serial)?
+        let record = self.store.cert(kind, &serial)?.ok_or_else(|| {
+            InfoError::PermissionDenied(format!(
+                "signing certificate {serial} is not in the registry"
+            ))
+        })?;
+        if let Some(stored) = self.store.cert_der(kind, &serial)?
             && stored != req.signing_certificate
         {
             return Err(InfoError::PermissionDenied(format!(
@@ -280,18 +285,25 @@ impl InfoService {
         Ok(consent)
     }
 
-    /// Withdraws the consent of the holder of card signing certificate
-    /// `serial` (any of theirs) to `provider`: nothing more is provided.
+    /// Withdraws the consent of the holder of signing certificate `serial`
+    /// of `kind` (card or smartphone, any of theirs) to `provider`: nothing
+    /// more is provided.
     pub async fn withdraw_consent(
         &self,
         op: &Operator,
         provider: &ProviderId,
+        kind: CertKind,
         serial: &Serial,
     ) -> Result<Consent, InfoError> {
         const ACTION: &str = "consent.withdraw";
         self.admit(op, provider, 1, ACTION).await?;
         let subject = serial.to_hex();
-        let holder = match self.store.cert(CertKind::CardSigning, serial)? {
+        let found = if kind.is_signing() {
+            self.store.cert(kind, serial)?
+        } else {
+            None
+        };
+        let holder = match found {
             Some(c) => c.holder,
             None => {
                 let e = InfoError::NotFound(format!("signing certificate {serial}"));

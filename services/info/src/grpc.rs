@@ -72,6 +72,28 @@ impl InfoGrpc {
         }
     }
 
+    /// The signing issuer a query names: card (also when unspecified) or
+    /// smartphone; anything else is INVALID_ARGUMENT (audited).
+    async fn signing_kind(
+        &self,
+        op: &Operator,
+        action: &'static str,
+        issuer: i32,
+    ) -> Result<shikko_core::CertKind, Status> {
+        use shikko_core::CertKind;
+        match pb::Issuer::try_from(issuer) {
+            Ok(pb::Issuer::Unspecified | pb::Issuer::Sign) => Ok(CertKind::CardSigning),
+            Ok(pb::Issuer::PhoneSign) => Ok(CertKind::PhoneSigning),
+            _ => Err(self
+                .invalid(
+                    op,
+                    action,
+                    format!("issuer {issuer}: the 4-information service answers for signing serials (sign, phone-sign)"),
+                )
+                .await),
+        }
+    }
+
     async fn provider(
         &self,
         op: &Operator,
@@ -137,6 +159,10 @@ pub fn answer_to_pb(serial: &Serial, outcome: &InfoOutcome) -> pb::InfoAnswer {
             a.sex = info.sex.clone();
             pb::InfoOutcome::Changed
         }
+        InfoOutcome::Renewed { current_serial } => {
+            a.current_serial = current_serial.magnitude().to_vec();
+            pb::InfoOutcome::Renewed
+        }
         InfoOutcome::NoNewCertificate => pb::InfoOutcome::NoNewCertificate,
         InfoOutcome::Deceased => pb::InfoOutcome::Deceased,
         InfoOutcome::Emigrated => pb::InfoOutcome::Emigrated,
@@ -175,8 +201,9 @@ impl pb::info_server::Info for InfoGrpc {
         let op = self.operator(&req, ACTION).await?;
         let r = req.into_inner();
         let provider = self.provider(&op, ACTION, r.provider).await?;
+        let kind = self.signing_kind(&op, ACTION, r.issuer).await?;
         let serial = self.serial(&op, ACTION, &r.serial).await?;
-        let outcome = self.svc.query(&op, &provider, serial).await?;
+        let outcome = self.svc.query(&op, &provider, kind, serial).await?;
         Ok(Response::new(answer_to_pb(&serial, &outcome)))
     }
 
@@ -188,6 +215,7 @@ impl pb::info_server::Info for InfoGrpc {
         let op = self.operator(&req, ACTION).await?;
         let r = req.into_inner();
         let provider = self.provider(&op, ACTION, r.provider).await?;
+        let kind = self.signing_kind(&op, ACTION, r.issuer).await?;
         let mut serials = Vec::with_capacity(r.serials.len());
         for (i, s) in r.serials.iter().enumerate() {
             match Serial::from_be_bytes(s) {
@@ -199,7 +227,7 @@ impl pb::info_server::Info for InfoGrpc {
         }
         let outcomes = self
             .svc
-            .query_batch(&op, &provider, serials.clone())
+            .query_batch(&op, &provider, kind, serials.clone())
             .await?;
         Ok(Response::new(pb::InfoBatchResponse {
             answers: serials
@@ -263,8 +291,12 @@ impl pb::info_server::Info for InfoGrpc {
         let op = self.operator(&req, ACTION).await?;
         let r = req.into_inner();
         let provider = self.provider(&op, ACTION, r.provider).await?;
+        let kind = self.signing_kind(&op, ACTION, r.issuer).await?;
         let serial = self.serial(&op, ACTION, &r.serial).await?;
-        let consent = self.svc.withdraw_consent(&op, &provider, &serial).await?;
+        let consent = self
+            .svc
+            .withdraw_consent(&op, &provider, kind, &serial)
+            .await?;
         Ok(Response::new(consent_to_pb(&consent)))
     }
 

@@ -105,6 +105,10 @@ pub struct InfoRoleSection {
     pub client_ca: PathBuf,
     /// Card signing CA certificates (PEM). Required.
     pub signing_cas: Vec<PathBuf>,
+    /// Smartphone signing CA certificates (PEM): consents signed with a
+    /// smartphone signing certificate are accepted from these. Default: none.
+    #[serde(default)]
+    pub phone_signing_cas: Vec<PathBuf>,
     /// The operators' port: connections, idle time, consent challenges.
     #[serde(default)]
     pub front_door: FrontDoor,
@@ -233,6 +237,8 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
             crate::InfoMetrics::new(metrics.registry()).context("metrics")?,
         )
         .context("the 4-information service")?
+        .with_phone_signing_cas(&read_signing_cas(&cfg.info.phone_signing_cas)?)
+        .context("[info] phone_signing_cas")?
         .with_readiness(readiness.clone())
         .with_challenge_secs(cfg.info.front_door.consent_challenge_secs),
     );

@@ -1,18 +1,21 @@
-//! Queries: the latest 4 information of the holder of a card signing
-//! certificate, keyed by the serial the bank holds.
+//! Queries: the latest 4 information of the holder of a signing
+//! certificate (card or smartphone), keyed by the serial the bank holds and
+//! answered about the person: the serial's holder and their current
+//! certificate of the same kind, however it was replaced.
 //!
-//! In order: a serial the registry does not know as a card signing
-//! certificate is `UnknownSerial`; a holder whose consent to the provider is
-//! not in force gets `NoConsent` (nothing else is revealed, not even a death);
-//! a deceased or emigrated holder gets that fact; a serial that is still
-//! valid and not replaced is `Unchanged`; a chain old -> newest ending in a
-//! good certificate is `Changed` (consented items, newest serial); anything
-//! else (revoked or on hold, nothing newer, or a newest that is not good) is
-//! `NoNewCertificate`.
+//! In order: a serial the registry does not know as a signing certificate
+//! of that issuer is `UnknownSerial`; a holder whose consent to the provider
+//! is not in force gets `NoConsent` (nothing else is revealed, not even a
+//! death); then [`shikko_core::person::info_outcome`]: deceased, emigrated,
+//! `NoNewCertificate` (no good certificate of that kind now), `Unchanged`
+//! (the serial asked about is the current one), `Changed` (a newer one and a
+//! consented item changed: the items and its serial, billable) or `Renewed`
+//! (a newer one, nothing consented changed: its serial, not billable).
 
 use std::time::Instant;
 
-use shikko_core::{CertKind, CertStatus, HolderState, InfoOutcome, ProviderId, Serial, UnixTime};
+use shikko_core::person::{CurrentError, current_of, info_outcome};
+use shikko_core::{CertKind, InfoOutcome, ProviderId, Serial, UnixTime};
 
 use shikko_store::Store;
 
@@ -25,47 +28,32 @@ use crate::service::{InfoService, billing_day};
 /// Most serials in one batch call.
 pub const MAX_BATCH: usize = 20_000;
 
-/// The answer for one serial, read from the store (no audit, no billing).
+/// The answer for one signing serial of `kind` (card or smartphone), read
+/// from the store (no audit, no billing): about the serial's holder and
+/// their current certificate of that kind ([`shikko_core::person`]).
 pub fn resolve(
     store: &Store,
     provider: &ProviderId,
+    kind: CertKind,
     serial: &Serial,
     now: UnixTime,
 ) -> Result<InfoOutcome, InfoError> {
-    let Some(cert) = store.cert(CertKind::CardSigning, serial)? else {
+    if !kind.is_signing() {
         return Ok(InfoOutcome::UnknownSerial);
+    }
+    let cur = match current_of(store, kind, serial, now) {
+        Ok(Some(c)) => c,
+        Ok(None) => return Ok(InfoOutcome::UnknownSerial),
+        Err(CurrentError::View(e)) => return Err(e.into()),
+        Err(CurrentError::MissingHolder) => {
+            return Err(InfoError::Corrupt("a certificate names a missing holder"));
+        }
     };
-    let Some(holder) = store.holder(&cert.holder)? else {
-        return Err(InfoError::Corrupt("a certificate names a missing holder"));
-    };
-    let consent = consent_of(store, &holder.id, provider)?;
+    let consent = consent_of(store, &cur.holder.id, provider)?;
     let Some(consent) = consent.filter(|c| c.in_force(now)) else {
         return Ok(InfoOutcome::NoConsent);
     };
-    match holder.state {
-        HolderState::Deceased { .. } => return Ok(InfoOutcome::Deceased),
-        HolderState::Emigrated { .. } => return Ok(InfoOutcome::Emigrated),
-        HolderState::Active => {}
-    }
-    let (newest, hops) = store.newest(CertKind::CardSigning, serial)?;
-    if hops == 0 {
-        let valid = cert.status == CertStatus::Good && now < cert.not_after;
-        return Ok(if valid {
-            InfoOutcome::Unchanged
-        } else {
-            InfoOutcome::NoNewCertificate
-        });
-    }
-    let current = store.cert(CertKind::CardSigning, &newest)?;
-    match (current, &holder.four_info) {
-        (Some(c), Some(info)) if c.status == CertStatus::Good && now < c.not_after => {
-            Ok(InfoOutcome::Changed {
-                info: consent.items.select(info),
-                current_serial: newest,
-            })
-        }
-        _ => Ok(InfoOutcome::NoNewCertificate),
-    }
+    Ok(info_outcome(&cur, consent.items))
 }
 
 impl InfoService {
@@ -75,6 +63,7 @@ impl InfoService {
         &self,
         op: &Operator,
         provider: &ProviderId,
+        kind: CertKind,
         serials: Vec<Serial>,
         action: &'static str,
     ) -> Result<Vec<InfoOutcome>, InfoError> {
@@ -82,7 +71,7 @@ impl InfoService {
         let outcomes = if serials.len() <= 4 {
             serials
                 .iter()
-                .map(|s| resolve(&self.store, provider, s, now))
+                .map(|s| resolve(&self.store, provider, kind, s, now))
                 .collect::<Result<Vec<_>, _>>()?
         } else {
             // Thousands of point reads: off the async workers.
@@ -92,7 +81,7 @@ impl InfoService {
             tokio::task::spawn_blocking(move || {
                 serials2
                     .iter()
-                    .map(|s| resolve(&store, &provider, s, now))
+                    .map(|s| resolve(&store, &provider, kind, s, now))
                     .collect::<Result<Vec<_>, _>>()
             })
             .await
@@ -141,16 +130,20 @@ impl InfoService {
         Ok(outcomes)
     }
 
-    /// One serial. No consent in force: `PermissionDenied` (audited).
+    /// One serial of `kind` (card or smartphone signing). No consent in
+    /// force: `PermissionDenied` (audited).
     pub async fn query(
         &self,
         op: &Operator,
         provider: &ProviderId,
+        kind: CertKind,
         serial: Serial,
     ) -> Result<InfoOutcome, InfoError> {
         let t = Instant::now();
         self.admit(op, provider, 1, "query").await?;
-        let mut out = self.answer(op, provider, vec![serial], "query").await?;
+        let mut out = self
+            .answer(op, provider, kind, vec![serial], "query")
+            .await?;
         let outcome = out
             .pop()
             .ok_or_else(|| InfoError::Internal("no answer".into()))?;
@@ -170,11 +163,13 @@ impl InfoService {
         Ok(outcome)
     }
 
-    /// Many serials, answered per serial (`NoConsent` is an answer here).
+    /// Many serials of `kind`, answered per serial (`NoConsent` is an
+    /// answer here).
     pub async fn query_batch(
         &self,
         op: &Operator,
         provider: &ProviderId,
+        kind: CertKind,
         serials: Vec<Serial>,
     ) -> Result<Vec<InfoOutcome>, InfoError> {
         let t = Instant::now();
@@ -194,7 +189,9 @@ impl InfoService {
         }
         self.admit(op, provider, serials.len(), "query_batch")
             .await?;
-        let out = self.answer(op, provider, serials, "query_batch").await?;
+        let out = self
+            .answer(op, provider, kind, serials, "query_batch")
+            .await?;
         self.metrics
             .query_seconds
             .with_label_values(&["batch"])

@@ -121,6 +121,8 @@ pub struct InfoService {
     pub(crate) buckets: Mutex<HashMap<String, RateBucket>>,
     /// Card signing CA certificates (every generation) consents are checked against.
     pub(crate) signing_cas: Vec<Certificate>,
+    /// Smartphone signing CA certificates: consents signed on a phone.
+    pub(crate) phone_signing_cas: Vec<Certificate>,
     /// The consent challenges this service issues and checks.
     pub(crate) challenges: crate::challenge::Challenges,
     /// Serializes the consent changes of one holder (by hash of the holder
@@ -166,6 +168,7 @@ impl InfoService {
             by_fingerprint: RwLock::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
             signing_cas,
+            phone_signing_cas: Vec::new(),
             challenges,
             consent_locks: (0..CONSENT_LOCKS)
                 .map(|_| Arc::new(tokio::sync::Mutex::new(())))
@@ -192,6 +195,18 @@ impl InfoService {
             .clone()
             .lock_owned()
             .await
+    }
+
+    /// Also accepts consents signed with smartphone signing certificates of
+    /// these CAs (DER; every generation).
+    pub fn with_phone_signing_cas(mut self, cas: &[Vec<u8>]) -> Result<InfoService, InfoError> {
+        use der::Decode;
+        self.phone_signing_cas = cas
+            .iter()
+            .map(|d| Certificate::from_der(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| InfoError::Invalid(format!("a phone signing CA certificate: {e}")))?;
+        Ok(self)
     }
 
     /// Consent challenges valid for `secs` (default

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use shikko_core::{InfoItems, InfoOutcome, OperatorId, ProviderId, UnixTime};
+use shikko_core::{CertKind, InfoItems, InfoOutcome, OperatorId, ProviderId, UnixTime};
 use shikko_info::audit::{AuditRecord, ChainError, verify};
 use shikko_info::consent::ConsentRequest;
 use shikko_info::{InfoMetrics, InfoService};
@@ -162,7 +162,10 @@ async fn the_log_continues_its_chain_after_a_restart() {
         .await
         .unwrap();
     assert_eq!(
-        w.svc.query(&op, &bank, h.serial).await.unwrap(),
+        w.svc
+            .query(&op, &bank, CertKind::CardSigning, h.serial)
+            .await
+            .unwrap(),
         InfoOutcome::Unchanged
     );
     let (before, head) = w.svc.audit_head().unwrap();
@@ -185,7 +188,9 @@ async fn the_log_continues_its_chain_after_a_restart() {
         .unwrap()
         .expect("the operator survived");
     assert_eq!(
-        svc.query(&op, &bank, h.serial).await.unwrap(),
+        svc.query(&op, &bank, CertKind::CardSigning, h.serial)
+            .await
+            .unwrap(),
         InfoOutcome::Unchanged,
         "the consent survived"
     );
@@ -225,6 +230,7 @@ async fn rate_limits_refuse_with_resource_exhausted() {
     // A batch larger than the burst can never pass: said so.
     let e = c
         .query_batch(shikko_proto::v1::InfoBatchRequest {
+            issuer: 0,
             provider: "bank-1".into(),
             serials: vec![h.serial.magnitude().to_vec(); 5],
         })
@@ -253,6 +259,7 @@ async fn malformed_and_foreign_requests_are_refused_clearly_and_audited() {
     for s in bad_serials {
         let e = c
             .query(shikko_proto::v1::InfoQueryRequest {
+                issuer: 0,
                 provider: "bank-1".into(),
                 serial: s.to_vec(),
             })
@@ -310,6 +317,7 @@ async fn malformed_and_foreign_requests_are_refused_clearly_and_audited() {
     // A batch over the limit.
     let e = c
         .query_batch(shikko_proto::v1::InfoBatchRequest {
+            issuer: 0,
             provider: "bank-1".into(),
             serials: vec![h.serial.magnitude().to_vec(); shikko_info::query::MAX_BATCH + 1],
         })

@@ -258,6 +258,7 @@ async fn seeds_flow_over_mutual_tls() {
             .iter()
             .map(|s| s.magnitude().to_vec())
             .collect(),
+            issuer: 0,
         })
         .await
         .unwrap()
@@ -293,6 +294,7 @@ async fn seeds_flow_over_mutual_tls() {
     // Withdrawal: nothing more is provided.
     let r = c
         .withdraw_consent(pb::WithdrawConsentRequest {
+            issuer: 0,
             provider: "bank-1".into(),
             serial: Serial::from_u128(0x1002).unwrap().magnitude().to_vec(),
         })

@@ -241,6 +241,18 @@ impl Store {
     }
 }
 
+/// The store as the rules and the person-keyed answers read it
+/// ([`shikko_core::person::current_of`]).
+impl shikko_core::rules::StateView for Store {
+    type Error = Error;
+    fn cert(&self, kind: CertKind, serial: &Serial) -> Result<Option<CertRecord>> {
+        Store::cert(self, kind, serial)
+    }
+    fn holder(&self, id: &HolderId) -> Result<Option<HolderRecord>> {
+        Store::holder(self, id)
+    }
+}
+
 /// An entry of the revoked index, from its key and value.
 fn revoked_entry(kind: CertKind, k: &[u8], v: &[u8]) -> Result<RevokedEntry> {
     if k.len() != 5 + shikko_core::SERIAL_MAX_OCTETS {

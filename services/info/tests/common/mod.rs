@@ -342,5 +342,6 @@ pub fn query(provider: &str, s: &Serial) -> pb::InfoQueryRequest {
     pb::InfoQueryRequest {
         provider: provider.into(),
         serial: s.magnitude().to_vec(),
+        issuer: 0,
     }
 }
