@@ -43,6 +43,8 @@ pub struct World {
     pub svc: Arc<InfoService>,
     pub sign_ca_key: Arc<SoftwareSigner>,
     pub sign_ca_der: Vec<u8>,
+    pub phone_ca_key: Arc<SoftwareSigner>,
+    pub phone_ca_der: Vec<u8>,
     pub op_ca_key: SoftwareSigner,
     pub op_ca_pem: String,
     pub addr: SocketAddr,
@@ -86,6 +88,15 @@ impl World {
             UnixTime(now.0 + 20 * YEAR),
         )
         .unwrap();
+        let phone_ca_key = Arc::new(SoftwareSigner::generate(alg).unwrap());
+        let phone_ca_der = ca_certificate(
+            CertKind::PhoneSigning,
+            phone_ca_key.as_ref(),
+            serial(4),
+            start,
+            UnixTime(now.0 + 20 * YEAR),
+        )
+        .unwrap();
         let op_ca_key = SoftwareSigner::generate(alg).unwrap();
         let op_ca_der =
             operator_ca_certificate(&op_ca_key, serial(2), start, UnixTime(now.0 + 10 * YEAR))
@@ -110,6 +121,8 @@ impl World {
                 std::slice::from_ref(&sign_ca_der),
                 InfoMetrics::new(&registry).unwrap(),
             )
+            .unwrap()
+            .with_phone_signing_cas(std::slice::from_ref(&phone_ca_der))
             .unwrap(),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -139,6 +152,8 @@ impl World {
             svc,
             sign_ca_key,
             sign_ca_der,
+            phone_ca_key,
+            phone_ca_der,
             op_ca_key,
             op_ca_pem,
             addr,
@@ -239,16 +254,32 @@ impl World {
         s: u128,
         info: &FourInfo,
     ) -> NewCert {
+        self.signing_cert_of(CertKind::CardSigning, holder, key, s, info)
+    }
+
+    /// A signing certificate of `kind` (card or smartphone) for `holder`.
+    pub fn signing_cert_of(
+        &self,
+        kind: CertKind,
+        holder: &HolderId,
+        key: &SoftwareSigner,
+        s: u128,
+        info: &FourInfo,
+    ) -> NewCert {
         let now = UnixTime::now();
         let m = shikko_population::synthetic::municipalities()[0].clone();
-        let issuer =
-            Issuer::from_certificate(self.sign_ca_key.as_ref(), &self.sign_ca_der).unwrap();
+        let issuer = match kind {
+            CertKind::PhoneSigning => {
+                Issuer::from_certificate(self.phone_ca_key.as_ref(), &self.phone_ca_der).unwrap()
+            }
+            _ => Issuer::from_certificate(self.sign_ca_key.as_ref(), &self.sign_ca_der).unwrap(),
+        };
         let nb = UnixTime(now.0 - 2 * 86_400);
         let na = UnixTime(now.0 + 3 * YEAR);
         let der = holder_certificate(
             &issuer,
             &HolderCertRequest {
-                kind: CertKind::CardSigning,
+                kind,
                 holder,
                 municipality: Some(&m),
                 four_info: Some(info),
@@ -261,7 +292,7 @@ impl World {
         )
         .unwrap();
         NewCert {
-            kind: CertKind::CardSigning,
+            kind,
             serial: serial(s),
             not_before: nb,
             not_after: na,
