@@ -125,6 +125,11 @@ pub const RULES: &[Rule] = &[
         why: "a bank reads its own usage",
     },
     Rule {
+        method: "/shikko.v1.Info/Expiring",
+        callers: &[OPERATOR],
+        why: "a bank learns which consenting customers must renew soon",
+    },
+    Rule {
         method: "/shikko.v1.InfoAdmin/RegisterProvider",
         callers: &["admin"],
         why: "who may query is an administrator's decision",
@@ -309,6 +314,14 @@ pub const LIMITS: &[(&str, Limits)] = &[
     ),
     ("/shikko.v1.Info/WithdrawConsent", SMALL),
     ("/shikko.v1.Info/Usage", SMALL),
+    (
+        "/shikko.v1.Info/Expiring",
+        Limits {
+            max_message_bytes: 4 * KIB,
+            concurrency: 16,
+            timeout_secs: 120,
+        },
+    ),
     ("/shikko.v1.InfoAdmin/RegisterProvider", SMALL),
     (
         "/shikko.v1.InfoAdmin/RegisterOperator",

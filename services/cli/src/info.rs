@@ -94,6 +94,19 @@ pub(crate) enum InfoCommand {
         #[command(flatten)]
         conn: OperatorConn,
     },
+    /// The consenting holders' signing certificates (card and phone) that
+    /// expire within N days: serial, issuer and date, for asking customers
+    /// to renew in time.
+    Expiring {
+        /// The window, in days (1 to 120).
+        #[arg(long, default_value_t = 90)]
+        within_days: u32,
+        /// The service provider (bank).
+        #[arg(long, default_value = "demo-bank")]
+        provider: String,
+        #[command(flatten)]
+        conn: OperatorConn,
+    },
     /// Ask the service for a consent challenge (single use, valid minutes),
     /// for a statement signed elsewhere (`info statement --challenge`).
     Challenge {
@@ -365,6 +378,42 @@ pub(crate) async fn run(cmd: InfoCommand) -> Result<()> {
             println!("{:<12} {:<24} {:>10}", "day", "provider", "provisions");
             for d in usage.days {
                 println!("{:<12} {:<24} {:>10}", d.day, d.provider, d.provisions);
+            }
+        }
+        InfoCommand::Expiring {
+            within_days,
+            provider,
+            conn,
+        } => {
+            let mut client = operator_client(&conn).await?;
+            let mut token = String::new();
+            println!("{:<24} {:<11} {:<10}", "serial", "issuer", "expires");
+            loop {
+                let r = client
+                    .expiring(pb::ExpiringRequest {
+                        provider: provider.clone(),
+                        within_days,
+                        page_size: 1_000,
+                        page_token: token,
+                    })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                for c in &r.certificates {
+                    let issuer = shikko_proto::convert::cert_kind(c.issuer)
+                        .map(|k| k.issuer_id())
+                        .unwrap_or("?");
+                    let (y, m, d, ..) = UnixTime(c.not_after).to_civil();
+                    println!(
+                        "{:<24} {:<11} {y:04}-{m:02}-{d:02}",
+                        hex_of(&c.serial),
+                        issuer
+                    );
+                }
+                if r.next_page_token.is_empty() {
+                    break;
+                }
+                token = r.next_page_token;
             }
         }
         InfoCommand::Challenge { provider, conn } => {

@@ -262,6 +262,10 @@ impl InfoService {
         };
         puts.push((keys::consent(&id), keys::encode(&consent)?));
         puts.push((
+            keys::provider_holder(req.provider.as_str(), holder.as_str()),
+            Vec::new(),
+        ));
+        puts.push((
             keys::holder_consent(holder.as_str(), req.provider.as_str()),
             id.as_bytes().to_vec(),
         ));

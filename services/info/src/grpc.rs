@@ -300,6 +300,35 @@ impl pb::info_server::Info for InfoGrpc {
         Ok(Response::new(consent_to_pb(&consent)))
     }
 
+    async fn expiring(
+        &self,
+        req: Request<pb::ExpiringRequest>,
+    ) -> Result<Response<pb::ExpiringResponse>, Status> {
+        const ACTION: &str = "expiring";
+        let op = self.operator(&req, ACTION).await?;
+        let r = req.into_inner();
+        let provider = self.provider(&op, ACTION, r.provider).await?;
+        let page = match r.page_size {
+            0 => 1_000,
+            n => n as usize,
+        };
+        let (found, next) = self
+            .svc
+            .expiring(&op, &provider, r.within_days, page, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ExpiringResponse {
+            certificates: found
+                .iter()
+                .map(|e| pb::ExpiringCertificate {
+                    issuer: shikko_proto::convert::issuer(e.kind),
+                    serial: e.serial.magnitude().to_vec(),
+                    not_after: e.not_after.0,
+                })
+                .collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
     async fn usage(
         &self,
         req: Request<pb::UsageRequest>,

@@ -10,6 +10,9 @@
 //! | `f/` | SHA-256 of a client certificate (hex) | operator id |
 //! | `p/` | provider id | provider (JSON) |
 //! | `k/challenge` | | the consent challenges' MAC key (32 octets) |
+//! | `k/provider-index` | | present once `q/` covers every consent |
+//! | `k/page-token` | | the key of `Expiring`'s page tokens (32 octets) |
+//! | `q/` | provider `/` holder id | empty: the holder gave the provider a consent (in force or not) |
 //! | `u/` | issue time (16 hex digits) `/` nonce (hex) | empty: a consent challenge that was used |
 
 pub(crate) const AUDIT_PREFIX: &[u8] = b"a/";
@@ -17,6 +20,16 @@ pub(crate) const OPERATOR_PREFIX: &[u8] = b"o/";
 pub(crate) const PROVIDER_PREFIX: &[u8] = b"p/";
 
 pub(crate) const CHALLENGE_USED_PREFIX: &[u8] = b"u/";
+pub(crate) const CONSENT_PREFIX: &[u8] = b"c/";
+pub(crate) const PROVIDER_INDEX_BUILT: &[u8] = b"k/provider-index";
+
+pub(crate) fn provider_holder(provider: &str, holder: &str) -> Vec<u8> {
+    format!("q/{provider}/{holder}").into_bytes()
+}
+
+pub(crate) fn provider_holders(provider: &str) -> Vec<u8> {
+    format!("q/{provider}/").into_bytes()
+}
 
 pub(crate) fn challenge_used(issued_at: i64, nonce: &[u8]) -> Vec<u8> {
     let mut k = challenge_used_before(issued_at);

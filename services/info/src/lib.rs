@@ -13,7 +13,8 @@
 //!   by TLS client certificate; rate limits; billing reports.
 //! - [`consent`]: consents proven by the holder's signature, withdrawal.
 //! - [`challenge`]: the single-use challenges a consent statement carries.
-//! - [`query`]: single and batch queries, following old serial -> newest.
+//! - [`query`]: single and batch queries, about the serial's holder and their current certificate.
+//! - [`expiring`]: consenting holders' signing certificates that expire soon.
 //! - [`audit`]: the append-only, hash-chained audit log, its export and verification.
 //! - [`grpc`]: `shikko.v1.Info` over mutually authenticated TLS.
 //! - [`admin`]: `shikko.v1.InfoAdmin` (registration, audit export) for the
@@ -30,6 +31,7 @@ pub mod audit;
 pub mod challenge;
 pub mod consent;
 pub mod error;
+pub mod expiring;
 pub mod grpc;
 mod keys;
 pub mod operators;

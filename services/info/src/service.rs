@@ -125,6 +125,8 @@ pub struct InfoService {
     pub(crate) phone_signing_cas: Vec<Certificate>,
     /// The consent challenges this service issues and checks.
     pub(crate) challenges: crate::challenge::Challenges,
+    /// The page tokens of `Expiring`.
+    pub(crate) page_tokens: crate::expiring::PageTokens,
     /// Serializes the consent changes of one holder (by hash of the holder
     /// id into these locks) so that reading the current consent and replacing
     /// it cannot interleave; different holders proceed in parallel.
@@ -162,6 +164,7 @@ impl InfoService {
             .map_err(|e| InfoError::Invalid(format!("a signing CA certificate: {e}")))?;
         let audit = AuditLog::start(store.clone())?;
         let challenges = crate::challenge::Challenges::open(&store)?;
+        let page_tokens = crate::expiring::PageTokens::open(&store)?;
         let svc = InfoService {
             store,
             audit,
@@ -170,6 +173,7 @@ impl InfoService {
             signing_cas,
             phone_signing_cas: Vec::new(),
             challenges,
+            page_tokens,
             consent_locks: (0..CONSENT_LOCKS)
                 .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),
@@ -179,6 +183,7 @@ impl InfoService {
             anonymous_since: std::sync::atomic::AtomicU64::new(0),
         };
         svc.load_operators()?;
+        crate::expiring::build_provider_index(&svc.store)?;
         Ok(svc)
     }
 

@@ -277,3 +277,125 @@ async fn a_consent_signed_on_a_phone_and_queries_by_phone_serial() {
         .into_inner();
     assert_eq!(r.state, pb::ConsentState::Withdrawn as i32);
 }
+
+/// For the bank's daily run: the consenting holders' signing certificates
+/// (card and phone) that expire within the window, paged with opaque
+/// tokens, audited; not those of holders without a consent, nor later ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consenting_holders_whose_certificates_expire_soon() {
+    let mut w = World::new(KeyAlgorithm::EcdsaP256).await;
+    let op = w.register("op-1", 1).await;
+    let mut c = w.client(Some(&op)).await;
+    let now = UnixTime(UnixTime::now().0 - 60);
+    let soon = UnixTime(UnixTime::now().0 + 20 * 86_400);
+    let later = UnixTime(UnixTime::now().0 + 2 * YEAR);
+    let issue = |w: &mut World, id: &str, kind: CertKind, s: u128, until: UnixTime| {
+        let hid = shikko_core::HolderId::new(id).unwrap();
+        let key = SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let info = four_info("東京都千代田区千代田1-1");
+        let cert = w.signing_cert_until(kind, &hid, &key, s, &info, until);
+        let der = cert.cert_der.clone().unwrap();
+        w.ingest(EventBody::Issue {
+            holder: hid.clone(),
+            cert,
+            four_info: Some(info.clone()),
+        });
+        Holder {
+            id: hid,
+            key,
+            serial: serial(s),
+            cert_der: der,
+            info,
+        }
+    };
+    let a = issue(&mut w, "A", CertKind::CardSigning, 0xa1, soon);
+    let b = issue(&mut w, "B", CertKind::CardSigning, 0xb1, soon);
+    let _no_consent = issue(&mut w, "C", CertKind::CardSigning, 0xc1, soon);
+    let d = issue(&mut w, "D", CertKind::CardSigning, 0xd1, later);
+    let e = issue(&mut w, "E", CertKind::PhoneSigning, 0xe1, soon);
+    for h in [&a, &b, &d, &e] {
+        let req = consent(&mut c, h, "bank-1", InfoItems::ALL, now).await;
+        c.record_consent(req).await.unwrap();
+    }
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let r = c
+            .expiring(pb::ExpiringRequest {
+                provider: "bank-1".into(),
+                within_days: 30,
+                page_size: 1,
+                page_token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        for x in &r.certificates {
+            listed.push((
+                x.issuer,
+                Serial::from_be_bytes(&x.serial).unwrap(),
+                x.not_after,
+            ));
+        }
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        // Opaque: no holder id in it.
+        assert!(!r.next_page_token.contains('A') && r.next_page_token.len() > 40);
+        token = r.next_page_token;
+        assert!(pages < 10);
+    }
+    listed.sort();
+    let sign = shikko_proto::convert::issuer(CertKind::CardSigning);
+    let phone = shikko_proto::convert::issuer(CertKind::PhoneSigning);
+    let mut want = vec![
+        (sign, serial(0xa1), soon.0),
+        (sign, serial(0xb1), soon.0),
+        (phone, serial(0xe1), soon.0),
+    ];
+    want.sort();
+    assert_eq!(listed, want);
+    assert!(pages >= 3, "paged: {pages}");
+    // A token is this operator's, for this provider.
+    let op2 = w.register("op-2", 2).await;
+    let mut c2 = w.client(Some(&op2)).await;
+    let first = c
+        .expiring(pb::ExpiringRequest {
+            provider: "bank-1".into(),
+            within_days: 30,
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let e = c2
+        .expiring(pb::ExpiringRequest {
+            provider: "bank-1".into(),
+            within_days: 30,
+            page_size: 1,
+            page_token: first.next_page_token,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    // The window is bounded.
+    let e = c
+        .expiring(pb::ExpiringRequest {
+            provider: "bank-1".into(),
+            within_days: 400,
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    // Every listed serial is audited.
+    let mut out = Vec::new();
+    shikko_info::audit::export(&w.store, 1, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("\"subject\":\"phone-sign:E1\""), "{text}");
+    assert!(!text.contains("\"subject\":\"sign:C1\""), "{text}");
+}

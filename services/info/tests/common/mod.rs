@@ -266,6 +266,20 @@ impl World {
         s: u128,
         info: &FourInfo,
     ) -> NewCert {
+        let na = UnixTime(UnixTime::now().0 + 3 * YEAR);
+        self.signing_cert_until(kind, holder, key, s, info, na)
+    }
+
+    /// [`World::signing_cert_of`], valid until `na`.
+    pub fn signing_cert_until(
+        &self,
+        kind: CertKind,
+        holder: &HolderId,
+        key: &SoftwareSigner,
+        s: u128,
+        info: &FourInfo,
+        na: UnixTime,
+    ) -> NewCert {
         let now = UnixTime::now();
         let m = shikko_population::synthetic::municipalities()[0].clone();
         let issuer = match kind {
@@ -275,7 +289,6 @@ impl World {
             _ => Issuer::from_certificate(self.sign_ca_key.as_ref(), &self.sign_ca_der).unwrap(),
         };
         let nb = UnixTime(now.0 - 2 * 86_400);
-        let na = UnixTime(now.0 + 3 * YEAR);
         let der = holder_certificate(
             &issuer,
             &HolderCertRequest {
