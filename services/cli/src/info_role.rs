@@ -77,6 +77,8 @@ pub(crate) struct InfoSamples {
     pub(crate) partial: Option<Serial>,
     /// A consenting holder's valid serial.
     pub(crate) unchanged: Option<Serial>,
+    /// Old serial of a consenting holder who renewed (nothing changed).
+    pub(crate) renewed: Option<Serial>,
     /// A holder who did not consent.
     pub(crate) no_consent: Option<Serial>,
     /// Consents recorded.
@@ -196,6 +198,15 @@ pub(crate) async fn demo_setup(
         .iter()
         .find(|c| !movers.iter().any(|m| m.0 == c.0))
         .map(|c| c.1);
+    // One more renews its card: nothing changed, a new serial.
+    let renewer = consenting
+        .iter()
+        .find(|c| {
+            c.2 == InfoItems::ALL
+                && !movers.iter().any(|m| m.0 == c.0)
+                && Some(c.1) != samples.unchanged
+        })
+        .copied();
     let issuer = sign_ca.issuer()?;
     let now = UnixTime::now();
     let mut events = Vec::new();
@@ -262,6 +273,55 @@ pub(crate) async fn demo_setup(
             samples.partial.get_or_insert(*old);
         }
     }
+    if let Some((i, old, _)) = renewer {
+        let h = pop.holder(i);
+        samples.holders.push(h.id.clone());
+        let rec = store
+            .cert(CertKind::CardSigning, &old)?
+            .context("a renewer's certificate")?;
+        let info = store
+            .holder(&h.id)?
+            .and_then(|r| r.four_info)
+            .context("a consenting holder without 4 information")?;
+        let municipality = pop
+            .municipality(rec.partition)
+            .cloned()
+            .context("unknown municipality")?;
+        let serial = serial_for(CertKind::CardSigning, i, 0xFE00);
+        let key = &authority.holder_keys[(i as usize) % authority.holder_keys.len()];
+        let not_after = now.plus_secs(5 * 365 * 86_400);
+        let der = shikko_pki::holder_certificate(
+            &issuer,
+            &HolderCertRequest {
+                kind: CertKind::CardSigning,
+                holder: &h.id,
+                municipality: Some(&municipality),
+                four_info: Some(&info),
+                subject_public_key: key.public_key_der(),
+                serial,
+                not_before: now,
+                not_after,
+                ocsp_url: Some(ocsp_url),
+            },
+        )?;
+        events.push(Event {
+            id: EventId::new(format!("demo-renewal-{}", h.id))?,
+            time: now,
+            body: EventBody::Renewal {
+                holder: h.id.clone(),
+                new_signing: Some(NewCert {
+                    kind: CertKind::CardSigning,
+                    serial,
+                    not_before: now,
+                    not_after,
+                    municipality: Some(municipality),
+                    cert_der: Some(der),
+                }),
+                new_auth: None,
+            },
+        });
+        samples.renewed = Some(old);
+    }
     let outcomes = registry.ingest(events, IngestMode::AllOrNothing).await?;
     for o in outcomes {
         if !matches!(
@@ -282,6 +342,7 @@ pub(crate) fn write_samples(dir: &Path, s: &InfoSamples, info_addr: SocketAddr) 
         ("changed", s.changed),
         ("partial", s.partial),
         ("unchanged", s.unchanged),
+        ("renewed", s.renewed),
         ("no-consent", s.no_consent),
     ] {
         if let Some(serial) = serial {
@@ -299,7 +360,7 @@ pub(crate) fn write_samples(dir: &Path, s: &InfoSamples, info_addr: SocketAddr) 
          The demo registered the bank `{DEMO_PROVIDER}` and the operator `{DEMO_OPERATOR}`\n\
          (operator.pem / operator-key.pem), recorded {} consents (one holder in ten;\n\
          one in four of them for the address only), then moved three consenting\n\
-         holders. {SAMPLE_FILE} lists serials to ask about:\n{}\
+         holders and renewed one's card. {SAMPLE_FILE} lists serials to ask about:\n{}\
          Ask by the old serial (the bank's) for the new address and serial:\n\
          \x20 shikko info query --endpoint https://{info_addr} --cert {d}/operator.pem --key {d}/operator-key.pem SERIAL...\n\
          {EXAMPLE_MOVE_FILE} moves the `unchanged` holder (a new signing certificate):\n\

@@ -91,6 +91,13 @@ fn the_demo_answers_the_seeds_flow_through_the_cli() {
     );
     assert_eq!(row(&table, &unchanged), ("unchanged", "-", "-"));
     assert_eq!(row(&table, &no_consent).0, "no consent");
+    // The holder who renewed: the new serial, no data (and not billed).
+    let renewed = get("renewed");
+    let (ok, table) = info(&demo.info, &samples, &["query", &renewed]);
+    assert!(ok, "{table}");
+    let (o, current, data_) = row(&table, &renewed);
+    assert_eq!((o, data_), ("renewed", "-"));
+    assert!(current != "-" && current != renewed, "{table}");
     // One serial without consent: refused.
     let (ok, text) = info(&demo.info, &samples, &["query", &no_consent]);
     assert!(!ok && text.contains("PermissionDenied"), "{text}");
