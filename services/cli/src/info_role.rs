@@ -232,34 +232,22 @@ pub(crate) async fn demo_setup(
         let not_after = store
             .cert(CertKind::CardSigning, old)?
             .map_or(now.plus_secs(5 * 365 * 86_400), |c| c.not_after);
-        let der = shikko_pki::holder_certificate(
-            &issuer,
-            &HolderCertRequest {
-                kind: CertKind::CardSigning,
-                holder: &h.id,
-                municipality: Some(&municipality),
-                four_info: Some(&info),
-                subject_public_key: key.public_key_der(),
-                serial,
-                not_before: now,
-                not_after,
-                ocsp_url: Some(ocsp_url),
-            },
-        )?;
+        let card = CardRequest {
+            holder: &h.id,
+            info: &info,
+            municipality,
+            serial,
+            key,
+            validity: (now, not_after),
+        };
+        let new_signing = Some(card.issue(&issuer, ocsp_url)?);
         let event = Event {
             id: EventId::new(format!("demo-move-{}", h.id))?,
             time: now,
             body: EventBody::FourInfoChange {
                 holder: h.id.clone(),
                 four_info: info,
-                new_signing: Some(NewCert {
-                    kind: CertKind::CardSigning,
-                    serial,
-                    not_before: now,
-                    not_after,
-                    municipality: Some(municipality),
-                    cert_der: Some(der),
-                }),
+                new_signing,
             },
         };
         if *items == InfoItems::NONE {
@@ -290,33 +278,20 @@ pub(crate) async fn demo_setup(
         let serial = serial_for(CertKind::CardSigning, i, 0xFE00);
         let key = &authority.holder_keys[(i as usize) % authority.holder_keys.len()];
         let not_after = now.plus_secs(5 * 365 * 86_400);
-        let der = shikko_pki::holder_certificate(
-            &issuer,
-            &HolderCertRequest {
-                kind: CertKind::CardSigning,
-                holder: &h.id,
-                municipality: Some(&municipality),
-                four_info: Some(&info),
-                subject_public_key: key.public_key_der(),
-                serial,
-                not_before: now,
-                not_after,
-                ocsp_url: Some(ocsp_url),
-            },
-        )?;
+        let card = CardRequest {
+            holder: &h.id,
+            info: &info,
+            municipality,
+            serial,
+            key,
+            validity: (now, not_after),
+        };
         events.push(Event {
             id: EventId::new(format!("demo-renewal-{}", h.id))?,
             time: now,
             body: EventBody::Renewal {
                 holder: h.id.clone(),
-                new_signing: Some(NewCert {
-                    kind: CertKind::CardSigning,
-                    serial,
-                    not_before: now,
-                    not_after,
-                    municipality: Some(municipality),
-                    cert_der: Some(der),
-                }),
+                new_signing: Some(card.issue(&issuer, ocsp_url)?),
                 new_auth: None,
             },
         });
@@ -332,6 +307,45 @@ pub(crate) async fn demo_setup(
         }
     }
     Ok(samples)
+}
+
+/// A new card signing certificate of the demo's.
+struct CardRequest<'a, K> {
+    holder: &'a shikko_core::HolderId,
+    info: &'a shikko_core::FourInfo,
+    municipality: shikko_core::Municipality,
+    serial: Serial,
+    key: &'a K,
+    validity: (UnixTime, UnixTime),
+}
+
+impl<K: shikko_pki::Signer> CardRequest<'_, K> {
+    /// Signed by `issuer`, as an event's new certificate.
+    fn issue(self, issuer: &shikko_pki::Issuer<'_>, ocsp_url: &str) -> Result<NewCert> {
+        let (not_before, not_after) = self.validity;
+        let der = shikko_pki::holder_certificate(
+            issuer,
+            &HolderCertRequest {
+                kind: CertKind::CardSigning,
+                holder: self.holder,
+                municipality: Some(&self.municipality),
+                four_info: Some(self.info),
+                subject_public_key: self.key.public_key_der(),
+                serial: self.serial,
+                not_before,
+                not_after,
+                ocsp_url: Some(ocsp_url),
+            },
+        )?;
+        Ok(NewCert {
+            kind: CertKind::CardSigning,
+            serial: self.serial,
+            not_before,
+            not_after,
+            municipality: Some(self.municipality),
+            cert_der: Some(der),
+        })
+    }
 }
 
 /// Writes samples/info-serials.txt (read by the tour) and returns the

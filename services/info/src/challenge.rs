@@ -94,18 +94,7 @@ fn mac_input(op: &OperatorId, provider: &ProviderId, issued_at: i64, nonce: &[u8
 impl Challenges {
     /// The challenges of `store`, with its MAC key (made on first use).
     pub(crate) fn open(store: &Store) -> Result<Challenges, InfoError> {
-        let secret = match store.info_get(KEY_RECORD)? {
-            Some(k) if k.len() == 32 => k,
-            Some(_) => return Err(InfoError::Corrupt("the consent challenge key")),
-            None => {
-                let mut k = vec![0u8; 32];
-                aws_lc_rs::rand::SystemRandom::new()
-                    .fill(&mut k)
-                    .map_err(|_| InfoError::Internal("no randomness".into()))?;
-                store.info_write(&[(KEY_RECORD.to_vec(), k.clone())])?;
-                k
-            }
-        };
+        let secret = keys::secret(store, KEY_RECORD, "the consent challenge key")?;
         Ok(Challenges {
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             ttl_secs: DEFAULT_CHALLENGE_SECS,

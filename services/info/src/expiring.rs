@@ -50,18 +50,7 @@ pub(crate) struct PageTokens {
 impl PageTokens {
     /// The tokens of `store` (their key made on first use).
     pub(crate) fn open(store: &shikko_store::Store) -> Result<PageTokens, InfoError> {
-        let secret = match store.info_get(TOKEN_KEY)? {
-            Some(k) if k.len() == 32 => k,
-            Some(_) => return Err(InfoError::Corrupt("the page token key")),
-            None => {
-                let mut k = vec![0u8; 32];
-                aws_lc_rs::rand::SystemRandom::new()
-                    .fill(&mut k)
-                    .map_err(|_| InfoError::Internal("no randomness".into()))?;
-                store.info_write(&[(TOKEN_KEY.to_vec(), k.clone())])?;
-                k
-            }
-        };
+        let secret = keys::secret(store, TOKEN_KEY, "the page token key")?;
         let key = UnboundKey::new(&AES_256_GCM, &secret)
             .map_err(|_| InfoError::Internal("page token key".into()))?;
         Ok(PageTokens {

@@ -81,6 +81,29 @@ pub(crate) fn provider(id: &str) -> Vec<u8> {
     format!("p/{id}").into_bytes()
 }
 
+/// The 32-octet secret kept at `key` (made, from the system's randomness,
+/// and written on first use); `what` names it in the error of a record
+/// that is not 32 octets.
+pub(crate) fn secret(
+    store: &shikko_store::Store,
+    key: &[u8],
+    what: &'static str,
+) -> Result<Vec<u8>, crate::InfoError> {
+    use aws_lc_rs::rand::SecureRandom;
+    match store.info_get(key)? {
+        Some(k) if k.len() == 32 => Ok(k),
+        Some(_) => Err(crate::InfoError::Corrupt(what)),
+        None => {
+            let mut k = vec![0u8; 32];
+            aws_lc_rs::rand::SystemRandom::new()
+                .fill(&mut k)
+                .map_err(|_| crate::InfoError::Internal("no randomness".into()))?;
+            store.info_write(&[(key.to_vec(), k.clone())])?;
+            Ok(k)
+        }
+    }
+}
+
 /// A record of the keyspace, as JSON.
 pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, crate::InfoError> {
     serde_json::to_vec(v).map_err(|e| crate::InfoError::Internal(format!("encoding a record: {e}")))

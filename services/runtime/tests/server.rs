@@ -109,51 +109,12 @@ async fn serves_health_reflection_and_metrics_then_drains() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_tls_endpoint_bounds_handshakes_and_serves_no_reflection() {
     use tokio::io::AsyncReadExt;
-    let dir = tempfile::tempdir().unwrap();
-    let ids = shikko_testkit::identities::Identities::create(dir.path()).unwrap();
-    let files = shikko_runtime::TlsFiles {
-        cert: ids.cert("info"),
-        key: ids.key("info"),
-        ca: ids.ca(),
-        crls: Vec::new(),
-    };
-    let tls = Arc::new(shikko_runtime::ServerTls::load_public(&files).unwrap());
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (grpc_addr, metrics_addr) = (
-        grpc.local_addr().unwrap(),
-        metrics_listener.local_addr().unwrap(),
-    );
-    let shutdown = Shutdown::new();
-    tokio::spawn(
-        RoleServer::new("test", Metrics::new("test").unwrap(), metrics_listener)
-            .grpc_tls(
-                grpc,
-                GrpcRoutes::new(shikko_runtime::Api::with_default_limits(
-                    tonic_health::pb::FILE_DESCRIPTOR_SET,
-                )),
-                tls,
-                Duration::from_secs(30),
-                shikko_runtime::AcceptLimits::default(),
-                Arc::new(AnyCaller),
-            )
-            .serve(shutdown.clone(), Duration::from_secs(2)),
-    );
+    let public = start_public(shikko_runtime::AcceptLimits::default()).await;
+    let (grpc_addr, metrics_addr, shutdown) =
+        (public.grpc, public.metrics, public.shutdown.clone());
 
     // A TLS client without a certificate: served (health), no reflection.
-    let channel = tonic::transport::Endpoint::from_shared(format!("https://{grpc_addr}"))
-        .unwrap()
-        .tls_config(
-            tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(
-                    std::fs::read(ids.ca()).unwrap(),
-                ))
-                .domain_name("localhost"),
-        )
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = public.anonymous_channel().await;
     let status = tonic_health::pb::health_client::HealthClient::new(channel.clone())
         .check(tonic_health::pb::HealthCheckRequest {
             service: String::new(),
@@ -193,6 +154,75 @@ async fn the_public_tls_endpoint_bounds_handshakes_and_serves_no_reflection() {
         "{text}"
     );
     shutdown.trigger();
+}
+
+/// A public TLS endpoint (the operator port's kind: clients may withhold a
+/// certificate) serving health, with `limits`, every caller admitted.
+struct Public {
+    _dir: tempfile::TempDir,
+    ids: shikko_testkit::identities::Identities,
+    grpc: std::net::SocketAddr,
+    metrics: std::net::SocketAddr,
+    shutdown: Shutdown,
+}
+
+impl Public {
+    /// A TLS client without a certificate, connected.
+    async fn anonymous_channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("https://{}", self.grpc))
+            .unwrap()
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(
+                        std::fs::read(self.ids.ca()).unwrap(),
+                    ))
+                    .domain_name("localhost"),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+}
+
+async fn start_public(limits: shikko_runtime::AcceptLimits) -> Public {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = shikko_testkit::identities::Identities::create(dir.path()).unwrap();
+    let files = shikko_runtime::TlsFiles {
+        cert: ids.cert("info"),
+        key: ids.key("info"),
+        ca: ids.ca(),
+        crls: Vec::new(),
+    };
+    let tls = Arc::new(shikko_runtime::ServerTls::load_public(&files).unwrap());
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (grpc_addr, metrics_addr) = (
+        grpc.local_addr().unwrap(),
+        metrics_listener.local_addr().unwrap(),
+    );
+    let shutdown = Shutdown::new();
+    tokio::spawn(
+        RoleServer::new("test", Metrics::new("test").unwrap(), metrics_listener)
+            .grpc_tls(
+                grpc,
+                GrpcRoutes::new(shikko_runtime::Api::with_default_limits(
+                    tonic_health::pb::FILE_DESCRIPTOR_SET,
+                )),
+                tls,
+                Duration::from_secs(30),
+                limits,
+                Arc::new(AnyCaller),
+            )
+            .serve(shutdown.clone(), Duration::from_secs(2)),
+    );
+    Public {
+        _dir: dir,
+        ids,
+        grpc: grpc_addr,
+        metrics: metrics_addr,
+        shutdown,
+    }
 }
 
 fn metrics_text(addr: std::net::SocketAddr) -> String {
@@ -301,54 +331,16 @@ async fn methods_are_held_to_their_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_tls_endpoint_bounds_connections_per_peer_and_idle_time() {
     use tokio::io::AsyncReadExt;
-    let dir = tempfile::tempdir().unwrap();
-    let ids = shikko_testkit::identities::Identities::create(dir.path()).unwrap();
-    let files = shikko_runtime::TlsFiles {
-        cert: ids.cert("info"),
-        key: ids.key("info"),
-        ca: ids.ca(),
-        crls: Vec::new(),
-    };
-    let tls = Arc::new(shikko_runtime::ServerTls::load_public(&files).unwrap());
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (grpc_addr, metrics_addr) = (
-        grpc.local_addr().unwrap(),
-        metrics_listener.local_addr().unwrap(),
-    );
-    let shutdown = Shutdown::new();
-    tokio::spawn(
-        RoleServer::new("test", Metrics::new("test").unwrap(), metrics_listener)
-            .grpc_tls(
-                grpc,
-                GrpcRoutes::new(shikko_runtime::Api::with_default_limits(
-                    tonic_health::pb::FILE_DESCRIPTOR_SET,
-                )),
-                tls,
-                Duration::from_secs(30),
-                shikko_runtime::AcceptLimits {
-                    max_per_peer: 2,
-                    idle_timeout: Some(Duration::from_secs(2)),
-                    ..shikko_runtime::AcceptLimits::default()
-                },
-                Arc::new(AnyCaller),
-            )
-            .serve(shutdown.clone(), Duration::from_secs(2)),
-    );
+    let public = start_public(shikko_runtime::AcceptLimits {
+        max_per_peer: 2,
+        idle_timeout: Some(Duration::from_secs(2)),
+        ..shikko_runtime::AcceptLimits::default()
+    })
+    .await;
+    let (grpc_addr, metrics_addr, shutdown) =
+        (public.grpc, public.metrics, public.shutdown.clone());
     let connect = || async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("https://{grpc_addr}"))
-            .unwrap()
-            .tls_config(
-                tonic::transport::ClientTlsConfig::new()
-                    .ca_certificate(tonic::transport::Certificate::from_pem(
-                        std::fs::read(ids.ca()).unwrap(),
-                    ))
-                    .domain_name("localhost"),
-            )
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = public.anonymous_channel().await;
         let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
         h.check(tonic_health::pb::HealthCheckRequest {
             service: String::new(),
@@ -385,53 +377,14 @@ async fn the_public_tls_endpoint_bounds_connections_per_peer_and_idle_time() {
 /// withhold one: so many at once, more closed after the handshake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_tls_endpoint_bounds_connections_without_a_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let ids = shikko_testkit::identities::Identities::create(dir.path()).unwrap();
-    let files = shikko_runtime::TlsFiles {
-        cert: ids.cert("info"),
-        key: ids.key("info"),
-        ca: ids.ca(),
-        crls: Vec::new(),
-    };
-    let tls = Arc::new(shikko_runtime::ServerTls::load_public(&files).unwrap());
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (grpc_addr, metrics_addr) = (
-        grpc.local_addr().unwrap(),
-        metrics_listener.local_addr().unwrap(),
-    );
-    let shutdown = Shutdown::new();
-    tokio::spawn(
-        RoleServer::new("test", Metrics::new("test").unwrap(), metrics_listener)
-            .grpc_tls(
-                grpc,
-                GrpcRoutes::new(shikko_runtime::Api::with_default_limits(
-                    tonic_health::pb::FILE_DESCRIPTOR_SET,
-                )),
-                tls,
-                Duration::from_secs(30),
-                shikko_runtime::AcceptLimits {
-                    max_anonymous: 1,
-                    ..shikko_runtime::AcceptLimits::default()
-                },
-                Arc::new(AnyCaller),
-            )
-            .serve(shutdown.clone(), Duration::from_secs(2)),
-    );
+    let public = start_public(shikko_runtime::AcceptLimits {
+        max_anonymous: 1,
+        ..shikko_runtime::AcceptLimits::default()
+    })
+    .await;
+    let (metrics_addr, shutdown) = (public.metrics, public.shutdown.clone());
     let check = || async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("https://{grpc_addr}"))
-            .unwrap()
-            .tls_config(
-                tonic::transport::ClientTlsConfig::new()
-                    .ca_certificate(tonic::transport::Certificate::from_pem(
-                        std::fs::read(ids.ca()).unwrap(),
-                    ))
-                    .domain_name("localhost"),
-            )
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = public.anonymous_channel().await;
         let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
         let r = h
             .check(tonic_health::pb::HealthCheckRequest {

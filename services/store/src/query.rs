@@ -254,7 +254,7 @@ impl shikko_core::rules::StateView for Store {
 }
 
 /// An entry of the revoked index, from its key and value.
-fn revoked_entry(kind: CertKind, k: &[u8], v: &[u8]) -> Result<RevokedEntry> {
+pub(crate) fn revoked_entry(kind: CertKind, k: &[u8], v: &[u8]) -> Result<RevokedEntry> {
     if k.len() != 5 + shikko_core::SERIAL_MAX_OCTETS {
         return Err(Error::Corrupt {
             cf: cf::REVOKED,

@@ -66,16 +66,7 @@ impl RevokedBatch {
             self.value_ends[i - 1] as usize
         };
         let end = self.value_ends[i] as usize;
-        let value = RevokedValue::decode(&self.values[start..end])?;
-        let mut part = [0u8; 4];
-        part.copy_from_slice(&key[1..5]);
-        Ok(RevokedEntry {
-            kind,
-            partition: PartitionId(u32::from_be_bytes(part)),
-            serial: keys::serial_from(&key[5..], cf::REVOKED)?,
-            status: value.status,
-            not_after: value.not_after,
-        })
+        crate::query::revoked_entry(kind, key, &self.values[start..end])
     }
 }
 
