@@ -253,6 +253,14 @@ pub struct Consent {
     pub expires_at: UnixTime,
     /// Active, withdrawn or replaced.
     pub state: ConsentState,
+    /// The kind of the certificate that signed it: card or smartphone
+    /// signing (records written before read card).
+    #[serde(default = "card_signing")]
+    pub signing_kind: crate::ids::CertKind,
+}
+
+fn card_signing() -> crate::ids::CertKind {
+    crate::ids::CertKind::CardSigning
 }
 
 impl Consent {
@@ -415,6 +423,7 @@ mod tests {
     fn in_force_only_while_active_and_in_term() {
         let granted = UnixTime(1_800_000_000);
         let mut c = Consent {
+            signing_kind: crate::ids::CertKind::CardSigning,
             id: "x".into(),
             holder: HolderId::new("H1").unwrap(),
             provider: ProviderId::new("bank-1").unwrap(),

@@ -172,12 +172,16 @@ pub fn apply<V: StateView>(event: &Event, view: &V) -> Result<Vec<Effect>, Apply
         EventBody::CardLoss { holder } => tx.card_loss(holder)?,
         EventBody::CardReturn { holder } => {
             let mut h = tx.active_holder(holder)?;
+            // A card whose certificates expired is returned too: nothing
+            // to revoke, the slots are cleared.
+            let had_card =
+                h.live(CertKind::CardSigning).is_some() || h.live(CertKind::CardAuth).is_some();
             let n = tx.revoke_live(
                 &mut h,
                 &[CertKind::CardSigning, CertKind::CardAuth],
                 RevocationCause::HolderRequest,
             )?;
-            if n == 0 {
+            if n == 0 && !had_card {
                 return Err(RuleViolation::NoLiveCertificate {
                     holder: holder.clone(),
                     what: "card certificate",
@@ -645,16 +649,17 @@ impl<V: StateView> Tx<'_, V> {
             RevocationCause::FourInfoChanged,
         )?;
         h.four_info = Some(four_info.clone());
-        match (new_signing, old) {
-            (Some(c), old) => {
+        // The serial a successor is linked from: the one revoked now, or
+        // one a town revoked earlier whose successor this is.
+        let from = old.or(h.awaiting_successor.take());
+        match (new_signing, from) {
+            (Some(c), from) => {
                 self.issue(&mut h, c)?;
-                if let Some(old) = old {
-                    self.link(CertKind::CardSigning, old, c.serial);
+                if let Some(from) = from {
+                    self.link(CertKind::CardSigning, from, c.serial);
                 }
-                h.awaiting_successor = None;
             }
-            (None, Some(old)) => h.awaiting_successor = Some(old),
-            (None, None) => {}
+            (None, from) => h.awaiting_successor = from,
         }
         self.effects.push(Effect::PutHolder(h));
         Ok(())

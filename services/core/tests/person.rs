@@ -422,3 +422,95 @@ fn item_digests_follow_each_item() {
     assert_ne!(a[0], renamed[0]);
     assert_eq!(a[1], renamed[1]);
 }
+
+/// A town that revoked the card signing certificate first (affiliationChanged)
+/// and then sends the 4-information change with the new certificate: the
+/// new one is linked from the revoked one (the links GetStatus follows).
+/// And a card whose certificates expired can still be returned.
+#[test]
+fn a_late_successor_is_linked_and_an_expired_card_can_be_returned() {
+    let mut state = MemoryState::default();
+    let h = holder();
+    let cert = |serial: u128, from: i64| NewCert {
+        kind: CertKind::CardSigning,
+        serial: Serial::from_u128(serial).unwrap(),
+        not_before: UnixTime(from),
+        not_after: UnixTime(from + VALIDITY),
+        municipality: Some(muni()),
+        cert_der: None,
+    };
+    let ev = |id: &str, t: i64, body: EventBody| Event {
+        id: EventId::new(id).unwrap(),
+        time: UnixTime(t),
+        body,
+    };
+    let t0 = 10 * YEAR;
+    state
+        .ingest(&ev(
+            "a",
+            t0,
+            EventBody::Issue {
+                holder: h.clone(),
+                cert: cert(1, t0),
+                four_info: Some(info(0, 0)),
+            },
+        ))
+        .unwrap();
+    state
+        .ingest(&ev(
+            "b",
+            t0 + 10,
+            EventBody::Revoke {
+                kind: CertKind::CardSigning,
+                serial: Serial::from_u128(1).unwrap(),
+                reason: RevocationReason::AffiliationChanged,
+                invalidity_date: None,
+            },
+        ))
+        .unwrap();
+    state
+        .ingest(&ev(
+            "c",
+            t0 + 20,
+            EventBody::FourInfoChange {
+                holder: h.clone(),
+                four_info: info(0, 1),
+                new_signing: Some(cert(2, t0 + 20)),
+            },
+        ))
+        .unwrap();
+    assert_eq!(
+        state.newest(CertKind::CardSigning, Serial::from_u128(1).unwrap()),
+        Serial::from_u128(2).unwrap()
+    );
+    // Years later, both expired: the card is returned all the same.
+    let later = t0 + 20 + VALIDITY + 1;
+    state
+        .ingest(&ev("d", later, EventBody::CardReturn { holder: h.clone() }))
+        .unwrap();
+    assert_eq!(state.holders[&h].live(CertKind::CardSigning), None);
+    // A holder who never had a card cannot return one.
+    let stranger = HolderId::new("H2").unwrap();
+    state
+        .ingest(&ev(
+            "e",
+            later,
+            EventBody::Issue {
+                holder: stranger.clone(),
+                cert: NewCert {
+                    kind: CertKind::PhoneSigning,
+                    ..cert(9, later)
+                },
+                four_info: Some(info(0, 0)),
+            },
+        ))
+        .unwrap();
+    assert!(matches!(
+        state.ingest(&ev(
+            "f",
+            later + 1,
+            EventBody::CardReturn { holder: stranger }
+        )),
+        Err(RuleViolation::NoLiveCertificate { .. })
+    ));
+}

@@ -76,7 +76,7 @@ impl InfoService {
         op: &Operator,
         req: &ConsentRequest,
         now: UnixTime,
-    ) -> Result<(HolderId, Serial, Checked), InfoError> {
+    ) -> Result<(HolderId, CertKind, Serial, Checked), InfoError> {
         if req.items.is_empty() {
             return Err(InfoError::Invalid(
                 "a consent covers at least one item".into(),
@@ -159,7 +159,7 @@ impl InfoService {
                 "the signing certificate is not DER".into(),
             ));
         }
-        Ok((record.holder, serial, checked))
+        Ok((record.holder, kind, serial, checked))
     }
 
     /// A challenge for a consent to `provider` that `op` will submit
@@ -211,7 +211,7 @@ impl InfoService {
         {
             return Ok(existing);
         }
-        let (holder, serial, checked) = match self.check_consent(op, &req, now) {
+        let (holder, kind, serial, checked) = match self.check_consent(op, &req, now) {
             Ok(v) => v,
             Err(e) => {
                 return Err(self
@@ -251,6 +251,7 @@ impl InfoService {
             }
         }
         let consent = Consent {
+            signing_kind: kind,
             id: id.clone(),
             holder: holder.clone(),
             provider: req.provider.clone(),
@@ -301,7 +302,7 @@ impl InfoService {
     ) -> Result<Consent, InfoError> {
         const ACTION: &str = "consent.withdraw";
         self.admit(op, provider, 1, ACTION).await?;
-        let subject = serial.to_hex();
+        let subject = crate::query::audit_subject(kind, serial);
         let found = if kind.is_signing() {
             self.store.cert(kind, serial)?
         } else {

@@ -1,8 +1,10 @@
 //! Which consenting holders' signing certificates expire soon (issue 13,
 //! item 4): for a bank's daily run, so that it can ask its customers to
 //! renew before their certificate (and the bank's link to it) lapses. Per
-//! holder with a consent in force to the provider: their current card and
-//! smartphone signing certificates that expire within the window. Serials,
+//! holder with a consent in force to the provider: their current signing
+//! certificate of the kind the consent was signed with (card or phone: a
+//! bank does not learn a serial of the other kind) that expires within the
+//! window. Serials,
 //! issuers and notAfter only, never 4 information; every listed serial is
 //! audited like an answer.
 
@@ -23,8 +25,8 @@ use crate::service::InfoService;
 pub const MAX_WITHIN_DAYS: u32 = 120;
 /// Most certificates in one page.
 pub const MAX_PAGE: usize = 10_000;
-/// Most consenting holders looked at in one call (a page may be short:
-/// continue from its token).
+/// Most consenting holders looked at in one call, whatever the page (a
+/// page may be short: continue from its token).
 const MAX_SCANNED: usize = 50_000;
 
 /// A certificate that expires soon.
@@ -139,6 +141,32 @@ pub(crate) fn build_provider_index(store: &shikko_store::Store) -> Result<(), In
     Ok(())
 }
 
+/// The certificate of `holder`'s that expires by `until`, of the kind their
+/// consent to `provider` (in force) was signed with.
+fn expiring_of(
+    store: &shikko_store::Store,
+    holder: &HolderId,
+    provider: &ProviderId,
+    now: UnixTime,
+    until: UnixTime,
+) -> Result<Option<Expiring>, InfoError> {
+    let Some(consent) = consent_of(store, holder, provider)?.filter(|c| c.in_force(now)) else {
+        return Ok(None);
+    };
+    let kind = consent.signing_kind;
+    let Some(serial) = store.holder(holder)?.and_then(|h| h.live(kind)) else {
+        return Ok(None);
+    };
+    Ok(store
+        .cert(kind, &serial)?
+        .filter(|c| good_at(c, now) && c.not_after <= until)
+        .map(|c| Expiring {
+            kind,
+            serial,
+            not_after: c.not_after,
+        }))
+}
+
 impl InfoService {
     /// About `page` certificates (one more when a holder's card and phone
     /// certificates straddle the page) of holders consenting to `provider`
@@ -174,9 +202,13 @@ impl InfoService {
                 .refuse(op.id.as_str(), ACTION, provider.as_str(), "", e)
                 .await);
         }
-        let page = page.clamp(1, MAX_PAGE);
-        // Charged like a batch of `page` serials.
+        // Never more than the operator's burst (a larger page could never
+        // pass its rate limit).
+        let page = page.clamp(1, MAX_PAGE.min(op.burst.max(1) as usize));
+        // Charged like a batch of `page` serials; the holders looked at are
+        // bounded by the page (ten per certificate asked for).
         self.admit(op, provider, page, ACTION).await?;
+        let scan = (page * 10).clamp(100, MAX_SCANNED);
         let now = UnixTime::now();
         let until = now.plus_secs(i64::from(within_days) * 86_400);
         let store = self.store.clone();
@@ -190,28 +222,16 @@ impl InfoService {
             }
             let mut found = Vec::new();
             let mut next = None;
-            let entries = store.info_scan(&prefix, &start, MAX_SCANNED)?;
-            let scanned_all = entries.len() < MAX_SCANNED;
+            let entries = store.info_scan(&prefix, &start, scan)?;
+            let scanned_all = entries.len() < scan;
             for (k, _) in &entries {
                 let holder = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
                 let holder = HolderId::new(holder)
                     .map_err(|_| InfoError::Corrupt("a provider index key names no holder"))?;
-                let in_force =
-                    consent_of(&store, &holder, &provider2)?.is_some_and(|c| c.in_force(now));
-                if in_force && let Some(h) = store.holder(&holder)? {
-                    for kind in [CertKind::CardSigning, CertKind::PhoneSigning] {
-                        let Some(s) = h.live(kind) else { continue };
-                        let Some(c) = store.cert(kind, &s)? else {
-                            continue;
-                        };
-                        if good_at(&c, now) && c.not_after <= until {
-                            found.push(Expiring {
-                                kind,
-                                serial: s,
-                                not_after: c.not_after,
-                            });
-                        }
-                    }
+                // Only the kind the customer consented with: a bank that
+                // holds a card serial does not learn the phone's.
+                if let Some(e) = expiring_of(&store, &holder, &provider2, now, until)? {
+                    found.push(e);
                 }
                 if found.len() >= page {
                     next = Some(holder);

@@ -56,6 +56,16 @@ pub fn resolve(
     Ok(info_outcome(&cur, consent.items))
 }
 
+/// How an answer names its serial in the audit log: the hex serial for a
+/// card signing certificate (as always), `phone-sign:HEX` for a smartphone
+/// one (the two issuers' serials may coincide).
+pub(crate) fn audit_subject(kind: CertKind, s: &Serial) -> String {
+    match kind {
+        CertKind::CardSigning => s.to_hex(),
+        other => format!("{}:{}", other.issuer_id(), s.to_hex()),
+    }
+}
+
 impl InfoService {
     /// Answers `serials` for `provider`, audits every answer and counts the
     /// billable ones, durably, before returning.
@@ -95,7 +105,7 @@ impl InfoService {
                 actor: op.id.as_str().into(),
                 action,
                 provider: provider.as_str().into(),
-                subject: s.to_hex(),
+                subject: audit_subject(kind, s),
                 outcome: o.name().into(),
             });
         }

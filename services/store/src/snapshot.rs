@@ -5,7 +5,6 @@
 use rocksdb::{DB, ReadOptions, SnapshotWithThreadMode};
 use shikko_core::{CertKind, Municipality, PartitionId, SERIAL_MAX_OCTETS};
 
-use crate::query::RevokedValue;
 use crate::{Error, META_LAST_SEQ, Result, Store, cf, keys};
 use shikko_core::ChangeRecord;
 use shikko_core::RevokedEntry;
