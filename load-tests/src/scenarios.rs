@@ -327,6 +327,7 @@ pub(crate) async fn info(
         pb::info_admin_client::InfoAdminClient::new(p.channel(&p.info_admin, "admin").await?);
     admin
         .register_provider(pb::RegisterProviderRequest {
+            kind: pb::ProviderKind::Bank as i32,
             id: "load-bank".into(),
             name: "load bank".into(),
         })

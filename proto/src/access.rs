@@ -130,6 +130,16 @@ pub const RULES: &[Rule] = &[
         why: "a bank learns which consenting customers must renew soon",
     },
     Rule {
+        method: "/shikko.v1.Link/Resolve",
+        callers: &[OPERATOR],
+        why: "a verifier's operator: status and pseudonym, audited",
+    },
+    Rule {
+        method: "/shikko.v1.Link/Current",
+        callers: &[OPERATOR],
+        why: "a verifier's operator: its pseudonyms' current serials, audited",
+    },
+    Rule {
         method: "/shikko.v1.InfoAdmin/RegisterProvider",
         callers: &["admin"],
         why: "who may query is an administrator's decision",
@@ -322,6 +332,24 @@ pub const LIMITS: &[(&str, Limits)] = &[
             timeout_secs: 120,
         },
     ),
+    (
+        "/shikko.v1.Link/Resolve",
+        Limits {
+            // 10,000 serials of up to 20 octets, with their framing.
+            max_message_bytes: MIB,
+            concurrency: 32,
+            timeout_secs: 120,
+        },
+    ),
+    (
+        "/shikko.v1.Link/Current",
+        Limits {
+            // 10,000 pseudonyms of 35 characters, with their framing.
+            max_message_bytes: MIB,
+            concurrency: 32,
+            timeout_secs: 120,
+        },
+    ),
     ("/shikko.v1.InfoAdmin/RegisterProvider", SMALL),
     (
         "/shikko.v1.InfoAdmin/RegisterOperator",
@@ -459,8 +487,10 @@ mod tests {
             for c in r.callers {
                 assert!(known.contains(c), "{}: unknown caller {c}", r.method);
             }
-            // The operator CA's certificates reach only the Info service.
-            let public = r.method.starts_with("/shikko.v1.Info/");
+            // The operator CA's certificates reach only the public
+            // services (Info, Link).
+            let public = r.method.starts_with("/shikko.v1.Info/")
+                || r.method.starts_with("/shikko.v1.Link/");
             assert_eq!(r.callers.contains(&OPERATOR), public, "{}", r.method);
         }
         for c in FOLLOW_WITH_PERSONAL_DATA

@@ -109,7 +109,7 @@ impl Authorize for InternalAccess {
 /// (which that port lets a client withhold, to say why in gRPC terms) is
 /// refused here, so an anonymous caller takes no place among a method's
 /// calls in progress. A certificate (of the operator CA: the handshake
-/// checked it) may call the `Info` service and health.
+/// checked it) may call the `Info` and `Link` services and health.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OperatorPort;
 

@@ -20,6 +20,9 @@ pub(crate) enum AdminCommand {
         /// Its name.
         #[arg(long)]
         name: String,
+        /// A user-authentication verifier (the link service) instead of a bank.
+        #[arg(long)]
+        verifier: bool,
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         endpoint: String,
     },
@@ -92,10 +95,20 @@ fn print_operator(o: &pb::OperatorRecord) {
 /// Runs `shikko admin ...`.
 pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
     match cmd {
-        AdminCommand::ProviderAdd { id, name, endpoint } => {
+        AdminCommand::ProviderAdd {
+            id,
+            name,
+            verifier,
+            endpoint,
+        } => {
+            let kind = if verifier {
+                pb::ProviderKind::UserAuthVerifier
+            } else {
+                pb::ProviderKind::Bank
+            } as i32;
             let p = admin_client(&endpoint, "admin")
                 .await?
-                .register_provider(pb::RegisterProviderRequest { id, name })
+                .register_provider(pb::RegisterProviderRequest { id, name, kind })
                 .await
                 .map_err(status_error)?
                 .into_inner();

@@ -136,7 +136,8 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
     let operators = GrpcRoutes::new(shikko_access::api())
-        .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_server());
+        .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_server())
+        .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_link_server());
     let info_admin = shikko_info::admin::InfoAdminGrpc::new(info).into_server();
     let app = shikko_crl::http::router_with(
         crl_role.catalog().clone(),

@@ -51,7 +51,8 @@ pub(crate) async fn serve_registry(
         info_server = Some((
             listener,
             GrpcRoutes::new(shikko_access::api())
-                .service(shikko_info::grpc::InfoGrpc::new(svc.clone()).into_server()),
+                .service(shikko_info::grpc::InfoGrpc::new(svc.clone()).into_server())
+                .service(shikko_info::grpc::InfoGrpc::new(svc.clone()).into_link_server()),
             tls,
             info.front_door.accept_limits(),
         ));

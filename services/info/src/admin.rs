@@ -84,7 +84,20 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
     ) -> Result<Response<pb::ProviderRecord>, Status> {
         let r = req.into_inner();
         let id = ProviderId::new(r.id).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.svc.register_provider(id.clone(), &r.name).await?;
+        use crate::operators::ProviderKind;
+        let kind = match pb::ProviderKind::try_from(r.kind) {
+            Ok(pb::ProviderKind::Unspecified | pb::ProviderKind::Bank) => ProviderKind::Bank,
+            Ok(pb::ProviderKind::UserAuthVerifier) => ProviderKind::UserAuthVerifier,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "provider kind {}",
+                    r.kind
+                )));
+            }
+        };
+        self.svc
+            .register_provider_of(id.clone(), &r.name, kind)
+            .await?;
         let p = self
             .svc
             .provider(&id)?
@@ -93,6 +106,10 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
             id: p.id.to_string(),
             name: p.name,
             registered_at: p.registered_at.0,
+            kind: match p.kind {
+                ProviderKind::Bank => pb::ProviderKind::Bank,
+                ProviderKind::UserAuthVerifier => pb::ProviderKind::UserAuthVerifier,
+            } as i32,
         }))
     }
 

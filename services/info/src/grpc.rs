@@ -352,3 +352,91 @@ impl pb::info_server::Info for InfoGrpc {
         }))
     }
 }
+
+impl InfoGrpc {
+    /// `shikko.v1.Link`: the user-authentication link ([`crate::link`]), on
+    /// the same port and operator authentication as `Info`.
+    pub fn into_link_server(self) -> pb::link_server::LinkServer<InfoGrpc> {
+        pb::link_server::LinkServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::link_server::Link for InfoGrpc {
+    async fn resolve(
+        &self,
+        req: Request<pb::LinkResolveRequest>,
+    ) -> Result<Response<pb::LinkResolveResponse>, Status> {
+        const ACTION: &str = "link.resolve";
+        let op = self.operator(&req, ACTION).await?;
+        let r = req.into_inner();
+        let verifier = self.provider(&op, ACTION, r.provider).await?;
+        let kind = match pb::Issuer::try_from(r.issuer) {
+            Ok(pb::Issuer::Auth) => shikko_core::CertKind::CardAuth,
+            Ok(pb::Issuer::PhoneAuth) => shikko_core::CertKind::PhoneAuth,
+            _ => {
+                return Err(self
+                    .invalid(&op, ACTION, "issuer: auth or phone-auth".into())
+                    .await);
+            }
+        };
+        let mut serials = Vec::with_capacity(r.serials.len());
+        for (i, s) in r.serials.iter().enumerate() {
+            match Serial::from_be_bytes(s) {
+                Ok(s) => serials.push(s),
+                Err(e) => {
+                    return Err(self.invalid(&op, ACTION, format!("serial #{i}: {e}")).await);
+                }
+            }
+        }
+        let answers = self
+            .svc
+            .link_resolve(&op, &verifier, kind, serials.clone())
+            .await?;
+        use crate::link::LinkStatus;
+        Ok(Response::new(pb::LinkResolveResponse {
+            answers: serials
+                .iter()
+                .zip(answers)
+                .map(|(s, a)| pb::LinkAnswer {
+                    serial: s.magnitude().to_vec(),
+                    status: match a.status {
+                        LinkStatus::Good => pb::LinkStatus::Good,
+                        LinkStatus::Revoked => pb::LinkStatus::Revoked,
+                        LinkStatus::OnHold => pb::LinkStatus::OnHold,
+                        LinkStatus::Expired => pb::LinkStatus::Expired,
+                        LinkStatus::Unknown => pb::LinkStatus::Unknown,
+                    } as i32,
+                    pseudonym: a.pseudonym.unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn current(
+        &self,
+        req: Request<pb::LinkCurrentRequest>,
+    ) -> Result<Response<pb::LinkCurrentResponse>, Status> {
+        const ACTION: &str = "link.current";
+        let op = self.operator(&req, ACTION).await?;
+        let r = req.into_inner();
+        let verifier = self.provider(&op, ACTION, r.provider).await?;
+        let answers = self
+            .svc
+            .link_current(&op, &verifier, r.pseudonyms.clone())
+            .await?;
+        Ok(Response::new(pb::LinkCurrentResponse {
+            answers: r
+                .pseudonyms
+                .into_iter()
+                .zip(answers)
+                .map(|(p, a)| pb::LinkCurrentAnswer {
+                    pseudonym: p,
+                    known: a.known,
+                    card_serial: a.card.map(|s| s.magnitude().to_vec()).unwrap_or_default(),
+                    phone_serial: a.phone.map(|s| s.magnitude().to_vec()).unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
+}

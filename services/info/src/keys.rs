@@ -12,6 +12,8 @@
 //! | `k/challenge` | | the consent challenges' MAC key (32 octets) |
 //! | `k/provider-index` | | present once `q/` covers every consent |
 //! | `k/page-token` | | the key of `Expiring`'s page tokens (32 octets) |
+//! | `k/link-1` | | the key of the link's pseudonyms (32 octets) |
+//! | `l/` | verifier `/` pseudonym | holder id: a pseudonym given to that verifier |
 //! | `q/` | provider `/` holder id | empty: the holder gave the provider a consent (in force or not) |
 //! | `u/` | issue time (16 hex digits) `/` nonce (hex) | empty: a consent challenge that was used |
 

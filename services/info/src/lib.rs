@@ -15,6 +15,7 @@
 //! - [`challenge`]: the single-use challenges a consent statement carries.
 //! - [`query`]: single and batch queries, about the serial's holder and their current certificate.
 //! - [`expiring`]: consenting holders' signing certificates that expire soon.
+//! - [`link`]: user-authentication serials to per-verifier pseudonyms of the holder.
 //! - [`audit`]: the append-only, hash-chained audit log, its export and verification.
 //! - [`grpc`]: `shikko.v1.Info` over mutually authenticated TLS.
 //! - [`admin`]: `shikko.v1.InfoAdmin` (registration, audit export) for the
@@ -34,6 +35,7 @@ pub mod error;
 pub mod expiring;
 pub mod grpc;
 mod keys;
+pub mod link;
 pub mod operators;
 pub mod process;
 pub mod query;

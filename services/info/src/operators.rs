@@ -26,7 +26,19 @@ pub const MAX_USAGE_DAYS: usize = 366;
 const PROVIDER_CORRUPT: &str = "a provider record does not decode";
 const OPERATOR_CORRUPT: &str = "an operator record does not decode";
 
-/// A service provider (a bank).
+/// What a service provider is registered as: what its operators may ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// A bank (or broker): the 4-information service, with consents.
+    #[default]
+    Bank,
+    /// A user-authentication verifier (利用者証明検証者, e.g. a hospital's
+    /// eligibility system): the link service, pseudonyms, no 4 information.
+    UserAuthVerifier,
+}
+
+/// A service provider (a bank, or a user-authentication verifier).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provider {
     /// Its id.
@@ -35,6 +47,9 @@ pub struct Provider {
     pub name: String,
     /// When it was registered.
     pub registered_at: UnixTime,
+    /// Bank or user-authentication verifier (records written before: bank).
+    #[serde(default)]
+    pub kind: ProviderKind,
 }
 
 /// One client certificate of an operator.
@@ -148,8 +163,19 @@ impl InfoService {
         keys::get(&self.store, &keys::operator(id.as_str()), OPERATOR_CORRUPT)
     }
 
-    /// Registers a service provider (administrator).
+    /// Registers a bank (administrator).
     pub async fn register_provider(&self, id: ProviderId, name: &str) -> Result<(), InfoError> {
+        self.register_provider_of(id, name, ProviderKind::Bank)
+            .await
+    }
+
+    /// Registers a service provider of `kind` (administrator).
+    pub async fn register_provider_of(
+        &self,
+        id: ProviderId,
+        name: &str,
+        kind: ProviderKind,
+    ) -> Result<(), InfoError> {
         if self.provider(&id)?.is_some() {
             return Err(InfoError::AlreadyExists(format!("provider {id}")));
         }
@@ -157,6 +183,7 @@ impl InfoService {
             id: id.clone(),
             name: name.to_string(),
             registered_at: UnixTime::now(),
+            kind,
         };
         let v = keys::encode(&p)?;
         self.audit
@@ -405,6 +432,32 @@ impl InfoService {
                     InfoError::PermissionDenied(format!(
                         "operator {} does not act for provider {provider}",
                         op.id
+                    )),
+                )
+                .await);
+        }
+        // A bank's operator asks 4-information questions, a verifier's asks
+        // the link service: never the other way round.
+        let wants = if action.starts_with("link.") {
+            ProviderKind::UserAuthVerifier
+        } else {
+            ProviderKind::Bank
+        };
+        let kind = self.provider(provider)?.map(|p| p.kind);
+        if kind != Some(wants) {
+            return Err(self
+                .refuse(
+                    op.id.as_str(),
+                    action,
+                    provider.as_str(),
+                    "",
+                    InfoError::PermissionDenied(format!(
+                        "provider {provider} is not registered as a {}",
+                        match wants {
+                            ProviderKind::Bank => "bank (4-information service)",
+                            ProviderKind::UserAuthVerifier =>
+                                "user-authentication verifier (link service)",
+                        }
                     )),
                 )
                 .await);

@@ -127,6 +127,8 @@ pub struct InfoService {
     pub(crate) challenges: crate::challenge::Challenges,
     /// The page tokens of `Expiring`.
     pub(crate) page_tokens: crate::expiring::PageTokens,
+    /// The key of the user-authentication link's pseudonyms.
+    pub(crate) link_key: crate::link::LinkKey,
     /// Serializes the consent changes of one holder (by hash of the holder
     /// id into these locks) so that reading the current consent and replacing
     /// it cannot interleave; different holders proceed in parallel.
@@ -165,6 +167,7 @@ impl InfoService {
         let audit = AuditLog::start(store.clone())?;
         let challenges = crate::challenge::Challenges::open(&store)?;
         let page_tokens = crate::expiring::PageTokens::open(&store)?;
+        let link_key = crate::link::LinkKey::open(&store)?;
         let svc = InfoService {
             store,
             audit,
@@ -174,6 +177,7 @@ impl InfoService {
             phone_signing_cas: Vec::new(),
             challenges,
             page_tokens,
+            link_key,
             consent_locks: (0..CONSENT_LOCKS)
                 .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),

@@ -135,12 +135,14 @@ impl World {
             op_ca_pem.as_bytes(),
         );
         let grpc = InfoGrpc::new(svc.clone()).into_server();
+        let link = InfoGrpc::new(svc.clone()).into_link_server();
         if serve {
             tokio::spawn(async move {
                 tonic::transport::Server::builder()
                     .tls_config(tls)
                     .unwrap()
                     .add_service(grpc)
+                    .add_service(link)
                     .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                     .await
                     .unwrap();
@@ -205,6 +207,27 @@ impl World {
             .await
             .unwrap();
         tls
+    }
+
+    /// A client of the Link service, on the same port.
+    pub async fn link_client(&self, tls: Option<&Tls>) -> pb::link_client::LinkClient<Channel> {
+        pb::link_client::LinkClient::new(self.channel(tls).await)
+    }
+
+    async fn channel(&self, tls: Option<&Tls>) -> Channel {
+        let mut cfg = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.op_ca_pem))
+            .domain_name("localhost");
+        if let Some(t) = tls {
+            cfg = cfg.identity(Identity::from_pem(&t.cert_pem, &t.key_pem));
+        }
+        Endpoint::from_shared(format!("https://{}", self.addr))
+            .unwrap()
+            .tls_config(cfg)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
     }
 
     pub async fn client(&self, tls: Option<&Tls>) -> pb::info_client::InfoClient<Channel> {
