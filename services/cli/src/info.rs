@@ -137,6 +137,13 @@ pub(crate) enum InfoCommand {
 }
 
 async fn operator_client(c: &OperatorConn) -> Result<InfoClient<Channel>> {
+    Ok(InfoClient::new(operator_channel(c).await?)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
+/// A mutual-TLS channel to the info role's operators' port, as an operator.
+pub(crate) async fn operator_channel(c: &OperatorConn) -> Result<Channel> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let ca_path = match &c.ca {
         Some(p) => p.clone(),
@@ -158,9 +165,7 @@ async fn operator_client(c: &OperatorConn) -> Result<InfoClient<Channel>> {
         .connect()
         .await
         .with_context(|| format!("cannot connect to the info service at {}", c.endpoint))?;
-    Ok(InfoClient::new(channel)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20))
+    Ok(channel)
 }
 
 /// InfoAdmin at `endpoint`, as `identity` (unless another was chosen).

@@ -26,6 +26,11 @@ use shikko_population::serial_for;
 pub(crate) const DEMO_PROVIDER: &str = "demo-bank";
 /// The demo's operator: the CN of samples/operator.pem.
 pub(crate) const DEMO_OPERATOR: &str = "demo-operator";
+/// The demo's user-authentication verifier (a clinic's eligibility system).
+pub(crate) const DEMO_VERIFIER: &str = "demo-clinic";
+/// Samples of the user-authentication link: a renewed card's old and new
+/// user-authentication serials.
+pub(crate) const LINK_SAMPLE_FILE: &str = "link-serials.txt";
 /// Which holders of the demo consent: one in this many.
 const CONSENT_ONE_IN: u64 = 10;
 /// File (in samples/) naming serials to query with.
@@ -79,6 +84,8 @@ pub(crate) struct InfoSamples {
     pub(crate) unchanged: Option<Serial>,
     /// Old serial of a consenting holder who renewed (nothing changed).
     pub(crate) renewed: Option<Serial>,
+    /// That holder's card user-authentication serials, before and after.
+    pub(crate) auth_renewed: Option<(Serial, Serial)>,
     /// A holder who did not consent.
     pub(crate) no_consent: Option<Serial>,
     /// Consents recorded.
@@ -106,6 +113,15 @@ pub(crate) async fn demo_setup(
         svc.register_provider(provider.clone(), "デモ銀行 (demo bank)")
             .await?;
     }
+    let verifier = ProviderId::new(DEMO_VERIFIER)?;
+    if svc.provider(&verifier)?.is_none() {
+        svc.register_provider_of(
+            verifier.clone(),
+            "デモ診療所 (demo clinic's eligibility system)",
+            shikko_info::operators::ProviderKind::UserAuthVerifier,
+        )
+        .await?;
+    }
     let op_id = OperatorId::new(DEMO_OPERATOR)?;
     let op = match svc.operator(&op_id)? {
         Some(op) => op,
@@ -113,7 +129,7 @@ pub(crate) async fn demo_setup(
             svc.register_operator(
                 op_id.clone(),
                 "Demo platform operator",
-                vec![provider.clone()],
+                vec![provider.clone(), verifier],
                 &authority.operator_der,
             )
             .await?
@@ -286,13 +302,29 @@ pub(crate) async fn demo_setup(
             key,
             validity: (now, not_after),
         };
+        // The user-authentication certificate is renewed with it: the
+        // link's sample (old and new serial, one pseudonym).
+        let old_auth = store
+            .holder(&h.id)?
+            .and_then(|r| r.live(CertKind::CardAuth));
+        let new_auth = old_auth.map(|_| NewCert {
+            kind: CertKind::CardAuth,
+            serial: serial_for(CertKind::CardAuth, i, 0xFE00),
+            not_before: now,
+            not_after,
+            municipality: None,
+            cert_der: None,
+        });
+        if let (Some(old), Some(new)) = (old_auth, &new_auth) {
+            samples.auth_renewed = Some((old, new.serial));
+        }
         events.push(Event {
             id: EventId::new(format!("demo-renewal-{}", h.id))?,
             time: now,
             body: EventBody::Renewal {
                 holder: h.id.clone(),
                 new_signing: Some(card.issue(&issuer, ocsp_url)?),
-                new_auth: None,
+                new_auth,
             },
         });
         samples.renewed = Some(old);
@@ -364,6 +396,10 @@ pub(crate) fn write_samples(dir: &Path, s: &InfoSamples, info_addr: SocketAddr) 
         }
     }
     shikko_pki::write_file_atomic(&dir.join(SAMPLE_FILE), list.as_bytes(), 0o644)?;
+    if let Some((old, new)) = s.auth_renewed {
+        let text = format!("renewed-old {old}\nrenewed-new {new}\n");
+        shikko_pki::write_file_atomic(&dir.join(LINK_SAMPLE_FILE), text.as_bytes(), 0o644)?;
+    }
     if let Some(e) = &s.example_move {
         let line = serde_json::to_string(e)? + "\n";
         shikko_pki::write_file_atomic(&dir.join(EXAMPLE_MOVE_FILE), line.as_bytes(), 0o644)?;
@@ -379,6 +415,9 @@ pub(crate) fn write_samples(dir: &Path, s: &InfoSamples, info_addr: SocketAddr) 
          \x20 shikko info query --endpoint https://{info_addr} --cert {d}/operator.pem --key {d}/operator-key.pem SERIAL...\n\
          {EXAMPLE_MOVE_FILE} moves the `unchanged` holder (a new signing certificate):\n\
          \x20 shikko events ingest {d}/{EXAMPLE_MOVE_FILE}, then ask again: changed.\n\
+         User-authentication link (verifier `{DEMO_VERIFIER}`): a renewed card's old and new\n\
+         user-authentication serials ({LINK_SAMPLE_FILE}) resolve to one pseudonym:\n\
+         \x20 shikko link resolve --endpoint https://{info_addr} --cert {d}/operator.pem --key {d}/operator-key.pem $(cut -d' ' -f2 {d}/{LINK_SAMPLE_FILE})\n\
          Audit log: shikko audit export > audit.jsonl && shikko audit verify audit.jsonl --endpoint http://127.0.0.1:50051\n",
         s.consents,
         list.lines().map(|l| format!("  {l}\n")).collect::<String>(),

@@ -15,6 +15,7 @@ mod demo;
 mod identity;
 mod info;
 mod info_role;
+mod link;
 mod load;
 mod ocsp;
 mod seed;
@@ -137,6 +138,12 @@ enum Command {
     Info {
         #[command(subcommand)]
         command: info::InfoCommand,
+    },
+    /// The user-authentication link, as a verifier's operator (mutual TLS):
+    /// a serial's status and the holder's pseudonym for this verifier.
+    Link {
+        #[command(subcommand)]
+        command: link::LinkCommand,
     },
     /// The 4-information audit log: export, verify, head.
     Audit {
@@ -485,6 +492,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 },
         } => ocsp::renew_responders(&data_dir, &issuer, new_key)?,
         Command::Info { command } => info::run(command).await?,
+        Command::Link { command } => link::run(command).await?,
         Command::Audit { command } => audit::audit(command).await?,
         Command::Admin { command } => admin::admin(command).await?,
         Command::Backup {

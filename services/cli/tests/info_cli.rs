@@ -218,6 +218,65 @@ fn the_demo_answers_the_seeds_flow_through_the_cli() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    // The user-authentication link: the renewed card's old and new
+    // user-authentication serials, one pseudonym (for the demo clinic).
+    let link: Vec<String> = std::fs::read_to_string(samples.join("link-serials.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split_once(' ').unwrap().1.to_string())
+        .collect();
+    let out = shikko()
+        .args([
+            "link",
+            "resolve",
+            &link[0],
+            &link[1],
+            "--endpoint",
+            &demo.info,
+            "--cert",
+        ])
+        .arg(samples.join("operator.pem"))
+        .arg("--key")
+        .arg(samples.join("operator-key.pem"))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert_eq!((rows[0][1], rows[1][1]), ("revoked", "good"), "{table}");
+    assert!(
+        rows[0][2].starts_with("L1-") && rows[0][2] == rows[1][2],
+        "{table}"
+    );
+    // The demo bank is not a verifier: refused.
+    let out = shikko()
+        .args([
+            "link",
+            "resolve",
+            &link[1],
+            "--provider",
+            "demo-bank",
+            "--endpoint",
+            &demo.info,
+            "--cert",
+        ])
+        .arg(samples.join("operator.pem"))
+        .arg("--key")
+        .arg(samples.join("operator-key.pem"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PermissionDenied"));
+
     // Usage: the changed answers of this test and of none before.
     let (ok, text) = info(&demo.info, &samples, &["usage"]);
     assert!(ok && text.contains("demo-bank"), "{text}");
