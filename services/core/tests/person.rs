@@ -90,6 +90,26 @@ fn muni() -> Municipality {
     }
 }
 
+/// A card signing certificate valid for [`VALIDITY`] from `from`.
+fn cert(serial: u128, from: i64) -> NewCert {
+    NewCert {
+        kind: CertKind::CardSigning,
+        serial: Serial::from_u128(serial).unwrap(),
+        not_before: UnixTime(from),
+        not_after: UnixTime(from + VALIDITY),
+        municipality: Some(muni()),
+        cert_der: None,
+    }
+}
+
+fn ev(id: &str, t: i64, body: EventBody) -> Event {
+    Event {
+        id: EventId::new(id).unwrap(),
+        time: UnixTime(t),
+        body,
+    }
+}
+
 /// An event, and what the model does if the registry accepts it.
 type Step = (EventBody, Box<dyn FnOnce(&mut Model)>);
 
@@ -320,19 +340,6 @@ proptest! {
 fn an_expired_certificate_frees_its_holders_slot() {
     let mut state = MemoryState::default();
     let h = holder();
-    let cert = |serial: u128, from: i64| NewCert {
-        kind: CertKind::CardSigning,
-        serial: Serial::from_u128(serial).unwrap(),
-        not_before: UnixTime(from),
-        not_after: UnixTime(from + VALIDITY),
-        municipality: Some(muni()),
-        cert_der: None,
-    };
-    let ev = |id: &str, t: i64, body: EventBody| Event {
-        id: EventId::new(id).unwrap(),
-        time: UnixTime(t),
-        body,
-    };
     let t0 = 10 * YEAR;
     state
         .ingest(&ev(
@@ -431,19 +438,6 @@ fn item_digests_follow_each_item() {
 fn a_late_successor_is_linked_and_an_expired_card_can_be_returned() {
     let mut state = MemoryState::default();
     let h = holder();
-    let cert = |serial: u128, from: i64| NewCert {
-        kind: CertKind::CardSigning,
-        serial: Serial::from_u128(serial).unwrap(),
-        not_before: UnixTime(from),
-        not_after: UnixTime(from + VALIDITY),
-        municipality: Some(muni()),
-        cert_der: None,
-    };
-    let ev = |id: &str, t: i64, body: EventBody| Event {
-        id: EventId::new(id).unwrap(),
-        time: UnixTime(t),
-        body,
-    };
     let t0 = 10 * YEAR;
     state
         .ingest(&ev(

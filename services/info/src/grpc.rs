@@ -60,6 +60,23 @@ impl InfoGrpc {
             .into()
     }
 
+    /// Serials of a batch; the first malformed one is INVALID_ARGUMENT (audited).
+    async fn serials(
+        &self,
+        op: &Operator,
+        action: &'static str,
+        raw: &[Vec<u8>],
+    ) -> Result<Vec<Serial>, Status> {
+        let mut serials = Vec::with_capacity(raw.len());
+        for (i, s) in raw.iter().enumerate() {
+            match Serial::from_be_bytes(s) {
+                Ok(s) => serials.push(s),
+                Err(e) => return Err(self.invalid(op, action, format!("serial #{i}: {e}")).await),
+            }
+        }
+        Ok(serials)
+    }
+
     async fn serial(
         &self,
         op: &Operator,
@@ -216,15 +233,7 @@ impl pb::info_server::Info for InfoGrpc {
         let r = req.into_inner();
         let provider = self.provider(&op, ACTION, r.provider).await?;
         let kind = self.signing_kind(&op, ACTION, r.issuer).await?;
-        let mut serials = Vec::with_capacity(r.serials.len());
-        for (i, s) in r.serials.iter().enumerate() {
-            match Serial::from_be_bytes(s) {
-                Ok(s) => serials.push(s),
-                Err(e) => {
-                    return Err(self.invalid(&op, ACTION, format!("serial #{i}: {e}")).await);
-                }
-            }
-        }
+        let serials = self.serials(&op, ACTION, &r.serials).await?;
         let outcomes = self
             .svc
             .query_batch(&op, &provider, kind, serials.clone())
@@ -380,15 +389,7 @@ impl pb::link_server::Link for InfoGrpc {
                     .await);
             }
         };
-        let mut serials = Vec::with_capacity(r.serials.len());
-        for (i, s) in r.serials.iter().enumerate() {
-            match Serial::from_be_bytes(s) {
-                Ok(s) => serials.push(s),
-                Err(e) => {
-                    return Err(self.invalid(&op, ACTION, format!("serial #{i}: {e}")).await);
-                }
-            }
-        }
+        let serials = self.serials(&op, ACTION, &r.serials).await?;
         let answers = self
             .svc
             .link_resolve(&op, &verifier, kind, serials.clone())
