@@ -111,6 +111,18 @@ async fn a_verifiers_pseudonym_survives_renewal_and_differs_per_verifier() {
             .unwrap(),
         (pb::LinkStatus::Good, p1.clone())
     );
+    // The holder's phone: its user-authentication serial names the same person.
+    w.ingest(EventBody::Issue {
+        holder: h.id.clone(),
+        cert: auth_cert(CertKind::PhoneAuth, 0xb001),
+        four_info: None,
+    });
+    assert_eq!(
+        resolve(&mut link, "clinic-1", CertKind::PhoneAuth, 0xb001)
+            .await
+            .unwrap(),
+        (pb::LinkStatus::Good, p1.clone())
+    );
     // Another verifier: another pseudonym for the same person.
     let (_, p2) = resolve(&mut link, "clinic-2", CertKind::CardAuth, 0xa002)
         .await
@@ -145,7 +157,10 @@ async fn a_verifiers_pseudonym_survives_renewal_and_differs_per_verifier() {
         Serial::from_be_bytes(&cur[0].card_serial).unwrap(),
         serial(0xa002)
     );
-    assert!(cur[0].phone_serial.is_empty());
+    assert_eq!(
+        Serial::from_be_bytes(&cur[0].phone_serial).unwrap(),
+        serial(0xb001)
+    );
     assert!(!cur[1].known && cur[1].card_serial.is_empty());
 
     // Each in its own service: a verifier is not a bank, a bank not a verifier.
