@@ -815,7 +815,7 @@ pub fn accept_tls(
                     Some(s) => Some(s),
                     None => {
                         failed.with_label_values(&["peer_limit"]).inc();
-                        tracing::debug!(%peer, "connection refused: its address holds too many");
+                        tracing::debug!(%peer, "connection refused: this peer holds its limit of connections");
                         continue;
                     }
                 }
