@@ -543,4 +543,20 @@ fn print_tour(opts: &DemoOptions) {
             list = list.join(" "),
         );
     }
+    let link = crate::info_role::named_serials(
+        &opts.data_dir.join("samples"),
+        crate::info_role::LINK_SAMPLE_FILE,
+    );
+    if !link.is_empty() {
+        let list: Vec<&str> = link.iter().map(|(_, s)| s.as_str()).collect();
+        println!(
+            "
+User-authentication link (verifier {v}): a renewed card's old and new
+             user-authentication serials, one pseudonym of the holder:
+               shikko link resolve --endpoint https://{i} --cert {d}/samples/operator.pem --key {d}/samples/operator-key.pem {list}",
+            v = crate::info_role::DEMO_VERIFIER,
+            i = opts.info,
+            list = list.join(" "),
+        );
+    }
 }

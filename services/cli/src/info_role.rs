@@ -426,7 +426,12 @@ pub(crate) fn write_samples(dir: &Path, s: &InfoSamples, info_addr: SocketAddr) 
 
 /// Serials from samples/info-serials.txt, by name.
 pub(crate) fn sample_serials(dir: &Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(dir.join(SAMPLE_FILE))
+    named_serials(dir, SAMPLE_FILE)
+}
+
+/// The `NAME SERIAL` lines of samples/`file`.
+pub(crate) fn named_serials(dir: &Path, file: &str) -> Vec<(String, String)> {
+    std::fs::read_to_string(dir.join(file))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_once(' '))
