@@ -550,10 +550,9 @@ fn print_tour(opts: &DemoOptions) {
     if !link.is_empty() {
         let list: Vec<&str> = link.iter().map(|(_, s)| s.as_str()).collect();
         println!(
-            "
-User-authentication link (verifier {v}): a renewed card's old and new
-             user-authentication serials, one pseudonym of the holder:
-               shikko link resolve --endpoint https://{i} --cert {d}/samples/operator.pem --key {d}/samples/operator-key.pem {list}",
+            "\nUser-authentication link (verifier {v}): a renewed card's old and new\n\
+             user-authentication serials, one pseudonym of the holder:\n\
+             \x20 shikko link resolve --endpoint https://{i} --cert {d}/samples/operator.pem --key {d}/samples/operator-key.pem {list}",
             v = crate::info_role::DEMO_VERIFIER,
             i = opts.info,
             list = list.join(" "),
