@@ -11,6 +11,7 @@ use shikko_testkit::process as common;
 use std::path::Path;
 
 use common::{http_get, run, shikko, start_demo};
+use shikko_testkit::info_row as row;
 
 /// `shikko info ARGS --endpoint ... --cert ... --key ...`: (success, stdout + stderr).
 fn info(endpoint: &str, samples: &Path, args: &[&str]) -> (bool, String) {
@@ -27,19 +28,6 @@ fn info(endpoint: &str, samples: &Path, args: &[&str]) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
-}
-
-/// The row of `serial` in a query's table: (outcome, current serial, data).
-fn row<'a>(table: &'a str, serial: &str) -> (&'a str, &'a str, &'a str) {
-    let line = table
-        .lines()
-        .find(|l| l.starts_with(serial))
-        .unwrap_or_else(|| panic!("no row for {serial} in {table}"));
-    // Columns are fixed width: serial 24, outcome 20, current serial 24.
-    let outcome = line[25..45].trim();
-    let current = line[46..70].trim();
-    let data = line[71..].trim();
-    (outcome, current, data)
 }
 
 #[test]

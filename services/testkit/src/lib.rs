@@ -179,3 +179,16 @@ pub async fn reflected_services_over(
         other => panic!("not a list of services: {other:?}"),
     }
 }
+
+/// The row of `serial` in the table `shikko info query` prints: (outcome, current serial, data).
+pub fn info_row<'a>(table: &'a str, serial: &str) -> (&'a str, &'a str, &'a str) {
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(serial))
+        .unwrap_or_else(|| panic!("no row for {serial} in {table}"));
+    // Columns are fixed width: serial 24, outcome 20, current serial 24.
+    let outcome = line[25..45].trim();
+    let current = line[46..70].trim();
+    let data = line[71..].trim();
+    (outcome, current, data)
+}
