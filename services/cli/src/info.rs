@@ -59,7 +59,7 @@ pub(crate) enum InfoCommand {
     /// the consent statement carrying it with the holder's signing key and
     /// sends it with their signing certificate.
     Consent {
-        /// The holder's card signing certificate (PEM or DER).
+        /// The holder's signing certificate, card or smartphone (PEM or DER).
         #[arg(long)]
         holder_cert: PathBuf,
         /// The holder's private key (PKCS#8 PEM).
@@ -74,7 +74,7 @@ pub(crate) enum InfoCommand {
         #[command(flatten)]
         conn: OperatorConn,
     },
-    /// Withdraw the consent of the holder of a card signing serial (hex) to a provider.
+    /// Withdraw the consent of the holder of a signing serial (hex, card or smartphone) to a provider.
     Withdraw {
         /// Any signing serial of the holder, hexadecimal.
         serial: Serial,

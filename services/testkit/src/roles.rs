@@ -31,6 +31,8 @@ pub struct InfoTls {
     pub client_ca: PathBuf,
     /// The card signing CA, whose certificates prove consents.
     pub signing_ca: PathBuf,
+    /// The smartphone signing CA: consents signed on a phone.
+    pub phone_signing_ca: PathBuf,
     /// The demo operator's certificate.
     pub operator_cert: PathBuf,
     /// The demo operator's private key (PKCS#8).
@@ -77,6 +79,7 @@ impl InfoTls {
             key: key("server")?,
             client_ca: cert("operator-ca")?,
             signing_ca: cert("sign-ca")?,
+            phone_signing_ca: cert("phone-sign-ca")?,
             operator_cert: cert("operator")?,
             operator_key: key("operator")?,
         })
@@ -196,8 +199,8 @@ impl Loopback {
             "info",
             &format!(
                 "data_dir = {info_data_dir:?}\nregistry = {registry:?}\ngrpc_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-                 tls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\nsigning_cas = [{:?}]\n",
-                tls.cert, tls.key, tls.client_ca, tls.signing_ca
+                 tls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\nsigning_cas = [{:?}]\nphone_signing_cas = [{:?}]\n",
+                tls.cert, tls.key, tls.client_ca, tls.signing_ca, tls.phone_signing_ca
             ),
         )
     }
