@@ -184,6 +184,21 @@ pub const RULES: &[Rule] = &[
         callers: &["admin"],
         why: "writes a copy of the store to disk: an administrator's act",
     },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/LinkKeys",
+        callers: &["admin", "auditor"],
+        why: "which link key is in use is checked by auditors; the keys never leave the store",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/RotateLinkKey",
+        callers: &["admin"],
+        why: "changes every verifier's pseudonyms: an administrator's act",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/RetireLinkKey",
+        callers: &["admin"],
+        why: "makes the pseudonyms of the previous key unknown: an administrator's act",
+    },
 ];
 
 /// Every internal identity: the callers of what every endpoint serves
@@ -373,6 +388,9 @@ pub const LIMITS: &[(&str, Limits)] = &[
     ("/shikko.v1.InfoAdmin/AuditHead", SMALL),
     ("/shikko.v1.InfoAdmin/ExportAudit", stream(4)),
     ("/shikko.v1.InfoAdmin/Checkpoint", heavy(1)),
+    ("/shikko.v1.InfoAdmin/LinkKeys", SMALL),
+    ("/shikko.v1.InfoAdmin/RotateLinkKey", heavy(1)),
+    ("/shikko.v1.InfoAdmin/RetireLinkKey", heavy(1)),
 ];
 
 /// The limits of the standard services (health, reflection) and of a

@@ -67,6 +67,44 @@ pub(crate) enum AdminCommand {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         endpoint: String,
     },
+    /// The user-authentication link's key versions in force.
+    LinkKeyStatus {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// Make a new link key current: every verifier's pseudonyms change; the
+    /// previous ones are still answered until `link-key-retire`.
+    LinkKeyRotate {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// End the changeover: forget the previous link key and the pseudonyms
+    /// given under it.
+    LinkKeyRetire {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+}
+
+fn print_link_keys(s: &pb::LinkKeyState) {
+    println!(
+        "link key: version {} current (pseudonyms L{}-...){}{}",
+        s.current,
+        s.current,
+        if s.rotated_at > 0 {
+            format!(" since {}", UnixTime(s.rotated_at))
+        } else {
+            String::new()
+        },
+        if s.previous > 0 {
+            format!(
+                "; version {} still answered until link-key-retire",
+                s.previous
+            )
+        } else {
+            String::new()
+        }
+    );
 }
 
 fn print_operator(o: &pb::OperatorRecord) {
@@ -168,6 +206,33 @@ pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
                 .map_err(status_error)?
                 .into_inner();
             print_operator(&o);
+        }
+        AdminCommand::LinkKeyStatus { endpoint } => {
+            let state = admin_client(&endpoint, "admin")
+                .await?
+                .link_keys(pb::LinkKeysRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_link_keys(&state);
+        }
+        AdminCommand::LinkKeyRotate { endpoint } => {
+            let state = admin_client(&endpoint, "admin")
+                .await?
+                .rotate_link_key(pb::RotateLinkKeyRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_link_keys(&state);
+        }
+        AdminCommand::LinkKeyRetire { endpoint } => {
+            let state = admin_client(&endpoint, "admin")
+                .await?
+                .retire_link_key(pb::RetireLinkKeyRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_link_keys(&state);
         }
         AdminCommand::OperatorList { endpoint } => {
             let list = admin_client(&endpoint, "admin")

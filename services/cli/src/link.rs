@@ -27,7 +27,7 @@ pub(crate) enum LinkCommand {
     },
     /// The current user-authentication serials of holders, by the pseudonyms this verifier was given.
     Current {
-        /// Pseudonyms (L1-...).
+        /// Pseudonyms (L1-..., or of the previous key during a changeover).
         #[arg(required = true)]
         pseudonyms: Vec<String>,
         /// The verifier.
@@ -65,7 +65,15 @@ pub(crate) async fn run(cmd: LinkCommand) -> Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            println!("{:<24} {:<10} pseudonym", "serial", "status");
+            let changeover = r.answers.iter().any(|a| !a.previous_pseudonym.is_empty());
+            if changeover {
+                println!(
+                    "{:<24} {:<10} {:<35} previous pseudonym",
+                    "serial", "status", "pseudonym"
+                );
+            } else {
+                println!("{:<24} {:<10} pseudonym", "serial", "status");
+            }
             for a in r.answers {
                 let status = match pb::LinkStatus::try_from(a.status) {
                     Ok(pb::LinkStatus::Good) => "good",
@@ -80,7 +88,19 @@ pub(crate) async fn run(cmd: LinkCommand) -> Result<()> {
                 } else {
                     a.pseudonym
                 };
-                println!("{:<24} {status:<10} {p}", hex_or_dash(&a.serial));
+                if changeover {
+                    let previous = if a.previous_pseudonym.is_empty() {
+                        "-".into()
+                    } else {
+                        a.previous_pseudonym
+                    };
+                    println!(
+                        "{:<24} {status:<10} {p:<35} {previous}",
+                        hex_or_dash(&a.serial)
+                    );
+                } else {
+                    println!("{:<24} {status:<10} {p}", hex_or_dash(&a.serial));
+                }
             }
         }
         LinkCommand::Current {
@@ -98,16 +118,21 @@ pub(crate) async fn run(cmd: LinkCommand) -> Result<()> {
                 .map_err(status_error)?
                 .into_inner();
             println!(
-                "{:<35} {:<24} {:<24}",
+                "{:<35} {:<24} {:<24} pseudonym now",
                 "pseudonym", "card auth", "phone auth"
             );
             for a in r.answers {
                 if a.known {
                     println!(
-                        "{:<35} {:<24} {:<24}",
+                        "{:<35} {:<24} {:<24} {}",
                         a.pseudonym,
                         hex_or_dash(&a.card_serial),
-                        hex_or_dash(&a.phone_serial)
+                        hex_or_dash(&a.phone_serial),
+                        if a.pseudonym_now == a.pseudonym {
+                            "(same)"
+                        } else {
+                            a.pseudonym_now.as_str()
+                        }
                     );
                 } else {
                     println!("{:<35} not given to this verifier", a.pseudonym);

@@ -12,7 +12,9 @@
 //!
 //! and, throughout, the card's user-authentication certificates: a
 //! hospital's verifier resolves the first and the last one to one
-//! pseudonym; a second verifier gets another, and cannot use the first's.
+//! pseudonym; a second verifier gets another, and cannot use the first's;
+//! the link key rotates, both pseudonyms are answered until the
+//! administrator retires the old key, then only the new one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -468,6 +470,42 @@ fn one_person_across_expiry_card_return_renewal_and_a_move() {
     let foreign = clinic_b.run("link", &["current", "--provider", "clinic-b", &a[0].1]);
     assert!(foreign.contains("not given to this verifier"), "{foreign}");
     assert!(!foreign.contains(&auth_now.to_hex()), "{foreign}");
+
+    // The link key rotates: every pseudonym changes; the previous ones are
+    // answered beside the new ones until the changeover is retired.
+    let said = admin(
+        &ids,
+        &["admin", "link-key-rotate", "--endpoint", &info_admin],
+    );
+    assert!(
+        said.contains("version 2 current") && said.contains("version 1 still answered"),
+        "{said}"
+    );
+    let table = clinic_a.run(
+        "link",
+        &["resolve", "--provider", "clinic-a", &auth_now.to_hex()],
+    );
+    let words: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with(&auth_now.to_hex()))
+        .unwrap_or_else(|| panic!("{table}"))
+        .split_whitespace()
+        .collect();
+    let renewed_pseudonym = words[2].to_string();
+    assert!(renewed_pseudonym.starts_with("L2-"), "{table}");
+    assert_eq!(words[3], a[0].1, "{table}");
+    let rekey = clinic_a.run("link", &["current", "--provider", "clinic-a", &a[0].1]);
+    assert!(rekey.contains(&renewed_pseudonym), "{rekey}");
+    let said = admin(
+        &ids,
+        &["admin", "link-key-retire", "--endpoint", &info_admin],
+    );
+    assert!(
+        said.contains("version 2 current") && !said.contains("still answered"),
+        "{said}"
+    );
+    let retired = clinic_a.run("link", &["current", "--provider", "clinic-a", &a[0].1]);
+    assert!(retired.contains("not given to this verifier"), "{retired}");
 
     // A verifier's operator acts for its own verifier only.
     let out = shikko()

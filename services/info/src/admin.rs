@@ -192,6 +192,31 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
         Ok(Response::new(pb::AuditHeadResponse { seq, hash }))
     }
 
+    async fn link_keys(
+        &self,
+        _req: Request<pb::LinkKeysRequest>,
+    ) -> Result<Response<pb::LinkKeyState>, Status> {
+        Ok(Response::new(link_state_to_pb(self.svc.link_key_state())))
+    }
+
+    async fn rotate_link_key(
+        &self,
+        _req: Request<pb::RotateLinkKeyRequest>,
+    ) -> Result<Response<pb::LinkKeyState>, Status> {
+        Ok(Response::new(link_state_to_pb(
+            self.svc.rotate_link_key().await?,
+        )))
+    }
+
+    async fn retire_link_key(
+        &self,
+        _req: Request<pb::RetireLinkKeyRequest>,
+    ) -> Result<Response<pb::LinkKeyState>, Status> {
+        Ok(Response::new(link_state_to_pb(
+            self.svc.retire_link_key().await?,
+        )))
+    }
+
     async fn checkpoint(
         &self,
         req: Request<pb::CheckpointRequest>,
@@ -257,5 +282,13 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+}
+
+fn link_state_to_pb(s: crate::link::LinkKeyState) -> pb::LinkKeyState {
+    pb::LinkKeyState {
+        current: u32::from(s.current),
+        previous: s.previous.map_or(0, u32::from),
+        rotated_at: s.rotated_at,
     }
 }

@@ -26,6 +26,9 @@ pub enum InfoError {
     /// Something named that does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// Not possible in the present state (e.g. a second link key changeover).
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
     /// A stored record that does not decode.
     #[error("corrupt store: {0}")]
     Corrupt(&'static str),
@@ -47,6 +50,7 @@ impl InfoError {
             InfoError::Invalid(_) => "invalid",
             InfoError::AlreadyExists(_) => "already_exists",
             InfoError::NotFound(_) => "not_found",
+            InfoError::FailedPrecondition(_) => "failed_precondition",
             InfoError::Unavailable(_) => "unavailable",
             InfoError::Corrupt(_) | InfoError::Store(_) | InfoError::Internal(_) => "internal",
         }
@@ -69,6 +73,7 @@ impl From<InfoError> for tonic::Status {
             InfoError::Invalid(m) => Status::invalid_argument(m),
             InfoError::AlreadyExists(m) => Status::already_exists(m),
             InfoError::NotFound(m) => Status::not_found(m),
+            InfoError::FailedPrecondition(m) => Status::failed_precondition(m),
             InfoError::Unavailable(m) => Status::unavailable(m),
             other => {
                 tracing::error!(error = %other, "4-information service failure");

@@ -409,6 +409,7 @@ impl pb::link_server::Link for InfoGrpc {
                         LinkStatus::Unknown => pb::LinkStatus::Unknown,
                     } as i32,
                     pseudonym: a.pseudonym.unwrap_or_default(),
+                    previous_pseudonym: a.previous_pseudonym.unwrap_or_default(),
                 })
                 .collect(),
         }))
@@ -436,6 +437,7 @@ impl pb::link_server::Link for InfoGrpc {
                     known: a.known,
                     card_serial: a.card.map(|s| s.magnitude().to_vec()).unwrap_or_default(),
                     phone_serial: a.phone.map(|s| s.magnitude().to_vec()).unwrap_or_default(),
+                    pseudonym_now: a.pseudonym_now.unwrap_or_default(),
                 })
                 .collect(),
         }))

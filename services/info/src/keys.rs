@@ -12,8 +12,9 @@
 //! | `k/challenge` | | the consent challenges' MAC key (32 octets) |
 //! | `k/provider-index` | | present once `q/` covers every consent |
 //! | `k/page-token` | | the key of `Expiring`'s page tokens (32 octets) |
-//! | `k/link-1` | | the key of the link's pseudonyms (32 octets) |
-//! | `l/` | verifier `/` pseudonym | holder id: a pseudonym given to that verifier |
+//! | `k/link-N` | | version N of the key of the link's pseudonyms (32 octets) |
+//! | `k/link-state` | | the link key versions in force (JSON) |
+//! | `n/` | key version (4 hex digits) `/` verifier `/` pseudonym | holder id: a pseudonym given to that verifier |
 //! | `q/` | provider `/` holder id | empty: the holder gave the provider a consent (in force or not) |
 //! | `u/` | issue time (16 hex digits) `/` nonce (hex) | empty: a consent challenge that was used |
 

@@ -127,8 +127,10 @@ pub struct InfoService {
     pub(crate) challenges: crate::challenge::Challenges,
     /// The page tokens of `Expiring`.
     pub(crate) page_tokens: crate::expiring::PageTokens,
-    /// The key of the user-authentication link's pseudonyms.
-    pub(crate) link_key: crate::link::LinkKey,
+    /// The keys of the user-authentication link's pseudonyms.
+    pub(crate) link_keys: RwLock<Arc<crate::link::LinkKeys>>,
+    /// Serializes rotations and retirements of the link key.
+    pub(crate) link_admin: tokio::sync::Mutex<()>,
     /// Serializes the consent changes of one holder (by hash of the holder
     /// id into these locks) so that reading the current consent and replacing
     /// it cannot interleave; different holders proceed in parallel.
@@ -167,7 +169,7 @@ impl InfoService {
         let audit = AuditLog::start(store.clone())?;
         let challenges = crate::challenge::Challenges::open(&store)?;
         let page_tokens = crate::expiring::PageTokens::open(&store)?;
-        let link_key = crate::link::LinkKey::open(&store)?;
+        let link_keys = RwLock::new(Arc::new(crate::link::LinkKeys::open(&store)?));
         let svc = InfoService {
             store,
             audit,
@@ -177,7 +179,8 @@ impl InfoService {
             phone_signing_cas: Vec::new(),
             challenges,
             page_tokens,
-            link_key,
+            link_keys,
+            link_admin: tokio::sync::Mutex::new(()),
             consent_locks: (0..CONSENT_LOCKS)
                 .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),

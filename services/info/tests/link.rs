@@ -187,3 +187,123 @@ async fn a_verifiers_pseudonym_survives_renewal_and_differs_per_verifier() {
     assert!(text.contains("\"action\":\"link.current\""), "{text}");
     assert!(!text.contains(&h.info.address));
 }
+
+async fn current(
+    c: &mut pb::link_client::LinkClient<tonic::transport::Channel>,
+    verifier: &str,
+    pseudonym: &str,
+) -> pb::LinkCurrentAnswer {
+    c.current(pb::LinkCurrentRequest {
+        provider: verifier.into(),
+        pseudonyms: vec![pseudonym.into()],
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .answers
+    .remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_key_rotation_changes_every_pseudonym_and_answers_both_until_retired() {
+    let mut w = World::new(KeyAlgorithm::EcdsaP256).await;
+    w.svc
+        .register_provider_of(
+            ProviderId::new("clinic-1").unwrap(),
+            "診療所",
+            ProviderKind::UserAuthVerifier,
+        )
+        .await
+        .unwrap();
+    let (tls, der) = w.operator_tls("op-clinic", 2);
+    w.svc
+        .register_operator(
+            OperatorId::new("op-clinic").unwrap(),
+            "eligibility platform",
+            vec![ProviderId::new("clinic-1").unwrap()],
+            &der,
+        )
+        .await
+        .unwrap();
+    let h = w.holder("H1", 0x1001, KeyAlgorithm::EcdsaP256);
+    w.ingest(EventBody::Issue {
+        holder: h.id.clone(),
+        cert: auth_cert(CertKind::CardAuth, 0xa001),
+        four_info: None,
+    });
+    let mut link = w.link_client(Some(&tls)).await;
+    let (_, p1) = resolve(&mut link, "clinic-1", CertKind::CardAuth, 0xa001)
+        .await
+        .unwrap();
+    assert!(p1.starts_with("L1-"), "{p1}");
+    // Retiring with no changeover under way is refused.
+    assert!(matches!(
+        w.svc.retire_link_key().await,
+        Err(shikko_info::InfoError::FailedPrecondition(_))
+    ));
+
+    // Rotate: a new pseudonym (L2-), the previous one beside it.
+    let state = w.svc.rotate_link_key().await.unwrap();
+    assert_eq!((state.current, state.previous), (2, Some(1)));
+    let r = link
+        .resolve(pb::LinkResolveRequest {
+            provider: "clinic-1".into(),
+            issuer: shikko_proto::convert::issuer(CertKind::CardAuth),
+            serials: vec![serial(0xa001).magnitude().to_vec()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let p2 = r.answers[0].pseudonym.clone();
+    assert!(p2.starts_with("L2-") && p2.len() == 35, "{p2}");
+    assert_eq!(r.answers[0].previous_pseudonym, p1);
+    assert_ne!(p2[3..], p1[3..], "a new key, a new pseudonym");
+    // A verifier that stored p1 re-keys its table with Current.
+    let a = current(&mut link, "clinic-1", &p1).await;
+    assert!(a.known);
+    assert_eq!(a.pseudonym_now, p2);
+    assert_eq!(
+        Serial::from_be_bytes(&a.card_serial).unwrap(),
+        serial(0xa001)
+    );
+    let a = current(&mut link, "clinic-1", &p2).await;
+    assert!(a.known && a.pseudonym_now == p2);
+    // One changeover at a time.
+    assert!(matches!(
+        w.svc.rotate_link_key().await,
+        Err(shikko_info::InfoError::FailedPrecondition(_))
+    ));
+
+    // Retire: the previous pseudonyms are unknown; resolve gives one.
+    let state = w.svc.retire_link_key().await.unwrap();
+    assert_eq!((state.current, state.previous), (2, None));
+    assert!(!current(&mut link, "clinic-1", &p1).await.known);
+    assert!(current(&mut link, "clinic-1", &p2).await.known);
+    assert_eq!(
+        resolve(&mut link, "clinic-1", CertKind::CardAuth, 0xa001)
+            .await
+            .unwrap(),
+        (pb::LinkStatus::Good, p2.clone())
+    );
+    // Nothing of version 1 is left in the store: not its key, not its pseudonyms.
+    assert!(w.store.info_get(b"k/link-1").unwrap().is_none());
+    assert!(
+        w.store
+            .info_scan(b"n/0001/", b"n/0001/", 1)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !w.store
+            .info_scan(b"n/0002/", b"n/0002/", 1)
+            .unwrap()
+            .is_empty()
+    );
+
+    // Audited, as administrators' acts.
+    let mut out = Vec::new();
+    shikko_info::audit::export(&w.store, 1, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("\"action\":\"link.rotate\""), "{text}");
+    assert!(text.contains("\"action\":\"link.retire\""), "{text}");
+}
