@@ -165,6 +165,11 @@ pub const RULES: &[Rule] = &[
         why: "who may query how much is an administrator's decision",
     },
     Rule {
+        method: "/shikko.v1.InfoAdmin/SetOperatorProviders",
+        callers: &["admin"],
+        why: "who may query for whom is an administrator's decision",
+    },
+    Rule {
         method: "/shikko.v1.InfoAdmin/ListOperators",
         callers: &["admin", "auditor"],
         why: "auditors check who may query",
@@ -384,6 +389,7 @@ pub const LIMITS: &[(&str, Limits)] = &[
     ),
     ("/shikko.v1.InfoAdmin/RevokeOperatorCertificate", SMALL),
     ("/shikko.v1.InfoAdmin/SetRateLimit", SMALL),
+    ("/shikko.v1.InfoAdmin/SetOperatorProviders", SMALL),
     ("/shikko.v1.InfoAdmin/ListOperators", SMALL),
     ("/shikko.v1.InfoAdmin/AuditHead", SMALL),
     ("/shikko.v1.InfoAdmin/ExportAudit", stream(4)),

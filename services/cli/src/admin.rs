@@ -62,6 +62,16 @@ pub(crate) enum AdminCommand {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         endpoint: String,
     },
+    /// Replace the providers an operator acts for.
+    OperatorProviders {
+        /// Its id.
+        id: String,
+        /// Providers it acts for from now on (repeatable).
+        #[arg(long = "provider", required = true)]
+        providers: Vec<String>,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
     /// List operators.
     OperatorList {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -202,6 +212,19 @@ pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
                     serials_per_second: per_second,
                     burst,
                 })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_operator(&o);
+        }
+        AdminCommand::OperatorProviders {
+            id,
+            providers,
+            endpoint,
+        } => {
+            let o = admin_client(&endpoint, "admin")
+                .await?
+                .set_operator_providers(pb::SetOperatorProvidersRequest { id, providers })
                 .await
                 .map_err(status_error)?
                 .into_inner();

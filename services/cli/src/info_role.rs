@@ -124,6 +124,12 @@ pub(crate) async fn demo_setup(
     }
     let op_id = OperatorId::new(DEMO_OPERATOR)?;
     let op = match svc.operator(&op_id)? {
+        // A data directory from before the link: the operator acts for the clinic too.
+        Some(op) if !op.acts_for(&verifier) => {
+            let mut providers = op.providers.clone();
+            providers.push(verifier);
+            svc.set_operator_providers(&op_id, providers).await?
+        }
         Some(op) => op,
         None => {
             svc.register_operator(

@@ -175,6 +175,24 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
         Ok(Response::new(self.current(&id)?))
     }
 
+    async fn set_operator_providers(
+        &self,
+        req: Request<pb::SetOperatorProvidersRequest>,
+    ) -> Result<Response<pb::OperatorRecord>, Status> {
+        let r = req.into_inner();
+        let providers = r
+            .providers
+            .into_iter()
+            .map(ProviderId::new)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let op = self
+            .svc
+            .set_operator_providers(&operator_id(r.id)?, providers)
+            .await?;
+        Ok(Response::new(operator_to_pb(&op)))
+    }
+
     async fn list_operators(
         &self,
         _req: Request<pb::ListOperatorsRequest>,

@@ -315,6 +315,46 @@ impl InfoService {
         self.load_operators()
     }
 
+    /// Replaces the providers an operator acts for (administrator): each
+    /// registered, at least one.
+    pub async fn set_operator_providers(
+        &self,
+        id: &OperatorId,
+        providers: Vec<ProviderId>,
+    ) -> Result<Operator, InfoError> {
+        if providers.is_empty() {
+            return Err(InfoError::Invalid(
+                "an operator acts for at least one provider".into(),
+            ));
+        }
+        for p in &providers {
+            if self.provider(p)?.is_none() {
+                return Err(InfoError::NotFound(format!("provider {p}")));
+            }
+        }
+        let mut op = self
+            .operator(id)?
+            .ok_or_else(|| InfoError::NotFound(format!("operator {id}")))?;
+        op.providers = providers;
+        op.providers.sort();
+        op.providers.dedup();
+        let names: Vec<&str> = op.providers.iter().map(ProviderId::as_str).collect();
+        let v = keys::encode(&op)?;
+        self.audit
+            .commit(
+                vec![admin_entry(
+                    "operator.providers",
+                    &names.join(","),
+                    id.as_str(),
+                )],
+                Vec::new(),
+                vec![(keys::operator(id.as_str()), v)],
+            )
+            .await?;
+        self.load_operators()?;
+        Ok(op)
+    }
+
     /// Sets an operator's rate limit (serials per second, burst).
     pub async fn set_rate_limit(
         &self,

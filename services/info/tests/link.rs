@@ -307,3 +307,61 @@ async fn a_link_key_rotation_changes_every_pseudonym_and_answers_both_until_reti
     assert!(text.contains("\"action\":\"link.rotate\""), "{text}");
     assert!(text.contains("\"action\":\"link.retire\""), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_comes_to_act_for_a_verifier_when_the_administrator_says_so() {
+    let mut w = World::new(KeyAlgorithm::EcdsaP256).await;
+    let bank_op = w.register("op-bank", 1).await;
+    let clinic = ProviderId::new("clinic-1").unwrap();
+    w.svc
+        .register_provider_of(clinic.clone(), "診療所", ProviderKind::UserAuthVerifier)
+        .await
+        .unwrap();
+    let h = w.holder("H1", 0x1001, KeyAlgorithm::EcdsaP256);
+    w.ingest(EventBody::Issue {
+        holder: h.id.clone(),
+        cert: auth_cert(CertKind::CardAuth, 0xa001),
+        four_info: None,
+    });
+    let mut link = w.link_client(Some(&bank_op)).await;
+    let e = resolve(&mut link, "clinic-1", CertKind::CardAuth, 0xa001)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+
+    let op = OperatorId::new("op-bank").unwrap();
+    let bank = ProviderId::new("bank-1").unwrap();
+    // Unknown providers and an empty list are refused, and change nothing.
+    assert!(matches!(
+        w.svc
+            .set_operator_providers(&op, vec![ProviderId::new("nobody").unwrap()])
+            .await,
+        Err(shikko_info::InfoError::NotFound(_))
+    ));
+    assert!(matches!(
+        w.svc.set_operator_providers(&op, Vec::new()).await,
+        Err(shikko_info::InfoError::Invalid(_))
+    ));
+    let updated = w
+        .svc
+        .set_operator_providers(&op, vec![clinic.clone(), bank.clone(), clinic.clone()])
+        .await
+        .unwrap();
+    assert_eq!(updated.providers, vec![bank.clone(), clinic.clone()]);
+    let (status, p) = resolve(&mut link, "clinic-1", CertKind::CardAuth, 0xa001)
+        .await
+        .unwrap();
+    assert_eq!(status, pb::LinkStatus::Good);
+    assert!(p.starts_with("L1-"));
+
+    // And stops acting for it.
+    w.svc.set_operator_providers(&op, vec![bank]).await.unwrap();
+    let e = resolve(&mut link, "clinic-1", CertKind::CardAuth, 0xa001)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let mut out = Vec::new();
+    shikko_info::audit::export(&w.store, 1, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("\"action\":\"operator.providers\""), "{text}");
+}
