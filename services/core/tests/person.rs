@@ -1,7 +1,8 @@
 //! Answers keyed by the person (issue 13), checked over random histories of
 //! one holder: every way a signing certificate is replaced (a move, a name
 //! change, renewal, card return and a new card, loss, key compromise and
-//! re-issue, emigration and return, expiry and a new issue, a new phone).
+//! re-issue, emigration and return, expiry and a new issue, a new phone),
+//! with the user-authentication certificates beside them (the link).
 //! A model that knows nothing of the rules' internals keeps, per kind, the
 //! certificate the holder was last given and whether it was taken away;
 //! after every event, a query on any serial the holder ever had must answer
@@ -27,6 +28,7 @@ enum Op {
     NameChange { name: u8, new_card: bool },
     IssueCard,
     IssuePhone,
+    IssueAuth { phone: bool },
     Renewal,
     CardReturn,
     CardLoss,
@@ -42,6 +44,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3u8, any::<bool>()).prop_map(|(name, new_card)| Op::NameChange { name, new_card }),
         3 => Just(Op::IssueCard),
         2 => Just(Op::IssuePhone),
+        2 => any::<bool>().prop_map(|phone| Op::IssueAuth { phone }),
         2 => Just(Op::Renewal),
         1 => Just(Op::CardReturn),
         1 => Just(Op::CardLoss),
@@ -125,7 +128,7 @@ impl Model {
             serial: Serial::from_u128(self.next_serial).unwrap(),
             not_before: UnixTime(self.now),
             not_after: UnixTime(self.now + VALIDITY),
-            municipality: Some(muni()),
+            municipality: kind.is_signing().then(muni),
             cert_der: None,
         }
     }
@@ -189,22 +192,49 @@ impl Model {
                     }),
                 )
             }
+            Op::IssueAuth { phone } => {
+                let kind = if *phone {
+                    CertKind::PhoneAuth
+                } else {
+                    CertKind::CardAuth
+                };
+                let c = self.new_cert(kind);
+                let given = c.clone();
+                (
+                    EventBody::Issue {
+                        holder: h,
+                        cert: c,
+                        four_info: None,
+                    },
+                    // Back from abroad with a card that has no signing
+                    // certificate: resident again, no new one to answer.
+                    Box::new(move |m: &mut Model| {
+                        m.gone = false;
+                        m.given(&given);
+                    }),
+                )
+            }
             Op::Renewal => {
                 let c = self.new_cert(CertKind::CardSigning);
-                let given = c.clone();
+                let a = self.new_cert(CertKind::CardAuth);
+                let given = (c.clone(), a.clone());
                 (
                     EventBody::Renewal {
                         holder: h,
                         new_signing: Some(c),
-                        new_auth: None,
+                        new_auth: Some(a),
                     },
-                    Box::new(move |m: &mut Model| m.given(&given)),
+                    Box::new(move |m: &mut Model| {
+                        m.given(&given.0);
+                        m.given(&given.1);
+                    }),
                 )
             }
             Op::CardReturn => (
                 EventBody::CardReturn { holder: h },
                 Box::new(|m: &mut Model| {
                     m.current.remove(&CertKind::CardSigning);
+                    m.current.remove(&CertKind::CardAuth);
                     m.held = None;
                 }),
             ),
@@ -212,6 +242,7 @@ impl Model {
                 EventBody::CardLoss { holder: h },
                 Box::new(|m: &mut Model| {
                     m.held = m.current.remove(&CertKind::CardSigning).map(|(s, _)| s);
+                    m.current.remove(&CertKind::CardAuth);
                 }),
             ),
             Op::RevokeCard { reason } => {
@@ -235,14 +266,18 @@ impl Model {
             }
             Op::PhoneChange => {
                 let c = self.new_cert(CertKind::PhoneSigning);
-                let given = c.clone();
+                let a = self.new_cert(CertKind::PhoneAuth);
+                let given = (c.clone(), a.clone());
                 (
                     EventBody::PhoneChange {
                         holder: h,
                         new_signing: Some(c),
-                        new_auth: None,
+                        new_auth: Some(a),
                     },
-                    Box::new(move |m: &mut Model| m.given(&given)),
+                    Box::new(move |m: &mut Model| {
+                        m.given(&given.0);
+                        m.given(&given.1);
+                    }),
                 )
             }
             Op::Emigration => (
@@ -302,6 +337,17 @@ proptest! {
                 let cur = current_of(&state, kind, &serial, now).unwrap().expect("a serial it issued");
                 let want = m.current.get(&kind).filter(|(_, not_after)| m.now < *not_after).map(|(s, _)| *s);
                 prop_assert_eq!(cur.current.as_ref().map(|c| c.serial), want, "{:?} {} after {:?}", kind, serial, op);
+                if !kind.is_signing() {
+                    // The user-authentication link: any serial leads to the
+                    // holder (one pseudonym), and the holder's live
+                    // certificate of the kind is the current one.
+                    prop_assert_eq!(&cur.holder.id, &holder());
+                    let live = cur.holder.live(kind).filter(|s| {
+                        state.cert(kind, s).unwrap().is_some_and(|c| person::good_at(&c, now))
+                    });
+                    prop_assert_eq!(live, want, "live {:?} after {:?}", kind, op);
+                    continue;
+                }
                 // The 4-information answer, for a consent to the address only and to all.
                 for items in [InfoItems::ADDRESS, InfoItems::NAME, InfoItems::ALL] {
                     let got = info_outcome(&cur, items);
