@@ -312,6 +312,24 @@ impl Builder {
                 .issuer(kind)
                 .base
                 .ok_or(Error::NoBase(kind.issuer_id()))?;
+            // The mirror's feed starts after a snapshot it loaded: a base
+            // older than that cannot be brought up to date by a delta
+            // (the changes in between are not in the feed), so a full CRL
+            // (and a fresh delta) is built instead.
+            let first_seq = self.store.first_seq();
+            if base.seq + 1 < first_seq {
+                drop(state);
+                tracing::info!(
+                    issuer = kind.issuer_id(),
+                    base_seq = base.seq,
+                    first_seq,
+                    "the feed no longer reaches back to the base CRL: building a full CRL"
+                );
+                let full = self.build_full(&[kind], progress)?;
+                report.seq = report.seq.max(full.seq);
+                report.crls.extend(full.crls);
+                continue;
+            }
             let snap = self.store.snapshot()?;
             state.at_least(kind, highest_published(&self.dir(kind))? + 1)?;
             let number = state.reserve(kind, 1)?;

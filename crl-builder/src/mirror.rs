@@ -3,7 +3,8 @@
 //! deltas), never its events or 4 information. Builds read it exactly as they
 //! read the registry's own store.
 
-use shikko_follow::{Binding, FollowError, StatusBatch, StatusSink};
+use shikko_core::{Municipality, StatusChange};
+use shikko_follow::{Binding, FollowError, SnapshotContent, StatusBatch, StatusSink};
 use shikko_store::MirrorStore;
 
 /// A mirror store as the follower's sink.
@@ -46,5 +47,28 @@ impl StatusSink for MirrorSink {
                 shikko_store::Error::Gap { applied, got } => FollowError::Gap { applied, got },
                 other => FollowError::sink(other),
             })
+    }
+
+    /// A CRL lists the revoked and held certificates only.
+    fn snapshot_content(&self) -> SnapshotContent {
+        SnapshotContent::Listed
+    }
+
+    fn begin_snapshot(&self) -> Result<(), FollowError> {
+        self.store.begin_reload().map_err(FollowError::sink)
+    }
+
+    fn load_snapshot(
+        &self,
+        municipalities: Vec<Municipality>,
+        changes: Vec<StatusChange>,
+    ) -> Result<(), FollowError> {
+        self.store
+            .reload(&municipalities, &changes)
+            .map_err(FollowError::sink)
+    }
+
+    fn end_snapshot(&self, seq: u64) -> Result<u64, FollowError> {
+        self.store.end_reload(seq).map_err(FollowError::sink)
     }
 }

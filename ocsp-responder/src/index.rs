@@ -150,6 +150,36 @@ impl StatusIndex {
         changed
     }
 
+    /// Forgets every certificate: the index is at sequence number 0 (a
+    /// snapshot is about to be loaded).
+    pub fn clear(&self) {
+        self.seq.store(0, Ordering::SeqCst);
+        for issuer in &self.issuers {
+            let mut map = issuer.write().unwrap_or_else(|p| p.into_inner());
+            *map = HashMap::new();
+        }
+    }
+
+    /// Loads certificates' statuses of a snapshot (no sequence number).
+    pub fn load(&self, changes: &[shikko_core::StatusChange]) {
+        for kind in CertKind::ALL {
+            let mut map = None;
+            for c in changes.iter().filter(|c| c.kind == kind) {
+                map.get_or_insert_with(|| {
+                    self.issuers[kind.index()]
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                })
+                .insert(*c.serial.as_padded(), pack(&c.status));
+            }
+        }
+    }
+
+    /// The snapshot loaded is the registry's state at `seq`.
+    pub fn set_seq(&self, seq: u64) {
+        self.seq.store(seq, Ordering::SeqCst);
+    }
+
     /// Reserves room for `additional` more certificates of `kind` (a bulk load).
     pub fn reserve(&self, kind: CertKind, additional: usize) {
         self.issuers[kind.index()]

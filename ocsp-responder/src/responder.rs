@@ -241,6 +241,11 @@ impl Responder {
         Ok(())
     }
 
+    /// Drops every cached answer (the index was replaced by a snapshot).
+    pub fn clear_cache(&self) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Drops cached answers of certificates whose status changed.
     pub fn invalidate(&self, changed: &[(CertKind, Serial)]) {
         if changed.is_empty() {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
-use shikko_core::{CertKind, ChangeRecord, UnixTime};
-use shikko_follow::{FollowError, Readiness, StatusBatch, StatusSink};
+use shikko_core::{CertKind, ChangeRecord, Municipality, StatusChange, UnixTime};
+use shikko_follow::{FollowError, Readiness, SnapshotContent, StatusBatch, StatusSink};
 
 use crate::index::StatusIndex;
 use crate::responder::Responder;
@@ -176,5 +176,38 @@ impl StatusSink for OcspRole {
     fn apply(&self, batch: StatusBatch) -> Result<u64, FollowError> {
         OcspRole::apply(self, &batch.records);
         Ok(self.index.seq())
+    }
+
+    /// Every certificate: "good" and "unknown" differ only by being issued.
+    fn snapshot_content(&self) -> SnapshotContent {
+        SnapshotContent::Status
+    }
+
+    fn begin_snapshot(&self) -> Result<(), FollowError> {
+        self.index.clear();
+        self.responder.clear_cache();
+        Ok(())
+    }
+
+    fn load_snapshot(
+        &self,
+        _municipalities: Vec<Municipality>,
+        changes: Vec<StatusChange>,
+    ) -> Result<(), FollowError> {
+        self.index.load(&changes);
+        Ok(())
+    }
+
+    fn end_snapshot(&self, seq: u64) -> Result<u64, FollowError> {
+        self.index.set_seq(seq);
+        // Answers cached while loading (tryLater is not cached, but be sure).
+        self.responder.clear_cache();
+        for kind in CertKind::ALL {
+            self.metrics
+                .certificates
+                .with_label_values(&[kind.issuer_id()])
+                .set(self.index.len(kind) as i64);
+        }
+        Ok(seq)
     }
 }

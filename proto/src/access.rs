@@ -55,6 +55,11 @@ pub const RULES: &[Rule] = &[
         why: "the roles that follow the feed; events and writes only to info and the standby",
     },
     Rule {
+        method: "/shikko.v1.Registry/Snapshot",
+        callers: &["crl", "ocsp", "info", "standby"],
+        why: "followers load the state when they start empty or the feed was pruned below them; the replica content (4 information) only to the info role and a standby",
+    },
+    Rule {
         method: "/shikko.v1.Registry/ScanRevoked",
         callers: &["crl", "standby"],
         why: "the CRL role's mirror (and a standby) scans the revoked index",
@@ -308,6 +313,7 @@ pub const LIMITS: &[(&str, Limits)] = &[
     ("/shikko.v1.Registry/GetStatus", SMALL),
     ("/shikko.v1.Registry/Follow", stream(64)),
     ("/shikko.v1.Registry/ScanRevoked", stream(8)),
+    ("/shikko.v1.Registry/Snapshot", stream(4)),
     ("/shikko.v1.Registry/ListPartitions", SMALL),
     ("/shikko.v1.Registry/Checkpoint", heavy(1)),
     (

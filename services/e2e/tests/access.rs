@@ -303,6 +303,36 @@ async fn only_the_info_role_and_the_standby_follow_with_personal_data() {
             let status = with_writes.unwrap_err();
             assert_eq!(status.code(), Code::PermissionDenied, "{who}: {status:?}");
         }
+        // The same for a snapshot: statuses to every follower, the
+        // replica's writes (4 information) to the info role and the standby.
+        let mut statuses = client
+            .snapshot(shikko_proto::v1::SnapshotRequest {
+                content: shikko_proto::v1::SnapshotContent::Status as i32,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{who}: {e:?}"))
+            .into_inner();
+        let first = statuses.message().await.unwrap().unwrap();
+        assert!(first.writes.is_empty() && !first.last, "{who}");
+        let replica = client
+            .snapshot(shikko_proto::v1::SnapshotRequest {
+                content: shikko_proto::v1::SnapshotContent::Replica as i32,
+            })
+            .await;
+        if admitted {
+            let mut stream = replica.unwrap().into_inner();
+            let mut writes = 0;
+            while let Some(chunk) = stream.message().await.unwrap() {
+                writes += chunk.writes.len();
+                if chunk.last {
+                    break;
+                }
+            }
+            assert!(writes > 0, "{who} got no writes");
+        } else {
+            let status = replica.unwrap_err();
+            assert_eq!(status.code(), Code::PermissionDenied, "{who}: {status:?}");
+        }
     }
     // Both refusals counted with the layer's own, by method and reason.
     let (_, text) = shikko_testkit::process::http_get(&registry.metrics, "/metrics");
@@ -310,6 +340,12 @@ async fn only_the_info_role_and_the_standby_follow_with_personal_data() {
     assert!(
         text.contains(
             "shikko_authz_denied_total{method=\"/shikko.v1.Registry/Follow\",reason=\"request_denied\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "shikko_authz_denied_total{method=\"/shikko.v1.Registry/Snapshot\",reason=\"request_denied\"} 2"
         ),
         "{text}"
     );

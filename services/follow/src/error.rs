@@ -36,6 +36,15 @@ pub enum FollowError {
         /// The sequence number received.
         got: u64,
     },
+    /// The registry no longer keeps the feed from where this follower is:
+    /// it loads a snapshot instead.
+    #[error(
+        "the registry's feed starts at {first_seq} (older records were pruned): loading a snapshot"
+    )]
+    Compacted {
+        /// The first sequence number the registry keeps.
+        first_seq: u64,
+    },
     /// The sink could not apply what it received.
     #[error("applying the feed failed: {0}")]
     Sink(String),

@@ -1,7 +1,9 @@
 //! The follower: open the feed from the sink's position, check the registry's
 //! identity, apply batch after batch on a blocking thread, say when current,
 //! and on any failure mark the role lost and reconnect with backoff (1 s,
-//! doubling to 30 s; back to 1 s after a minute of following).
+//! doubling to 30 s; back to 1 s after a minute of following). A sink that
+//! is empty, or whose position the registry's feed no longer keeps, first
+//! loads a snapshot of the state and follows from the point it reflects.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use shikko_core::UnixTime;
 
 use crate::{
     Binding, Content, FeedBatch, FeedSource, FollowError, FollowerMetrics, Readiness, ReplicaSink,
-    StatusBatch, StatusSink,
+    SnapshotContent, SnapshotPart, StatusBatch, StatusSink,
 };
 
 /// Follows one source into one sink until shutdown.
@@ -42,6 +44,52 @@ impl Target {
         match self {
             Target::Status(_) => Content::Status,
             Target::Replica(_) => Content::Replication,
+        }
+    }
+
+    fn snapshot_content(&self) -> SnapshotContent {
+        match self {
+            Target::Status(s) => s.snapshot_content(),
+            Target::Replica(_) => SnapshotContent::Replication,
+        }
+    }
+
+    fn begin_snapshot(&self) -> Result<(), FollowError> {
+        match self {
+            Target::Status(s) => s.begin_snapshot(),
+            Target::Replica(s) => s.begin_snapshot(),
+        }
+    }
+
+    /// Loads one part (blocking).
+    fn load_snapshot(&self, part: SnapshotPart) -> Result<(), FollowError> {
+        match self {
+            Target::Status(s) => {
+                if part.changes.is_empty() && part.municipalities.is_empty() {
+                    return Ok(());
+                }
+                s.load_snapshot(part.municipalities, part.changes)
+            }
+            Target::Replica(s) => {
+                // A replica's municipalities come as writes.
+                let mut writes: Vec<shikko_core::Effect> = part
+                    .municipalities
+                    .into_iter()
+                    .map(shikko_core::Effect::PutMunicipality)
+                    .collect();
+                writes.extend(part.writes);
+                if writes.is_empty() {
+                    return Ok(());
+                }
+                s.load_snapshot(writes)
+            }
+        }
+    }
+
+    fn end_snapshot(&self, seq: u64) -> Result<u64, FollowError> {
+        match self {
+            Target::Status(s) => s.end_snapshot(seq),
+            Target::Replica(s) => s.end_snapshot(seq),
         }
     }
 
@@ -148,8 +196,29 @@ impl<S: FeedSource> Follower<S> {
     }
 
     async fn follow_once(&self, target: &Target) -> Result<(), FollowError> {
+        if target.position() == 0 {
+            self.load_snapshot(target, "empty").await?;
+        }
+        let mut stream = match self
+            .source
+            .open(target.position() + 1, target.content())
+            .await
+        {
+            Err(FollowError::Compacted { first_seq }) => {
+                tracing::warn!(
+                    position = target.position(),
+                    first_seq,
+                    source = %self.source.describe(),
+                    "the registry's feed no longer reaches this role's position: loading a snapshot"
+                );
+                self.load_snapshot(target, "compacted").await?;
+                self.source
+                    .open(target.position() + 1, target.content())
+                    .await?
+            }
+            other => other?,
+        };
         let from_seq = target.position() + 1;
-        let mut stream = self.source.open(from_seq, target.content()).await?;
         tracing::info!(from_seq, source = %self.source.describe(), "following the registry");
         while let Some(batch) = stream.next().await {
             let batch = batch?;
@@ -165,5 +234,51 @@ impl<S: FeedSource> Follower<S> {
             }
         }
         Ok(())
+    }
+
+    /// Replaces the sink's state by a snapshot of the registry's; `why`
+    /// labels the metric (`empty`, `compacted`).
+    async fn load_snapshot(&self, target: &Target, why: &'static str) -> Result<(), FollowError> {
+        let started = Instant::now();
+        let mut stream = self.source.snapshot(target.snapshot_content()).await?;
+        let mut begun = false;
+        let mut loaded = 0u64;
+        let _loading = self.metrics.snapshot_loading();
+        while let Some(part) = stream.next().await {
+            let part = part?;
+            self.binding.check(&part.store_id)?;
+            let t = target.clone();
+            if !begun {
+                tokio::task::spawn_blocking(move || t.begin_snapshot())
+                    .await
+                    .map_err(|e| FollowError::Sink(format!("snapshot task: {e}")))??;
+                begun = true;
+            }
+            let (seq, last) = (part.seq, part.last);
+            loaded += (part.changes.len() + part.writes.len()) as u64;
+            let t = target.clone();
+            tokio::task::spawn_blocking(move || t.load_snapshot(part))
+                .await
+                .map_err(|e| FollowError::Sink(format!("snapshot task: {e}")))??;
+            if last {
+                let t = target.clone();
+                let position = tokio::task::spawn_blocking(move || t.end_snapshot(seq))
+                    .await
+                    .map_err(|e| FollowError::Sink(format!("snapshot task: {e}")))??;
+                self.metrics.snapshot_loaded(why, position);
+                tracing::info!(
+                    seq = position,
+                    entries = loaded,
+                    secs = started.elapsed().as_secs_f64(),
+                    why,
+                    source = %self.source.describe(),
+                    "loaded a snapshot of the registry's state"
+                );
+                return Ok(());
+            }
+        }
+        Err(FollowError::Stream(
+            "the snapshot ended before its last part".into(),
+        ))
     }
 }

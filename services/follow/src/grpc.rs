@@ -9,7 +9,30 @@ use shikko_proto::v1 as pb;
 use shikko_proto::v1::registry_client::RegistryClient;
 use shikko_runtime::ClientTls;
 
-use crate::{Content, FeedBatch, FeedSource, FeedStream, FollowError};
+use crate::{
+    Content, FeedBatch, FeedSource, FeedStream, FollowError, SnapshotContent, SnapshotPart,
+    SnapshotStream,
+};
+
+/// The trailer (and header) of a `Follow` refused because the feed was
+/// pruned below the asked position: the first sequence number kept.
+pub const FIRST_SEQ_METADATA: &str = "shikko-first-seq";
+
+/// `Compacted` if `s` says the feed was pruned, else what `other` makes of it.
+fn compacted_or(
+    s: &tonic::Status,
+    other: impl FnOnce(&tonic::Status) -> FollowError,
+) -> FollowError {
+    let first = s
+        .metadata()
+        .get(FIRST_SEQ_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    match (s.code(), first) {
+        (tonic::Code::FailedPrecondition, Some(first_seq)) => FollowError::Compacted { first_seq },
+        _ => other(s),
+    }
+}
 
 /// Records per batch asked of the registry.
 const MAX_BATCH: u32 = 1_000;
@@ -38,8 +61,8 @@ impl GrpcSource {
     }
 }
 
-impl FeedSource for GrpcSource {
-    async fn open(&self, from_seq: u64, content: Content) -> Result<FeedStream, FollowError> {
+impl GrpcSource {
+    async fn client(&self) -> Result<RegistryClient<tonic::transport::Channel>, FollowError> {
         // HTTP/2 keepalive: a registry that vanished without closing the
         // connection is noticed within half a minute, not never.
         let channel = shikko_access::connect(&self.endpoint, self.tls.as_ref(), |ep| {
@@ -50,18 +73,56 @@ impl FeedSource for GrpcSource {
         })
         .await
         .map_err(|e| FollowError::Unreachable(e.to_string()))?;
-        let stream = RegistryClient::new(channel)
+        // A snapshot chunk of a replica can be large (holders with their DER).
+        Ok(RegistryClient::new(channel).max_decoding_message_size(64 << 20))
+    }
+}
+
+impl FeedSource for GrpcSource {
+    async fn open(&self, from_seq: u64, content: Content) -> Result<FeedStream, FollowError> {
+        let stream = self
+            .client()
+            .await?
             .follow(pb::FollowRequest {
                 from_seq,
                 max_batch: MAX_BATCH,
                 with_writes: content == Content::Replication,
             })
             .await
-            .map_err(|s| FollowError::Unreachable(format!("Follow: {}", s.message())))?
+            .map_err(|s| {
+                compacted_or(&s, |s| {
+                    FollowError::Unreachable(format!("Follow: {}", s.message()))
+                })
+            })?
             .into_inner();
         Ok(stream
             .map(move |item| match item {
                 Ok(batch) => batch_from_pb(batch, content),
+                Err(s) => Err(compacted_or(&s, |s| {
+                    FollowError::Stream(format!("{:?}: {}", s.code(), s.message()))
+                })),
+            })
+            .boxed())
+    }
+
+    async fn snapshot(&self, content: SnapshotContent) -> Result<SnapshotStream, FollowError> {
+        let pb_content = match content {
+            SnapshotContent::Status => pb::SnapshotContent::Status,
+            SnapshotContent::Listed => pb::SnapshotContent::Listed,
+            SnapshotContent::Replication => pb::SnapshotContent::Replica,
+        };
+        let stream = self
+            .client()
+            .await?
+            .snapshot(pb::SnapshotRequest {
+                content: pb_content as i32,
+            })
+            .await
+            .map_err(|s| FollowError::Unreachable(format!("Snapshot: {}", s.message())))?
+            .into_inner();
+        Ok(stream
+            .map(move |item| match item {
+                Ok(chunk) => part_from_pb(chunk, content),
                 Err(s) => Err(FollowError::Stream(format!(
                     "{:?}: {}",
                     s.code(),
@@ -107,5 +168,36 @@ fn batch_from_pb(batch: pb::ChangeBatch, content: Content) -> Result<FeedBatch, 
             .collect(),
         records,
         writes,
+    })
+}
+
+fn part_from_pb(
+    chunk: pb::SnapshotChunk,
+    content: SnapshotContent,
+) -> Result<SnapshotPart, FollowError> {
+    let changes = chunk
+        .changes
+        .iter()
+        .map(shikko_core::StatusChange::try_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| FollowError::Malformed(format!("a snapshot's status: {e}")))?;
+    let writes = if content == SnapshotContent::Replication && !chunk.writes.is_empty() {
+        // The decoder's text could quote a value (personal data): say what only.
+        rmp_serde::from_slice::<Vec<Effect>>(&chunk.writes)
+            .map_err(|_| FollowError::Malformed("a snapshot's writes do not decode".into()))?
+    } else {
+        Vec::new()
+    };
+    Ok(SnapshotPart {
+        store_id: chunk.store_id,
+        seq: chunk.seq,
+        municipalities: chunk
+            .municipalities
+            .iter()
+            .map(Municipality::from)
+            .collect(),
+        changes,
+        writes,
+        last: chunk.last,
     })
 }

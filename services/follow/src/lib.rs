@@ -11,6 +11,11 @@
 //! - a sink says what is done with it: [`StatusSink`] for roles that need
 //!   certificate status only (never personal data), [`ReplicaSink`] for the
 //!   4-information replica;
+//! - a follower that starts empty, or whose position the registry no
+//!   longer keeps in its feed (retention pruned it: [`FollowError::Compacted`]),
+//!   first loads a [`FeedSource::snapshot`] of the state (what the sink
+//!   needs: statuses, listed certificates, or the replica's writes) and
+//!   follows from the sequence number it reflects;
 //! - a [`Binding`] ties the follower to one registry history (its store id)
 //!   and refuses any other;
 //! - [`Readiness`] is the one vocabulary for "may this role answer yet":
@@ -28,6 +33,10 @@
 //! # impl StatusSink for Index {
 //! #     fn position(&self) -> u64 { 0 }
 //! #     fn apply(&self, _: StatusBatch) -> Result<u64, FollowError> { Ok(0) }
+//! #     fn snapshot_content(&self) -> SnapshotContent { SnapshotContent::Status }
+//! #     fn begin_snapshot(&self) -> Result<(), FollowError> { Ok(()) }
+//! #     fn load_snapshot(&self, _: Vec<shikko_core::Municipality>, _: Vec<shikko_core::StatusChange>) -> Result<(), FollowError> { Ok(()) }
+//! #     fn end_snapshot(&self, seq: u64) -> Result<u64, FollowError> { Ok(seq) }
 //! # }
 //! # async fn run(metrics: &prometheus::Registry) -> Result<(), prometheus::Error> {
 //! let readiness = Readiness::new();
@@ -66,8 +75,10 @@ pub fn default_registry_endpoint() -> String {
 pub use binding::Binding;
 pub use error::FollowError;
 pub use follower::Follower;
-pub use grpc::GrpcSource;
+pub use grpc::{FIRST_SEQ_METADATA, GrpcSource};
 pub use metrics::{FeedMetrics, FollowerMetrics};
 pub use readiness::{FeedState, Readiness};
 pub use sink::{ReplicaSink, StatusBatch, StatusSink};
-pub use source::{Content, FeedBatch, FeedSource, FeedStream};
+pub use source::{
+    Content, FeedBatch, FeedSource, FeedStream, SnapshotContent, SnapshotPart, SnapshotStream,
+};

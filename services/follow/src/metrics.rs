@@ -3,7 +3,7 @@
 //! dashboard panel cover them all, and the demo (every role in one process)
 //! registers the families once and hands each role its own children.
 
-use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use shikko_core::UnixTime;
 
 /// The metric families of following, registered once per metrics registry.
@@ -14,6 +14,8 @@ pub struct FeedMetrics {
     lag_seconds: IntGaugeVec,
     connected: IntGaugeVec,
     stale_since: IntGaugeVec,
+    snapshots: IntCounterVec,
+    snapshot_loading: IntGaugeVec,
 }
 
 impl FeedMetrics {
@@ -41,8 +43,21 @@ impl FeedMetrics {
                 "shikko_feed_stale_since_timestamp_seconds",
                 "When the registry went out of reach (Unix seconds; 0 while connected): this role's data is that old",
             )?,
+            snapshots: IntCounterVec::new(
+                Opts::new(
+                    "shikko_feed_snapshots_loaded_total",
+                    "Snapshots of the registry's state this role loaded, by why (empty: it started without state; compacted: the registry's feed no longer reached its position)",
+                ),
+                &["role", "why"],
+            )?,
+            snapshot_loading: g(
+                "shikko_feed_snapshot_loading",
+                "1 while this role loads a snapshot of the registry's state (it does not answer meanwhile)",
+            )?,
         };
+        registry.register(Box::new(f.snapshots.clone()))?;
         for c in [
+            &f.snapshot_loading,
             &f.applied_seq,
             &f.lag_events,
             &f.lag_seconds,
@@ -62,6 +77,11 @@ impl FeedMetrics {
             lag_seconds: self.lag_seconds.with_label_values(&[role]),
             connected: self.connected.with_label_values(&[role]),
             stale_since: self.stale_since.with_label_values(&[role]),
+            snapshots: [
+                self.snapshots.with_label_values(&[role, "empty"]),
+                self.snapshots.with_label_values(&[role, "compacted"]),
+            ],
+            snapshot_loading: self.snapshot_loading.with_label_values(&[role]),
             current_at: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0)),
         };
         m.lag_events.set(-1);
@@ -77,6 +97,8 @@ pub struct FollowerMetrics {
     lag_seconds: IntGauge,
     connected: IntGauge,
     stale_since: IntGauge,
+    snapshots: [prometheus::IntCounter; 2],
+    snapshot_loading: IntGauge,
     /// When the follower was last current (Unix seconds; 0: never).
     current_at: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
@@ -109,6 +131,24 @@ impl FollowerMetrics {
             self.stale_since.set(since.0);
         }
         self.behind(now);
+    }
+
+    /// Says a snapshot is loading until the guard is dropped.
+    pub(crate) fn snapshot_loading(&self) -> impl Drop + use<> {
+        struct Loading(IntGauge);
+        impl Drop for Loading {
+            fn drop(&mut self) {
+                self.0.set(0);
+            }
+        }
+        self.snapshot_loading.set(1);
+        Loading(self.snapshot_loading.clone())
+    }
+
+    pub(crate) fn snapshot_loaded(&self, why: &str, seq: u64) {
+        let i = usize::from(why == "compacted");
+        self.snapshots[i].inc();
+        self.applied_seq.set(clamp(seq));
     }
 
     fn behind(&self, now: UnixTime) {

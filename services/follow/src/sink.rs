@@ -2,9 +2,9 @@
 //! either has to refuse: a status sink never sees personal data, a replica
 //! sink gets what a 4-information replica needs.
 
-use shikko_core::{ChangeRecord, Effect, Municipality};
+use shikko_core::{ChangeRecord, Effect, Municipality, StatusChange};
 
-use crate::FollowError;
+use crate::{FollowError, SnapshotContent};
 
 /// What a status-only follower applies at once: municipalities (CRL
 /// partitions) the registry knows, then change records in sequence order.
@@ -25,6 +25,23 @@ pub trait StatusSink: Send + Sync + 'static {
     fn position(&self) -> u64;
     /// Applies a batch; returns the new position.
     fn apply(&self, batch: StatusBatch) -> Result<u64, FollowError>;
+
+    /// What this sink loads from a snapshot: [`SnapshotContent::Status`]
+    /// (every certificate) or [`SnapshotContent::Listed`] (revoked and held).
+    fn snapshot_content(&self) -> SnapshotContent;
+    /// Starts loading a snapshot: everything applied so far is forgotten
+    /// (durably, for a stored copy: a crash while loading starts over) and
+    /// the position is 0 until [`StatusSink::end_snapshot`].
+    fn begin_snapshot(&self) -> Result<(), FollowError>;
+    /// Loads one part of the snapshot.
+    fn load_snapshot(
+        &self,
+        municipalities: Vec<Municipality>,
+        changes: Vec<StatusChange>,
+    ) -> Result<(), FollowError>;
+    /// The snapshot is loaded: the state is the registry's at `seq`, which
+    /// becomes the position. Returns it.
+    fn end_snapshot(&self, seq: u64) -> Result<u64, FollowError>;
 }
 
 /// A replica of the registry's state for the 4-information service.
@@ -35,4 +52,15 @@ pub trait ReplicaSink: Send + Sync + 'static {
     /// Applies the registry's records with the writes their events made, in
     /// order, as they are (never by running the rules); returns the new position.
     fn apply(&self, records: Vec<(ChangeRecord, Vec<Effect>)>) -> Result<u64, FollowError>;
+
+    /// Starts loading a snapshot: the replicated state is forgotten
+    /// (durably: a crash while loading starts over) and the position is 0
+    /// until [`ReplicaSink::end_snapshot`]. What is not the registry's (the
+    /// info role's consents and audit log) is kept.
+    fn begin_snapshot(&self) -> Result<(), FollowError>;
+    /// Loads writes of the snapshot, as they are.
+    fn load_snapshot(&self, writes: Vec<Effect>) -> Result<(), FollowError>;
+    /// The snapshot is loaded: the state is the registry's at `seq`, which
+    /// becomes the position. Returns it.
+    fn end_snapshot(&self, seq: u64) -> Result<u64, FollowError>;
 }

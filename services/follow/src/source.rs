@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use futures::Stream;
-use shikko_core::{ChangeRecord, Effect, Municipality};
+use shikko_core::{ChangeRecord, Effect, Municipality, StatusChange};
 
 use crate::FollowError;
 
@@ -39,6 +39,39 @@ pub struct FeedBatch {
 /// A stream of feed batches.
 pub type FeedStream = Pin<Box<dyn Stream<Item = Result<FeedBatch, FollowError>> + Send>>;
 
+/// What a snapshot of the registry's state carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotContent {
+    /// Every certificate's status (the OCSP index): no personal data.
+    Status,
+    /// The revoked and held certificates only (the CRL mirror): no personal data.
+    Listed,
+    /// The state as the writes that make it (certificates, holders with
+    /// their 4 information, links, DER, municipalities): the replica.
+    Replication,
+}
+
+/// One part of a snapshot: the registry's state at `seq`, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotPart {
+    /// The identity of the registry store's history.
+    pub store_id: String,
+    /// The sequence number the snapshot reflects: follow from `seq + 1`.
+    pub seq: u64,
+    /// Municipalities (in the first part: every one).
+    pub municipalities: Vec<Municipality>,
+    /// With [`SnapshotContent::Status`] or [`SnapshotContent::Listed`]:
+    /// certificates' statuses.
+    pub changes: Vec<StatusChange>,
+    /// With [`SnapshotContent::Replication`]: writes that rebuild the state.
+    pub writes: Vec<Effect>,
+    /// The last part (a stream that ends without it was cut short).
+    pub last: bool,
+}
+
+/// A stream of snapshot parts.
+pub type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotPart, FollowError>> + Send>>;
+
 /// A source of the registry's feed.
 pub trait FeedSource: Send + Sync + 'static {
     /// Opens the feed from `from_seq` (the first record wanted). The stream
@@ -48,6 +81,14 @@ pub trait FeedSource: Send + Sync + 'static {
         from_seq: u64,
         content: Content,
     ) -> impl Future<Output = Result<FeedStream, FollowError>> + Send;
+
+    /// A consistent snapshot of the registry's state (what `content`
+    /// says), for a follower that starts empty or finds the feed compacted
+    /// below its position ([`FollowError::Compacted`]).
+    fn snapshot(
+        &self,
+        content: SnapshotContent,
+    ) -> impl Future<Output = Result<SnapshotStream, FollowError>> + Send;
 
     /// Where the source is, for logs.
     fn describe(&self) -> String;

@@ -42,4 +42,16 @@ impl ReplicaSink for Replica {
             other => FollowError::sink(other),
         })
     }
+
+    fn begin_snapshot(&self) -> Result<(), FollowError> {
+        self.store.begin_reload().map_err(FollowError::sink)
+    }
+
+    fn load_snapshot(&self, writes: Vec<Effect>) -> Result<(), FollowError> {
+        self.store.reload(writes).map_err(FollowError::sink)
+    }
+
+    fn end_snapshot(&self, seq: u64) -> Result<u64, FollowError> {
+        self.store.end_reload(seq).map_err(FollowError::sink)
+    }
 }

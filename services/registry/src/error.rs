@@ -26,6 +26,14 @@ pub enum Error {
     /// The certificate is unknown.
     #[error("{0}")]
     NotFound(String),
+    /// The feed was pruned below what a follower asked for.
+    #[error(
+        "the feed starts at {first_seq}: older records were pruned (retention); load a Snapshot and follow from its seq + 1"
+    )]
+    Compacted {
+        /// The first sequence number kept.
+        first_seq: u64,
+    },
     /// A metric could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -51,6 +59,14 @@ impl From<Error> for Status {
             Error::Invalid(_) => Status::new(Code::InvalidArgument, e.to_string()),
             Error::Rejected { .. } => Status::new(Code::FailedPrecondition, e.to_string()),
             Error::NotFound(_) => Status::new(Code::NotFound, e.to_string()),
+            Error::Compacted { first_seq } => {
+                let mut s = Status::new(Code::FailedPrecondition, e.to_string());
+                if let Ok(v) = first_seq.to_string().parse() {
+                    s.metadata_mut()
+                        .insert(shikko_follow::FIRST_SEQ_METADATA, v);
+                }
+                s
+            }
             Error::Store(_) | Error::Metrics(_) | Error::Internal(_) => {
                 tracing::error!(error = %e, "registry failure");
                 Status::new(Code::Internal, "internal error in the registry")

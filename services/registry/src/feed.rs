@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use shikko_follow::{Content, FeedBatch, FeedSource, FeedStream, FollowError};
+use shikko_follow::{
+    Content, FeedBatch, FeedSource, FeedStream, FollowError, SnapshotContent, SnapshotStream,
+};
 use tokio::sync::watch;
 
 use crate::Registry;
@@ -95,6 +97,12 @@ impl FeedCursor {
             })
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
+            // Pruned under the cursor: the records it wanted are gone.
+            if batch.records.first().is_some_and(|r| r.seq != self.next) {
+                return Err(Error::Compacted {
+                    first_seq: self.registry.store().first_seq(),
+                });
+            }
             if let Some(last) = batch.records.last() {
                 self.next = last.seq + 1;
             } else if !self.first {
@@ -136,6 +144,10 @@ impl FeedSource for LocalFeed {
                 "from_seq {from_seq} is past this registry's head {head}"
             )));
         }
+        let first_seq = self.registry.store().first_seq();
+        if from_seq < first_seq {
+            return Err(FollowError::Compacted { first_seq });
+        }
         let cursor = FeedCursor::open(self.registry.clone(), from_seq, LOCAL_BATCH, content)
             .await
             .map_err(|e| FollowError::Unreachable(e.to_string()))?;
@@ -144,10 +156,21 @@ impl FeedSource for LocalFeed {
             match cursor.next_batch().await {
                 Ok(Some(batch)) => Some((Ok(batch), Some(cursor))),
                 Ok(None) => None,
+                Err(Error::Compacted { first_seq }) => {
+                    Some((Err(FollowError::Compacted { first_seq }), None))
+                }
                 Err(e) => Some((Err(FollowError::Stream(e.to_string())), None)),
             }
         })
         .boxed())
+    }
+
+    async fn snapshot(&self, content: SnapshotContent) -> Result<SnapshotStream, FollowError> {
+        let rx = crate::snapshot::produce(self.registry.store().shared(), content)
+            .map_err(|e| FollowError::Unreachable(e.to_string()))?;
+        Ok(tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|part| part.map_err(|e| FollowError::Stream(e.to_string())))
+            .boxed())
     }
 
     fn describe(&self) -> String {

@@ -29,7 +29,9 @@ mod error;
 mod feed;
 mod metrics;
 pub mod process;
+pub mod retention;
 mod service;
+mod snapshot;
 
 pub use error::{Error, Result};
 pub use feed::LocalFeed;

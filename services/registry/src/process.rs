@@ -30,6 +30,9 @@ pub struct RegistrySection {
     /// former name, is still read.)
     #[serde(default = "default_grpc", alias = "listen")]
     pub grpc_listen: SocketAddr,
+    /// What the registry keeps of its history, and for how long.
+    #[serde(default)]
+    pub retention: crate::retention::Retention,
 }
 
 /// Where the registry listens by default (where the followers look for it).
@@ -40,6 +43,7 @@ pub fn default_grpc() -> SocketAddr {
 /// The registry's process, its store open and its ports bound, not yet serving.
 pub struct RegistryProcess {
     store: RegistryStore,
+    retention: crate::retention::Retention,
     registry: Arc<Registry>,
     metrics: shikko_runtime::Metrics,
     grpc: TcpListener,
@@ -64,6 +68,10 @@ impl RegistryProcess {
         telemetry: &TelemetryConfig,
         tls: &TlsConfig,
     ) -> RoleResult<RegistryProcess> {
+        section
+            .retention
+            .validate()
+            .map_err(|e| shikko_runtime::RoleError::new("[registry.retention]", e))?;
         let security = shikko_access::server_security(tls).context("[tls]")?;
         let store = RegistryStore::open_data_dir(&section.data_dir)
             .with_context(|| format!("opening the store of {}", section.data_dir.display()))?;
@@ -75,6 +83,7 @@ impl RegistryProcess {
         let routes = GrpcRoutes::new(shikko_access::api()).service(registry.clone().into_service());
         Ok(RegistryProcess {
             store,
+            retention: section.retention,
             registry,
             metrics,
             grpc,
@@ -126,6 +135,14 @@ impl RegistryProcess {
         ];
         ports.extend(beside.iter().map(|(name, a)| (*name, a.to_string())));
         shikko_runtime::announce_addrs("registry", &ports);
+        let prune_metrics = crate::retention::PruneMetrics::register(self.metrics.registry())
+            .context("retention metrics")?;
+        tokio::spawn(crate::retention::run(
+            self.store.clone(),
+            self.retention,
+            prune_metrics,
+            shutdown.wait_owned(),
+        ));
         let closer = self.registry.clone();
         let server = RoleServer::new("registry", self.metrics, self.metrics_listener)
             .grpc(self.grpc, self.routes, self.security)

@@ -318,6 +318,10 @@ impl RegistryApi for RegistryService {
             n => (n as usize).min(MAX_FOLLOW_BATCH),
         };
         let head = self.inner.store.last_seq();
+        let first_seq = self.inner.store.first_seq();
+        if req.from_seq < first_seq {
+            return Err(Error::Compacted { first_seq }.into());
+        }
         if req.from_seq > head + 1 {
             return Err(Status::out_of_range(format!(
                 "from_seq {} is past this registry's head {head}: its history is shorter than the follower's (restored from an older backup?)",
@@ -333,6 +337,73 @@ impl RegistryApi for RegistryService {
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(follow_task(self.inner.clone(), cursor, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type SnapshotStream = BoxStream<pb::SnapshotChunk>;
+
+    async fn snapshot(
+        &self,
+        request: Request<pb::SnapshotRequest>,
+    ) -> std::result::Result<Response<Self::SnapshotStream>, Status> {
+        let caller = request
+            .extensions()
+            .get::<shikko_runtime::Caller>()
+            .cloned();
+        let content = match pb::SnapshotContent::try_from(request.get_ref().content) {
+            Ok(pb::SnapshotContent::Status) => shikko_follow::SnapshotContent::Status,
+            Ok(pb::SnapshotContent::Listed) => shikko_follow::SnapshotContent::Listed,
+            Ok(pb::SnapshotContent::Replica) => shikko_follow::SnapshotContent::Replication,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "content must be STATUS, LISTED or REPLICA",
+                ));
+            }
+        };
+        // The replica's content carries 4 information: only to the info role and a standby.
+        if content == shikko_follow::SnapshotContent::Replication
+            && !shikko_access::caller_may(
+                caller.as_ref(),
+                shikko_proto::access::FOLLOW_WITH_PERSONAL_DATA,
+            )
+        {
+            let who = caller.as_ref().map_or("?", shikko_runtime::Caller::name);
+            tracing::warn!(caller = who, "Snapshot with writes refused");
+            if let Some(r) = request
+                .extensions()
+                .get::<shikko_runtime::authz::Refusals>()
+            {
+                r.count();
+            }
+            return Err(Status::permission_denied(format!(
+                "{who} may load statuses only (the replica's writes carry personal data)"
+            )));
+        }
+        let rx = crate::snapshot::produce(self.inner.store.shared(), content)?;
+        Ok(Response::new(Box::pin(tokio_stream::StreamExt::map(
+            ReceiverStream::new(rx),
+            |part| {
+                let part = part.map_err(Status::from)?;
+                let writes = if part.writes.is_empty() {
+                    Vec::new()
+                } else {
+                    rmp_serde::to_vec_named(&part.writes).map_err(|_| {
+                        Status::from(Error::Internal("cannot encode a snapshot's writes".into()))
+                    })?
+                };
+                Ok(pb::SnapshotChunk {
+                    store_id: part.store_id,
+                    seq: part.seq,
+                    municipalities: part
+                        .municipalities
+                        .iter()
+                        .map(pb::Municipality::from)
+                        .collect(),
+                    changes: part.changes.iter().map(pb::StatusChange::from).collect(),
+                    writes,
+                    last: part.last,
+                })
+            },
+        ))))
     }
 
     type ScanRevokedStream = BoxStream<pb::RevokedChunk>;

@@ -8,26 +8,30 @@ use std::time::Duration;
 
 use shikko_core::{
     CertKind, ChangeRecord, DateOfBirth, Effect, Event, EventBody, EventId, FourInfo, HolderId,
-    Municipality, NewCert, PartitionId, RevocationReason, Serial, Sex, UnixTime,
+    Municipality, NewCert, PartitionId, RevocationReason, Serial, Sex, StatusChange, UnixTime,
 };
 use shikko_follow::{
     Binding, FeedSource, FeedState, FollowError, Follower, FollowerMetrics, GrpcSource, Readiness,
-    ReplicaSink, StatusBatch, StatusSink,
+    ReplicaSink, SnapshotContent, StatusBatch, StatusSink,
 };
 use shikko_registry::{LocalFeed, Registry};
 use shikko_store::{IngestMode, RegistryStore, ReplicaStore};
 use tokio::sync::oneshot;
 
-/// A sink that keeps what it is given.
+/// A sink that keeps what it is given: records, and a snapshot's statuses.
 #[derive(Default)]
 struct Kept {
     records: Mutex<Vec<ChangeRecord>>,
     municipalities: Mutex<Vec<Municipality>>,
+    loaded: Mutex<Vec<StatusChange>>,
+    snapshot_seq: Mutex<Option<u64>>,
+    content: Option<SnapshotContent>,
 }
 
 impl StatusSink for Kept {
     fn position(&self) -> u64 {
-        self.records.lock().unwrap().last().map_or(0, |r| r.seq)
+        let base = self.snapshot_seq.lock().unwrap().unwrap_or(0);
+        self.records.lock().unwrap().last().map_or(base, |r| r.seq)
     }
     fn apply(&self, batch: StatusBatch) -> Result<u64, FollowError> {
         let mut m = self.municipalities.lock().unwrap();
@@ -35,6 +39,28 @@ impl StatusSink for Kept {
         m.extend(batch.records.iter().flat_map(|r| r.municipalities.clone()));
         self.records.lock().unwrap().extend(batch.records);
         Ok(self.position())
+    }
+    fn snapshot_content(&self) -> SnapshotContent {
+        self.content.unwrap_or(SnapshotContent::Status)
+    }
+    fn begin_snapshot(&self) -> Result<(), FollowError> {
+        self.records.lock().unwrap().clear();
+        self.loaded.lock().unwrap().clear();
+        *self.snapshot_seq.lock().unwrap() = None;
+        Ok(())
+    }
+    fn load_snapshot(
+        &self,
+        municipalities: Vec<Municipality>,
+        changes: Vec<StatusChange>,
+    ) -> Result<(), FollowError> {
+        self.municipalities.lock().unwrap().extend(municipalities);
+        self.loaded.lock().unwrap().extend(changes);
+        Ok(())
+    }
+    fn end_snapshot(&self, seq: u64) -> Result<u64, FollowError> {
+        *self.snapshot_seq.lock().unwrap() = Some(seq);
+        Ok(seq)
     }
 }
 
@@ -47,6 +73,15 @@ impl ReplicaSink for StoreReplica {
     }
     fn apply(&self, records: Vec<(ChangeRecord, Vec<Effect>)>) -> Result<u64, FollowError> {
         self.0.apply_replicated(&records).map_err(FollowError::sink)
+    }
+    fn begin_snapshot(&self) -> Result<(), FollowError> {
+        self.0.begin_reload().map_err(FollowError::sink)
+    }
+    fn load_snapshot(&self, writes: Vec<Effect>) -> Result<(), FollowError> {
+        self.0.reload(writes).map_err(FollowError::sink)
+    }
+    fn end_snapshot(&self, seq: u64) -> Result<u64, FollowError> {
+        self.0.end_reload(seq).map_err(FollowError::sink)
     }
 }
 
@@ -120,16 +155,10 @@ fn metric(registry: &prometheus::Registry, name: &str, role: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {name}{{role={role}}}"))
 }
 
-/// A status follower over any source: everything before and after it
-/// started arrives in order, each municipality once, and it becomes current.
+/// A status follower over any source, started on an empty registry (its
+/// snapshot is empty): every record arrives in order, each municipality
+/// once, and it becomes current.
 async fn follows_status<S: FeedSource>(source: S, registry: &Arc<Registry>) {
-    registry
-        .ingest(
-            vec![signing_issue(1, 131_016), signing_issue(2, 131_016)],
-            IngestMode::PerEvent,
-        )
-        .await
-        .unwrap();
     let sink = Arc::new(Kept::default());
     let readiness = Readiness::new();
     let metrics_registry = prometheus::Registry::new();
@@ -146,7 +175,16 @@ async fn follows_status<S: FeedSource>(source: S, registry: &Arc<Registry>) {
     tokio::time::timeout(Duration::from_secs(10), readiness.wait_current())
         .await
         .expect("current within 10 s");
+    registry
+        .ingest(
+            vec![signing_issue(1, 131_016), signing_issue(2, 131_016)],
+            IngestMode::PerEvent,
+        )
+        .await
+        .unwrap();
+    wait_for("the first records", || sink.position() == 2).await;
     assert_eq!(sink.position(), 2);
+    assert!(sink.loaded.lock().unwrap().is_empty(), "an empty snapshot");
 
     registry
         .ingest(
@@ -294,10 +332,6 @@ async fn a_replica_applies_the_registrys_writes_and_holds_its_state() {
         revoke(1),
         signing_issue(2, 131_016),
     ];
-    registry
-        .ingest(events.clone(), IngestMode::PerEvent)
-        .await
-        .unwrap();
     let readiness = Readiness::new();
     let replica = Arc::new(StoreReplica(
         ReplicaStore::open(&dir.path().join("replica")).unwrap(),
@@ -312,6 +346,11 @@ async fn a_replica_applies_the_registrys_writes_and_holds_its_state() {
     tokio::time::timeout(Duration::from_secs(10), readiness.wait_current())
         .await
         .unwrap();
+    registry
+        .ingest(events.clone(), IngestMode::PerEvent)
+        .await
+        .unwrap();
+    wait_for("the replica", || replica.0.last_seq() == 3).await;
     let (theirs, ours) = (registry.store(), &replica.0);
     assert_eq!(ours.last_seq(), 3);
     assert_eq!(

@@ -15,7 +15,7 @@ use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 
-use shikko_core::{ChangeRecord, Effect, Event, Municipality};
+use shikko_core::{ChangeRecord, Effect, Event, Municipality, StatusChange};
 
 use crate::{IngestMode, Outcome, Result, Store};
 
@@ -99,6 +99,28 @@ impl RegistryStore {
     pub fn ingest(&self, events: &[Event], mode: IngestMode) -> Result<Vec<Outcome>> {
         self.0.ingest_events(events, mode)
     }
+
+    /// Keeps the history (feed, events, writes) ingested in the last
+    /// `history_secs` before `now` and the event ids of the last
+    /// `event_id_secs` (exact to a day), pruning and compacting what is
+    /// older. See the retention module for what each keeps and why.
+    pub fn retain(
+        &self,
+        now: shikko_core::UnixTime,
+        history_secs: i64,
+        event_id_secs: i64,
+    ) -> Result<crate::Pruned> {
+        use shikko_core::UnixTime;
+        self.0.mark_day(now)?;
+        let before = self.0.ingested_before(UnixTime(now.0 - history_secs))?;
+        let pruned = self.0.prune_history_before(before)?;
+        let ids_horizon = UnixTime(now.0 - event_id_secs.max(history_secs));
+        let id_floor = self.0.ingested_before(ids_horizon)?;
+        self.0
+            .prune_event_ids_before(id_floor.min(pruned.first_seq));
+        self.0.drop_marks_before(ids_horizon)?;
+        Ok(pruned)
+    }
 }
 
 /// A CRL role's copy of the registry's revoked index and change feed: the
@@ -129,6 +151,25 @@ impl MirrorStore {
     pub fn bind(&self, source_id: &str) -> Result<()> {
         self.0.bind_to(source_id)
     }
+
+    /// Starts loading a snapshot (the mirror started empty or fell behind
+    /// the registry's retention): the revoked index, the feed and the
+    /// municipalities are forgotten, and the position is 0 (durably, so a
+    /// crash while loading starts over).
+    pub fn begin_reload(&self) -> Result<()> {
+        self.0.begin_reload(&crate::reload::MIRROR_FAMILIES)
+    }
+
+    /// Loads municipalities and listed statuses of the snapshot.
+    pub fn reload(&self, municipalities: &[Municipality], changes: &[StatusChange]) -> Result<()> {
+        self.0.reload_listed(municipalities, changes)
+    }
+
+    /// The snapshot at `seq` is loaded: `seq` is the position, and the
+    /// mirror's own feed starts after it ([`Store::first_seq`]).
+    pub fn end_reload(&self, seq: u64) -> Result<u64> {
+        self.0.end_reload(seq)
+    }
 }
 
 /// An info role's copy of the registry's state: the only handle that
@@ -152,5 +193,23 @@ impl ReplicaStore {
     /// ([`Error::Foreign`]).
     pub fn bind(&self, source_id: &str) -> Result<()> {
         self.0.bind_to(source_id)
+    }
+
+    /// Starts loading a snapshot (the replica started empty or fell behind
+    /// the registry's retention): the replicated state is forgotten (not
+    /// the `info` family: consents, audit log) and the position is 0
+    /// (durably, so a crash while loading starts over).
+    pub fn begin_reload(&self) -> Result<()> {
+        self.0.begin_reload(&crate::reload::REPLICA_FAMILIES)
+    }
+
+    /// Loads writes of the snapshot, as they are.
+    pub fn reload(&self, writes: Vec<Effect>) -> Result<()> {
+        self.0.reload_writes(writes)
+    }
+
+    /// The snapshot at `seq` is loaded: `seq` is the position.
+    pub fn end_reload(&self, seq: u64) -> Result<u64> {
+        self.0.end_reload(seq)
     }
 }

@@ -35,7 +35,9 @@ mod ingest;
 mod keys;
 mod mirror;
 mod query;
+mod reload;
 mod replica;
+mod retention;
 mod snapshot;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +50,7 @@ use rocksdb::{
 
 pub use handle::{MirrorStore, RegistryStore, ReplicaStore, StoreKind};
 pub use ingest::{IngestMode, Outcome};
+pub use retention::Pruned;
 pub use snapshot::{RevokedBatch, Snapshot};
 
 /// A store failure: RocksDB itself, or a record that does not decode.
@@ -199,6 +202,10 @@ pub struct Store {
     path: PathBuf,
     write_lock: Mutex<()>,
     last_seq: AtomicU64,
+    /// The first sequence number whose history is kept ([`Store::first_seq`]).
+    first_seq: AtomicU64,
+    /// Event ids of events below this are dropped by compaction.
+    event_id_floor: std::sync::Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -254,12 +261,20 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_max_background_jobs(2);
         opts.set_bytes_per_sync(1 << 20);
+        let event_id_floor = std::sync::Arc::new(AtomicU64::new(0));
         let cfs = cf::ALL.iter().map(|name| {
             let point = matches!(
                 *name,
                 cf::CERTS | cf::HOLDERS | cf::EVENT_IDS | cf::LINKS | cf::CERT_DER
             );
-            ColumnFamilyDescriptor::new(*name, cf_options(&cache, point))
+            let mut o = cf_options(&cache, point);
+            if *name == cf::EVENT_IDS {
+                o.set_compaction_filter(
+                    "shikko-event-id-retention",
+                    retention::event_id_filter(event_id_floor.clone()),
+                );
+            }
+            ColumnFamilyDescriptor::new(*name, o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         // Holders' 4 information lives here: no one but the owner may enter.
@@ -269,6 +284,8 @@ impl Store {
             path: path.to_path_buf(),
             write_lock: Mutex::new(()),
             last_seq: AtomicU64::new(0),
+            first_seq: AtomicU64::new(1),
+            event_id_floor,
         };
         store.check_version()?;
         store.ensure_store_id()?;
@@ -278,6 +295,7 @@ impl Store {
             .transpose()?
             .unwrap_or(0);
         store.last_seq.store(last, Ordering::SeqCst);
+        store.load_first_seq()?;
         Ok(store)
     }
 
@@ -414,8 +432,10 @@ impl Store {
             META_STORE_ID,
             META_MIRROR_OF,
             META_KIND,
+            retention::META_FIRST_SEQ,
         ]
         .contains(&key)
+            || key.starts_with(b"seq_at/")
         {
             return Err(Error::ReservedKey(
                 String::from_utf8_lossy(key).into_owned(),

@@ -229,6 +229,25 @@ impl Snapshot<'_> {
         Ok(out)
     }
 
+    /// Calls `f` with every key and value of `family`, in key order.
+    pub(crate) fn each_raw<E: From<Error>>(
+        &self,
+        family: &'static str,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut it = self
+            .store
+            .db
+            .raw_iterator_cf_opt(self.store.cf(family), self.read_options(true));
+        it.seek_to_first();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            f(k, v)?;
+            it.next();
+        }
+        it.status().map_err(Error::from)?;
+        Ok(())
+    }
+
     /// Every municipality (CRL partition) seen in an issued signing certificate.
     pub fn municipalities(&self) -> Result<Vec<Municipality>> {
         let mut out = Vec::new();

@@ -1,0 +1,201 @@
+//! Retention: what a store keeps of its history, and for how long.
+//!
+//! The state (certificates, holders, links, the revoked index, the DER)
+//! answers every question the platform is asked; the history behind it (the
+//! change feed, the event log, the writes each event made) is needed only
+//! by followers catching up and for a while as the record of what was
+//! ingested. So the history is kept for a window and pruned below it:
+//!
+//! - the feed, the events and the writes below a sequence number go in one
+//!   synced batch of range deletions, with the new first sequence number
+//!   (`meta first_seq`): a follower asking for less is told the feed is
+//!   compacted (it bootstraps from a snapshot instead);
+//! - the pruned key range is then compacted, so the disk space comes back
+//!   and the 4 information in the pruned events is gone from the files, not
+//!   only hidden by tombstones;
+//! - the event ids (idempotent re-delivery) are kept longer, on their own
+//!   horizon, and removed by a compaction filter (their keys are ids, not
+//!   sequence numbers, so no range covers them).
+//!
+//! The window is in ingest time, not event time: a bulk load of years of
+//! issuance is as new to a follower as today's events. Sequence numbers
+//! are dated by daily marks (`meta seq_at/DAY`: the last sequence number
+//! when the day's first pruning ran), so a window is exact to a day and
+//! nothing is pruned before the registry has run that long.
+
+use std::sync::atomic::Ordering;
+
+use rocksdb::WriteBatch;
+use shikko_core::UnixTime;
+
+use crate::{Result, Store, cf, keys};
+
+pub(crate) const META_FIRST_SEQ: &[u8] = b"first_seq";
+
+/// What a pruning removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    /// The first sequence number kept before.
+    pub from: u64,
+    /// The first sequence number kept now.
+    pub first_seq: u64,
+}
+
+impl Store {
+    /// The first sequence number whose change record this store keeps (1
+    /// when nothing was pruned; `last_seq + 1` when everything was).
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn load_first_seq(&self) -> Result<()> {
+        let first = self
+            .meta(META_FIRST_SEQ)?
+            .map(|v| keys::decode_u64(&v, cf::META))
+            .transpose()?
+            .unwrap_or(1)
+            .max(1);
+        self.first_seq.store(first, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Removes the change feed, the events and the writes with sequence
+    /// numbers below `before` (at most `last_seq + 1`), in one synced
+    /// batch with the new first sequence number, then compacts the range.
+    pub(crate) fn prune_history_before(&self, before: u64) -> Result<Pruned> {
+        let from = self.first_seq();
+        let pruned = {
+            let _w = self
+                .write_lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let before = before.min(self.last_seq() + 1);
+            if before <= from {
+                return Ok(Pruned {
+                    from,
+                    first_seq: from,
+                });
+            }
+            let mut batch = WriteBatch::default();
+            for family in [cf::FEED, cf::EVENTS, cf::WRITES] {
+                batch.delete_range_cf(self.cf(family), 0u64.to_be_bytes(), before.to_be_bytes());
+            }
+            batch.put_cf(self.cf(cf::META), META_FIRST_SEQ, before.to_be_bytes());
+            let mut w = rocksdb::WriteOptions::default();
+            w.set_sync(true);
+            self.db.write_opt(batch, &w)?;
+            self.first_seq.store(before, Ordering::SeqCst);
+            Pruned {
+                from,
+                first_seq: before,
+            }
+        };
+        for family in [cf::FEED, cf::EVENTS, cf::WRITES] {
+            self.db.compact_range_cf(
+                self.cf(family),
+                Some(0u64.to_be_bytes()),
+                Some(pruned.first_seq.to_be_bytes()),
+            );
+        }
+        Ok(pruned)
+    }
+
+    /// Forgets the ids of events with sequence numbers below `before` (a
+    /// re-delivery of one of them is then taken as a new event): the
+    /// compaction filter of the event-id family drops them, and a
+    /// compaction of the whole family runs now.
+    pub(crate) fn prune_event_ids_before(&self, before: u64) {
+        if self.event_id_floor.fetch_max(before, Ordering::SeqCst) < before {
+            self.db
+                .compact_range_cf(self.cf(cf::EVENT_IDS), None::<&[u8]>, None::<&[u8]>);
+        }
+    }
+
+    /// Records, once a day (the day of `now`), the last sequence number:
+    /// the marks that tell which records were ingested before a day.
+    pub(crate) fn mark_day(&self, now: UnixTime) -> Result<()> {
+        let today = mark_key(day_of(now));
+        if self.meta(&today)?.is_none() {
+            let mut w = rocksdb::WriteOptions::default();
+            w.set_sync(true);
+            self.db
+                .put_cf_opt(self.cf(cf::META), &today, self.last_seq().to_be_bytes(), &w)?;
+        }
+        Ok(())
+    }
+
+    /// The sequence number after the last one ingested before the day of
+    /// `horizon` began, by the marks: every record below it is older than
+    /// `horizon`. 1 when no mark is that old (nothing is known to be).
+    pub(crate) fn ingested_before(&self, horizon: UnixTime) -> Result<u64> {
+        let limit = mark_key(day_of(horizon));
+        let mut floor = 1;
+        for item in self.db.iterator_cf(
+            self.cf(cf::META),
+            rocksdb::IteratorMode::From(SEQ_AT, rocksdb::Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if !k.starts_with(SEQ_AT) || k.as_ref() >= limit.as_slice() {
+                break;
+            }
+            // A mark made during a day: what it counts was ingested by then.
+            floor = keys::decode_u64(&v, cf::META)? + 1;
+        }
+        Ok(floor)
+    }
+
+    /// Deletes the marks of days before the day of `horizon` but the newest
+    /// of them (still the floor of `horizon` until the next day's is old enough).
+    pub(crate) fn drop_marks_before(&self, horizon: UnixTime) -> Result<()> {
+        let limit = mark_key(day_of(horizon));
+        let mut old = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(cf::META),
+            rocksdb::IteratorMode::From(SEQ_AT, rocksdb::Direction::Forward),
+        ) {
+            let (k, _) = item?;
+            if !k.starts_with(SEQ_AT) || k.as_ref() >= limit.as_slice() {
+                break;
+            }
+            old.push(k);
+        }
+        old.pop();
+        if !old.is_empty() {
+            let mut batch = WriteBatch::default();
+            for k in old {
+                batch.delete_cf(self.cf(cf::META), k);
+            }
+            self.db.write(batch)?;
+        }
+        Ok(())
+    }
+}
+
+fn day_of(t: UnixTime) -> u64 {
+    (t.0.max(0) / 86_400) as u64
+}
+
+fn mark_key(day: u64) -> Vec<u8> {
+    [SEQ_AT, &day.to_be_bytes()].concat()
+}
+
+const SEQ_AT: &[u8] = b"seq_at/";
+
+/// The compaction filter of the event-id family: drops the ids of events
+/// below the floor (`seq` is the value's first 8 octets).
+pub(crate) fn event_id_filter(
+    floor: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> impl FnMut(u32, &[u8], &[u8]) -> rocksdb::compaction_filter::Decision + Send + 'static {
+    move |_level, _key, value| {
+        let seq = value
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes);
+        match seq {
+            Some(s) if s < floor.load(Ordering::Relaxed) => {
+                rocksdb::compaction_filter::Decision::Remove
+            }
+            _ => rocksdb::compaction_filter::Decision::Keep,
+        }
+    }
+}
