@@ -281,3 +281,43 @@ fn a_crl_signed_by_another_key_fails_verification() {
         Err(Error::Malformed { .. })
     ));
 }
+
+/// A delta lists the feed's changes since its base. When retention has
+/// pruned the feed past the base (or a mirror's feed starts after a
+/// snapshot it loaded), a delta would miss changes: a full CRL is built
+/// instead, listing everything.
+#[test]
+fn a_delta_whose_base_the_feed_no_longer_reaches_becomes_a_full_crl() {
+    use shikko_core::UnixTime;
+    const DAY: i64 = 86_400;
+    let mut f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let builder = f.builder();
+    let kind = CertKind::CardAuth;
+    let first = builder.build_full(&[kind], &NoProgress).unwrap();
+    let full_number = number_of(&first, kind, CrlName::Full);
+    // Two revocations, the first of them then past the retention window.
+    f.revoke(kind, 2, RevocationReason::Unspecified, None);
+    let now = UnixTime::now().0;
+    f.store.retain(UnixTime(now), 35 * DAY, 400 * DAY).unwrap();
+    f.revoke(kind, 3, RevocationReason::Unspecified, None);
+    f.store
+        .retain(UnixTime(now + 40 * DAY), 35 * DAY, 400 * DAY)
+        .unwrap();
+    assert!(f.store.first_seq() > first.seq + 1);
+
+    let report = builder.build_delta(&[kind], &NoProgress).unwrap();
+    assert!(number_of(&report, kind, CrlName::Full) > full_number);
+    let spki = f.cas[&kind].0.public_key_der().to_vec();
+    let full = verify_file(&f.crl_path(kind, CrlName::Full), &spki).unwrap();
+    assert_eq!(full.entries, Some(f.model[&kind].len() as u64));
+    // And the next delta, against the new base, is a delta again.
+    f.revoke(kind, 4, RevocationReason::Unspecified, None);
+    let next = builder.build_delta(&[kind], &NoProgress).unwrap();
+    assert!(
+        next.crls.iter().all(|c| c.name == CrlName::Delta),
+        "{:?}",
+        next.crls.iter().map(|c| c.name).collect::<Vec<_>>()
+    );
+    let delta = verify_file(&f.crl_path(kind, CrlName::Delta), &spki).unwrap();
+    assert_eq!(delta.entries, Some(1));
+}
