@@ -182,12 +182,18 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let mut builder = builder(store.shared(), &cas, data, c.public_url.clone())?;
     builder.config_mut().full_validity = Duration::from_secs(c.full_next_update_secs);
     builder.config_mut().delta_validity = Duration::from_secs(c.delta_next_update_secs);
+    let out_dir = builder.config().out_dir.clone();
     let metrics = shikko_runtime::process_metrics()?;
     // Builds only from a mirror that is current: an empty mirror would
     // publish empty CRLs over good ones, a stale one would drop revocations.
     let readiness = Readiness::new();
     let role =
         CrlRole::new(builder, metrics.registry(), readiness.clone()).context("the crl role")?;
+    tokio::spawn(prune_mirror_feed(
+        store.clone(),
+        out_dir,
+        shutdown.wait_owned(),
+    ));
     let sink = MirrorSink::new(store);
     let security = shikko_access::server_security(&cfg.tls).context("[tls]")?;
     let to_registry = shikko_access::registry_client(&cfg.tls, &shutdown).context("[tls]")?;
@@ -276,5 +282,51 @@ mod tests {
             ..cfg.crl.clone()
         };
         assert!(bad.validate().unwrap_err().contains("delta_every_secs"));
+    }
+}
+
+/// How long the mirror keeps its own feed at least: a delta CRL is built
+/// from the records after its base (a full CRL, daily), never pruned.
+const MIRROR_HISTORY_SECS: i64 = 2 * 86_400;
+
+/// Prunes the mirror's feed every hour until `shutdown`: what is older than
+/// [`MIRROR_HISTORY_SECS`] and before every issuer's base CRL.
+async fn prune_mirror_feed(
+    store: MirrorStore,
+    out_dir: PathBuf,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let s = store.clone();
+        let out = out_dir.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            // Keep from the oldest base's next record; an issuer with no
+            // base yet (or no readable state) keeps everything.
+            let keep_from = shikko_core::CertKind::ALL
+                .into_iter()
+                .map(|k| {
+                    crate::state::read_issuer_state(&out, k)
+                        .ok()
+                        .and_then(|st| st.base)
+                        .map_or(1, |b| b.seq + 1)
+                })
+                .min()
+                .unwrap_or(1);
+            s.retain(shikko_core::UnixTime::now(), MIRROR_HISTORY_SECS, keep_from)
+        })
+        .await;
+        match r {
+            Ok(Ok(p)) if p.first_seq > p.from => {
+                tracing::info!(pruned = p.first_seq - p.from, "the mirror's feed pruned")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "pruning the mirror's feed failed"),
+            Err(e) => tracing::error!(error = %e, "the mirror's pruning task failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            () = &mut shutdown => return,
+        }
     }
 }

@@ -14,7 +14,8 @@
 //! - ingest: a March-peak day of revocations (75,000) in batches of 1,000,
 //!   and how long until OCSP answers the last one as revoked;
 //! - follow: the registry's whole feed streamed from sequence 1, status
-//!   only and with writes, as a new follower replays it.
+//!   only and with writes, as a new follower replays it; and the snapshot
+//!   a new follower loads instead (every status; the replica's writes).
 //!
 //! With `--mtls` every internal endpoint and call is mutual TLS, each role
 //! and client with its own identity (docs/SECURITY.md); without, plaintext:
@@ -136,9 +137,11 @@ async fn main() -> Result<()> {
         rows.push(scenarios::ingest(&p, &pop, args.revocations).await?);
     }
     if wants("follow") {
-        eprintln!("running follow (the whole feed, twice)");
+        eprintln!("running follow (the whole feed, twice; a snapshot, twice)");
         rows.push(scenarios::follow(&p, false).await?);
         rows.push(scenarios::follow(&p, true).await?);
+        rows.push(scenarios::snapshot(&p, false).await?);
+        rows.push(scenarios::snapshot(&p, true).await?);
     }
     println!();
     println!(

@@ -525,3 +525,48 @@ pub(crate) async fn follow(p: &Platform, with_writes: bool) -> Result<Row> {
     );
     Ok(row)
 }
+
+/// A snapshot of the registry's state, as a new follower loads it instead
+/// of the feed: every status (an OCSP index), or the replica's writes.
+pub(crate) async fn snapshot(p: &Platform, replica: bool) -> Result<Row> {
+    let who = if replica { "info" } else { "ocsp" };
+    let mut client = pb::registry_client::RegistryClient::new(p.channel(&p.registry, who).await?)
+        .max_decoding_message_size(64 << 20);
+    let (what, content) = if replica {
+        ("replica's writes", pb::SnapshotContent::Replica)
+    } else {
+        ("every status", pb::SnapshotContent::Status)
+    };
+    let mut row = Row::new(format!("load a snapshot, {what}"));
+    let start = Instant::now();
+    let mut stream = client
+        .snapshot(pb::SnapshotRequest {
+            content: content as i32,
+        })
+        .await?
+        .into_inner();
+    let (mut entries, mut bytes, mut seq) = (0u64, 0usize, 0u64);
+    let mut t = Instant::now();
+    while let Some(chunk) = stream.message().await? {
+        row.record(t.elapsed());
+        entries += chunk.changes.len() as u64;
+        if !chunk.writes.is_empty() {
+            entries += rmp_serde::from_slice::<Vec<shikko_core::Effect>>(&chunk.writes)
+                .map(|w| w.len() as u64)
+                .unwrap_or(0);
+        }
+        bytes += prost::Message::encoded_len(&chunk);
+        seq = chunk.seq;
+        if chunk.last {
+            break;
+        }
+        t = Instant::now();
+    }
+    row.elapsed = start.elapsed();
+    row.note = format!(
+        "{entries} entries at seq {seq}, {:.0} entries/s, {:.1} MB",
+        entries as f64 / row.elapsed.as_secs_f64(),
+        bytes as f64 / 1e6
+    );
+    Ok(row)
+}

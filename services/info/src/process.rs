@@ -242,6 +242,7 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         .with_readiness(readiness.clone())
         .with_challenge_secs(cfg.info.front_door.consent_challenge_secs),
     );
+    tokio::spawn(prune_replica_history(store.clone(), shutdown.wait_owned()));
     let replica = Replica::new(store);
     let security = shikko_access::server_security(&cfg.tls).context("[tls]")?;
     let to_registry = shikko_access::registry_client(&cfg.tls, &shutdown).context("[tls]")?;
@@ -309,5 +310,38 @@ mod tests {
         assert!(!cfg.tls.insecure_loopback_only);
         assert!(cfg.tls.files().unwrap().is_some());
         assert_eq!(cfg.info.signing_cas.len(), 1);
+    }
+}
+
+/// How long the replica keeps its copy of the registry's feed and writes
+/// (the writes carry the 4 information of past events): nothing reads them
+/// once applied, so a day, for looking into a replication problem.
+const REPLICA_HISTORY_SECS: i64 = 86_400;
+
+/// Prunes the replica's copy of the history every hour until `shutdown`.
+async fn prune_replica_history(
+    store: ReplicaStore,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || {
+            s.retain(shikko_core::UnixTime::now(), REPLICA_HISTORY_SECS)
+        })
+        .await
+        {
+            Ok(Ok(p)) if p.first_seq > p.from => tracing::info!(
+                pruned = p.first_seq - p.from,
+                "the replica's copy of the history pruned"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "pruning the replica's history failed"),
+            Err(e) => tracing::error!(error = %e, "the replica's pruning task failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            () = &mut shutdown => return,
+        }
     }
 }

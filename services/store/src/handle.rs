@@ -170,6 +170,18 @@ impl MirrorStore {
     pub fn end_reload(&self, seq: u64) -> Result<u64> {
         self.0.end_reload(seq)
     }
+
+    /// Prunes the mirror's own feed applied more than `history_secs`
+    /// before `now` (exact to a day), but never from `keep_from` on (the
+    /// records the next delta CRL is built from: its base's seq + 1).
+    pub fn retain(
+        &self,
+        now: shikko_core::UnixTime,
+        history_secs: i64,
+        keep_from: u64,
+    ) -> Result<crate::Pruned> {
+        self.0.retain_history(now, history_secs, keep_from)
+    }
 }
 
 /// An info role's copy of the registry's state: the only handle that
@@ -211,5 +223,12 @@ impl ReplicaStore {
     /// The snapshot at `seq` is loaded: `seq` is the position.
     pub fn end_reload(&self, seq: u64) -> Result<u64> {
         self.0.end_reload(seq)
+    }
+
+    /// Prunes the replica's copy of the feed and of the writes (with the 4
+    /// information of past events) applied more than `history_secs`
+    /// before `now` (exact to a day): nothing reads them once applied.
+    pub fn retain(&self, now: shikko_core::UnixTime, history_secs: i64) -> Result<crate::Pruned> {
+        self.0.retain_history(now, history_secs, u64::MAX)
     }
 }

@@ -111,6 +111,22 @@ impl Store {
         }
     }
 
+    /// Marks the day and prunes the history applied before `now -
+    /// history_secs` (by the marks), never at or above `keep_from`.
+    pub(crate) fn retain_history(
+        &self,
+        now: UnixTime,
+        history_secs: i64,
+        keep_from: u64,
+    ) -> Result<Pruned> {
+        self.mark_day(now)?;
+        let horizon = UnixTime(now.0 - history_secs);
+        let before = self.ingested_before(horizon)?.min(keep_from);
+        let pruned = self.prune_history_before(before)?;
+        self.drop_marks_before(horizon)?;
+        Ok(pruned)
+    }
+
     /// Records, once a day (the day of `now`), the last sequence number:
     /// the marks that tell which records were ingested before a day.
     pub(crate) fn mark_day(&self, now: UnixTime) -> Result<()> {

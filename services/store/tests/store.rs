@@ -794,3 +794,76 @@ fn the_store_and_its_backups_are_reachable_by_their_owner_only() {
     drop(ReplicaStore::open_data_dir(&data).unwrap());
     assert_eq!(mode(&data.join("db")), 0o700);
 }
+
+/// A mirror loaded from a snapshot has the registry's revoked index and a
+/// feed that starts after it; its own feed is pruned by day but never
+/// from the record a delta still needs; a load cut short starts over.
+#[test]
+fn a_mirror_loads_a_snapshot_and_prunes_its_feed_only_below_what_deltas_need() {
+    use shikko_core::UnixTime;
+    const DAY: i64 = 86_400;
+    let (_a, registry) = open();
+    let mut events = Vec::new();
+    for h in 0..8u32 {
+        events.push(issue(
+            &format!("i{h}"),
+            h,
+            CertKind::CardAuth,
+            500 + u128::from(h),
+        ));
+    }
+    for h in 0..3u32 {
+        events.push(revoke(
+            &format!("r{h}"),
+            CertKind::CardAuth,
+            500 + u128::from(h),
+            RevocationReason::KeyCompromise,
+        ));
+    }
+    registry.ingest(&events, IngestMode::PerEvent).unwrap();
+    let mirror_dir = tempfile::tempdir().unwrap();
+    let mirror = MirrorStore::open(mirror_dir.path()).unwrap();
+
+    // A load cut short (a crash after the state was forgotten): position 0.
+    mirror.begin_reload().unwrap();
+    assert_eq!(mirror.last_seq(), 0);
+    // The whole load: every listed certificate, the feed after the snapshot.
+    let snap = registry.snapshot().unwrap();
+    mirror.begin_reload().unwrap();
+    mirror.reload(&snap.municipalities().unwrap(), &[]).unwrap();
+    snap.scan_listed::<shikko_store::Error>(2, |changes| mirror.reload(&[], &changes))
+        .unwrap();
+    assert_eq!(mirror.end_reload(snap.seq()).unwrap(), 11);
+    assert_eq!(revoked_of(&mirror), revoked_of(&registry));
+    assert_eq!(mirror.first_seq(), 12);
+    assert!(mirror.changes_since(1, 100).unwrap().is_empty());
+
+    // It follows on: four more records, on day 0.
+    registry
+        .ingest(
+            &[
+                revoke("r5", CertKind::CardAuth, 505, RevocationReason::Unspecified),
+                revoke("r6", CertKind::CardAuth, 506, RevocationReason::Unspecified),
+            ],
+            IngestMode::PerEvent,
+        )
+        .unwrap();
+    mirror
+        .apply_changes(&registry.changes_since(12, 100).unwrap())
+        .unwrap();
+    let now = UnixTime::now().0;
+    mirror.retain(UnixTime(now), 2 * DAY, u64::MAX).unwrap();
+    // Ten days on: day 0 is past two days, but a delta's base is at 12.
+    let p = mirror
+        .retain(UnixTime(now + 10 * DAY), 2 * DAY, 13)
+        .unwrap();
+    assert_eq!(p.first_seq, 13, "kept from the record the next delta needs");
+    assert_eq!(revoked_of(&mirror), revoked_of(&registry));
+    let p = mirror
+        .retain(UnixTime(now + 10 * DAY), 2 * DAY, u64::MAX)
+        .unwrap();
+    assert_eq!(
+        p.first_seq, 14,
+        "then everything applied before day 0 ended"
+    );
+}
