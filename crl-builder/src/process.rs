@@ -258,33 +258,6 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         .context("serving")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_example_config_in_deploy_parses() {
-        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/crl.toml"));
-        let cfg: CrlRoleConfig = shikko_runtime::load_toml(path).unwrap();
-        cfg.crl.validate().unwrap();
-        // The deployment names the default address, over mutual TLS.
-        assert_eq!(
-            cfg.crl.registry.replace("https://", "http://"),
-            shikko_follow::default_registry_endpoint()
-        );
-        assert!(cfg.crl.registry.starts_with("https://"));
-        assert!(!cfg.tls.insecure_loopback_only);
-        assert!(cfg.tls.files().unwrap().is_some());
-        assert_eq!(cfg.crl.http_listen, default_http());
-        assert_eq!(cfg.crl.delta_every_secs, 900);
-        let bad = CrlSection {
-            delta_every_secs: 0,
-            ..cfg.crl.clone()
-        };
-        assert!(bad.validate().unwrap_err().contains("delta_every_secs"));
-    }
-}
-
 /// How long the mirror keeps its own feed at least: a delta CRL is built
 /// from the records after its base (a full CRL, daily), never pruned.
 const MIRROR_HISTORY_SECS: i64 = 2 * 86_400;
@@ -328,5 +301,32 @@ async fn prune_mirror_feed(
             () = tokio::time::sleep(Duration::from_secs(3600)) => {}
             () = &mut shutdown => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_in_deploy_parses() {
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/crl.toml"));
+        let cfg: CrlRoleConfig = shikko_runtime::load_toml(path).unwrap();
+        cfg.crl.validate().unwrap();
+        // The deployment names the default address, over mutual TLS.
+        assert_eq!(
+            cfg.crl.registry.replace("https://", "http://"),
+            shikko_follow::default_registry_endpoint()
+        );
+        assert!(cfg.crl.registry.starts_with("https://"));
+        assert!(!cfg.tls.insecure_loopback_only);
+        assert!(cfg.tls.files().unwrap().is_some());
+        assert_eq!(cfg.crl.http_listen, default_http());
+        assert_eq!(cfg.crl.delta_every_secs, 900);
+        let bad = CrlSection {
+            delta_every_secs: 0,
+            ..cfg.crl.clone()
+        };
+        assert!(bad.validate().unwrap_err().contains("delta_every_secs"));
     }
 }

@@ -288,31 +288,6 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         .context("serving")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_example_config_in_deploy_parses() {
-        let path = std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/info.toml"
-        ));
-        let cfg: InfoRoleConfig = shikko_runtime::load_toml(path).unwrap();
-        assert_eq!(cfg.info.grpc_listen, default_listen());
-        assert_eq!(cfg.info.admin_listen, default_admin());
-        // The deployment names the default address, over mutual TLS.
-        assert_eq!(
-            cfg.info.registry.replace("https://", "http://"),
-            shikko_follow::default_registry_endpoint()
-        );
-        assert!(cfg.info.registry.starts_with("https://"));
-        assert!(!cfg.tls.insecure_loopback_only);
-        assert!(cfg.tls.files().unwrap().is_some());
-        assert_eq!(cfg.info.signing_cas.len(), 1);
-    }
-}
-
 /// How long the replica keeps its copy of the registry's feed and writes
 /// (the writes carry the 4 information of past events): nothing reads them
 /// once applied, so a day, for looking into a replication problem.
@@ -343,5 +318,30 @@ async fn prune_replica_history(
             () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
             () = &mut shutdown => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_in_deploy_parses() {
+        let path = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/info.toml"
+        ));
+        let cfg: InfoRoleConfig = shikko_runtime::load_toml(path).unwrap();
+        assert_eq!(cfg.info.grpc_listen, default_listen());
+        assert_eq!(cfg.info.admin_listen, default_admin());
+        // The deployment names the default address, over mutual TLS.
+        assert_eq!(
+            cfg.info.registry.replace("https://", "http://"),
+            shikko_follow::default_registry_endpoint()
+        );
+        assert!(cfg.info.registry.starts_with("https://"));
+        assert!(!cfg.tls.insecure_loopback_only);
+        assert!(cfg.tls.files().unwrap().is_some());
+        assert_eq!(cfg.info.signing_cas.len(), 1);
     }
 }
