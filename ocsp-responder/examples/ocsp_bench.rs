@@ -95,7 +95,6 @@ fn signer(dir: &Path) -> (Arc<SoftwareSigner>, Vec<u8>, Vec<u8>) {
 fn serve(dir: &Path, addr: &str, certs: u64) {
     let (key, resp, ca) = signer(dir);
     let index = Arc::new(StatusIndex::new());
-    index.reserve(CertKind::CardAuth, certs as usize);
     let mut records = Vec::with_capacity(10_000);
     for i in 0..certs {
         let status = if i % 10 == 0 {
