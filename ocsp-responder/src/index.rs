@@ -7,6 +7,9 @@
 //! split into a range (its value shifted right by 32 bits) and a position
 //! in the range (its low 32 bits). Each range keeps:
 //!
+//! (A range of at most 32 serials keeps them in a short list instead, so
+//! that serials scattered at random cost no more than in a hash table.)
+//!
 //! - a compressed bitmap (roaring) of the positions issued, whatever their
 //!   status: "good" and "unknown" differ only by being issued;
 //! - a compressed bitmap of those not good (on hold or revoked);
@@ -187,11 +190,71 @@ impl Range {
     }
 }
 
+/// Members of a range before it gets bitmaps of its own: serials scattered
+/// at random then cost about what a table of whole serials would.
+const FEW: usize = 32;
+
+/// A range: one serial, a few, or many (bitmaps and a table).
+#[derive(Debug)]
+enum Slot {
+    One(u32, Packed),
+    Few(Vec<(u32, Packed)>),
+    Many(Box<Range>),
+}
+
+impl Slot {
+    fn get(&self, lo: u32) -> Option<Packed> {
+        match self {
+            Slot::One(k, p) => (*k == lo).then_some(*p),
+            Slot::Few(v) => v.iter().find(|(k, _)| *k == lo).map(|(_, p)| *p),
+            Slot::Many(r) => r.get(lo),
+        }
+    }
+
+    fn put(&mut self, lo: u32, p: Packed) {
+        match self {
+            Slot::One(k, q) => {
+                let (k, q) = (*k, *q);
+                *self = if k == lo {
+                    Slot::One(k, p)
+                } else {
+                    Slot::Few(vec![(k, q), (lo, p)])
+                };
+            }
+            Slot::Few(v) => {
+                if let Some(e) = v.iter_mut().find(|(k, _)| *k == lo) {
+                    e.1 = p;
+                } else if v.len() < FEW {
+                    v.push((lo, p));
+                } else {
+                    let mut members = std::mem::take(v);
+                    members.push((lo, p));
+                    members.sort_unstable_by_key(|(k, _)| *k);
+                    let mut range = Range::default();
+                    for (k, q) in members {
+                        range.put(k, q);
+                    }
+                    *self = Slot::Many(Box::new(range));
+                }
+            }
+            Slot::Many(r) => r.put(lo, p),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Slot::One(..) => 1,
+            Slot::Few(v) => v.len(),
+            Slot::Many(r) => r.issued.len() as usize,
+        }
+    }
+}
+
 /// One issuer's certificates.
 #[derive(Debug, Default)]
 struct IssuerIndex {
     /// By the serial's value above its low 32 bits.
-    ranges: HashMap<u128, Range>,
+    ranges: HashMap<u128, Slot>,
     /// Serials of more than 16 octets, whole.
     wide: HashMap<[u8; SERIAL_MAX_OCTETS], Packed>,
 }
@@ -217,7 +280,12 @@ impl IssuerIndex {
 
     fn put(&mut self, serial: &Serial, p: Packed) {
         match split(serial) {
-            Some((hi, lo)) => self.ranges.entry(hi).or_default().put(lo, p),
+            Some((hi, lo)) => match self.ranges.entry(hi) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().put(lo, p),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Slot::One(lo, p));
+                }
+            },
             None => {
                 self.wide.insert(*serial.as_padded(), p);
             }
@@ -225,11 +293,7 @@ impl IssuerIndex {
     }
 
     fn len(&self) -> usize {
-        self.ranges
-            .values()
-            .map(|r| r.issued.len() as usize)
-            .sum::<usize>()
-            + self.wide.len()
+        self.ranges.values().map(Slot::len).sum::<usize>() + self.wide.len()
     }
 }
 
@@ -344,8 +408,10 @@ impl StatusIndex {
     pub fn compact(&self) {
         for issuer in &self.issuers {
             let mut issuer = issuer.write().unwrap_or_else(|p| p.into_inner());
-            for range in issuer.ranges.values_mut() {
-                if !range.recent.is_empty() {
+            for slot in issuer.ranges.values_mut() {
+                if let Slot::Many(range) = slot
+                    && !range.recent.is_empty()
+                {
                     range.merge();
                 }
             }
