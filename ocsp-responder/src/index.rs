@@ -104,6 +104,9 @@ fn unpack(p: Packed) -> IndexedStatus {
 /// least this many, or a sixteenth of the table.
 const MERGE_AT_LEAST: usize = 4096;
 
+/// Table keys per sampled key.
+const SAMPLE: usize = 64;
+
 /// One range of serials (the same value above the low 32 bits).
 #[derive(Debug, Default)]
 struct Range {
@@ -116,6 +119,9 @@ struct Range {
     table_keys: Vec<u32>,
     /// Their statuses.
     table_vals: Vec<Packed>,
+    /// Every [`SAMPLE`]-th key of the table: a search touches this small
+    /// array (it stays in cache) and one block of the table, not the whole.
+    table_sample: Vec<u32>,
     /// Listed positions changed since the last merge.
     recent: HashMap<u32, Packed>,
 }
@@ -132,10 +138,16 @@ impl Range {
             return Some(*p);
         }
         // Listed, not changed since the merge: in the table.
-        self.table_keys
+        let block = self
+            .table_sample
+            .partition_point(|k| *k <= lo)
+            .checked_sub(1)?;
+        let start = block * SAMPLE;
+        let end = (start + SAMPLE).min(self.table_keys.len());
+        self.table_keys[start..end]
             .binary_search(&lo)
             .ok()
-            .map(|i| self.table_vals[i])
+            .map(|i| self.table_vals[start + i])
     }
 
     fn put(&mut self, lo: u32, p: Packed) {
@@ -149,6 +161,9 @@ impl Range {
         self.listed.insert(lo);
         // Loading a snapshot in order: straight onto the end of the table.
         if self.recent.is_empty() && self.table_keys.last().is_none_or(|last| *last < lo) {
+            if self.table_keys.len().is_multiple_of(SAMPLE) {
+                self.table_sample.push(lo);
+            }
             self.table_keys.push(lo);
             self.table_vals.push(p);
             return;
@@ -185,6 +200,7 @@ impl Range {
         }
         keys.shrink_to_fit();
         vals.shrink_to_fit();
+        self.table_sample = keys.iter().step_by(SAMPLE).copied().collect();
         self.table_keys = keys;
         self.table_vals = vals;
     }
