@@ -25,7 +25,7 @@
 
 pub mod grpc;
 pub mod http;
-pub mod index;
+pub use shikko_status_index as index;
 pub mod process;
 pub mod request;
 pub mod responder;

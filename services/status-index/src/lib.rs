@@ -29,6 +29,10 @@
 //! index is correct for any serial, compact for the ones issuers make.
 //! Times are u32 seconds since 1970 (through 2106).
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
