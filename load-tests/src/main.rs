@@ -15,7 +15,8 @@
 //!   and how long until OCSP answers the last one as revoked;
 //! - follow: the registry's whole feed streamed from sequence 1, status
 //!   only and with writes, as a new follower replays it; and the snapshot
-//!   a new follower loads instead (every status; the replica's writes).
+//!   a new follower loads instead (every status; the status index image an
+//!   OCSP responder loads, read back; the replica's writes).
 //!
 //! With `--mtls` every internal endpoint and call is mutual TLS, each role
 //! and client with its own identity (docs/SECURITY.md); without, plaintext:
@@ -137,11 +138,16 @@ async fn main() -> Result<()> {
         rows.push(scenarios::ingest(&p, &pop, args.revocations).await?);
     }
     if wants("follow") {
-        eprintln!("running follow (the whole feed, twice; a snapshot, twice)");
+        eprintln!("running follow (the whole feed, twice; a snapshot, three ways)");
         rows.push(scenarios::follow(&p, false).await?);
         rows.push(scenarios::follow(&p, true).await?);
-        rows.push(scenarios::snapshot(&p, false).await?);
-        rows.push(scenarios::snapshot(&p, true).await?);
+        for content in [
+            shikko_proto::v1::SnapshotContent::Status,
+            shikko_proto::v1::SnapshotContent::StatusImage,
+            shikko_proto::v1::SnapshotContent::Replica,
+        ] {
+            rows.push(scenarios::snapshot(&p, content).await?);
+        }
     }
     println!();
     println!(

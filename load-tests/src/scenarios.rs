@@ -528,14 +528,15 @@ pub(crate) async fn follow(p: &Platform, with_writes: bool) -> Result<Row> {
 
 /// A snapshot of the registry's state, as a new follower loads it instead
 /// of the feed: every status (an OCSP index), or the replica's writes.
-pub(crate) async fn snapshot(p: &Platform, replica: bool) -> Result<Row> {
+pub(crate) async fn snapshot(p: &Platform, content: pb::SnapshotContent) -> Result<Row> {
+    let replica = content == pb::SnapshotContent::Replica;
     let who = if replica { "info" } else { "ocsp" };
     let mut client = pb::registry_client::RegistryClient::new(p.channel(&p.registry, who).await?)
         .max_decoding_message_size(64 << 20);
-    let (what, content) = if replica {
-        ("replica's writes", pb::SnapshotContent::Replica)
-    } else {
-        ("every status", pb::SnapshotContent::Status)
+    let what = match content {
+        pb::SnapshotContent::Replica => "replica's writes",
+        pb::SnapshotContent::StatusImage => "the status index image",
+        _ => "every status",
     };
     let mut row = Row::new(format!("load a snapshot, {what}"));
     let start = Instant::now();
@@ -546,10 +547,12 @@ pub(crate) async fn snapshot(p: &Platform, replica: bool) -> Result<Row> {
         .await?
         .into_inner();
     let (mut entries, mut bytes, mut seq) = (0u64, 0usize, 0u64);
+    let mut image = Vec::new();
     let mut t = Instant::now();
     while let Some(chunk) = stream.message().await? {
         row.record(t.elapsed());
         entries += chunk.changes.len() as u64;
+        image.extend_from_slice(&chunk.image);
         if !chunk.writes.is_empty() {
             entries += rmp_serde::from_slice::<Vec<shikko_core::Effect>>(&chunk.writes)
                 .map(|w| w.len() as u64)
@@ -561,6 +564,15 @@ pub(crate) async fn snapshot(p: &Platform, replica: bool) -> Result<Row> {
             break;
         }
         t = Instant::now();
+    }
+    if !image.is_empty() {
+        // As a responder does: the index, read back from the image.
+        let index = shikko_ocsp::index::StatusIndex::new();
+        index.read_image(&image)?;
+        entries = shikko_core::CertKind::ALL
+            .iter()
+            .map(|k| index.len(*k) as u64)
+            .sum();
     }
     row.elapsed = start.elapsed();
     row.note = format!(

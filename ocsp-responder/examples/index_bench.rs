@@ -154,8 +154,25 @@ fn main() {
     let (revoked, r) = probe(1);
     let (unknown, u) = probe(2);
     assert_eq!((g, r, u), (n, n, 0), "every answer as issued");
+    // The image a new responder reads instead of loading every status.
+    let image = match &index {
+        Index::Compact(i) => {
+            let t = Instant::now();
+            let bytes = i.write_image();
+            let write = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let back = StatusIndex::new();
+            back.read_image(&bytes).unwrap();
+            format!(
+                " image_mib={:.0} write_s={write:.2} read_s={:.2}",
+                bytes.len() as f64 / 1048576.0,
+                t.elapsed().as_secs_f64()
+            )
+        }
+        Index::Hash(_) => String::new(),
+    };
     println!(
-        "{which} {} certs={certs} load_s={load:.1} rss_mib={rss:.0} bytes_per_cert={:.1} lookup_ns good={good:.0} revoked={revoked:.0} unknown={unknown:.0}",
+        "{which} {} certs={certs} load_s={load:.1} rss_mib={rss:.0} bytes_per_cert={:.1} lookup_ns good={good:.0} revoked={revoked:.0} unknown={unknown:.0}{image}",
         if random { "random" } else { "dense" },
         rss * 1024.0 * 1024.0 / certs as f64
     );

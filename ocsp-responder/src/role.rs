@@ -178,9 +178,17 @@ impl StatusSink for OcspRole {
         Ok(self.index.seq())
     }
 
-    /// Every certificate: "good" and "unknown" differ only by being issued.
+    /// Every certificate ("good" and "unknown" differ only by being
+    /// issued), as an image of the index: read back in seconds.
     fn snapshot_content(&self) -> SnapshotContent {
-        SnapshotContent::Status
+        SnapshotContent::StatusImage
+    }
+
+    fn load_image(&self, image: Vec<u8>) -> Result<(), FollowError> {
+        self.index
+            .read_image(&image)
+            .map(drop)
+            .map_err(FollowError::sink)
     }
 
     fn begin_snapshot(&self) -> Result<(), FollowError> {

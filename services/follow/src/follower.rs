@@ -61,9 +61,17 @@ impl Target {
         }
     }
 
-    /// Loads one part (blocking).
-    fn load_snapshot(&self, part: SnapshotPart) -> Result<(), FollowError> {
+    /// Loads one part (blocking); an image's pieces are gathered in `image`
+    /// and loaded whole with the last.
+    fn load_snapshot(&self, part: SnapshotPart, image: &mut Vec<u8>) -> Result<(), FollowError> {
         match self {
+            Target::Status(s) if s.snapshot_content() == SnapshotContent::StatusImage => {
+                image.extend_from_slice(&part.image);
+                if part.last {
+                    s.load_image(std::mem::take(image))?;
+                }
+                Ok(())
+            }
             Target::Status(s) => {
                 if part.changes.is_empty() && part.municipalities.is_empty() {
                     return Ok(());
@@ -243,6 +251,7 @@ impl<S: FeedSource> Follower<S> {
         let mut stream = self.source.snapshot(target.snapshot_content()).await?;
         let mut begun = false;
         let mut loaded = 0u64;
+        let image = Arc::new(std::sync::Mutex::new(Vec::new()));
         let _loading = self.metrics.snapshot_loading();
         while let Some(part) = stream.next().await {
             let part = part?;
@@ -255,11 +264,17 @@ impl<S: FeedSource> Follower<S> {
                 begun = true;
             }
             let (seq, last) = (part.seq, part.last);
-            loaded += (part.changes.len() + part.writes.len()) as u64;
+            loaded += (part.changes.len() + part.writes.len() + part.image.len()) as u64;
             let t = target.clone();
-            tokio::task::spawn_blocking(move || t.load_snapshot(part))
-                .await
-                .map_err(|e| FollowError::Sink(format!("snapshot task: {e}")))??;
+            let image = image.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut image = image
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                t.load_snapshot(part, &mut image)
+            })
+            .await
+            .map_err(|e| FollowError::Sink(format!("snapshot task: {e}")))??;
             if last {
                 let t = target.clone();
                 let position = tokio::task::spawn_blocking(move || t.end_snapshot(seq))

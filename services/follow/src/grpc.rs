@@ -110,6 +110,7 @@ impl FeedSource for GrpcSource {
             SnapshotContent::Status => pb::SnapshotContent::Status,
             SnapshotContent::Listed => pb::SnapshotContent::Listed,
             SnapshotContent::Replication => pb::SnapshotContent::Replica,
+            SnapshotContent::StatusImage => pb::SnapshotContent::StatusImage,
         };
         let stream = self
             .client()
@@ -198,6 +199,7 @@ fn part_from_pb(
             .collect(),
         changes,
         writes,
+        image: chunk.image,
         last: chunk.last,
     })
 }

@@ -42,6 +42,13 @@ pub trait StatusSink: Send + Sync + 'static {
     /// The snapshot is loaded: the state is the registry's at `seq`, which
     /// becomes the position. Returns it.
     fn end_snapshot(&self, seq: u64) -> Result<u64, FollowError>;
+    /// Loads a whole status image ([`SnapshotContent::StatusImage`]), for
+    /// a sink that asks for one; the others never get one.
+    fn load_image(&self, _image: Vec<u8>) -> Result<(), FollowError> {
+        Err(FollowError::Sink(
+            "this follower does not load status images".into(),
+        ))
+    }
 }
 
 /// A replica of the registry's state for the 4-information service.

@@ -49,6 +49,9 @@ pub enum SnapshotContent {
     /// The state as the writes that make it (certificates, holders with
     /// their 4 information, links, DER, municipalities): the replica.
     Replication,
+    /// Every certificate's status as an image of the compact status index
+    /// (an OCSP responder): no personal data.
+    StatusImage,
 }
 
 /// One part of a snapshot: the registry's state at `seq`, in order.
@@ -65,6 +68,8 @@ pub struct SnapshotPart {
     pub changes: Vec<StatusChange>,
     /// With [`SnapshotContent::Replication`]: writes that rebuild the state.
     pub writes: Vec<Effect>,
+    /// With [`SnapshotContent::StatusImage`]: the next piece of the image.
+    pub image: Vec<u8>,
     /// The last part (a stream that ends without it was cut short).
     pub last: bool,
 }

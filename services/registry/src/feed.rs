@@ -166,8 +166,12 @@ impl FeedSource for LocalFeed {
     }
 
     async fn snapshot(&self, content: SnapshotContent) -> Result<SnapshotStream, FollowError> {
-        let rx = crate::snapshot::produce(self.registry.store().shared(), content)
-            .map_err(|e| FollowError::Unreachable(e.to_string()))?;
+        let rx = crate::snapshot::produce(
+            self.registry.store().shared(),
+            content,
+            self.registry.images.clone(),
+        )
+        .map_err(|e| FollowError::Unreachable(e.to_string()))?;
         Ok(tokio_stream::wrappers::ReceiverStream::new(rx)
             .map(|part| part.map_err(|e| FollowError::Stream(e.to_string())))
             .boxed())

@@ -37,6 +37,8 @@ pub struct Registry {
     head: Arc<watch::Sender<u64>>,
     closing: watch::Sender<bool>,
     metrics: RegistryMetrics,
+    /// The last status index image built for a new responder.
+    pub(crate) images: Arc<crate::snapshot::ImageCache>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -60,6 +62,7 @@ impl Registry {
             head: Arc::new(watch::Sender::new(last)),
             closing: watch::Sender::new(false),
             metrics,
+            images: Arc::default(),
         })
     }
 
@@ -353,6 +356,7 @@ impl RegistryApi for RegistryService {
             Ok(pb::SnapshotContent::Status) => shikko_follow::SnapshotContent::Status,
             Ok(pb::SnapshotContent::Listed) => shikko_follow::SnapshotContent::Listed,
             Ok(pb::SnapshotContent::Replica) => shikko_follow::SnapshotContent::Replication,
+            Ok(pb::SnapshotContent::StatusImage) => shikko_follow::SnapshotContent::StatusImage,
             _ => {
                 return Err(Status::invalid_argument(
                     "content must be STATUS, LISTED or REPLICA",
@@ -378,7 +382,11 @@ impl RegistryApi for RegistryService {
                 "{who} may load statuses only (the replica's writes carry personal data)"
             )));
         }
-        let rx = crate::snapshot::produce(self.inner.store.shared(), content)?;
+        let rx = crate::snapshot::produce(
+            self.inner.store.shared(),
+            content,
+            self.inner.images.clone(),
+        )?;
         Ok(Response::new(Box::pin(tokio_stream::StreamExt::map(
             ReceiverStream::new(rx),
             |part| {
@@ -400,6 +408,7 @@ impl RegistryApi for RegistryService {
                         .collect(),
                     changes: part.changes.iter().map(pb::StatusChange::from).collect(),
                     writes,
+                    image: part.image,
                     last: part.last,
                 })
             },

@@ -14,6 +14,56 @@ use crate::error::{Error, Result};
 
 /// Statuses per part (about 40 octets each on the wire).
 const STATUS_PART: usize = 10_000;
+/// Image octets per part.
+const IMAGE_PART: usize = 4 << 20;
+/// How long a built image is handed to the next responders (they follow
+/// the feed from its sequence number).
+const IMAGE_FRESH: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The last status index image built, shared by the responders that start
+/// within [`IMAGE_FRESH`] of it; one build at a time.
+#[derive(Debug, Default)]
+pub(crate) struct ImageCache {
+    last: std::sync::Mutex<Option<BuiltImage>>,
+}
+
+/// An image, when it was built and the sequence number it reflects.
+type BuiltImage = (std::time::Instant, u64, Arc<Vec<u8>>);
+
+impl ImageCache {
+    /// A fresh image of `store` (and its store id and sequence number):
+    /// the cached one, or one built now from a snapshot.
+    fn get(&self, store: &Store) -> std::result::Result<(u64, Arc<Vec<u8>>), Stop> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, seq, image)) = last.as_ref()
+            && at.elapsed() < IMAGE_FRESH
+        {
+            return Ok((*seq, image.clone()));
+        }
+        let started = std::time::Instant::now();
+        let snap = store.snapshot()?;
+        let index = shikko_status_index::StatusIndex::new();
+        let n = snap.scan_statuses::<Stop>(STATUS_PART, |changes| {
+            index.load(&changes);
+            Ok(())
+        })?;
+        index.compact();
+        index.set_seq(snap.seq());
+        let image = Arc::new(index.write_image());
+        tracing::info!(
+            certificates = n,
+            octets = image.len(),
+            seq = snap.seq(),
+            secs = started.elapsed().as_secs_f64(),
+            "status index image built"
+        );
+        *last = Some((std::time::Instant::now(), snap.seq(), image.clone()));
+        Ok((snap.seq(), image))
+    }
+}
 /// Writes per part (a holder or a DER can be kilobytes).
 const WRITES_PART: usize = 1_000;
 
@@ -34,6 +84,7 @@ impl From<shikko_store::Error> for Stop {
 pub(crate) fn produce(
     store: Arc<Store>,
     content: SnapshotContent,
+    images: Arc<ImageCache>,
 ) -> Result<mpsc::Receiver<Result<SnapshotPart>>> {
     let (tx, rx) = mpsc::channel(2);
     std::thread::Builder::new()
@@ -41,6 +92,26 @@ pub(crate) fn produce(
         .spawn(move || {
             let send = |part: SnapshotPart| tx.blocking_send(Ok(part)).map_err(|_| Stop::Gone);
             let run = || -> std::result::Result<u64, Stop> {
+                if content == SnapshotContent::StatusImage {
+                    let (seq, image) = images.get(&store)?;
+                    let base = SnapshotPart {
+                        store_id: store.store_id()?,
+                        seq,
+                        ..SnapshotPart::default()
+                    };
+                    let mut pieces = image.chunks(IMAGE_PART).peekable();
+                    while let Some(piece) = pieces.next() {
+                        send(SnapshotPart {
+                            image: piece.to_vec(),
+                            last: pieces.peek().is_none(),
+                            ..base.clone()
+                        })?;
+                    }
+                    if image.is_empty() {
+                        send(SnapshotPart { last: true, ..base })?;
+                    }
+                    return Ok(image.len() as u64);
+                }
                 let snap = store.snapshot()?;
                 let base = SnapshotPart {
                     store_id: store.store_id()?,
@@ -70,6 +141,7 @@ pub(crate) fn produce(
                             ..base.clone()
                         })
                     })?,
+                    SnapshotContent::StatusImage => 0,
                 };
                 send(SnapshotPart { last: true, ..base })?;
                 Ok(n)

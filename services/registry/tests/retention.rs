@@ -263,8 +263,9 @@ async fn a_replica_behind_the_horizon_loads_a_snapshot_and_then_holds_the_same_s
     assert_eq!(answers(&replica.0, 4), answers(&store, 4));
 }
 
-/// Every chunk of a snapshot of `content`, encoded as on the wire.
-async fn snapshot_bytes(endpoint: &str, content: pb::SnapshotContent) -> (Vec<u8>, usize) {
+/// Every chunk of a snapshot of `content`, encoded as on the wire; how
+/// many statuses; the image it carries.
+async fn snapshot_bytes(endpoint: &str, content: pb::SnapshotContent) -> (Vec<u8>, usize, Vec<u8>) {
     let mut client = pb::registry_client::RegistryClient::connect(endpoint.to_string())
         .await
         .unwrap();
@@ -275,13 +276,14 @@ async fn snapshot_bytes(endpoint: &str, content: pb::SnapshotContent) -> (Vec<u8
         .await
         .unwrap()
         .into_inner();
-    let (mut bytes, mut changes) = (Vec::new(), 0);
+    let (mut bytes, mut changes, mut image) = (Vec::new(), 0, Vec::new());
     while let Some(chunk) = stream.message().await.unwrap() {
         changes += chunk.changes.len();
+        image.extend_from_slice(&chunk.image);
         let last = chunk.last;
         bytes.extend(chunk.encode_to_vec());
         if last {
-            return (bytes, changes);
+            return (bytes, changes, image);
         }
     }
     panic!("the snapshot ended before its last chunk");
@@ -308,18 +310,38 @@ async fn a_status_snapshot_carries_every_status_and_no_personal_data() {
     let contains =
         |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
 
-    let (status, n) = snapshot_bytes(&endpoint, pb::SnapshotContent::Status).await;
+    let (status, n, _) = snapshot_bytes(&endpoint, pb::SnapshotContent::Status).await;
     assert_eq!(n, 30, "every certificate");
-    let (listed, m) = snapshot_bytes(&endpoint, pb::SnapshotContent::Listed).await;
+    let (listed, m, _) = snapshot_bytes(&endpoint, pb::SnapshotContent::Listed).await;
     assert_eq!(m, 2, "the revoked ones");
+    let (wire, _, image) = snapshot_bytes(&endpoint, pb::SnapshotContent::StatusImage).await;
     for p in &personal {
         assert!(
-            !contains(&status, p) && !contains(&listed, p),
+            !contains(&status, p) && !contains(&listed, p) && !contains(&wire, p),
             "{p} in a status snapshot"
         );
     }
+    // The image is an index that answers as the registry does.
+    let index = shikko_status_index::StatusIndex::new();
+    assert_eq!(index.read_image(&image), Ok(32));
+    for n in 1..=31u32 {
+        let serial = Serial::from_u128(u128::from(n) + 1).unwrap();
+        let ours = index.get(CertKind::CardSigning, &serial);
+        let theirs = registry
+            .store()
+            .cert(CertKind::CardSigning, &serial)
+            .unwrap();
+        assert_eq!(ours.is_some(), theirs.is_some(), "{serial}");
+        if let Some(c) = theirs {
+            assert_eq!(
+                matches!(ours, Some(shikko_status_index::IndexedStatus::Good)),
+                c.status == shikko_core::CertStatus::Good,
+                "{serial}"
+            );
+        }
+    }
     // The replica's snapshot does carry it (this test can see it).
-    let (replica, _) = snapshot_bytes(&endpoint, pb::SnapshotContent::Replica).await;
+    let (replica, _, _) = snapshot_bytes(&endpoint, pb::SnapshotContent::Replica).await;
     assert!(contains(&replica, &personal[0]));
 
     // A status follower loads it into what it answers from.
