@@ -135,6 +135,10 @@ impl RegistryProcess {
         ];
         ports.extend(beside.iter().map(|(name, a)| (*name, a.to_string())));
         shikko_runtime::announce_addrs("registry", &ports);
+        // An image of the status index ready before the first responder asks.
+        self.registry
+            .images
+            .refresh_in_background(self.store.shared());
         let prune_metrics = crate::retention::PruneMetrics::register(self.metrics.registry())
             .context("retention metrics")?;
         tokio::spawn(crate::retention::run(

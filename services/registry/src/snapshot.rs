@@ -14,35 +14,82 @@ use crate::error::{Error, Result};
 
 /// Statuses per part (about 40 octets each on the wire).
 const STATUS_PART: usize = 10_000;
+/// Writes per part (a holder or a DER can be kilobytes).
+const WRITES_PART: usize = 1_000;
 /// Image octets per part.
 const IMAGE_PART: usize = 4 << 20;
-/// How long a built image is handed to the next responders (they follow
-/// the feed from its sequence number).
+/// After this, the next responder that asks still gets the image it finds
+/// (it follows the feed from the image's sequence number), and a new one
+/// is built in the background for those after it.
 const IMAGE_FRESH: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The last status index image built, shared by the responders that start
-/// within [`IMAGE_FRESH`] of it; one build at a time.
+/// after it: served while the feed still reaches on from it, rebuilt in
+/// the background once older than [`IMAGE_FRESH`]; one build at a time. A
+/// responder waits for a build only when there is no image the feed
+/// reaches on from (the first, or one older than the retention).
 #[derive(Debug, Default)]
 pub(crate) struct ImageCache {
     last: std::sync::Mutex<Option<BuiltImage>>,
+    building: std::sync::Mutex<()>,
 }
 
 /// An image, when it was built and the sequence number it reflects.
 type BuiltImage = (std::time::Instant, u64, Arc<Vec<u8>>);
 
 impl ImageCache {
-    /// A fresh image of `store` (and its store id and sequence number):
-    /// the cached one, or one built now from a snapshot.
-    fn get(&self, store: &Store) -> std::result::Result<(u64, Arc<Vec<u8>>), Stop> {
-        let mut last = self
-            .last
+    fn current(&self) -> Option<BuiltImage> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// An image of `store` the feed reaches on from: the one kept (a new
+    /// one built in the background if it is old), or one built now.
+    fn get(self: &Arc<Self>, store: &Arc<Store>) -> std::result::Result<(u64, Arc<Vec<u8>>), Stop> {
+        if let Some((at, seq, image)) = self.current()
+            && seq + 1 >= store.first_seq()
+        {
+            if at.elapsed() >= IMAGE_FRESH {
+                self.refresh_in_background(store.clone());
+            }
+            return Ok((seq, image));
+        }
+        let _one = self
+            .building
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((at, seq, image)) = last.as_ref()
-            && at.elapsed() < IMAGE_FRESH
+        // Built by someone else while this waited?
+        if let Some((_, seq, image)) = self.current()
+            && seq + 1 >= store.first_seq()
         {
-            return Ok((*seq, image.clone()));
+            return Ok((seq, image));
         }
+        self.build(store)
+    }
+
+    /// Builds an image in the background unless one is being built.
+    pub(crate) fn refresh_in_background(self: &Arc<Self>, store: Arc<Store>) {
+        let cache = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("registry-image".into())
+            .spawn(move || {
+                let Ok(_one) = cache.building.try_lock() else {
+                    return;
+                };
+                if let Err(Stop::Failed(e)) = cache.build(&store) {
+                    tracing::error!(error = %e, "building a status index image failed");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "no thread to build a status index image");
+        }
+    }
+
+    /// Builds an image from a snapshot of `store` and keeps it (the caller
+    /// holds `building`).
+    fn build(&self, store: &Store) -> std::result::Result<(u64, Arc<Vec<u8>>), Stop> {
         let started = std::time::Instant::now();
         let snap = store.snapshot()?;
         let index = shikko_status_index::StatusIndex::new();
@@ -60,12 +107,14 @@ impl ImageCache {
             secs = started.elapsed().as_secs_f64(),
             "status index image built"
         );
-        *last = Some((std::time::Instant::now(), snap.seq(), image.clone()));
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((std::time::Instant::now(), snap.seq(), image.clone()));
         Ok((snap.seq(), image))
     }
 }
-/// Writes per part (a holder or a DER can be kilobytes).
-const WRITES_PART: usize = 1_000;
 
 enum Stop {
     /// The follower went away.
