@@ -118,12 +118,7 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
         req: Request<pb::RegisterOperatorRequest>,
     ) -> Result<Response<pb::OperatorRecord>, Status> {
         let r = req.into_inner();
-        let providers = r
-            .providers
-            .into_iter()
-            .map(ProviderId::new)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let providers = provider_ids(r.providers)?;
         let op = self
             .svc
             .register_operator(
@@ -180,12 +175,7 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
         req: Request<pb::SetOperatorProvidersRequest>,
     ) -> Result<Response<pb::OperatorRecord>, Status> {
         let r = req.into_inner();
-        let providers = r
-            .providers
-            .into_iter()
-            .map(ProviderId::new)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let providers = provider_ids(r.providers)?;
         let op = self
             .svc
             .set_operator_providers(&operator_id(r.id)?, providers)
@@ -309,4 +299,12 @@ fn link_state_to_pb(s: crate::link::LinkKeyState) -> pb::LinkKeyState {
         previous: s.previous.map_or(0, u32::from),
         rotated_at: s.rotated_at,
     }
+}
+
+/// Provider ids as sent; one malformed is INVALID_ARGUMENT.
+fn provider_ids(ids: Vec<String>) -> Result<Vec<ProviderId>, Status> {
+    ids.into_iter()
+        .map(ProviderId::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Status::invalid_argument(e.to_string()))
 }

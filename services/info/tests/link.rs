@@ -52,33 +52,40 @@ async fn resolve(
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_verifiers_pseudonym_survives_renewal_and_differs_per_verifier() {
-    let mut w = World::new(KeyAlgorithm::EcdsaP256).await;
-    let bank_op = w.register("op-bank", 1).await;
-    for v in ["clinic-1", "clinic-2"] {
+/// Registers the user-authentication verifiers `verifiers` and one
+/// operator, `op-clinic`, acting for them all: its client TLS.
+async fn clinic_operator(w: &World, verifiers: &[&str]) -> Tls {
+    for v in verifiers {
         w.svc
             .register_provider_of(
-                ProviderId::new(v).unwrap(),
+                ProviderId::new(*v).unwrap(),
                 "診療所",
                 ProviderKind::UserAuthVerifier,
             )
             .await
             .unwrap();
     }
-    let (verifier_tls, der) = w.operator_tls("op-clinic", 2);
+    let (tls, der) = w.operator_tls("op-clinic", 2);
     w.svc
         .register_operator(
             OperatorId::new("op-clinic").unwrap(),
             "eligibility platform",
-            vec![
-                ProviderId::new("clinic-1").unwrap(),
-                ProviderId::new("clinic-2").unwrap(),
-            ],
+            verifiers
+                .iter()
+                .map(|v| ProviderId::new(*v).unwrap())
+                .collect(),
             &der,
         )
         .await
         .unwrap();
+    tls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifiers_pseudonym_survives_renewal_and_differs_per_verifier() {
+    let mut w = World::new(KeyAlgorithm::EcdsaP256).await;
+    let bank_op = w.register("op-bank", 1).await;
+    let verifier_tls = clinic_operator(&w, &["clinic-1", "clinic-2"]).await;
     let h = w.holder("H1", 0x1001, KeyAlgorithm::EcdsaP256);
     w.ingest(EventBody::Issue {
         holder: h.id.clone(),
@@ -207,24 +214,7 @@ async fn current(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_key_rotation_changes_every_pseudonym_and_answers_both_until_retired() {
     let mut w = World::new(KeyAlgorithm::EcdsaP256).await;
-    w.svc
-        .register_provider_of(
-            ProviderId::new("clinic-1").unwrap(),
-            "診療所",
-            ProviderKind::UserAuthVerifier,
-        )
-        .await
-        .unwrap();
-    let (tls, der) = w.operator_tls("op-clinic", 2);
-    w.svc
-        .register_operator(
-            OperatorId::new("op-clinic").unwrap(),
-            "eligibility platform",
-            vec![ProviderId::new("clinic-1").unwrap()],
-            &der,
-        )
-        .await
-        .unwrap();
+    let tls = clinic_operator(&w, &["clinic-1"]).await;
     let h = w.holder("H1", 0x1001, KeyAlgorithm::EcdsaP256);
     w.ingest(EventBody::Issue {
         holder: h.id.clone(),
