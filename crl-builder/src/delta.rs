@@ -56,6 +56,14 @@ fn latest_changes(
     let mut from = base.seq + 1;
     loop {
         let page = snap.changes(from, PAGE)?;
+        // The feed must go on from the base without a hole: a delta built
+        // over one would miss the changes in it.
+        let next = page.first().map(|r| r.seq);
+        if (next.is_some() && next != Some(from)) || (next.is_none() && snap.seq() >= from) {
+            return Err(crate::Error::Input(
+                "the mirror's feed does not reach back to the base CRL: build a full CRL",
+            ));
+        }
         let Some(last) = page.last() else { break };
         from = last.seq + 1;
         for rec in &page {

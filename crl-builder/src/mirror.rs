@@ -11,12 +11,26 @@ use shikko_store::MirrorStore;
 #[derive(Debug)]
 pub struct MirrorSink {
     store: MirrorStore,
+    /// The CRL builds' lock, held from the start of a snapshot's load to
+    /// its end: no CRL is built from a mirror half loaded.
+    builds: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    loading: std::sync::Mutex<Option<tokio::sync::OwnedMutexGuard<()>>>,
 }
 
 impl MirrorSink {
     /// The sink over `store` (a mirror: it never holds events of its own).
     pub fn new(store: MirrorStore) -> MirrorSink {
-        MirrorSink { store }
+        MirrorSink {
+            store,
+            builds: None,
+            loading: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Holds `builds` (the role's build lock) while a snapshot loads.
+    pub fn with_build_lock(mut self, builds: std::sync::Arc<tokio::sync::Mutex<()>>) -> MirrorSink {
+        self.builds = Some(builds);
+        self
     }
 
     /// The mirror's binding to the registry history it was made from, kept
@@ -55,6 +69,14 @@ impl StatusSink for MirrorSink {
     }
 
     fn begin_snapshot(&self) -> Result<(), FollowError> {
+        if let Some(builds) = &self.builds {
+            let mut loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+            // Held already if an earlier load failed half way: keep it.
+            if loading.is_none() {
+                // Called on a blocking thread: waits for a build in progress.
+                *loading = Some(builds.clone().blocking_lock_owned());
+            }
+        }
         self.store.begin_reload().map_err(FollowError::sink)
     }
 
@@ -69,6 +91,11 @@ impl StatusSink for MirrorSink {
     }
 
     fn end_snapshot(&self, seq: u64) -> Result<u64, FollowError> {
-        self.store.end_reload(seq).map_err(FollowError::sink)
+        let seq = self.store.end_reload(seq).map_err(FollowError::sink)?;
+        self.loading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        Ok(seq)
     }
 }

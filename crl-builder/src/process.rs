@@ -194,7 +194,7 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         out_dir,
         shutdown.wait_owned(),
     ));
-    let sink = MirrorSink::new(store);
+    let sink = MirrorSink::new(store).with_build_lock(role.build_lock());
     let security = shikko_access::server_security(&cfg.tls).context("[tls]")?;
     let to_registry = shikko_access::registry_client(&cfg.tls, &shutdown).context("[tls]")?;
     let follower = Follower::new(

@@ -286,6 +286,12 @@ impl CrlRole {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// The build lock, for the mirror to hold while it loads a snapshot: no
+    /// CRL is built from a mirror half loaded.
+    pub fn build_lock(&self) -> Arc<Mutex<()>> {
+        self.lock.clone()
+    }
+
     /// Holds the build lock: no build starts until the guard is dropped
     /// (for tests of what waits; a role never needs it).
     #[doc(hidden)]

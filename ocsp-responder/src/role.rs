@@ -191,9 +191,10 @@ impl StatusSink for OcspRole {
             .map_err(FollowError::sink)
     }
 
+    /// The index is not cleared: the image replaces it whole. The role
+    /// answers tryLater meanwhile (the follower says it is catching up).
     fn begin_snapshot(&self) -> Result<(), FollowError> {
-        self.index.clear();
-        self.responder.clear_cache();
+        self.index.set_seq(0);
         Ok(())
     }
 
@@ -207,6 +208,13 @@ impl StatusSink for OcspRole {
     }
 
     fn end_snapshot(&self, seq: u64) -> Result<u64, FollowError> {
+        // An image carries its own sequence number: it must be the snapshot's.
+        let loaded = self.index.seq();
+        if loaded != 0 && loaded != seq {
+            return Err(FollowError::Sink(format!(
+                "the status image is at {loaded}, the snapshot at {seq}"
+            )));
+        }
         self.index.set_seq(seq);
         // Answers cached while loading (tryLater is not cached, but be sure).
         self.responder.clear_cache();

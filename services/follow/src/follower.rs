@@ -258,6 +258,9 @@ impl<S: FeedSource> Follower<S> {
             self.binding.check(&part.store_id)?;
             let t = target.clone();
             if !begun {
+                // Not current from here until the snapshot is loaded and
+                // followed up to the head: roles refuse to answer meanwhile.
+                self.readiness.set_catching_up();
                 tokio::task::spawn_blocking(move || t.begin_snapshot())
                     .await
                     .map_err(|e| FollowError::Sink(format!("snapshot task: {e}")))??;

@@ -68,18 +68,31 @@ impl FeedCursor {
                 // The head before the read: the records read reach at least it.
                 let head_seq = store.last_seq();
                 let records = store.changes_since(next, max)?;
+                // Pruned past the cursor (nothing left from it, or its
+                // writes gone between the two reads): the follower must
+                // load a snapshot.
+                let compacted = Err(store.first_seq());
+                if records.is_empty() && next < store.first_seq() {
+                    return Ok(compacted);
+                }
                 let mut writes = Vec::new();
                 if content == Content::Replication {
                     for r in &records {
-                        // Stores kept no writes before they were needed:
-                        // such a record cannot be replicated without the rules.
-                        writes.push(store.writes(r.seq)?.ok_or(shikko_store::Error::Corrupt {
-                            cf: "writes",
-                            why: format!(
-                                "record {} was written before the registry kept its writes: make the replica from a newer history",
-                                r.seq
-                            ),
-                        })?);
+                        match store.writes(r.seq)? {
+                            Some(w) => writes.push(w),
+                            None if r.seq < store.first_seq() => return Ok(compacted),
+                            // Stores kept no writes before they were needed:
+                            // such a record cannot be replicated without the rules.
+                            None => {
+                                return Err(shikko_store::Error::Corrupt {
+                                    cf: "writes",
+                                    why: format!(
+                                        "record {} was written before the registry kept its writes: make the replica from a newer history",
+                                        r.seq
+                                    ),
+                                });
+                            }
+                        }
                     }
                 }
                 let municipalities = if first {
@@ -87,16 +100,17 @@ impl FeedCursor {
                 } else {
                     Vec::new()
                 };
-                Ok::<_, shikko_store::Error>(FeedBatch {
+                Ok::<_, shikko_store::Error>(Ok(FeedBatch {
                     store_id: String::new(),
                     head_seq,
                     municipalities,
                     records,
                     writes,
-                })
+                }))
             })
             .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+            .map_err(|e| Error::Internal(e.to_string()))??
+            .map_err(|first_seq| Error::Compacted { first_seq })?;
             // Pruned under the cursor: the records it wanted are gone.
             if batch.records.first().is_some_and(|r| r.seq != self.next) {
                 return Err(Error::Compacted {
@@ -145,7 +159,7 @@ impl FeedSource for LocalFeed {
             )));
         }
         let first_seq = self.registry.store().first_seq();
-        if from_seq < first_seq {
+        if from_seq.max(1) < first_seq {
             return Err(FollowError::Compacted { first_seq });
         }
         let cursor = FeedCursor::open(self.registry.clone(), from_seq, LOCAL_BATCH, content)

@@ -322,7 +322,7 @@ impl RegistryApi for RegistryService {
         };
         let head = self.inner.store.last_seq();
         let first_seq = self.inner.store.first_seq();
-        if req.from_seq < first_seq {
+        if req.from_seq.max(1) < first_seq {
             return Err(Error::Compacted { first_seq }.into());
         }
         if req.from_seq > head + 1 {

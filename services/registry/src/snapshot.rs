@@ -75,8 +75,10 @@ impl ImageCache {
         let spawned = std::thread::Builder::new()
             .name("registry-image".into())
             .spawn(move || {
-                let Ok(_one) = cache.building.try_lock() else {
-                    return;
+                let _one = match cache.building.try_lock() {
+                    Ok(g) => g,
+                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => return,
                 };
                 if let Err(Stop::Failed(e)) = cache.build(&store) {
                     tracing::error!(error = %e, "building a status index image failed");

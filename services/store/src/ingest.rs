@@ -54,6 +54,8 @@ pub(crate) struct BatchView<'s> {
     listed_on_disk: RefCell<HashMap<(CertKind, Serial), bool>>,
     /// Municipalities written by this batch (not yet on disk).
     municipalities: std::collections::HashSet<u32>,
+    /// The revoked index is known empty (a snapshot's load).
+    empty_index: bool,
 }
 
 impl<'s> BatchView<'s> {
@@ -65,6 +67,17 @@ impl<'s> BatchView<'s> {
             holders: HashMap::new(),
             listed_on_disk: RefCell::new(HashMap::new()),
             municipalities: std::collections::HashSet::new(),
+            empty_index: false,
+        }
+    }
+
+    /// A view over a store whose revoked index was just emptied (a
+    /// snapshot's load): no certificate is on it unless this view put it
+    /// there, so no delete is written for one that is not.
+    pub(crate) fn over_empty_index(store: &'s Store) -> BatchView<'s> {
+        BatchView {
+            empty_index: true,
+            ..BatchView::new(store)
         }
     }
 
@@ -78,7 +91,7 @@ impl<'s> BatchView<'s> {
                 .borrow()
                 .get(&(kind, *serial))
                 .copied()
-                .unwrap_or(true),
+                .unwrap_or(!self.empty_index),
         }
     }
 }
