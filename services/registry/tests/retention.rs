@@ -72,6 +72,18 @@ fn answers(store: &Store, n: u32) -> Vec<String> {
     out
 }
 
+/// Retention at `t`, days after the last run: the first run after a gap
+/// prunes nothing (a clock that jumped must not prune by itself); the next
+/// one, an hour later, does.
+fn retain_after_gap(store: &shikko_store::RegistryStore, t: i64) -> shikko_store::Pruned {
+    let first = store.retain(UnixTime(t), HISTORY, IDS).unwrap();
+    assert_eq!(
+        first.first_seq, first.from,
+        "the run after a gap prunes nothing"
+    );
+    store.retain(UnixTime(t + 3600), HISTORY, IDS).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruning_keeps_every_answer_and_refuses_to_follow_from_before_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,9 +117,7 @@ async fn pruning_keeps_every_answer_and_refuses_to_follow_from_before_it() {
     let before = answers(&store, 4);
 
     // 40 days on: what was ingested before day 0's mark is past the window.
-    let p = store
-        .retain(UnixTime(now + 40 * DAY), HISTORY, IDS)
-        .unwrap();
+    let p = retain_after_gap(&store, now + 40 * DAY);
     assert_eq!((p.from, p.first_seq), (1, 5));
     assert_eq!(store.first_seq(), 5);
     assert_eq!(answers(&store, 4), before, "pruning changes no answer");
@@ -161,15 +171,19 @@ async fn pruning_keeps_every_answer_and_refuses_to_follow_from_before_it() {
     assert_eq!(out, vec![Outcome::Duplicate { seq: 1 }]);
     // ... until they are past their own window: then the rules judge it
     // as a new event (its serial exists: refused).
-    store
-        .retain(UnixTime(now + 500 * DAY), HISTORY, IDS)
-        .unwrap();
+    retain_after_gap(&store, now + 500 * DAY);
     let out = registry
         .ingest(vec![signing_issue(1, 131_016)], IngestMode::PerEvent)
         .await
         .unwrap();
     assert!(matches!(out[0], Outcome::Rejected(_)), "{out:?}");
     assert_eq!(answers(&store, 4), before);
+    // A clock that went back prunes nothing and marks nothing.
+    let first = store.first_seq();
+    let p = store
+        .retain(UnixTime(now + 100 * DAY), HISTORY, IDS)
+        .unwrap();
+    assert_eq!((p.from, p.first_seq), (first, first));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,9 +243,7 @@ async fn a_replica_behind_the_horizon_loads_a_snapshot_and_then_holds_the_same_s
         )
         .await
         .unwrap();
-    store
-        .retain(UnixTime(now + 40 * DAY), HISTORY, IDS)
-        .unwrap();
+    retain_after_gap(&store, now + 40 * DAY);
     assert_eq!(store.first_seq(), 5);
 
     // Back: it loads a snapshot, then holds what the registry holds.

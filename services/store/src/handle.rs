@@ -111,13 +111,19 @@ impl RegistryStore {
         event_id_secs: i64,
     ) -> Result<crate::Pruned> {
         use shikko_core::UnixTime;
-        self.0.mark_day(now)?;
+        let from = self.0.first_seq();
+        if !self.0.mark_day(now)? {
+            return Ok(crate::Pruned {
+                from,
+                first_seq: from,
+            });
+        }
         let before = self.0.ingested_before(UnixTime(now.0 - history_secs))?;
         let pruned = self.0.prune_history_before(before)?;
         let ids_horizon = UnixTime(now.0 - event_id_secs.max(history_secs));
         let id_floor = self.0.ingested_before(ids_horizon)?;
         self.0
-            .prune_event_ids_before(id_floor.min(pruned.first_seq));
+            .prune_event_ids_before(id_floor.min(pruned.first_seq), now)?;
         self.0.drop_marks_before(ids_horizon)?;
         Ok(pruned)
     }

@@ -296,6 +296,7 @@ impl Store {
             .unwrap_or(0);
         store.last_seq.store(last, Ordering::SeqCst);
         store.load_first_seq()?;
+        store.load_event_id_floor()?;
         Ok(store)
     }
 
@@ -433,6 +434,7 @@ impl Store {
             META_MIRROR_OF,
             META_KIND,
             retention::META_FIRST_SEQ,
+            retention::META_ID_FLOOR,
         ]
         .contains(&key)
             || key.starts_with(b"seq_at/")

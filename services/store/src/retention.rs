@@ -31,6 +31,10 @@ use shikko_core::UnixTime;
 use crate::{Result, Store, cf, keys};
 
 pub(crate) const META_FIRST_SEQ: &[u8] = b"first_seq";
+/// Event ids of events below this sequence number are dropped.
+pub(crate) const META_ID_FLOOR: &[u8] = b"event_id_floor";
+/// When the event-id family was last compacted whole (Unix seconds).
+const META_IDS_COMPACTED: &[u8] = b"event_ids_compacted_at";
 
 /// What a pruning removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -102,13 +106,41 @@ impl Store {
 
     /// Forgets the ids of events with sequence numbers below `before` (a
     /// re-delivery of one of them is then taken as a new event): the
-    /// compaction filter of the event-id family drops them, and a
-    /// compaction of the whole family runs now.
-    pub(crate) fn prune_event_ids_before(&self, before: u64) {
-        if self.event_id_floor.fetch_max(before, Ordering::SeqCst) < before {
+    /// compaction filter of the event-id family drops them as compactions
+    /// run, and a compaction of the whole family is forced at most once a
+    /// week (it rewrites every id kept). The floor is kept in `meta`.
+    pub(crate) fn prune_event_ids_before(&self, before: u64, now: UnixTime) -> Result<()> {
+        if self.event_id_floor.fetch_max(before, Ordering::SeqCst) >= before {
+            return Ok(());
+        }
+        let mut w = rocksdb::WriteOptions::default();
+        w.set_sync(true);
+        self.db
+            .put_cf_opt(self.cf(cf::META), META_ID_FLOOR, before.to_be_bytes(), &w)?;
+        let now = now.0.max(0) as u64;
+        let last = self
+            .meta(META_IDS_COMPACTED)?
+            .map(|v| keys::decode_u64(&v, cf::META))
+            .transpose()?
+            .unwrap_or(0);
+        if now.saturating_sub(last) >= 7 * 86_400 {
             self.db
                 .compact_range_cf(self.cf(cf::EVENT_IDS), None::<&[u8]>, None::<&[u8]>);
+            self.db
+                .put_cf_opt(self.cf(cf::META), META_IDS_COMPACTED, now.to_be_bytes(), &w)?;
         }
+        Ok(())
+    }
+
+    /// The event-id floor kept in `meta`, for the compaction filter.
+    pub(crate) fn load_event_id_floor(&self) -> Result<()> {
+        let floor = self
+            .meta(META_ID_FLOOR)?
+            .map(|v| keys::decode_u64(&v, cf::META))
+            .transpose()?
+            .unwrap_or(0);
+        self.event_id_floor.store(floor, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Marks the day and prunes the history applied before `now -
@@ -119,7 +151,13 @@ impl Store {
         history_secs: i64,
         keep_from: u64,
     ) -> Result<Pruned> {
-        self.mark_day(now)?;
+        let from = self.first_seq();
+        if !self.mark_day(now)? {
+            return Ok(Pruned {
+                from,
+                first_seq: from,
+            });
+        }
         let horizon = UnixTime(now.0 - history_secs);
         let before = self.ingested_before(horizon)?.min(keep_from);
         let pruned = self.prune_history_before(before)?;
@@ -129,15 +167,55 @@ impl Store {
 
     /// Records, once a day (the day of `now`), the last sequence number:
     /// the marks that tell which records were ingested before a day.
-    pub(crate) fn mark_day(&self, now: UnixTime) -> Result<()> {
-        let today = mark_key(day_of(now));
-        if self.meta(&today)?.is_none() {
-            let mut w = rocksdb::WriteOptions::default();
-            w.set_sync(true);
-            self.db
-                .put_cf_opt(self.cf(cf::META), &today, self.last_seq().to_be_bytes(), &w)?;
+    /// Marks only move forward: a clock that went back writes none. Returns
+    /// whether pruning may go on: not when the last mark is more than two
+    /// days old (the clock jumped, or the registry was down: one run is
+    /// skipped, so that a clock far ahead prunes nothing at once).
+    pub(crate) fn mark_day(&self, now: UnixTime) -> Result<bool> {
+        let today = day_of(now);
+        let newest = self.newest_mark_day()?;
+        if let Some(d) = newest
+            && d >= today
+        {
+            // Today's mark is made; or the clock went back: no new mark,
+            // and no pruning by a clock that is behind the marks.
+            return Ok(d == today);
         }
-        Ok(())
+        let mut w = rocksdb::WriteOptions::default();
+        w.set_sync(true);
+        self.db.put_cf_opt(
+            self.cf(cf::META),
+            mark_key(today),
+            self.last_seq().to_be_bytes(),
+            &w,
+        )?;
+        match newest {
+            Some(d) if today > d + 2 => {
+                tracing::warn!(
+                    days = today - d,
+                    "retention: the last pruning was days ago (a clock jump, or the registry was down): this run prunes nothing"
+                );
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn newest_mark_day(&self) -> Result<Option<u64>> {
+        let end = [SEQ_AT, &[0xff; 9][..]].concat();
+        let mut it = self.db.iterator_cf(
+            self.cf(cf::META),
+            rocksdb::IteratorMode::From(&end, rocksdb::Direction::Reverse),
+        );
+        match it.next() {
+            Some(item) => {
+                let (k, _) = item?;
+                Ok(k.strip_prefix(SEQ_AT)
+                    .and_then(|d| <[u8; 8]>::try_from(d).ok())
+                    .map(u64::from_be_bytes))
+            }
+            None => Ok(None),
+        }
     }
 
     /// The sequence number after the last one ingested before the day of

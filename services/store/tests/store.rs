@@ -853,14 +853,19 @@ fn a_mirror_loads_a_snapshot_and_prunes_its_feed_only_below_what_deltas_need() {
         .unwrap();
     let now = UnixTime::now().0;
     mirror.retain(UnixTime(now), 2 * DAY, u64::MAX).unwrap();
-    // Ten days on: day 0 is past two days, but a delta's base is at 12.
+    // Ten days on: the first run after the gap prunes nothing...
     let p = mirror
         .retain(UnixTime(now + 10 * DAY), 2 * DAY, 13)
+        .unwrap();
+    assert_eq!(p.first_seq, p.from);
+    // ... the next: day 0 is past two days, but a delta's base is at 12.
+    let p = mirror
+        .retain(UnixTime(now + 10 * DAY + 3600), 2 * DAY, 13)
         .unwrap();
     assert_eq!(p.first_seq, 13, "kept from the record the next delta needs");
     assert_eq!(revoked_of(&mirror), revoked_of(&registry));
     let p = mirror
-        .retain(UnixTime(now + 10 * DAY), 2 * DAY, u64::MAX)
+        .retain(UnixTime(now + 10 * DAY + 7200), 2 * DAY, u64::MAX)
         .unwrap();
     assert_eq!(
         p.first_seq, 14,
