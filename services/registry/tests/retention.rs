@@ -385,3 +385,100 @@ async fn a_status_snapshot_carries_every_status_and_no_personal_data() {
     assert!(sink.records.lock().unwrap().is_empty(), "no replay");
     assert_eq!(sink.snapshot_content(), SnapshotContent::Status);
 }
+
+/// A status sink that notes whether its role could answer (was current)
+/// when a snapshot's load began.
+struct Watching {
+    kept: Kept,
+    readiness: Arc<Readiness>,
+    current_at_begin: std::sync::Mutex<Vec<bool>>,
+}
+
+impl StatusSink for Watching {
+    fn position(&self) -> u64 {
+        self.kept.position()
+    }
+    fn apply(&self, batch: shikko_follow::StatusBatch) -> Result<u64, shikko_follow::FollowError> {
+        self.kept.apply(batch)
+    }
+    fn snapshot_content(&self) -> SnapshotContent {
+        SnapshotContent::Status
+    }
+    fn begin_snapshot(&self) -> Result<(), shikko_follow::FollowError> {
+        self.current_at_begin
+            .lock()
+            .unwrap()
+            .push(self.readiness.is_current());
+        self.kept.begin_snapshot()
+    }
+    fn load_snapshot(
+        &self,
+        municipalities: Vec<shikko_core::Municipality>,
+        changes: Vec<shikko_core::StatusChange>,
+    ) -> Result<(), shikko_follow::FollowError> {
+        self.kept.load_snapshot(municipalities, changes)
+    }
+    fn end_snapshot(&self, seq: u64) -> Result<u64, shikko_follow::FollowError> {
+        self.kept.end_snapshot(seq)
+    }
+}
+
+/// A role that was current and comes back behind the horizon is not
+/// current while it loads (it must not answer from a state being replaced),
+/// and is current again after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_reloading_a_snapshot_is_not_current_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry(dir.path());
+    let store = registry.store().clone();
+    let (endpoint, _stop) = serve(&registry).await;
+    let now = UnixTime::now().0;
+    let readiness = Readiness::new();
+    let sink = Arc::new(Watching {
+        kept: Kept::default(),
+        readiness: readiness.clone(),
+        current_at_begin: std::sync::Mutex::new(Vec::new()),
+    });
+    let run = |sink: Arc<Watching>| {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let follower = Follower::new(
+            GrpcSource::new(endpoint.clone()),
+            Binding::in_memory(),
+            readiness.clone(),
+            FollowerMetrics::new(&prometheus::Registry::new(), "ocsp").unwrap(),
+        );
+        let task = tokio::spawn(follower.run_status(sink, async move {
+            let _ = stopped.await;
+        }));
+        (stop, task)
+    };
+    let (stop, task) = run(sink.clone());
+    readiness.wait_current().await;
+    registry
+        .ingest(vec![signing_issue(1, 131_016)], IngestMode::PerEvent)
+        .await
+        .unwrap();
+    wait_for("the first record", || sink.position() == 1).await;
+    assert!(readiness.is_current());
+    stop.send(()).unwrap();
+    task.await.unwrap();
+
+    registry
+        .ingest(vec![signing_issue(2, 131_016)], IngestMode::PerEvent)
+        .await
+        .unwrap();
+    store.retain(UnixTime(now), HISTORY, IDS).unwrap();
+    registry
+        .ingest(vec![revoke(1)], IngestMode::PerEvent)
+        .await
+        .unwrap();
+    retain_after_gap(&store, now + 40 * DAY);
+    assert_eq!(store.first_seq(), 3, "the role's next record (2) is pruned");
+    let (_stop, _task) = run(sink.clone());
+    wait_for("the reload", || sink.position() == 3).await;
+    tokio::time::timeout(Duration::from_secs(10), readiness.wait_current())
+        .await
+        .unwrap();
+    // Loaded twice: empty at the start (nothing to answer yet), then behind the horizon.
+    assert_eq!(*sink.current_at_begin.lock().unwrap(), vec![false, false]);
+}
