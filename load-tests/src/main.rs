@@ -13,6 +13,8 @@
 //! - info: consents for the seeded signers, then QueryBatch calls;
 //! - ingest: a March-peak day of revocations (75,000) in batches of 1,000,
 //!   and how long until OCSP answers the last one as revoked;
+//! - ocsp-start: new OCSP responder processes, as an autoscaler starts
+//!   them: time from start to current, and resident memory then;
 //! - follow: the registry's whole feed streamed from sequence 1, status
 //!   only and with writes, as a new follower replays it; and the snapshot
 //!   a new follower loads instead (every status; the status index image an
@@ -39,7 +41,7 @@ use clap::Parser;
     about = "Load scenarios against a Shikko platform on loopback"
 )]
 struct Args {
-    /// Scenarios, comma separated: ocsp, crl, info, ingest, follow, or all.
+    /// Scenarios, comma separated: ocsp, crl, info, ingest, follow, ocsp-start, or all.
     #[arg(long, default_value = "all", value_delimiter = ',')]
     scenario: Vec<String>,
     /// Seconds each timed scenario (ocsp, crl, info) runs.
@@ -136,6 +138,10 @@ async fn main() -> Result<()> {
     if wants("ingest") {
         eprintln!("running ingest of {} revocations", args.revocations);
         rows.push(scenarios::ingest(&p, &pop, args.revocations).await?);
+    }
+    if wants("ocsp-start") {
+        eprintln!("running ocsp-start (three new responders)");
+        rows.push(scenarios::ocsp_start(&p).await?);
     }
     if wants("follow") {
         eprintln!("running follow (the whole feed, twice; a snapshot, three ways)");

@@ -38,6 +38,9 @@ pub(crate) struct Platform {
     pub(crate) keep: bool,
     /// The internal identities, when every internal call is mutual TLS.
     ids: Option<Identities>,
+    /// The roles' configurations, for roles started later.
+    configs: Loopback,
+    shikko: PathBuf,
 }
 
 impl Drop for Platform {
@@ -138,11 +141,14 @@ impl Platform {
             info_admin: String::new(),
             keep,
             ids: ids.clone(),
+            configs: Loopback::new(dir),
+            shikko: shikko.to_path_buf(),
         };
         let mut configs = Loopback::new(dir).log_filter("error");
         if let Some(ids) = &ids {
             configs = configs.with_identities(ids);
         }
+        p.configs = configs.clone();
         let scheme = if mtls { "https" } else { "http" };
         let start = |role: &str, cfg: PathBuf| -> Result<RoleProcess> {
             RoleProcess::spawn(shikko, role, &cfg, Stdio::inherit())
@@ -172,6 +178,14 @@ impl Platform {
         p.info_admin = format!("{scheme}://{}", field(&r, "grpc")?);
         p.children.push(r);
         Ok(p)
+    }
+
+    /// Starts another OCSP role process, following the same registry (as a
+    /// new pod would).
+    pub(crate) fn spawn_ocsp(&self) -> Result<RoleProcess> {
+        let cfg = self.configs.ocsp(&self.dir, &self.registry, "")?;
+        RoleProcess::spawn(&self.shikko, "ocsp", &cfg, Stdio::inherit())
+            .context("starting another ocsp role")
     }
 
     /// A channel to the internal endpoint `url` as `identity` (plaintext

@@ -582,3 +582,63 @@ pub(crate) async fn snapshot(p: &Platform, content: pb::SnapshotContent) -> Resu
     );
     Ok(row)
 }
+
+/// New OCSP responders, as an autoscaler starts them: the time from the
+/// process's start until it is current (it has loaded the registry's status
+/// index image and followed the feed to the head), and its resident memory
+/// then. Three in a row; each is stopped before the next.
+pub(crate) async fn ocsp_start(p: &Platform) -> Result<Row> {
+    let mut row = Row::new("a new OCSP responder: start to current");
+    let started = Instant::now();
+    let mut rss = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = p.spawn_ocsp()?;
+        let metrics = r
+            .try_field("metrics")
+            .context("the new responder's metrics address")?;
+        let pid = r.child.id();
+        let ready = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while Instant::now() < deadline {
+                let (_, body) = shikko_testkit::process::http_get(&metrics, "/metrics");
+                let text = String::from_utf8_lossy(&body);
+                let lag0 = text
+                    .lines()
+                    .any(|l| l == "shikko_feed_lag_events{role=\"ocsp\"} 0");
+                let up = text
+                    .lines()
+                    .any(|l| l == "shikko_feed_connected{role=\"ocsp\"} 1");
+                if lag0 && up {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        })
+        .await?;
+        if !ready {
+            row.errors += 1;
+            continue;
+        }
+        row.record(t.elapsed());
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(kb) = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            rss.push(kb);
+        }
+        drop(r);
+    }
+    row.elapsed = started.elapsed();
+    rss.sort_unstable();
+    row.note = format!(
+        "resident when current {} MiB (median of {})",
+        rss.get(rss.len() / 2).map_or(0, |kb| kb / 1024),
+        rss.len()
+    );
+    Ok(row)
+}
