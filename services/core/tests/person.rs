@@ -143,6 +143,27 @@ impl Model {
         self.ever.push((c.kind, c.serial));
     }
 
+    /// A new signing and user-authentication certificate in one event
+    /// (`body`: a renewal, a phone change), and what the model does if it
+    /// is accepted.
+    fn new_pair(
+        &mut self,
+        signing: CertKind,
+        auth: CertKind,
+        body: fn(HolderId, NewCert, NewCert) -> EventBody,
+    ) -> Step {
+        let c = self.new_cert(signing);
+        let a = self.new_cert(auth);
+        let given = (c.clone(), a.clone());
+        (
+            body(holder(), c, a),
+            Box::new(move |m: &mut Model| {
+                m.given(&given.0);
+                m.given(&given.1);
+            }),
+        )
+    }
+
     /// A 4-information change, and what the model does if it is accepted.
     fn info_change(&mut self, name: u8, address: u8, new_card: bool) -> Step {
         let new = new_card.then(|| self.new_cert(CertKind::CardSigning));
@@ -215,20 +236,13 @@ impl Model {
                 )
             }
             Op::Renewal => {
-                let c = self.new_cert(CertKind::CardSigning);
-                let a = self.new_cert(CertKind::CardAuth);
-                let given = (c.clone(), a.clone());
-                (
+                self.new_pair(CertKind::CardSigning, CertKind::CardAuth, |holder, c, a| {
                     EventBody::Renewal {
-                        holder: h,
+                        holder,
                         new_signing: Some(c),
                         new_auth: Some(a),
-                    },
-                    Box::new(move |m: &mut Model| {
-                        m.given(&given.0);
-                        m.given(&given.1);
-                    }),
-                )
+                    }
+                })
             }
             Op::CardReturn => (
                 EventBody::CardReturn { holder: h },
@@ -264,22 +278,15 @@ impl Model {
                     }),
                 )
             }
-            Op::PhoneChange => {
-                let c = self.new_cert(CertKind::PhoneSigning);
-                let a = self.new_cert(CertKind::PhoneAuth);
-                let given = (c.clone(), a.clone());
-                (
-                    EventBody::PhoneChange {
-                        holder: h,
-                        new_signing: Some(c),
-                        new_auth: Some(a),
-                    },
-                    Box::new(move |m: &mut Model| {
-                        m.given(&given.0);
-                        m.given(&given.1);
-                    }),
-                )
-            }
+            Op::PhoneChange => self.new_pair(
+                CertKind::PhoneSigning,
+                CertKind::PhoneAuth,
+                |holder, c, a| EventBody::PhoneChange {
+                    holder,
+                    new_signing: Some(c),
+                    new_auth: Some(a),
+                },
+            ),
             Op::Emigration => (
                 EventBody::Emigration {
                     holder: h,

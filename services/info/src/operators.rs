@@ -449,32 +449,32 @@ impl InfoService {
         serials: usize,
         action: &'static str,
     ) -> Result<(), InfoError> {
+        match self.admission(op, provider, serials, action)? {
+            None => Ok(()),
+            Some(e) => Err(self
+                .refuse(op.id.as_str(), action, provider.as_str(), "", e)
+                .await),
+        }
+    }
+
+    /// Why [`InfoService::admit`] refuses, if it does (`Err`: the store failed).
+    fn admission(
+        &self,
+        op: &Operator,
+        provider: &ProviderId,
+        serials: usize,
+        action: &'static str,
+    ) -> Result<Option<InfoError>, InfoError> {
         if !self.is_ready() {
-            return Err(self
-                .refuse(
-                    op.id.as_str(),
-                    action,
-                    provider.as_str(),
-                    "",
-                    InfoError::Unavailable(
-                        "the 4-information service is catching up with the registry; retry shortly",
-                    ),
-                )
-                .await);
+            return Ok(Some(InfoError::Unavailable(
+                "the 4-information service is catching up with the registry; retry shortly",
+            )));
         }
         if !op.acts_for(provider) {
-            return Err(self
-                .refuse(
-                    op.id.as_str(),
-                    action,
-                    provider.as_str(),
-                    "",
-                    InfoError::PermissionDenied(format!(
-                        "operator {} does not act for provider {provider}",
-                        op.id
-                    )),
-                )
-                .await);
+            return Ok(Some(InfoError::PermissionDenied(format!(
+                "operator {} does not act for provider {provider}",
+                op.id
+            ))));
         }
         // A bank's operator asks 4-information questions, a verifier's asks
         // the link service: never the other way round.
@@ -485,66 +485,43 @@ impl InfoService {
         };
         let kind = self.provider(provider)?.map(|p| p.kind);
         if kind != Some(wants) {
-            return Err(self
-                .refuse(
-                    op.id.as_str(),
-                    action,
-                    provider.as_str(),
-                    "",
-                    InfoError::PermissionDenied(format!(
-                        "provider {provider} is not registered as a {}",
-                        match wants {
-                            ProviderKind::Bank => "bank (4-information service)",
-                            ProviderKind::UserAuthVerifier =>
-                                "user-authentication verifier (link service)",
-                        }
-                    )),
-                )
-                .await);
+            return Ok(Some(InfoError::PermissionDenied(format!(
+                "provider {provider} is not registered as a {}",
+                match wants {
+                    ProviderKind::Bank => "bank (4-information service)",
+                    ProviderKind::UserAuthVerifier => "user-authentication verifier (link service)",
+                }
+            ))));
         }
         let cost = serials as f64;
-        let refused = {
-            let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-            let b = buckets
-                .entry(op.id.as_str().to_string())
-                .or_insert_with(|| RateBucket {
-                    tokens: f64::from(op.burst),
-                    at: Instant::now(),
-                });
-            let now = Instant::now();
-            let refill = now.duration_since(b.at).as_secs_f64() * f64::from(op.rate_per_sec);
-            b.tokens = (b.tokens + refill).min(f64::from(op.burst));
-            b.at = now;
-            if cost > f64::from(op.burst) {
-                Some(format!(
-                    "{serials} serials in one call exceed operator {}'s burst of {}",
-                    op.id, op.burst
-                ))
-            } else if cost > b.tokens {
-                let wait = (cost - b.tokens) / f64::from(op.rate_per_sec);
-                Some(format!(
-                    "operator {} is over its limit of {} serials/s; retry in {:.0} ms",
-                    op.id,
-                    op.rate_per_sec,
-                    (wait * 1000.0).ceil()
-                ))
-            } else {
-                b.tokens -= cost;
-                None
-            }
-        };
-        if let Some(why) = refused {
-            return Err(self
-                .refuse(
-                    op.id.as_str(),
-                    action,
-                    provider.as_str(),
-                    "",
-                    InfoError::RateLimited(why),
-                )
-                .await);
-        }
-        Ok(())
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = buckets
+            .entry(op.id.as_str().to_string())
+            .or_insert_with(|| RateBucket {
+                tokens: f64::from(op.burst),
+                at: Instant::now(),
+            });
+        let now = Instant::now();
+        let refill = now.duration_since(b.at).as_secs_f64() * f64::from(op.rate_per_sec);
+        b.tokens = (b.tokens + refill).min(f64::from(op.burst));
+        b.at = now;
+        Ok(if cost > f64::from(op.burst) {
+            Some(InfoError::RateLimited(format!(
+                "{serials} serials in one call exceed operator {}'s burst of {}",
+                op.id, op.burst
+            )))
+        } else if cost > b.tokens {
+            let wait = (cost - b.tokens) / f64::from(op.rate_per_sec);
+            Some(InfoError::RateLimited(format!(
+                "operator {} is over its limit of {} serials/s; retry in {:.0} ms",
+                op.id,
+                op.rate_per_sec,
+                (wait * 1000.0).ceil()
+            )))
+        } else {
+            b.tokens -= cost;
+            None
+        })
     }
 
     /// Provisions per (provider, day) for an operator, for the given days
