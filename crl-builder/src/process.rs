@@ -75,7 +75,9 @@ pub struct CrlSection {
     /// (`certs/ISSUER-ca.der`), the published CRLs (`crl/`) and the mirror
     /// store (`crl-mirror/`). Required.
     pub data_dir: PathBuf,
-    /// The registry's gRPC endpoint. Default `http://127.0.0.1:50051`.
+    /// The registry's gRPC endpoint. Several,
+    /// comma-separated (a primary and its standby), are tried in turn.
+    /// Default `http://127.0.0.1:50051`.
     #[serde(default = "shikko_follow::default_registry_endpoint")]
     pub registry: String,
     /// HTTP listen address (`/crl/...`). Default `127.0.0.1:8080`.

@@ -86,7 +86,9 @@ pub struct OcspSection {
     /// delegated responders' keys (`keys/ISSUER-ocsp.key`) and certificates
     /// (`certs/ISSUER-ocsp.der`). Required.
     pub data_dir: PathBuf,
-    /// The registry's gRPC endpoint. Default `http://127.0.0.1:50051`.
+    /// The registry's gRPC endpoint. Several,
+    /// comma-separated (a primary and its standby), are tried in turn.
+    /// Default `http://127.0.0.1:50051`.
     #[serde(default = "shikko_follow::default_registry_endpoint")]
     pub registry: String,
     /// HTTP listen address (`/ocsp`). Default `127.0.0.1:8081`.

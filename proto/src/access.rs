@@ -75,6 +75,16 @@ pub const RULES: &[Rule] = &[
         why: "writes a copy of the store to disk: an administrator's act, or the backup taker's",
     },
     Rule {
+        method: "/shikko.v1.Registry/Replicate",
+        callers: &["standby"],
+        why: "a standby registry receives every record as stored (4 information) and acknowledges it",
+    },
+    Rule {
+        method: "/shikko.v1.Registry/Promote",
+        callers: &["admin"],
+        why: "makes a standby the primary: an administrator's act in a failover",
+    },
+    Rule {
         method: "/shikko.v1.OcspResponder/Check",
         callers: &["admin", "auditor"],
         why: "the internal twin of the public HTTP responder, for diagnostics",
@@ -316,6 +326,17 @@ pub const LIMITS: &[(&str, Limits)] = &[
     ("/shikko.v1.Registry/Snapshot", stream(4)),
     ("/shikko.v1.Registry/ListPartitions", SMALL),
     ("/shikko.v1.Registry/Checkpoint", heavy(1)),
+    // Seed pages and record batches up to the primary's largest ingest;
+    // one standby at a time (a second link replaces the first).
+    (
+        "/shikko.v1.Registry/Replicate",
+        Limits {
+            max_message_bytes: 64 * MIB,
+            concurrency: 2,
+            timeout_secs: 0,
+        },
+    ),
+    ("/shikko.v1.Registry/Promote", SMALL),
     (
         "/shikko.v1.OcspResponder/Check",
         Limits {

@@ -246,13 +246,17 @@ pub fn client_tls(
 }
 
 /// The client side of a follower's `[tls]` (it calls the registry, and
-/// only a server with the registry's identity will do), its files re-read
+/// only a server with the registry's identity will do, or a standby's: a
+/// promoted standby is the registry), its files re-read
 /// like the server's until `shutdown`; `None` when `insecure_loopback_only`.
 pub fn registry_client(
     cfg: &TlsConfig,
     shutdown: &shikko_runtime::Shutdown,
 ) -> Result<Option<Arc<ClientTls>>, AccessError> {
-    let tls = client_tls(cfg, expect_server(InternalRole::Registry))?;
+    let tls = client_tls(
+        cfg,
+        expect_server_one_of(&[InternalRole::Registry, InternalRole::Standby]),
+    )?;
     if let Some(t) = &tls {
         shikko_runtime::tls::spawn_reloader(
             t.clone() as Arc<dyn shikko_runtime::tls::Reload>,

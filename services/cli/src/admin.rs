@@ -94,6 +94,23 @@ pub(crate) enum AdminCommand {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         endpoint: String,
     },
+    /// Make a standby registry the primary (failover: docs/OPERATOR.md).
+    /// Stop the old primary first: promotion is refused while it still
+    /// sends to the standby, unless forced.
+    Promote {
+        /// The standby's gRPC endpoint.
+        #[arg(long)]
+        endpoint: String,
+        /// Acknowledge ingests on this registry's own disk until a new
+        /// standby has caught up (otherwise, with require_standby, ingest
+        /// waits for one).
+        #[arg(long)]
+        without_standby: bool,
+        /// Promote although the old primary was heard from in the last 5 s
+        /// (only when it is certain it can acknowledge nothing more).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn print_link_keys(s: &pb::LinkKeyState) {
@@ -256,6 +273,32 @@ pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
                 .map_err(status_error)?
                 .into_inner();
             print_link_keys(&state);
+        }
+        AdminCommand::Promote {
+            endpoint,
+            without_standby,
+            force,
+        } => {
+            let done = crate::client::connect(&endpoint, "admin")
+                .await?
+                .promote(pb::PromoteRequest {
+                    without_standby,
+                    force,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "{endpoint} is the primary of epoch {} (store {}, last sequence number {}){}",
+                done.epoch,
+                done.store_id,
+                done.last_seq,
+                if without_standby {
+                    "; acknowledging on its own disk until a standby catches up"
+                } else {
+                    ""
+                }
+            );
         }
         AdminCommand::OperatorList { endpoint } => {
             let list = admin_client(&endpoint, "admin")

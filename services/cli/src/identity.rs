@@ -63,7 +63,7 @@ fn files_in(dir: &Path, name: &str) -> Option<TlsFiles> {
 
 /// The registry (its service, checkpoints, and whatever the demo's one
 /// process serves beside it).
-pub(crate) const REGISTRY: &[InternalRole] = &[InternalRole::Registry];
+pub(crate) const REGISTRY: &[InternalRole] = &[InternalRole::Registry, InternalRole::Standby];
 /// InfoAdmin: the info role, or a registry with the info service inside.
 pub(crate) const INFO_ADMIN: &[InternalRole] = &[InternalRole::Info, InternalRole::Registry];
 /// CrlPublisher: the crl role, or the demo's one process (the registry's identity).

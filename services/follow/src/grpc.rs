@@ -37,21 +37,53 @@ fn compacted_or(
 /// Records per batch asked of the registry.
 const MAX_BATCH: u32 = 1_000;
 
-/// The registry at a gRPC endpoint.
+/// The registry at a gRPC endpoint, or at one of several (a primary and
+/// its standby: the standby refuses followers until it is promoted).
 #[derive(Debug, Clone)]
 pub struct GrpcSource {
-    endpoint: String,
+    endpoints: Arc<[String]>,
+    /// The endpoint tried next: the one that last worked, or the next
+    /// after one that failed.
+    current: Arc<std::sync::atomic::AtomicUsize>,
     tls: Option<Arc<ClientTls>>,
 }
 
 impl GrpcSource {
-    /// The registry at `endpoint` (e.g. `https://127.0.0.1:50051`),
-    /// plaintext until [`GrpcSource::with_tls`].
+    /// The registry at `endpoint` (e.g. `https://127.0.0.1:50051`; several
+    /// separated by commas are tried in turn, the first that serves the feed
+    /// is followed), plaintext until [`GrpcSource::with_tls`].
     pub fn new(endpoint: impl Into<String>) -> GrpcSource {
+        let endpoint = endpoint.into();
+        let mut endpoints: Vec<String> = endpoint
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_string)
+            .collect();
+        if endpoints.is_empty() {
+            endpoints.push(endpoint);
+        }
         GrpcSource {
-            endpoint: endpoint.into(),
+            endpoints: endpoints.into(),
+            current: Arc::default(),
             tls: None,
         }
+    }
+
+    fn endpoint(&self) -> &str {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.endpoints.len();
+        &self.endpoints[i]
+    }
+
+    /// The current endpoint failed: the next call tries the next one.
+    fn failed<T>(&self, r: Result<T, FollowError>) -> Result<T, FollowError> {
+        // A pruned position is this registry's answer, not its absence.
+        let elsewhere = matches!(r, Err(ref e) if !matches!(e, FollowError::Compacted { .. }));
+        if elsewhere && self.endpoints.len() > 1 {
+            self.current
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
     }
 
     /// Over mutual TLS with `tls` (`None`: plaintext, on loopback only).
@@ -65,7 +97,7 @@ impl GrpcSource {
     async fn client(&self) -> Result<RegistryClient<tonic::transport::Channel>, FollowError> {
         // HTTP/2 keepalive: a registry that vanished without closing the
         // connection is noticed within half a minute, not never.
-        let channel = shikko_access::connect(&self.endpoint, self.tls.as_ref(), |ep| {
+        let channel = shikko_access::connect(self.endpoint(), self.tls.as_ref(), |ep| {
             ep.connect_timeout(Duration::from_secs(10))
                 .http2_keep_alive_interval(Duration::from_secs(20))
                 .keep_alive_timeout(Duration::from_secs(10))
@@ -80,6 +112,22 @@ impl GrpcSource {
 
 impl FeedSource for GrpcSource {
     async fn open(&self, from_seq: u64, content: Content) -> Result<FeedStream, FollowError> {
+        let opened = self.open_here(from_seq, content).await;
+        self.failed(opened)
+    }
+
+    async fn snapshot(&self, content: SnapshotContent) -> Result<SnapshotStream, FollowError> {
+        let opened = self.snapshot_here(content).await;
+        self.failed(opened)
+    }
+
+    fn describe(&self) -> String {
+        self.endpoint().to_string()
+    }
+}
+
+impl GrpcSource {
+    async fn open_here(&self, from_seq: u64, content: Content) -> Result<FeedStream, FollowError> {
         let stream = self
             .client()
             .await?
@@ -105,7 +153,7 @@ impl FeedSource for GrpcSource {
             .boxed())
     }
 
-    async fn snapshot(&self, content: SnapshotContent) -> Result<SnapshotStream, FollowError> {
+    async fn snapshot_here(&self, content: SnapshotContent) -> Result<SnapshotStream, FollowError> {
         let pb_content = match content {
             SnapshotContent::Status => pb::SnapshotContent::Status,
             SnapshotContent::Listed => pb::SnapshotContent::Listed,
@@ -131,10 +179,6 @@ impl FeedSource for GrpcSource {
                 ))),
             })
             .boxed())
-    }
-
-    fn describe(&self) -> String {
-        self.endpoint.clone()
     }
 }
 

@@ -86,7 +86,9 @@ pub struct InfoRoleConfig {
 pub struct InfoRoleSection {
     /// Its own data directory (the replica store, consents, audit log). Required.
     pub data_dir: PathBuf,
-    /// The registry it follows. Default `http://127.0.0.1:50051`.
+    /// The registry it follows. Several,
+    /// comma-separated (a primary and its standby), are tried in turn.
+    /// Default `http://127.0.0.1:50051`.
     #[serde(default = "shikko_follow::default_registry_endpoint")]
     pub registry: String,
     /// gRPC over mutual TLS for operators. Default `127.0.0.1:50054` (the

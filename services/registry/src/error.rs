@@ -34,6 +34,16 @@ pub enum Error {
         /// The first sequence number kept.
         first_seq: u64,
     },
+    /// This registry is a standby: it ingests nothing and serves no feed
+    /// until promoted.
+    #[error("this registry is a standby: send events to, and follow, the primary")]
+    Standby,
+    /// The standby did not confirm in time (the call may be retried).
+    #[error("{0}")]
+    Unavailable(String),
+    /// An act refused in this state (promotion of a live primary's standby).
+    #[error("{0}")]
+    Refused(String),
     /// A metric could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -59,6 +69,8 @@ impl From<Error> for Status {
             Error::Invalid(_) => Status::new(Code::InvalidArgument, e.to_string()),
             Error::Rejected { .. } => Status::new(Code::FailedPrecondition, e.to_string()),
             Error::NotFound(_) => Status::new(Code::NotFound, e.to_string()),
+            Error::Standby | Error::Unavailable(_) => Status::new(Code::Unavailable, e.to_string()),
+            Error::Refused(_) => Status::new(Code::FailedPrecondition, e.to_string()),
             Error::Compacted { first_seq } => {
                 let mut s = Status::new(Code::FailedPrecondition, e.to_string());
                 if let Ok(v) = first_seq.to_string().parse() {

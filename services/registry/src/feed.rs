@@ -60,14 +60,15 @@ impl FeedCursor {
             if *self.closing.borrow_and_update() {
                 return Ok(None);
             }
-            // Mark the head seen before reading, so an ingest after the read wakes us.
-            self.head.borrow_and_update();
+            // Mark the head seen before reading, so an ingest after the read
+            // wakes us; read no further than it (in a synchronous pair,
+            // what the standby holds).
+            let head_seq = *self.head.borrow_and_update();
             let store = self.registry.store().clone();
             let (next, max, content, first) = (self.next, self.max, self.content, self.first);
             let mut batch = tokio::task::spawn_blocking(move || {
-                // The head before the read: the records read reach at least it.
-                let head_seq = store.last_seq();
-                let records = store.changes_since(next, max)?;
+                let visible = usize::try_from((head_seq + 1).saturating_sub(next)).unwrap_or(max);
+                let records = store.changes_since(next, max.min(visible))?;
                 // Pruned past the cursor (nothing left from it, or its
                 // writes gone between the two reads): the follower must
                 // load a snapshot.
@@ -180,12 +181,8 @@ impl FeedSource for LocalFeed {
     }
 
     async fn snapshot(&self, content: SnapshotContent) -> Result<SnapshotStream, FollowError> {
-        let rx = crate::snapshot::produce(
-            self.registry.store().shared(),
-            content,
-            self.registry.images.clone(),
-        )
-        .map_err(|e| FollowError::Unreachable(e.to_string()))?;
+        let rx = crate::snapshot::produce_visible(self.registry.clone(), content)
+            .map_err(|e| FollowError::Unreachable(e.to_string()))?;
         Ok(tokio_stream::wrappers::ReceiverStream::new(rx)
             .map(|part| part.map_err(|e| FollowError::Stream(e.to_string())))
             .boxed())

@@ -28,7 +28,9 @@
 mod error;
 mod feed;
 mod metrics;
+pub mod pair;
 pub mod process;
+mod replicate;
 pub mod retention;
 mod service;
 mod snapshot;

@@ -33,6 +33,9 @@ pub struct RegistrySection {
     /// What the registry keeps of its history, and for how long.
     #[serde(default)]
     pub retention: crate::retention::Retention,
+    /// A standby registry that holds every acknowledged event (docs/OPERATOR.md, failover).
+    #[serde(default)]
+    pub pair: crate::pair::PairSection,
 }
 
 /// Where the registry listens by default (where the followers look for it).
@@ -44,6 +47,9 @@ pub fn default_grpc() -> SocketAddr {
 pub struct RegistryProcess {
     store: RegistryStore,
     retention: crate::retention::Retention,
+    /// On a standby: its primary's endpoint.
+    standby_of: Option<String>,
+    tls: TlsConfig,
     registry: Arc<Registry>,
     metrics: shikko_runtime::Metrics,
     grpc: TcpListener,
@@ -72,18 +78,39 @@ impl RegistryProcess {
             .retention
             .validate()
             .map_err(|e| shikko_runtime::RoleError::new("[registry.retention]", e))?;
+        section
+            .pair
+            .validate()
+            .map_err(|e| shikko_runtime::RoleError::new("[registry.pair]", e))?;
         let security = shikko_access::server_security(tls).context("[tls]")?;
         let store = RegistryStore::open_data_dir(&section.data_dir)
             .with_context(|| format!("opening the store of {}", section.data_dir.display()))?;
+        let role = store.replication_role().context("the store's role")?;
+        match (&section.pair.standby_of, role) {
+            (Some(_), shikko_store::Role::Primary) => store.make_standby().map_err(|e| {
+                shikko_runtime::RoleError::new("[registry.pair] standby_of", e.to_string())
+            })?,
+            (None, shikko_store::Role::Standby | shikko_store::Role::Seeding) => {
+                return Err(shikko_runtime::RoleError::new(
+                    "[registry.pair] standby_of",
+                    "this data directory is a standby's: name its primary in standby_of (a standby is promoted while it runs: shikko admin promote)",
+                ));
+            }
+            _ => {}
+        }
         let metrics = shikko_runtime::process_metrics()?;
-        let registry =
-            Arc::new(Registry::new(store.clone(), metrics.registry()).context("registry metrics")?);
+        let registry = Arc::new(
+            Registry::in_pair(store.clone(), metrics.registry(), &section.pair)
+                .context("registry metrics")?,
+        );
         let grpc = bind(section.grpc_listen, "gRPC").await?;
         let metrics_listener = bind(telemetry.metrics_listen, "metrics").await?;
         let routes = GrpcRoutes::new(shikko_access::api()).service(registry.clone().into_service());
         Ok(RegistryProcess {
             store,
             retention: section.retention,
+            standby_of: section.pair.standby_of.clone(),
+            tls: tls.clone(),
             registry,
             metrics,
             grpc,
@@ -123,8 +150,18 @@ impl RegistryProcess {
         tracing::info!(
             grpc = %self.grpc.local_addr().context("gRPC address")?,
             last_seq = self.store.last_seq(),
+            standby_of = self.standby_of.as_deref().unwrap_or("-"),
             "registry serving"
         );
+        if let Some(primary) = self.standby_of.clone() {
+            let client = shikko_access::registry_client(&self.tls, &shutdown)
+                .context("[tls] as the standby's identity")?;
+            tokio::spawn(self.registry.clone().follow_primary(
+                primary,
+                client,
+                shutdown.wait_owned(),
+            ));
+        }
         let addr = |l: &TcpListener| {
             l.local_addr()
                 .map_or_else(|_| "?".to_string(), |a| a.to_string())
@@ -149,6 +186,8 @@ impl RegistryProcess {
         ));
         let closer = self.registry.clone();
         let server = RoleServer::new("registry", self.metrics, self.metrics_listener)
+            // Ready for traffic (the Service's endpoints): the primary only.
+            .readiness(self.registry.pair.ready.clone())
             .grpc(self.grpc, self.routes, self.security)
             // Feed streams never end by themselves: close them so draining can finish.
             .on_shutdown(async move { closer.close_streams() });

@@ -34,9 +34,13 @@ const MAX_BULK_REJECTIONS: usize = 1_000;
 /// The registry: the store, the head of the change feed, and metrics.
 pub struct Registry {
     store: RegistryStore,
-    head: Arc<watch::Sender<u64>>,
+    /// What followers may see: every stored record, or (in a synchronous
+    /// pair) those the standby confirmed.
+    pub(crate) head: Arc<watch::Sender<u64>>,
+    /// Primary or standby, and the link between them.
+    pub(crate) pair: Arc<crate::pair::Pair>,
     closing: watch::Sender<bool>,
-    metrics: RegistryMetrics,
+    pub(crate) metrics: RegistryMetrics,
     /// The last status index image built for a new responder.
     pub(crate) images: Arc<crate::snapshot::ImageCache>,
 }
@@ -50,8 +54,26 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// A registry over an open store; its metrics go into `metrics`.
+    /// A registry over an open store, alone (no standby); its metrics go into `metrics`.
     pub fn new(store: RegistryStore, metrics: &prometheus::Registry) -> Result<Registry> {
+        Registry::in_pair(store, metrics, &crate::pair::PairSection::default())
+    }
+
+    /// A registry over an open store, primary or standby as the store
+    /// records, waiting for its standby as `pair` says.
+    pub fn in_pair(
+        store: RegistryStore,
+        metrics: &prometheus::Registry,
+        pair: &crate::pair::PairSection,
+    ) -> Result<Registry> {
+        let standby = store.replication_role()? != shikko_store::Role::Primary;
+        let pair = Arc::new(crate::pair::Pair::new(
+            standby,
+            pair,
+            store.last_seq(),
+            store.epoch()?,
+            metrics,
+        )?);
         let metrics = RegistryMetrics::register(metrics)?;
         let last = store.last_seq();
         metrics
@@ -59,7 +81,8 @@ impl Registry {
             .set(i64::try_from(last).unwrap_or(i64::MAX));
         Ok(Registry {
             store,
-            head: Arc::new(watch::Sender::new(last)),
+            head: Arc::new(watch::Sender::new(pair.initial_head(last))),
+            pair,
             closing: watch::Sender::new(false),
             metrics,
             images: Arc::default(),
@@ -71,8 +94,12 @@ impl Registry {
         &self.store
     }
 
-    /// Ingests a batch on a blocking thread; returns once it is durable.
+    /// Ingests a batch on a blocking thread; returns once it is durable
+    /// (here, and in a synchronous pair on the standby too).
     pub async fn ingest(&self, events: Vec<Event>, mode: IngestMode) -> Result<Vec<Outcome>> {
+        if self.pair.is_standby() {
+            return Err(Error::Standby);
+        }
         if events.len() > MAX_EVENTS_PER_BATCH {
             return Err(Error::Invalid(format!(
                 "{} events in one batch; at most {MAX_EVENTS_PER_BATCH}",
@@ -81,6 +108,7 @@ impl Registry {
         }
         let store = self.store.clone();
         let head = self.head.clone();
+        let pair = self.pair.clone();
         let last_seq = self.metrics.last_seq.clone();
         let started = Instant::now();
         // The followers are told inside the blocking task, so a caller that
@@ -89,12 +117,26 @@ impl Registry {
             let out = store.ingest(&events, mode);
             let last = store.last_seq();
             last_seq.set(i64::try_from(last).unwrap_or(i64::MAX));
-            head.send_replace(last);
+            pair.written.send_replace(last);
+            // In a synchronous pair the standby's confirmation moves the head.
+            if !pair.is_synchronous() {
+                head.send_replace(last);
+            }
             (events, out)
         })
         .await
         .map_err(|e| Error::Internal(format!("ingest task: {e}")))?;
         let outcomes = outcomes?;
+        // Every record the answer names must be on the standby's disk too.
+        let names = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Applied { seq } | Outcome::Duplicate { seq } => Some(*seq),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        self.pair.wait_durable(names).await?;
         self.metrics
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -113,9 +155,9 @@ impl Registry {
         Ok(outcomes)
     }
 
-    /// The head of the change feed: its value is the last accepted sequence
-    /// number, and it changes when events are accepted (in-process followers
-    /// wait on it).
+    /// The head of the change feed: its value is the last sequence number
+    /// followers may see (every accepted one; in a synchronous pair, those
+    /// the standby confirmed), and it changes when that moves.
     pub fn head(&self) -> watch::Receiver<u64> {
         self.head.subscribe()
     }
@@ -123,6 +165,23 @@ impl Registry {
     /// Becomes true when the registry closes its feed streams.
     pub(crate) fn closing(&self) -> watch::Receiver<bool> {
         self.closing.subscribe()
+    }
+
+    /// Waits until followers may see `seq` (at once unless a synchronous
+    /// pair's standby has yet to confirm it).
+    pub(crate) async fn wait_visible(&self, seq: u64) -> Result<()> {
+        let mut rx = self.head.subscribe();
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            rx.wait_for(|h| *h >= seq),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(Error::Unavailable(format!(
+                "the standby has not confirmed sequence number {seq}: no snapshot of it yet"
+            ))),
+        }
     }
 
     /// Ends every open change-feed stream (on shutdown, so that draining can finish).
@@ -299,6 +358,9 @@ impl RegistryApi for RegistryService {
             .extensions()
             .get::<shikko_runtime::authz::Refusals>()
             .cloned();
+        if self.inner.pair.is_standby() {
+            return Err(Error::Standby.into());
+        }
         let req = request.into_inner();
         // Writes carry 4 information: only to the info role and a standby.
         if req.with_writes
@@ -348,6 +410,9 @@ impl RegistryApi for RegistryService {
         &self,
         request: Request<pb::SnapshotRequest>,
     ) -> std::result::Result<Response<Self::SnapshotStream>, Status> {
+        if self.inner.pair.is_standby() {
+            return Err(Error::Standby.into());
+        }
         let caller = request
             .extensions()
             .get::<shikko_runtime::Caller>()
@@ -382,11 +447,7 @@ impl RegistryApi for RegistryService {
                 "{who} may load statuses only (the replica's writes carry personal data)"
             )));
         }
-        let rx = crate::snapshot::produce(
-            self.inner.store.shared(),
-            content,
-            self.inner.images.clone(),
-        )?;
+        let rx = crate::snapshot::produce_visible(self.inner.clone(), content)?;
         Ok(Response::new(Box::pin(tokio_stream::StreamExt::map(
             ReceiverStream::new(rx),
             |part| {
@@ -475,6 +536,34 @@ impl RegistryApi for RegistryService {
         tracing::info!(path = %path.display(), last_seq, "checkpoint written");
         Ok(Response::new(pb::CheckpointResponse {
             path: path.display().to_string(),
+            last_seq,
+            store_id,
+        }))
+    }
+
+    type ReplicateStream = BoxStream<pb::ReplicateMessage>;
+
+    async fn replicate(
+        &self,
+        request: Request<Streaming<pb::ReplicateAck>>,
+    ) -> std::result::Result<Response<Self::ReplicateStream>, Status> {
+        let rx = crate::replicate::serve_link(self.inner.clone(), request.into_inner()).await?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn promote(
+        &self,
+        request: Request<pb::PromoteRequest>,
+    ) -> std::result::Result<Response<pb::PromoteResponse>, Status> {
+        let req = request.into_inner();
+        let (epoch, last_seq) = self.inner.promote(req.without_standby, req.force).await?;
+        let store = self.inner.store.clone();
+        let store_id = tokio::task::spawn_blocking(move || store.store_id())
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(Error::from)?;
+        Ok(Response::new(pb::PromoteResponse {
+            epoch,
             last_seq,
             store_id,
         }))

@@ -130,6 +130,33 @@ impl From<shikko_store::Error> for Stop {
     }
 }
 
+/// [`produce`] of `registry`'s store, its first part held back until
+/// followers may see its seq (in a synchronous pair, once the standby
+/// confirmed it): a snapshot never shows what a promoted standby could lack.
+pub(crate) fn produce_visible(
+    registry: Arc<crate::Registry>,
+    content: SnapshotContent,
+) -> Result<mpsc::Receiver<Result<SnapshotPart>>> {
+    let mut parts = produce(registry.store().shared(), content, registry.images.clone())?;
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Some(part) = parts.recv().await {
+            if first && let Ok(p) = &part {
+                first = false;
+                if let Err(e) = registry.wait_visible(p.seq).await {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+            if tx.send(part).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
 /// The parts of a snapshot of `store` (what `content` says): the first
 /// carries every municipality, the last says so.
 pub(crate) fn produce(

@@ -238,6 +238,7 @@ pub struct RoleServer {
     grpc: Vec<GrpcEndpoint>,
     http: Option<(TcpListener, axum::Router, HttpLimits)>,
     on_shutdown: Vec<Hook>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for RoleServer {
@@ -260,7 +261,16 @@ impl RoleServer {
             grpc: Vec::new(),
             http: None,
             on_shutdown: Vec::new(),
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
+    }
+
+    /// `/readyz` answers ready while `ready` holds (and never once shutting
+    /// down): a role that must not take traffic in some state (a standby
+    /// registry) says so here. Default: ready until shutdown.
+    pub fn readiness(mut self, ready: Arc<std::sync::atomic::AtomicBool>) -> RoleServer {
+        self.ready = ready;
+        self
     }
 
     /// An internal gRPC endpoint (between Shikko's processes, and for
@@ -490,7 +500,7 @@ impl RoleServer {
         }
         // Metrics, liveness and readiness, through the same hardened HTTP
         // server as the public endpoints (header timeouts, connection cap).
-        let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let ready = self.ready.clone();
         {
             let stop = shutdown.wait_owned();
             let app = crate::metrics_server::router_with_readiness(self.metrics, ready.clone());

@@ -158,10 +158,17 @@ impl TlsConfig {
 
     /// Checks the section for a client of `endpoint` (a URL): plaintext
     /// only to a loopback host.
-    pub fn validate_client(&self, endpoint: &str) -> Result<(), String> {
+    pub fn validate_client(&self, endpoints: &str) -> Result<(), String> {
         if !self.insecure_loopback_only {
             return Ok(());
         }
+        endpoints
+            .split(',')
+            .map(str::trim)
+            .try_for_each(Self::loopback_endpoint)
+    }
+
+    fn loopback_endpoint(endpoint: &str) -> Result<(), String> {
         let uri: http::Uri = endpoint
             .parse()
             .map_err(|e| format!("{endpoint}: not a URL: {e}"))?;

@@ -96,7 +96,11 @@ impl RegistryStore {
     /// synced to the write-ahead log before this returns. Returns one outcome per event.
     ///
     /// Errors only on a storage failure, in which case nothing of the batch is written.
+    /// A standby's store refuses ([`crate::Error::Standby`]).
     pub fn ingest(&self, events: &[Event], mode: IngestMode) -> Result<Vec<Outcome>> {
+        if self.0.replication_role()? != crate::Role::Primary {
+            return Err(crate::Error::Standby);
+        }
         self.0.ingest_events(events, mode)
     }
 
@@ -112,7 +116,8 @@ impl RegistryStore {
     ) -> Result<crate::Pruned> {
         use shikko_core::UnixTime;
         let from = self.0.first_seq();
-        if !self.0.mark_day(now)? {
+        // A standby being seeded holds no history of its own yet.
+        if self.0.replication_role()? == crate::Role::Seeding || !self.0.mark_day(now)? {
             return Ok(crate::Pruned {
                 from,
                 first_seq: from,

@@ -119,7 +119,7 @@ impl StateView for BatchView<'_> {
     }
 }
 
-fn fingerprint(encoded_event: &[u8]) -> [u8; 32] {
+pub(crate) fn fingerprint(encoded_event: &[u8]) -> [u8; 32] {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, encoded_event);
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());

@@ -39,6 +39,7 @@ mod reload;
 mod replica;
 mod retention;
 mod snapshot;
+mod standby;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -52,6 +53,7 @@ pub use handle::{MirrorStore, RegistryStore, ReplicaStore, StoreKind};
 pub use ingest::{IngestMode, Outcome};
 pub use retention::Pruned;
 pub use snapshot::{RevokedBatch, Snapshot};
+pub use standby::{Continuation, Replicated, Role, SEED_FAMILIES};
 
 /// A store failure: RocksDB itself, or a record that does not decode.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,11 @@ pub enum Error {
         /// The sequence number received.
         got: u64,
     },
+    /// A standby's store ingests nothing until it is promoted.
+    #[error(
+        "this store is a standby's: it ingests nothing until it is promoted (shikko admin promote)"
+    )]
+    Standby,
     /// A store opened for another purpose than the one it was made for
     /// (a mirror's directory opened as a registry, or the other way round).
     #[error("{path}: this is a {found} store, not a {expected} store")]
@@ -435,9 +442,12 @@ impl Store {
             META_KIND,
             retention::META_FIRST_SEQ,
             retention::META_ID_FLOOR,
+            standby::META_ROLE,
+            standby::META_EPOCH,
         ]
         .contains(&key)
             || key.starts_with(b"seq_at/")
+            || key.starts_with(standby::EPOCH_BEGAN)
         {
             return Err(Error::ReservedKey(
                 String::from_utf8_lossy(key).into_owned(),

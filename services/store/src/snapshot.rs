@@ -87,10 +87,20 @@ impl Store {
     }
 }
 
-impl Snapshot<'_> {
+impl<'a> Snapshot<'a> {
     /// The sequence number of the last event this view includes (0 when empty).
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// The RocksDB snapshot, for reads of this view.
+    pub(crate) fn raw(&self) -> &SnapshotWithThreadMode<'a, DB> {
+        &self.snap
+    }
+
+    /// The store it is a view of.
+    pub(crate) fn store(&self) -> &'a Store {
+        self.store
     }
 
     fn read_options(&self, bulk: bool) -> ReadOptions {
