@@ -18,28 +18,12 @@ use shikko_follow::{
     Binding, Follower, FollowerMetrics, GrpcSource, Readiness, SnapshotContent, StatusSink,
 };
 use shikko_proto::v1 as pb;
-use shikko_registry::Registry;
 use shikko_store::{IngestMode, Outcome, ReplicaStore, Store};
 use tokio::sync::oneshot;
 
 const DAY: i64 = 86_400;
 const HISTORY: i64 = 35 * DAY;
 const IDS: i64 = 400 * DAY;
-
-/// The registry on a gRPC port: its address, and what stops it.
-async fn serve(registry: &Arc<Registry>) -> (String, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(shikko_registry::serve(
-        registry.clone(),
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    (format!("http://{addr}"), stop)
-}
 
 /// What a relying party, a CRL and a bank could learn of holders 1..=n:
 /// certificates, holders, links, the revoked index, municipalities.

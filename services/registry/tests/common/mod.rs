@@ -12,6 +12,7 @@ use shikko_core::{
 use shikko_follow::{FollowError, ReplicaSink, SnapshotContent, StatusBatch, StatusSink};
 use shikko_registry::Registry;
 use shikko_store::{RegistryStore, ReplicaStore};
+use tokio::sync::oneshot;
 
 /// A sink that keeps what it is given: records, and a snapshot's statuses.
 #[derive(Default)]
@@ -148,4 +149,19 @@ pub fn metric(registry: &prometheus::Registry, name: &str, role: &str) -> i64 {
                 .map(|m| m.get_gauge().get_value() as i64)
         })
         .unwrap_or_else(|| panic!("no {name}{{role={role}}}"))
+}
+
+/// The registry on a gRPC port: its address, and what stops it.
+pub async fn serve(registry: &Arc<Registry>) -> (String, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(shikko_registry::serve(
+        registry.clone(),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (format!("http://{addr}"), stop)
 }
