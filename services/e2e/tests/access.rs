@@ -22,7 +22,7 @@ use shikko_testkit::process::{SecureRegistry, setup_demo_dir, start_role, start_
 use shikko_testkit::roles::{InfoTls, Loopback};
 use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// Every method of every service in the compiled descriptors, by service
 /// (`package.Service`), as `/package.Service/Method`.
@@ -40,32 +40,6 @@ fn described() -> BTreeMap<String, Vec<String>> {
         }
     }
     out
-}
-
-/// A channel to `addr` over TLS, presenting `identity`'s certificate, or
-/// none at all.
-async fn tls_channel(
-    ids: &Identities,
-    addr: &str,
-    identity: Option<&str>,
-) -> Result<Channel, tonic::transport::Error> {
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(std::fs::read(ids.ca()).unwrap()))
-        .domain_name("localhost");
-    if let Some(name) = identity {
-        tls = tls.identity(Identity::from_pem(
-            std::fs::read(ids.cert(name)).unwrap(),
-            std::fs::read(ids.key(name)).unwrap(),
-        ));
-    }
-    Endpoint::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(20))
-        .connect()
-        .await
 }
 
 /// Calls `method` with one empty message (a valid encoding of every
@@ -177,7 +151,7 @@ async fn every_internal_method_admits_exactly_the_identities_of_its_rule() {
         );
 
         // TLS without a client certificate: the handshake is refused.
-        let outcome = call(tls_channel(&ids, addr, None).await, method).await;
+        let outcome = call(ids.channel(addr, None).await, method).await;
         assert!(
             refused_at_the_door(&outcome),
             "{method} on {addr} without a certificate: {outcome:?}"
@@ -190,7 +164,7 @@ async fn every_internal_method_admits_exactly_the_identities_of_its_rule() {
             .filter(|c| !rule.callers.contains(c))
             .collect();
         for who in &wrong {
-            let outcome = call(tls_channel(&ids, addr, Some(who)).await, method).await;
+            let outcome = call(ids.channel(addr, Some(who)).await, method).await;
             assert!(
                 matches!(&outcome, Err(s) if s.code() == Code::PermissionDenied),
                 "{method} on {addr} as {who}: {outcome:?}"
@@ -205,7 +179,7 @@ async fn every_internal_method_admits_exactly_the_identities_of_its_rule() {
         // Every identity the rule names gets past the layer: whatever the
         // handler makes of an empty request, it is not a refusal.
         for who in rule.callers {
-            let outcome = call(tls_channel(&ids, addr, Some(who)).await, method).await;
+            let outcome = call(ids.channel(addr, Some(who)).await, method).await;
             assert!(
                 !matches!(&outcome, Err(s) if matches!(s.code(), Code::PermissionDenied | Code::Unauthenticated | Code::Unavailable)),
                 "{method} on {addr} refused {who}, whom its rule admits: {outcome:?}"
@@ -278,7 +252,7 @@ async fn only_the_info_role_and_the_standby_follow_with_personal_data() {
         ("info", true),
         ("standby", true),
     ] {
-        let channel = tls_channel(&ids, &addr, Some(who)).await.unwrap();
+        let channel = ids.channel(&addr, Some(who)).await.unwrap();
         let mut client = RegistryClient::new(channel);
         let status_only = client
             .follow(shikko_proto::v1::FollowRequest {
@@ -353,7 +327,8 @@ async fn only_the_info_role_and_the_standby_follow_with_personal_data() {
 
 /// `Registry.ListPartitions` as `who`: Ok, or why not.
 async fn list_partitions(ids: Identities, addr: String, who: &str) -> Result<(), String> {
-    let channel = tls_channel(&ids, &addr, Some(who))
+    let channel = ids
+        .channel(&addr, Some(who))
         .await
         .map_err(|e| e.to_string())?;
     shikko_proto::v1::registry_client::RegistryClient::new(channel)

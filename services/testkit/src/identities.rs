@@ -141,6 +141,36 @@ impl Identities {
         Ok(self.crl())
     }
 
+    /// A channel to `addr` over TLS, presenting `identity`'s certificate, or
+    /// none at all.
+    pub async fn channel(
+        &self,
+        addr: &str,
+        identity: Option<&str>,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        use std::time::Duration;
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+        let read =
+            |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(self.ca())))
+            .domain_name("localhost");
+        if let Some(name) = identity {
+            tls = tls.identity(Identity::from_pem(
+                read(self.cert(name)),
+                read(self.key(name)),
+            ));
+        }
+        Endpoint::from_shared(format!("https://{addr}"))
+            .expect("an https URL")
+            .tls_config(tls)
+            .expect("a TLS configuration")
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(20))
+            .connect()
+            .await
+    }
+
     /// The `[tls]` section of a role using identity `name`, files read
     /// again every second; with the internal CA's CRL when
     /// [`Identities::revoke`] has written one.
