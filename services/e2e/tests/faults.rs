@@ -4,6 +4,10 @@
 //! - with the registry down, the OCSP responder answers from its index within
 //!   the stale-but-valid window (and says so in its metrics), then tryLater,
 //!   and answers again once the registry is back;
+//! - a synchronous pair: the primary killed (SIGKILL) during ingest and
+//!   its data directory deleted (the disk is gone), the standby promoted:
+//!   every acknowledged event is there with its sequence number, and the
+//!   OCSP responder, which knows both endpoints, follows the new primary;
 //! - a CRL build that runs out of disk leaves the published CRL in place;
 //! - 10,000 idle connections and slowloris clients do not starve OCSP
 //!   clients; an oversized body is refused.
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::{RoleProcess, run, setup_demo_dir, shikko, start_registry, start_role};
 use shikko_proto::v1 as pb;
+use shikko_testkit::identities::Identities;
 use shikko_testkit::roles::Loopback;
 use shikko_testkit::{openssl_ocsp, openssl_ocsp_serial, until};
 
@@ -372,4 +377,203 @@ fn idle_and_slow_clients_do_not_starve_ocsp_clients() {
     s.read_exact(&mut head).unwrap();
     assert_eq!(&head[9..12], b"413", "{}", String::from_utf8_lossy(&head));
     drop(idle);
+}
+
+/// Issue 14, item 4, over real processes and mutual TLS.
+#[test]
+fn a_promoted_standby_holds_every_acknowledged_event_after_the_primary_and_its_disk_are_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    setup_demo_dir(&data);
+    // The primary's store (the demo's) on its own disk: its own directory.
+    let primary_dir = dir.path().join("primary");
+    std::fs::create_dir_all(&primary_dir).unwrap();
+    std::fs::rename(data.join("db"), primary_dir.join("db")).unwrap();
+    let ids = Identities::create(&dir.path().join("identities")).unwrap();
+    let configs = Loopback::new(dir.path())
+        .log_filter("warn")
+        .with_identities(&ids);
+    let primary_cfg = configs
+        .registry_in_pair(
+            "primary",
+            "registry",
+            &primary_dir,
+            "require_standby = true\nstandby_timeout_secs = 5\n",
+        )
+        .unwrap();
+    let mut primary = start_role("registry", &primary_cfg);
+    let p_addr = primary.field("grpc");
+    let standby_cfg = configs
+        .registry_in_pair(
+            "standby",
+            "standby",
+            &dir.path().join("standby"),
+            &format!("standby_of = \"https://{p_addr}\"\n"),
+        )
+        .unwrap();
+    let standby = start_role("registry", &standby_cfg);
+    let s_addr = standby.field("grpc");
+    let ocsp_cfg = configs
+        .ocsp(
+            &data,
+            &format!("https://{p_addr},https://{s_addr}"),
+            "max_stale_secs = 900\n",
+        )
+        .unwrap();
+    let ocsp = start_role("ocsp", &ocsp_cfg);
+    let url = format!("http://{}/ocsp", ocsp.field("http"));
+    let samples = data.join("samples");
+
+    // The standby is linked (and seeded); it is not ready for traffic, the primary is.
+    assert!(until(30, || metrics(&primary.field("metrics"))
+        .contains("shikko_registry_standby_connected 1")));
+    assert_eq!(
+        common::http_get(&standby.field("metrics"), "/readyz").0,
+        503
+    );
+    assert_eq!(
+        common::http_get(&primary.field("metrics"), "/readyz").0,
+        200
+    );
+
+    // The authority ingests batches of 100 as fast as it can; the primary
+    // is killed with SIGKILL in the middle of it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let acked: Vec<(String, u64)> = rt.block_on(async {
+        let mut c = pb::registry_client::RegistryClient::new(
+            ids.channel(&p_addr, Some("authority")).await.unwrap(),
+        );
+        let mut acked = Vec::new();
+        let mut killed = false;
+        let started = Instant::now();
+        for batch in 0u64.. {
+            if !killed && acked.len() >= 2_000 && started.elapsed() > Duration::from_millis(500) {
+                primary.child.kill().unwrap();
+                killed = true;
+            }
+            let events = (0..100).map(|i| auth_issue(batch * 100 + i)).collect();
+            match c
+                .ingest(pb::IngestRequest {
+                    events,
+                    all_or_nothing: false,
+                })
+                .await
+            {
+                Ok(r) => acked.extend(
+                    r.into_inner()
+                        .outcomes
+                        .into_iter()
+                        .map(|o| (o.event_id, o.seq)),
+                ),
+                Err(_) if killed => break,
+                Err(e) => panic!("ingest failed before the kill: {e}"),
+            }
+        }
+        acked
+    });
+    primary.child.wait().unwrap();
+    std::fs::remove_dir_all(&primary_dir).unwrap();
+    assert!(acked.len() >= 2_000);
+    eprintln!(
+        "failover: {} events acknowledged before SIGKILL",
+        acked.len()
+    );
+
+    // Promote: refused while the primary was heard from moments ago, then done.
+    let promote = || {
+        run(&[
+            "admin",
+            "promote",
+            "--endpoint",
+            &format!("https://{s_addr}"),
+            "--identity-dir",
+            ids.dir.to_str().unwrap(),
+            "--without-standby",
+        ])
+    };
+    let killed_at = Instant::now();
+    let mut said = String::new();
+    assert!(
+        until(30, || {
+            let out = promote();
+            said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.status.success()
+        }),
+        "{said}"
+    );
+    assert!(said.contains("primary of epoch 2"), "{said}");
+    eprintln!(
+        "failover: promoted {:.1} s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
+
+    // Every acknowledged event is there, under the sequence number it was acknowledged with.
+    let last_acked = acked.iter().map(|(_, s)| *s).max().unwrap();
+    let stored = rt.block_on(async {
+        let mut c = pb::registry_client::RegistryClient::new(
+            ids.channel(&s_addr, Some("ocsp")).await.unwrap(),
+        );
+        let mut feed = c
+            .follow(pb::FollowRequest {
+                from_seq: 1,
+                max_batch: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut stored = std::collections::HashMap::new();
+        let mut seen = 0;
+        while seen < last_acked {
+            let batch = feed.message().await.unwrap().unwrap();
+            for r in batch.records {
+                seen = r.seq;
+                stored.insert(r.event_id, r.seq);
+            }
+        }
+        stored
+    });
+    for (id, seq) in &acked {
+        assert_eq!(stored.get(id), Some(seq), "acknowledged event {id} lost");
+    }
+
+    // The new primary takes events, and the responder follows it there.
+    let (last_id, _) = acked.last().unwrap();
+    let n: u64 = last_id.trim_start_matches("fault-").parse().unwrap();
+    let serial = 0x7A00_0000_0000u64 + n;
+    rt.block_on(async {
+        let mut c = pb::registry_client::RegistryClient::new(
+            ids.channel(&s_addr, Some("authority")).await.unwrap(),
+        );
+        c.ingest(pb::IngestRequest {
+            events: vec![pb::Event {
+                id: "failover-revoke".into(),
+                time: 1_800_000_100,
+                body: Some(pb::event::Body::Revoke(pb::Revoke {
+                    issuer: pb::Issuer::Auth as i32,
+                    serial: serial.to_be_bytes().to_vec(),
+                    reason: 1,
+                    invalidity_date: None,
+                })),
+            }],
+            all_or_nothing: true,
+        })
+        .await
+        .unwrap();
+    });
+    let hex = format!("{serial:X}");
+    assert!(
+        until(60, || openssl_ocsp_serial(&samples, &url, "auth", &hex)
+            .contains(": revoked")),
+        "the responder did not follow the promoted standby: {}",
+        openssl_ocsp_serial(&samples, &url, "auth", &hex)
+    );
+    eprintln!(
+        "failover: the responder answered for an event of the new primary {:.1} s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
 }

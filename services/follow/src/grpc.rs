@@ -75,15 +75,10 @@ impl GrpcSource {
         &self.endpoints[i]
     }
 
-    /// The current endpoint failed: the next call tries the next one.
-    fn failed<T>(&self, r: Result<T, FollowError>) -> Result<T, FollowError> {
-        // A pruned position is this registry's answer, not its absence.
-        let elsewhere = matches!(r, Err(ref e) if !matches!(e, FollowError::Compacted { .. }));
-        if elsewhere && self.endpoints.len() > 1 {
-            self.current
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        r
+    /// Moves on to the next endpoint.
+    fn next_endpoint(&self) {
+        self.current
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Over mutual TLS with `tls` (`None`: plaintext, on loopback only).
@@ -111,14 +106,41 @@ impl GrpcSource {
 }
 
 impl FeedSource for GrpcSource {
+    /// From the endpoint that last worked, or else the next that serves
+    /// the feed (a standby refuses until promoted): a failover costs a
+    /// connection attempt, not a backoff.
     async fn open(&self, from_seq: u64, content: Content) -> Result<FeedStream, FollowError> {
-        let opened = self.open_here(from_seq, content).await;
-        self.failed(opened)
+        let mut tried = 0;
+        loop {
+            match self.open_here(from_seq, content).await {
+                // A pruned position is this registry's answer, not its absence.
+                r @ (Ok(_) | Err(FollowError::Compacted { .. })) => return r,
+                Err(e) => {
+                    tried += 1;
+                    if tried >= self.endpoints.len() {
+                        return Err(e);
+                    }
+                    tracing::info!(error = %e, endpoint = self.endpoint(), "trying the next registry endpoint");
+                    self.next_endpoint();
+                }
+            }
+        }
     }
 
     async fn snapshot(&self, content: SnapshotContent) -> Result<SnapshotStream, FollowError> {
-        let opened = self.snapshot_here(content).await;
-        self.failed(opened)
+        let mut tried = 0;
+        loop {
+            match self.snapshot_here(content).await {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    tried += 1;
+                    if tried >= self.endpoints.len() {
+                        return Err(e);
+                    }
+                    self.next_endpoint();
+                }
+            }
+        }
     }
 
     fn describe(&self) -> String {

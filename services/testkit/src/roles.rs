@@ -117,9 +117,14 @@ impl Loopback {
     }
 
     fn write(&self, role: &str, body: &str) -> io::Result<PathBuf> {
-        let path = self.dir.join(format!("{role}.toml"));
+        self.write_as(role, role, role, body)
+    }
+
+    /// `FILE.toml` with the `[role]` section `body`, presenting `identity`.
+    fn write_as(&self, file: &str, role: &str, identity: &str, body: &str) -> io::Result<PathBuf> {
+        let path = self.dir.join(format!("{file}.toml"));
         let tls = match &self.identities {
-            Some(ids) => ids.tls_section(role),
+            Some(ids) => ids.tls_section(identity),
             None => "[tls]\ninsecure_loopback_only = true\n".into(),
         };
         std::fs::write(
@@ -143,6 +148,27 @@ impl Loopback {
         self.write(
             "registry",
             &format!("data_dir = {data_dir:?}\ngrpc_listen = \"127.0.0.1:{port}\"\n"),
+        )
+    }
+
+    /// One registry of a pair over `data_dir`, its gRPC on a port the OS
+    /// picks, in `FILE.toml`, presenting `identity` (`registry`, or
+    /// `standby` for one that links to a primary); `pair` is the body of
+    /// its `[registry.pair]` section.
+    pub fn registry_in_pair(
+        &self,
+        file: &str,
+        identity: &str,
+        data_dir: &Path,
+        pair: &str,
+    ) -> io::Result<PathBuf> {
+        self.write_as(
+            file,
+            "registry",
+            identity,
+            &format!(
+                "data_dir = {data_dir:?}\ngrpc_listen = \"127.0.0.1:0\"\n\n[registry.pair]\n{pair}\n"
+            ),
         )
     }
 
