@@ -77,6 +77,10 @@ struct Args {
     /// Every internal endpoint and call over mutual TLS (else plaintext).
     #[arg(long)]
     mtls: bool,
+    /// The registry as a synchronous pair: a standby (seeded at start) that
+    /// holds every record before the primary acknowledges it.
+    #[arg(long)]
+    standby: bool,
 }
 
 #[tokio::main]
@@ -106,7 +110,7 @@ async fn main() -> Result<()> {
         pop.signers.len(),
         t.elapsed().as_secs_f64()
     );
-    let p = platform::Platform::start(&shikko, &dir, args.keep, args.mtls)?;
+    let p = platform::Platform::start(&shikko, &dir, args.keep, args.mtls, args.standby)?;
     // Let the followers replay the feed before loading them.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let duration = Duration::from_secs(args.duration);

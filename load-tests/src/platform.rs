@@ -124,8 +124,16 @@ impl Platform {
     /// Starts the four roles over the seeded directory `dir`; with `mtls`,
     /// every internal endpoint and call is mutual TLS, each role and client
     /// with its own identity from a test internal CA (else plaintext,
-    /// `insecure_loopback_only`), so that the two can be compared.
-    pub(crate) fn start(shikko: &Path, dir: &Path, keep: bool, mtls: bool) -> Result<Platform> {
+    /// `insecure_loopback_only`), so that the two can be compared; with
+    /// `standby`, the registry is a synchronous pair (the standby, seeded
+    /// from it, holds every record before it is acknowledged).
+    pub(crate) fn start(
+        shikko: &Path,
+        dir: &Path,
+        keep: bool,
+        mtls: bool,
+        standby: bool,
+    ) -> Result<Platform> {
         let ids = if mtls {
             Some(Identities::create(&dir.join("identities"))?)
         } else {
@@ -159,9 +167,53 @@ impl Platform {
                 .with_context(|| format!("no {name}= in {:?}", r.line))
         };
 
-        let r = start("registry", configs.registry(dir)?)?;
-        p.registry = format!("{scheme}://{}", field(&r, "grpc")?);
-        p.children.push(r);
+        if standby {
+            let r = start(
+                "registry",
+                configs.registry_in_pair(
+                    "registry",
+                    "registry",
+                    dir,
+                    "require_standby = true\n",
+                )?,
+            )?;
+            p.registry = format!("{scheme}://{}", field(&r, "grpc")?);
+            let metrics = field(&r, "metrics")?;
+            p.children.push(r);
+            let cfg = configs.registry_in_pair(
+                "standby",
+                "standby",
+                &dir.join("standby"),
+                &format!("standby_of = {:?}\n", p.registry),
+            )?;
+            let t = std::time::Instant::now();
+            p.children.push(start("registry", cfg)?);
+            // Seeded and caught up before anything is measured.
+            let deadline = t + std::time::Duration::from_secs(3_600);
+            loop {
+                let (_, body) = shikko_testkit::process::http_get(&metrics, "/metrics");
+                let text = String::from_utf8_lossy(&body);
+                if text.contains("shikko_registry_standby_connected 1")
+                    && text.contains("shikko_registry_standby_lag_records 0")
+                    && !text.contains("shikko_registry_standby_durable_seq 0\n")
+                {
+                    break;
+                }
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "the standby did not catch up"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            eprintln!(
+                "standby seeded and linked in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+        } else {
+            let r = start("registry", configs.registry(dir)?)?;
+            p.registry = format!("{scheme}://{}", field(&r, "grpc")?);
+            p.children.push(r);
+        }
 
         let r = start("ocsp", configs.ocsp(dir, &p.registry, "")?)?;
         p.ocsp_http = field(&r, "http")?;

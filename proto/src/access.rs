@@ -76,8 +76,8 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         method: "/shikko.v1.Registry/Replicate",
-        callers: &["standby"],
-        why: "a standby registry receives every record as stored (4 information) and acknowledges it",
+        callers: &["registry", "standby"],
+        why: "the other registry of a pair receives every record as stored (4 information) and confirms it",
     },
     Rule {
         method: "/shikko.v1.Registry/Promote",
@@ -326,12 +326,12 @@ pub const LIMITS: &[(&str, Limits)] = &[
     ("/shikko.v1.Registry/Snapshot", stream(4)),
     ("/shikko.v1.Registry/ListPartitions", SMALL),
     ("/shikko.v1.Registry/Checkpoint", heavy(1)),
-    // Seed pages and record batches up to the primary's largest ingest;
+    // The standby's confirmations (small), for as long as the link lasts;
     // one standby at a time (a second link replaces the first).
     (
         "/shikko.v1.Registry/Replicate",
         Limits {
-            max_message_bytes: 64 * MIB,
+            max_message_bytes: 64 * KIB,
             concurrency: 2,
             timeout_secs: 0,
         },
@@ -463,16 +463,24 @@ mod tests {
 
     /// Every method of the compiled descriptors, as `/package.Service/Method`.
     fn described_methods() -> Vec<String> {
+        described().into_iter().map(|(m, _)| m).collect()
+    }
+
+    /// Every described method, and whether its request is a stream.
+    fn described() -> Vec<(String, bool)> {
         let set = prost_types::FileDescriptorSet::decode(crate::FILE_DESCRIPTOR_SET).unwrap();
         let mut out = Vec::new();
         for file in set.file {
             let package = file.package.clone().unwrap_or_default();
             for service in &file.service {
                 for method in &service.method {
-                    out.push(format!(
-                        "/{package}.{}/{}",
-                        service.name.as_deref().unwrap_or_default(),
-                        method.name.as_deref().unwrap_or_default()
+                    out.push((
+                        format!(
+                            "/{package}.{}/{}",
+                            service.name.as_deref().unwrap_or_default(),
+                            method.name.as_deref().unwrap_or_default()
+                        ),
+                        method.client_streaming(),
                     ));
                 }
             }
@@ -511,7 +519,10 @@ mod tests {
             );
             assert!(l.max_message_bytes >= 1024 && l.concurrency >= 1);
             // Only a request stream may run without a time limit.
-            assert!(l.timeout_secs >= 1 || m.ends_with("Stream"), "{m}");
+            let request_stream = self::described()
+                .iter()
+                .any(|(d, streams)| d == m && *streams);
+            assert!(l.timeout_secs >= 1 || request_stream, "{m}");
         }
         assert_eq!(limits("/grpc.health.v1.Health/Check"), DEFAULT_LIMITS);
         assert_eq!(
