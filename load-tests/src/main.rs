@@ -25,6 +25,7 @@
 //! run both to know what mutual TLS costs.
 #![forbid(unsafe_code)]
 
+mod national;
 mod platform;
 mod report;
 mod scenarios;
@@ -41,7 +42,8 @@ use clap::Parser;
     about = "Load scenarios against a Shikko platform on loopback"
 )]
 struct Args {
-    /// Scenarios, comma separated: ocsp, crl, info, ingest, follow, ocsp-start, or all.
+    /// Scenarios, comma separated: ocsp, crl, info, ingest, follow, ocsp-start, or all;
+    /// or national alone (see --certs).
     #[arg(long, default_value = "all", value_delimiter = ',')]
     scenario: Vec<String>,
     /// Seconds each timed scenario (ocsp, crl, info) runs.
@@ -77,6 +79,10 @@ struct Args {
     /// Every internal endpoint and call over mutual TLS (else plaintext).
     #[arg(long)]
     mtls: bool,
+    /// Certificates of the national scenario's fixture, comma separated
+    /// (each size runs in turn, e.g. 1000000,100000000).
+    #[arg(long, value_delimiter = ',')]
+    certs: Vec<u64>,
     /// The registry as a synchronous pair: a standby (seeded at start) that
     /// holds every record before the primary acknowledges it.
     #[arg(long)]
@@ -98,6 +104,27 @@ async fn main() -> Result<()> {
         "{} not found: build it (cargo build --release --bin shikko) or give --shikko",
         shikko.display()
     );
+    if args.scenario.iter().any(|x| x == "national") {
+        // Its own platform per size; not part of `all` (minutes to hours).
+        let base = national::base_dir();
+        std::fs::create_dir_all(&base)?;
+        let rows = national::run(
+            &shikko,
+            &base,
+            &national::sizes(&args.certs),
+            args.revocations as u64,
+        )
+        .await;
+        let _ = std::fs::remove_dir_all(&base);
+        let rows = rows?;
+        println!();
+        println!(
+            "shikko-load national: {} cores, loopback; registry, OCSP and CRL roles as separate processes; internal gRPC plaintext",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        report::print(&rows);
+        return Ok(());
+    }
     let wants = |s: &str| args.scenario.iter().any(|x| x == s || x == "all");
     let dir = std::env::temp_dir().join(format!("shikko-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

@@ -30,6 +30,7 @@
 
 mod feed;
 mod handle;
+mod import;
 mod info;
 mod ingest;
 mod keys;
@@ -50,6 +51,7 @@ use rocksdb::{
 };
 
 pub use handle::{MirrorStore, RegistryStore, ReplicaStore, StoreKind};
+pub use import::Import;
 pub use ingest::{IngestMode, Outcome};
 pub use retention::Pruned;
 pub use snapshot::{RevokedBatch, Snapshot};

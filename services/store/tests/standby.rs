@@ -1,6 +1,7 @@
 //! A standby's store (issue 14) against a real RocksDB: records shipped as
 //! the primary stored them make a byte-identical copy; a seed from one
-//! snapshot does too; the continuation rules and the refusals.
+//! snapshot does too; the continuation rules and the refusals. And an
+//! imported state (no history) reads as an ingested one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use shikko_core::*;
@@ -316,4 +317,133 @@ fn a_standby_ingests_nothing_and_a_primary_with_a_history_is_no_standby() {
     // Roles and epochs are the store's own: no one writes them as meta.
     assert!(standby.put_meta(b"replication_role", b"primary").is_err());
     assert!(standby.put_meta(b"epoch", &9u64.to_be_bytes()).is_err());
+}
+
+/// Certificates of one issuer for an import: serials 1..=n, every fourth
+/// revoked, every seventh on hold, in two partitions.
+fn imported(kind: CertKind, n: u128) -> Vec<CertRecord> {
+    (1..=n)
+        .map(|s| CertRecord {
+            kind,
+            serial: Serial::from_u128(s).unwrap(),
+            holder: holder(s as u32),
+            not_before: UnixTime(1_000),
+            not_after: UnixTime(4_000_000_000),
+            partition: PartitionId(1_000 + (s % 2) as u32),
+            status: if s % 4 == 0 {
+                CertStatus::Revoked {
+                    reason: RevocationReason::Superseded,
+                    at: UnixTime(2_000),
+                    invalidity_date: None,
+                }
+            } else if s % 7 == 0 {
+                CertStatus::OnHold {
+                    since: UnixTime(2_500),
+                }
+            } else {
+                CertStatus::Good
+            },
+            info_digests: None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_imported_state_reads_as_ingested_and_ingest_goes_on_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RegistryStore::open(&dir.path().join("db")).unwrap();
+    let certs = imported(CertKind::CardSigning, 200);
+    let mut import = store.import().unwrap();
+    import
+        .municipalities(&[Municipality {
+            code: PartitionId(1_000),
+            prefecture: "東京都".into(),
+            city: "市".into(),
+        }])
+        .unwrap();
+    import
+        .certificates(CertKind::CardSigning, certs.clone().into_iter())
+        .unwrap();
+    // Out of order, or of another issuer: refused.
+    let mut shuffled = imported(CertKind::CardAuth, 10);
+    shuffled.swap(2, 5);
+    assert!(
+        import
+            .certificates(CertKind::CardAuth, shuffled.into_iter())
+            .is_err()
+    );
+    assert!(
+        import
+            .certificates(
+                CertKind::PhoneAuth,
+                imported(CertKind::CardAuth, 3).into_iter()
+            )
+            .is_err()
+    );
+    let mut h = HolderRecord::new(holder(1));
+    h.four_info = Some(four(1));
+    import.holders(std::iter::once(h.clone())).unwrap();
+    let listed = import.listed;
+    assert_eq!(
+        listed,
+        50 + 21,
+        "fourths revoked, the other sevenths on hold; nothing of the refused imports"
+    );
+    assert!(
+        store
+            .cert(CertKind::CardAuth, &Serial::from_u128(1).unwrap())
+            .unwrap()
+            .is_none(),
+        "a refused import leaves nothing"
+    );
+    assert_eq!(import.finish(1).unwrap(), 1);
+    assert_eq!((store.last_seq(), store.first_seq()), (1, 2));
+
+    for c in &certs {
+        assert_eq!(store.cert(c.kind, &c.serial).unwrap().as_ref(), Some(c));
+    }
+    assert_eq!(store.holder(&holder(1)).unwrap(), Some(h));
+    // The revoked index: exactly the listed ones, by partition then serial.
+    let index: Vec<(PartitionId, Serial)> = store
+        .revoked(CertKind::CardSigning, None)
+        .map(|e| {
+            let e = e.unwrap();
+            (e.partition, e.serial)
+        })
+        .collect();
+    let mut expect: Vec<(PartitionId, Serial)> = certs
+        .iter()
+        .filter(|c| c.status.is_listed())
+        .map(|c| (c.partition, c.serial))
+        .collect();
+    expect.sort();
+    assert_eq!(index, expect);
+    assert_eq!(index.len() as u64, listed);
+
+    // Ingest goes on after the imported position, through the rules.
+    let out = store
+        .ingest(
+            &[event(
+                0,
+                EventBody::Revoke {
+                    kind: CertKind::CardSigning,
+                    serial: Serial::from_u128(1).unwrap(),
+                    reason: RevocationReason::KeyCompromise,
+                    invalidity_date: None,
+                },
+            )],
+            IngestMode::PerEvent,
+        )
+        .unwrap();
+    assert_eq!(out, vec![Outcome::Applied { seq: 2 }]);
+    assert!(
+        store
+            .cert(CertKind::CardSigning, &Serial::from_u128(1).unwrap())
+            .unwrap()
+            .unwrap()
+            .status
+            .is_listed()
+    );
+    // An import goes into an empty store only.
+    assert!(store.import().is_err());
 }

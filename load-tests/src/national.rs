@@ -1,0 +1,428 @@
+//! The national-scale scenario (issue 14, item 5): a registry store filled
+//! with N certificates by a fixture writer (the store's import, not the
+//! ingest API), then, against it, the questions a national deployment asks:
+//! how long until a new OCSP replica answers and what it holds in memory,
+//! how long until a new CRL role publishes, how long the full signing CRL
+//! takes, whether ingest of a March-peak day slows down as the store grows
+//! (three followers following), and what retention gives back on disk.
+//!
+//! The fixture's layout, for N certificates: 0.45 N holders, each with a
+//! card signing and a card user-authentication certificate; the first
+//! 0.05 N of them also with a smartphone pair. Serials are dense per issuer
+//! (`serial_for(kind, holder, 0)`), as an authority issues them. 12.5 % are
+//! listed (25 million of 200 million, as the issue says): 1 % on hold, the
+//! rest revoked for a spread of reasons, over the ~1,900 synthetic
+//! municipalities; every certificate is within its validity.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use shikko_core::{
+    CertKind, CertRecord, CertStatus, HolderId, HolderRecord, HolderState, PartitionId,
+    RevocationReason, Serial, UnixTime,
+};
+use shikko_population::synthetic::{Population, serial_for};
+use shikko_proto::v1 as pb;
+use shikko_store::RegistryStore;
+use shikko_testkit::process::{RoleProcess, http_get};
+use shikko_testkit::roles::Loopback;
+
+use crate::report::Row;
+
+const YEAR: i64 = 365 * 86_400;
+
+/// What the fixture holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    pub(crate) certs: u64,
+    pub(crate) holders: u64,
+    pub(crate) phones: u64,
+}
+
+impl Layout {
+    pub(crate) fn new(certs: u64) -> Layout {
+        let holders = certs * 45 / 100;
+        Layout {
+            certs,
+            holders,
+            phones: certs * 5 / 100,
+        }
+    }
+
+    fn count(&self, kind: CertKind) -> u64 {
+        if kind.is_phone() {
+            self.phones
+        } else {
+            self.holders
+        }
+    }
+}
+
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+fn holder_id(h: u64) -> HolderId {
+    HolderId::new(format!("N{h:016X}")).unwrap_or_else(|_| unreachable!("a valid id"))
+}
+
+/// The status of the certificate of `kind` of holder `h` at `now`.
+fn status(kind: CertKind, h: u64, now: i64) -> CertStatus {
+    let r = mix(h.wrapping_mul(4).wrapping_add(u64::from(kind.code())));
+    let per_mille = r % 1000;
+    if per_mille >= 125 {
+        return CertStatus::Good;
+    }
+    let at = UnixTime(now - ((r >> 20) % 365) as i64 * 86_400);
+    if per_mille < 10 {
+        return CertStatus::OnHold { since: at };
+    }
+    let reason = match per_mille % 4 {
+        0 => RevocationReason::KeyCompromise,
+        1 => RevocationReason::AffiliationChanged,
+        2 => RevocationReason::Superseded,
+        _ => RevocationReason::CessationOfOperation,
+    };
+    CertStatus::Revoked {
+        reason,
+        at,
+        invalidity_date: None,
+    }
+}
+
+fn cert(kind: CertKind, h: u64, now: i64, municipalities: &[PartitionId]) -> CertRecord {
+    let not_before = UnixTime(now - (mix(h) % (4 * YEAR as u64)) as i64 - 86_400);
+    CertRecord {
+        kind,
+        serial: serial_for(kind, h, 0),
+        holder: holder_id(h),
+        not_before,
+        not_after: UnixTime(not_before.0 + 5 * YEAR),
+        partition: if kind.is_signing() {
+            municipalities[(mix(h ^ 0x5eed) % municipalities.len() as u64) as usize]
+        } else {
+            PartitionId::default()
+        },
+        status: status(kind, h, now),
+        info_digests: None,
+    }
+}
+
+/// Writes the fixture into the empty registry store `db`; returns what it wrote.
+pub(crate) fn write(db: &Path, layout: Layout, now: i64) -> Result<(u64, u64, Duration)> {
+    let started = Instant::now();
+    let store = RegistryStore::open(db)?;
+    let pop = Population::new(2026);
+    let municipalities = pop.municipalities().to_vec();
+    let codes: Vec<PartitionId> = municipalities.iter().map(|m| m.code).collect();
+    let mut import = store.import()?;
+    import.municipalities(&municipalities)?;
+    for kind in CertKind::ALL {
+        let t = Instant::now();
+        import.certificates(
+            kind,
+            (0..layout.count(kind)).map(|h| cert(kind, h, now, &codes)),
+        )?;
+        eprintln!(
+            "  {kind}: {} certificates in {:.1} s",
+            layout.count(kind),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let t = Instant::now();
+    import.holders((0..layout.holders).map(|h| {
+        let mut live = [None; 4];
+        for kind in CertKind::ALL {
+            if h < layout.count(kind) && status(kind, h, now).is_live() {
+                live[kind.index()] = Some(serial_for(kind, h, 0));
+            }
+        }
+        HolderRecord {
+            id: holder_id(h),
+            four_info: Some(pop.holder(h).four_info),
+            state: HolderState::Active,
+            live,
+            awaiting_successor: None,
+        }
+    }))?;
+    eprintln!(
+        "  holders: {} in {:.1} s",
+        layout.holders,
+        t.elapsed().as_secs_f64()
+    );
+    let listed = import.listed;
+    let certs = import.certificates;
+    import.finish(1)?;
+    Ok((certs, listed, started.elapsed()))
+}
+
+/// Bytes under `dir`.
+pub(crate) fn disk(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += disk(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / f64::from(1u32 << 30))
+}
+
+fn rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+fn metrics(addr: &str) -> String {
+    String::from_utf8_lossy(&http_get(addr, "/metrics").1).into_owned()
+}
+
+/// Waits until `ok` holds of the metrics at `addr` (at most `secs`).
+fn wait_metrics(addr: &str, secs: u64, ok: impl Fn(&str) -> bool) -> Result<Duration> {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if ok(&metrics(addr)) {
+            return Ok(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("{addr}: not there within {secs} s")
+}
+
+fn current(role: &str) -> impl Fn(&str) -> bool + '_ {
+    move |text: &str| {
+        text.lines()
+            .any(|l| l == format!("shikko_feed_lag_events{{role=\"{role}\"}} 0"))
+            && text
+                .lines()
+                .any(|l| l == format!("shikko_feed_connected{{role=\"{role}\"}} 1"))
+    }
+}
+
+/// A metric's value (the first line of `name` with every `label` in it).
+fn value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Runs the scenario for each size in `sizes`, one after the other, in
+/// `base` (authority keys from a small `shikko seed`); returns one row per
+/// measurement and size.
+pub(crate) async fn run(
+    shikko: &Path,
+    base: &Path,
+    sizes: &[u64],
+    revocations: u64,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let dir = base.join(format!("national-{n}"));
+        crate::platform::seed(shikko, &dir, 10, 10)?;
+        std::fs::remove_dir_all(dir.join("db"))?;
+        rows.extend(one(shikko, &dir, Layout::new(n), revocations).await?);
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(rows)
+}
+
+fn spawn(shikko: &Path, role: &str, cfg: &Path) -> Result<RoleProcess> {
+    RoleProcess::spawn(shikko, role, cfg, Stdio::inherit())
+        .with_context(|| format!("starting the {role} role"))
+}
+
+async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Result<Vec<Row>> {
+    let n = layout.certs;
+    let label = |what: &str| format!("{what} @{}M", n / 1_000_000);
+    let now = UnixTime::now().0;
+    eprintln!("national {n}: writing the fixture");
+    let (certs, listed, took) = write(&dir.join("db"), layout, now)?;
+    let fixture_disk = disk(&dir.join("db"));
+    let mut rows = Vec::new();
+    let mut row = Row::new(label("fixture write"));
+    row.record(took);
+    row.elapsed = took;
+    row.note = format!(
+        "{certs} certificates ({listed} listed), {} holders; {} on disk ({:.0} B/certificate with holders)",
+        layout.holders,
+        gib(fixture_disk),
+        fixture_disk as f64 / certs as f64
+    );
+    rows.push(row);
+
+    let configs = Loopback::new(dir).log_filter("error");
+    let registry = spawn(shikko, "registry", &configs.registry(dir)?)?;
+    let endpoint = format!(
+        "http://{}",
+        registry
+            .try_field("grpc")
+            .context("the registry's address")?
+    );
+
+    // A new OCSP replica: start to current, and its memory.
+    eprintln!("national {n}: a new OCSP replica");
+    let t = Instant::now();
+    let ocsp = spawn(shikko, "ocsp", &configs.ocsp(dir, &endpoint, "")?)?;
+    let ocsp_metrics = ocsp.try_field("metrics").context("ocsp metrics")?;
+    wait_metrics(&ocsp_metrics, 1_800, current("ocsp"))?;
+    let mut row = Row::new(label("new OCSP replica to current"));
+    row.record(t.elapsed());
+    row.elapsed = t.elapsed();
+    row.note = format!(
+        "resident {} MiB when current (goal: 60 s, 1 GiB at 200M)",
+        rss_mib(ocsp.child.id())
+    );
+    rows.push(row);
+
+    // A new CRL role: start to its first published full signing CRL.
+    eprintln!("national {n}: a new CRL role");
+    let t = Instant::now();
+    let crl = spawn(shikko, "crl", &configs.crl(dir, &endpoint, 3_600, "")?)?;
+    let crl_metrics = crl.try_field("metrics").context("crl metrics")?;
+    wait_metrics(&crl_metrics, 3_600, |text| {
+        value(
+            text,
+            "shikko_crl_number",
+            &["issuer=\"sign\"", "crl=\"full\""],
+        )
+        .is_some_and(|v| v >= 1.0)
+    })?;
+    let published = t.elapsed();
+    let text = metrics(&crl_metrics);
+    let entries = value(
+        &text,
+        "shikko_crl_entries",
+        &["issuer=\"sign\"", "crl=\"full\""],
+    )
+    .unwrap_or(0.0);
+    let build_sum = value(
+        &text,
+        "shikko_crl_build_seconds_sum",
+        &["issuer=\"sign\"", "crl=\"full\""],
+    )
+    .unwrap_or(0.0);
+    let full = std::fs::metadata(dir.join("crl/sign/full.crl")).map_or(0, |m| m.len());
+    let mut row = Row::new(label("new CRL role to published"));
+    row.record(published);
+    row.elapsed = published;
+    row.note = format!(
+        "full signing CRL: {entries:.0} entries, {}, built (encode + sign) in {build_sum:.1} s",
+        gib(full)
+    );
+    rows.push(row);
+
+    // Three followers (two OCSP replicas and the CRL role) while a
+    // March-peak day of revocations is ingested.
+    let ocsp2 = spawn(shikko, "ocsp", &configs.ocsp(dir, &endpoint, "")?)?;
+    let ocsp2_metrics = ocsp2.try_field("metrics").context("ocsp metrics")?;
+    wait_metrics(&ocsp2_metrics, 1_800, current("ocsp"))?;
+    wait_metrics(&crl_metrics, 600, current("crl"))?;
+    eprintln!("national {n}: ingesting {revocations} revocations, three followers");
+    let mut row = Row::new(label("ingest a March-peak day"));
+    let serials: Vec<Serial> = (0..layout.holders)
+        .rev()
+        .filter(|h| status(CertKind::CardAuth, *h, now) == CertStatus::Good)
+        .take(revocations as usize)
+        .map(|h| serial_for(CertKind::CardAuth, h, 0))
+        .collect();
+    let mut client = pb::registry_client::RegistryClient::connect(endpoint.clone()).await?;
+    let t = Instant::now();
+    for (b, chunk) in serials.chunks(1_000).enumerate() {
+        let events = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, s)| pb::Event {
+                id: format!("march-{b}-{i}"),
+                time: now,
+                body: Some(pb::event::Body::Revoke(pb::Revoke {
+                    issuer: pb::Issuer::Auth as i32,
+                    serial: s.magnitude().to_vec(),
+                    reason: if i % 4 == 0 { 1 } else { 5 },
+                    invalidity_date: None,
+                })),
+            })
+            .collect();
+        let bt = Instant::now();
+        let resp = client
+            .ingest(pb::IngestRequest {
+                events,
+                all_or_nothing: false,
+            })
+            .await?
+            .into_inner();
+        row.record(bt.elapsed());
+        row.errors += resp
+            .outcomes
+            .iter()
+            .filter(|o| o.kind != pb::OutcomeKind::Applied as i32)
+            .count() as u64;
+    }
+    row.elapsed = t.elapsed();
+    let acked = Instant::now();
+    for m in [&ocsp_metrics, &ocsp2_metrics] {
+        wait_metrics(m, 600, current("ocsp"))?;
+    }
+    wait_metrics(&crl_metrics, 600, current("crl"))?;
+    row.note = format!(
+        "{:.0} events/s, batches of 1,000; all three followers current {:.2} s after the last ack",
+        serials.len() as f64 / row.elapsed.as_secs_f64(),
+        acked.elapsed().as_secs_f64()
+    );
+    rows.push(row);
+    drop((ocsp, ocsp2, crl, registry));
+
+    // Disk: with the day's history, and once retention pruned it.
+    let with_history = disk(&dir.join("db"));
+    let store = RegistryStore::open(&dir.join("db"))?;
+    let t = Instant::now();
+    let mut pruned = 0;
+    for day in 0..=37 {
+        let p = store.retain(UnixTime(now + day * 86_400), 35 * 86_400, 400 * 86_400)?;
+        pruned += p.first_seq - p.from;
+    }
+    drop(store);
+    let after = disk(&dir.join("db"));
+    let mut row = Row::new(label("registry disk, retention"));
+    row.record(t.elapsed());
+    row.elapsed = t.elapsed();
+    row.note = format!(
+        "fixture {}, after the day's ingest {}, after 35 days' retention pruned {pruned} records {}",
+        gib(fixture_disk),
+        gib(with_history),
+        gib(after)
+    );
+    rows.push(row);
+    Ok(rows)
+}
+
+/// The default sizes: 1 million and the largest asked.
+pub(crate) fn sizes(arg: &[u64]) -> Vec<u64> {
+    if arg.is_empty() {
+        vec![1_000_000]
+    } else {
+        arg.to_vec()
+    }
+}
+
+/// Where the scenario works (`--keep` keeps nothing here: each size is removed after).
+pub(crate) fn base_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("shikko-national-{}", std::process::id()))
+}
