@@ -178,7 +178,11 @@ pub(crate) fn disk(dir: &Path) -> u64 {
 }
 
 fn gib(bytes: u64) -> String {
-    format!("{:.2} GiB", bytes as f64 / f64::from(1u32 << 30))
+    if bytes < 1 << 30 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    } else {
+        format!("{:.2} GiB", bytes as f64 / f64::from(1u32 << 30))
+    }
 }
 
 fn rss_mib(pid: u32) -> u64 {
@@ -324,7 +328,7 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
     row.record(published);
     row.elapsed = published;
     row.note = format!(
-        "full signing CRL: {entries:.0} entries, {}, built (encode + sign) in {build_sum:.1} s",
+        "full signing CRL: {entries:.0} entries, {}, built (encode + sign) in {build_sum:.2} s",
         gib(full)
     );
     rows.push(row);
@@ -336,21 +340,150 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
     wait_metrics(&ocsp2_metrics, 1_800, current("ocsp"))?;
     wait_metrics(&crl_metrics, 600, current("crl"))?;
     eprintln!("national {n}: ingesting {revocations} revocations, three followers");
-    let mut row = Row::new(label("ingest a March-peak day"));
-    let serials: Vec<Serial> = (0..layout.holders)
-        .rev()
-        .filter(|h| status(CertKind::CardAuth, *h, now) == CertStatus::Good)
+    let serials: Vec<Serial> = good_auth(layout, now).take(revocations as usize).collect();
+    let mut row = ingest(
+        &endpoint,
+        &serials,
+        now,
+        "march",
+        label("ingest a March-peak day"),
+    )
+    .await?;
+    let acked = Instant::now();
+    for m in [&ocsp_metrics, &ocsp2_metrics] {
+        wait_metrics(m, 600, current("ocsp"))?;
+    }
+    wait_metrics(&crl_metrics, 600, current("crl"))?;
+    row.note = format!(
+        "{:.0} events/s, batches of 1,000; all three followers current {:.2} s after the last ack",
+        serials.len() as f64 / row.elapsed.as_secs_f64(),
+        acked.elapsed().as_secs_f64()
+    );
+    rows.push(row);
+    drop((ocsp, ocsp2, crl, registry));
+
+    // The registry as a synchronous pair: a new standby seeded from it,
+    // then the next day's revocations acknowledged only once it holds them.
+    eprintln!("national {n}: a new standby, then a day of revocations through the pair");
+    let primary = spawn(
+        shikko,
+        "registry",
+        &configs.registry_in_pair("registry", "registry", dir, "require_standby = true\n")?,
+    )?;
+    let endpoint = format!(
+        "http://{}",
+        primary
+            .try_field("grpc")
+            .context("the registry's address")?
+    );
+    let primary_metrics = primary.try_field("metrics").context("registry metrics")?;
+    let t = Instant::now();
+    let standby = spawn(
+        shikko,
+        "registry",
+        &configs.registry_in_pair(
+            "standby",
+            "standby",
+            &dir.join("standby"),
+            &format!("standby_of = {endpoint:?}\n"),
+        )?,
+    )?;
+    wait_metrics(&primary_metrics, 7_200, |text| {
+        text.contains("shikko_registry_standby_connected 1")
+            && text.contains("shikko_registry_standby_lag_records 0")
+            && !text.contains("shikko_registry_standby_durable_seq 0\n")
+    })?;
+    let mut row = Row::new(label("new standby seeded"));
+    row.record(t.elapsed());
+    row.elapsed = t.elapsed();
+    row.note = format!(
+        "a copy of the whole store ({} on the standby's disk) from one snapshot",
+        gib(disk(&dir.join("standby")))
+    );
+    rows.push(row);
+    let next: Vec<Serial> = good_auth(layout, now)
+        .skip(revocations as usize)
         .take(revocations as usize)
-        .map(|h| serial_for(CertKind::CardAuth, h, 0))
         .collect();
-    let mut client = pb::registry_client::RegistryClient::connect(endpoint.clone()).await?;
+    let mut row = ingest(
+        &endpoint,
+        &next,
+        now,
+        "pair",
+        label("ingest a day, synchronous pair"),
+    )
+    .await?;
+    row.note = format!(
+        "{:.0} events/s, batches of 1,000, each acknowledged once on the standby's disk too",
+        next.len() as f64 / row.elapsed.as_secs_f64()
+    );
+    rows.push(row);
+    drop((standby, primary));
+    std::fs::remove_dir_all(dir.join("standby"))?;
+
+    // Disk: with the day's history, and once retention pruned it.
+    let with_history = disk(&dir.join("db"));
+    let store = RegistryStore::open(&dir.join("db"))?;
+    let t = Instant::now();
+    let mut pruned = 0;
+    for day in 0..=37 {
+        let p = store.retain(UnixTime(now + day * 86_400), 35 * 86_400, 400 * 86_400)?;
+        pruned += p.first_seq - p.from;
+    }
+    drop(store);
+    let after = disk(&dir.join("db"));
+    let mut row = Row::new(label("registry disk, retention"));
+    row.record(t.elapsed());
+    row.elapsed = t.elapsed();
+    row.note = format!(
+        "fixture {}, after two days' ingest {}, after 35 days' retention pruned {pruned} records {}",
+        gib(fixture_disk),
+        gib(with_history),
+        gib(after)
+    );
+    rows.push(row);
+    Ok(rows)
+}
+
+/// The default sizes: 1 million and the largest asked.
+pub(crate) fn sizes(arg: &[u64]) -> Vec<u64> {
+    if arg.is_empty() {
+        vec![1_000_000]
+    } else {
+        arg.to_vec()
+    }
+}
+
+/// Where the scenario works (`--keep` keeps nothing here: each size is removed after).
+pub(crate) fn base_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("shikko-national-{}", std::process::id()))
+}
+
+/// Good card user-authentication serials of the fixture, from the last holder down.
+fn good_auth(layout: Layout, now: i64) -> impl Iterator<Item = Serial> {
+    (0..layout.holders)
+        .rev()
+        .filter(move |h| status(CertKind::CardAuth, *h, now) == CertStatus::Good)
+        .map(|h| serial_for(CertKind::CardAuth, h, 0))
+}
+
+/// Revokes `serials` through the registry at `endpoint` in batches of 1,000.
+async fn ingest(
+    endpoint: &str,
+    serials: &[Serial],
+    now: i64,
+    id: &str,
+    name: String,
+) -> Result<Row> {
+    let mut row = Row::new(name);
+    let mut client = pb::registry_client::RegistryClient::connect(endpoint.to_string()).await?;
     let t = Instant::now();
     for (b, chunk) in serials.chunks(1_000).enumerate() {
         let events = chunk
             .iter()
             .enumerate()
             .map(|(i, s)| pb::Event {
-                id: format!("march-{b}-{i}"),
+                id: format!("{id}-{b}-{i}"),
                 time: now,
                 body: Some(pb::event::Body::Revoke(pb::Revoke {
                     issuer: pb::Issuer::Auth as i32,
@@ -376,53 +509,5 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
             .count() as u64;
     }
     row.elapsed = t.elapsed();
-    let acked = Instant::now();
-    for m in [&ocsp_metrics, &ocsp2_metrics] {
-        wait_metrics(m, 600, current("ocsp"))?;
-    }
-    wait_metrics(&crl_metrics, 600, current("crl"))?;
-    row.note = format!(
-        "{:.0} events/s, batches of 1,000; all three followers current {:.2} s after the last ack",
-        serials.len() as f64 / row.elapsed.as_secs_f64(),
-        acked.elapsed().as_secs_f64()
-    );
-    rows.push(row);
-    drop((ocsp, ocsp2, crl, registry));
-
-    // Disk: with the day's history, and once retention pruned it.
-    let with_history = disk(&dir.join("db"));
-    let store = RegistryStore::open(&dir.join("db"))?;
-    let t = Instant::now();
-    let mut pruned = 0;
-    for day in 0..=37 {
-        let p = store.retain(UnixTime(now + day * 86_400), 35 * 86_400, 400 * 86_400)?;
-        pruned += p.first_seq - p.from;
-    }
-    drop(store);
-    let after = disk(&dir.join("db"));
-    let mut row = Row::new(label("registry disk, retention"));
-    row.record(t.elapsed());
-    row.elapsed = t.elapsed();
-    row.note = format!(
-        "fixture {}, after the day's ingest {}, after 35 days' retention pruned {pruned} records {}",
-        gib(fixture_disk),
-        gib(with_history),
-        gib(after)
-    );
-    rows.push(row);
-    Ok(rows)
-}
-
-/// The default sizes: 1 million and the largest asked.
-pub(crate) fn sizes(arg: &[u64]) -> Vec<u64> {
-    if arg.is_empty() {
-        vec![1_000_000]
-    } else {
-        arg.to_vec()
-    }
-}
-
-/// Where the scenario works (`--keep` keeps nothing here: each size is removed after).
-pub(crate) fn base_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("shikko-national-{}", std::process::id()))
+    Ok(row)
 }

@@ -457,14 +457,18 @@ impl RegistryStore {
         self.write_synced(batch)
     }
 
-    /// Writes a page of a seed's family, as shipped (synced by [`RegistryStore::end_seed`]).
+    /// Writes a page of a seed's family, as shipped, without the
+    /// write-ahead log (a seed cut short starts over: [`RegistryStore::end_seed`]
+    /// flushes what was seeded to its files before the store is a standby).
     pub fn seed(&self, family: &str, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
         let name = seed_family(family)?;
         let mut batch = WriteBatch::default();
         for (k, v) in entries {
             batch.put_cf(self.cf(name), k, v);
         }
-        Ok(self.db.write(batch)?)
+        let mut w = WriteOptions::default();
+        w.disable_wal(true);
+        Ok(self.db.write_opt(batch, &w)?)
     }
 
     /// Ends a seed at the primary's `seq` with its meta values (only those a
@@ -487,6 +491,11 @@ impl RegistryStore {
                 return Err(Error::ReservedKey(String::from_utf8_lossy(k).into_owned()));
             }
             batch.put_cf(self.cf(cf::META), k, v);
+        }
+        // What was seeded without the log is in the files before the store
+        // says it is a standby.
+        for family in SEED_FAMILIES {
+            self.db.flush_cf(self.cf(family))?;
         }
         batch.put_cf(self.cf(cf::META), META_LAST_SEQ, seq.to_be_bytes());
         batch.put_cf(self.cf(cf::META), META_ROLE, Role::Standby.as_bytes());
