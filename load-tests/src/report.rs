@@ -17,8 +17,8 @@ impl Row {
     pub(crate) fn new(name: impl Into<String>) -> Row {
         Row {
             name: name.into(),
-            // 1 µs to 100 s, 3 significant digits.
-            latency: Histogram::new_with_bounds(1, 100_000_000, 3)
+            // 1 µs to an hour (a national-scale load), 3 significant digits.
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid")),
             elapsed: Duration::ZERO,
             errors: 0,

@@ -60,14 +60,7 @@ impl shikko_runtime::RoleConfig for RegistryRoleConfig {
         if let Some(info) = &self.info {
             info.front_door.validate()?;
         }
-        self.registry
-            .retention
-            .validate()
-            .map_err(|e| format!("[registry.retention] {e}"))?;
-        self.registry
-            .pair
-            .validate()
-            .map_err(|e| format!("[registry.pair] {e}"))?;
+        self.registry.validate()?;
         if let Some(primary) = &self.registry.pair.standby_of {
             self.tls.validate_client(primary)?;
         }

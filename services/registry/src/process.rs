@@ -30,12 +30,37 @@ pub struct RegistrySection {
     /// former name, is still read.)
     #[serde(default = "default_grpc", alias = "listen")]
     pub grpc_listen: SocketAddr,
+    /// The store's block cache in MiB (16 to 65,536): the index and filter
+    /// blocks of every lookup, and hot data. Default 256; at national scale
+    /// (hundreds of millions of certificates) give it a few GiB
+    /// (docs/BENCHMARKS.md, national scale).
+    #[serde(default = "default_cache_mib")]
+    pub block_cache_mib: u64,
     /// What the registry keeps of its history, and for how long.
     #[serde(default)]
     pub retention: crate::retention::Retention,
     /// A standby registry that holds every acknowledged event (docs/OPERATOR.md, failover).
     #[serde(default)]
     pub pair: crate::pair::PairSection,
+}
+
+fn default_cache_mib() -> u64 {
+    (shikko_store::DEFAULT_CACHE_BYTES >> 20) as u64
+}
+
+impl RegistrySection {
+    /// Checks the bounds of the section and its subsections.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(16..=65_536).contains(&self.block_cache_mib) {
+            return Err("block_cache_mib must be 16 to 65536".into());
+        }
+        self.retention
+            .validate()
+            .map_err(|e| format!("[registry.retention] {e}"))?;
+        self.pair
+            .validate()
+            .map_err(|e| format!("[registry.pair] {e}"))
+    }
 }
 
 /// Where the registry listens by default (where the followers look for it).
@@ -75,15 +100,11 @@ impl RegistryProcess {
         tls: &TlsConfig,
     ) -> RoleResult<RegistryProcess> {
         section
-            .retention
             .validate()
-            .map_err(|e| shikko_runtime::RoleError::new("[registry.retention]", e))?;
-        section
-            .pair
-            .validate()
-            .map_err(|e| shikko_runtime::RoleError::new("[registry.pair]", e))?;
+            .map_err(|e| shikko_runtime::RoleError::new("[registry]", e))?;
         let security = shikko_access::server_security(tls).context("[tls]")?;
-        let store = RegistryStore::open_data_dir(&section.data_dir)
+        let cache = usize::try_from(section.block_cache_mib << 20).unwrap_or(usize::MAX);
+        let store = RegistryStore::open_data_dir_with_cache(&section.data_dir, cache)
             .with_context(|| format!("opening the store of {}", section.data_dir.display()))?;
         let role = store.replication_role().context("the store's role")?;
         match (&section.pair.standby_of, role) {

@@ -61,12 +61,25 @@ macro_rules! handle {
             /// Opens (creating if needed) the store at `path`; fails with
             /// [`Error::WrongKind`] if it was made for another purpose.
             pub fn open(path: &Path) -> Result<$name> {
-                Ok($name(Arc::new(Store::open_as(path, $kind)?)))
+                Ok($name(Arc::new(Store::open_as(
+                    path,
+                    $kind,
+                    crate::DEFAULT_CACHE_BYTES,
+                )?)))
             }
 
             /// Opens (creating if needed) the store of a data directory, `DATA_DIR/db`.
             pub fn open_data_dir(data_dir: &Path) -> Result<$name> {
-                Ok($name(Arc::new(Store::open_data_dir_as(data_dir, $kind)?)))
+                Self::open_data_dir_with_cache(data_dir, crate::DEFAULT_CACHE_BYTES)
+            }
+
+            /// [`Self::open_data_dir`] with a block cache of `cache_bytes`.
+            pub fn open_data_dir_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<$name> {
+                Ok($name(Arc::new(Store::open_data_dir_as(
+                    data_dir,
+                    $kind,
+                    cache_bytes,
+                )?)))
             }
 
             /// The read side, for readers that outlive this handle (builders,
