@@ -293,7 +293,7 @@ impl Store {
     pub fn put_revoked_fixture(&self, entries: &[RevokedEntry]) -> Result<()> {
         let mut batch = rocksdb::WriteBatch::default();
         for e in entries {
-            let value = RevokedValue {
+            let value = crate::query::RevokedValue {
                 status: e.status,
                 not_after: e.not_after,
             };
