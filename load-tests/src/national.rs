@@ -253,6 +253,16 @@ fn spawn(shikko: &Path, role: &str, cfg: &Path) -> Result<RoleProcess> {
         .with_context(|| format!("starting the {role} role"))
 }
 
+/// A registry process over `cfg`, and its plaintext endpoint.
+fn spawn_registry(shikko: &Path, cfg: &Path) -> Result<(RoleProcess, String)> {
+    let r = spawn(shikko, "registry", cfg)?;
+    let endpoint = format!(
+        "http://{}",
+        r.try_field("grpc").context("the registry's address")?
+    );
+    Ok((r, endpoint))
+}
+
 async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Result<Vec<Row>> {
     let n = layout.certs;
     let label = |what: &str| format!("{what} @{}M", n / 1_000_000);
@@ -261,9 +271,7 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
     let (certs, listed, took) = write(&dir.join("db"), layout, now)?;
     let fixture_disk = disk(&dir.join("db"));
     let mut rows = Vec::new();
-    let mut row = Row::new(label("fixture write"));
-    row.record(took);
-    row.elapsed = took;
+    let mut row = Row::once(label("fixture write"), took);
     row.note = format!(
         "{:.0} s: {certs} certificates ({listed} listed), {} holders; {} on disk ({:.0} B/certificate with holders)",
         took.as_secs_f64(),
@@ -274,13 +282,7 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
     rows.push(row);
 
     let configs = Loopback::new(dir).log_filter("error");
-    let registry = spawn(shikko, "registry", &configs.registry(dir)?)?;
-    let endpoint = format!(
-        "http://{}",
-        registry
-            .try_field("grpc")
-            .context("the registry's address")?
-    );
+    let (registry, endpoint) = spawn_registry(shikko, &configs.registry(dir)?)?;
 
     // A new OCSP replica: start to current, and its memory.
     eprintln!("national {n}: a new OCSP replica");
@@ -288,9 +290,7 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
     let ocsp = spawn(shikko, "ocsp", &configs.ocsp(dir, &endpoint, "")?)?;
     let ocsp_metrics = ocsp.try_field("metrics").context("ocsp metrics")?;
     wait_metrics(&ocsp_metrics, 1_800, current("ocsp"))?;
-    let mut row = Row::new(label("new OCSP replica, registry just up"));
-    row.record(t.elapsed());
-    row.elapsed = t.elapsed();
+    let mut row = Row::once(label("new OCSP replica, registry just up"), t.elapsed());
     row.note = format!(
         "resident {} MiB when current; the registry built the status image at its start meanwhile",
         rss_mib(ocsp.child.id())
@@ -325,9 +325,7 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
     )
     .unwrap_or(0.0);
     let full = std::fs::metadata(dir.join("crl/sign/full.crl")).map_or(0, |m| m.len());
-    let mut row = Row::new(label("new CRL role to published"));
-    row.record(published);
-    row.elapsed = published;
+    let mut row = Row::once(label("new CRL role to published"), published);
     row.note = format!(
         "full signing CRL: {entries:.0} entries, {}, built (encode + sign) in {build_sum:.2} s",
         gib(full)
@@ -342,9 +340,7 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
     let ocsp2 = spawn(shikko, "ocsp", &configs.ocsp(dir, &endpoint, "")?)?;
     let ocsp2_metrics = ocsp2.try_field("metrics").context("ocsp metrics")?;
     wait_metrics(&ocsp2_metrics, 1_800, current("ocsp"))?;
-    let mut row = Row::new(label("new OCSP replica (autoscaler)"));
-    row.record(t.elapsed());
-    row.elapsed = t.elapsed();
+    let mut row = Row::once(label("new OCSP replica (autoscaler)"), t.elapsed());
     row.note = format!(
         "resident {} MiB when current (goal: under 60 s and 1 GiB at 200M)",
         rss_mib(ocsp2.child.id())
@@ -377,17 +373,10 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
     // The registry as a synchronous pair: a new standby seeded from it,
     // then the next day's revocations acknowledged only once it holds them.
     eprintln!("national {n}: a new standby, then a day of revocations through the pair");
-    let primary = spawn(
+    let (primary, endpoint) = spawn_registry(
         shikko,
-        "registry",
         &configs.registry_in_pair("registry", "registry", dir, "require_standby = true\n")?,
     )?;
-    let endpoint = format!(
-        "http://{}",
-        primary
-            .try_field("grpc")
-            .context("the registry's address")?
-    );
     let primary_metrics = primary.try_field("metrics").context("registry metrics")?;
     let t = Instant::now();
     let standby = spawn(
@@ -405,9 +394,7 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
             && text.contains("shikko_registry_standby_lag_records 0")
             && !text.contains("shikko_registry_standby_durable_seq 0\n")
     })?;
-    let mut row = Row::new(label("new standby seeded"));
-    row.record(t.elapsed());
-    row.elapsed = t.elapsed();
+    let mut row = Row::once(label("new standby seeded"), t.elapsed());
     row.note = format!(
         "a copy of the whole store ({} on the standby's disk) from one snapshot",
         gib(disk(&dir.join("standby")))
@@ -442,13 +429,7 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
         1,
     );
     std::fs::write(&cfg, text)?;
-    let registry = spawn(shikko, "registry", &cfg)?;
-    let endpoint = format!(
-        "http://{}",
-        registry
-            .try_field("grpc")
-            .context("the registry's address")?
-    );
+    let (registry, endpoint) = spawn_registry(shikko, &cfg)?;
     let third: Vec<Serial> = good_auth(layout, now)
         .skip(2 * revocations as usize)
         .take(revocations as usize)
@@ -479,9 +460,7 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
     }
     drop(store);
     let after = disk(&dir.join("db"));
-    let mut row = Row::new(label("registry disk, retention"));
-    row.record(t.elapsed());
-    row.elapsed = t.elapsed();
+    let mut row = Row::once(label("registry disk, retention"), t.elapsed());
     row.note = format!(
         "fixture {}, after three days' ingest {}, after 35 days' retention pruned {pruned} records {}",
         gib(fixture_disk),
@@ -525,36 +504,7 @@ async fn ingest(
     let mut row = Row::new(name);
     let mut client = pb::registry_client::RegistryClient::connect(endpoint.to_string()).await?;
     let t = Instant::now();
-    for (b, chunk) in serials.chunks(1_000).enumerate() {
-        let events = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, s)| pb::Event {
-                id: format!("{id}-{b}-{i}"),
-                time: now,
-                body: Some(pb::event::Body::Revoke(pb::Revoke {
-                    issuer: pb::Issuer::Auth as i32,
-                    serial: s.magnitude().to_vec(),
-                    reason: if i % 4 == 0 { 1 } else { 5 },
-                    invalidity_date: None,
-                })),
-            })
-            .collect();
-        let bt = Instant::now();
-        let resp = client
-            .ingest(pb::IngestRequest {
-                events,
-                all_or_nothing: false,
-            })
-            .await?
-            .into_inner();
-        row.record(bt.elapsed());
-        row.errors += resp
-            .outcomes
-            .iter()
-            .filter(|o| o.kind != pb::OutcomeKind::Applied as i32)
-            .count() as u64;
-    }
+    crate::scenarios::revoke_in_batches(&mut client, serials, now, id, &mut row).await?;
     row.elapsed = t.elapsed();
     Ok(row)
 }

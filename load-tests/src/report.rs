@@ -26,6 +26,14 @@ impl Row {
         }
     }
 
+    /// A row of one measurement that took `took`.
+    pub(crate) fn once(name: impl Into<String>, took: Duration) -> Row {
+        let mut row = Row::new(name);
+        row.record(took);
+        row.elapsed = took;
+        row
+    }
+
     /// Records one latency.
     pub(crate) fn record(&mut self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);

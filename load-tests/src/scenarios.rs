@@ -247,36 +247,7 @@ pub(crate) async fn ingest(p: &Platform, pop: &Seeded, count: usize) -> Result<R
     let mut row = Row::new(format!("ingest {count} revocations, batches of 1,000"));
     let now = UnixTime::now().0;
     let start = Instant::now();
-    for (b, chunk) in serials.chunks(1_000).enumerate() {
-        let events = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, s)| pb::Event {
-                id: format!("load-revoke-{b}-{i}-{}", s.to_hex()),
-                time: now,
-                body: Some(pb::event::Body::Revoke(pb::Revoke {
-                    issuer: pb::Issuer::Auth as i32,
-                    serial: s.magnitude().to_vec(),
-                    reason: if i % 4 == 0 { 1 } else { 5 },
-                    invalidity_date: None,
-                })),
-            })
-            .collect();
-        let t = Instant::now();
-        let resp = client
-            .ingest(pb::IngestRequest {
-                events,
-                all_or_nothing: false,
-            })
-            .await?
-            .into_inner();
-        row.record(t.elapsed());
-        row.errors += resp
-            .outcomes
-            .iter()
-            .filter(|o| o.kind != pb::OutcomeKind::Applied as i32)
-            .count() as u64;
-    }
+    revoke_in_batches(&mut client, &serials, now, "load-revoke", &mut row).await?;
     row.elapsed = start.elapsed();
     let events_per_s = count as f64 / row.elapsed.as_secs_f64();
     // Visible in OCSP: the last revocation answered as revoked.
@@ -641,4 +612,47 @@ pub(crate) async fn ocsp_start(p: &Platform) -> Result<Row> {
         rss.len()
     );
     Ok(row)
+}
+
+/// Revokes card user-authentication `serials` through `client` in batches
+/// of 1,000 (event ids `ID-BATCH-I`), each batch's time in `row`, events
+/// not applied counted as its errors.
+pub(crate) async fn revoke_in_batches(
+    client: &mut pb::registry_client::RegistryClient<tonic::transport::Channel>,
+    serials: &[Serial],
+    now: i64,
+    id: &str,
+    row: &mut Row,
+) -> Result<()> {
+    for (b, chunk) in serials.chunks(1_000).enumerate() {
+        let events = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, s)| pb::Event {
+                id: format!("{id}-{b}-{i}"),
+                time: now,
+                body: Some(pb::event::Body::Revoke(pb::Revoke {
+                    issuer: pb::Issuer::Auth as i32,
+                    serial: s.magnitude().to_vec(),
+                    reason: if i % 4 == 0 { 1 } else { 5 },
+                    invalidity_date: None,
+                })),
+            })
+            .collect();
+        let t = Instant::now();
+        let resp = client
+            .ingest(pb::IngestRequest {
+                events,
+                all_or_nothing: false,
+            })
+            .await?
+            .into_inner();
+        row.record(t.elapsed());
+        row.errors += resp
+            .outcomes
+            .iter()
+            .filter(|o| o.kind != pb::OutcomeKind::Applied as i32)
+            .count() as u64;
+    }
+    Ok(())
 }

@@ -517,25 +517,7 @@ fn a_promoted_standby_holds_every_acknowledged_event_after_the_primary_and_its_d
         let mut c = pb::registry_client::RegistryClient::new(
             ids.channel(&s_addr, Some("ocsp")).await.unwrap(),
         );
-        let mut feed = c
-            .follow(pb::FollowRequest {
-                from_seq: 1,
-                max_batch: 10_000,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let mut stored = std::collections::HashMap::new();
-        let mut seen = 0;
-        while seen < last_acked {
-            let batch = feed.message().await.unwrap().unwrap();
-            for r in batch.records {
-                seen = r.seq;
-                stored.insert(r.event_id, r.seq);
-            }
-        }
-        stored
+        common::event_seqs(&mut c, last_acked).await
     });
     for (id, seq) in &acked {
         assert_eq!(stored.get(id), Some(seq), "acknowledged event {id} lost");

@@ -88,22 +88,8 @@ async fn kill_9_during_ingest_loses_no_acknowledged_event() {
     let mut client = RegistryClient::connect(registry.endpoint.clone())
         .await
         .unwrap();
-    let mut feed = client
-        .follow(pb::FollowRequest {
-            from_seq: 1,
-            max_batch: 10_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut stored = std::collections::HashMap::new();
-    while stored.len() < acked.len() {
-        let batch = feed.message().await.unwrap().unwrap();
-        for r in batch.records {
-            stored.insert(r.event_id, r.seq);
-        }
-    }
+    let last = acked.iter().map(|(_, seq)| *seq).max().unwrap();
+    let stored = common::event_seqs(&mut client, last).await;
     for (id, seq) in &acked {
         assert_eq!(stored.get(id), Some(seq), "acknowledged event {id} lost");
     }

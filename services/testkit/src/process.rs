@@ -330,3 +330,35 @@ pub fn start_demo(data: &Path, holders: &str) -> Demo {
         samples: data.join("samples"),
     }
 }
+
+/// The registry's change records from the first up to sequence number
+/// `last`, read through `Follow`, as event id -> sequence number: what a
+/// test compares with what was acknowledged.
+pub async fn event_seqs(
+    client: &mut shikko_proto::v1::registry_client::RegistryClient<tonic::transport::Channel>,
+    last: u64,
+) -> std::collections::HashMap<String, u64> {
+    let mut feed = client
+        .follow(shikko_proto::v1::FollowRequest {
+            from_seq: 1,
+            max_batch: 10_000,
+            ..Default::default()
+        })
+        .await
+        .expect("Follow")
+        .into_inner();
+    let mut stored = std::collections::HashMap::new();
+    let mut seen = 0;
+    while seen < last {
+        let batch = feed
+            .message()
+            .await
+            .expect("a feed batch")
+            .expect("the feed goes on");
+        for r in batch.records {
+            seen = r.seq;
+            stored.insert(r.event_id, r.seq);
+        }
+    }
+    stored
+}
