@@ -85,6 +85,11 @@ pub const RULES: &[Rule] = &[
         why: "makes a standby the primary: an administrator's act in a failover",
     },
     Rule {
+        method: "/shikko.v1.Registry/AcknowledgeAlone",
+        callers: &["admin"],
+        why: "gives up the second disk until a standby catches up: an administrator's act",
+    },
+    Rule {
         method: "/shikko.v1.OcspResponder/Check",
         callers: &["admin", "auditor"],
         why: "the internal twin of the public HTTP responder, for diagnostics",
@@ -337,6 +342,7 @@ pub const LIMITS: &[(&str, Limits)] = &[
         },
     ),
     ("/shikko.v1.Registry/Promote", SMALL),
+    ("/shikko.v1.Registry/AcknowledgeAlone", SMALL),
     (
         "/shikko.v1.OcspResponder/Check",
         Limits {

@@ -111,6 +111,14 @@ pub(crate) enum AdminCommand {
         #[arg(long)]
         force: bool,
     },
+    /// On a primary whose standby is lost: acknowledge ingests on its own
+    /// disk until a new standby has caught up (then it waits for the
+    /// standby again). Revocations go on being accepted meanwhile.
+    AcknowledgeAlone {
+        /// The primary's gRPC endpoint.
+        #[arg(long)]
+        endpoint: String,
+    },
 }
 
 fn print_link_keys(s: &pb::LinkKeyState) {
@@ -298,6 +306,18 @@ pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
                 } else {
                     ""
                 }
+            );
+        }
+        AdminCommand::AcknowledgeAlone { endpoint } => {
+            let done = crate::client::connect(&endpoint, "admin")
+                .await?
+                .acknowledge_alone(pb::AcknowledgeAloneRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "{endpoint} acknowledges on its own disk until a standby has caught up (epoch {}, last sequence number {})",
+                done.epoch, done.last_seq
             );
         }
         AdminCommand::OperatorList { endpoint } => {

@@ -89,6 +89,7 @@ pub(crate) struct PairMetrics {
     pub(crate) acked: IntGauge,
     pub(crate) lag: IntGauge,
     pub(crate) synchronous: IntGauge,
+    pub(crate) required: IntGauge,
     pub(crate) unconfirmed: IntCounter,
     pub(crate) last_contact: IntGauge,
 }
@@ -120,6 +121,10 @@ impl PairMetrics {
                 "shikko_registry_synchronous",
                 "1 while ingest waits for the standby (require_standby, not promoted alone).",
             )?,
+            required: IntGauge::new(
+                "shikko_registry_standby_required",
+                "1 when [registry.pair] require_standby is set.",
+            )?,
             unconfirmed: IntCounter::new(
                 "shikko_registry_ingest_unconfirmed_total",
                 "Ingest calls answered UNAVAILABLE because the standby did not confirm in time.",
@@ -136,6 +141,7 @@ impl PairMetrics {
             &m.acked,
             &m.lag,
             &m.synchronous,
+            &m.required,
             &m.last_contact,
         ] {
             r.register(Box::new(g.clone()))?;
@@ -179,6 +185,7 @@ impl Pair {
         metrics.epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
         let synchronous = section.require_standby && !standby;
         metrics.synchronous.set(i64::from(synchronous));
+        metrics.required.set(i64::from(section.require_standby));
         Ok(Pair {
             standby: AtomicBool::new(standby),
             require_standby: section.require_standby,
@@ -312,6 +319,14 @@ impl Pair {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .map(|t| t.elapsed())
+    }
+
+    /// A primary gives up waiting for its standby until one has caught up
+    /// (see [`Pair::confirmed`]). Returns whether it was waiting.
+    pub(crate) fn alone_until_caught_up(&self) -> bool {
+        let was = self.synchronous.swap(false, Ordering::SeqCst);
+        self.metrics.synchronous.set(0);
+        was
     }
 
     /// The standby became the primary of `epoch`: ingest waits for a new

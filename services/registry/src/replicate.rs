@@ -441,6 +441,38 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 const ALIVE_WITHIN: Duration = Duration::from_secs(5);
 
 impl Registry {
+    /// On a primary: acknowledge ingests on this registry's own disk until
+    /// a standby has caught up, then wait for it again (its standby's
+    /// machine is lost, and revocations must go on being accepted).
+    /// Returns the epoch and the last sequence number. Refused on a standby.
+    pub async fn acknowledge_alone(&self) -> Result<(u64, u64)> {
+        if self.pair.is_standby() {
+            return Err(Error::Refused(
+                "this registry is a standby: it acknowledges nothing".into(),
+            ));
+        }
+        let was = self.pair.alone_until_caught_up();
+        let last = self.store().last_seq();
+        // Everything stored may be shown: it is acknowledged from now on.
+        self.head.send_if_modified(|h| {
+            let newer = last > *h;
+            if newer {
+                *h = last;
+            }
+            newer
+        });
+        tracing::warn!(
+            last_seq = last,
+            was_waiting = was,
+            "acknowledging on this registry's disk alone until a standby has caught up"
+        );
+        let store = self.store().clone();
+        let epoch = tokio::task::spawn_blocking(move || store.epoch())
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        Ok((epoch, last))
+    }
+
     /// Makes this standby the primary of a new epoch (see
     /// [`crate::pair`]); returns the epoch and the last sequence number.
     /// A primary answers with its own. Refused while the old primary was

@@ -569,6 +569,17 @@ impl RegistryApi for RegistryService {
         }))
     }
 
+    async fn acknowledge_alone(
+        &self,
+        _request: Request<pb::AcknowledgeAloneRequest>,
+    ) -> std::result::Result<Response<pb::AcknowledgeAloneResponse>, Status> {
+        let (epoch, last_seq) = self.inner.acknowledge_alone().await?;
+        Ok(Response::new(pb::AcknowledgeAloneResponse {
+            epoch,
+            last_seq,
+        }))
+    }
+
     async fn list_partitions(
         &self,
         _request: Request<pb::ListPartitionsRequest>,

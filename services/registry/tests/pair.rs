@@ -210,3 +210,82 @@ async fn a_synchronous_pair_acknowledges_only_what_the_standby_holds_and_fails_o
     drop(records);
     let _ = stop_follower.send(());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_whose_standby_is_lost_acknowledges_alone_until_a_new_one_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = prometheus::Registry::new();
+    let pair = PairSection {
+        require_standby: true,
+        standby_timeout_secs: 1,
+        ..PairSection::default()
+    };
+    let primary = Arc::new(
+        Registry::in_pair(
+            RegistryStore::open(&dir.path().join("primary")).unwrap(),
+            &metrics,
+            &pair,
+        )
+        .unwrap(),
+    );
+    let (p_addr, _p_stop) = serve(&primary).await;
+    let synchronous = || {
+        metrics
+            .gather()
+            .iter()
+            .find(|f| f.name() == "shikko_registry_synchronous")
+            .map(|f| f.get_metric()[0].get_gauge().get_value() as i64)
+            .unwrap()
+    };
+
+    // No standby: revocations are not acknowledged.
+    assert!(
+        primary
+            .ingest(vec![signing_issue(1, 13101)], IngestMode::PerEvent)
+            .await
+            .is_err()
+    );
+    // The administrator gives up the second disk for now: they are.
+    assert_eq!(primary.acknowledge_alone().await.unwrap(), (1, 1));
+    assert_eq!(synchronous(), 0);
+    let out = primary
+        .ingest(
+            vec![signing_issue(2, 13101), revoke(1)],
+            IngestMode::PerEvent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![Outcome::Applied { seq: 2 }, Outcome::Applied { seq: 3 }]
+    );
+    // And followers see them.
+    let mut feed = GrpcSource::new(p_addr.clone())
+        .open(1, Content::Status)
+        .await
+        .unwrap();
+    assert_eq!(feed.next().await.unwrap().unwrap().records.len(), 3);
+
+    // A new standby is seeded and catches up: the primary waits for it again.
+    let standby = standby(&dir.path().join("standby"));
+    tokio::spawn(
+        standby
+            .clone()
+            .follow_primary(p_addr, None, std::future::pending()),
+    );
+    wait_for("the primary to wait for its new standby again", || {
+        synchronous() == 1
+    })
+    .await;
+    let out = primary
+        .ingest(vec![revoke(2)], IngestMode::PerEvent)
+        .await
+        .unwrap();
+    let seq = seq_of(&out[0]);
+    assert!(
+        standby.store().last_seq() >= seq,
+        "confirmed before the answer"
+    );
+    // A standby is never told to acknowledge alone.
+    assert!(standby.acknowledge_alone().await.is_err());
+}
