@@ -26,6 +26,7 @@ pub mod feed;
 pub mod holder;
 pub mod ids;
 pub mod memory;
+pub mod merkle;
 pub mod person;
 pub mod rules;
 pub mod status;

@@ -57,6 +57,7 @@ pub mod internal;
 pub mod issue;
 pub mod keys;
 pub mod layout;
+pub mod merkle;
 pub mod name;
 pub mod pem;
 pub mod profile;
