@@ -1,6 +1,8 @@
 //! The audit log: every query, consent change, administrative change and
 //! refusal, appended in order; each record commits to the previous record's
-//! hash, so an altered, removed or reordered record breaks the chain.
+//! hash, so an altered, removed or reordered record breaks the chain; and
+//! each record is a leaf of a Merkle tree ([`crate::tree`]) whose heads and
+//! proofs let others check the log without trusting the store.
 //!
 //! Records carry ids, serials, outcomes and reasons, never 4 information.
 //! Appends go through one writer thread that commits whatever is waiting in
@@ -131,10 +133,11 @@ impl AuditLog {
             }
             None => (0, GENESIS.to_string()),
         };
+        let edge = crate::tree::Edge::load(&store, seq)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("shikko-audit".into())
-            .spawn(move || writer(store, rx, seq, prev))
+            .spawn(move || writer(store, rx, seq, prev, edge))
             .map_err(|e| InfoError::Internal(format!("audit writer thread: {e}")))?;
         Ok(AuditLog {
             tx: Some(tx),
@@ -184,7 +187,13 @@ impl AuditLog {
     }
 }
 
-fn writer(store: std::sync::Arc<Store>, rx: mpsc::Receiver<Job>, mut seq: u64, mut prev: String) {
+fn writer(
+    store: std::sync::Arc<Store>,
+    rx: mpsc::Receiver<Job>,
+    mut seq: u64,
+    mut prev: String,
+    mut edge: crate::tree::Edge,
+) {
     let mut counters: HashMap<Billing, u64> = HashMap::new();
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
@@ -200,6 +209,8 @@ fn writer(store: std::sync::Arc<Store>, rx: mpsc::Receiver<Job>, mut seq: u64, m
         }
         let now = UnixTime::now().0;
         let (mut s, mut p) = (seq, prev.clone());
+        // The tree grows with the records, in the same batch, or not at all.
+        let mut grown = edge.clone();
         let mut puts = Vec::with_capacity(n + jobs.len());
         let mut next_counters: HashMap<Billing, u64> = HashMap::new();
         let mut last_of_job = Vec::with_capacity(jobs.len());
@@ -221,7 +232,10 @@ fn writer(store: std::sync::Arc<Store>, rx: mpsc::Receiver<Job>, mut seq: u64, m
                 r.hash = r.compute_hash();
                 p = r.hash.clone();
                 match serde_json::to_vec(&r) {
-                    Ok(v) => puts.push((keys::audit(s), v)),
+                    Ok(v) => {
+                        grown.append(crate::tree::leaf(&v), &mut puts);
+                        puts.push((keys::audit(s), v));
+                    }
                     Err(e) => failed = Some(format!("encoding an audit record: {e}")),
                 }
             }
@@ -257,6 +271,7 @@ fn writer(store: std::sync::Arc<Store>, rx: mpsc::Receiver<Job>, mut seq: u64, m
             Ok(()) => {
                 seq = s;
                 prev = p;
+                edge = grown;
                 counters.extend(next_counters);
                 for (job, last) in jobs.into_iter().zip(last_of_job) {
                     let _ = job.done.send(Ok(last));

@@ -6,6 +6,7 @@
 //! | `b/` | day `/` operator `/` provider | provisions (u64 BE) |
 //! | `c/` | consent id | consent (JSON) |
 //! | `h/` | holder id `/` provider | id of the holder's latest consent to it |
+//! | `m/` | level (u8) ++ index (u64 BE) | the audit log's Merkle tree: the hash of the perfect subtree of 2^level records from index << level (32 octets) |
 //! | `o/` | operator id | operator (JSON) |
 //! | `f/` | SHA-256 of a client certificate (hex) | operator id |
 //! | `p/` | provider id | provider (JSON) |
@@ -49,6 +50,13 @@ pub(crate) fn challenge_used_before(t: i64) -> Vec<u8> {
 pub(crate) fn audit(seq: u64) -> Vec<u8> {
     let mut k = AUDIT_PREFIX.to_vec();
     k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub(crate) fn tree_node(level: u8, index: u64) -> Vec<u8> {
+    let mut k = b"m/".to_vec();
+    k.push(level);
+    k.extend_from_slice(&index.to_be_bytes());
     k
 }
 

@@ -41,6 +41,7 @@ pub mod process;
 pub mod query;
 pub mod replica;
 mod service;
+pub mod tree;
 
 pub use challenge::Challenge;
 pub use error::InfoError;

@@ -198,6 +198,32 @@ async fn the_log_continues_its_chain_after_a_restart() {
     shikko_info::audit::export(&store, 1, &mut out).unwrap();
     let summary = verify(&out[..], false, None).unwrap();
     assert_eq!(summary.last_seq, before + 1, "one chain across the restart");
+    // One Merkle tree across the restart too: its stored head is the tree
+    // of the exported records, and each record's inclusion proof holds.
+    let records: Vec<shikko_info::audit::AuditRecord> = std::str::from_utf8(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let leaves: Vec<_> = records
+        .iter()
+        .map(|r| shikko_info::tree::leaf_of(r).unwrap())
+        .collect();
+    let size = records.len() as u64;
+    let head = shikko_info::tree::head(&store, size).unwrap();
+    let reference =
+        shikko_core::merkle::LeafHashes::<shikko_pki::merkle::Sha256>::new(leaves.clone());
+    assert_eq!(
+        head,
+        shikko_core::merkle::root::<shikko_pki::merkle::Sha256, _>(&reference, size).unwrap()
+    );
+    for (i, leaf) in leaves.iter().enumerate() {
+        let proof = shikko_info::tree::inclusion(&store, i as u64 + 1, size).unwrap();
+        shikko_core::merkle::verify_inclusion::<shikko_pki::merkle::Sha256>(
+            i as u64, size, leaf, &proof, &head,
+        )
+        .unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
