@@ -63,6 +63,7 @@ pub mod pem;
 pub mod profile;
 pub mod signer;
 pub mod tlv;
+pub mod tree_head;
 pub mod verify;
 
 pub use cert::x509_time;
