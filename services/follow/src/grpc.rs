@@ -143,8 +143,16 @@ impl FeedSource for GrpcSource {
         }
     }
 
+    /// The endpoint, or all of them (the one tried next first): a log line
+    /// written after a failure names the one that failed among them.
     fn describe(&self) -> String {
-        self.endpoint().to_string()
+        if self.endpoints.len() == 1 {
+            return self.endpoint().to_string();
+        }
+        let next = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.endpoints.len();
+        let mut order: Vec<&str> = self.endpoints[next..].iter().map(String::as_str).collect();
+        order.extend(self.endpoints[..next].iter().map(String::as_str));
+        order.join(",")
     }
 }
 
