@@ -186,13 +186,28 @@ fn gib(bytes: u64) -> String {
 }
 
 fn rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
+    crate::scenarios::resident_kib(pid).map_or(0, |kb| kb / 1024)
+}
+
+/// The labels of the full signing CRL's metrics.
+const SIGN_FULL: [&str; 2] = ["issuer=\"sign\"", "crl=\"full\""];
+
+/// Starts an OCSP replica following `endpoint` and waits until it is
+/// current: the process, its metrics address, the time it took and its
+/// resident memory then (MiB).
+fn new_ocsp(
+    shikko: &Path,
+    configs: &Loopback,
+    dir: &Path,
+    endpoint: &str,
+) -> Result<(RoleProcess, String, Duration, u64)> {
+    let t = Instant::now();
+    let ocsp = spawn(shikko, "ocsp", &configs.ocsp(dir, endpoint, "")?)?;
+    let metrics = ocsp.try_field("metrics").context("ocsp metrics")?;
+    wait_metrics(&metrics, 1_800, current("ocsp"))?;
+    let took = t.elapsed();
+    let rss = rss_mib(ocsp.child.id());
+    Ok((ocsp, metrics, took, rss))
 }
 
 fn metrics(addr: &str) -> String {
@@ -286,14 +301,10 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
 
     // A new OCSP replica: start to current, and its memory.
     eprintln!("national {n}: a new OCSP replica");
-    let t = Instant::now();
-    let ocsp = spawn(shikko, "ocsp", &configs.ocsp(dir, &endpoint, "")?)?;
-    let ocsp_metrics = ocsp.try_field("metrics").context("ocsp metrics")?;
-    wait_metrics(&ocsp_metrics, 1_800, current("ocsp"))?;
-    let mut row = Row::once(label("new OCSP replica, registry just up"), t.elapsed());
+    let (ocsp, ocsp_metrics, took, rss) = new_ocsp(shikko, &configs, dir, &endpoint)?;
+    let mut row = Row::once(label("new OCSP replica, registry just up"), took);
     row.note = format!(
-        "resident {} MiB when current; the registry built the status image at its start meanwhile",
-        rss_mib(ocsp.child.id())
+        "resident {rss} MiB when current; the registry built the status image at its start meanwhile"
     );
     rows.push(row);
 
@@ -303,27 +314,12 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
     let crl = spawn(shikko, "crl", &configs.crl(dir, &endpoint, 3_600, "")?)?;
     let crl_metrics = crl.try_field("metrics").context("crl metrics")?;
     wait_metrics(&crl_metrics, 3_600, |text| {
-        value(
-            text,
-            "shikko_crl_number",
-            &["issuer=\"sign\"", "crl=\"full\""],
-        )
-        .is_some_and(|v| v >= 1.0)
+        value(text, "shikko_crl_number", &SIGN_FULL).is_some_and(|v| v >= 1.0)
     })?;
     let published = t.elapsed();
     let text = metrics(&crl_metrics);
-    let entries = value(
-        &text,
-        "shikko_crl_entries",
-        &["issuer=\"sign\"", "crl=\"full\""],
-    )
-    .unwrap_or(0.0);
-    let build_sum = value(
-        &text,
-        "shikko_crl_build_seconds_sum",
-        &["issuer=\"sign\"", "crl=\"full\""],
-    )
-    .unwrap_or(0.0);
+    let entries = value(&text, "shikko_crl_entries", &SIGN_FULL).unwrap_or(0.0);
+    let build_sum = value(&text, "shikko_crl_build_seconds_sum", &SIGN_FULL).unwrap_or(0.0);
     let full = std::fs::metadata(dir.join("crl/sign/full.crl")).map_or(0, |m| m.len());
     let mut row = Row::once(label("new CRL role to published"), published);
     row.note = format!(
@@ -336,15 +332,9 @@ async fn one(shikko: &Path, dir: &Path, layout: Layout, revocations: u64) -> Res
     // March-peak day of revocations is ingested.
     // The second replica is the one an autoscaler adds to a running
     // platform: the registry has its image already.
-    let t = Instant::now();
-    let ocsp2 = spawn(shikko, "ocsp", &configs.ocsp(dir, &endpoint, "")?)?;
-    let ocsp2_metrics = ocsp2.try_field("metrics").context("ocsp metrics")?;
-    wait_metrics(&ocsp2_metrics, 1_800, current("ocsp"))?;
-    let mut row = Row::once(label("new OCSP replica (autoscaler)"), t.elapsed());
-    row.note = format!(
-        "resident {} MiB when current (goal: under 60 s and 1 GiB at 200M)",
-        rss_mib(ocsp2.child.id())
-    );
+    let (ocsp2, ocsp2_metrics, took, rss) = new_ocsp(shikko, &configs, dir, &endpoint)?;
+    let mut row = Row::once(label("new OCSP replica (autoscaler)"), took);
+    row.note = format!("resident {rss} MiB when current (goal: under 60 s and 1 GiB at 200M)");
     rows.push(row);
     wait_metrics(&crl_metrics, 600, current("crl"))?;
     eprintln!("national {n}: ingesting {revocations} revocations, three followers");

@@ -593,13 +593,7 @@ pub(crate) async fn ocsp_start(p: &Platform) -> Result<Row> {
             continue;
         }
         row.record(t.elapsed());
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        if let Some(kb) = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-        {
+        if let Some(kb) = resident_kib(pid) {
             rss.push(kb);
         }
         drop(r);
@@ -655,4 +649,14 @@ pub(crate) async fn revoke_in_batches(
             .count() as u64;
     }
     Ok(())
+}
+
+/// The resident memory of process `pid` in KiB (`VmRSS`), if it can be read.
+pub(crate) fn resident_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
 }
