@@ -205,6 +205,21 @@ pub const RULES: &[Rule] = &[
         why: "the audit log is read by administrators and auditors",
     },
     Rule {
+        method: "/shikko.v1.InfoAdmin/AuditTreeHead",
+        callers: &["admin", "auditor", "witness"],
+        why: "signed heads are what witnesses and auditors compare: hashes, no records",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/AuditConsistency",
+        callers: &["admin", "auditor", "witness"],
+        why: "a witness checks each head against the last one it saw: hashes, no records",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/AuditInclusion",
+        callers: &["admin", "auditor"],
+        why: "a record of the audit log with its proof: read by administrators and auditors",
+    },
+    Rule {
         method: "/shikko.v1.InfoAdmin/Checkpoint",
         callers: &["admin"],
         why: "writes a copy of the store to disk: an administrator's act",
@@ -237,6 +252,7 @@ pub const ANY_INTERNAL: &[&str] = &[
     "admin",
     "auditor",
     "standby",
+    "witness",
 ];
 
 /// The rules of the standard services every internal endpoint serves
@@ -426,6 +442,9 @@ pub const LIMITS: &[(&str, Limits)] = &[
     ("/shikko.v1.InfoAdmin/ListOperators", SMALL),
     ("/shikko.v1.InfoAdmin/AuditHead", SMALL),
     ("/shikko.v1.InfoAdmin/ExportAudit", stream(4)),
+    ("/shikko.v1.InfoAdmin/AuditTreeHead", SMALL),
+    ("/shikko.v1.InfoAdmin/AuditConsistency", SMALL),
+    ("/shikko.v1.InfoAdmin/AuditInclusion", SMALL),
     ("/shikko.v1.InfoAdmin/Checkpoint", heavy(1)),
     ("/shikko.v1.InfoAdmin/LinkKeys", SMALL),
     ("/shikko.v1.InfoAdmin/RotateLinkKey", heavy(1)),
@@ -548,6 +567,7 @@ mod tests {
             "admin",
             "auditor",
             "standby",
+            "witness",
             OPERATOR,
         ];
         for r in RULES {

@@ -49,6 +49,9 @@ pub(crate) struct InfoSection {
     /// The operators' port: connections, idle time, consent challenges.
     #[serde(default)]
     pub(crate) front_door: shikko_info::process::FrontDoor,
+    /// The audit log's signed tree heads.
+    #[serde(default)]
+    pub(crate) audit: shikko_info::process::AuditHeads,
 }
 
 pub(crate) fn default_info() -> SocketAddr {

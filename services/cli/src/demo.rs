@@ -72,6 +72,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"))?;
     let registry = Arc::new(Registry::new(store.clone(), metrics.registry())?);
     let info = crate::info_role::service(store.shared(), &authority.cas, metrics.registry())?;
+    let info = crate::info_role::with_demo_audit_key(info, &opts.data_dir)?;
 
     let samples = opts.data_dir.join("samples");
     if store.last_seq() > 0 && samples.join("README.txt").exists() {
@@ -135,6 +136,10 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     };
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signal();
+    tokio::spawn(shikko_info::heads::publish(
+        info.clone(),
+        shutdown.wait_owned(),
+    ));
     let operators = GrpcRoutes::new(shikko_access::api())
         .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_server())
         .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_link_server());
@@ -337,7 +342,10 @@ fn write_identities(dir: &Path, authority: &Authority) -> Result<()> {
     for (role, der) in &authority.identities {
         if matches!(
             role,
-            InternalRole::Admin | InternalRole::Authority | InternalRole::Auditor
+            InternalRole::Admin
+                | InternalRole::Authority
+                | InternalRole::Auditor
+                | InternalRole::Witness
         ) {
             write_pem(&dir.join(format!("{role}.pem")), "CERTIFICATE", &[der])?;
             let key =
@@ -536,7 +544,11 @@ fn print_tour(opts: &DemoOptions) {
              serials it holds ({names}):\n\
              \x20 shikko info query --endpoint https://{i} --cert {d}/samples/operator.pem --key {d}/samples/operator-key.pem {list}\n\
              \x20 shikko events ingest --endpoint {ep} {d}/samples/{mv}   # the unchanged holder moves; ask again\n\
-             \x20 shikko audit export --endpoint {ep} > audit.jsonl && shikko audit verify audit.jsonl --endpoint {ep}",
+             \x20 shikko audit export --endpoint {ep} > audit.jsonl && shikko audit verify audit.jsonl --endpoint {ep}\n\
+             \x20 shikko audit head --signed --endpoint {ep} --out head.json   # the audit key's signed tree head\n\
+             \x20 shikko witness --once --endpoint {ep} --audit-key {d}/samples/{ak} --state witness   # cosigns, or raises an alarm\n\
+             \x20 shikko audit verify --endpoint {ep} --audit-key {d}/samples/{ak} --record 1 --since head.json",
+            ak = crate::info_role::AUDIT_KEY_FILE,
             i = opts.info,
             mv = crate::info_role::EXAMPLE_MOVE_FILE,
             names = names.join(", "),

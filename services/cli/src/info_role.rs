@@ -61,6 +61,39 @@ pub(crate) fn service(
     ))
 }
 
+/// The demo's audit key (`DIR/keys/audit.key`, made at the first start;
+/// a deployment keeps it outside the data directory, `[info.audit] key`),
+/// its public key for verifiers (`DIR/samples/audit-key.pem`), and the
+/// signed heads' directory (`DIR/audit-heads`).
+pub(crate) fn with_demo_audit_key(
+    svc: Arc<InfoService>,
+    data_dir: &Path,
+) -> Result<Arc<InfoService>> {
+    let data = shikko_pki::DataDir::new(data_dir);
+    let path = data.key_path("audit");
+    if !path.exists() {
+        shikko_pki::generate_signer(shikko_pki::KeyAlgorithm::EcdsaP256)?.save(&path)?;
+    }
+    shikko_pki::check_key_file(&path)?;
+    let key = shikko_pki::load_signer(&path)?;
+    let samples = data_dir.join("samples");
+    std::fs::create_dir_all(&samples)?;
+    shikko_pki::write_file_atomic(
+        &samples.join(AUDIT_KEY_FILE),
+        shikko_info::heads::public_key_pem(key.as_ref())?.as_bytes(),
+        0o644,
+    )?;
+    let svc = Arc::into_inner(svc).context("the service is shared before it starts")?;
+    Ok(Arc::new(svc.with_audit_key(
+        key,
+        Some(data_dir.join("audit-heads")),
+        shikko_info::heads::DEFAULT_HEAD_SECS,
+    )?))
+}
+
+/// The audit key's public key, in the demo's samples.
+pub(crate) const AUDIT_KEY_FILE: &str = "audit-key.pem";
+
 /// The demo's TLS configuration: the server certificate and key of the
 /// authority, client certificates from the operator CA (the data
 /// directory's files).

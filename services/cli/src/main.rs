@@ -145,11 +145,15 @@ enum Command {
         #[command(subcommand)]
         command: link::LinkCommand,
     },
-    /// The 4-information audit log: export, verify, head.
+    /// The 4-information audit log: export, verify (chain, signed heads,
+    /// inclusion, consistency), head.
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Witness the audit log: check each signed head against the last one
+    /// seen (consistency proof), cosign it or raise an alarm.
+    Witness(audit::WitnessArgs),
     /// Administration of the 4-information service: providers and operators.
     Admin {
         #[command(subcommand)]
@@ -494,6 +498,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Info { command } => info::run(command).await?,
         Command::Link { command } => link::run(command).await?,
         Command::Audit { command } => audit::audit(command).await?,
+        Command::Witness(args) => audit::witness(args).await?,
         Command::Admin { command } => admin::admin(command).await?,
         Command::Backup {
             command:

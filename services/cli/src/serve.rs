@@ -36,14 +36,22 @@ pub(crate) async fn serve_registry(
     let mut info_server = None;
     if let Some(info) = &cfg.info {
         let signing = shikko_info::process::read_signing_cas(&info.signing_cas)?;
-        let svc = Arc::new(
-            shikko_info::InfoService::new(
-                process.store().shared(),
-                &signing,
-                shikko_info::InfoMetrics::new(process.metrics())?,
-            )?
-            .with_challenge_secs(info.front_door.consent_challenge_secs),
-        );
+        let svc = shikko_info::InfoService::new(
+            process.store().shared(),
+            &signing,
+            shikko_info::InfoMetrics::new(process.metrics())?,
+        )?
+        .with_phone_signing_cas(&shikko_info::process::read_signing_cas(
+            &info.phone_signing_cas,
+        )?)?
+        .with_challenge_secs(info.front_door.consent_challenge_secs);
+        let svc = Arc::new(info.audit.apply(svc, &cfg.registry.data_dir)?);
+        if svc.audit_public_key().is_some() {
+            tokio::spawn(shikko_info::heads::publish(
+                svc.clone(),
+                shutdown.wait_owned(),
+            ));
+        }
         let tls =
             shikko_info::process::tls_from_files(&info.tls_cert, &info.tls_key, &info.client_ca)?;
         let listener = bind(info.grpc_listen, "the 4-information service").await?;

@@ -89,7 +89,7 @@ fn check_demo_dir(alg: &str, holders: &str) {
     // Internal identities: the internal CA issues them, each says who it is,
     // the operator CA does not vouch for them, and their keys are private.
     let internal = samples.join("internal-ca.pem");
-    for who in ["admin", "authority", "auditor"] {
+    for who in ["admin", "authority", "auditor", "witness"] {
         let cert = samples.join(format!("{who}.pem"));
         let verdict = shikko_testkit::openssl(
             [
@@ -126,6 +126,14 @@ fn check_demo_dir(alg: &str, holders: &str) {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{who}-key.pem");
     }
+    // The audit key's public key is a sample; the key itself is private.
+    let audit_pub = std::fs::read_to_string(samples.join("audit-key.pem")).unwrap();
+    assert!(audit_pub.starts_with("-----BEGIN PUBLIC KEY-----"));
+    let mode = std::fs::metadata(data.join("keys/audit.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "keys/audit.key");
     // The roles' own identities stay in the data directory, not the samples.
     for role in ["registry", "crl", "ocsp", "info", "standby"] {
         assert!(

@@ -120,6 +120,51 @@ pub fn root<D: Digest, N: Nodes>(nodes: &N, size: u64) -> Result<Hash, N::Error>
     range_root::<D, N>(nodes, 0, size)
 }
 
+/// The tree head of leaves given one at a time, in O(log n) memory (an
+/// export read line by line): the right edge of the tree, the hash of the
+/// last complete subtree of each level still waiting for its sibling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamingRoot {
+    size: u64,
+    waiting: Vec<Option<Hash>>,
+}
+
+impl StreamingRoot {
+    /// Appends a leaf (its leaf hash).
+    pub fn push<D: Digest>(&mut self, leaf: Hash) {
+        let mut hash = leaf;
+        let mut level = 0;
+        while (self.size >> level) & 1 == 1 {
+            let left = self.waiting[level].take().unwrap_or([0; 32]);
+            hash = node_hash::<D>(&left, &hash);
+            level += 1;
+        }
+        if self.waiting.len() <= level {
+            self.waiting.resize(level + 1, None);
+        }
+        self.waiting[level] = Some(hash);
+        self.size += 1;
+    }
+
+    /// Leaves so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The tree head of the leaves so far: the waiting subtrees folded from
+    /// the smallest (rightmost) up, as the RFC's recursion splits.
+    pub fn root<D: Digest>(&self) -> Hash {
+        let mut acc: Option<Hash> = None;
+        for h in self.waiting.iter().flatten() {
+            acc = Some(match acc {
+                None => *h,
+                Some(right) => node_hash::<D>(h, &right),
+            });
+        }
+        acc.unwrap_or_else(empty_root::<D>)
+    }
+}
+
 /// `PATH(index, D[0:size])`: the inclusion proof of leaf `index` in the
 /// tree of `size` leaves, nearest sibling first. Empty when `index >=
 /// size` (no leaf to prove; [`verify_inclusion`] refuses such an index).

@@ -200,6 +200,53 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
         Ok(Response::new(pb::AuditHeadResponse { seq, hash }))
     }
 
+    async fn audit_tree_head(
+        &self,
+        _req: Request<pb::AuditTreeHeadRequest>,
+    ) -> Result<Response<pb::SignedTreeHead>, Status> {
+        let svc = self.svc.clone();
+        let sth = tokio::task::spawn_blocking(move || svc.signed_head())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::SignedTreeHead {
+            size: sth.head.size,
+            time: sth.head.time.0,
+            root: sth.head.root.to_vec(),
+            signature: sth.signature,
+        }))
+    }
+
+    async fn audit_consistency(
+        &self,
+        req: Request<pb::AuditConsistencyRequest>,
+    ) -> Result<Response<pb::AuditProof>, Status> {
+        let r = req.into_inner();
+        let svc = self.svc.clone();
+        let proof =
+            tokio::task::spawn_blocking(move || svc.audit_consistency(r.old_size, r.new_size))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::AuditProof {
+            hashes: proof.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    async fn audit_inclusion(
+        &self,
+        req: Request<pb::AuditInclusionRequest>,
+    ) -> Result<Response<pb::AuditInclusionResponse>, Status> {
+        let r = req.into_inner();
+        let svc = self.svc.clone();
+        let (record, proof) =
+            tokio::task::spawn_blocking(move || svc.audit_inclusion(r.seq, r.size))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(pb::AuditInclusionResponse {
+            record,
+            hashes: proof.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
     async fn link_keys(
         &self,
         _req: Request<pb::LinkKeysRequest>,

@@ -125,12 +125,8 @@ impl Drop for AuditLog {
 impl AuditLog {
     /// Starts the writer thread over `store`, continuing its chain.
     pub(crate) fn start(store: std::sync::Arc<Store>) -> Result<AuditLog, InfoError> {
-        let (seq, prev) = match store.info_last(keys::AUDIT_PREFIX)? {
-            Some((_, v)) => {
-                let r: AuditRecord = serde_json::from_slice(&v)
-                    .map_err(|_| InfoError::Corrupt("the last audit record does not decode"))?;
-                (r.seq, r.hash)
-            }
+        let (seq, prev) = match last(&store)? {
+            Some(r) => (r.seq, r.hash),
             None => (0, GENESIS.to_string()),
         };
         let edge = crate::tree::Edge::load(&store, seq)?;
@@ -287,6 +283,21 @@ fn writer(
                 }
             }
         }
+    }
+}
+
+/// The sequence number of the last durable record (0: none), the size of the log.
+pub fn last_seq(store: &Store) -> Result<u64, InfoError> {
+    Ok(last(store)?.map_or(0, |r| r.seq))
+}
+
+/// The last durable record.
+pub(crate) fn last(store: &Store) -> Result<Option<AuditRecord>, InfoError> {
+    match store.info_last(keys::AUDIT_PREFIX)? {
+        Some((_, v)) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|_| InfoError::Corrupt("the last audit record does not decode")),
+        None => Ok(None),
     }
 }
 

@@ -17,6 +17,7 @@
 //! - [`expiring`]: consenting holders' signing certificates that expire soon.
 //! - [`link`]: user-authentication serials to per-verifier pseudonyms of the holder.
 //! - [`audit`]: the append-only, hash-chained audit log, its export and verification.
+//! - [`tree`], [`heads`]: the audit log's Merkle tree; its signed heads.
 //! - [`grpc`]: `shikko.v1.Info` over mutually authenticated TLS.
 //! - [`admin`]: `shikko.v1.InfoAdmin` (registration, audit export) for the
 //!   platform's internal endpoint.
@@ -34,6 +35,7 @@ pub mod consent;
 pub mod error;
 pub mod expiring;
 pub mod grpc;
+pub mod heads;
 mod keys;
 pub mod link;
 pub mod operators;
@@ -42,6 +44,7 @@ pub mod query;
 pub mod replica;
 mod service;
 pub mod tree;
+pub mod witness;
 
 pub use challenge::Challenge;
 pub use error::InfoError;

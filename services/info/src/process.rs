@@ -114,6 +114,70 @@ pub struct InfoRoleSection {
     /// The operators' port: connections, idle time, consent challenges.
     #[serde(default)]
     pub front_door: FrontDoor,
+    /// The audit log's signed tree heads.
+    #[serde(default)]
+    pub audit: AuditHeads,
+}
+
+/// `[info.audit]`: the audit key and where signed tree heads go.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditHeads {
+    /// The audit key (PKCS#8 PEM or DER, ECDSA P-256 or RSA; mode 0600 or
+    /// 0400), which signs the tree heads of the audit log. Must not be
+    /// inside the data directory: a copy of the store must not carry the
+    /// key that vouches for it. Default: none (no heads are signed, and a
+    /// warning says so at start).
+    pub key: Option<PathBuf>,
+    /// Where signed heads are written: `latest.json` (replaced) and
+    /// `heads.jsonl` (one line per head). Put it where a witness or an
+    /// auditor can read it and the data directory's custodian cannot
+    /// rewrite it. Default: none (heads are served by
+    /// `InfoAdmin.AuditTreeHead` only).
+    pub heads_dir: Option<PathBuf>,
+    /// A head is signed at least this often (seconds), and on request when
+    /// the log grew. Default 60.
+    pub head_secs: Option<i64>,
+}
+
+impl AuditHeads {
+    /// `svc` signing heads as configured, or as it was (with a warning)
+    /// without a key. The key is refused inside `data_dir`, or readable by others.
+    pub fn apply(&self, svc: InfoService, data_dir: &Path) -> RoleResult<InfoService> {
+        let Some(key) = &self.key else {
+            tracing::warn!(
+                "no [info.audit] key: the audit log's tree heads are not signed, and no witness can check it"
+            );
+            return Ok(svc);
+        };
+        let inside = |p: &Path| {
+            let (Ok(p), Ok(d)) = (std::fs::canonicalize(p), std::fs::canonicalize(data_dir)) else {
+                return false;
+            };
+            p.starts_with(d)
+        };
+        if inside(key) {
+            return Err(shikko_runtime::RoleError::new(
+                "[info.audit] key",
+                format!(
+                    "{} is inside the data directory {}: keep the audit key apart from the log it vouches for",
+                    key.display(),
+                    data_dir.display()
+                ),
+            ));
+        }
+        shikko_pki::check_key_file(key).context("[info.audit] key")?;
+        let signer = shikko_pki::load_signer(key).context("[info.audit] key")?;
+        let every = self.head_secs.unwrap_or(crate::heads::DEFAULT_HEAD_SECS);
+        if every < 1 {
+            return Err(shikko_runtime::RoleError::new(
+                "[info.audit] head_secs",
+                "must be at least 1",
+            ));
+        }
+        svc.with_audit_key(signer, self.heads_dir.clone(), every)
+            .context("[info.audit]")
+    }
 }
 
 /// `[info.front_door]`: what the operators' port admits. One operator
@@ -232,18 +296,20 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     // Not ready until the replica has caught up with the registry, nor while
     // the registry is out of reach.
     let readiness = Readiness::new();
-    let svc = Arc::new(
-        InfoService::new(
-            store.shared(),
-            &signing,
-            crate::InfoMetrics::new(metrics.registry()).context("metrics")?,
-        )
-        .context("the 4-information service")?
-        .with_phone_signing_cas(&read_signing_cas(&cfg.info.phone_signing_cas)?)
-        .context("[info] phone_signing_cas")?
-        .with_readiness(readiness.clone())
-        .with_challenge_secs(cfg.info.front_door.consent_challenge_secs),
-    );
+    let svc = InfoService::new(
+        store.shared(),
+        &signing,
+        crate::InfoMetrics::new(metrics.registry()).context("metrics")?,
+    )
+    .context("the 4-information service")?
+    .with_phone_signing_cas(&read_signing_cas(&cfg.info.phone_signing_cas)?)
+    .context("[info] phone_signing_cas")?
+    .with_readiness(readiness.clone())
+    .with_challenge_secs(cfg.info.front_door.consent_challenge_secs);
+    let svc = Arc::new(cfg.info.audit.apply(svc, &cfg.info.data_dir)?);
+    if svc.audit_public_key().is_some() {
+        tokio::spawn(crate::heads::publish(svc.clone(), shutdown.wait_owned()));
+    }
     tokio::spawn(prune_replica_history(store.clone(), shutdown.wait_owned()));
     let replica = Replica::new(store);
     let security = shikko_access::server_security(&cfg.tls).context("[tls]")?;

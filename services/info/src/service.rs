@@ -33,6 +33,13 @@ pub struct InfoMetrics {
     /// any operator is known (no certificate, or one no operator
     /// registered), counted instead of audited.
     pub unaudited: IntCounterVec,
+    /// `shikko_info_audit_signed_size`: records under the newest signed tree head.
+    pub signed_size: prometheus::IntGauge,
+    /// `shikko_info_audit_signed_timestamp_seconds`: when it was signed.
+    pub signed_time: prometheus::IntGauge,
+    /// `shikko_info_audit_head_conflict`: 1 while no head is signed because
+    /// the log contradicts one signed before.
+    pub head_conflict: prometheus::IntGauge,
 }
 
 impl InfoMetrics {
@@ -89,6 +96,21 @@ impl InfoMetrics {
             ),
             &["reason"],
         )?;
+        let signed_size = prometheus::IntGauge::new(
+            "shikko_info_audit_signed_size",
+            "audit records under the newest signed tree head",
+        )?;
+        let signed_time = prometheus::IntGauge::new(
+            "shikko_info_audit_signed_timestamp_seconds",
+            "when the newest tree head of the audit log was signed",
+        )?;
+        let head_conflict = prometheus::IntGauge::new(
+            "shikko_info_audit_head_conflict",
+            "1 while no tree head is signed because the audit log contradicts one signed before",
+        )?;
+        for g in [&signed_size, &signed_time, &head_conflict] {
+            registry.register(Box::new(g.clone()))?;
+        }
         for c in [&answers, &refusals, &provisions, &consents, &unaudited] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -102,6 +124,9 @@ impl InfoMetrics {
             query_seconds,
             audit_commit,
             unaudited,
+            signed_size,
+            signed_time,
+            head_conflict,
         })
     }
 }
@@ -136,6 +161,10 @@ pub struct InfoService {
     /// it cannot interleave; different holders proceed in parallel.
     consent_locks: Vec<Arc<tokio::sync::Mutex<()>>>,
     pub(crate) metrics: InfoMetrics,
+    /// Signs the audit log's tree heads, with the audit key (none: no heads).
+    heads: Option<crate::heads::HeadSigner>,
+    /// A head is signed again, though the log did not grow, once this old (seconds).
+    head_max_age_secs: i64,
     /// Whether the store is current: operator calls are refused
     /// (UNAVAILABLE) while a replica catches up with the registry or has
     /// lost it, rather than answered from old data.
@@ -185,6 +214,8 @@ impl InfoService {
                 .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),
             metrics,
+            heads: None,
+            head_max_age_secs: crate::heads::DEFAULT_HEAD_SECS,
             readiness: Readiness::always_current(),
             anonymous_logged: std::sync::atomic::AtomicI64::new(0),
             anonymous_since: std::sync::atomic::AtomicU64::new(0),
@@ -227,6 +258,97 @@ impl InfoService {
     pub fn with_challenge_secs(mut self, secs: i64) -> InfoService {
         self.challenges.set_ttl(secs);
         self
+    }
+
+    /// Signs tree heads of the audit log with `key` (the audit key: a file
+    /// outside the data directory), writing them to `heads_dir` if given,
+    /// and signing again at least every `every_secs` seconds.
+    pub fn with_audit_key(
+        mut self,
+        key: Arc<dyn shikko_pki::Signer>,
+        heads_dir: Option<std::path::PathBuf>,
+        every_secs: i64,
+    ) -> Result<InfoService, InfoError> {
+        let signer = crate::heads::HeadSigner::new(&self.store, key, heads_dir)?;
+        self.metrics
+            .head_conflict
+            .set(i64::from(signer.conflict().is_some()));
+        self.heads = Some(signer);
+        self.head_max_age_secs = every_secs.max(1);
+        Ok(self)
+    }
+
+    /// How often heads are signed when the log does not grow (seconds).
+    pub fn head_every_secs(&self) -> i64 {
+        self.head_max_age_secs
+    }
+
+    /// The audit key's public key (SubjectPublicKeyInfo, DER), if heads are signed.
+    pub fn audit_public_key(&self) -> Option<&[u8]> {
+        self.heads.as_ref().map(|h| h.public_key_der())
+    }
+
+    /// The newest signed tree head of the durable audit log (signed now if
+    /// the log grew since the last one, or that one is older than the
+    /// signing interval).
+    pub fn signed_head(&self) -> Result<shikko_pki::tree_head::SignedTreeHead, InfoError> {
+        let signer = self.heads.as_ref().ok_or_else(|| {
+            InfoError::FailedPrecondition(
+                "no audit key is configured: tree heads are not signed ([info] audit_key)".into(),
+            )
+        })?;
+        let size = crate::audit::last_seq(&self.store)?;
+        let r = signer.current(&self.store, size, self.head_max_age_secs);
+        match &r {
+            Ok(sth) => {
+                self.metrics.signed_size.set(sth.head.size as i64);
+                self.metrics.signed_time.set(sth.head.time.0);
+            }
+            Err(_) => self
+                .metrics
+                .head_conflict
+                .set(i64::from(signer.conflict().is_some())),
+        }
+        r
+    }
+
+    /// The consistency proof of the log's first `old` records with its first `new`.
+    pub fn audit_consistency(
+        &self,
+        old: u64,
+        new: u64,
+    ) -> Result<Vec<shikko_core::merkle::Hash>, InfoError> {
+        let size = crate::audit::last_seq(&self.store)?;
+        if old > new || new > size {
+            return Err(InfoError::Invalid(format!(
+                "no consistency proof from {old} to {new} records: the log holds {size}"
+            )));
+        }
+        crate::tree::consistency(&self.store, old, new)
+    }
+
+    /// The record of sequence number `seq` (its stored JSON) and its
+    /// inclusion proof in the tree of the first `size` records.
+    pub fn audit_inclusion(
+        &self,
+        seq: u64,
+        size: u64,
+    ) -> Result<(String, Vec<shikko_core::merkle::Hash>), InfoError> {
+        let durable = crate::audit::last_seq(&self.store)?;
+        if seq == 0 || seq > size || size > durable {
+            return Err(InfoError::Invalid(format!(
+                "no record {seq} in a tree of {size} records: the log holds {durable}"
+            )));
+        }
+        let record = self
+            .store
+            .info_get(&crate::keys::audit(seq))?
+            .ok_or(InfoError::Corrupt(
+                "an audit record below the head is missing",
+            ))?;
+        let record = String::from_utf8(record)
+            .map_err(|_| InfoError::Corrupt("an audit record is not UTF-8"))?;
+        Ok((record, crate::tree::inclusion(&self.store, seq, size)?))
     }
 
     /// The service answers as `readiness` says (a replica's follower sets
@@ -337,14 +459,10 @@ impl InfoService {
 
     /// The audit log's head: (last seq, its hash).
     pub fn audit_head(&self) -> Result<(u64, String), InfoError> {
-        match self.store.info_last(crate::keys::AUDIT_PREFIX)? {
-            Some((_, v)) => {
-                let r: crate::audit::AuditRecord = serde_json::from_slice(&v)
-                    .map_err(|_| InfoError::Corrupt("the last audit record does not decode"))?;
-                Ok((r.seq, r.hash))
-            }
-            None => Ok((0, crate::audit::GENESIS.to_string())),
-        }
+        Ok(match crate::audit::last(&self.store)? {
+            Some(r) => (r.seq, r.hash),
+            None => (0, crate::audit::GENESIS.to_string()),
+        })
     }
 }
 

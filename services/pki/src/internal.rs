@@ -51,11 +51,13 @@ pub enum InternalRole {
     Auditor,
     /// A standby registry or backup taker (follows everything the info role may).
     Standby,
+    /// A witness of the audit log (reads its signed heads and consistency proofs, no records).
+    Witness,
 }
 
 impl InternalRole {
     /// Every internal identity.
-    pub const ALL: [InternalRole; 8] = [
+    pub const ALL: [InternalRole; 9] = [
         InternalRole::Registry,
         InternalRole::Crl,
         InternalRole::Ocsp,
@@ -64,6 +66,7 @@ impl InternalRole {
         InternalRole::Admin,
         InternalRole::Auditor,
         InternalRole::Standby,
+        InternalRole::Witness,
     ];
 
     /// Its name (`registry`, `crl`, ..., `standby`).
@@ -77,6 +80,7 @@ impl InternalRole {
             InternalRole::Admin => "admin",
             InternalRole::Auditor => "auditor",
             InternalRole::Standby => "standby",
+            InternalRole::Witness => "witness",
         }
     }
 

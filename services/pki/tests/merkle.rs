@@ -177,3 +177,19 @@ fn every_consistency_proof_verifies_and_every_tampered_one_fails() {
         Err(ProofError::Range)
     );
 }
+
+#[test]
+fn a_streaming_root_is_the_tree_head_at_every_size() {
+    let t = tree(70);
+    let mut s = shikko_core::merkle::StreamingRoot::default();
+    assert_eq!(s.root::<Sha256>(), root::<Sha256, _>(&t, 0).unwrap());
+    for n in 1..=70u64 {
+        s.push::<Sha256>(leaf_hash::<Sha256>(format!("record {}", n - 1).as_bytes()));
+        assert_eq!(s.size(), n);
+        assert_eq!(
+            s.root::<Sha256>(),
+            root::<Sha256, _>(&t, n).unwrap(),
+            "size {n}"
+        );
+    }
+}
