@@ -13,6 +13,11 @@
 /// A bank's operator, authenticated by the operator CA (the `Info` service only).
 pub const OPERATOR: &str = "operator";
 
+/// A holder on the 4-information service's public port: anyone at the
+/// transport, proven by a signature with their user-authentication
+/// certificate's key in the request (the `HolderAccess` service only).
+pub const HOLDER: &str = "holder";
+
 /// One method and the callers it admits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rule {
@@ -158,6 +163,16 @@ pub const RULES: &[Rule] = &[
         method: "/shikko.v1.Link/Current",
         callers: &[OPERATOR],
         why: "a verifier's operator: its pseudonyms' current serials, audited",
+    },
+    Rule {
+        method: "/shikko.v1.HolderAccess/Challenge",
+        callers: &[HOLDER],
+        why: "a holder asks for the challenge they sign: costs no disk",
+    },
+    Rule {
+        method: "/shikko.v1.HolderAccess/Accesses",
+        callers: &[HOLDER],
+        why: "a holder reads their own access record, proven by their user-authentication key; audited",
     },
     Rule {
         method: "/shikko.v1.InfoAdmin/RegisterProvider",
@@ -419,6 +434,16 @@ pub const LIMITS: &[(&str, Limits)] = &[
             timeout_secs: 120,
         },
     ),
+    ("/shikko.v1.HolderAccess/Challenge", SMALL),
+    (
+        "/shikko.v1.HolderAccess/Accesses",
+        Limits {
+            // A certificate (a few KiB) and a signature.
+            max_message_bytes: 16 * KIB,
+            concurrency: 64,
+            timeout_secs: 30,
+        },
+    ),
     ("/shikko.v1.InfoAdmin/RegisterProvider", SMALL),
     (
         "/shikko.v1.InfoAdmin/RegisterOperator",
@@ -569,6 +594,7 @@ mod tests {
             "standby",
             "witness",
             OPERATOR,
+            HOLDER,
         ];
         for r in RULES {
             assert!(!r.callers.is_empty(), "{}", r.method);
@@ -580,6 +606,13 @@ mod tests {
             let public = r.method.starts_with("/shikko.v1.Info/")
                 || r.method.starts_with("/shikko.v1.Link/");
             assert_eq!(r.callers.contains(&OPERATOR), public, "{}", r.method);
+            // Anyone at the transport reaches the HolderAccess service
+            // only, and nothing else admits them.
+            let holder = r.method.starts_with("/shikko.v1.HolderAccess/");
+            assert_eq!(r.callers.contains(&HOLDER), holder, "{}", r.method);
+            if holder {
+                assert_eq!(r.callers, &[HOLDER], "{}", r.method);
+            }
         }
         for c in FOLLOW_WITH_PERSONAL_DATA
             .iter()

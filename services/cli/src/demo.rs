@@ -100,6 +100,15 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         );
         write_samples(&samples, &authority, &store, &report, &opts, &made.holders)?;
         let section = crate::info_role::write_samples(&samples, &made, opts.info)?;
+        if let Some(i) = made.access_holder {
+            crate::info_role::write_holder_sample(
+                &samples,
+                &store.shared(),
+                &authority,
+                &Population::new(opts.seed),
+                i,
+            )?;
+        }
         let mut readme = std::fs::read_to_string(samples.join("README.txt"))?;
         readme.push_str(&section);
         shikko_pki::write_file_atomic(&samples.join("README.txt"), readme.as_bytes(), 0o644)?;
@@ -142,7 +151,8 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     ));
     let operators = GrpcRoutes::new(shikko_access::api())
         .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_server())
-        .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_link_server());
+        .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_link_server())
+        .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_holder_server());
     let info_admin = shikko_info::admin::InfoAdminGrpc::new(info).into_server();
     let app = shikko_crl::http::router_with(
         crl_role.catalog().clone(),
@@ -568,6 +578,21 @@ fn print_tour(opts: &DemoOptions) {
             v = crate::info_role::DEMO_VERIFIER,
             i = opts.info,
             list = list.join(" "),
+        );
+    }
+    if opts
+        .data_dir
+        .join("samples")
+        .join(crate::info_role::HOLDER_AUTH_FILE)
+        .exists()
+    {
+        println!(
+            "\nA holder's own access record (the `changed` holder, proving it with their\n\
+             user-authentication key; every record checked against the signed audit log):\n\
+             \x20 shikko info accesses --endpoint https://{i} --cert {d}/samples/{c} --key {d}/samples/{k}",
+            i = opts.info,
+            c = crate::info_role::HOLDER_AUTH_FILE,
+            k = crate::info_role::HOLDER_AUTH_KEY_FILE,
         );
     }
 }

@@ -116,6 +116,30 @@ pub(crate) enum InfoCommand {
         #[command(flatten)]
         conn: OperatorConn,
     },
+    /// As a holder: every access to your 4 information, consents and link
+    /// answers (who, for which provider, when, what outcome), each checked
+    /// against a signed tree head of the audit log. Proves who you are with
+    /// your user-authentication certificate's key; needs no operator certificate.
+    Accesses {
+        /// The info service's endpoint (TLS).
+        #[arg(long, default_value = DEFAULT_INFO_ENDPOINT)]
+        endpoint: String,
+        /// Your user-authentication certificate, card or smartphone (PEM or DER).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key (PKCS#8 PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// The audit key's public key (PEM); default: audit-key.pem beside --cert.
+        #[arg(long)]
+        audit_key: Option<PathBuf>,
+        /// The CA of the server's certificate (PEM); default: operator-ca.pem beside --cert.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// The name the server's certificate is checked against.
+        #[arg(long, default_value = "localhost")]
+        server_name: String,
+    },
     /// Print the consent statement a holder signs (UTF-8, as signed).
     Statement {
         /// The service provider.
@@ -421,6 +445,14 @@ pub(crate) async fn run(cmd: InfoCommand) -> Result<()> {
                 token = r.next_page_token;
             }
         }
+        InfoCommand::Accesses {
+            endpoint,
+            cert,
+            key,
+            audit_key,
+            ca,
+            server_name,
+        } => accesses(&endpoint, &cert, &key, audit_key, ca, &server_name).await?,
         InfoCommand::Challenge { provider, conn } => {
             let c = operator_client(&conn)
                 .await?
@@ -451,5 +483,134 @@ pub(crate) async fn run(cmd: InfoCommand) -> Result<()> {
             std::io::stdout().write_all(&text)?;
         }
     }
+    Ok(())
+}
+
+/// `shikko info accesses`: the holder's access record, every record checked.
+async fn accesses(
+    endpoint: &str,
+    cert: &Path,
+    key: &Path,
+    audit_key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    server_name: &str,
+) -> Result<()> {
+    use shikko_proto::v1::holder_access_client::HolderAccessClient;
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let beside = |name: &str| cert.parent().unwrap_or_else(|| Path::new(".")).join(name);
+    let cert_der = shikko_pki::certificate_der(&read(cert)?)
+        .with_context(|| format!("{}: not a certificate", cert.display()))?;
+    let signer = shikko_pki::SoftwareSigner::load(key)
+        .with_context(|| format!("{}: not a PKCS#8 private key", key.display()))?;
+    let audit_key = audit_key.unwrap_or_else(|| beside("audit-key.pem"));
+    let spki = shikko_info::heads::read_public_key(&audit_key)
+        .map_err(anyhow::Error::msg)
+        .context("the audit key's public key (give --audit-key)")?;
+    let ca = ca.unwrap_or_else(|| beside("operator-ca.pem"));
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(
+            read(&ca).context("the server's CA certificate (give --ca)")?,
+        ))
+        .domain_name(server_name.to_string());
+    let channel = Endpoint::from_shared(endpoint.to_string())
+        .with_context(|| format!("bad endpoint {endpoint}"))?
+        .tls_config(tls)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the info service at {endpoint}"))?;
+    let mut client = HolderAccessClient::new(channel).max_decoding_message_size(64 << 20);
+    let mut after = 0u64;
+    let mut until = 0u64;
+    let mut n = 0u64;
+    let mut first = true;
+    loop {
+        let challenge = client
+            .challenge(pb::HolderChallengeRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner()
+            .challenge;
+        let signature = signer.sign(&shikko_info::holder::access_statement(&challenge))?;
+        let page = client
+            .accesses(pb::HolderAccessesRequest {
+                certificate: cert_der.clone(),
+                challenge,
+                signature,
+                after_seq: after,
+                until_seq: until,
+                limit: 0,
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        let h = page.head.context("the answer has no signed head")?;
+        let head = shikko_pki::tree_head::SignedTreeHead {
+            head: shikko_pki::tree_head::TreeHead {
+                size: h.size,
+                root: h
+                    .root
+                    .try_into()
+                    .map_err(|_| anyhow::anyhow!("the head's root is not 32 octets"))?,
+                time: UnixTime(h.time),
+            },
+            signature: h.signature,
+        };
+        if !shikko_pki::tree_head::verify(&head, &spki) {
+            anyhow::bail!(
+                "the answer's tree head is NOT signed by the audit key in {}",
+                audit_key.display()
+            );
+        }
+        if first {
+            println!(
+                "Your access record (pseudonym {}), under the audit log's head of {} records signed at {} (signature checked):",
+                page.pseudonym, head.head.size, head.head.time.0
+            );
+            println!("seq\ttime (UTC)\twho\taction\tprovider\tsubject\toutcome");
+            first = false;
+        }
+        for a in &page.accesses {
+            let r: shikko_info::audit::AuditRecord = serde_json::from_str(&a.record)
+                .context("a record of the answer is not an audit record")?;
+            if r.holder != page.pseudonym {
+                anyhow::bail!(
+                    "record {} is not about you: the answer is NOT trustworthy",
+                    r.seq
+                );
+            }
+            let proof = a
+                .proof
+                .iter()
+                .map(|p| {
+                    p.as_slice()
+                        .try_into()
+                        .map_err(|_| anyhow::anyhow!("a proof hash is not 32 octets"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            shikko_info::heads::check_inclusion(&head, r.seq, &a.record, &proof)
+                .map_err(|e| anyhow::anyhow!("NOT verified: {e}"))?;
+            let (y, mo, d, hh, mi, ss) = UnixTime(r.time).to_civil();
+            println!(
+                "{}\t{y:04}-{mo:02}-{d:02} {hh:02}:{mi:02}:{ss:02}\t{}\t{}\t{}\t{}\t{}",
+                r.seq,
+                r.actor,
+                r.action,
+                if r.provider.is_empty() {
+                    "-"
+                } else {
+                    &r.provider
+                },
+                r.subject,
+                r.outcome
+            );
+            after = r.seq;
+            n += 1;
+        }
+        until = page.until_seq;
+        if !page.more {
+            break;
+        }
+    }
+    println!("{n} records, each in the log under the signed head (inclusion proofs checked)");
     Ok(())
 }

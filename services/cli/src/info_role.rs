@@ -127,6 +127,9 @@ pub(crate) struct InfoSamples {
     pub(crate) example_move: Option<Event>,
     /// The holders of these samples (moved, or moved by the example).
     pub(crate) holders: Vec<shikko_core::HolderId>,
+    /// The population index of the `changed` holder, whose access record
+    /// the tour reads (with their user-authentication certificate).
+    pub(crate) access_holder: Option<u64>,
 }
 
 /// The demo's 4-information setup: registers the bank and the operator,
@@ -312,6 +315,7 @@ pub(crate) async fn demo_setup(
         events.push(event);
         if *items == InfoItems::ALL {
             samples.changed.get_or_insert(*old);
+            samples.access_holder.get_or_insert(*i);
         } else {
             samples.partial.get_or_insert(*old);
         }
@@ -461,6 +465,46 @@ pub(crate) fn write_samples(dir: &Path, s: &InfoSamples, info_addr: SocketAddr) 
         s.consents,
         list.lines().map(|l| format!("  {l}\n")).collect::<String>(),
     ))
+}
+
+/// The holder whose access record the tour reads: their card
+/// user-authentication certificate and its key.
+pub(crate) const HOLDER_AUTH_FILE: &str = "holder-auth.pem";
+/// See [`HOLDER_AUTH_FILE`].
+pub(crate) const HOLDER_AUTH_KEY_FILE: &str = "holder-auth-key.pem";
+
+/// Writes [`HOLDER_AUTH_FILE`] and [`HOLDER_AUTH_KEY_FILE`] for the
+/// population's holder `index` (if their card user-authentication
+/// certificate is in the store).
+pub(crate) fn write_holder_sample(
+    dir: &Path,
+    store: &Store,
+    authority: &Authority,
+    pop: &Population,
+    index: u64,
+) -> Result<()> {
+    let h = pop.holder(index);
+    let Some(rec) = store.holder(&h.id)? else {
+        return Ok(());
+    };
+    let Some(serial) = rec.live(CertKind::CardAuth) else {
+        return Ok(());
+    };
+    let Some(der) = store.cert_der(CertKind::CardAuth, &serial)? else {
+        return Ok(());
+    };
+    let key = &authority.holder_keys[(index as usize) % authority.holder_keys.len()];
+    shikko_pki::write_file_atomic(
+        &dir.join(HOLDER_AUTH_FILE),
+        shikko_pki::to_pem("CERTIFICATE", &der)?.as_bytes(),
+        0o644,
+    )?;
+    shikko_pki::write_file_atomic(
+        &dir.join(HOLDER_AUTH_KEY_FILE),
+        shikko_pki::to_pem("PRIVATE KEY", &key.to_pkcs8_der()?)?.as_bytes(),
+        0o600,
+    )?;
+    Ok(())
 }
 
 /// Serials from samples/info-serials.txt, by name.

@@ -60,7 +60,8 @@ pub(crate) async fn serve_registry(
             listener,
             GrpcRoutes::new(shikko_access::api())
                 .service(shikko_info::grpc::InfoGrpc::new(svc.clone()).into_server())
-                .service(shikko_info::grpc::InfoGrpc::new(svc.clone()).into_link_server()),
+                .service(shikko_info::grpc::InfoGrpc::new(svc.clone()).into_link_server())
+                .service(shikko_info::grpc::InfoGrpc::new(svc.clone()).into_holder_server()),
             tls,
             info.front_door.accept_limits(),
         ));

@@ -269,6 +269,49 @@ fn the_demo_answers_the_seeds_flow_through_the_cli() {
     let (ok, text) = info(&demo.info, &samples, &["usage"]);
     assert!(ok && text.contains("demo-bank"), "{text}");
 
+    // The `changed` holder reads their own access record with their
+    // user-authentication key: the bank's answer about them above is in
+    // it, every record checked against the signed head.
+    let holder = |cert: &str| {
+        let out = shikko()
+            .args(["info", "accesses", "--endpoint", &demo.info, "--cert"])
+            .arg(samples.join(cert))
+            .arg("--key")
+            .arg(samples.join("holder-auth-key.pem"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = holder("holder-auth.pem");
+    assert!(ok, "{text}");
+    assert!(text.contains("(signature checked)"), "{text}");
+    let answers: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\tdemo-operator\t"))
+        .collect();
+    assert!(
+        answers
+            .iter()
+            .any(|l| l.contains(&format!("\tquery_batch\tdemo-bank\t{changed}\tchanged"))),
+        "{text}"
+    );
+    assert!(
+        answers.iter().any(|l| l.contains("\tconsent.record\t")),
+        "{text}"
+    );
+    // Nobody else's: the other samples asked about are not in it.
+    for other in [&partial, &unchanged, &no_consent] {
+        assert!(!text.contains(&format!("\t{other}\t")), "{other}: {text}");
+    }
+    assert!(text.contains("inclusion proofs checked"), "{text}");
+    // Another certificate with this key (an operator's: no login) is refused.
+    let (ok, text) = holder("operator.pem");
+    assert!(!ok && text.contains("Unauthenticated"), "{text}");
+
     // The audit log: exported, intact, up to the service's head.
     let audit = dir.path().join("audit.jsonl");
     let out = demo.run(&[

@@ -51,6 +51,11 @@ pub struct AuditRecord {
     pub prev: String,
     /// Hex SHA-256 of this record's other fields, `prev` included.
     pub hash: String,
+    /// The pseudonym of the holder the act concerned (hex HMAC-SHA256 of
+    /// the holder id under a key the store keeps), or empty: what a
+    /// holder's access record is found by. Not in records written before.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub holder: String,
 }
 
 /// What a caller asks to append (the writer adds seq, time, prev and hash).
@@ -66,13 +71,16 @@ pub struct AuditEntry {
     pub subject: String,
     /// See [`AuditRecord::outcome`].
     pub outcome: String,
+    /// The holder whose data the act concerned, if one is known (the
+    /// record carries their pseudonym, [`AuditRecord::holder`]).
+    pub holder: Option<shikko_core::HolderId>,
 }
 
 impl AuditRecord {
     /// The hash this record should carry: SHA-256 over its fields in a fixed
     /// order (a JSON array, so no field can bleed into the next).
     pub fn compute_hash(&self) -> String {
-        let body = serde_json::json!([
+        let mut body = serde_json::json!([
             self.seq,
             self.time,
             self.actor,
@@ -82,6 +90,12 @@ impl AuditRecord {
             self.outcome,
             self.prev
         ]);
+        // A record without a holder hashes as records always did.
+        if !self.holder.is_empty()
+            && let Some(a) = body.as_array_mut()
+        {
+            a.push(serde_json::Value::String(self.holder.clone()));
+        }
         hex::encode(digest::digest(&digest::SHA256, body.to_string().as_bytes()))
     }
 }
@@ -130,10 +144,11 @@ impl AuditLog {
             None => (0, GENESIS.to_string()),
         };
         let edge = crate::tree::Edge::load(&store, seq)?;
+        let holders = HolderPseudonyms::open(&store)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("shikko-audit".into())
-            .spawn(move || writer(store, rx, seq, prev, edge))
+            .spawn(move || writer(store, rx, seq, prev, edge, holders))
             .map_err(|e| InfoError::Internal(format!("audit writer thread: {e}")))?;
         Ok(AuditLog {
             tx: Some(tx),
@@ -189,6 +204,7 @@ fn writer(
     mut seq: u64,
     mut prev: String,
     mut edge: crate::tree::Edge,
+    holders: HolderPseudonyms,
 ) {
     let mut counters: HashMap<Billing, u64> = HashMap::new();
     while let Ok(first) = rx.recv() {
@@ -214,6 +230,10 @@ fn writer(
         for job in &mut jobs {
             for e in job.entries.drain(..) {
                 s += 1;
+                let holder = e.holder.as_ref().map(|h| holders.of(h));
+                if let Some(p) = &holder {
+                    puts.push((keys::holder_access(p, s), Vec::new()));
+                }
                 let mut r = AuditRecord {
                     seq: s,
                     time: now,
@@ -224,6 +244,7 @@ fn writer(
                     outcome: e.outcome,
                     prev: p,
                     hash: String::new(),
+                    holder: holder.unwrap_or_default(),
                 };
                 r.hash = r.compute_hash();
                 p = r.hash.clone();
@@ -283,6 +304,31 @@ fn writer(
                 }
             }
         }
+    }
+}
+
+/// The pseudonyms of holders in audit records: HMAC-SHA256 of the holder
+/// id under a key made once and kept in the store (`k/holder-audit`), hex.
+/// Anyone reading the log sees which records concern one person, never who
+/// (a holder id is the registry's key for a person).
+pub(crate) struct HolderPseudonyms {
+    key: aws_lc_rs::hmac::Key,
+}
+
+impl HolderPseudonyms {
+    /// The store's key (made on first use).
+    pub(crate) fn open(store: &Store) -> Result<HolderPseudonyms, InfoError> {
+        let secret = keys::secret(store, keys::HOLDER_AUDIT_KEY, "the holder pseudonym key")?;
+        Ok(HolderPseudonyms {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
+        })
+    }
+
+    /// The pseudonym of `holder`.
+    pub(crate) fn of(&self, holder: &shikko_core::HolderId) -> String {
+        let mut m = b"shikko audit holder v1\0".to_vec();
+        m.extend_from_slice(holder.as_str().as_bytes());
+        hex::encode(aws_lc_rs::hmac::sign(&self.key, &m))
     }
 }
 

@@ -79,12 +79,31 @@ impl Drop for InUse {
     }
 }
 
-fn mac_input(op: &OperatorId, provider: &ProviderId, issued_at: i64, nonce: &[u8]) -> Vec<u8> {
+/// What a challenge is for, and for whom: a consent (an operator for a
+/// provider), or a holder's access record (anyone). The MAC covers it, so
+/// one is never accepted as the other.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Purpose<'a> {
+    /// A consent statement, issued to `op` acting for `provider`.
+    Consent(&'a OperatorId, &'a ProviderId),
+    /// A holder's access record.
+    HolderAccess,
+}
+
+fn mac_input(purpose: Purpose<'_>, issued_at: i64, nonce: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(64);
-    m.extend_from_slice(b"shikko consent challenge v1\0");
-    m.extend_from_slice(op.as_str().as_bytes());
+    let (domain, a, b): (&[u8], &str, &str) = match purpose {
+        Purpose::Consent(op, provider) => (
+            b"shikko consent challenge v1\0",
+            op.as_str(),
+            provider.as_str(),
+        ),
+        Purpose::HolderAccess => (b"shikko holder access challenge v1\0", "", ""),
+    };
+    m.extend_from_slice(domain);
+    m.extend_from_slice(a.as_bytes());
     m.push(0);
-    m.extend_from_slice(provider.as_str().as_bytes());
+    m.extend_from_slice(b.as_bytes());
     m.push(0);
     m.extend_from_slice(&issued_at.to_be_bytes());
     m.extend_from_slice(nonce);
@@ -115,11 +134,20 @@ impl Challenges {
         provider: &ProviderId,
         now: UnixTime,
     ) -> Result<Challenge, InfoError> {
+        self.issue_for(Purpose::Consent(op, provider), now)
+    }
+
+    /// A new challenge for `purpose`.
+    pub(crate) fn issue_for(
+        &self,
+        purpose: Purpose<'_>,
+        now: UnixTime,
+    ) -> Result<Challenge, InfoError> {
         let mut nonce = [0u8; NONCE];
         aws_lc_rs::rand::SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| InfoError::Internal("no randomness".into()))?;
-        let tag = hmac::sign(&self.key, &mac_input(op, provider, now.0, &nonce));
+        let tag = hmac::sign(&self.key, &mac_input(purpose, now.0, &nonce));
         let mut raw = Vec::with_capacity(LEN);
         raw.push(VERSION);
         raw.extend_from_slice(&now.0.to_be_bytes());
@@ -143,6 +171,17 @@ impl Challenges {
         granted_at: UnixTime,
         now: UnixTime,
     ) -> Result<Checked, InfoError> {
+        self.check_for(value, Purpose::Consent(op, provider), granted_at, now)
+    }
+
+    /// [`Challenges::check`] for any purpose.
+    pub(crate) fn check_for(
+        &self,
+        value: &str,
+        purpose: Purpose<'_>,
+        granted_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<Checked, InfoError> {
         let bad = || {
             InfoError::PermissionDenied(
                 "the consent challenge is not one this service issued to this operator for this provider: ask for a new one".into(),
@@ -157,7 +196,7 @@ impl Challenges {
         let issued_at = i64::from_be_bytes(at);
         let mut nonce = [0u8; NONCE];
         nonce.copy_from_slice(&raw[9..9 + NONCE]);
-        let want = hmac::sign(&self.key, &mac_input(op, provider, issued_at, &nonce));
+        let want = hmac::sign(&self.key, &mac_input(purpose, issued_at, &nonce));
         // Constant time: the tag is a secret until it matches.
         if aws_lc_rs::constant_time::verify_slices_are_equal(
             &want.as_ref()[..TAG],

@@ -231,7 +231,7 @@ impl InfoService {
                 // Only the kind the customer consented with: a bank that
                 // holds a card serial does not learn the phone's.
                 if let Some(e) = expiring_of(&store, &holder, &provider2, now, until)? {
-                    found.push(e);
+                    found.push((holder.clone(), e));
                 }
                 if found.len() >= page {
                     next = Some(holder);
@@ -249,14 +249,16 @@ impl InfoService {
         .map_err(|e| InfoError::Internal(format!("expiring task: {e}")))??;
         let entries = found
             .iter()
-            .map(|e| AuditEntry {
+            .map(|(h, e)| AuditEntry {
                 actor: op.id.as_str().into(),
                 action: ACTION,
                 provider: provider.as_str().into(),
                 subject: format!("{}:{}", e.kind.issuer_id(), e.serial.to_hex()),
                 outcome: format!("expires:{}", e.not_after.0),
+                holder: Some(h.clone()),
             })
             .collect();
+        let found: Vec<Expiring> = found.into_iter().map(|(_, e)| e).collect();
         if !found.is_empty() {
             self.audit_only(entries).await?;
         }

@@ -443,3 +443,61 @@ impl pb::link_server::Link for InfoGrpc {
         }))
     }
 }
+
+impl InfoGrpc {
+    /// The `HolderAccess` service (a holder's own access record).
+    pub fn into_holder_server(self) -> pb::holder_access_server::HolderAccessServer<InfoGrpc> {
+        pb::holder_access_server::HolderAccessServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::holder_access_server::HolderAccess for InfoGrpc {
+    async fn challenge(
+        &self,
+        _req: Request<pb::HolderChallengeRequest>,
+    ) -> Result<Response<pb::HolderChallengeResponse>, Status> {
+        let c = self.svc.holder_challenge()?;
+        Ok(Response::new(pb::HolderChallengeResponse {
+            challenge: c.value,
+            expires_at: c.expires_at.0,
+        }))
+    }
+
+    async fn accesses(
+        &self,
+        req: Request<pb::HolderAccessesRequest>,
+    ) -> Result<Response<pb::HolderAccessesResponse>, Status> {
+        let r = req.into_inner();
+        let rec = self
+            .svc
+            .holder_accesses(
+                &r.certificate,
+                &r.challenge,
+                &r.signature,
+                r.after_seq,
+                r.until_seq,
+                r.limit as usize,
+            )
+            .await?;
+        Ok(Response::new(pb::HolderAccessesResponse {
+            head: Some(pb::SignedTreeHead {
+                size: rec.head.head.size,
+                time: rec.head.head.time.0,
+                root: rec.head.head.root.to_vec(),
+                signature: rec.head.signature,
+            }),
+            pseudonym: rec.pseudonym,
+            accesses: rec
+                .accesses
+                .into_iter()
+                .map(|a| pb::AccessEntry {
+                    record: a.record,
+                    proof: a.proof.iter().map(|h| h.to_vec()).collect(),
+                })
+                .collect(),
+            more: rec.more,
+            until_seq: rec.until_seq,
+        }))
+    }
+}

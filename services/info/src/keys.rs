@@ -18,8 +18,23 @@
 //! | `n/` | key version (4 hex digits) `/` verifier `/` pseudonym | holder id: a pseudonym given to that verifier |
 //! | `q/` | provider `/` holder id | empty: the holder gave the provider a consent (in force or not) |
 //! | `u/` | issue time (16 hex digits) `/` nonce (hex) | empty: a consent challenge that was used |
+//! | `x/` | holder pseudonym (hex) `/` seq (u64 BE) | empty: an audit record concerning that holder (their access record) |
+//! | `k/holder-audit` | | the key of the holder pseudonyms in audit records (32 octets) |
 
 pub(crate) const AUDIT_PREFIX: &[u8] = b"a/";
+pub(crate) const HOLDER_AUDIT_KEY: &[u8] = b"k/holder-audit";
+
+/// The index of a holder's audit records: `x/` pseudonym (hex) `/` seq (u64 BE).
+pub(crate) fn holder_access(pseudonym: &str, seq: u64) -> Vec<u8> {
+    let mut k = holder_accesses(pseudonym);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The prefix of [`holder_access`] keys of one holder.
+pub(crate) fn holder_accesses(pseudonym: &str) -> Vec<u8> {
+    format!("x/{pseudonym}/").into_bytes()
+}
 pub(crate) const OPERATOR_PREFIX: &[u8] = b"o/";
 pub(crate) const PROVIDER_PREFIX: &[u8] = b"p/";
 

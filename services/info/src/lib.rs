@@ -36,6 +36,7 @@ pub mod error;
 pub mod expiring;
 pub mod grpc;
 pub mod heads;
+pub mod holder;
 mod keys;
 pub mod link;
 pub mod operators;

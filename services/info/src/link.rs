@@ -290,6 +290,7 @@ impl InfoService {
                     return Err(InfoError::Corrupt("a certificate names a missing holder"));
                 }
             };
+            let asked_holder = cur.as_ref().map(|c| c.holder.id.clone());
             let answer = match cur {
                 None => LinkAnswer {
                     status: LinkStatus::Unknown,
@@ -322,6 +323,7 @@ impl InfoService {
                 provider: verifier.as_str().into(),
                 subject: format!("{}:{}", kind.issuer_id(), s.to_hex()),
                 outcome: answer.status.name().into(),
+                holder: asked_holder,
             });
             answers.push(answer);
         }
@@ -361,9 +363,11 @@ impl InfoService {
                 Some(k) => self.store.info_get(&given_key(k.version, verifier, p))?,
                 None => None,
             };
+            let mut known_holder = None;
             if let Some(h) = given {
                 let id = HolderId::new(String::from_utf8_lossy(&h).into_owned())
                     .map_err(|_| InfoError::Corrupt("a link record names no holder"))?;
+                known_holder = Some(id.clone());
                 answer.known = true;
                 let now_p = link_keys.current.pseudonym(verifier, &id);
                 if now_p != *p {
@@ -394,6 +398,7 @@ impl InfoService {
                 provider: verifier.as_str().into(),
                 subject: p.clone(),
                 outcome: if answer.known { "known" } else { "unknown" }.into(),
+                holder: known_holder,
             });
             out.push(answer);
         }
@@ -520,6 +525,7 @@ fn link_admin_entry(action: &'static str, state: &LinkKeyState) -> AuditEntry {
             state.previous.map(|p| format!("+{p}")).unwrap_or_default()
         ),
         outcome: "ok".into(),
+        holder: None,
     }
 }
 

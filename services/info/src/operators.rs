@@ -118,6 +118,7 @@ fn admin_entry(action: &'static str, provider: &str, subject: &str) -> AuditEntr
         action,
         provider: provider.into(),
         subject: subject.into(),
+        holder: None,
         outcome: "ok".into(),
     }
 }

@@ -338,7 +338,8 @@ pub async fn serve(cfg: InfoRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     tokio::spawn(follower.run_replica(Arc::new(replica), shutdown.wait_owned()));
     let operators = GrpcRoutes::new(shikko_access::api())
         .service(crate::grpc::InfoGrpc::new(svc.clone()).into_server())
-        .service(crate::grpc::InfoGrpc::new(svc.clone()).into_link_server());
+        .service(crate::grpc::InfoGrpc::new(svc.clone()).into_link_server())
+        .service(crate::grpc::InfoGrpc::new(svc.clone()).into_holder_server());
     let internal = GrpcRoutes::new(shikko_access::api())
         .service(crate::admin::InfoAdminGrpc::new(svc).into_server());
     RoleServer::new("info", metrics, metrics_listener)

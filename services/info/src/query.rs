@@ -38,22 +38,34 @@ pub fn resolve(
     serial: &Serial,
     now: UnixTime,
 ) -> Result<InfoOutcome, InfoError> {
+    Ok(resolve_holder(store, provider, kind, serial, now)?.0)
+}
+
+/// [`resolve`], with the holder the serial is theirs (when it is known).
+pub(crate) fn resolve_holder(
+    store: &Store,
+    provider: &ProviderId,
+    kind: CertKind,
+    serial: &Serial,
+    now: UnixTime,
+) -> Result<(InfoOutcome, Option<shikko_core::HolderId>), InfoError> {
     if !kind.is_signing() {
-        return Ok(InfoOutcome::UnknownSerial);
+        return Ok((InfoOutcome::UnknownSerial, None));
     }
     let cur = match current_of(store, kind, serial, now) {
         Ok(Some(c)) => c,
-        Ok(None) => return Ok(InfoOutcome::UnknownSerial),
+        Ok(None) => return Ok((InfoOutcome::UnknownSerial, None)),
         Err(CurrentError::View(e)) => return Err(e.into()),
         Err(CurrentError::MissingHolder) => {
             return Err(InfoError::Corrupt("a certificate names a missing holder"));
         }
     };
+    let holder = Some(cur.holder.id.clone());
     let consent = consent_of(store, &cur.holder.id, provider)?;
     let Some(consent) = consent.filter(|c| c.in_force(now)) else {
-        return Ok(InfoOutcome::NoConsent);
+        return Ok((InfoOutcome::NoConsent, holder));
     };
-    Ok(info_outcome(&cur, consent.items))
+    Ok((info_outcome(&cur, consent.items), holder))
 }
 
 /// How an answer names its serial in the audit log: the hex serial for a
@@ -81,7 +93,7 @@ impl InfoService {
         let outcomes = if serials.len() <= 4 {
             serials
                 .iter()
-                .map(|s| resolve(&self.store, provider, kind, s, now))
+                .map(|s| resolve_holder(&self.store, provider, kind, s, now))
                 .collect::<Result<Vec<_>, _>>()?
         } else {
             // Thousands of point reads: off the async workers.
@@ -91,7 +103,7 @@ impl InfoService {
             tokio::task::spawn_blocking(move || {
                 serials2
                     .iter()
-                    .map(|s| resolve(&store, &provider, kind, s, now))
+                    .map(|s| resolve_holder(&store, &provider, kind, s, now))
                     .collect::<Result<Vec<_>, _>>()
             })
             .await
@@ -99,7 +111,8 @@ impl InfoService {
         };
         let mut entries = Vec::with_capacity(serials.len());
         let mut billable = 0u64;
-        for (s, o) in serials.iter().zip(&outcomes) {
+        let (outcomes, holders): (Vec<InfoOutcome>, Vec<_>) = outcomes.into_iter().unzip();
+        for ((s, o), holder) in serials.iter().zip(&outcomes).zip(holders) {
             billable += u64::from(o.billable());
             entries.push(AuditEntry {
                 actor: op.id.as_str().into(),
@@ -107,6 +120,7 @@ impl InfoService {
                 provider: provider.as_str().into(),
                 subject: audit_subject(kind, s),
                 outcome: o.name().into(),
+                holder,
             });
         }
         let billing = if billable > 0 {

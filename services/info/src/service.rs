@@ -161,6 +161,8 @@ pub struct InfoService {
     /// it cannot interleave; different holders proceed in parallel.
     consent_locks: Vec<Arc<tokio::sync::Mutex<()>>>,
     pub(crate) metrics: InfoMetrics,
+    /// The pseudonyms of holders in audit records.
+    pub(crate) holder_pseudonyms: crate::audit::HolderPseudonyms,
     /// Signs the audit log's tree heads, with the audit key (none: no heads).
     heads: Option<crate::heads::HeadSigner>,
     /// A head is signed again, though the log did not grow, once this old (seconds).
@@ -199,6 +201,7 @@ impl InfoService {
         let challenges = crate::challenge::Challenges::open(&store)?;
         let page_tokens = crate::expiring::PageTokens::open(&store)?;
         let link_keys = RwLock::new(Arc::new(crate::link::LinkKeys::open(&store)?));
+        let holder_pseudonyms = crate::audit::HolderPseudonyms::open(&store)?;
         let svc = InfoService {
             store,
             audit,
@@ -214,6 +217,7 @@ impl InfoService {
                 .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),
             metrics,
+            holder_pseudonyms,
             heads: None,
             head_max_age_secs: crate::heads::DEFAULT_HEAD_SECS,
             readiness: Readiness::always_current(),
@@ -401,6 +405,7 @@ impl InfoService {
             action,
             provider: provider.to_string(),
             subject: subject.to_string(),
+            holder: None,
             outcome: format!("refused:{}", err.code()),
         };
         if let Err(e) = self.audit_only(vec![entry]).await {

@@ -50,6 +50,8 @@ pub struct World {
     pub addr: SocketAddr,
     pub event_n: u64,
     pub registry: prometheus::Registry,
+    /// The audit key's public key (its heads sign the log).
+    pub audit_spki: Vec<u8>,
 }
 
 pub fn four_info(address: &str) -> FourInfo {
@@ -115,6 +117,8 @@ impl World {
         .unwrap();
         let store = RegistryStore::open(&dir.path().join("db")).unwrap();
         let registry = prometheus::Registry::new();
+        let audit_key: Arc<dyn shikko_pki::Signer> =
+            Arc::new(SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap());
         let svc = Arc::new(
             InfoService::new(
                 store.shared(),
@@ -123,8 +127,11 @@ impl World {
             )
             .unwrap()
             .with_phone_signing_cas(std::slice::from_ref(&phone_ca_der))
+            .unwrap()
+            .with_audit_key(audit_key.clone(), None, 60)
             .unwrap(),
         );
+        let audit_spki = audit_key.public_key_der().to_vec();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tls = server_tls(
@@ -136,6 +143,7 @@ impl World {
         );
         let grpc = InfoGrpc::new(svc.clone()).into_server();
         let link = InfoGrpc::new(svc.clone()).into_link_server();
+        let holder = InfoGrpc::new(svc.clone()).into_holder_server();
         if serve {
             tokio::spawn(async move {
                 tonic::transport::Server::builder()
@@ -143,6 +151,7 @@ impl World {
                     .unwrap()
                     .add_service(grpc)
                     .add_service(link)
+                    .add_service(holder)
                     .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                     .await
                     .unwrap();
@@ -161,6 +170,7 @@ impl World {
             addr,
             event_n: 0,
             registry,
+            audit_spki,
         }
     }
 
