@@ -35,6 +35,10 @@ pub struct CrlHttpRoleConfig {
     /// Limits against slow and idle HTTP clients.
     #[serde(default)]
     pub http: shikko_runtime::HttpConfig,
+    /// An internal identity (the crl role's), only to reach the info role
+    /// for `[crl_http.access]`: this role serves no gRPC.
+    #[serde(default)]
+    pub tls: shikko_runtime::TlsConfig,
 }
 
 /// `[crl_http]`.
@@ -60,6 +64,10 @@ pub struct CrlHttpSection {
     /// Default 900.
     #[serde(default = "default_delta_every")]
     pub delta_every_secs: u64,
+    /// Who may fetch the CRLs (`public`, or `restricted` to registered
+    /// verifiers), and where their tokens come from and their usage goes.
+    #[serde(default)]
+    pub access: shikko_access::verifiers::AccessConfig,
 }
 
 // The crl role's own defaults: the same port and periods.
@@ -80,6 +88,10 @@ impl RoleConfig for CrlHttpRoleConfig {
             if !(1..=10 * 365 * 86_400).contains(&v) {
                 return Err(format!("[crl_http] {name} must be 1 to 315360000 seconds"));
             }
+        }
+        c.access.validate("crl_http.access")?;
+        if let Some(info) = &c.access.info {
+            self.tls.validate_client(info)?;
         }
         self.http.limits().map(|_| ())
     }
@@ -130,11 +142,19 @@ pub async fn serve(cfg: CrlHttpRoleConfig, shutdown: Shutdown) -> RoleResult<()>
         },
     )
     .context("CRL HTTP metrics")?;
-    RoleServer::new("crl-http", metrics, metrics_listener)
+    let (app, metering) = shikko_access::verifiers::guard(
+        app,
+        shikko_access::verifiers::Endpoint::Crl,
+        &c.access,
+        &cfg.tls,
+    );
+    let served = RoleServer::new("crl-http", metrics, metrics_listener)
         .http(http, app, cfg_http)
         .serve(shutdown, cfg.shutdown.drain_timeout())
         .await
-        .context("serving")
+        .context("serving");
+    shikko_access::verifiers::last_report(metering).await;
+    served
 }
 
 #[cfg(test)]

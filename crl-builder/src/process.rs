@@ -108,6 +108,11 @@ pub struct CrlSection {
     /// nextUpdate - thisUpdate of delta CRLs. Default 14,400 (4 h).
     #[serde(default = "default_delta_validity")]
     pub delta_next_update_secs: u64,
+    /// Who may fetch the CRLs this process serves over HTTP (`public`, or
+    /// `restricted` to registered verifiers), and where their tokens come
+    /// from and their usage goes.
+    #[serde(default)]
+    pub access: shikko_access::verifiers::AccessConfig,
 }
 
 pub(crate) fn default_http() -> SocketAddr {
@@ -151,7 +156,7 @@ impl CrlSection {
                     .into(),
             );
         }
-        Ok(())
+        self.access.validate("crl.access")
     }
 }
 
@@ -160,6 +165,9 @@ impl RoleConfig for CrlRoleConfig {
         self.crl.validate()?;
         self.tls.validate(&[self.crl.grpc_listen])?;
         self.tls.validate_client(&self.crl.registry)?;
+        if let Some(info) = &self.crl.access.info {
+            self.tls.validate_client(info)?;
+        }
         self.http.limits().map(|_| ())
     }
 
@@ -251,13 +259,23 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let routes =
         GrpcRoutes::new(shikko_access::api()).service(CrlService::new(role).into_service());
     let mut server = RoleServer::new("crl", metrics, metrics_listener).grpc(grpc, routes, security);
+    let mut metering = None;
     if let Some(http) = http {
+        let (app, m) = shikko_access::verifiers::guard(
+            app,
+            shikko_access::verifiers::Endpoint::Crl,
+            &c.access,
+            &cfg.tls,
+        );
+        metering = m;
         server = server.http(http, app, cfg_http);
     }
-    server
+    let served = server
         .serve(shutdown, cfg.shutdown.drain_timeout())
         .await
-        .context("serving")
+        .context("serving");
+    shikko_access::verifiers::last_report(metering).await;
+    served
 }
 
 /// How long the mirror keeps its own feed at least: a delta CRL is built

@@ -56,6 +56,13 @@ fn ocsp_bytes(der: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, RESPONSE_TYPE)], der).into_response()
 }
 
+/// `r`, labelled for the verifier gate's meter.
+fn metered(mut r: Response, outcome: &'static str) -> Response {
+    r.extensions_mut()
+        .insert(shikko_access::verifiers::Metered(outcome));
+    r
+}
+
 async fn post_ocsp(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -78,7 +85,10 @@ async fn get_ocsp(State(st): State<HttpState>, uri: Uri, headers: HeaderMap) -> 
         Ok(der) => answer(st, "get", &der, &headers).await,
         Err(_) => {
             count(&st, "get", "malformed");
-            ocsp_bytes(status_only(OcspResponseStatus::MalformedRequest))
+            metered(
+                ocsp_bytes(status_only(OcspResponseStatus::MalformedRequest)),
+                "malformed",
+            )
         }
     }
 }
@@ -96,19 +106,28 @@ async fn answer(st: HttpState, method: &str, der: &[u8], headers: &HeaderMap) ->
         Ok(p) => p,
         Err(_) => {
             count(&st, method, "malformed");
-            return ocsp_bytes(status_only(OcspResponseStatus::MalformedRequest));
+            return metered(
+                ocsp_bytes(status_only(OcspResponseStatus::MalformedRequest)),
+                "malformed",
+            );
         }
     };
     let now = UnixTime::now();
     if !st.role.is_ready() {
         // Not caught up with the registry yet: no answer rather than a wrong one.
         count(&st, method, "not_ready");
-        return ocsp_bytes(status_only(OcspResponseStatus::TryLater));
+        return metered(
+            ocsp_bytes(status_only(OcspResponseStatus::TryLater)),
+            "try_later",
+        );
     }
     if st.role.too_stale(now) {
         // The registry has been out of reach longer than the stale-but-valid window.
         count(&st, method, "stale");
-        return ocsp_bytes(status_only(OcspResponseStatus::TryLater));
+        return metered(
+            ocsp_bytes(status_only(OcspResponseStatus::TryLater)),
+            "try_later",
+        );
     }
     let per_request = parsed.nonce.is_some() || parsed.cert_ids.len() > 1;
     let answer: Answer = match st.role.responder().cached(&parsed, now) {
@@ -118,12 +137,15 @@ async fn answer(st: HttpState, method: &str, der: &[u8], headers: &HeaderMap) ->
             // misses (nonces, unknown serials) cannot starve the cached path.
             let Ok(permit) = st.signing.clone().try_acquire_owned() else {
                 count(&st, method, "shed");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::RETRY_AFTER, "1")],
-                    "too many answers being signed; retry, or ask without a nonce\n",
-                )
-                    .into_response();
+                return metered(
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::RETRY_AFTER, "1")],
+                        "too many answers being signed; retry, or ask without a nonce\n",
+                    )
+                        .into_response(),
+                    "shed",
+                );
             };
             if st.role.responder().signs_fast() {
                 let answer = timed(&st.role, &parsed, now);
@@ -140,7 +162,10 @@ async fn answer(st: HttpState, method: &str, der: &[u8], headers: &HeaderMap) ->
                     Ok(a) => a,
                     Err(_) => {
                         count(&st, method, "internal_error");
-                        return ocsp_bytes(status_only(OcspResponseStatus::InternalError));
+                        return metered(
+                            ocsp_bytes(status_only(OcspResponseStatus::InternalError)),
+                            "internal_error",
+                        );
                     }
                 }
             }
@@ -173,7 +198,10 @@ async fn answer(st: HttpState, method: &str, der: &[u8], headers: &HeaderMap) ->
             if inm.is_some_and(|v| v.split(',').any(|t| t.trim() == &**etag || t.trim() == "*")) {
                 h.remove(header::CONTENT_TYPE);
                 count(&st, method, "not_modified");
-                return (StatusCode::NOT_MODIFIED, h).into_response();
+                return metered(
+                    (StatusCode::NOT_MODIFIED, h).into_response(),
+                    "not_modified",
+                );
             }
         }
         _ if answer.outcome == Outcome::Signed => {
@@ -182,7 +210,11 @@ async fn answer(st: HttpState, method: &str, der: &[u8], headers: &HeaderMap) ->
         _ => {}
     }
     count(&st, method, answer.outcome.name());
-    (h, answer.der).into_response()
+    let label = match answer.outcome {
+        Outcome::Cached | Outcome::Signed => answer.status,
+        other => other.name(),
+    };
+    metered((h, answer.der).into_response(), label)
 }
 
 /// Signs an answer (after a cache miss), timing it.

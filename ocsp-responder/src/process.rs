@@ -114,6 +114,10 @@ pub struct OcspSection {
     /// once checked, signs from then on without a restart. Default 60.
     #[serde(default = "default_responder_reload")]
     pub responder_reload_secs: u64,
+    /// Who may ask (`public` or `restricted` to registered verifiers), and
+    /// where their tokens come from and their usage goes.
+    #[serde(default)]
+    pub access: shikko_access::verifiers::AccessConfig,
 }
 
 fn default_responder_reload() -> u64 {
@@ -152,7 +156,7 @@ impl OcspSection {
         if !(1..=86_400).contains(&self.responder_reload_secs) {
             return Err("[ocsp] responder_reload_secs must be 1 to 86400 seconds".into());
         }
-        Ok(())
+        self.access.validate("ocsp.access")
     }
 }
 
@@ -161,6 +165,9 @@ impl RoleConfig for OcspRoleConfig {
         self.ocsp.validate()?;
         self.tls.validate(&[self.ocsp.grpc_listen])?;
         self.tls.validate_client(&self.ocsp.registry)?;
+        if let Some(info) = &self.ocsp.access.info {
+            self.tls.validate_client(info)?;
+        }
         self.http.limits().map(|_| ())
     }
 
@@ -219,15 +226,22 @@ pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         ],
     );
     tokio::spawn(follower.run_status(role.clone(), shutdown.wait_owned()));
-    let app = crate::http::router(role.clone(), c.max_signing);
+    let (app, metering) = shikko_access::verifiers::guard(
+        crate::http::router(role.clone(), c.max_signing),
+        shikko_access::verifiers::Endpoint::Ocsp,
+        &c.access,
+        &cfg.tls,
+    );
     let routes =
         GrpcRoutes::new(shikko_access::api()).service(OcspService::new(role).into_service());
-    RoleServer::new("ocsp", metrics, metrics_listener)
+    let served = RoleServer::new("ocsp", metrics, metrics_listener)
         .grpc(grpc, routes, security)
         .http(http, app, cfg_http)
         .serve(shutdown, cfg.shutdown.drain_timeout())
         .await
-        .context("serving")
+        .context("serving");
+    shikko_access::verifiers::last_report(metering).await;
+    served
 }
 
 #[cfg(test)]

@@ -77,6 +77,18 @@ pub struct Answer {
     pub next_update: Option<UnixTime>,
     /// How the answer was made, for metrics.
     pub outcome: Outcome,
+    /// The certificate's status it gives (`good`, `revoked`, `unknown`;
+    /// `multiple` for several CertIDs, `-` for an unsigned answer), for metering.
+    pub status: &'static str,
+}
+
+/// The name of a status an answer gives.
+fn status_name(s: Option<IndexedStatus>) -> &'static str {
+    match s {
+        None => "unknown",
+        Some(IndexedStatus::Good) => "good",
+        Some(_) => "revoked",
+    }
 }
 
 /// How an answer was made.
@@ -361,6 +373,7 @@ impl Responder {
             this_update: None,
             next_update: None,
             outcome,
+            status: "-",
         }
     }
 
@@ -382,6 +395,7 @@ impl Responder {
             this_update: Some(c.this_update),
             next_update: Some(c.next_update),
             outcome: Outcome::Cached,
+            status: status_name(c.status),
         })
     }
 
@@ -449,6 +463,10 @@ impl Responder {
                     this_update: single.then_some(now),
                     next_update: single.then_some(next_update),
                     outcome: Outcome::Signed,
+                    status: match statuses.as_slice() {
+                        [one] => status_name(*one),
+                        _ => "multiple",
+                    },
                 }
             }
             Err(_) => Self::bare(Outcome::Internal),

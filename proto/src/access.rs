@@ -235,6 +235,41 @@ pub const RULES: &[Rule] = &[
         why: "a record of the audit log with its proof: read by administrators and auditors",
     },
     Rule {
+        method: "/shikko.v1.InfoAdmin/RegisterVerifier",
+        callers: &["admin"],
+        why: "who may read revocation data is an administrator's decision",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/AddVerifierToken",
+        callers: &["admin"],
+        why: "who may read revocation data is an administrator's decision",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/RevokeVerifierToken",
+        callers: &["admin"],
+        why: "who may read revocation data is an administrator's decision",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/ListVerifiers",
+        callers: &["admin", "auditor"],
+        why: "auditors check who may read revocation data",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/VerifierTable",
+        callers: &["crl", "ocsp", "admin"],
+        why: "the CRL and OCSP roles check requests against the tokens in force (hashes only)",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/ReportUsage",
+        callers: &["crl", "ocsp"],
+        why: "the CRL and OCSP roles report what they served, for invoices",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/VerifierUsage",
+        callers: &["admin", "auditor"],
+        why: "usage per verifier, for invoices and their audit",
+    },
+    Rule {
         method: "/shikko.v1.InfoAdmin/Checkpoint",
         callers: &["admin"],
         why: "writes a copy of the store to disk: an administrator's act",
@@ -470,6 +505,21 @@ pub const LIMITS: &[(&str, Limits)] = &[
     ("/shikko.v1.InfoAdmin/AuditTreeHead", SMALL),
     ("/shikko.v1.InfoAdmin/AuditConsistency", SMALL),
     ("/shikko.v1.InfoAdmin/AuditInclusion", SMALL),
+    ("/shikko.v1.InfoAdmin/RegisterVerifier", SMALL),
+    ("/shikko.v1.InfoAdmin/AddVerifierToken", SMALL),
+    ("/shikko.v1.InfoAdmin/RevokeVerifierToken", SMALL),
+    ("/shikko.v1.InfoAdmin/ListVerifiers", SMALL),
+    ("/shikko.v1.InfoAdmin/VerifierTable", SMALL),
+    (
+        "/shikko.v1.InfoAdmin/ReportUsage",
+        Limits {
+            // Thousands of counters after a busy interval.
+            max_message_bytes: 4 * MIB,
+            concurrency: 16,
+            timeout_secs: 30,
+        },
+    ),
+    ("/shikko.v1.InfoAdmin/VerifierUsage", SMALL),
     ("/shikko.v1.InfoAdmin/Checkpoint", heavy(1)),
     ("/shikko.v1.InfoAdmin/LinkKeys", SMALL),
     ("/shikko.v1.InfoAdmin/RotateLinkKey", heavy(1)),

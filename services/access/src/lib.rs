@@ -21,6 +21,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod verifiers;
 use std::sync::Arc;
 
 use shikko_pki::InternalRole;

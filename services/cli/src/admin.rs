@@ -49,6 +49,44 @@ pub(crate) enum AdminCommand {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         endpoint: String,
     },
+    /// Register a verifier of CRLs and OCSP; prints its first bearer token (once).
+    VerifierAdd {
+        /// Its id (a-z, 0-9, '-', '_').
+        id: String,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// OCSP requests per second (0: 1,000).
+        #[arg(long, default_value_t = 0)]
+        ocsp_per_second: u32,
+        /// OCSP burst (0: 2,000).
+        #[arg(long, default_value_t = 0)]
+        ocsp_burst: u32,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// Another bearer token for a verifier (rotation); printed once.
+    VerifierTokenAdd {
+        /// The verifier.
+        id: String,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// Revoke a verifier's token (refused by the CRL and OCSP endpoints
+    /// from their next refresh, seconds later).
+    VerifierTokenRevoke {
+        /// The verifier.
+        id: String,
+        /// The token's id (as VerifierAdd printed it).
+        token_id: String,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// List verifiers and their tokens (ids, never the tokens).
+    VerifierList {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
     /// Set an operator's rate limit.
     OperatorRateLimit {
         /// Its id.
@@ -168,6 +206,83 @@ fn print_operator(o: &pb::OperatorRecord) {
 /// Runs `shikko admin ...`.
 pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
     match cmd {
+        AdminCommand::VerifierAdd {
+            id,
+            name,
+            ocsp_per_second,
+            ocsp_burst,
+            endpoint,
+        } => {
+            let t = admin_client(&endpoint, "admin")
+                .await?
+                .register_verifier(pb::RegisterVerifierRequest {
+                    id,
+                    name,
+                    ocsp_per_second,
+                    ocsp_burst,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "verifier {} registered; token {} (shown once; send it as Authorization: Bearer TOKEN):\n{}",
+                t.verifier, t.token_id, t.token
+            );
+        }
+        AdminCommand::VerifierTokenAdd { id, endpoint } => {
+            let t = admin_client(&endpoint, "admin")
+                .await?
+                .add_verifier_token(pb::AddVerifierTokenRequest { verifier: id })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "verifier {}: token {} (shown once):\n{}",
+                t.verifier, t.token_id, t.token
+            );
+        }
+        AdminCommand::VerifierTokenRevoke {
+            id,
+            token_id,
+            endpoint,
+        } => {
+            admin_client(&endpoint, "admin")
+                .await?
+                .revoke_verifier_token(pb::RevokeVerifierTokenRequest {
+                    verifier: id.clone(),
+                    token_id: token_id.clone(),
+                })
+                .await
+                .map_err(status_error)?;
+            println!("verifier {id}: token {token_id} revoked");
+        }
+        AdminCommand::VerifierList { endpoint } => {
+            let l = admin_client(&endpoint, "auditor")
+                .await?
+                .list_verifiers(pb::ListVerifiersRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("verifier\tname\tocsp/s\tburst\ttokens (id: in force or revoked at)");
+            for v in l.verifiers {
+                let tokens: Vec<String> = v
+                    .tokens
+                    .iter()
+                    .map(|t| match t.revoked_at {
+                        0 => format!("{}: in force", t.id),
+                        r => format!("{}: revoked at {r}", t.id),
+                    })
+                    .collect();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    v.id,
+                    v.name,
+                    v.ocsp_per_second,
+                    v.ocsp_burst,
+                    tokens.join(", ")
+                );
+            }
+        }
         AdminCommand::ProviderAdd {
             id,
             name,

@@ -532,3 +532,70 @@ impl WitnessMetrics {
         self.alarms.with_label_values(&[kind]).inc();
     }
 }
+
+/// `shikko usage ...`.
+#[derive(Subcommand)]
+pub(crate) enum UsageCommand {
+    /// The month's counters (Japanese days): per verifier, day, endpoint,
+    /// purpose and outcome, as CSV (default) or JSON.
+    Export {
+        /// YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// The internal endpoint serving InfoAdmin.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Runs `shikko usage ...`.
+pub(crate) async fn usage(cmd: UsageCommand) -> Result<()> {
+    let UsageCommand::Export {
+        month,
+        format,
+        endpoint,
+        out,
+    } = cmd;
+    if format != "csv" && format != "json" {
+        bail!("--format is csv or json");
+    }
+    let counts = admin_client(&endpoint, "auditor")
+        .await?
+        .verifier_usage(pb::VerifierUsageRequest { month })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .counts;
+    let mut text = String::new();
+    if format == "csv" {
+        text.push_str("day,verifier,endpoint,purpose,outcome,count\n");
+        for c in &counts {
+            text.push_str(&format!(
+                "{},{},{},{},{},{}\n",
+                c.day, c.verifier, c.endpoint, c.purpose, c.outcome, c.count
+            ));
+        }
+    } else {
+        let rows: Vec<serde_json::Value> = counts
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "day": c.day, "verifier": c.verifier, "endpoint": c.endpoint,
+                    "purpose": c.purpose, "outcome": c.outcome, "count": c.count,
+                })
+            })
+            .collect();
+        text = serde_json::to_string_pretty(&rows)? + "\n";
+    }
+    match out {
+        Some(p) => std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}

@@ -151,6 +151,11 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Usage of the CRL and OCSP endpoints per verifier, for invoices.
+    Usage {
+        #[command(subcommand)]
+        command: audit::UsageCommand,
+    },
     /// Witness the audit log: check each signed head against the last one
     /// seen (consistency proof), cosign it or raise an alarm.
     Witness(audit::WitnessArgs),
@@ -499,6 +504,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Link { command } => link::run(command).await?,
         Command::Audit { command } => audit::audit(command).await?,
         Command::Witness(args) => audit::witness(args).await?,
+        Command::Usage { command } => audit::usage(command).await?,
         Command::Admin { command } => admin::admin(command).await?,
         Command::Backup {
             command:

@@ -247,6 +247,109 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
         }))
     }
 
+    async fn register_verifier(
+        &self,
+        req: Request<pb::RegisterVerifierRequest>,
+    ) -> Result<Response<pb::VerifierToken>, Status> {
+        let r = req.into_inner();
+        let t = self
+            .svc
+            .register_verifier(&r.id, &r.name, r.ocsp_per_second, r.ocsp_burst)
+            .await?;
+        Ok(Response::new(token_to_pb(t)))
+    }
+
+    async fn add_verifier_token(
+        &self,
+        req: Request<pb::AddVerifierTokenRequest>,
+    ) -> Result<Response<pb::VerifierToken>, Status> {
+        let t = self
+            .svc
+            .add_verifier_token(&req.into_inner().verifier)
+            .await?;
+        Ok(Response::new(token_to_pb(t)))
+    }
+
+    async fn revoke_verifier_token(
+        &self,
+        req: Request<pb::RevokeVerifierTokenRequest>,
+    ) -> Result<Response<pb::VerifierRecord>, Status> {
+        let r = req.into_inner();
+        let v = self
+            .svc
+            .revoke_verifier_token(&r.verifier, &r.token_id)
+            .await?;
+        Ok(Response::new(verifier_to_pb(&v)))
+    }
+
+    async fn list_verifiers(
+        &self,
+        _req: Request<pb::ListVerifiersRequest>,
+    ) -> Result<Response<pb::ListVerifiersResponse>, Status> {
+        Ok(Response::new(pb::ListVerifiersResponse {
+            verifiers: self.svc.verifiers()?.iter().map(verifier_to_pb).collect(),
+        }))
+    }
+
+    async fn verifier_table(
+        &self,
+        _req: Request<pb::VerifierTableRequest>,
+    ) -> Result<Response<pb::VerifierTableResponse>, Status> {
+        Ok(Response::new(pb::VerifierTableResponse {
+            entries: self
+                .svc
+                .verifier_table()?
+                .into_iter()
+                .map(|(sha, id, rate, burst)| pb::VerifierTableEntry {
+                    verifier: id,
+                    token_sha256: sha.to_vec(),
+                    ocsp_per_second: rate,
+                    ocsp_burst: burst,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn report_usage(
+        &self,
+        req: Request<pb::ReportUsageRequest>,
+    ) -> Result<Response<pb::ReportUsageResponse>, Status> {
+        let r = req.into_inner();
+        let counts = r
+            .counts
+            .into_iter()
+            .map(|c| {
+                (
+                    crate::verifiers::UsageKey {
+                        day: c.day,
+                        verifier: c.verifier,
+                        endpoint: c.endpoint,
+                        purpose: c.purpose,
+                        outcome: c.outcome,
+                    },
+                    c.count,
+                )
+            })
+            .collect();
+        self.svc.report_usage(&r.reporter, r.seq, counts).await?;
+        Ok(Response::new(pb::ReportUsageResponse {}))
+    }
+
+    async fn verifier_usage(
+        &self,
+        req: Request<pb::VerifierUsageRequest>,
+    ) -> Result<Response<pb::VerifierUsageResponse>, Status> {
+        let month = req.into_inner().month;
+        Ok(Response::new(pb::VerifierUsageResponse {
+            counts: self
+                .svc
+                .verifier_usage(&month)?
+                .into_iter()
+                .map(usage_to_pb)
+                .collect(),
+        }))
+    }
+
     async fn link_keys(
         &self,
         _req: Request<pb::LinkKeysRequest>,
@@ -337,6 +440,45 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+}
+
+fn verifier_to_pb(v: &crate::verifiers::Verifier) -> pb::VerifierRecord {
+    pb::VerifierRecord {
+        id: v.id.clone(),
+        name: v.name.clone(),
+        registered_at: v.registered_at.0,
+        tokens: v
+            .tokens
+            .iter()
+            .map(|t| pb::VerifierTokenInfo {
+                id: t.id.clone(),
+                created_at: t.created_at.0,
+                revoked_at: t.revoked_at.map_or(0, |r| r.0),
+            })
+            .collect(),
+        ocsp_per_second: v.ocsp_per_second,
+        ocsp_burst: v.ocsp_burst,
+    }
+}
+
+fn token_to_pb(t: crate::verifiers::NewToken) -> pb::VerifierToken {
+    pb::VerifierToken {
+        verifier: t.verifier,
+        token_id: t.id,
+        token: t.token,
+    }
+}
+
+/// A usage counter to its wire form.
+pub fn usage_to_pb((k, n): (crate::verifiers::UsageKey, u64)) -> pb::UsageCount {
+    pb::UsageCount {
+        day: k.day,
+        verifier: k.verifier,
+        endpoint: k.endpoint,
+        purpose: k.purpose,
+        outcome: k.outcome,
+        count: n,
     }
 }
 

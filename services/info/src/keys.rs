@@ -18,6 +18,9 @@
 //! | `n/` | key version (4 hex digits) `/` verifier `/` pseudonym | holder id: a pseudonym given to that verifier |
 //! | `q/` | provider `/` holder id | empty: the holder gave the provider a consent (in force or not) |
 //! | `u/` | issue time (16 hex digits) `/` nonce (hex) | empty: a consent challenge that was used |
+//! | `vr/` | verifier id | a verifier of CRLs and OCSP (JSON; its tokens as SHA-256) |
+//! | `v/` | day `/` verifier `/` endpoint `/` purpose `/` outcome | requests counted (u64 BE) |
+//! | `r/` | reporter | the last usage report added from it (u64 BE) |
 //! | `x/` | holder pseudonym (hex) `/` seq (u64 BE) | empty: an audit record concerning that holder (their access record) |
 //! | `k/holder-audit` | | the key of the holder pseudonyms in audit records (32 octets) |
 

@@ -45,6 +45,7 @@ pub mod query;
 pub mod replica;
 mod service;
 pub mod tree;
+pub mod verifiers;
 pub mod witness;
 
 pub use challenge::Challenge;

@@ -161,6 +161,10 @@ pub struct InfoService {
     /// it cannot interleave; different holders proceed in parallel.
     consent_locks: Vec<Arc<tokio::sync::Mutex<()>>>,
     pub(crate) metrics: InfoMetrics,
+    /// Serializes changes of verifier records.
+    pub(crate) verifier_lock: tokio::sync::Mutex<()>,
+    /// Serializes usage reports (read, add, write).
+    pub(crate) usage_lock: tokio::sync::Mutex<()>,
     /// The pseudonyms of holders in audit records.
     pub(crate) holder_pseudonyms: crate::audit::HolderPseudonyms,
     /// Signs the audit log's tree heads, with the audit key (none: no heads).
@@ -218,6 +222,8 @@ impl InfoService {
                 .collect(),
             metrics,
             holder_pseudonyms,
+            verifier_lock: tokio::sync::Mutex::new(()),
+            usage_lock: tokio::sync::Mutex::new(()),
             heads: None,
             head_max_age_secs: crate::heads::DEFAULT_HEAD_SECS,
             readiness: Readiness::always_current(),

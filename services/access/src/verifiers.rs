@@ -1,0 +1,586 @@
+//! Who may read revocation data over HTTP, and how much each reads (issue
+//! 15, items 1 and 2): the gate in front of the CRL and OCSP endpoints.
+//!
+//! A deployment chooses per endpoint: `public` (anyone, like a Web PKI CA;
+//! a registered verifier's token is still recognised and its use counted)
+//! or `restricted` (registered verifiers only: a request without a token in
+//! force gets 401 from the CRL endpoints, and OCSP's `unauthorized`
+//! (RFC 6960 2.3) from the responder). A verifier presents
+//! `Authorization: Bearer TOKEN`; the tokens in force come from the info
+//! role (`InfoAdmin.VerifierTable`, SHA-256 only) and are refreshed every
+//! few seconds, so a revoked token stops working within a refresh.
+//!
+//! Every request is counted per verifier (`-` when anonymous), Japanese day,
+//! endpoint (`ocsp`, `crl_full`, `crl_delta`, `crl_partition`), purpose
+//! (`Shikko-Purpose: signature | status | login`, else `unspecified`) and
+//! outcome (OCSP: `good`, `revoked`, `unknown`, `not_modified`, ...; CRLs:
+//! `ok`, `not_modified`, `not_found`; refusals: `refused_no_token`,
+//! `refused_bad_token`, `rate_limited`). The counts are sent to the info
+//! role (`InfoAdmin.ReportUsage`) every few seconds and at shutdown; a
+//! report that fails is kept and sent with the next.
+//!
+//! In restricted mode, answers are `Cache-Control: private`: a shared
+//! cache must not hand them to someone the gate would refuse.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use shikko_core::UnixTime;
+
+/// Who an endpoint serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Anyone (registered verifiers' use is still counted).
+    #[default]
+    Public,
+    /// Registered verifiers only.
+    Restricted,
+}
+
+/// `[ROLE.access]`: the endpoint's mode and where verifiers and usage go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// `public` or `restricted`. Default `public`.
+    pub mode: Mode,
+    /// The info role's internal endpoint (InfoAdmin), where the tokens in
+    /// force come from and usage goes (presenting the role's identity).
+    /// Required for `restricted`; without it a public endpoint counts
+    /// nothing per verifier. Default: none.
+    pub info: Option<String>,
+    /// Seconds between refreshes of the tokens in force. Default 10.
+    pub refresh_secs: u64,
+    /// Seconds between usage reports. Default 10.
+    pub report_secs: u64,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            mode: Mode::Public,
+            info: None,
+            refresh_secs: 10,
+            report_secs: 10,
+        }
+    }
+}
+
+impl AccessConfig {
+    /// Whether the values make sense (`section` names the TOML section).
+    pub fn validate(&self, section: &str) -> Result<(), String> {
+        if self.mode == Mode::Restricted && self.info.is_none() {
+            return Err(format!(
+                "[{section}] mode = \"restricted\" needs info (the info role's internal endpoint, where the registered verifiers are)"
+            ));
+        }
+        if self.refresh_secs == 0 || self.report_secs == 0 {
+            return Err(format!(
+                "[{section}] refresh_secs and report_secs must be at least 1"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which endpoint a gate guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The OCSP responder.
+    Ocsp,
+    /// The CRL distribution points.
+    Crl,
+}
+
+/// A registered verifier, as the gate knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verifier {
+    /// Its id.
+    pub id: Arc<str>,
+    /// OCSP requests per second.
+    pub per_second: u32,
+    /// OCSP burst.
+    pub burst: u32,
+}
+
+/// One counter's key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UsageKey {
+    /// The Japanese day, `YYYY-MM-DD`.
+    pub day: Arc<str>,
+    /// The verifier, or `-`.
+    pub verifier: Arc<str>,
+    /// The endpoint.
+    pub endpoint: &'static str,
+    /// The purpose.
+    pub purpose: &'static str,
+    /// The outcome.
+    pub outcome: &'static str,
+}
+
+/// What the handler answered, for the meter (a response extension; without
+/// it the status code decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metered(pub &'static str);
+
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+struct Day {
+    /// The Unix day (UTC+9) the name is of.
+    n: i64,
+    name: Arc<str>,
+}
+
+/// The gate (see the module).
+pub struct Gate {
+    mode: Mode,
+    endpoint: Endpoint,
+    table: RwLock<Arc<HashMap<[u8; 32], Verifier>>>,
+    loaded: AtomicBool,
+    counts: Mutex<HashMap<UsageKey, u64>>,
+    buckets: Mutex<HashMap<Arc<str>, Bucket>>,
+    day: RwLock<Day>,
+    anonymous: Arc<str>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("mode", &self.mode)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An OCSPResponse of status `unauthorized` (6), not signed: `30 03 0a 01 06`.
+const OCSP_UNAUTHORIZED: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x06];
+/// An OCSPResponse of status `tryLater` (3), not signed.
+const OCSP_TRY_LATER: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x03];
+
+fn japanese_day(now: UnixTime) -> (i64, String) {
+    let t = now.plus_secs(9 * 3600);
+    let (y, m, d, ..) = t.to_civil();
+    (t.0.div_euclid(86_400), format!("{y:04}-{m:02}-{d:02}"))
+}
+
+/// The purpose a request states.
+fn purpose(req: &Request) -> &'static str {
+    match req
+        .headers()
+        .get("shikko-purpose")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    {
+        Some("signature") => "signature",
+        Some("status") => "status",
+        Some("login") => "login",
+        _ => "unspecified",
+    }
+}
+
+fn crl_endpoint(path: &str) -> &'static str {
+    if path.ends_with("/full.crl") {
+        "crl_full"
+    } else if path.ends_with("/delta.crl") {
+        "crl_delta"
+    } else {
+        "crl_partition"
+    }
+}
+
+impl Gate {
+    /// A gate in `mode` for `endpoint`. A restricted gate refuses everyone
+    /// until its first table arrives ([`Gate::set_table`]).
+    pub fn new(mode: Mode, endpoint: Endpoint) -> Arc<Gate> {
+        let (n, name) = japanese_day(UnixTime::now());
+        Arc::new(Gate {
+            mode,
+            endpoint,
+            table: RwLock::new(Arc::new(HashMap::new())),
+            loaded: AtomicBool::new(false),
+            counts: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+            day: RwLock::new(Day {
+                n,
+                name: name.into(),
+            }),
+            anonymous: Arc::from("-"),
+        })
+    }
+
+    /// Its mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Whether a table of tokens has arrived.
+    pub fn loaded(&self) -> bool {
+        self.loaded.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the tokens in force: (SHA-256 of the token, verifier).
+    pub fn set_table(&self, entries: impl IntoIterator<Item = ([u8; 32], Verifier)>) {
+        let map: HashMap<[u8; 32], Verifier> = entries.into_iter().collect();
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
+        self.loaded.store(true, Ordering::Relaxed);
+    }
+
+    /// The verifier a bearer token is of, if in force.
+    fn verifier_of(&self, token: &str) -> Option<Verifier> {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let key: [u8; 32] = d.as_ref().try_into().ok()?;
+        self.table
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned()
+    }
+
+    fn today(&self) -> Arc<str> {
+        let now = UnixTime::now();
+        let n = now.plus_secs(9 * 3600).0.div_euclid(86_400);
+        {
+            let d = self.day.read().unwrap_or_else(|p| p.into_inner());
+            if d.n == n {
+                return d.name.clone();
+            }
+        }
+        let (n, name) = japanese_day(now);
+        let mut d = self.day.write().unwrap_or_else(|p| p.into_inner());
+        *d = Day {
+            n,
+            name: name.into(),
+        };
+        d.name.clone()
+    }
+
+    /// Counts one request.
+    pub fn count(
+        &self,
+        verifier: &Arc<str>,
+        endpoint: &'static str,
+        purpose: &'static str,
+        outcome: &'static str,
+    ) {
+        let key = UsageKey {
+            day: self.today(),
+            verifier: verifier.clone(),
+            endpoint,
+            purpose,
+            outcome,
+        };
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default() += 1;
+    }
+
+    /// The counts since the last take (for a report).
+    pub fn take_counts(&self) -> HashMap<UsageKey, u64> {
+        std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts back counts a report could not deliver.
+    pub fn restore_counts(&self, counts: HashMap<UsageKey, u64>) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, n) in counts {
+            *c.entry(k).or_default() += n;
+        }
+    }
+
+    /// Takes one token from the verifier's OCSP bucket.
+    fn allow(&self, v: &Verifier) -> bool {
+        let now = std::time::Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let e = b.entry(v.id.clone()).or_insert(Bucket {
+            tokens: f64::from(v.burst),
+            at: now,
+        });
+        let refill = now.duration_since(e.at).as_secs_f64() * f64::from(v.per_second);
+        e.tokens = (e.tokens + refill).min(f64::from(v.burst.max(1)));
+        e.at = now;
+        if e.tokens >= 1.0 {
+            e.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn refusal(&self, why: &'static str) -> Response {
+        match self.endpoint {
+            Endpoint::Ocsp => (
+                [(header::CONTENT_TYPE, "application/ocsp-response")],
+                OCSP_UNAUTHORIZED.to_vec(),
+            )
+                .into_response(),
+            Endpoint::Crl => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"shikko\"")],
+                format!("{why}: present Authorization: Bearer TOKEN of a registered verifier\n"),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// The gate as axum middleware: `router.layer(axum::middleware::from_fn_with_state(gate, verifiers::gate))`.
+pub async fn gate(State(g): State<Arc<Gate>>, req: Request, next: Next) -> Response {
+    let endpoint = match g.endpoint {
+        Endpoint::Ocsp => "ocsp",
+        Endpoint::Crl => crl_endpoint(req.uri().path()),
+    };
+    let purpose = purpose(&req);
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or("").trim().to_string());
+    let verifier = presented.as_deref().and_then(|t| g.verifier_of(t));
+    let who = verifier
+        .as_ref()
+        .map_or_else(|| g.anonymous.clone(), |v| v.id.clone());
+    if g.mode == Mode::Restricted && verifier.is_none() {
+        let why = if presented.is_some() {
+            "refused_bad_token"
+        } else {
+            "refused_no_token"
+        };
+        g.count(&who, endpoint, purpose, why);
+        return g.refusal(if presented.is_some() {
+            "the token is not one in force"
+        } else {
+            "no token"
+        });
+    }
+    if let (Endpoint::Ocsp, Some(v)) = (g.endpoint, &verifier)
+        && !g.allow(v)
+    {
+        g.count(&who, endpoint, purpose, "rate_limited");
+        return (
+            [
+                (header::CONTENT_TYPE, "application/ocsp-response"),
+                (header::RETRY_AFTER, "1"),
+            ],
+            OCSP_TRY_LATER.to_vec(),
+        )
+            .into_response();
+    }
+    let mut resp = next.run(req).await;
+    let outcome = match resp.extensions().get::<Metered>() {
+        Some(m) => m.0,
+        None => match resp.status() {
+            StatusCode::OK => "ok",
+            StatusCode::NOT_MODIFIED => "not_modified",
+            StatusCode::NOT_FOUND => "not_found",
+            _ => "error",
+        },
+    };
+    g.count(&who, endpoint, purpose, outcome);
+    if g.mode == Mode::Restricted
+        && let Some(cc) = resp.headers().get(header::CACHE_CONTROL)
+        && let Ok(text) = cc.to_str()
+        && text.contains("public")
+        && let Ok(v) = HeaderValue::from_str(&text.replace("public", "private"))
+    {
+        resp.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_japanese_and_purposes_are_a_closed_set() {
+        // 2026-05-10 14:59:59 UTC is 23:59:59 JST.
+        let t = UnixTime(UnixTime::from_civil(2026, 5, 10).0 + 14 * 3600 + 59 * 60 + 59);
+        assert_eq!(japanese_day(t).1, "2026-05-10");
+        assert_eq!(japanese_day(t.plus_secs(1)).1, "2026-05-11");
+        assert_eq!(crl_endpoint("/crl/sign/full.crl"), "crl_full");
+        assert_eq!(crl_endpoint("/crl/sign/delta.crl"), "crl_delta");
+        assert_eq!(crl_endpoint("/crl/sign/13101.crl"), "crl_partition");
+    }
+
+    #[test]
+    fn a_bucket_admits_its_burst_then_its_rate() {
+        let g = Gate::new(Mode::Restricted, Endpoint::Ocsp);
+        let v = Verifier {
+            id: "v".into(),
+            per_second: 1,
+            burst: 3,
+        };
+        assert!((0..3).all(|_| g.allow(&v)));
+        assert!(!g.allow(&v));
+    }
+}
+
+/// Keeps `gate` current with the info role at `cfg.info` until `shutdown`:
+/// the tokens in force every `refresh_secs`, usage reported every
+/// `report_secs` and once more at shutdown. `tls` is the role's identity
+/// (`None`: plaintext on loopback). Nothing to do without `cfg.info`.
+pub async fn sync(
+    gate: Arc<Gate>,
+    cfg: AccessConfig,
+    tls: shikko_runtime::TlsConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    use shikko_proto::v1 as pb;
+    use shikko_proto::v1::info_admin_client::InfoAdminClient;
+    let Some(endpoint) = cfg.info.clone() else {
+        return;
+    };
+    let tls = match crate::client_tls(
+        &tls,
+        crate::expect_server_one_of(&[
+            shikko_pki::InternalRole::Info,
+            shikko_pki::InternalRole::Registry,
+        ]),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "the verifier gate cannot reach the info role: no identity");
+            return;
+        }
+    };
+    let reporter = {
+        let mut raw = [0u8; 8];
+        let _ =
+            aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut raw);
+        format!("{}-{}", std::process::id(), hex_of(&raw))
+    };
+    let mut seq = 0u64;
+    let mut client: Option<InfoAdminClient<tonic::transport::Channel>> = None;
+    let mut refresh = tokio::time::interval(std::time::Duration::from_secs(cfg.refresh_secs));
+    let mut report = tokio::time::interval(std::time::Duration::from_secs(cfg.report_secs));
+    report.tick().await;
+    tokio::pin!(shutdown);
+    loop {
+        let (do_refresh, last) = tokio::select! {
+            _ = refresh.tick() => (true, false),
+            _ = report.tick() => (false, false),
+            () = &mut shutdown => (false, true),
+        };
+        if client.is_none() {
+            match crate::connect(&endpoint, tls.as_ref(), |ep| {
+                ep.connect_timeout(std::time::Duration::from_secs(5))
+                    .timeout(std::time::Duration::from_secs(20))
+            })
+            .await
+            {
+                Ok(ch) => client = Some(InfoAdminClient::new(ch)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the verifier gate cannot reach the info role; keeps its last table");
+                    if last {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_mut() else { continue };
+        if do_refresh {
+            match c.verifier_table(pb::VerifierTableRequest {}).await {
+                Ok(t) => gate.set_table(t.into_inner().entries.into_iter().filter_map(|e| {
+                    let key: [u8; 32] = e.token_sha256.try_into().ok()?;
+                    Some((
+                        key,
+                        Verifier {
+                            id: Arc::from(e.verifier),
+                            per_second: e.ocsp_per_second,
+                            burst: e.ocsp_burst,
+                        },
+                    ))
+                })),
+                Err(e) => {
+                    tracing::warn!(error = %e, "refreshing the verifiers' tokens failed; the last table stays");
+                    client = None;
+                }
+            }
+            continue;
+        }
+        let counts = gate.take_counts();
+        if !counts.is_empty() {
+            seq += 1;
+            let req = pb::ReportUsageRequest {
+                reporter: reporter.clone(),
+                seq,
+                counts: counts
+                    .iter()
+                    .map(|(k, n)| pb::UsageCount {
+                        day: k.day.to_string(),
+                        verifier: k.verifier.to_string(),
+                        endpoint: k.endpoint.into(),
+                        purpose: k.purpose.into(),
+                        outcome: k.outcome.into(),
+                        count: *n,
+                    })
+                    .collect(),
+            };
+            if let Err(e) = c.report_usage(req).await {
+                tracing::warn!(error = %e, "reporting usage failed; sent again with the next report");
+                gate.restore_counts(counts);
+                client = None;
+            }
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The task that keeps a gate current, until [`last_report`].
+#[derive(Debug)]
+pub struct Metering {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// `router` behind a gate configured by `access` (none when the endpoint
+/// is public and meters nothing: no cost), and the task that keeps the
+/// gate current ([`sync`]); call [`last_report`] once serving is over.
+pub fn guard(
+    router: axum::Router,
+    endpoint: Endpoint,
+    access: &AccessConfig,
+    tls: &shikko_runtime::TlsConfig,
+) -> (axum::Router, Option<Metering>) {
+    if access.mode == Mode::Public && access.info.is_none() {
+        return (router, None);
+    }
+    let g = Gate::new(access.mode, endpoint);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(sync(g.clone(), access.clone(), tls.clone(), async move {
+        let _ = stopped.await;
+    }));
+    (
+        router.layer(axum::middleware::from_fn_with_state(g, gate)),
+        Some(Metering { stop, task }),
+    )
+}
+
+/// Sends what the gate counted since its last report (at most 10 s), once
+/// the endpoint has stopped serving: requests answered while draining are
+/// counted too.
+pub async fn last_report(m: Option<Metering>) {
+    if let Some(m) = m {
+        let _ = m.stop.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), m.task).await;
+    }
+}

@@ -1,0 +1,398 @@
+//! Registered verifiers and metered use of the CRL and OCSP endpoints, over
+//! real processes (issue 15, items 1 and 2): a registry with the
+//! 4-information service (where verifiers are registered and usage is
+//! kept), an OCSP role and a CRL role in restricted mode, and an OCSP role
+//! in public mode. An unregistered client is refused by the restricted
+//! endpoints (OCSP `unauthorized`, HTTP 401) and served by the public one;
+//! a revoked token is refused within a refresh; and the month's usage
+//! export counts exactly the requests made, 304s and refusals included,
+//! and still does after the registry restarts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+
+use shikko_testkit::process::{RoleProcess, run, setup_demo_dir, start_registry, start_role};
+use shikko_testkit::roles::{InfoTls, Loopback};
+
+/// A raw HTTP/1.1 request: (status, response headers, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head[9..12].parse().unwrap();
+    (status, head.to_ascii_lowercase(), raw[split + 4..].to_vec())
+}
+
+const UNAUTHORIZED: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x06];
+
+fn ocsp_post(addr: &str, req: &[u8], headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    let mut h = vec![("Content-Type", "application/ocsp-request")];
+    h.extend_from_slice(headers);
+    http(addr, "POST", "/ocsp", &h, req)
+}
+
+/// A successful OCSP answer (responseStatus 0), not a bare status.
+fn answered(body: &[u8]) -> bool {
+    body.len() > 100 && body.windows(3).take(8).any(|w| w == [0x0a, 0x01, 0x00])
+}
+
+fn token_of(out: &std::process::Output) -> (String, String) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let id = text
+        .split("token ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let token = text.lines().last().unwrap().trim().to_string();
+    (id, token)
+}
+
+fn usage(endpoint: &str, month: &str) -> Vec<serde_json::Value> {
+    let out = run(&[
+        "usage",
+        "export",
+        "--month",
+        month,
+        "--format",
+        "json",
+        "--endpoint",
+        endpoint,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The count of the row (verifier, endpoint, purpose, outcome), 0 if none.
+fn count(rows: &[serde_json::Value], v: &str, e: &str, p: &str, o: &str) -> u64 {
+    rows.iter()
+        .filter(|r| {
+            r["verifier"] == v && r["endpoint"] == e && r["purpose"] == p && r["outcome"] == o
+        })
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum()
+}
+
+fn registry_config(dir: &Path, data: &Path, tls: &InfoTls) -> PathBuf {
+    Loopback::new(dir)
+        .with_sections(&format!(
+            "[info]\ngrpc_listen = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\nclient_ca = {:?}\nsigning_cas = [{:?}]\n",
+            tls.cert, tls.key, tls.client_ca, tls.signing_ca
+        ))
+        .registry_on(data, 0)
+        .unwrap()
+}
+
+#[test]
+fn restricted_endpoints_serve_registered_verifiers_and_every_request_is_metered() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    setup_demo_dir(&data);
+    let samples = data.join("samples");
+    let tls = InfoTls::from_data_dir(&data, &d.join("tls")).unwrap();
+    let reg_cfg = registry_config(d, &data, &tls);
+    let mut registry = start_registry(&reg_cfg);
+    let ep = registry.endpoint.clone();
+
+    let add = |id: &str| {
+        token_of(&run(&[
+            "admin",
+            "verifier-add",
+            id,
+            "--name",
+            "a verifier",
+            "--endpoint",
+            &ep,
+        ]))
+    };
+    let (bank_id, bank) = add("bank-x");
+    let (_, warmup) = add("warmup");
+    assert_eq!(bank.len(), 43);
+
+    let access = |mode: &str| {
+        format!(
+            "access = {{ mode = \"{mode}\", info = {ep:?}, refresh_secs = 1, report_secs = 1 }}\n"
+        )
+    };
+    let roles = Loopback::new(d);
+    let ocsp: RoleProcess = start_role(
+        "ocsp",
+        &roles.ocsp(&data, &ep, &access("restricted")).unwrap(),
+    );
+    let ocsp_addr = ocsp.field("http");
+    let crl: RoleProcess = start_role(
+        "crl",
+        &roles.crl(&data, &ep, 3600, &access("restricted")).unwrap(),
+    );
+    let crl_addr = crl.field("http");
+    let public_dir = d.join("public");
+    std::fs::create_dir_all(&public_dir).unwrap();
+    let ocsp_public: RoleProcess = start_role(
+        "ocsp",
+        &Loopback::new(&public_dir)
+            .ocsp(&data, &ep, &access("public"))
+            .unwrap(),
+    );
+    let public_addr = ocsp_public.field("http");
+
+    // An OCSP request for a good signing certificate.
+    let reqfile = d.join("req.der");
+    shikko_testkit::openssl(
+        [
+            "ocsp",
+            "-no_nonce",
+            "-issuer",
+            "sign-ca.pem",
+            "-cert",
+            "sign-good.pem",
+            "-reqout",
+            reqfile.to_str().unwrap(),
+        ],
+        &samples,
+    );
+    let req = std::fs::read(&reqfile).unwrap();
+    let warm = format!("Bearer {warmup}");
+    assert!(shikko_testkit::until(60, || {
+        let (s, _, b) = ocsp_post(&ocsp_addr, &req, &[("Authorization", &warm)]);
+        s == 200 && answered(&b)
+    }));
+    assert!(shikko_testkit::until(60, || {
+        http(
+            &crl_addr,
+            "GET",
+            "/crl/sign/full.crl",
+            &[("Authorization", &warm)],
+            b"",
+        )
+        .0 == 200
+    }));
+    assert!(shikko_testkit::until(60, || answered(
+        &ocsp_post(&public_addr, &req, &[]).2
+    )));
+
+    // Restricted OCSP: no token, a wrong token: `unauthorized`, unsigned.
+    for _ in 0..2 {
+        let (s, _, b) = ocsp_post(&ocsp_addr, &req, &[]);
+        assert_eq!((s, b.as_slice()), (200, UNAUTHORIZED.as_slice()));
+    }
+    let (_, _, b) = ocsp_post(&ocsp_addr, &req, &[("Authorization", "Bearer not-a-token")]);
+    assert_eq!(b, UNAUTHORIZED);
+    // The registered verifier: answered, three times for signature checks,
+    // and a real client with its token too.
+    let auth = format!("Bearer {bank}");
+    for _ in 0..3 {
+        let (s, h, b) = ocsp_post(
+            &ocsp_addr,
+            &req,
+            &[("Authorization", &auth), ("Shikko-Purpose", "signature")],
+        );
+        assert!(s == 200 && answered(&b), "{h}");
+        // Not for shared caches.
+        assert!(
+            h.contains("cache-control: max-age=") && h.contains("private"),
+            "{h}"
+        );
+    }
+    let text = shikko_testkit::openssl(
+        [
+            "ocsp",
+            "-no_nonce",
+            "-issuer",
+            "sign-ca.pem",
+            "-cert",
+            "sign-good.pem",
+            "-CAfile",
+            "sign-ca.pem",
+            "-url",
+            &format!("http://{ocsp_addr}/ocsp"),
+            "-header",
+            &format!("Authorization=Bearer {bank}"),
+        ],
+        &samples,
+    );
+    assert!(text.contains(": good"), "{text}");
+    // GET, then a revalidation: 304.
+    let b64 = base64_std(&req);
+    let path = format!(
+        "/ocsp/{}",
+        b64.replace('/', "%2F")
+            .replace('+', "%2B")
+            .replace('=', "%3D")
+    );
+    let (s, h, _) = http(&ocsp_addr, "GET", &path, &[("Authorization", &auth)], b"");
+    assert_eq!(s, 200, "{h}");
+    let etag = h
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let (s, _, _) = http(
+        &ocsp_addr,
+        "GET",
+        &path,
+        &[("Authorization", &auth), ("If-None-Match", &etag)],
+        b"",
+    );
+    assert_eq!(s, 304);
+
+    // Restricted CRLs: 401 without a token; the full CRL, a revalidation, a delta.
+    let (s, h, _) = http(&crl_addr, "GET", "/crl/sign/full.crl", &[], b"");
+    assert_eq!(s, 401);
+    assert!(h.contains("www-authenticate: bearer"), "{h}");
+    let (s, h, _) = http(
+        &crl_addr,
+        "GET",
+        "/crl/sign/full.crl",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(s, 200);
+    assert!(h.contains("private"), "{h}");
+    let etag = h
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let (s, _, _) = http(
+        &crl_addr,
+        "GET",
+        "/crl/sign/full.crl",
+        &[
+            ("Authorization", &auth),
+            ("If-None-Match", &etag),
+            ("Shikko-Purpose", "status"),
+        ],
+        b"",
+    );
+    assert_eq!(s, 304);
+
+    // The public responder answers anyone, and counts them as anonymous.
+    for _ in 0..2 {
+        assert!(answered(&ocsp_post(&public_addr, &req, &[]).2));
+    }
+
+    // A revoked token is refused within a refresh.
+    let out = run(&[
+        "admin",
+        "verifier-token-revoke",
+        "bank-x",
+        &bank_id,
+        "--endpoint",
+        &ep,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shikko_testkit::until(10, || {
+        ocsp_post(
+            &ocsp_addr,
+            &req,
+            &[("Authorization", &auth), ("Shikko-Purpose", "login")],
+        )
+        .2 == UNAUTHORIZED
+    }));
+
+    // What was counted, once reported (every second).
+    let now = shikko_core::UnixTime::now().plus_secs(9 * 3600);
+    let (y, m, ..) = now.to_civil();
+    let month = format!("{y:04}-{m:02}");
+    let expect = |rows: &[serde_json::Value]| {
+        count(rows, "bank-x", "ocsp", "signature", "good") == 3
+            && count(rows, "bank-x", "ocsp", "unspecified", "good") == 2
+            && count(rows, "bank-x", "ocsp", "unspecified", "not_modified") == 1
+            && count(rows, "-", "ocsp", "unspecified", "refused_no_token") == 2
+            && count(rows, "bank-x", "crl_full", "unspecified", "ok") == 1
+            && count(rows, "bank-x", "crl_full", "status", "not_modified") == 1
+            && count(rows, "-", "crl_full", "unspecified", "refused_no_token") == 1
+            // The revoked token, refused (at least once: the wait above
+            // asked until it was).
+            && count(rows, "-", "ocsp", "login", "refused_bad_token") >= 1
+    };
+    let mut rows = Vec::new();
+    assert!(
+        shikko_testkit::until(20, || {
+            rows = usage(&ep, &month);
+            expect(&rows)
+        }),
+        "{rows:#?}"
+    );
+    // The wrong token, and the public responder's anonymous answers.
+    assert!(count(&rows, "-", "ocsp", "unspecified", "refused_bad_token") >= 1);
+    assert!(count(&rows, "-", "ocsp", "unspecified", "good") >= 3);
+    // Until the next refresh (a second) the revoked token still served,
+    // and those answers are the verifier's.
+    let served_after = count(&rows, "bank-x", "ocsp", "login", "good");
+    assert!(served_after <= 30, "{served_after}");
+
+    // CSV, and the counters survive the registry's restart.
+    drop((ocsp, crl, ocsp_public));
+    let before = usage(&ep, &month);
+    let _ = registry.child.kill();
+    let _ = registry.child.wait();
+    registry = start_registry(&reg_cfg);
+    let after = usage(&registry.endpoint, &month);
+    assert_eq!(before, after);
+    let out = run(&[
+        "usage",
+        "export",
+        "--month",
+        &month,
+        "--endpoint",
+        &registry.endpoint,
+    ]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        csv.starts_with("day,verifier,endpoint,purpose,outcome,count\n"),
+        "{csv}"
+    );
+    assert!(csv.contains(",bank-x,ocsp,signature,good,3\n"), "{csv}");
+}
+
+fn base64_std(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
