@@ -153,7 +153,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_server())
         .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_link_server())
         .service(shikko_info::grpc::InfoGrpc::new(info.clone()).into_holder_server());
-    let info_admin = shikko_info::admin::InfoAdminGrpc::new(info).into_server();
+    let info_admin = shikko_info::admin::InfoAdminGrpc::new(info.clone()).into_server();
     let app = shikko_crl::http::router_with(
         crl_role.catalog().clone(),
         metrics.registry(),
@@ -187,7 +187,17 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     );
     tokio::spawn(follower.run_status(ocsp_role.clone(), shutdown.wait_owned()));
     let ocsp_service = shikko_ocsp::grpc::OcspService::new(ocsp_role.clone()).into_service();
-    let app = app.merge(shikko_ocsp::http::router(ocsp_role, OCSP_MAX_SIGNING));
+    // Public endpoints (the tour's curl and openssl lines need no token),
+    // metered: a registered verifier's token is recognised and its use
+    // counted, as a deployment's restricted endpoints do.
+    let metering = crate::info_role::DemoMetering::new(info.clone());
+    let app = metering
+        .guard(app, shikko_access::verifiers::Endpoint::Crl)
+        .merge(metering.guard(
+            shikko_ocsp::http::router(ocsp_role, OCSP_MAX_SIGNING),
+            shikko_access::verifiers::Endpoint::Ocsp,
+        ));
+    tokio::spawn(metering.clone().run(shutdown.wait_owned()));
     println!("\nServing. Press Ctrl-C to stop.");
     let crl_service = CrlService::new(crl_role).into_service();
     // The demo's one gRPC port carries every role's services, as the
@@ -214,7 +224,7 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         policy: Arc::new(shikko_access::InternalAccess),
         reload_every: Duration::from_secs(30),
     };
-    Ok(RoleServer::new("demo", metrics, metrics_listener)
+    let served = RoleServer::new("demo", metrics, metrics_listener)
         .grpc(grpc, routes, security)
         .grpc_tls(
             info_listener,
@@ -227,7 +237,9 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
         .http(http_listener, app, shikko_runtime::HttpLimits::default())
         .on_shutdown(async move { closer.close_streams() })
         .serve(shutdown, Duration::from_secs(10))
-        .await?)
+        .await;
+    metering.report().await;
+    Ok(served?)
 }
 
 /// How often the demo publishes a delta CRL (a deployment would use minutes to hours).
@@ -580,6 +592,16 @@ fn print_tour(opts: &DemoOptions) {
             list = list.join(" "),
         );
     }
+    let (y, mo, ..) = shikko_core::UnixTime::now().plus_secs(9 * 3600).to_civil();
+    println!(
+        "\nRegistered verifiers (the demo's CRL and OCSP endpoints are public, so the lines\n\
+         above need no token; a deployment restricts them): register one, use its token,\n\
+         read the month's usage (per verifier, Japanese day, endpoint, purpose, outcome):\n\
+         \x20 shikko admin verifier-add my-bank --name \"My bank\" --endpoint {ep}\n\
+         \x20 curl -s -H \"Authorization: Bearer TOKEN\" -H \"Shikko-Purpose: status\" -o full.crl http://{h}/crl/sign/full.crl\n\
+         \x20 shikko usage export --month {y:04}-{mo:02} --endpoint {ep}",
+        h = opts.http,
+    );
     if opts
         .data_dir
         .join("samples")

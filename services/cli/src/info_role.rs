@@ -521,3 +521,108 @@ pub(crate) fn named_serials(dir: &Path, file: &str) -> Vec<(String, String)> {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect()
 }
+
+/// The demo's verifier gates, kept current from the 4-information service
+/// in the same process (a deployment's roles ask the info role over gRPC:
+/// `shikko_access::verifiers::sync`).
+#[derive(Clone)]
+pub(crate) struct DemoMetering {
+    info: Arc<InfoService>,
+    gates: Arc<std::sync::Mutex<Vec<Arc<shikko_access::verifiers::Gate>>>>,
+    seq: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl DemoMetering {
+    pub(crate) fn new(info: Arc<InfoService>) -> DemoMetering {
+        DemoMetering {
+            info,
+            gates: Arc::default(),
+            // A restart must not repeat a seq the store saw: start from the clock.
+            seq: Arc::new(std::sync::atomic::AtomicU64::new(
+                u64::try_from(UnixTime::now().0).unwrap_or(0) << 20,
+            )),
+        }
+    }
+
+    /// `router` behind a public gate of its own, counted.
+    pub(crate) fn guard(
+        &self,
+        router: axum::Router,
+        endpoint: shikko_access::verifiers::Endpoint,
+    ) -> axum::Router {
+        let g =
+            shikko_access::verifiers::Gate::new(shikko_access::verifiers::Mode::Public, endpoint);
+        self.gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(g.clone());
+        router.layer(axum::middleware::from_fn_with_state(
+            g,
+            shikko_access::verifiers::gate,
+        ))
+    }
+
+    /// Refreshes the tokens and reports usage every second until `shutdown`.
+    pub(crate) async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                () = &mut shutdown => return,
+            }
+            self.report().await;
+        }
+    }
+
+    /// One refresh and report.
+    pub(crate) async fn report(&self) {
+        let gates = self
+            .gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match self.info.verifier_table() {
+            Ok(t) => {
+                for g in &gates {
+                    g.set_table(t.iter().map(|(sha, id, rate, burst)| {
+                        (
+                            *sha,
+                            shikko_access::verifiers::Verifier {
+                                id: Arc::from(id.as_str()),
+                                per_second: *rate,
+                                burst: *burst,
+                            },
+                        )
+                    }));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the verifiers' tokens could not be read"),
+        }
+        for g in &gates {
+            let counts = g.take_counts();
+            if counts.is_empty() {
+                continue;
+            }
+            let rows = counts
+                .iter()
+                .map(|(k, n)| {
+                    (
+                        shikko_info::verifiers::UsageKey {
+                            day: k.day.to_string(),
+                            verifier: k.verifier.to_string(),
+                            endpoint: k.endpoint.into(),
+                            purpose: k.purpose.into(),
+                            outcome: k.outcome.into(),
+                        },
+                        *n,
+                    )
+                })
+                .collect();
+            let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if let Err(e) = self.info.report_usage("demo", seq, rows).await {
+                tracing::warn!(error = %e, "usage not stored; kept for the next report");
+                g.restore_counts(counts);
+            }
+        }
+    }
+}
