@@ -142,12 +142,12 @@ pub async fn serve(cfg: CrlHttpRoleConfig, shutdown: Shutdown) -> RoleResult<()>
         },
     )
     .context("CRL HTTP metrics")?;
-    let (app, metering) = shikko_access::verifiers::guard(
-        app,
+    let (gate, metering) = shikko_access::verifiers::start(
         shikko_access::verifiers::Endpoint::Crl,
         &c.access,
         &cfg.tls,
     );
+    let app = shikko_access::verifiers::layer(app, gate);
     let served = RoleServer::new("crl-http", metrics, metrics_listener)
         .http(http, app, cfg_http)
         .serve(shutdown, cfg.shutdown.drain_timeout())

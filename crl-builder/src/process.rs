@@ -261,12 +261,12 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let mut server = RoleServer::new("crl", metrics, metrics_listener).grpc(grpc, routes, security);
     let mut metering = None;
     if let Some(http) = http {
-        let (app, m) = shikko_access::verifiers::guard(
-            app,
+        let (gate, m) = shikko_access::verifiers::start(
             shikko_access::verifiers::Endpoint::Crl,
             &c.access,
             &cfg.tls,
         );
+        let app = shikko_access::verifiers::layer(app, gate);
         metering = m;
         server = server.http(http, app, cfg_http);
     }

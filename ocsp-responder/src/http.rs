@@ -25,6 +25,7 @@ use crate::request::{MAX_REQUEST_BYTES, decode_get_path, decode_request};
 use crate::responder::{Answer, Outcome, status_only};
 use crate::role::OcspRole;
 use crate::types::OcspResponseStatus;
+use shikko_access::verifiers::Gate;
 
 /// Content type of an OCSP response (RFC 6960 appendix C.2).
 pub const RESPONSE_TYPE: &str = "application/ocsp-response";
@@ -33,19 +34,52 @@ pub const RESPONSE_TYPE: &str = "application/ocsp-response";
 struct HttpState {
     role: Arc<OcspRole>,
     signing: Arc<Semaphore>,
+    /// Registered verifiers and metering, if configured.
+    gate: Option<Arc<Gate>>,
 }
 
 /// Routes `/ocsp` (POST) and `/ocsp/{base64}` (GET) over the role's
 /// responder, with at most `max_signing` answers being signed at once (the
 /// role's permits, shared with its gRPC `Check`; the first limit set wins).
 pub fn router(role: Arc<OcspRole>, max_signing: usize) -> Router {
+    router_gated(role, max_signing, None)
+}
+
+/// [`router`] behind a verifier gate: each request admitted (or refused,
+/// `unauthorized`; beyond the verifier's rate, `tryLater`) and counted by
+/// what it was answered, in the handler itself (no middleware on the
+/// cached path); answers `private` to shared caches when restricted.
+pub fn router_gated(role: Arc<OcspRole>, max_signing: usize, gate: Option<Arc<Gate>>) -> Router {
     role.limit_signing(max_signing);
     let signing = role.signing_permits();
     Router::new()
         .route("/ocsp", post(post_ocsp))
         .route("/ocsp/{*request}", get(get_ocsp))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .with_state(HttpState { role, signing })
+        .with_state(HttpState {
+            role,
+            signing,
+            gate,
+        })
+}
+
+/// Admits the request at the gate (if any), answers it with `f`, counts it.
+async fn gated<F: std::future::Future<Output = Response>>(
+    st: &HttpState,
+    headers: &HeaderMap,
+    f: impl FnOnce(bool) -> F,
+) -> Response {
+    match &st.gate {
+        None => f(false).await,
+        Some(g) => match g.admit(headers, "ocsp") {
+            Err(refused) => *refused,
+            Ok(pass) => {
+                let resp = f(g.private()).await;
+                g.finish(&pass, &resp);
+                resp
+            }
+        },
+    }
 }
 
 fn http_date(t: UnixTime) -> String {
@@ -75,22 +109,29 @@ async fn post_ocsp(State(st): State<HttpState>, headers: HeaderMap, body: Bytes)
         )
             .into_response();
     }
-    answer(st, "post", &body, &headers).await
+    gated(&st.clone(), &headers, |private| {
+        answer(st, "post", &body, &headers, private)
+    })
+    .await
 }
 
 async fn get_ocsp(State(st): State<HttpState>, uri: Uri, headers: HeaderMap) -> Response {
     // The raw path: base64 may contain '/' (and '//'), which must survive.
     let raw = uri.path().strip_prefix("/ocsp/").unwrap_or("");
-    match decode_get_path(raw) {
-        Ok(der) => answer(st, "get", &der, &headers).await,
-        Err(_) => {
-            count(&st, "get", "malformed");
-            metered(
-                ocsp_bytes(status_only(OcspResponseStatus::MalformedRequest)),
-                "malformed",
-            )
+    let h = &headers;
+    gated(&st.clone(), h, |private| async move {
+        match decode_get_path(raw) {
+            Ok(der) => answer(st, "get", &der, h, private).await,
+            Err(_) => {
+                count(&st, "get", "malformed");
+                metered(
+                    ocsp_bytes(status_only(OcspResponseStatus::MalformedRequest)),
+                    "malformed",
+                )
+            }
         }
-    }
+    })
+    .await
 }
 
 fn count(st: &HttpState, method: &str, outcome: &str) {
@@ -101,7 +142,13 @@ fn count(st: &HttpState, method: &str, outcome: &str) {
         .inc();
 }
 
-async fn answer(st: HttpState, method: &str, der: &[u8], headers: &HeaderMap) -> Response {
+async fn answer(
+    st: HttpState,
+    method: &str,
+    der: &[u8],
+    headers: &HeaderMap,
+    private: bool,
+) -> Response {
     let parsed = match decode_request(der) {
         Ok(p) => p,
         Err(_) => {
@@ -187,10 +234,11 @@ async fn answer(st: HttpState, method: &str, der: &[u8], headers: &HeaderMap) ->
             set(&mut h, header::ETAG, etag.to_string());
             set(&mut h, header::LAST_MODIFIED, http_date(this));
             set(&mut h, header::EXPIRES, http_date(next));
+            let scope = if private { "private" } else { "public" };
             set(
                 &mut h,
                 header::CACHE_CONTROL,
-                format!("max-age={max_age}, public, no-transform, must-revalidate"),
+                format!("max-age={max_age}, {scope}, no-transform, must-revalidate"),
             );
             let inm = headers
                 .get(header::IF_NONE_MATCH)

@@ -226,12 +226,12 @@ pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         ],
     );
     tokio::spawn(follower.run_status(role.clone(), shutdown.wait_owned()));
-    let (app, metering) = shikko_access::verifiers::guard(
-        crate::http::router(role.clone(), c.max_signing),
+    let (gate, metering) = shikko_access::verifiers::start(
         shikko_access::verifiers::Endpoint::Ocsp,
         &c.access,
         &cfg.tls,
     );
+    let app = crate::http::router_gated(role.clone(), c.max_signing, gate);
     let routes =
         GrpcRoutes::new(shikko_access::api()).service(OcspService::new(role).into_service());
     let served = RoleServer::new("ocsp", metrics, metrics_listener)

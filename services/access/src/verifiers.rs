@@ -99,7 +99,7 @@ pub enum Endpoint {
 }
 
 /// A registered verifier, as the gate knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Verifier {
     /// Its id.
     pub id: Arc<str>,
@@ -107,10 +107,30 @@ pub struct Verifier {
     pub per_second: u32,
     /// OCSP burst.
     pub burst: u32,
+    /// Its OCSP token bucket (shared by its tokens, kept across refreshes).
+    bucket: Arc<Mutex<Bucket>>,
 }
 
-/// One counter's key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+impl Verifier {
+    /// A verifier with a full bucket.
+    pub fn new(id: &str, per_second: u32, burst: u32) -> Verifier {
+        Verifier {
+            id: Arc::from(id),
+            per_second,
+            burst,
+            bucket: Arc::new(Mutex::new(Bucket {
+                tokens: f64::from(burst),
+                at: std::time::Instant::now(),
+            })),
+        }
+    }
+}
+
+/// One counter's key. Compared and hashed by identity (the day's and the
+/// verifier's shared strings, the static labels), which keeps counting
+/// cheap; the same verifier under two table refreshes may make two keys,
+/// which the info role adds up.
+#[derive(Debug, Clone)]
 pub struct UsageKey {
     /// The Japanese day, `YYYY-MM-DD`.
     pub day: Arc<str>,
@@ -124,11 +144,34 @@ pub struct UsageKey {
     pub outcome: &'static str,
 }
 
+impl PartialEq for UsageKey {
+    fn eq(&self, o: &Self) -> bool {
+        Arc::ptr_eq(&self.day, &o.day)
+            && Arc::ptr_eq(&self.verifier, &o.verifier)
+            && std::ptr::eq(self.endpoint, o.endpoint)
+            && std::ptr::eq(self.purpose, o.purpose)
+            && std::ptr::eq(self.outcome, o.outcome)
+    }
+}
+
+impl Eq for UsageKey {}
+
+impl std::hash::Hash for UsageKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (Arc::as_ptr(&self.day) as *const u8 as usize).hash(h);
+        (Arc::as_ptr(&self.verifier) as *const u8 as usize).hash(h);
+        (self.endpoint.as_ptr() as usize).hash(h);
+        (self.purpose.as_ptr() as usize).hash(h);
+        (self.outcome.as_ptr() as usize).hash(h);
+    }
+}
+
 /// What the handler answered, for the meter (a response extension; without
 /// it the status code decides).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Metered(pub &'static str);
 
+#[derive(Debug)]
 struct Bucket {
     tokens: f64,
     at: std::time::Instant,
@@ -147,7 +190,6 @@ pub struct Gate {
     table: RwLock<Arc<HashMap<[u8; 32], Verifier>>>,
     loaded: AtomicBool,
     counts: Mutex<HashMap<UsageKey, u64>>,
-    buckets: Mutex<HashMap<Arc<str>, Bucket>>,
     day: RwLock<Day>,
     anonymous: Arc<str>,
 }
@@ -173,9 +215,8 @@ fn japanese_day(now: UnixTime) -> (i64, String) {
 }
 
 /// The purpose a request states.
-fn purpose(req: &Request) -> &'static str {
-    match req
-        .headers()
+fn purpose(headers: &axum::http::HeaderMap) -> &'static str {
+    match headers
         .get("shikko-purpose")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
@@ -187,7 +228,8 @@ fn purpose(req: &Request) -> &'static str {
     }
 }
 
-fn crl_endpoint(path: &str) -> &'static str {
+/// The endpoint label of a CRL path.
+pub fn crl_endpoint(path: &str) -> &'static str {
     if path.ends_with("/full.crl") {
         "crl_full"
     } else if path.ends_with("/delta.crl") {
@@ -208,7 +250,6 @@ impl Gate {
             table: RwLock::new(Arc::new(HashMap::new())),
             loaded: AtomicBool::new(false),
             counts: Mutex::new(HashMap::new()),
-            buckets: Mutex::new(HashMap::new()),
             day: RwLock::new(Day {
                 n,
                 name: name.into(),
@@ -229,7 +270,19 @@ impl Gate {
 
     /// Replaces the tokens in force: (SHA-256 of the token, verifier).
     pub fn set_table(&self, entries: impl IntoIterator<Item = ([u8; 32], Verifier)>) {
-        let map: HashMap<[u8; 32], Verifier> = entries.into_iter().collect();
+        // A verifier keeps its id's string and its bucket across refreshes.
+        let old = self.table.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let known: HashMap<&str, &Verifier> = old.values().map(|v| (&*v.id, v)).collect();
+        let map: HashMap<[u8; 32], Verifier> = entries
+            .into_iter()
+            .map(|(k, mut v)| {
+                if let Some(o) = known.get(&*v.id) {
+                    v.id = o.id.clone();
+                    v.bucket = o.bucket.clone();
+                }
+                (k, v)
+            })
+            .collect();
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
         self.loaded.store(true, Ordering::Relaxed);
     }
@@ -302,11 +355,7 @@ impl Gate {
     /// Takes one token from the verifier's OCSP bucket.
     fn allow(&self, v: &Verifier) -> bool {
         let now = std::time::Instant::now();
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let e = b.entry(v.id.clone()).or_insert(Bucket {
-            tokens: f64::from(v.burst),
-            at: now,
-        });
+        let mut e = v.bucket.lock().unwrap_or_else(|p| p.into_inner());
         let refill = now.duration_since(e.at).as_secs_f64() * f64::from(v.per_second);
         e.tokens = (e.tokens + refill).min(f64::from(v.burst.max(1)));
         e.at = now;
@@ -335,60 +384,103 @@ impl Gate {
     }
 }
 
-/// The gate as axum middleware: `router.layer(axum::middleware::from_fn_with_state(gate, verifiers::gate))`.
+/// A request the gate let through, to count once answered ([`Gate::finish`]).
+#[derive(Debug)]
+pub struct Pass {
+    who: Arc<str>,
+    endpoint: &'static str,
+    purpose: &'static str,
+}
+
+impl Gate {
+    /// Admits a request with `headers` to `endpoint` (for OCSP, `ocsp`; for
+    /// CRLs, [`crl_endpoint`] of its path), or answers it: a refusal, or
+    /// OCSP `tryLater` beyond the verifier's rate (both counted).
+    pub fn admit(
+        &self,
+        headers: &axum::http::HeaderMap,
+        endpoint: &'static str,
+    ) -> Result<Pass, Box<Response>> {
+        let purpose = purpose(headers);
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.strip_prefix("Bearer ").unwrap_or("").trim());
+        let verifier = presented.and_then(|t| self.verifier_of(t));
+        let who = verifier
+            .as_ref()
+            .map_or_else(|| self.anonymous.clone(), |v| v.id.clone());
+        if self.mode == Mode::Restricted && verifier.is_none() {
+            let why = if presented.is_some() {
+                "refused_bad_token"
+            } else {
+                "refused_no_token"
+            };
+            self.count(&who, endpoint, purpose, why);
+            return Err(Box::new(self.refusal(if presented.is_some() {
+                "the token is not one in force"
+            } else {
+                "no token"
+            })));
+        }
+        if let (Endpoint::Ocsp, Some(v)) = (self.endpoint, &verifier)
+            && !self.allow(v)
+        {
+            self.count(&who, endpoint, purpose, "rate_limited");
+            return Err(Box::new(
+                (
+                    [
+                        (header::CONTENT_TYPE, "application/ocsp-response"),
+                        (header::RETRY_AFTER, "1"),
+                    ],
+                    OCSP_TRY_LATER.to_vec(),
+                )
+                    .into_response(),
+            ));
+        }
+        Ok(Pass {
+            who,
+            endpoint,
+            purpose,
+        })
+    }
+
+    /// Counts an admitted request by what `resp` says (its [`Metered`]
+    /// label, else its status code).
+    pub fn finish(&self, pass: &Pass, resp: &Response) {
+        let outcome = match resp.extensions().get::<Metered>() {
+            Some(m) => m.0,
+            None => match resp.status() {
+                StatusCode::OK => "ok",
+                StatusCode::NOT_MODIFIED => "not_modified",
+                StatusCode::NOT_FOUND => "not_found",
+                _ => "error",
+            },
+        };
+        self.count(&pass.who, pass.endpoint, pass.purpose, outcome);
+    }
+
+    /// Whether answers must not go to shared caches (restricted).
+    pub fn private(&self) -> bool {
+        self.mode == Mode::Restricted
+    }
+}
+
+/// The gate as axum middleware (the CRL endpoints; the OCSP responder
+/// calls [`Gate::admit`] and [`Gate::finish`] itself, on its hot path):
+/// `router.layer(axum::middleware::from_fn_with_state(gate, verifiers::gate))`.
 pub async fn gate(State(g): State<Arc<Gate>>, req: Request, next: Next) -> Response {
     let endpoint = match g.endpoint {
         Endpoint::Ocsp => "ocsp",
         Endpoint::Crl => crl_endpoint(req.uri().path()),
     };
-    let purpose = purpose(&req);
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or("").trim().to_string());
-    let verifier = presented.as_deref().and_then(|t| g.verifier_of(t));
-    let who = verifier
-        .as_ref()
-        .map_or_else(|| g.anonymous.clone(), |v| v.id.clone());
-    if g.mode == Mode::Restricted && verifier.is_none() {
-        let why = if presented.is_some() {
-            "refused_bad_token"
-        } else {
-            "refused_no_token"
-        };
-        g.count(&who, endpoint, purpose, why);
-        return g.refusal(if presented.is_some() {
-            "the token is not one in force"
-        } else {
-            "no token"
-        });
-    }
-    if let (Endpoint::Ocsp, Some(v)) = (g.endpoint, &verifier)
-        && !g.allow(v)
-    {
-        g.count(&who, endpoint, purpose, "rate_limited");
-        return (
-            [
-                (header::CONTENT_TYPE, "application/ocsp-response"),
-                (header::RETRY_AFTER, "1"),
-            ],
-            OCSP_TRY_LATER.to_vec(),
-        )
-            .into_response();
-    }
-    let mut resp = next.run(req).await;
-    let outcome = match resp.extensions().get::<Metered>() {
-        Some(m) => m.0,
-        None => match resp.status() {
-            StatusCode::OK => "ok",
-            StatusCode::NOT_MODIFIED => "not_modified",
-            StatusCode::NOT_FOUND => "not_found",
-            _ => "error",
-        },
+    let pass = match g.admit(req.headers(), endpoint) {
+        Ok(p) => p,
+        Err(refused) => return *refused,
     };
-    g.count(&who, endpoint, purpose, outcome);
-    if g.mode == Mode::Restricted
+    let mut resp = next.run(req).await;
+    g.finish(&pass, &resp);
+    if g.private()
         && let Some(cc) = resp.headers().get(header::CACHE_CONTROL)
         && let Ok(text) = cc.to_str()
         && text.contains("public")
@@ -417,11 +509,7 @@ mod tests {
     #[test]
     fn a_bucket_admits_its_burst_then_its_rate() {
         let g = Gate::new(Mode::Restricted, Endpoint::Ocsp);
-        let v = Verifier {
-            id: "v".into(),
-            per_second: 1,
-            burst: 3,
-        };
+        let v = Verifier::new("v", 1, 3);
         assert!((0..3).all(|_| g.allow(&v)));
         assert!(!g.allow(&v));
     }
@@ -497,11 +585,7 @@ pub async fn sync(
                     let key: [u8; 32] = e.token_sha256.try_into().ok()?;
                     Some((
                         key,
-                        Verifier {
-                            id: Arc::from(e.verifier),
-                            per_second: e.ocsp_per_second,
-                            burst: e.ocsp_burst,
-                        },
+                        Verifier::new(&e.verifier, e.ocsp_per_second, e.ocsp_burst),
                     ))
                 })),
                 Err(e) => {
@@ -552,27 +636,31 @@ pub struct Metering {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// `router` behind a gate configured by `access` (none when the endpoint
-/// is public and meters nothing: no cost), and the task that keeps the
-/// gate current ([`sync`]); call [`last_report`] once serving is over.
-pub fn guard(
-    router: axum::Router,
+/// The gate `access` configures for `endpoint` (none when the endpoint is
+/// public and meters nothing: no cost), and the task that keeps it current
+/// ([`sync`]); call [`last_report`] once serving is over.
+pub fn start(
     endpoint: Endpoint,
     access: &AccessConfig,
     tls: &shikko_runtime::TlsConfig,
-) -> (axum::Router, Option<Metering>) {
+) -> (Option<Arc<Gate>>, Option<Metering>) {
     if access.mode == Mode::Public && access.info.is_none() {
-        return (router, None);
+        return (None, None);
     }
     let g = Gate::new(access.mode, endpoint);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(sync(g.clone(), access.clone(), tls.clone(), async move {
         let _ = stopped.await;
     }));
-    (
-        router.layer(axum::middleware::from_fn_with_state(g, gate)),
-        Some(Metering { stop, task }),
-    )
+    (Some(g), Some(Metering { stop, task }))
+}
+
+/// `router` behind `gate` (as middleware), if any.
+pub fn layer(router: axum::Router, gate: Option<Arc<Gate>>) -> axum::Router {
+    match gate {
+        Some(g) => router.layer(axum::middleware::from_fn_with_state(g, self::gate)),
+        None => router,
+    }
 }
 
 /// Sends what the gate counted since its last report (at most 10 s), once

@@ -191,12 +191,15 @@ pub(crate) async fn run(mut opts: DemoOptions) -> Result<()> {
     // metered: a registered verifier's token is recognised and its use
     // counted, as a deployment's restricted endpoints do.
     let metering = crate::info_role::DemoMetering::new(info.clone());
-    let app = metering
-        .guard(app, shikko_access::verifiers::Endpoint::Crl)
-        .merge(metering.guard(
-            shikko_ocsp::http::router(ocsp_role, OCSP_MAX_SIGNING),
-            shikko_access::verifiers::Endpoint::Ocsp,
-        ));
+    let app = shikko_access::verifiers::layer(
+        app,
+        Some(metering.gate(shikko_access::verifiers::Endpoint::Crl)),
+    )
+    .merge(shikko_ocsp::http::router_gated(
+        ocsp_role,
+        OCSP_MAX_SIGNING,
+        Some(metering.gate(shikko_access::verifiers::Endpoint::Ocsp)),
+    ));
     tokio::spawn(metering.clone().run(shutdown.wait_owned()));
     println!("\nServing. Press Ctrl-C to stop.");
     let crl_service = CrlService::new(crl_role).into_service();

@@ -544,22 +544,18 @@ impl DemoMetering {
         }
     }
 
-    /// `router` behind a public gate of its own, counted.
-    pub(crate) fn guard(
+    /// A public gate for `endpoint`, kept current and counted.
+    pub(crate) fn gate(
         &self,
-        router: axum::Router,
         endpoint: shikko_access::verifiers::Endpoint,
-    ) -> axum::Router {
+    ) -> Arc<shikko_access::verifiers::Gate> {
         let g =
             shikko_access::verifiers::Gate::new(shikko_access::verifiers::Mode::Public, endpoint);
         self.gates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(g.clone());
-        router.layer(axum::middleware::from_fn_with_state(
-            g,
-            shikko_access::verifiers::gate,
-        ))
+        g
     }
 
     /// Refreshes the tokens and reports usage every second until `shutdown`.
@@ -587,11 +583,7 @@ impl DemoMetering {
                     g.set_table(t.iter().map(|(sha, id, rate, burst)| {
                         (
                             *sha,
-                            shikko_access::verifiers::Verifier {
-                                id: Arc::from(id.as_str()),
-                                per_second: *rate,
-                                burst: *burst,
-                            },
+                            shikko_access::verifiers::Verifier::new(id, *rate, *burst),
                         )
                     }));
                 }
