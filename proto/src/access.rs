@@ -235,6 +235,11 @@ pub const RULES: &[Rule] = &[
         why: "a record of the audit log with its proof: read by administrators and auditors",
     },
     Rule {
+        method: "/shikko.v1.InfoAdmin/PruneAudit",
+        callers: &["admin"],
+        why: "deletes archived audit records below a signed head: an administrator's act, audited",
+    },
+    Rule {
         method: "/shikko.v1.InfoAdmin/RegisterVerifier",
         callers: &["admin"],
         why: "who may read revocation data is an administrator's decision",
@@ -505,6 +510,7 @@ pub const LIMITS: &[(&str, Limits)] = &[
     ("/shikko.v1.InfoAdmin/AuditTreeHead", SMALL),
     ("/shikko.v1.InfoAdmin/AuditConsistency", SMALL),
     ("/shikko.v1.InfoAdmin/AuditInclusion", SMALL),
+    ("/shikko.v1.InfoAdmin/PruneAudit", heavy(1)),
     ("/shikko.v1.InfoAdmin/RegisterVerifier", SMALL),
     ("/shikko.v1.InfoAdmin/AddVerifierToken", SMALL),
     ("/shikko.v1.InfoAdmin/RevokeVerifierToken", SMALL),

@@ -57,6 +57,23 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         since: Option<PathBuf>,
     },
+    /// Archive the records below SEQ to a file (JSON lines, synced, their
+    /// chain checked) with the signed head that vouches for them
+    /// (OUT.head.json), then delete them from the store (retention). The
+    /// tree stays: what remains keeps verifying, and the archive followed by
+    /// a later export verifies against the signed heads (`verify
+    /// ARCHIVE+EXPORT --signed-head`).
+    Archive {
+        /// The platform's internal gRPC endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+        /// Archive and prune the records below this sequence number.
+        #[arg(long)]
+        below: u64,
+        /// The archive file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the audit log's head (last seq and hash), or its signed tree head.
     Head {
         /// The platform's internal gRPC endpoint.
@@ -155,6 +172,11 @@ pub(crate) async fn audit(cmd: AuditCommand) -> Result<()> {
             })
             .await?;
         }
+        AuditCommand::Archive {
+            endpoint,
+            below,
+            out,
+        } => archive(&endpoint, below, &out).await?,
         AuditCommand::Head {
             endpoint,
             signed,
@@ -597,5 +619,75 @@ pub(crate) async fn usage(cmd: UsageCommand) -> Result<()> {
         Some(p) => std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?,
         None => print!("{text}"),
     }
+    Ok(())
+}
+
+/// `shikko audit archive`.
+async fn archive(endpoint: &str, below: u64, out: &Path) -> Result<()> {
+    use std::io::Write as _;
+    let head = signed_head(endpoint, "admin").await?;
+    if below > head.head.size {
+        bail!(
+            "the newest signed head covers {} records: archive below at most that",
+            head.head.size
+        );
+    }
+    let mut client = admin_client(endpoint, "admin").await?;
+    let mut stream = client
+        .export_audit(pb::ExportAuditRequest { from_seq: 1 })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    let (mut n, mut first, mut last) = (0u64, 0u64, 0u64);
+    'chunks: while let Some(chunk) = stream.message().await.map_err(status_error)? {
+        for line in chunk.lines {
+            let r: shikko_info::audit::AuditRecord =
+                serde_json::from_str(&line).context("an exported record")?;
+            if r.seq >= below {
+                break 'chunks;
+            }
+            if first == 0 {
+                first = r.seq;
+            }
+            last = r.seq;
+            writeln!(w, "{line}")?;
+            n += 1;
+        }
+    }
+    drop(stream);
+    let file = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("writing: {e}"))?;
+    file.sync_all()?;
+    if n == 0 {
+        println!("nothing below {below} is stored (archived and pruned before)");
+        return Ok(());
+    }
+    if last + 1 != below {
+        bail!("the archive ends at {last}, not {}: not pruning", below - 1);
+    }
+    shikko_info::audit::verify(open_input(out)?, first > 1, None)
+        .map_err(|e| anyhow::anyhow!("the archive does not verify, not pruning: {e}"))?;
+    let head_file = PathBuf::from(format!("{}.head.json", out.display()));
+    std::fs::write(
+        &head_file,
+        shikko_info::heads::HeadFile::of(&head).to_json() + "\n",
+    )?;
+    let r = client
+        .prune_audit(pb::PruneAuditRequest { below_seq: below })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    println!(
+        "{n} records (seq {first} to {last}) archived to {} with the head of {} records signed at {} ({}); {} pruned, the log now starts at {}",
+        out.display(),
+        head.head.size,
+        head.head.time.0,
+        head_file.display(),
+        r.pruned,
+        r.first_seq
+    );
     Ok(())
 }

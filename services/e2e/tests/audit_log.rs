@@ -396,5 +396,101 @@ fn signed_heads_proofs_and_a_witness_that_catches_every_rewrite() {
     add_providers(&ep, "r", 1);
     let (code, said) = witness(&ep, &public, &state);
     assert_eq!(code, 0, "{said}");
+
+    // Retention: the records below 10 archived (with the head that vouches
+    // for them) and pruned. The tree stays: the witness goes on, a record
+    // after proves its inclusion, one pruned is gone, the rest chains from
+    // where it starts, and the archive followed by the rest is exactly the
+    // log of the signed heads.
+    let n3 = signed_size(&ep, &d.join("h3.json"));
+    let archive = d.join("archive.jsonl");
+    let said = ok(&run(&[
+        "audit",
+        "archive",
+        "--endpoint",
+        &ep,
+        "--below",
+        "10",
+        "--out",
+        archive.to_str().unwrap(),
+    ]));
+    assert!(said.contains("9 records (seq 1 to 9) archived"), "{said}");
+    assert!(d.join("archive.jsonl.head.json").exists());
+    let (code, said) = witness(&ep, &public, &state);
+    assert_eq!(code, 0, "{said}");
+    ok(&run(&[
+        "audit",
+        "verify",
+        "--endpoint",
+        &ep,
+        "--audit-key",
+        public.to_str().unwrap(),
+        "--record",
+        "12",
+        "--since",
+        d.join("h2.json").to_str().unwrap(),
+    ]));
+    let out = run(&[
+        "audit",
+        "verify",
+        "--endpoint",
+        &ep,
+        "--audit-key",
+        public.to_str().unwrap(),
+        "--record",
+        "3",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("archived and pruned"));
+    let rest = d.join("rest.jsonl");
+    ok(&run(&[
+        "audit",
+        "export",
+        "--endpoint",
+        &ep,
+        "--out",
+        rest.to_str().unwrap(),
+    ]));
+    let rest_text = std::fs::read_to_string(&rest).unwrap();
+    assert!(rest_text.starts_with("{\"seq\":10,"), "{rest_text}");
+    ok(&run(&[
+        "audit",
+        "verify",
+        rest.to_str().unwrap(),
+        "--partial",
+    ]));
+    let whole = d.join("whole.jsonl");
+    std::fs::write(
+        &whole,
+        std::fs::read_to_string(&archive).unwrap() + &rest_text,
+    )
+    .unwrap();
+    let said = ok(&run(&[
+        "audit",
+        "verify",
+        whole.to_str().unwrap(),
+        "--audit-key",
+        public.to_str().unwrap(),
+        "--signed-head",
+        d.join("h2.json").to_str().unwrap(),
+        "--signed-head",
+        d.join("h3.json").to_str().unwrap(),
+    ]));
+    assert!(
+        said.contains(&format!("first {n3} records are those")),
+        "{said}"
+    );
+    // Nothing is pruned that no signed head covers.
+    let out = run(&[
+        "audit",
+        "archive",
+        "--endpoint",
+        &ep,
+        "--below",
+        "100000",
+        "--out",
+        d.join("too-far.jsonl").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
     stop(registry);
 }

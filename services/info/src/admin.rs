@@ -350,6 +350,14 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
         }))
     }
 
+    async fn prune_audit(
+        &self,
+        req: Request<pb::PruneAuditRequest>,
+    ) -> Result<Response<pb::PruneAuditResponse>, Status> {
+        let (pruned, first_seq) = self.svc.prune_audit(req.into_inner().below_seq).await?;
+        Ok(Response::new(pb::PruneAuditResponse { pruned, first_seq }))
+    }
+
     async fn link_keys(
         &self,
         _req: Request<pb::LinkKeysRequest>,

@@ -203,9 +203,11 @@ impl InfoService {
         };
         let store = self.store.clone();
         let of = pseudonym.clone();
+        // Records archived and pruned are no longer listed.
+        let first = self.audit_first_seq()?;
         let (accesses, more) = tokio::task::spawn_blocking(move || {
             let prefix = keys::holder_accesses(&of);
-            let start = keys::holder_access(&of, after_seq.saturating_add(1));
+            let start = keys::holder_access(&of, after_seq.saturating_add(1).max(first));
             let keys = store.info_scan(&prefix, &start, limit + 1)?;
             let seq_of = |k: &[u8]| {
                 k[prefix.len()..]

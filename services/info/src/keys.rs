@@ -22,10 +22,13 @@
 //! | `v/` | day `/` verifier `/` endpoint `/` purpose `/` outcome | requests counted (u64 BE) |
 //! | `r/` | reporter | the last usage report added from it (u64 BE) |
 //! | `x/` | holder pseudonym (hex) `/` seq (u64 BE) | empty: an audit record concerning that holder (their access record) |
+//! | `k/audit-first` | | the first audit record still stored (u64 BE; those below were archived and pruned) |
 //! | `k/holder-audit` | | the key of the holder pseudonyms in audit records (32 octets) |
 
 pub(crate) const AUDIT_PREFIX: &[u8] = b"a/";
 pub(crate) const HOLDER_AUDIT_KEY: &[u8] = b"k/holder-audit";
+/// The first audit record still stored (those below were archived and pruned).
+pub(crate) const AUDIT_FIRST: &[u8] = b"k/audit-first";
 
 /// The index of a holder's audit records: `x/` pseudonym (hex) `/` seq (u64 BE).
 pub(crate) fn holder_access(pseudonym: &str, seq: u64) -> Vec<u8> {

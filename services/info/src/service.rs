@@ -337,6 +337,51 @@ impl InfoService {
         crate::tree::consistency(&self.store, old, new)
     }
 
+    /// The first audit record still stored (1 unless records were pruned).
+    pub fn audit_first_seq(&self) -> Result<u64, InfoError> {
+        Ok(self
+            .store
+            .info_get(crate::keys::AUDIT_FIRST)?
+            .map_or(1, |v| crate::keys::decode_count(&v).max(1)))
+    }
+
+    /// Deletes the audit records below `below` (administrator; audited):
+    /// only under a signed head, and never the last record. The Merkle
+    /// tree's nodes stay: heads, inclusion proofs of the records after and
+    /// consistency proofs keep verifying, and an archive of the deleted
+    /// records (`shikko audit archive`) verifies against a signed head.
+    /// Returns how many were deleted and the first record still stored.
+    pub async fn prune_audit(&self, below: u64) -> Result<(u64, u64), InfoError> {
+        let sth = self.signed_head()?;
+        if below > sth.head.size {
+            return Err(InfoError::FailedPrecondition(format!(
+                "records below {below} are not all under a signed head (the newest covers {}): only what a head vouches for is pruned",
+                sth.head.size
+            )));
+        }
+        let first = self.audit_first_seq()?;
+        if below <= first {
+            return Ok((0, first));
+        }
+        // The act first, durably; then the mark, then the records.
+        self.audit_only(vec![AuditEntry {
+            actor: "admin".into(),
+            action: "audit.prune",
+            provider: String::new(),
+            subject: format!("below:{below}"),
+            outcome: format!("head:{}", sth.head.size),
+            holder: None,
+        }])
+        .await?;
+        self.store.info_write(&[(
+            crate::keys::AUDIT_FIRST.to_vec(),
+            below.to_be_bytes().to_vec(),
+        )])?;
+        self.store
+            .info_delete_range(&crate::keys::audit(first), &crate::keys::audit(below))?;
+        Ok((below - first, below))
+    }
+
     /// The record of sequence number `seq` (its stored JSON) and its
     /// inclusion proof in the tree of the first `size` records.
     pub fn audit_inclusion(
@@ -350,12 +395,19 @@ impl InfoService {
                 "no record {seq} in a tree of {size} records: the log holds {durable}"
             )));
         }
-        let record = self
-            .store
-            .info_get(&crate::keys::audit(seq))?
-            .ok_or(InfoError::Corrupt(
-                "an audit record below the head is missing",
-            ))?;
+        let record = match self.store.info_get(&crate::keys::audit(seq))? {
+            Some(r) => r,
+            None if seq < self.audit_first_seq()? => {
+                return Err(InfoError::NotFound(format!(
+                    "record {seq} was archived and pruned (its proof comes from the archive and a signed head)"
+                )));
+            }
+            None => {
+                return Err(InfoError::Corrupt(
+                    "an audit record below the head is missing",
+                ));
+            }
+        };
         let record = String::from_utf8(record)
             .map_err(|_| InfoError::Corrupt("an audit record is not UTF-8"))?;
         Ok((record, crate::tree::inclusion(&self.store, seq, size)?))
