@@ -109,6 +109,29 @@ impl Edge {
     }
 }
 
+/// Writes the tree nodes of `leaves` appended to the stored tree of `size`
+/// leaves (nodes only, no records), in batches; returns the new size. For
+/// benchmarks of proofs at sizes whose records would not fit a test
+/// machine (`examples/audit_proofs.rs`); the service's writer appends
+/// nodes with their records.
+pub fn append_nodes(
+    store: &Store,
+    size: u64,
+    leaves: impl IntoIterator<Item = Hash>,
+) -> Result<u64, InfoError> {
+    let mut edge = Edge::load(store, size)?;
+    let mut puts = Vec::with_capacity(200_000);
+    for leaf in leaves {
+        edge.append(leaf, &mut puts);
+        if puts.len() >= 100_000 {
+            store.info_write(&puts)?;
+            puts.clear();
+        }
+    }
+    store.info_write(&puts)?;
+    Ok(edge.size)
+}
+
 /// The stored tree as a [`Nodes`] source.
 #[derive(Debug, Clone, Copy)]
 pub struct StoredNodes<'s>(pub &'s Store);
