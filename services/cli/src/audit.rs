@@ -253,6 +253,11 @@ pub(crate) async fn signed_head(
         .await
         .map_err(status_error)?
         .into_inner();
+    head_of(h)
+}
+
+/// A signed head as the wire carries it (not verified).
+pub(crate) fn head_of(h: pb::SignedTreeHead) -> Result<shikko_pki::tree_head::SignedTreeHead> {
     Ok(shikko_pki::tree_head::SignedTreeHead {
         head: shikko_pki::tree_head::TreeHead {
             size: h.size,
@@ -264,6 +269,29 @@ pub(crate) async fn signed_head(
         },
         signature: h.signature,
     })
+}
+
+/// The consistency proof `last` needs for `sth`, from the platform (empty
+/// when none is needed).
+async fn consistency_for(
+    client: &mut shikko_proto::v1::info_admin_client::InfoAdminClient<tonic::transport::Channel>,
+    last: Option<&shikko_pki::tree_head::SignedTreeHead>,
+    sth: &shikko_pki::tree_head::SignedTreeHead,
+) -> Result<Vec<shikko_core::merkle::Hash>> {
+    match shikko_info::witness::proof_needed(last, sth) {
+        Some((o, n)) => hashes(
+            client
+                .audit_consistency(pb::AuditConsistencyRequest {
+                    old_size: o,
+                    new_size: n,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .hashes,
+        ),
+        None => Ok(Vec::new()),
+    }
 }
 
 fn hashes(v: Vec<Vec<u8>>) -> Result<Vec<shikko_core::merkle::Hash>> {
@@ -370,20 +398,7 @@ async fn verify(a: VerifyArgs) -> Result<()> {
     }
     if let Some(old) = &a.since {
         let old = read_signed(old, &spki)?;
-        let proof = match shikko_info::witness::proof_needed(Some(&old), &current) {
-            Some((o, n)) => hashes(
-                client
-                    .audit_consistency(pb::AuditConsistencyRequest {
-                        old_size: o,
-                        new_size: n,
-                    })
-                    .await
-                    .map_err(status_error)?
-                    .into_inner()
-                    .hashes,
-            )?,
-            None => Vec::new(),
-        };
+        let proof = consistency_for(&mut client, Some(&old), &current).await?;
         // The age of the current head is not this command's question.
         shikko_info::witness::judge(
             Some(&old),
@@ -404,7 +419,7 @@ async fn verify(a: VerifyArgs) -> Result<()> {
 
 /// Runs `shikko witness`.
 pub(crate) async fn witness(a: WitnessArgs) -> Result<()> {
-    use shikko_info::witness::{WitnessState, judge, proof_needed};
+    use shikko_info::witness::{WitnessState, judge};
     let spki = shikko_info::heads::read_public_key(&a.audit_key).map_err(anyhow::Error::msg)?;
     let mut state = WitnessState::open(&a.state).map_err(anyhow::Error::msg)?;
     if let Some(t) = a.trust.as_ref().filter(|_| state.last().is_none()) {
@@ -437,21 +452,8 @@ pub(crate) async fn witness(a: WitnessArgs) -> Result<()> {
                 )));
             }
             let sth = signed_head(&a.endpoint, "witness").await?;
-            let proof = match proof_needed(state.last(), &sth) {
-                Some((o, n)) => hashes(
-                    admin_client(&a.endpoint, "witness")
-                        .await?
-                        .audit_consistency(pb::AuditConsistencyRequest {
-                            old_size: o,
-                            new_size: n,
-                        })
-                        .await
-                        .map_err(status_error)?
-                        .into_inner()
-                        .hashes,
-                )?,
-                None => Vec::new(),
-            };
+            let mut client = admin_client(&a.endpoint, "witness").await?;
+            let proof = consistency_for(&mut client, state.last(), &sth).await?;
             match judge(
                 state.last(),
                 &sth,

@@ -543,18 +543,7 @@ async fn accesses(
             .await
             .map_err(status_error)?
             .into_inner();
-        let h = page.head.context("the answer has no signed head")?;
-        let head = shikko_pki::tree_head::SignedTreeHead {
-            head: shikko_pki::tree_head::TreeHead {
-                size: h.size,
-                root: h
-                    .root
-                    .try_into()
-                    .map_err(|_| anyhow::anyhow!("the head's root is not 32 octets"))?,
-                time: UnixTime(h.time),
-            },
-            signature: h.signature,
-        };
+        let head = crate::audit::head_of(page.head.context("the answer has no signed head")?)?;
         if !shikko_pki::tree_head::verify(&head, &spki) {
             anyhow::bail!(
                 "the answer's tree head is NOT signed by the audit key in {}",
