@@ -31,32 +31,7 @@ pub(crate) enum AuditCommand {
     /// vouch for. With --endpoint and --audit-key: --record SEQ checks a
     /// record's inclusion under the current signed head, --since HEAD.json
     /// that the current head extends one obtained before.
-    Verify {
-        /// The exported file (`-` for standard input).
-        file: Option<PathBuf>,
-        /// The file starts after seq 1 (its first link is not checked).
-        #[arg(long)]
-        partial: bool,
-        /// The expected hash of the last record.
-        #[arg(long)]
-        head: Option<String>,
-        /// Ask a running platform for its head instead.
-        #[arg(long)]
-        endpoint: Option<String>,
-        /// The audit key's public key (PEM), to check signed heads with.
-        #[arg(long)]
-        audit_key: Option<PathBuf>,
-        /// A signed head (JSON, from `shikko audit head --signed` or the
-        /// heads directory) the export must match (repeatable).
-        #[arg(long)]
-        signed_head: Vec<PathBuf>,
-        /// Check that this record is in the log under the current signed head.
-        #[arg(long)]
-        record: Option<u64>,
-        /// Check that the current signed head extends this earlier one (JSON).
-        #[arg(long)]
-        since: Option<PathBuf>,
-    },
+    Verify(VerifyArgs),
     /// Archive the records below SEQ to a file (JSON lines, synced, their
     /// chain checked) with the signed head that vouches for them
     /// (OUT.head.json), then delete them from the store (retention). The
@@ -150,28 +125,7 @@ pub(crate) async fn audit(cmd: AuditCommand) -> Result<()> {
                 eprintln!("{n} audit records written");
             }
         }
-        AuditCommand::Verify {
-            file,
-            partial,
-            head,
-            endpoint,
-            audit_key,
-            signed_head,
-            record,
-            since,
-        } => {
-            verify(VerifyArgs {
-                file,
-                partial,
-                head,
-                endpoint,
-                audit_key,
-                signed_head,
-                record,
-                since,
-            })
-            .await?;
-        }
+        AuditCommand::Verify(args) => verify(args).await?,
         AuditCommand::Archive {
             endpoint,
             below,
@@ -204,14 +158,32 @@ pub(crate) async fn audit(cmd: AuditCommand) -> Result<()> {
     Ok(())
 }
 
-struct VerifyArgs {
+/// `shikko audit verify`.
+#[derive(clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// The exported file (`-` for standard input).
     file: Option<PathBuf>,
+    /// The file starts after seq 1 (its first link is not checked).
+    #[arg(long)]
     partial: bool,
+    /// The expected hash of the last record.
+    #[arg(long)]
     head: Option<String>,
+    /// Ask a running platform for its head instead.
+    #[arg(long)]
     endpoint: Option<String>,
+    /// The audit key's public key (PEM), to check signed heads with.
+    #[arg(long)]
     audit_key: Option<PathBuf>,
+    /// A signed head (JSON, from `shikko audit head --signed` or the
+    /// heads directory) the export must match (repeatable).
+    #[arg(long)]
     signed_head: Vec<PathBuf>,
+    /// Check that this record is in the log under the current signed head.
+    #[arg(long)]
     record: Option<u64>,
+    /// Check that the current signed head extends this earlier one (JSON).
+    #[arg(long)]
     since: Option<PathBuf>,
 }
 
