@@ -68,6 +68,10 @@ pub struct CrlHttpSection {
     /// verifiers), and where their tokens come from and their usage goes.
     #[serde(default)]
     pub access: shikko_access::verifiers::AccessConfig,
+    /// The CRLs over TLS as well, for verifiers with a client certificate
+    /// (or a bearer token over TLS). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<shikko_access::verifiers::HttpsConfig>,
 }
 
 // The crl role's own defaults: the same port and periods.
@@ -90,6 +94,9 @@ impl RoleConfig for CrlHttpRoleConfig {
             }
         }
         c.access.validate("crl_http.access")?;
+        if let Some(h) = &c.https {
+            h.validate("crl_http.https")?;
+        }
         if let Some(info) = &c.access.info {
             self.tls.validate_client(info)?;
         }
@@ -110,11 +117,13 @@ pub async fn serve(cfg: CrlHttpRoleConfig, shutdown: Shutdown) -> RoleResult<()>
     let metrics = shikko_runtime::process_metrics()?;
     let http = bind(c.http_listen, "HTTP").await?;
     let metrics_listener = bind(cfg.telemetry.metrics_listen, "metrics").await?;
+    let https = shikko_access::verifiers::HttpsConfig::bind(c.https.as_ref()).await?;
     // Tests and scripts read this line to learn the bound ports.
-    shikko_runtime::announce(
-        "crl-http",
-        &[("http", &http), ("metrics", &metrics_listener)],
-    );
+    let mut listening = vec![("http", &http), ("metrics", &metrics_listener)];
+    if let Some(h) = &https {
+        listening.push(("https", &h.listener));
+    }
+    shikko_runtime::announce("crl-http", &listening);
     let every = Duration::from_secs(c.rescan_secs);
     let rescanning = catalog.clone();
     let stop = shutdown.clone();
@@ -148,8 +157,12 @@ pub async fn serve(cfg: CrlHttpRoleConfig, shutdown: Shutdown) -> RoleResult<()>
         &cfg.tls,
     );
     let app = shikko_access::verifiers::layer(app, gate);
-    let served = RoleServer::new("crl-http", metrics, metrics_listener)
-        .http(http, app, cfg_http)
+    let mut server =
+        RoleServer::new("crl-http", metrics, metrics_listener).http(http, app.clone(), cfg_http);
+    if let Some(h) = https {
+        server = h.attach(server, app, cfg_http);
+    }
+    let served = server
         .serve(shutdown, cfg.shutdown.drain_timeout())
         .await
         .context("serving");

@@ -113,6 +113,10 @@ pub struct CrlSection {
     /// from and their usage goes.
     #[serde(default)]
     pub access: shikko_access::verifiers::AccessConfig,
+    /// The CRLs over TLS as well (with `serve_http`), for verifiers with a
+    /// client certificate (or a bearer token over TLS). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<shikko_access::verifiers::HttpsConfig>,
 }
 
 pub(crate) fn default_http() -> SocketAddr {
@@ -155,6 +159,12 @@ impl CrlSection {
                 "[crl] full_next_update_secs must be at least full_every_secs (a CRL must not expire before the next)"
                     .into(),
             );
+        }
+        if let Some(h) = &self.https {
+            if !self.serve_http {
+                return Err("[crl.https] needs serve_http = true (it serves the same CRLs)".into());
+            }
+            h.validate("crl.https")?;
         }
         self.access.validate("crl.access")
     }
@@ -221,10 +231,14 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     };
     let grpc = bind(c.grpc_listen, "gRPC").await?;
     let metrics_listener = bind(cfg.telemetry.metrics_listen, "metrics").await?;
+    let https = shikko_access::verifiers::HttpsConfig::bind(c.https.as_ref()).await?;
     // Tests and scripts read this line to learn the bound ports.
     let mut ports = vec![("grpc", &grpc), ("metrics", &metrics_listener)];
     if let Some(h) = &http {
         ports.insert(0, ("http", h));
+    }
+    if let Some(h) = &https {
+        ports.push(("https", &h.listener));
     }
     shikko_runtime::announce("crl", &ports);
 
@@ -268,7 +282,10 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         );
         let app = shikko_access::verifiers::layer(app, gate);
         metering = m;
-        server = server.http(http, app, cfg_http);
+        server = server.http(http, app.clone(), cfg_http);
+        if let Some(h) = https {
+            server = h.attach(server, app, cfg_http);
+        }
     }
     let served = server
         .serve(shutdown, cfg.shutdown.drain_timeout())

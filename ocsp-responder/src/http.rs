@@ -12,12 +12,12 @@
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use shikko_core::UnixTime;
 use tokio::sync::Semaphore;
 
@@ -26,6 +26,7 @@ use crate::responder::{Answer, Outcome, status_only};
 use crate::role::OcspRole;
 use crate::types::OcspResponseStatus;
 use shikko_access::verifiers::Gate;
+use shikko_runtime::PeerCertificate;
 
 /// Content type of an OCSP response (RFC 6960 appendix C.2).
 pub const RESPONSE_TYPE: &str = "application/ocsp-response";
@@ -67,11 +68,12 @@ pub fn router_gated(role: Arc<OcspRole>, max_signing: usize, gate: Option<Arc<Ga
 async fn gated<F: std::future::Future<Output = Response>>(
     st: &HttpState,
     headers: &HeaderMap,
+    peer: Option<Extension<PeerCertificate>>,
     f: impl FnOnce(bool) -> F,
 ) -> Response {
     match &st.gate {
         None => f(false).await,
-        Some(g) => match g.admit(headers, "ocsp") {
+        Some(g) => match g.admit(headers, peer.as_ref().map(|p| &p.0), "ocsp") {
             Err(refused) => *refused,
             Ok(pass) => {
                 let resp = f(g.private()).await;
@@ -97,7 +99,12 @@ fn metered(mut r: Response, outcome: &'static str) -> Response {
     r
 }
 
-async fn post_ocsp(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn post_ocsp(
+    State(st): State<HttpState>,
+    peer: Option<Extension<PeerCertificate>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -109,17 +116,22 @@ async fn post_ocsp(State(st): State<HttpState>, headers: HeaderMap, body: Bytes)
         )
             .into_response();
     }
-    gated(&st.clone(), &headers, |private| {
+    gated(&st.clone(), &headers, peer, |private| {
         answer(st, "post", &body, &headers, private)
     })
     .await
 }
 
-async fn get_ocsp(State(st): State<HttpState>, uri: Uri, headers: HeaderMap) -> Response {
+async fn get_ocsp(
+    State(st): State<HttpState>,
+    peer: Option<Extension<PeerCertificate>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     // The raw path: base64 may contain '/' (and '//'), which must survive.
     let raw = uri.path().strip_prefix("/ocsp/").unwrap_or("");
     let h = &headers;
-    gated(&st.clone(), h, |private| async move {
+    gated(&st.clone(), h, peer, |private| async move {
         match decode_get_path(raw) {
             Ok(der) => answer(st, "get", &der, h, private).await,
             Err(_) => {

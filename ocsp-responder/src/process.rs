@@ -118,6 +118,10 @@ pub struct OcspSection {
     /// where their tokens come from and their usage goes.
     #[serde(default)]
     pub access: shikko_access::verifiers::AccessConfig,
+    /// `/ocsp` over TLS as well, for verifiers with a client certificate
+    /// (or a bearer token over TLS). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<shikko_access::verifiers::HttpsConfig>,
 }
 
 fn default_responder_reload() -> u64 {
@@ -155,6 +159,9 @@ impl OcspSection {
         }
         if !(1..=86_400).contains(&self.responder_reload_secs) {
             return Err("[ocsp] responder_reload_secs must be 1 to 86400 seconds".into());
+        }
+        if let Some(h) = &self.https {
+            h.validate("ocsp.https")?;
         }
         self.access.validate("ocsp.access")
     }
@@ -216,15 +223,17 @@ pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let http = bind(c.http_listen, "HTTP").await?;
     let grpc = bind(c.grpc_listen, "gRPC").await?;
     let metrics_listener = bind(cfg.telemetry.metrics_listen, "metrics").await?;
+    let https = shikko_access::verifiers::HttpsConfig::bind(c.https.as_ref()).await?;
     // Tests and scripts read this line to learn the bound ports.
-    shikko_runtime::announce(
-        "ocsp",
-        &[
-            ("http", &http),
-            ("grpc", &grpc),
-            ("metrics", &metrics_listener),
-        ],
-    );
+    let mut listening = vec![
+        ("http", &http),
+        ("grpc", &grpc),
+        ("metrics", &metrics_listener),
+    ];
+    if let Some(h) = &https {
+        listening.push(("https", &h.listener));
+    }
+    shikko_runtime::announce("ocsp", &listening);
     tokio::spawn(follower.run_status(role.clone(), shutdown.wait_owned()));
     let (gate, metering) = shikko_access::verifiers::start(
         shikko_access::verifiers::Endpoint::Ocsp,
@@ -234,9 +243,13 @@ pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
     let app = crate::http::router_gated(role.clone(), c.max_signing, gate);
     let routes =
         GrpcRoutes::new(shikko_access::api()).service(OcspService::new(role).into_service());
-    let served = RoleServer::new("ocsp", metrics, metrics_listener)
+    let mut server = RoleServer::new("ocsp", metrics, metrics_listener)
         .grpc(grpc, routes, security)
-        .http(http, app, cfg_http)
+        .http(http, app.clone(), cfg_http);
+    if let Some(h) = https {
+        server = h.attach(server, app, cfg_http);
+    }
+    let served = server
         .serve(shutdown, cfg.shutdown.drain_timeout())
         .await
         .context("serving");

@@ -255,6 +255,16 @@ pub const RULES: &[Rule] = &[
         why: "who may read revocation data is an administrator's decision",
     },
     Rule {
+        method: "/shikko.v1.InfoAdmin/AddVerifierCertificate",
+        callers: &["admin"],
+        why: "who may read revocation data is an administrator's decision",
+    },
+    Rule {
+        method: "/shikko.v1.InfoAdmin/RevokeVerifierCertificate",
+        callers: &["admin"],
+        why: "who may read revocation data is an administrator's decision",
+    },
+    Rule {
         method: "/shikko.v1.InfoAdmin/ListVerifiers",
         callers: &["admin", "auditor"],
         why: "auditors check who may read revocation data",
@@ -262,7 +272,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         method: "/shikko.v1.InfoAdmin/VerifierTable",
         callers: &["crl", "ocsp", "admin"],
-        why: "the CRL and OCSP roles check requests against the tokens in force (hashes only)",
+        why: "the CRL and OCSP roles check requests against the tokens and certificates in force (hashes only)",
     },
     Rule {
         method: "/shikko.v1.InfoAdmin/ReportUsage",
@@ -514,6 +524,16 @@ pub const LIMITS: &[(&str, Limits)] = &[
     ("/shikko.v1.InfoAdmin/RegisterVerifier", SMALL),
     ("/shikko.v1.InfoAdmin/AddVerifierToken", SMALL),
     ("/shikko.v1.InfoAdmin/RevokeVerifierToken", SMALL),
+    (
+        "/shikko.v1.InfoAdmin/AddVerifierCertificate",
+        Limits {
+            // A certificate (a few KiB).
+            max_message_bytes: 64 * KIB,
+            concurrency: 16,
+            timeout_secs: 30,
+        },
+    ),
+    ("/shikko.v1.InfoAdmin/RevokeVerifierCertificate", SMALL),
     ("/shikko.v1.InfoAdmin/ListVerifiers", SMALL),
     ("/shikko.v1.InfoAdmin/VerifierTable", SMALL),
     (

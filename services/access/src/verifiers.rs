@@ -6,16 +6,18 @@
 //! or `restricted` (registered verifiers only: a request without a token in
 //! force gets 401 from the CRL endpoints, and OCSP's `unauthorized`
 //! (RFC 6960 2.3) from the responder). A verifier presents
-//! `Authorization: Bearer TOKEN`; the tokens in force come from the info
-//! role (`InfoAdmin.VerifierTable`, SHA-256 only) and are refreshed every
-//! few seconds, so a revoked token stops working within a refresh.
+//! `Authorization: Bearer TOKEN`, or its registered TLS client certificate
+//! on the endpoint's HTTPS listener ([`HttpsConfig`]); the credentials in
+//! force come from the info role (`InfoAdmin.VerifierTable`, SHA-256 only)
+//! and are refreshed every few seconds, so a revoked one stops working
+//! within a refresh.
 //!
 //! Every request is counted per verifier (`-` when anonymous), Japanese day,
 //! endpoint (`ocsp`, `crl_full`, `crl_delta`, `crl_partition`), purpose
 //! (`Shikko-Purpose: signature | status | login`, else `unspecified`) and
 //! outcome (OCSP: `good`, `revoked`, `unknown`, `not_modified`, ...; CRLs:
 //! `ok`, `not_modified`, `not_found`; refusals: `refused_no_token`,
-//! `refused_bad_token`, `rate_limited`). The counts are sent to the info
+//! `refused_bad_token`, `refused_bad_certificate`, `rate_limited`). The counts are sent to the info
 //! role (`InfoAdmin.ReportUsage`) every few seconds and at shutdown; a
 //! report that fails is kept and sent with the next.
 //!
@@ -86,6 +88,116 @@ impl AccessConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// `[ROLE.https]`: the same CRL or OCSP endpoints over TLS, for verifiers
+/// that authenticate with a TLS client certificate (registered with
+/// `shikko admin verifier-cert-add`), or send their bearer token over TLS.
+/// The client certificate is optional at the handshake; when presented it
+/// must chain to `client_ca` (and not be on `client_crls`), and the gate
+/// then knows the verifier by the certificate's SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsConfig {
+    /// Listen address. Required.
+    pub listen: std::net::SocketAddr,
+    /// The server's certificate (PEM or DER; a chain in PEM). Required.
+    pub cert: std::path::PathBuf,
+    /// Its private key (PKCS#8, PEM or DER). Required.
+    pub key: std::path::PathBuf,
+    /// The CA that issues verifiers' client certificates (PEM or DER). Required.
+    pub client_ca: std::path::PathBuf,
+    /// CRLs of that CA: a revoked client certificate fails the handshake.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_crls: Vec<std::path::PathBuf>,
+    /// Seconds between re-reads of these files. Default 30.
+    #[serde(default = "default_https_reload")]
+    pub reload_secs: u64,
+}
+
+fn default_https_reload() -> u64 {
+    30
+}
+
+impl HttpsConfig {
+    /// Whether the values make sense (`section` names the TOML section).
+    pub fn validate(&self, section: &str) -> Result<(), String> {
+        if self.reload_secs == 0 {
+            return Err(format!("[{section}] reload_secs must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The server's TLS configuration, read and checked.
+    pub fn load(&self) -> Result<Arc<shikko_runtime::ServerTls>, shikko_runtime::TlsError> {
+        shikko_runtime::ServerTls::load_https(&shikko_runtime::TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ca: self.client_ca.clone(),
+            crls: self.client_crls.clone(),
+        })
+        .map(Arc::new)
+    }
+
+    /// The acceptor's limits: the HTTP endpoint's cap on connections and
+    /// idle time; clients may come without a certificate (a bearer token
+    /// over TLS) for as long as they like; no cap per address (a
+    /// verifier's proxy holds many).
+    pub fn accept_limits(&self, http: &shikko_runtime::HttpLimits) -> shikko_runtime::AcceptLimits {
+        shikko_runtime::AcceptLimits {
+            handshake_timeout: http.header_read_timeout,
+            max_handshakes: 256,
+            max_connections: http.max_connections,
+            max_per_peer: usize::MAX,
+            idle_timeout: Some(http.idle_timeout),
+            max_anonymous: usize::MAX,
+        }
+    }
+
+    /// Reads the files and binds the listener (before the role announces
+    /// its ports), if configured.
+    pub async fn bind(cfg: Option<&HttpsConfig>) -> shikko_runtime::RoleResult<Option<HttpsBound>> {
+        use shikko_runtime::Context;
+        let Some(cfg) = cfg else {
+            return Ok(None);
+        };
+        let tls = cfg.load().context("the HTTPS endpoint's files")?;
+        let listener = shikko_runtime::bind(cfg.listen, "HTTPS").await?;
+        Ok(Some(HttpsBound {
+            listener,
+            tls,
+            cfg: cfg.clone(),
+        }))
+    }
+}
+
+/// An HTTPS endpoint, bound ([`HttpsConfig::bind`]).
+#[derive(Debug)]
+pub struct HttpsBound {
+    /// Its listener.
+    pub listener: tokio::net::TcpListener,
+    tls: Arc<shikko_runtime::ServerTls>,
+    cfg: HttpsConfig,
+}
+
+impl HttpsBound {
+    /// Adds the endpoint to `server`, serving `app` within `limits`.
+    pub fn attach(
+        self,
+        server: shikko_runtime::RoleServer,
+        app: axum::Router,
+        limits: shikko_runtime::HttpLimits,
+    ) -> shikko_runtime::RoleServer {
+        let accept = self.cfg.accept_limits(&limits);
+        server.https(
+            self.listener,
+            app,
+            limits,
+            self.tls,
+            std::time::Duration::from_secs(self.cfg.reload_secs.max(1)),
+            accept,
+        )
     }
 }
 
@@ -206,11 +318,28 @@ struct Day {
     name: Arc<str>,
 }
 
+/// A credential in force: the SHA-256 of a bearer token, or of a client
+/// certificate's DER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Credential {
+    /// A bearer token's SHA-256.
+    Token([u8; 32]),
+    /// A TLS client certificate's SHA-256.
+    Certificate([u8; 32]),
+}
+
+/// The credentials in force.
+#[derive(Debug, Default)]
+struct Table {
+    tokens: HashMap<[u8; 32], Verifier>,
+    certificates: HashMap<[u8; 32], Verifier>,
+}
+
 /// The gate (see the module).
 pub struct Gate {
     mode: Mode,
     endpoint: Endpoint,
-    table: RwLock<Arc<HashMap<[u8; 32], Verifier>>>,
+    table: RwLock<Arc<Table>>,
     loaded: AtomicBool,
     counts: Vec<Mutex<HashMap<CountId, (UsageKey, u64)>>>,
     day: RwLock<Day>,
@@ -294,7 +423,7 @@ impl Gate {
         Arc::new(Gate {
             mode,
             endpoint,
-            table: RwLock::new(Arc::new(HashMap::new())),
+            table: RwLock::new(Arc::new(Table::default())),
             loaded: AtomicBool::new(false),
             counts: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             day: RwLock::new(Day {
@@ -315,33 +444,45 @@ impl Gate {
         self.loaded.load(Ordering::Relaxed)
     }
 
-    /// Replaces the tokens in force: (SHA-256 of the token, verifier).
-    pub fn set_table(&self, entries: impl IntoIterator<Item = ([u8; 32], Verifier)>) {
+    /// Replaces the credentials in force, each with its verifier.
+    pub fn set_table(&self, entries: impl IntoIterator<Item = (Credential, Verifier)>) {
         // A verifier keeps its id's string and its bucket across refreshes.
         let old = self.table.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let known: HashMap<&str, &Verifier> = old.values().map(|v| (&*v.id, v)).collect();
-        let map: HashMap<[u8; 32], Verifier> = entries
-            .into_iter()
-            .map(|(k, mut v)| {
-                if let Some(o) = known.get(&*v.id) {
-                    v.id = o.id.clone();
-                    v.bucket = o.bucket.clone();
-                }
-                (k, v)
-            })
+        let known: HashMap<&str, &Verifier> = old
+            .tokens
+            .values()
+            .chain(old.certificates.values())
+            .map(|v| (&*v.id, v))
             .collect();
-        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
+        let mut table = Table::default();
+        // One verifier, one bucket, whichever credential it comes with.
+        let mut fresh: HashMap<String, Verifier> = HashMap::new();
+        for (c, v) in entries {
+            let v = match known.get(&*v.id) {
+                Some(o) => Verifier {
+                    id: o.id.clone(),
+                    bucket: o.bucket.clone(),
+                    ..v
+                },
+                None => fresh.entry(v.id.to_string()).or_insert(v).clone(),
+            };
+            match c {
+                Credential::Token(k) => table.tokens.insert(k, v),
+                Credential::Certificate(k) => table.certificates.insert(k, v),
+            };
+        }
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
         self.loaded.store(true, Ordering::Relaxed);
     }
 
-    /// The verifier a bearer token is of, if in force.
-    /// The verifier a token is of (its id), and whether its OCSP rate
-    /// admits one more request (always for CRLs).
-    fn verifier_of(&self, token: &str) -> Option<(Arc<str>, bool)> {
-        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let key: [u8; 32] = d.as_ref().try_into().ok()?;
+    /// The verifier a credential is of (its id), and whether its OCSP
+    /// rate admits one more request (always for CRLs).
+    fn verifier_of(&self, c: Credential) -> Option<(Arc<str>, bool)> {
         let t = self.table.read().unwrap_or_else(|p| p.into_inner());
-        let v = t.get(&key)?;
+        let v = match c {
+            Credential::Token(k) => t.tokens.get(&k),
+            Credential::Certificate(k) => t.certificates.get(&k),
+        }?;
         let allowed = self.endpoint == Endpoint::Crl || allow(v);
         Some((v.id.clone(), allowed))
     }
@@ -429,21 +570,43 @@ impl Gate {
         }
     }
 
-    fn refusal(&self, why: &'static str) -> Response {
-        match self.endpoint {
-            Endpoint::Ocsp => (
+    fn refusal(&self, why: Refusal) -> Response {
+        match (self.endpoint, why) {
+            (Endpoint::Ocsp, _) => (
                 [(header::CONTENT_TYPE, "application/ocsp-response")],
                 OCSP_UNAUTHORIZED.to_vec(),
             )
                 .into_response(),
-            Endpoint::Crl => (
+            // Authenticated by the handshake, yet not a registered verifier's.
+            (Endpoint::Crl, Refusal::BadCertificate) => (
+                StatusCode::FORBIDDEN,
+                "this client certificate is not one of a registered verifier in force\n",
+            )
+                .into_response(),
+            (Endpoint::Crl, r) => (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer realm=\"shikko\"")],
-                format!("{why}: present Authorization: Bearer TOKEN of a registered verifier\n"),
+                format!(
+                    "{}: present Authorization: Bearer TOKEN of a registered verifier, \
+                     or its client certificate over HTTPS\n",
+                    if r == Refusal::BadToken {
+                        "the token is not one in force"
+                    } else {
+                        "no token"
+                    }
+                ),
             )
                 .into_response(),
         }
     }
+}
+
+/// Why a restricted gate refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    Nothing,
+    BadToken,
+    BadCertificate,
 }
 
 /// A request the gate let through, to count once answered ([`Gate::finish`]).
@@ -455,12 +618,16 @@ pub struct Pass {
 }
 
 impl Gate {
-    /// Admits a request with `headers` to `endpoint` (for OCSP, `ocsp`; for
-    /// CRLs, [`crl_endpoint`] of its path), or answers it: a refusal, or
-    /// OCSP `tryLater` beyond the verifier's rate (both counted).
+    /// Admits a request with `headers` (and the client certificate of its
+    /// TLS connection, if any) to `endpoint` (for OCSP, `ocsp`; for CRLs,
+    /// [`crl_endpoint`] of its path), or answers it: a refusal, or OCSP
+    /// `tryLater` beyond the verifier's rate (both counted). A registered
+    /// client certificate identifies the verifier; otherwise its bearer
+    /// token does.
     pub fn admit(
         &self,
         headers: &axum::http::HeaderMap,
+        peer: Option<&shikko_runtime::PeerCertificate>,
         endpoint: &'static str,
     ) -> Result<Pass, Box<Response>> {
         let purpose = purpose(headers);
@@ -468,22 +635,25 @@ impl Gate {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.strip_prefix("Bearer ").unwrap_or("").trim());
-        let verifier = presented.and_then(|t| self.verifier_of(t));
+        let verifier = peer
+            .and_then(|p| self.verifier_of(Credential::Certificate(p.0)))
+            .or_else(|| {
+                presented.and_then(|t| {
+                    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.as_bytes());
+                    self.verifier_of(Credential::Token(d.as_ref().try_into().ok()?))
+                })
+            });
         let who = verifier
             .as_ref()
             .map_or_else(|| self.anonymous.clone(), |v| v.0.clone());
         if self.mode == Mode::Restricted && verifier.is_none() {
-            let why = if presented.is_some() {
-                "refused_bad_token"
-            } else {
-                "refused_no_token"
+            let (why, refusal) = match (presented.is_some(), peer.is_some()) {
+                (true, _) => ("refused_bad_token", Refusal::BadToken),
+                (false, true) => ("refused_bad_certificate", Refusal::BadCertificate),
+                (false, false) => ("refused_no_token", Refusal::Nothing),
             };
             self.count(&who, endpoint, purpose, why);
-            return Err(Box::new(self.refusal(if presented.is_some() {
-                "the token is not one in force"
-            } else {
-                "no token"
-            })));
+            return Err(Box::new(self.refusal(refusal)));
         }
         if let Some((_, false)) = verifier {
             self.count(&who, endpoint, purpose, "rate_limited");
@@ -534,7 +704,11 @@ pub async fn gate(State(g): State<Arc<Gate>>, req: Request, next: Next) -> Respo
         Endpoint::Ocsp => "ocsp",
         Endpoint::Crl => crl_endpoint(req.uri().path()),
     };
-    let pass = match g.admit(req.headers(), endpoint) {
+    let peer = req
+        .extensions()
+        .get::<shikko_runtime::PeerCertificate>()
+        .copied();
+    let pass = match g.admit(req.headers(), peer.as_ref(), endpoint) {
         Ok(p) => p,
         Err(refused) => return *refused,
     };
@@ -564,6 +738,77 @@ mod tests {
         assert_eq!(crl_endpoint("/crl/sign/full.crl"), "crl_full");
         assert_eq!(crl_endpoint("/crl/sign/delta.crl"), "crl_delta");
         assert_eq!(crl_endpoint("/crl/sign/13101.crl"), "crl_partition");
+    }
+
+    #[test]
+    fn a_registered_certificate_or_token_is_admitted_and_nothing_else() {
+        let g = Gate::new(Mode::Restricted, Endpoint::Crl);
+        let sha = |b: &[u8]| -> [u8; 32] {
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b)
+                .as_ref()
+                .try_into()
+                .unwrap_or([0; 32])
+        };
+        let cert = shikko_runtime::PeerCertificate(sha(b"a certificate"));
+        let other = shikko_runtime::PeerCertificate(sha(b"another certificate"));
+        // Fail closed before the first table.
+        let none = axum::http::HeaderMap::new();
+        assert!(g.admit(&none, Some(&cert), "crl_full").is_err());
+        g.set_table([
+            (
+                Credential::Certificate(cert.0),
+                Verifier::new("bank", 10, 10),
+            ),
+            (
+                Credential::Token(sha(b"tok")),
+                Verifier::new("clinic", 10, 10),
+            ),
+        ]);
+        let status = |r: Result<Pass, Box<Response>>| match r {
+            Ok(p) => Ok(p.who.to_string()),
+            Err(resp) => Err(resp.status().as_u16()),
+        };
+        assert_eq!(
+            status(g.admit(&none, Some(&cert), "crl_full")),
+            Ok("bank".into())
+        );
+        // A token's hash is not a certificate's, nor the other way round.
+        assert_eq!(
+            status(g.admit(
+                &none,
+                Some(&shikko_runtime::PeerCertificate(sha(b"tok"))),
+                "crl_full"
+            )),
+            Err(403)
+        );
+        let mut bearer = axum::http::HeaderMap::new();
+        bearer.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer tok"),
+        );
+        assert_eq!(
+            status(g.admit(&bearer, None, "crl_full")),
+            Ok("clinic".into())
+        );
+        // A registered certificate wins over a token; an unknown one lets the token speak.
+        assert_eq!(
+            status(g.admit(&bearer, Some(&cert), "crl_full")),
+            Ok("bank".into())
+        );
+        assert_eq!(
+            status(g.admit(&bearer, Some(&other), "crl_full")),
+            Ok("clinic".into())
+        );
+        assert_eq!(status(g.admit(&none, Some(&other), "crl_full")), Err(403));
+        assert_eq!(status(g.admit(&none, None, "crl_full")), Err(401));
+        let counts = g.take_counts();
+        let refused: Vec<&str> = counts
+            .keys()
+            .filter(|k| k.outcome.starts_with("refused"))
+            .map(|k| k.outcome)
+            .collect();
+        assert!(refused.contains(&"refused_bad_certificate"), "{refused:?}");
+        assert!(refused.contains(&"refused_no_token"), "{refused:?}");
     }
 
     #[test]
@@ -643,7 +888,11 @@ pub async fn sync(
                 Ok(t) => gate.set_table(t.into_inner().entries.into_iter().filter_map(|e| {
                     let key: [u8; 32] = e.token_sha256.try_into().ok()?;
                     Some((
-                        key,
+                        if e.certificate {
+                            Credential::Certificate(key)
+                        } else {
+                            Credential::Token(key)
+                        },
                         Verifier::new(&e.verifier, e.ocsp_per_second, e.ocsp_burst),
                     ))
                 })),

@@ -82,7 +82,28 @@ pub(crate) enum AdminCommand {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         endpoint: String,
     },
-    /// List verifiers and their tokens (ids, never the tokens).
+    /// Register a verifier's TLS client certificate (PEM or DER) for the
+    /// CRL and OCSP HTTPS endpoints; they know it from their next refresh.
+    VerifierCertAdd {
+        /// The verifier.
+        id: String,
+        /// The certificate (it must chain to the endpoints' verifier CA).
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// Revoke a verifier's client certificate (refused by the CRL and OCSP
+    /// endpoints from their next refresh, seconds later).
+    VerifierCertRevoke {
+        /// The verifier.
+        id: String,
+        /// The certificate's id (as VerifierCertAdd printed it).
+        cert_id: String,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        endpoint: String,
+    },
+    /// List verifiers, their tokens (ids, never the tokens) and certificates.
     VerifierList {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         endpoint: String,
@@ -256,6 +277,39 @@ pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
                 .map_err(status_error)?;
             println!("verifier {id}: token {token_id} revoked");
         }
+        AdminCommand::VerifierCertAdd { id, cert, endpoint } => {
+            let bytes =
+                std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?;
+            let der = shikko_pki::certificate_der(&bytes)?;
+            let c = admin_client(&endpoint, "admin")
+                .await?
+                .add_verifier_certificate(pb::AddVerifierCertificateRequest {
+                    verifier: id,
+                    certificate: der,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "verifier {}: certificate {} registered (SHA-256 {}, {}, until {})",
+                c.verifier, c.id, c.sha256, c.subject, c.not_after
+            );
+        }
+        AdminCommand::VerifierCertRevoke {
+            id,
+            cert_id,
+            endpoint,
+        } => {
+            admin_client(&endpoint, "admin")
+                .await?
+                .revoke_verifier_certificate(pb::RevokeVerifierCertificateRequest {
+                    verifier: id.clone(),
+                    certificate_id: cert_id.clone(),
+                })
+                .await
+                .map_err(status_error)?;
+            println!("verifier {id}: certificate {cert_id} revoked");
+        }
         AdminCommand::VerifierList { endpoint } => {
             let l = admin_client(&endpoint, "auditor")
                 .await?
@@ -263,7 +317,9 @@ pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            println!("verifier\tname\tocsp/s\tburst\ttokens (id: in force or revoked at)");
+            println!(
+                "verifier\tname\tocsp/s\tburst\ttokens (id: in force or revoked at)\tcertificates (id: in force or revoked at)"
+            );
             for v in l.verifiers {
                 let tokens: Vec<String> = v
                     .tokens
@@ -273,13 +329,22 @@ pub(crate) async fn admin(cmd: AdminCommand) -> Result<()> {
                         r => format!("{}: revoked at {r}", t.id),
                     })
                     .collect();
+                let certificates: Vec<String> = v
+                    .certificates
+                    .iter()
+                    .map(|c| match c.revoked_at {
+                        0 => format!("{}: in force", c.id),
+                        r => format!("{}: revoked at {r}", c.id),
+                    })
+                    .collect();
                 println!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     v.id,
                     v.name,
                     v.ocsp_per_second,
                     v.ocsp_burst,
-                    tokens.join(", ")
+                    tokens.join(", "),
+                    certificates.join(", ")
                 );
             }
         }

@@ -580,10 +580,18 @@ impl DemoMetering {
         match self.info.verifier_table() {
             Ok(t) => {
                 for g in &gates {
-                    g.set_table(t.iter().map(|(sha, id, rate, burst)| {
+                    g.set_table(t.iter().map(|e| {
                         (
-                            *sha,
-                            shikko_access::verifiers::Verifier::new(id, *rate, *burst),
+                            if e.certificate {
+                                shikko_access::verifiers::Credential::Certificate(e.sha256)
+                            } else {
+                                shikko_access::verifiers::Credential::Token(e.sha256)
+                            },
+                            shikko_access::verifiers::Verifier::new(
+                                &e.verifier,
+                                e.ocsp_per_second,
+                                e.ocsp_burst,
+                            ),
                         )
                     }));
                 }

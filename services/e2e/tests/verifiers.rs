@@ -396,3 +396,285 @@ fn base64_std(b: &[u8]) -> String {
     }
     out
 }
+
+/// `curl` over HTTPS to `url` (host `localhost`, resolved to 127.0.0.1),
+/// trusting `ca`, presenting `client` (certificate, key) if any, POSTing
+/// `body` as an OCSP request when given: (status, headers, body).
+fn curl(
+    url: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+    post: Option<&Path>,
+    extra: &[&str],
+) -> (u16, String, Vec<u8>) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let body = out_dir.path().join("body");
+    let head = out_dir.path().join("head");
+    let port = url
+        .split(':')
+        .nth(2)
+        .and_then(|p| p.split('/').next())
+        .unwrap();
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10", "--resolve"])
+        .arg(format!("localhost:{port}:127.0.0.1"))
+        .arg("--cacert")
+        .arg(ca)
+        .arg("-o")
+        .arg(&body)
+        .arg("-D")
+        .arg(&head)
+        .args(["-w", "%{http_code}"]);
+    if let Some((c, k)) = client {
+        cmd.arg("--cert").arg(c).arg("--key").arg(k);
+    }
+    if let Some(p) = post {
+        cmd.args([
+            "-H",
+            "Content-Type: application/ocsp-request",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", p.display()));
+    }
+    cmd.args(extra).arg(url);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    (
+        status,
+        std::fs::read_to_string(&head)
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        std::fs::read(&body).unwrap_or_default(),
+    )
+}
+
+/// A client certificate of the data directory's operator CA (the verifier
+/// CA of these endpoints) for `cn`: (certificate, key) PEM files in `out`.
+fn client_cert(data: &Path, out: &Path, cn: &str, serial: u128) -> (PathBuf, PathBuf) {
+    use shikko_pki::{Issuer, KeyAlgorithm, Signer, SoftwareSigner, to_pem};
+    let dir = shikko_pki::DataDir::new(data);
+    let ca_key = dir.load_key("operator-ca").unwrap();
+    let ca_der = dir.read_cert("operator-ca").unwrap();
+    let key = SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let now = shikko_core::UnixTime::now();
+    let der = shikko_pki::operator_client_certificate(
+        &Issuer::from_certificate(&ca_key, &ca_der).unwrap(),
+        cn,
+        None,
+        key.public_key_der(),
+        shikko_core::Serial::from_u128(serial).unwrap(),
+        shikko_core::UnixTime(now.0 - 86_400),
+        now.plus_secs(30 * 86_400),
+    )
+    .unwrap();
+    let (c, k) = (
+        out.join(format!("{cn}.pem")),
+        out.join(format!("{cn}-key.pem")),
+    );
+    std::fs::write(&c, to_pem("CERTIFICATE", &der).unwrap()).unwrap();
+    shikko_pki::write_file_atomic(
+        &k,
+        to_pem("PRIVATE KEY", &key.to_pkcs8_der().unwrap())
+            .unwrap()
+            .as_bytes(),
+        0o600,
+    )
+    .unwrap();
+    (c, k)
+}
+
+#[test]
+fn a_registered_client_certificate_is_a_verifiers_credential_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    setup_demo_dir(&data);
+    let samples = data.join("samples");
+    let tls = InfoTls::from_data_dir(&data, &d.join("tls")).unwrap();
+    let reg_cfg = registry_config(d, &data, &tls);
+    let registry = start_registry(&reg_cfg);
+    let ep = registry.endpoint.clone();
+    let (bank_cert, bank_key) = client_cert(&data, d, "bank-y", 0x7001);
+    let (stranger_cert, stranger_key) = client_cert(&data, d, "stranger", 0x7002);
+
+    // A verifier with a token and, registered next, a client certificate.
+    let out = run(&[
+        "admin",
+        "verifier-add",
+        "bank-y",
+        "--name",
+        "Y",
+        "--endpoint",
+        &ep,
+    ]);
+    let (_, token) = token_of(&out);
+    let out = run(&[
+        "admin",
+        "verifier-cert-add",
+        "bank-y",
+        "--cert",
+        bank_cert.to_str().unwrap(),
+        "--endpoint",
+        &ep,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cert_id = text
+        .split("certificate ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    // The same certificate twice, or something that is not one: refused.
+    let again = run(&[
+        "admin",
+        "verifier-cert-add",
+        "bank-y",
+        "--cert",
+        bank_cert.to_str().unwrap(),
+        "--endpoint",
+        &ep,
+    ]);
+    assert!(!again.status.success());
+    let list = run(&["admin", "verifier-list", "--endpoint", &ep]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains(&format!("{cert_id}: in force")),
+        "{}",
+        String::from_utf8_lossy(&list.stdout)
+    );
+
+    let https = format!(
+        "https = {{ listen = \"127.0.0.1:0\", cert = {:?}, key = {:?}, client_ca = {:?}, reload_secs = 1 }}\n",
+        tls.cert, tls.key, tls.client_ca
+    );
+    let access = format!(
+        "access = {{ mode = \"restricted\", info = {ep:?}, refresh_secs = 1, report_secs = 1 }}\n{https}"
+    );
+    let roles = Loopback::new(d);
+    let ocsp = start_role("ocsp", &roles.ocsp(&data, &ep, &access).unwrap());
+    let crl = start_role("crl", &roles.crl(&data, &ep, 3600, &access).unwrap());
+    let ocsp_url = format!("https://localhost:{}/ocsp", port_of(&ocsp.field("https")));
+    let crl_url = format!(
+        "https://localhost:{}/crl/sign/full.crl",
+        port_of(&crl.field("https"))
+    );
+    let reqfile = d.join("req.der");
+    shikko_testkit::openssl(
+        [
+            "ocsp",
+            "-no_nonce",
+            "-issuer",
+            "sign-ca.pem",
+            "-cert",
+            "sign-good.pem",
+            "-reqout",
+            reqfile.to_str().unwrap(),
+        ],
+        &samples,
+    );
+    let ca = &tls.client_ca;
+    let bank = Some((bank_cert.as_path(), bank_key.as_path()));
+    let stranger = Some((stranger_cert.as_path(), stranger_key.as_path()));
+
+    // The registered certificate: answered (once the table and the index are in).
+    assert!(shikko_testkit::until(60, || {
+        let (s, _, b) = curl(&ocsp_url, ca, bank, Some(&reqfile), &[]);
+        s == 200 && answered(&b)
+    }));
+    // HTTP/2 as well, with its purpose.
+    let (s, h, b) = curl(
+        &ocsp_url,
+        ca,
+        bank,
+        Some(&reqfile),
+        &["--http2", "-H", "Shikko-Purpose: signature"],
+    );
+    assert!(s == 200 && answered(&b) && h.starts_with("http/2"), "{h}");
+    assert!(shikko_testkit::until(60, || curl(
+        &crl_url,
+        ca,
+        bank,
+        None,
+        &[]
+    )
+    .0 == 200));
+    // A certificate of the same CA, not registered: OCSP `unauthorized`, CRLs 403.
+    let (s, _, b) = curl(&ocsp_url, ca, stranger, Some(&reqfile), &[]);
+    assert_eq!((s, b.as_slice()), (200, UNAUTHORIZED.as_slice()));
+    let (s, _, _) = curl(&crl_url, ca, stranger, None, &[]);
+    assert_eq!(s, 403);
+    // No certificate: 401, unless a token in force comes over TLS instead.
+    let (s, h, _) = curl(&crl_url, ca, None, None, &[]);
+    assert_eq!(s, 401, "{h}");
+    let bearer = format!("Authorization: Bearer {token}");
+    let (s, _, _) = curl(&crl_url, ca, None, None, &["-H", &bearer]);
+    assert_eq!(s, 200);
+    // Plain HTTP is still served to the token, never to a certificate (it has none).
+    let (s, _, _) = http(&crl.field("http"), "GET", "/crl/sign/full.crl", &[], b"");
+    assert_eq!(s, 401);
+
+    // Revoked: refused within a refresh; the token still works.
+    let out = run(&[
+        "admin",
+        "verifier-cert-revoke",
+        "bank-y",
+        &cert_id,
+        "--endpoint",
+        &ep,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shikko_testkit::until(10, || {
+        curl(&ocsp_url, ca, bank, Some(&reqfile), &[]).2 == UNAUTHORIZED
+    }));
+    assert!(shikko_testkit::until(10, || curl(
+        &crl_url,
+        ca,
+        bank,
+        None,
+        &[]
+    )
+    .0 == 403));
+    assert_eq!(curl(&crl_url, ca, None, None, &["-H", &bearer]).0, 200);
+
+    // Metered as the verifier's, and the refusals as such.
+    let now = shikko_core::UnixTime::now().plus_secs(9 * 3600);
+    let (y, m, ..) = now.to_civil();
+    let month = format!("{y:04}-{m:02}");
+    let mut rows = Vec::new();
+    assert!(
+        shikko_testkit::until(20, || {
+            rows = usage(&ep, &month);
+            count(&rows, "bank-y", "ocsp", "signature", "good") == 1
+                && count(&rows, "bank-y", "ocsp", "unspecified", "good") >= 1
+                && count(&rows, "bank-y", "crl_full", "unspecified", "ok") >= 3
+                && count(&rows, "-", "ocsp", "unspecified", "refused_bad_certificate") >= 2
+                && count(
+                    &rows,
+                    "-",
+                    "crl_full",
+                    "unspecified",
+                    "refused_bad_certificate",
+                ) >= 2
+                && count(&rows, "-", "crl_full", "unspecified", "refused_no_token") == 2
+        }),
+        "{rows:#?}"
+    );
+    drop((ocsp, crl, registry));
+}
+
+fn port_of(addr: &str) -> String {
+    addr.rsplit(':').next().unwrap().to_string()
+}

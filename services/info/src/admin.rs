@@ -282,6 +282,30 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
         Ok(Response::new(verifier_to_pb(&v)))
     }
 
+    async fn add_verifier_certificate(
+        &self,
+        req: Request<pb::AddVerifierCertificateRequest>,
+    ) -> Result<Response<pb::VerifierCertificateInfo>, Status> {
+        let r = req.into_inner();
+        let c = self
+            .svc
+            .add_verifier_certificate(&r.verifier, &r.certificate)
+            .await?;
+        Ok(Response::new(cert_to_pb(&r.verifier, &c)))
+    }
+
+    async fn revoke_verifier_certificate(
+        &self,
+        req: Request<pb::RevokeVerifierCertificateRequest>,
+    ) -> Result<Response<pb::VerifierRecord>, Status> {
+        let r = req.into_inner();
+        let v = self
+            .svc
+            .revoke_verifier_certificate(&r.verifier, &r.certificate_id)
+            .await?;
+        Ok(Response::new(verifier_to_pb(&v)))
+    }
+
     async fn list_verifiers(
         &self,
         _req: Request<pb::ListVerifiersRequest>,
@@ -300,11 +324,12 @@ impl pb::info_admin_server::InfoAdmin for InfoAdminGrpc {
                 .svc
                 .verifier_table()?
                 .into_iter()
-                .map(|(sha, id, rate, burst)| pb::VerifierTableEntry {
-                    verifier: id,
-                    token_sha256: sha.to_vec(),
-                    ocsp_per_second: rate,
-                    ocsp_burst: burst,
+                .map(|e| pb::VerifierTableEntry {
+                    verifier: e.verifier,
+                    token_sha256: e.sha256.to_vec(),
+                    ocsp_per_second: e.ocsp_per_second,
+                    ocsp_burst: e.ocsp_burst,
+                    certificate: e.certificate,
                 })
                 .collect(),
         }))
@@ -467,6 +492,23 @@ fn verifier_to_pb(v: &crate::verifiers::Verifier) -> pb::VerifierRecord {
             .collect(),
         ocsp_per_second: v.ocsp_per_second,
         ocsp_burst: v.ocsp_burst,
+        certificates: v
+            .certificates
+            .iter()
+            .map(|c| cert_to_pb(&v.id, c))
+            .collect(),
+    }
+}
+
+fn cert_to_pb(verifier: &str, c: &crate::verifiers::CertRecord) -> pb::VerifierCertificateInfo {
+    pb::VerifierCertificateInfo {
+        id: c.id.clone(),
+        sha256: c.sha256.clone(),
+        subject: c.subject.clone(),
+        not_after: c.not_after.0,
+        created_at: c.created_at.0,
+        revoked_at: c.revoked_at.map_or(0, |r| r.0),
+        verifier: verifier.to_string(),
     }
 }
 

@@ -206,7 +206,10 @@ fn writer(
     mut edge: crate::tree::Edge,
     holders: HolderPseudonyms,
 ) {
-    let mut counters: HashMap<Billing, u64> = HashMap::new();
+    // Counters this writer alone writes (billing, and the metered use of
+    // the info role's own answers), as last written: the day's working set.
+    let mut counters: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut counters_day = String::new();
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         let mut n = jobs[0].entries.len();
@@ -220,16 +223,25 @@ fn writer(
             }
         }
         let now = UnixTime::now().0;
+        let today = crate::service::billing_day(UnixTime(now));
+        if today != counters_day {
+            // Yesterday's counters are read again if a late job names them.
+            counters.clear();
+            counters_day = today.clone();
+        }
         let (mut s, mut p) = (seq, prev.clone());
         // The tree grows with the records, in the same batch, or not at all.
         let mut grown = edge.clone();
         let mut puts = Vec::with_capacity(n + jobs.len());
-        let mut next_counters: HashMap<Billing, u64> = HashMap::new();
+        let mut increments: Vec<(Vec<u8>, u64)> = Vec::new();
         let mut last_of_job = Vec::with_capacity(jobs.len());
         let mut failed = None;
         for job in &mut jobs {
             for e in job.entries.drain(..) {
                 s += 1;
+                if let Some(k) = crate::verifiers::metered(&today, &e) {
+                    increments.push((k, 1));
+                }
                 let holder = e.holder.as_ref().map(|h| holders.of(h));
                 if let Some(p) = &holder {
                     puts.push((keys::holder_access(p, s), Vec::new()));
@@ -258,27 +270,26 @@ fn writer(
             }
             last_of_job.push(s);
             for (b, add) in job.billing.drain(..) {
-                let current = match next_counters.get(&b).or_else(|| counters.get(&b)) {
-                    Some(c) => *c,
-                    None => {
-                        match store.info_get(&keys::billing(&b.day, &b.operator, &b.provider)) {
-                            Ok(v) => v.map(|v| keys::decode_count(&v)).unwrap_or(0),
-                            Err(e) => {
-                                failed = Some(format!("reading a billing counter: {e}"));
-                                0
-                            }
-                        }
-                    }
-                };
-                next_counters.insert(b, current + add);
+                increments.push((keys::billing(&b.day, &b.operator, &b.provider), add));
             }
             puts.append(&mut job.puts);
         }
-        for (b, c) in &next_counters {
-            puts.push((
-                keys::billing(&b.day, &b.operator, &b.provider),
-                c.to_be_bytes().to_vec(),
-            ));
+        let mut next_counters: HashMap<Vec<u8>, u64> = HashMap::new();
+        for (key, add) in increments {
+            let current = match next_counters.get(&key).or_else(|| counters.get(&key)) {
+                Some(c) => *c,
+                None => match store.info_get(&key) {
+                    Ok(v) => v.map(|v| keys::decode_count(&v)).unwrap_or(0),
+                    Err(e) => {
+                        failed = Some(format!("reading a counter: {e}"));
+                        0
+                    }
+                },
+            };
+            next_counters.insert(key, current + add);
+        }
+        for (k, c) in &next_counters {
+            puts.push((k.clone(), c.to_be_bytes().to_vec()));
         }
         let result = match failed {
             Some(e) => Err(e),

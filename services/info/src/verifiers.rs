@@ -10,6 +10,14 @@
 //! purpose `/` outcome; a report is added once (`r/` reporter → the last
 //! seq added, written in the same batch as the counters), so a report
 //! retried after a timeout is not counted twice.
+//!
+//! The info role meters its own answers in the same table ([`metered`]):
+//! 4-information answers (`info_query`, `info_batch`) and link answers
+//! (`link_resolve`, `link_current`) per operator, with the provider (or
+//! link verifier) the operator asked for in the purpose column, counted by
+//! the audit writer in the batch that holds the answer's audit record, so
+//! a counted answer is an audited one and the other way round. Reporters
+//! may not report those endpoints: the writer alone writes their keys.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +49,23 @@ pub struct TokenRecord {
     pub revoked_at: Option<UnixTime>,
 }
 
+/// A TLS client certificate of a verifier (its fingerprint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRecord {
+    /// The first 16 hex digits of its SHA-256 (what revocation names).
+    pub id: String,
+    /// Hex SHA-256 of the certificate's DER.
+    pub sha256: String,
+    /// Its subject (RFC 4514), for people reading the list.
+    pub subject: String,
+    /// Its notAfter.
+    pub not_after: UnixTime,
+    /// When it was registered.
+    pub created_at: UnixTime,
+    /// When it was revoked.
+    pub revoked_at: Option<UnixTime>,
+}
+
 /// A registered verifier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verifier {
@@ -56,11 +81,26 @@ pub struct Verifier {
     pub ocsp_per_second: u32,
     /// OCSP burst.
     pub ocsp_burst: u32,
+    /// Its TLS client certificates, revoked ones included (none in
+    /// records written before certificates existed).
+    #[serde(default)]
+    pub certificates: Vec<CertRecord>,
 }
 
-/// A token in force, as the CRL and OCSP roles check it: (its SHA-256,
-/// the verifier, OCSP requests per second, burst).
-pub type TableEntry = ([u8; 32], String, u32, u32);
+/// A credential in force, as the CRL and OCSP roles check it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableEntry {
+    /// The SHA-256 of the bearer token, or of the certificate's DER.
+    pub sha256: [u8; 32],
+    /// Whether it is a client certificate's.
+    pub certificate: bool,
+    /// The verifier.
+    pub verifier: String,
+    /// OCSP requests per second.
+    pub ocsp_per_second: u32,
+    /// OCSP burst.
+    pub ocsp_burst: u32,
+}
 
 /// A token as made: shown once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,12 +120,49 @@ pub struct UsageKey {
     pub day: String,
     /// The verifier, or `-` (anonymous).
     pub verifier: String,
-    /// `ocsp`, `crl_full`, `crl_delta`, `crl_partition`.
+    /// `ocsp`, `crl_full`, `crl_delta`, `crl_partition`; the info role's
+    /// `info_query`, `info_batch`, `link_resolve`, `link_current`.
     pub endpoint: String,
-    /// `signature`, `status`, `login`, `unspecified`.
+    /// `signature`, `status`, `login`, `unspecified`; for the info role's
+    /// endpoints, the provider (or link verifier) asked for.
     pub purpose: String,
     /// The outcome.
     pub outcome: String,
+}
+
+/// The endpoints the CRL and OCSP roles report ([`InfoService::report_usage`]).
+pub const REPORTED_ENDPOINTS: &[&str] = &["ocsp", "crl_full", "crl_delta", "crl_partition"];
+
+/// The endpoint an audited action of the info role is metered as, if any.
+fn metered_endpoint(action: &str) -> Option<&'static str> {
+    match action {
+        "query" => Some("info_query"),
+        "query_batch" => Some("info_batch"),
+        "link.resolve" => Some("link_resolve"),
+        "link.current" => Some("link_current"),
+        _ => None,
+    }
+}
+
+/// The usage counter an audit entry adds one to on `day`: an answer of the
+/// info role to an operator (see the module), by its outcome (a refusal of
+/// an operator's call too, as `refused_CODE`; calls refused before an
+/// operator is known are not audited, so not metered).
+pub(crate) fn metered(day: &str, e: &AuditEntry) -> Option<Vec<u8>> {
+    let endpoint = metered_endpoint(e.action)?;
+    Some(usage_key(&UsageKey {
+        day: day.to_string(),
+        verifier: e.actor.clone(),
+        endpoint: endpoint.to_string(),
+        purpose: if e.provider.is_empty() {
+            "-".to_string()
+        } else {
+            e.provider.clone()
+        },
+        // `refused:permission_denied` as `refused_permission_denied`, like
+        // the CRL and OCSP roles' refusals.
+        outcome: e.outcome.replace(':', "_"),
+    }))
 }
 
 /// The SHA-256 of a bearer token.
@@ -230,6 +307,7 @@ impl InfoService {
             } else {
                 ocsp_burst
             },
+            certificates: Vec::new(),
         };
         self.audit
             .commit(
@@ -299,16 +377,123 @@ impl InfoService {
         Ok(v)
     }
 
-    /// The tokens in force.
+    /// Registers a TLS client certificate (DER) of a verifier
+    /// (administrator; audited). Refused when malformed, expired, or
+    /// registered already (to any verifier).
+    pub async fn add_verifier_certificate(
+        &self,
+        id: &str,
+        der: &[u8],
+    ) -> Result<CertRecord, InfoError> {
+        use shikko_pki::x509_cert::der::Decode;
+        let cert = shikko_pki::x509_cert::Certificate::from_der(der)
+            .map_err(|e| InfoError::Invalid(format!("a verifier certificate: {e}")))?;
+        let tbs = cert.tbs_certificate();
+        let not_after = UnixTime(
+            i64::try_from(tbs.validity().not_after.to_unix_duration().as_secs())
+                .unwrap_or(i64::MAX),
+        );
+        let now = UnixTime::now();
+        if not_after <= now {
+            return Err(InfoError::Invalid(
+                "the verifier certificate has expired".into(),
+            ));
+        }
+        let sha = hex::encode(digest::digest(&digest::SHA256, der));
+        let _g = self.verifier_lock.lock().await;
+        if self
+            .verifiers()?
+            .iter()
+            .any(|v| v.certificates.iter().any(|c| c.sha256 == sha))
+        {
+            return Err(InfoError::AlreadyExists(
+                "this client certificate is registered already".into(),
+            ));
+        }
+        let mut v = self
+            .verifier(id)?
+            .ok_or_else(|| InfoError::NotFound(format!("verifier {id}")))?;
+        let record = CertRecord {
+            id: sha[..16].to_string(),
+            sha256: sha,
+            subject: tbs.subject().to_string(),
+            not_after,
+            created_at: now,
+            revoked_at: None,
+        };
+        v.certificates.push(record.clone());
+        self.audit
+            .commit(
+                vec![admin_entry(
+                    "verifier.certificate.add",
+                    id,
+                    &format!("certificate:{}", record.id),
+                )],
+                Vec::new(),
+                vec![(verifier_key(id), keys::encode(&v)?)],
+            )
+            .await?;
+        Ok(record)
+    }
+
+    /// Revokes a verifier's client certificate (administrator; audited).
+    pub async fn revoke_verifier_certificate(
+        &self,
+        id: &str,
+        cert_id: &str,
+    ) -> Result<Verifier, InfoError> {
+        let _g = self.verifier_lock.lock().await;
+        let mut v = self
+            .verifier(id)?
+            .ok_or_else(|| InfoError::NotFound(format!("verifier {id}")))?;
+        let c = v
+            .certificates
+            .iter_mut()
+            .find(|c| c.id == cert_id)
+            .ok_or_else(|| {
+                InfoError::NotFound(format!("certificate {cert_id} of verifier {id}"))
+            })?;
+        if c.revoked_at.is_none() {
+            c.revoked_at = Some(UnixTime::now());
+            self.audit
+                .commit(
+                    vec![admin_entry(
+                        "verifier.certificate.revoke",
+                        id,
+                        &format!("certificate:{cert_id}"),
+                    )],
+                    Vec::new(),
+                    vec![(verifier_key(id), keys::encode(&v)?)],
+                )
+                .await?;
+        }
+        Ok(v)
+    }
+
+    /// The tokens and client certificates in force.
     pub fn verifier_table(&self) -> Result<Vec<TableEntry>, InfoError> {
+        let decode = |h: &str| -> Result<[u8; 32], InfoError> {
+            hex::decode(h)
+                .ok()
+                .and_then(|h| h.try_into().ok())
+                .ok_or(InfoError::Corrupt(
+                    "a verifier credential hash is malformed",
+                ))
+        };
         let mut out = Vec::new();
         for v in self.verifiers()? {
+            let entry = |sha256, certificate| TableEntry {
+                sha256,
+                certificate,
+                verifier: v.id.clone(),
+                ocsp_per_second: v.ocsp_per_second,
+                ocsp_burst: v.ocsp_burst,
+            };
             for t in v.tokens.iter().filter(|t| t.revoked_at.is_none()) {
-                let sha: [u8; 32] = hex::decode(&t.sha256)
-                    .ok()
-                    .and_then(|h| h.try_into().ok())
-                    .ok_or(InfoError::Corrupt("a verifier token hash is malformed"))?;
-                out.push((sha, v.id.clone(), v.ocsp_per_second, v.ocsp_burst));
+                out.push(entry(decode(&t.sha256)?, false));
+            }
+            for c in v.certificates.iter().filter(|c| c.revoked_at.is_none()) {
+                out.push(entry(decode(&c.sha256)?, true));
             }
         }
         Ok(out)
@@ -328,9 +513,15 @@ impl InfoService {
             ));
         }
         for (k, _) in &counts {
+            if !REPORTED_ENDPOINTS.contains(&k.endpoint.as_str()) {
+                return Err(InfoError::Invalid(format!(
+                    "endpoint {:?} is not reported (the CRL and OCSP roles report {})",
+                    k.endpoint,
+                    REPORTED_ENDPOINTS.join(", ")
+                )));
+            }
             if !valid_day(&k.day)
                 || !(valid_part(&k.verifier) || k.verifier == "-")
-                || !valid_part(&k.endpoint)
                 || !valid_part(&k.purpose)
                 || !valid_part(&k.outcome)
             {
@@ -412,6 +603,43 @@ mod tests {
         assert_eq!(t.id, r.sha256[..16]);
         let (t2, _) = new_token("v").unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(t.token, t2.token);
+    }
+
+    #[test]
+    fn answers_of_the_info_role_are_metered_and_nothing_else() {
+        let entry = |action, provider: &str, outcome: &str| AuditEntry {
+            actor: "op-1".into(),
+            action,
+            provider: provider.into(),
+            subject: "01".into(),
+            outcome: outcome.into(),
+            holder: None,
+        };
+        let key = |e| metered("2026-12-06", &e).map(|k| String::from_utf8(k).unwrap_or_default());
+        assert_eq!(
+            key(entry("query", "bank-1", "changed")).as_deref(),
+            Some("v/2026-12-06/op-1/info_query/bank-1/changed")
+        );
+        assert_eq!(
+            key(entry("query_batch", "", "refused:invalid_argument")).as_deref(),
+            Some("v/2026-12-06/op-1/info_batch/-/refused_invalid_argument")
+        );
+        assert_eq!(
+            key(entry("link.resolve", "clinic-1", "good")).as_deref(),
+            Some("v/2026-12-06/op-1/link_resolve/clinic-1/good")
+        );
+        assert_eq!(
+            key(entry("link.current", "clinic-1", "known")).as_deref(),
+            Some("v/2026-12-06/op-1/link_current/clinic-1/known")
+        );
+        for action in [
+            "consent.record",
+            "expiring",
+            "holder.accesses",
+            "verifier.register",
+        ] {
+            assert_eq!(key(entry(action, "bank-1", "ok")), None, "{action}");
+        }
     }
 
     #[test]

@@ -414,6 +414,33 @@ async fn seeds_flow_over_mutual_tls() {
     ] {
         assert!(text.contains(outcome), "no audit record with {outcome}");
     }
+    // Metered use (the invoice's rows) is the audit log's answers, counted.
+    let endpoints = assert_usage_matches_audit(&w);
+    assert_eq!(endpoints, ["info_batch", "info_query"]);
+    let month = shikko_info::billing_day(UnixTime::now())[..7].to_string();
+    let batch_rows: Vec<(String, u64)> = w
+        .svc
+        .verifier_usage(&month)
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| {
+            k.endpoint == "info_batch" && k.verifier == "op-1" && k.purpose == "bank-1"
+        })
+        .map(|(k, n)| (k.outcome, n))
+        .collect();
+    for outcome in [
+        "changed",
+        "no_new_certificate",
+        "deceased",
+        "emigrated",
+        "no_consent",
+        "unknown_serial",
+    ] {
+        assert!(
+            batch_rows.contains(&(outcome.to_string(), 1)),
+            "{outcome}: {batch_rows:?}"
+        );
+    }
     // ... nor in the metrics.
     let metrics = prometheus::TextEncoder::new()
         .encode_to_string(&w.registry.gather())

@@ -193,6 +193,11 @@ async fn a_verifiers_pseudonym_survives_renewal_and_differs_per_verifier() {
     assert!(text.contains("\"subject\":\"auth:A002\""), "{text}");
     assert!(text.contains("\"action\":\"link.current\""), "{text}");
     assert!(!text.contains(&h.info.address));
+    // And metered: per operator, verifier and outcome, as audited.
+    let endpoints = assert_usage_matches_audit(&w);
+    for e in ["link_current", "link_resolve"] {
+        assert!(endpoints.iter().any(|x| x == e), "{endpoints:?}");
+    }
 }
 
 async fn current(

@@ -44,6 +44,57 @@ impl Default for HttpLimits {
     }
 }
 
+/// The SHA-256 of the certificate (DER) a client presented in the TLS
+/// handshake, as a request extension on [`serve_https`]'s connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCertificate(pub [u8; 32]);
+
+/// The HTTP/1.1 and HTTP/2 connection builder of both servers.
+fn connection_builder(limits: HttpLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    builder
+}
+
+/// `app` with the body timeout, and the client's certificate (if any) in
+/// every request's extensions.
+fn connection_service(
+    app: axum::Router,
+    body_timeout: Duration,
+    peer: Option<PeerCertificate>,
+) -> TowerToHyperService<
+    tower::util::MapRequest<
+        axum::Router,
+        impl FnMut(http::Request<hyper::body::Incoming>) -> http::Request<axum::body::Body> + Clone,
+    >,
+> {
+    TowerToHyperService::new(tower::ServiceExt::map_request(
+        app,
+        move |req: http::Request<hyper::body::Incoming>| {
+            let mut req = req.map(|body| {
+                // A request without a body (a GET) costs no timer.
+                if http_body::Body::is_end_stream(&body) {
+                    axum::body::Body::new(body)
+                } else {
+                    axum::body::Body::new(TimedBody::new(body, body_timeout))
+                }
+            });
+            if let Some(p) = peer {
+                req.extensions_mut().insert(p);
+            }
+            req
+        },
+    ))
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then waits for
 /// the open connections to finish their requests (bound the wait with
 /// [`crate::drain_with_timeout`]).
@@ -55,16 +106,7 @@ pub async fn serve_http(
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(20)))
-        .keep_alive_timeout(Duration::from_secs(10));
+    let builder = connection_builder(limits);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -87,20 +129,7 @@ pub async fn serve_http(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let body_timeout = limits.header_read_timeout;
-        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-            app.clone(),
-            move |req: http::Request<hyper::body::Incoming>| {
-                req.map(|body| {
-                    // A request without a body (a GET) costs no timer.
-                    if http_body::Body::is_end_stream(&body) {
-                        axum::body::Body::new(body)
-                    } else {
-                        axum::body::Body::new(TimedBody::new(body, body_timeout))
-                    }
-                })
-            },
-        ));
+        let service = connection_service(app.clone(), limits.header_read_timeout, None);
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         let first_byte = limits.header_read_timeout;
         let idle = limits.idle_timeout;
@@ -125,6 +154,56 @@ pub async fn serve_http(
         });
     }
     drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Serves `app` over the TLS connections of `incoming` ([`crate::tls::accept_tls`]:
+/// handshakes, connection caps and idle time are bounded there) until
+/// `shutdown`, then lets the open ones finish their requests. Each
+/// request carries the client's certificate as a [`PeerCertificate`]
+/// extension when it presented one.
+pub async fn serve_https(
+    incoming: impl tokio_stream::Stream<Item = std::io::Result<crate::tls::TlsConn>>,
+    app: axum::Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use tokio_stream::StreamExt;
+    let graceful = GracefulShutdown::new();
+    let builder = connection_builder(limits);
+    tokio::pin!(shutdown);
+    tokio::pin!(incoming);
+    loop {
+        let conn = tokio::select! {
+            c = incoming.next() => match c {
+                Some(Ok(c)) => c,
+                Some(Err(_)) => continue,
+                None => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let peer = conn
+            .tls()
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|leaf| {
+                let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, leaf.as_ref());
+                let mut sha = [0u8; 32];
+                sha.copy_from_slice(d.as_ref());
+                PeerCertificate(sha)
+            });
+        let service = connection_service(app.clone(), limits.header_read_timeout, peer);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(conn), service)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
+        });
+    }
     graceful.shutdown().await;
     Ok(())
 }

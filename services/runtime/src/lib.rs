@@ -89,7 +89,7 @@ pub use authz::{Authorize, Caller, Denial};
 pub use config::{
     ConfigError, EXIT_CONFIG, HttpConfig, LogFormat, ShutdownConfig, TelemetryConfig, load_toml,
 };
-pub use http_server::{HttpLimits, serve_http};
+pub use http_server::{HttpLimits, PeerCertificate, serve_http, serve_https};
 pub use limits::{Api, MethodLimits};
 pub use metrics_server::serve_metrics;
 pub use role::{

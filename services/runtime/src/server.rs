@@ -230,6 +230,16 @@ impl InternalMetrics {
     }
 }
 
+/// An HTTPS endpoint of a role.
+struct HttpsEndpoint {
+    listener: TcpListener,
+    app: axum::Router,
+    limits: HttpLimits,
+    tls: Arc<ServerTls>,
+    reload_every: Duration,
+    accept: AcceptLimits,
+}
+
 /// A role's servers, built once and served until shutdown.
 pub struct RoleServer {
     role: &'static str,
@@ -237,6 +247,7 @@ pub struct RoleServer {
     metrics_listener: TcpListener,
     grpc: Vec<GrpcEndpoint>,
     http: Option<(TcpListener, axum::Router, HttpLimits)>,
+    https: Option<HttpsEndpoint>,
     on_shutdown: Vec<Hook>,
     ready: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -247,6 +258,7 @@ impl std::fmt::Debug for RoleServer {
             .field("role", &self.role)
             .field("grpc", &self.grpc.len())
             .field("http", &self.http.is_some())
+            .field("https", &self.https.is_some())
             .finish()
     }
 }
@@ -260,6 +272,7 @@ impl RoleServer {
             metrics_listener,
             grpc: Vec::new(),
             http: None,
+            https: None,
             on_shutdown: Vec::new(),
             ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
@@ -328,6 +341,29 @@ impl RoleServer {
         limits: HttpLimits,
     ) -> RoleServer {
         self.http = Some((listener, app, limits));
+        self
+    }
+
+    /// The HTTPS endpoint (the same `app` as [`RoleServer::http`], for
+    /// clients that authenticate with a TLS client certificate): `tls`
+    /// read again every `reload_every`, connections within `accept`.
+    pub fn https(
+        mut self,
+        listener: TcpListener,
+        app: axum::Router,
+        limits: HttpLimits,
+        tls: Arc<ServerTls>,
+        reload_every: Duration,
+        accept: AcceptLimits,
+    ) -> RoleServer {
+        self.https = Some(HttpsEndpoint {
+            listener,
+            app,
+            limits,
+            tls,
+            reload_every,
+            accept,
+        });
         self
     }
 
@@ -493,6 +529,30 @@ impl RoleServer {
                         .map_err(|source| ServeError::Io {
                             role,
                             what: "HTTP",
+                            source,
+                        })
+                }),
+            ));
+        }
+        if let Some(ep) = self.https {
+            let metrics = internal_metrics_of(&mut internal_metrics, &self.metrics, role)?;
+            let incoming = tls_incoming(
+                ep.listener,
+                ep.tls,
+                ep.reload_every,
+                ep.accept,
+                metrics.handshakes_failed.clone(),
+                &shutdown,
+            );
+            let stop = shutdown.wait_owned();
+            tasks.push((
+                "HTTPS",
+                tokio::spawn(async move {
+                    crate::http_server::serve_https(incoming, ep.app, ep.limits, stop)
+                        .await
+                        .map_err(|source| ServeError::Io {
+                            role,
+                            what: "HTTPS",
                             source,
                         })
                 }),

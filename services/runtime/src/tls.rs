@@ -336,6 +336,14 @@ fn public_server_config(m: Material) -> Result<ServerConfig, TlsError> {
     server_config_with(m, true)
 }
 
+/// [`public_server_config`] for HTTPS: HTTP/1.1 as well as HTTP/2
+/// (`openssl ocsp` and curl speak HTTP/1.1).
+fn https_server_config(m: Material) -> Result<ServerConfig, TlsError> {
+    let mut cfg = server_config_with(m, true)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
 /// A server asking clients for a certificate chained to the CA; with
 /// `optional`, a client may withhold it (its service refuses it then).
 fn server_config_with(m: Material, optional: bool) -> Result<ServerConfig, TlsError> {
@@ -448,6 +456,14 @@ impl ServerTls {
     /// the 4-information service's operator port.
     pub fn load_public(files: &TlsFiles) -> Result<ServerTls, TlsError> {
         Reloading::load(files, public_server_config).map(ServerTls)
+    }
+
+    /// An HTTPS endpoint's files (the CRL and OCSP endpoints for
+    /// verifiers): `cert` and `key` its server identity, `ca` the CA of
+    /// verifiers' client certificates, which a client may withhold (and
+    /// present a bearer token instead); HTTP/1.1 and HTTP/2.
+    pub fn load_https(files: &TlsFiles) -> Result<ServerTls, TlsError> {
+        Reloading::load(files, https_server_config).map(ServerTls)
     }
 
     /// The configuration the next handshake uses.
@@ -622,7 +638,9 @@ pub struct AcceptLimits {
     /// configuration lets a client withhold one) open at once; more are
     /// closed after the handshake (`anonymous_limit`). Each lives at most
     /// [`ANONYMOUS_MAX_AGE`]: long enough to read why its calls are
-    /// refused, too short to hold a place.
+    /// refused, too short to hold a place. `usize::MAX`: no limit and no
+    /// age (an HTTPS endpoint where a bearer token may stand in for a
+    /// certificate).
     pub max_anonymous: usize,
 }
 
@@ -705,6 +723,13 @@ pub struct LimitedConn<S> {
         tokio::sync::OwnedSemaphorePermit,
         std::pin::Pin<Box<tokio::time::Sleep>>,
     )>,
+}
+
+impl<S> LimitedConn<S> {
+    /// The connection inside (a TLS stream: its peer's certificates).
+    pub fn tls(&self) -> &S {
+        self.inner.get_ref()
+    }
 }
 
 impl<S> std::fmt::Debug for LimitedConn<S> {
@@ -843,7 +868,7 @@ pub fn accept_tls(
                             .1
                             .peer_certificates()
                             .is_some_and(|c| !c.is_empty());
-                        let anonymous = if certified {
+                        let anonymous = if certified || limits.max_anonymous == usize::MAX {
                             None
                         } else if let Ok(p) = anonymous.try_acquire_owned() {
                             Some((p, Box::pin(tokio::time::sleep(ANONYMOUS_MAX_AGE))))

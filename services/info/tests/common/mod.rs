@@ -422,3 +422,51 @@ pub fn query(provider: &str, s: &Serial) -> pb::InfoQueryRequest {
         issuer: 0,
     }
 }
+
+/// The metered use of the info role's answers equals its audit log: for
+/// every (day, operator, endpoint, provider, outcome), the stored counter
+/// is the number of audited answers; returns the endpoints seen.
+pub fn assert_usage_matches_audit(w: &World) -> Vec<String> {
+    use std::collections::BTreeMap;
+    let mut out = Vec::new();
+    shikko_info::audit::export(&w.store, 1, &mut out).unwrap();
+    let mut audited: BTreeMap<(String, String, String, String, String), u64> = BTreeMap::new();
+    let mut months = std::collections::BTreeSet::new();
+    for line in String::from_utf8(out).unwrap().lines() {
+        let r: shikko_info::audit::AuditRecord = serde_json::from_str(line).unwrap();
+        let endpoint = match r.action.as_str() {
+            "query" => "info_query",
+            "query_batch" => "info_batch",
+            "link.resolve" => "link_resolve",
+            "link.current" => "link_current",
+            _ => continue,
+        };
+        let day = shikko_info::billing_day(UnixTime(r.time));
+        months.insert(day[..7].to_string());
+        *audited
+            .entry((
+                day,
+                r.actor,
+                endpoint.into(),
+                if r.provider.is_empty() {
+                    "-".into()
+                } else {
+                    r.provider
+                },
+                r.outcome.replace(':', "_"),
+            ))
+            .or_default() += 1;
+    }
+    let mut metered = BTreeMap::new();
+    for m in &months {
+        for (k, n) in w.svc.verifier_usage(m).unwrap() {
+            metered.insert((k.day, k.verifier, k.endpoint, k.purpose, k.outcome), n);
+        }
+    }
+    assert_eq!(metered, audited, "metered use differs from the audit log");
+    let mut endpoints: Vec<String> = audited.keys().map(|k| k.2.clone()).collect();
+    endpoints.dedup();
+    endpoints.sort();
+    endpoints.dedup();
+    endpoints
+}
