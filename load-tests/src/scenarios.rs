@@ -171,6 +171,26 @@ fn base64_url(der: &[u8]) -> String {
 /// would): most answers are 304.
 pub(crate) async fn crl(p: &Platform, operators: usize, duration: Duration) -> Result<Row> {
     let client = http_client(operators * 2);
+    // The crl role publishes the full CRL, then the delta, once its mirror
+    // is current: the operators start when both are there (a busy machine
+    // would otherwise count the first seconds' 404s of the delta as errors).
+    let published = Instant::now() + Duration::from_secs(120);
+    for name in ["full.crl", "delta.crl"] {
+        loop {
+            let url = format!("http://{}/crl/sign/{name}", p.crl_http);
+            let status = client
+                .request(Request::get(url).body(Full::new(Bytes::new()))?)
+                .await
+                .map(|r| r.status());
+            if matches!(status, Ok(StatusCode::OK)) {
+                break;
+            }
+            if Instant::now() > published {
+                anyhow::bail!("the crl role did not publish {name} within 120 s: {status:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let deadline = Instant::now() + duration;
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
