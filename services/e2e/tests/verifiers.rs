@@ -99,6 +99,29 @@ fn count(rows: &[serde_json::Value], v: &str, e: &str, p: &str, o: &str) -> u64 
         .sum()
 }
 
+/// Writes an OCSP request (no nonce) for the demo's good signing certificate.
+fn good_request(samples: &Path, out: &Path) {
+    shikko_testkit::openssl(
+        [
+            "ocsp",
+            "-no_nonce",
+            "-issuer",
+            "sign-ca.pem",
+            "-cert",
+            "sign-good.pem",
+            "-reqout",
+            out.to_str().unwrap(),
+        ],
+        samples,
+    );
+}
+
+/// The Japanese month of now, `YYYY-MM` (what usage is exported by).
+fn this_month() -> String {
+    let (y, m, ..) = shikko_core::UnixTime::now().plus_secs(9 * 3600).to_civil();
+    format!("{y:04}-{m:02}")
+}
+
 fn registry_config(dir: &Path, data: &Path, tls: &InfoTls) -> PathBuf {
     Loopback::new(dir)
         .with_sections(&format!(
@@ -164,19 +187,7 @@ fn restricted_endpoints_serve_registered_verifiers_and_every_request_is_metered(
 
     // An OCSP request for a good signing certificate.
     let reqfile = d.join("req.der");
-    shikko_testkit::openssl(
-        [
-            "ocsp",
-            "-no_nonce",
-            "-issuer",
-            "sign-ca.pem",
-            "-cert",
-            "sign-good.pem",
-            "-reqout",
-            reqfile.to_str().unwrap(),
-        ],
-        &samples,
-    );
+    good_request(&samples, &reqfile);
     let req = std::fs::read(&reqfile).unwrap();
     let warm = format!("Bearer {warmup}");
     assert!(shikko_testkit::until(60, || {
@@ -324,9 +335,7 @@ fn restricted_endpoints_serve_registered_verifiers_and_every_request_is_metered(
     }));
 
     // What was counted, once reported (every second).
-    let now = shikko_core::UnixTime::now().plus_secs(9 * 3600);
-    let (y, m, ..) = now.to_civil();
-    let month = format!("{y:04}-{m:02}");
+    let month = this_month();
     let expect = |rows: &[serde_json::Value]| {
         count(rows, "bank-x", "ocsp", "signature", "good") == 3
             && count(rows, "bank-x", "ocsp", "unspecified", "good") == 2
@@ -568,19 +577,7 @@ fn a_registered_client_certificate_is_a_verifiers_credential_over_https() {
         port_of(&crl.field("https"))
     );
     let reqfile = d.join("req.der");
-    shikko_testkit::openssl(
-        [
-            "ocsp",
-            "-no_nonce",
-            "-issuer",
-            "sign-ca.pem",
-            "-cert",
-            "sign-good.pem",
-            "-reqout",
-            reqfile.to_str().unwrap(),
-        ],
-        &samples,
-    );
+    good_request(&samples, &reqfile);
     let ca = &tls.client_ca;
     let bank = Some((bank_cert.as_path(), bank_key.as_path()));
     let stranger = Some((stranger_cert.as_path(), stranger_key.as_path()));
@@ -650,9 +647,7 @@ fn a_registered_client_certificate_is_a_verifiers_credential_over_https() {
     assert_eq!(curl(&crl_url, ca, None, None, &["-H", &bearer]).0, 200);
 
     // Metered as the verifier's, and the refusals as such.
-    let now = shikko_core::UnixTime::now().plus_secs(9 * 3600);
-    let (y, m, ..) = now.to_civil();
-    let month = format!("{y:04}-{m:02}");
+    let month = this_month();
     let mut rows = Vec::new();
     assert!(
         shikko_testkit::until(20, || {
