@@ -166,20 +166,25 @@ fn member(card: &Card, issuer: &[u8; 32], serial: &Serial) -> bool {
     )
 }
 
-/// A clubcard over `universe` (serial, member?) of one issuer.
-fn card(issuer: &[u8; 32], universe: &[(Serial, bool)]) -> Card {
+/// A clubcard over a universe of one issuer: `universe()` yields every
+/// (serial, member?) of it, and is called twice (the approximate level
+/// takes the members, the exact level every element), so that a universe
+/// of hundreds of millions streams instead of sitting in memory.
+fn card<I: Iterator<Item = (Serial, bool)>>(issuer: &[u8; 32], universe: impl Fn() -> I) -> Card {
     let mut b = ClubcardBuilder::<W, Item>::new();
     let mut approx = b.new_approx_builder(issuer);
-    for (s, m) in universe {
-        if *m {
-            approx.insert(Item::new(issuer, s, true));
+    let mut size = 0usize;
+    for (s, m) in universe() {
+        size += 1;
+        if m {
+            approx.insert(Item::new(issuer, &s, true));
         }
     }
-    approx.set_universe_size(universe.len());
+    approx.set_universe_size(size);
     b.collect_approx_ribbons(vec![ApproximateRibbon::from(approx)]);
     let mut exact = b.new_exact_builder(issuer);
-    for (s, m) in universe {
-        exact.insert(Item::new(issuer, s, *m));
+    for (s, m) in universe() {
+        exact.insert(Item::new(issuer, &s, m));
     }
     let exact = ExactRibbon::from(exact);
     b.collect_exact_ribbons(vec![exact]);
@@ -221,20 +226,20 @@ pub struct BuildInfo {
     pub next_update: UnixTime,
 }
 
-/// Builds and signs a full filter over `entries` (every certificate of the
-/// issuer the registry knows; the covered ones are taken).
-pub fn build_full(
+/// Builds and signs a full filter over `entries()` (every certificate of
+/// the issuer the registry knows; the covered ones are taken). `entries`
+/// is called twice: the certificates stream, they need not fit in memory.
+pub fn build_full<I: Iterator<Item = Entry>>(
     info: &BuildInfo,
-    entries: impl IntoIterator<Item = Entry>,
+    entries: impl Fn() -> I,
     signer: &dyn FilterSigner,
 ) -> Result<Vec<u8>, FilterError> {
     let now = info.now.0;
-    let universe: Vec<(Serial, bool)> = entries
-        .into_iter()
-        .filter(|e| e.not_before <= now && e.not_after > now)
-        .map(|e| (e.serial, e.listed))
-        .collect();
-    let listed = card(&info.issuer_key_hash, &universe);
+    let listed = card(&info.issuer_key_hash, || {
+        entries()
+            .filter(move |e| e.not_before <= now && e.not_after > now)
+            .map(|e| (e.serial, e.listed))
+    });
     let header = Header {
         kind: Kind::Full,
         issuer_key_hash: info.issuer_key_hash,
@@ -250,11 +255,12 @@ pub fn build_full(
 }
 
 /// Builds and signs a delta against `full` (verified by the caller) over
-/// `entries` (every certificate of the issuer the registry knows now).
-pub fn build_delta(
+/// `entries()` (every certificate of the issuer the registry knows now;
+/// called several times, as for [`build_full`]).
+pub fn build_delta<I: Iterator<Item = Entry>>(
     info: &BuildInfo,
     full: &FilterFile,
-    entries: impl IntoIterator<Item = Entry>,
+    entries: impl Fn() -> I,
     signer: &dyn FilterSigner,
 ) -> Result<Vec<u8>, FilterError> {
     let f = &full.header;
@@ -264,25 +270,26 @@ pub fn build_delta(
         ));
     }
     let now = info.now.0;
-    let (mut newly, mut released) = (Vec::new(), Vec::new());
-    for e in entries {
-        if e.not_after <= f.expired_before || e.not_before > now {
-            continue;
-        }
-        // The full filter's own answer decides which universe a certificate
-        // is in: what a client reads there is what the delta corrects.
-        if e.not_before <= f.covered_until && member(&full.listed, &info.issuer_key_hash, &e.serial)
-        {
-            released.push((e.serial, !e.listed));
-        } else {
-            newly.push((e.serial, e.listed));
-        }
-    }
-    let listed = card(&info.issuer_key_hash, &newly);
-    let released = card(&info.issuer_key_hash, &released);
+    let key = info.issuer_key_hash;
+    // The full filter's own answer decides which universe a certificate is
+    // in: what a client reads there is what the delta corrects. The full
+    // filter's listed ones are few: kept; the rest stream.
+    let covered = move |e: &Entry| e.not_after > f.expired_before && e.not_before <= now;
+    let listed_in_full =
+        move |e: &Entry| e.not_before <= f.covered_until && member(&full.listed, &key, &e.serial);
+    let released: Vec<(Serial, bool)> = entries()
+        .filter(|e| covered(e) && listed_in_full(e))
+        .map(|e| (e.serial, !e.listed))
+        .collect();
+    let listed = card(&key, || {
+        entries()
+            .filter(move |e| covered(e) && !listed_in_full(e))
+            .map(|e| (e.serial, e.listed))
+    });
+    let released = card(&key, || released.iter().copied());
     let header = Header {
         kind: Kind::Delta,
-        issuer_key_hash: info.issuer_key_hash,
+        issuer_key_hash: key,
         number: info.number,
         base: f.number,
         crl_number: info.crl_number.clone(),
