@@ -12,6 +12,7 @@ mod client;
 mod config;
 mod crl;
 mod demo;
+mod filter;
 mod identity;
 mod info;
 mod info_role;
@@ -134,6 +135,11 @@ enum Command {
         #[command(subcommand)]
         command: OcspCommand,
     },
+    /// Compact revocation filters (docs/FILTER.md).
+    Filter {
+        #[command(subcommand)]
+        command: FilterCommand,
+    },
     /// The latest-4-information service, as an operator (mutual TLS).
     Info {
         #[command(subcommand)]
@@ -189,6 +195,14 @@ enum BackupCommand {
         #[arg(long)]
         info: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum FilterCommand {
+    /// A certificate's status from its issuer's filters, verified: prints
+    /// good (exit 0), revoked (3) or not covered (4: ask OCSP); 1 on an
+    /// error (a filter refused, a certificate of another issuer).
+    Check(filter::CheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -500,6 +514,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     new_key,
                 },
         } => ocsp::renew_responders(&data_dir, &issuer, new_key)?,
+        Command::Filter {
+            command: FilterCommand::Check(args),
+        } => {
+            let code = filter::check(&args)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
         Command::Info { command } => info::run(command).await?,
         Command::Link { command } => link::run(command).await?,
         Command::Audit { command } => audit::audit(command).await?,
