@@ -521,17 +521,10 @@ impl RoleServer {
         }
         if let Some((listener, app, limits)) = self.http {
             let stop = shutdown.wait_owned();
-            tasks.push((
+            tasks.push(io_task(
+                role,
                 "HTTP",
-                tokio::spawn(async move {
-                    crate::serve_http(listener, app, limits, stop)
-                        .await
-                        .map_err(|source| ServeError::Io {
-                            role,
-                            what: "HTTP",
-                            source,
-                        })
-                }),
+                crate::serve_http(listener, app, limits, stop),
             ));
         }
         if let Some(ep) = self.https {
@@ -545,17 +538,10 @@ impl RoleServer {
                 &shutdown,
             );
             let stop = shutdown.wait_owned();
-            tasks.push((
+            tasks.push(io_task(
+                role,
                 "HTTPS",
-                tokio::spawn(async move {
-                    crate::http_server::serve_https(incoming, ep.app, ep.limits, stop)
-                        .await
-                        .map_err(|source| ServeError::Io {
-                            role,
-                            what: "HTTPS",
-                            source,
-                        })
-                }),
+                crate::http_server::serve_https(incoming, ep.app, ep.limits, stop),
             ));
         }
         // Metrics, liveness and readiness, through the same hardened HTTP
@@ -565,17 +551,10 @@ impl RoleServer {
             let stop = shutdown.wait_owned();
             let app = crate::metrics_server::router_with_readiness(self.metrics, ready.clone());
             let listener = self.metrics_listener;
-            tasks.push((
+            tasks.push(io_task(
+                role,
                 "metrics",
-                tokio::spawn(async move {
-                    crate::serve_http(listener, app, HttpLimits::default(), stop)
-                        .await
-                        .map_err(|source| ServeError::Io {
-                            role,
-                            what: "metrics",
-                            source,
-                        })
-                }),
+                crate::serve_http(listener, app, HttpLimits::default(), stop),
             ));
         }
 
@@ -621,6 +600,22 @@ impl RoleServer {
 }
 
 /// The endpoints' TLS metrics, registered by the first TLS endpoint.
+/// A server task of `role` named `what`, its I/O error labelled as such.
+fn io_task(
+    role: &'static str,
+    what: &'static str,
+    serve: impl Future<Output = std::io::Result<()>> + Send + 'static,
+) -> (&'static str, JoinHandle<Result<(), ServeError>>) {
+    (
+        what,
+        tokio::spawn(async move {
+            serve
+                .await
+                .map_err(|source| ServeError::Io { role, what, source })
+        }),
+    )
+}
+
 fn internal_metrics_of(
     slot: &mut Option<InternalMetrics>,
     metrics: &Metrics,
