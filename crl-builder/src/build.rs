@@ -24,7 +24,8 @@ use crate::state::{Base, State};
 use crate::verify::CrlSummary;
 use crate::writer::{Body, TbsFields, assemble, temp_path};
 
-/// Which CRL of an issuer.
+/// Which file of an issuer: one of its CRLs, or one of its compact
+/// revocation filters (built and published beside them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CrlName {
     /// Every entry of the issuer: `full.crl`.
@@ -33,14 +34,21 @@ pub enum CrlName {
     Delta,
     /// The entries of one municipality's certificates: `NNNNNN.crl`.
     Partition(PartitionId),
+    /// The full compact revocation filter: `full.filter` (docs/FILTER.md).
+    FullFilter,
+    /// The delta filter against it: `delta.filter`.
+    DeltaFilter,
 }
 
 impl CrlName {
-    /// Parses `full`, `delta` or a 6-digit municipality code (not 000000).
+    /// Parses `full`, `delta`, a 6-digit municipality code (not 000000),
+    /// `full-filter` or `delta-filter`.
     pub fn parse(s: &str) -> Option<CrlName> {
         match s {
             "full" => Some(CrlName::Full),
             "delta" => Some(CrlName::Delta),
+            "full-filter" => Some(CrlName::FullFilter),
+            "delta-filter" => Some(CrlName::DeltaFilter),
             _ if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) => {
                 let code: u32 = s.parse().ok()?;
                 (code != 0).then_some(CrlName::Partition(PartitionId(code)))
@@ -49,9 +57,36 @@ impl CrlName {
         }
     }
 
+    /// The name of a published file (`full.crl`, `123456.crl`, `full.filter`, ...).
+    pub fn from_file_name(file: &str) -> Option<CrlName> {
+        match file {
+            "full.filter" => Some(CrlName::FullFilter),
+            "delta.filter" => Some(CrlName::DeltaFilter),
+            _ => file
+                .strip_suffix(".crl")
+                .and_then(CrlName::parse)
+                .filter(|n| !n.is_filter()),
+        }
+    }
+
     /// The published file's name.
     pub fn file_name(&self) -> String {
-        format!("{self}.crl")
+        match self {
+            CrlName::FullFilter => "full.filter".into(),
+            CrlName::DeltaFilter => "delta.filter".into(),
+            _ => format!("{self}.crl"),
+        }
+    }
+
+    /// A compact revocation filter, not a CRL.
+    pub fn is_filter(&self) -> bool {
+        matches!(self, CrlName::FullFilter | CrlName::DeltaFilter)
+    }
+
+    /// Its path under the HTTP root: `/crl/ISSUER/NAME.crl` or `/filter/ISSUER/NAME.filter`.
+    pub fn url_path(&self, kind: CertKind) -> String {
+        let root = if self.is_filter() { "filter" } else { "crl" };
+        format!("/{root}/{}/{}", kind.issuer_id(), self.file_name())
     }
 }
 
@@ -61,6 +96,8 @@ impl fmt::Display for CrlName {
             CrlName::Full => f.write_str("full"),
             CrlName::Delta => f.write_str("delta"),
             CrlName::Partition(p) => write!(f, "{p}"),
+            CrlName::FullFilter => f.write_str("full-filter"),
+            CrlName::DeltaFilter => f.write_str("delta-filter"),
         }
     }
 }
@@ -81,6 +118,8 @@ pub struct CrlConfig {
     pub batch_size: usize,
     /// Whether full builds also build the partition CRLs of signing kinds (default true).
     pub partitions: bool,
+    /// Whether builds also publish compact revocation filters (default true).
+    pub filters: bool,
 }
 
 impl CrlConfig {
@@ -93,6 +132,7 @@ impl CrlConfig {
             public_base_url: None,
             batch_size: 65_536,
             partitions: true,
+            filters: true,
         }
     }
 }
@@ -100,7 +140,11 @@ impl CrlConfig {
 /// A CA whose CRLs are built: its kind, key and name.
 pub struct CrlIssuer {
     kind: CertKind,
-    signer: Arc<dyn Signer>,
+    pub(crate) signer: Arc<dyn Signer>,
+    /// The CA certificate (DER): what filters are verified against.
+    pub(crate) ca_der: Vec<u8>,
+    /// Its key hash: the filters' issuer.
+    pub(crate) filter_key: [u8; 32],
     name_der: Vec<u8>,
     key_id: [u8; 20],
     sig_alg_der: Vec<u8>,
@@ -126,9 +170,16 @@ impl CrlIssuer {
         let name_der = der::Encode::to_der(issuer.name())?;
         let key_id = *issuer.key_hashes().key_identifier();
         let sig_alg_der = der::Encode::to_der(&signer.signature_algorithm())?;
+        let filter_key =
+            shikko_filter::issuer_key_hash(ca_certificate).map_err(|e| Error::Filter {
+                path: PathBuf::from("<CA certificate>"),
+                why: e.to_string(),
+            })?;
         Ok(CrlIssuer {
             kind,
             signer,
+            ca_der: ca_certificate.to_vec(),
+            filter_key,
             name_der,
             key_id,
             sig_alg_der,
@@ -297,8 +348,34 @@ impl Builder {
             state.set_base(kind, base)?;
             let delta_number = first + 1 + munis.len() as u64;
             report.crls.push(self.delta_crl(&run, base, delta_number)?);
+            if self.config.filters {
+                report
+                    .crls
+                    .push(crate::filter::full(&self.filter_run(&run, first, true))?);
+            }
         }
         Ok(report)
+    }
+
+    /// A filter build from a CRL build's snapshot, numbered as its CRL.
+    fn filter_run<'a>(
+        &self,
+        run: &'a Run<'a>,
+        number: u64,
+        full: bool,
+    ) -> crate::filter::FilterRun<'a> {
+        crate::filter::FilterRun {
+            issuer: run.issuer,
+            snap: run.snap,
+            dir: self.dir(run.issuer.kind),
+            now: run.now,
+            number,
+            validity: if full {
+                self.config.full_validity
+            } else {
+                self.config.delta_validity
+            },
+        }
     }
 
     /// Builds, for each of `kinds`, a delta CRL of the changes since its last full CRL.
@@ -343,6 +420,11 @@ impl Builder {
                 progress,
             };
             report.crls.push(self.delta_crl(&run, base, number)?);
+            if self.config.filters {
+                report
+                    .crls
+                    .push(crate::filter::delta(&self.filter_run(&run, number, false))?);
+            }
         }
         Ok(report)
     }

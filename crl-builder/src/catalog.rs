@@ -49,10 +49,27 @@ pub struct PublishedCrl {
 }
 
 impl PublishedCrl {
-    /// Its path under the HTTP root: `/crl/ISSUER/NAME.crl`.
+    /// Its path under the HTTP root: `/crl/ISSUER/NAME.crl` (a filter's
+    /// `/filter/ISSUER/NAME.filter`).
     pub fn url_path(&self) -> String {
-        format!("/crl/{}/{}", self.kind.issuer_id(), self.name.file_name())
+        self.name.url_path(self.kind)
     }
+}
+
+/// What a published file's bytes say (a CRL's or a filter's header); the
+/// file's offset is left at 0.
+fn summary_of(name: CrlName, file: &fs::File, path: &Path) -> Result<CrlSummary> {
+    if !name.is_filter() {
+        return read_summary_of(file, path);
+    }
+    use std::io::{Read, Seek};
+    let mut bytes = Vec::new();
+    let mut f = file;
+    f.seek(std::io::SeekFrom::Start(0))
+        .and_then(|_| f.read_to_end(&mut bytes))
+        .and_then(|_| f.seek(std::io::SeekFrom::Start(0)))
+        .map_err(|e| Error::io(path, e))?;
+    crate::filter::summary(&bytes, path)
 }
 
 #[derive(Default)]
@@ -135,7 +152,7 @@ impl Catalog {
                 return Ok(p.clone());
             }
         }
-        let summary = read_summary_of(file, path)?;
+        let summary = summary_of(name, file, path)?;
         Ok(PublishedCrl {
             kind,
             name,
@@ -176,11 +193,7 @@ impl Catalog {
             let mut seen = std::collections::BTreeSet::new();
             for entry in entries.flatten() {
                 let file_name = entry.file_name();
-                let Some(name) = file_name
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".crl"))
-                    .and_then(CrlName::parse)
-                else {
+                let Some(name) = file_name.to_str().and_then(CrlName::from_file_name) else {
                     continue;
                 };
                 let path = entry.path();
@@ -201,7 +214,7 @@ impl Catalog {
                 if known {
                     continue;
                 }
-                match read_summary_of(&file, &path) {
+                match summary_of(name, &file, &path) {
                     Ok(summary) => {
                         let p = PublishedCrl {
                             kind,

@@ -35,6 +35,15 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+    /// A compact revocation filter could not be built, or a filter file
+    /// (new or published) is not valid.
+    #[error("{path}: filter: {why}")]
+    Filter {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// The signature of a new CRL does not verify: it is not published.
     #[error("{0}: the CRL's signature does not verify with the issuer's key; not published")]
     BadSignature(PathBuf),

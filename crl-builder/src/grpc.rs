@@ -105,7 +105,9 @@ impl pb::crl_publisher_server::CrlPublisher for CrlService {
         let req = req.into_inner();
         let kind = convert::cert_kind_arg(req.issuer)?;
         let name = CrlName::parse(&req.name).ok_or_else(|| {
-            Status::invalid_argument("name must be full, delta or a 6-digit partition")
+            Status::invalid_argument(
+                "name must be full, delta, a 6-digit partition, full-filter or delta-filter",
+            )
         })?;
         let chunk = match req.chunk_size as usize {
             0 => DEFAULT_CHUNK,

@@ -1,4 +1,5 @@
-//! HTTP publication: `GET /crl/{issuer}/{name}.crl` (and HEAD).
+//! HTTP publication: `GET /crl/{issuer}/{name}.crl` and the compact
+//! revocation filters `GET /filter/{issuer}/{full,delta}.filter` (and HEAD).
 //!
 //! - `Content-Type: application/pkix-crl` (RFC 2585), the DER bytes streamed
 //!   from the file opened for this request: a rebuild renaming a new file in
@@ -28,6 +29,8 @@ use crate::catalog::{Catalog, PublishedCrl};
 
 /// Content type of a DER CRL (RFC 2585 §4.2).
 pub const CONTENT_TYPE: &str = "application/pkix-crl";
+/// Content type of a filter file (docs/FILTER.md).
+pub const FILTER_CONTENT_TYPE: &str = "application/octet-stream";
 
 /// Upper bounds of `Cache-Control: max-age`, by kind of CRL: a cache should
 /// not keep a CRL past the publication of the next one, which can come well
@@ -88,6 +91,7 @@ pub fn router_with(
     registry.register(Box::new(bytes.clone()))?;
     Ok(Router::new()
         .route("/crl/{issuer}/{file}", get(get_crl))
+        .route("/filter/{issuer}/{file}", get(get_filter))
         .with_state(HttpState {
             catalog,
             limits,
@@ -120,7 +124,7 @@ fn none_match(value: &str, etag: &str) -> bool {
 fn caching_headers(h: &mut HeaderMap, p: &PublishedCrl, limits: CacheLimits) {
     let s = &p.summary;
     let now = UnixTime::now();
-    let limit = if p.name == CrlName::Delta {
+    let limit = if matches!(p.name, CrlName::Delta | CrlName::DeltaFilter) {
         limits.delta
     } else {
         limits.full
@@ -152,6 +156,45 @@ async fn get_crl(
     Path((issuer, file)): Path<(String, String)>,
     req: HeaderMap,
 ) -> Response {
+    let name = file
+        .strip_suffix(".crl")
+        .and_then(CrlName::parse)
+        .filter(|n| !n.is_filter());
+    serve(
+        st,
+        &issuer,
+        name,
+        "no such CRL: use full.crl, delta.crl or NNNNNN.crl\n",
+        req,
+    )
+    .await
+}
+
+async fn get_filter(
+    State(st): State<HttpState>,
+    Path((issuer, file)): Path<(String, String)>,
+    req: HeaderMap,
+) -> Response {
+    let name = CrlName::from_file_name(&file).filter(CrlName::is_filter);
+    serve(
+        st,
+        &issuer,
+        name,
+        "no such filter: use full.filter or delta.filter\n",
+        req,
+    )
+    .await
+}
+
+/// Serves the published file `name` of `issuer` (`None`: not a file this
+/// route serves, answered with `unknown`).
+async fn serve(
+    st: HttpState,
+    issuer: &str,
+    name: Option<CrlName>,
+    unknown: &'static str,
+    req: HeaderMap,
+) -> Response {
     let Ok(kind) = issuer.parse::<CertKind>() else {
         st.requests
             .with_label_values(&["unknown", "not_found"])
@@ -162,12 +205,9 @@ async fn get_crl(
         );
     };
     let label = kind.issuer_id();
-    let Some(name) = file.strip_suffix(".crl").and_then(CrlName::parse) else {
+    let Some(name) = name else {
         st.requests.with_label_values(&[label, "not_found"]).inc();
-        return plain(
-            StatusCode::NOT_FOUND,
-            "no such CRL: use full.crl, delta.crl or NNNNNN.crl\n",
-        );
+        return plain(StatusCode::NOT_FOUND, unknown);
     };
     let path = st.catalog.path_of(kind, name);
     let opened = tokio::task::spawn_blocking({
@@ -185,7 +225,12 @@ async fn get_crl(
         Ok(Ok(v)) => v,
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             st.requests.with_label_values(&[label, "not_found"]).inc();
-            return plain(StatusCode::NOT_FOUND, "this CRL is not published\n");
+            let msg = if name.is_filter() {
+                "this filter is not published\n"
+            } else {
+                "this CRL is not published\n"
+            };
+            return plain(StatusCode::NOT_FOUND, msg);
         }
         Ok(Err(e)) => {
             tracing::error!(issuer = label, crl = %name, error = %e, "cannot serve a CRL");
@@ -229,7 +274,12 @@ async fn get_crl(
     st.bytes
         .with_label_values(&[label])
         .inc_by(published.summary.size);
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    let content_type = if name.is_filter() {
+        FILTER_CONTENT_TYPE
+    } else {
+        CONTENT_TYPE
+    };
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(v) = HeaderValue::from_str(&published.summary.size.to_string()) {
         headers.insert(header::CONTENT_LENGTH, v);
     }

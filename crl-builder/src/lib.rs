@@ -56,6 +56,7 @@ mod delta;
 mod der;
 pub mod error;
 mod extensions;
+mod filter;
 pub mod grpc;
 pub mod http;
 pub mod http_role;

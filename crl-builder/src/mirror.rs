@@ -63,9 +63,10 @@ impl StatusSink for MirrorSink {
             })
     }
 
-    /// A CRL lists the revoked and held certificates only.
+    /// Every certificate's status: the CRLs list the revoked and held
+    /// ones, the compact revocation filters cover every one.
     fn snapshot_content(&self) -> SnapshotContent {
-        SnapshotContent::Listed
+        SnapshotContent::Status
     }
 
     fn begin_snapshot(&self) -> Result<(), FollowError> {
@@ -91,7 +92,10 @@ impl StatusSink for MirrorSink {
     }
 
     fn end_snapshot(&self, seq: u64) -> Result<u64, FollowError> {
-        let seq = self.store.end_reload(seq).map_err(FollowError::sink)?;
+        let seq = self
+            .store
+            .end_reload(seq, true)
+            .map_err(FollowError::sink)?;
         self.loading
             .lock()
             .unwrap_or_else(|p| p.into_inner())

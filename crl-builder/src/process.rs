@@ -113,6 +113,12 @@ pub struct CrlSection {
     /// from and their usage goes.
     #[serde(default)]
     pub access: shikko_access::verifiers::AccessConfig,
+    /// Build and publish compact revocation filters beside the CRLs
+    /// (`/filter/ISSUER/full.filter`, `delta.filter`; docs/FILTER.md).
+    /// Default true. A full filter of hundreds of millions of certificates
+    /// takes minutes and gigabytes to build (docs/BENCHMARKS.md).
+    #[serde(default = "default_true")]
+    pub filters: bool,
     /// The CRLs over TLS as well (with `serve_http`), for verifiers with a
     /// client certificate (or a bearer token over TLS). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,9 +205,20 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         .with_context(|| format!("creating {}", mirror_path.display()))?;
     let store = MirrorStore::open(&mirror_path)
         .with_context(|| format!("opening the mirror store {}", mirror_path.display()))?;
+    // A mirror made before it kept every certificate cannot give the
+    // filters their universe: it loads the registry's snapshot again.
+    if store
+        .reload_without_issued_index()
+        .context("preparing the mirror's certificate index")?
+    {
+        tracing::warn!(
+            "the mirror predates its certificate index: loading a snapshot of the registry"
+        );
+    }
     let mut builder = builder(store.shared(), &cas, data, c.public_url.clone())?;
     builder.config_mut().full_validity = Duration::from_secs(c.full_next_update_secs);
     builder.config_mut().delta_validity = Duration::from_secs(c.delta_next_update_secs);
+    builder.config_mut().filters = c.filters;
     let out_dir = builder.config().out_dir.clone();
     let metrics = shikko_runtime::process_metrics()?;
     // Builds only from a mirror that is current: an empty mirror would

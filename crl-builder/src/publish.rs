@@ -110,9 +110,8 @@ pub(crate) fn highest_published(dir: &Path) -> Result<u64> {
         let is_crl = path
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".crl"))
-            .and_then(CrlName::parse)
-            .is_some();
+            .and_then(CrlName::from_file_name)
+            .is_some_and(|n| !n.is_filter());
         if !is_crl {
             continue;
         }

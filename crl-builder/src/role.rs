@@ -382,6 +382,8 @@ impl CrlRole {
                 CrlName::Full => "full",
                 CrlName::Delta => "delta",
                 CrlName::Partition(_) => "partition",
+                CrlName::FullFilter => "full_filter",
+                CrlName::DeltaFilter => "delta_filter",
             };
             let issuer = c.kind.issuer_id();
             self.metrics
@@ -397,7 +399,7 @@ impl CrlRole {
                     .number
                     .with_label_values(&[issuer, crl])
                     .set(c.number as i64);
-                let validity = if crl == "full" {
+                let validity = if matches!(crl, "full" | "full_filter") {
                     self.builder.config().full_validity
                 } else {
                     self.builder.config().delta_validity

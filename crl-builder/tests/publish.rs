@@ -213,6 +213,122 @@ async fn http_serves_crls_with_caching_headers_and_not_modified() {
     assert!(text.contains("shikko_crl_builds_total{issuer=\"auth\",kind=\"delta\"} 1"));
 }
 
+/// Filters are served as the CRLs are: their bytes, an ETag of their
+/// signature, Cache-Control up to their nextUpdate (bounded), 304 on a
+/// matching If-None-Match; a delta filter only once a delta was built, and
+/// gone again when a full build starts a new base.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_serves_filters_with_caching_headers_and_not_modified() {
+    let f = Fixture::new(KeyAlgorithm::EcdsaP256);
+    let reg = prometheus::Registry::new();
+    let role = CrlRole::new(
+        f.builder(),
+        &reg,
+        shikko_follow::Readiness::always_current(),
+    )
+    .unwrap();
+    role.build(BuildKind::Full, &CertKind::ALL).await.unwrap();
+    let addr = start_http(&role, &reg).await;
+    let kind = CertKind::CardAuth;
+    let path = f.crl_path(kind, CrlName::FullFilter);
+    let file = std::fs::read(&path).unwrap();
+    let parsed = shikko_filter::verify(&file, f.ca_der(kind), UnixTime::now()).unwrap();
+    let crl = read_summary(&f.crl_path(kind, CrlName::Full)).unwrap();
+    assert_eq!(parsed.header.number, crl.number, "numbered as its CRL");
+    assert_eq!(
+        parsed.header.crl_number,
+        crl.number.to_be_bytes()[7..].to_vec()
+    );
+
+    let r = tokio::task::spawn_blocking(move || {
+        (
+            http_get(addr, "/filter/auth/full.filter", &[]),
+            http_get(addr, "/filter/auth/delta.filter", &[]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.0.status, 200);
+    assert_eq!(r.0.headers["content-type"], "application/octet-stream");
+    assert_eq!(r.0.body, file);
+    let etag = r.0.headers["etag"].clone();
+    assert!(
+        etag.starts_with(&format!("\"{:x}-", parsed.header.number)),
+        "{etag}"
+    );
+    assert_eq!(
+        r.0.headers["expires"],
+        http_date(UnixTime(parsed.header.next_update))
+    );
+    assert!(r.0.headers["cache-control"].starts_with("public, no-transform, max-age="));
+    assert_eq!(r.1.status, 404, "no delta filter before a delta build");
+
+    let statuses = tokio::task::spawn_blocking({
+        let etag = etag.clone();
+        move || {
+            [
+                http_get(
+                    addr,
+                    "/filter/auth/full.filter",
+                    &[("If-None-Match", &etag)],
+                )
+                .status,
+                http_get(addr, "/filter/auth/full.crl", &[]).status,
+                http_get(addr, "/crl/auth/full.filter", &[]).status,
+                http_get(addr, "/filter/auth/state.json", &[]).status,
+                http_get(addr, "/filter/nope/full.filter", &[]).status,
+                http_get(addr, "/filter/auth/..%2fstate.json", &[]).status,
+            ]
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses, [304, 404, 404, 404, 404, 404]);
+
+    // A delta build publishes a delta filter against the full one.
+    role.build(BuildKind::Delta, &[kind]).await.unwrap();
+    let r = tokio::task::spawn_blocking(move || http_get(addr, "/filter/auth/delta.filter", &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let delta = shikko_filter::verify(&r.body, f.ca_der(kind), UnixTime::now()).unwrap();
+    assert_eq!(delta.header.kind, shikko_filter::Kind::Delta);
+    assert_eq!(delta.header.base, parsed.header.number);
+    let delta_crl = read_summary(&f.crl_path(kind, CrlName::Delta)).unwrap();
+    assert_eq!(delta.header.number, delta_crl.number);
+    let max_age: i64 = r.headers["cache-control"]
+        .split("max-age=")
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((4 * 3600 - 120..=4 * 3600).contains(&max_age), "{max_age}");
+
+    // A full build: a new full filter, and the delta of the old one is gone.
+    role.build(BuildKind::Full, &[kind]).await.unwrap();
+    let r = tokio::task::spawn_blocking(move || {
+        (
+            http_get(
+                addr,
+                "/filter/auth/full.filter",
+                &[("If-None-Match", &etag)],
+            ),
+            http_get(addr, "/filter/auth/delta.filter", &[]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.0.status, 200, "a new full filter, a new ETag");
+    assert_eq!(r.1.status, 404);
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&reg.gather())
+        .unwrap();
+    assert!(
+        text.contains("shikko_crl_number{crl=\"full_filter\",issuer=\"auth\"}"),
+        "{text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_lists_downloads_watches_and_builds() {
     let f = Fixture::new(KeyAlgorithm::Rsa2048);
@@ -294,23 +410,49 @@ async fn grpc_lists_downloads_watches_and_builds() {
         .unwrap()
         .into_inner();
     assert_eq!(built.seq, f.store.last_seq());
-    // 4 full, 4 delta, 3 municipalities x 2 signing kinds.
-    assert_eq!(built.crls.len(), 14);
+    // 4 full, 4 delta, 3 municipalities x 2 signing kinds, 4 full filters.
+    assert_eq!(built.crls.len(), 18);
     let listed = client
         .list(pb::ListCrlsRequest { issuer: None })
         .await
         .unwrap()
         .into_inner()
         .crls;
-    assert_eq!(listed.len(), 14);
+    assert_eq!(listed.len(), 18);
     let mut seen = Vec::new();
-    while seen.len() < 2 {
+    while seen.len() < 3 {
         let info = watch.message().await.unwrap().unwrap();
         assert_eq!(info.issuer, pb::Issuer::Auth as i32, "filtered by issuer");
         seen.push(info.name);
     }
     seen.sort();
-    assert_eq!(seen, ["delta", "full"]);
+    assert_eq!(seen, ["delta", "full", "full-filter"]);
+    // A filter is listed with its HTTP path, and downloads as its file.
+    let filter = listed
+        .iter()
+        .find(|c| c.issuer == pb::Issuer::Auth as i32 && c.name == "full-filter")
+        .unwrap();
+    assert_eq!(filter.path, "/filter/auth/full.filter");
+    assert_eq!(filter.delta_base, None);
+    let mut stream = client
+        .download(pb::DownloadCrlRequest {
+            issuer: pb::Issuer::Auth as i32,
+            name: "full-filter".into(),
+            chunk_size: 0,
+            if_none_match: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut bytes = Vec::new();
+    while let Some(c) = stream.message().await.unwrap() {
+        bytes.extend_from_slice(&c.data);
+    }
+    assert_eq!(
+        bytes,
+        std::fs::read(f.crl_path(CertKind::CardAuth, CrlName::FullFilter)).unwrap()
+    );
+    assert_eq!(bytes.len() as u64, filter.size);
 
     // Chunked download reassembles to the file.
     let full = listed
@@ -388,10 +530,20 @@ async fn grpc_lists_downloads_watches_and_builds() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(built.crls.len(), 1, "{:?}", built.crls);
-    let info = watch.message().await.unwrap().unwrap();
-    assert_eq!(info.name, "delta");
-    assert!(info.delta_base.is_some());
+    assert_eq!(
+        built.crls.len(),
+        2,
+        "a delta CRL and a delta filter: {:?}",
+        built.crls
+    );
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let info = watch.message().await.unwrap().unwrap();
+        assert!(info.delta_base.is_some());
+        seen.push(info.name);
+    }
+    seen.sort();
+    assert_eq!(seen, ["delta", "delta-filter"]);
 }
 
 #[test]

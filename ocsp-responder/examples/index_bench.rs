@@ -117,6 +117,7 @@ fn main() {
             partition: PartitionId::WHOLE,
             not_after: UnixTime(2_000_000_000),
             status: status(i),
+            not_before: UnixTime(0),
         });
         if batch.len() == batch.capacity() {
             index.load(&batch);

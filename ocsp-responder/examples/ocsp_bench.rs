@@ -117,6 +117,7 @@ fn serve(dir: &Path, addr: &str, certs: u64) {
                 partition: PartitionId::WHOLE,
                 not_after: UnixTime(2_100_000_000),
                 status,
+                not_before: UnixTime(0),
             }],
             municipalities: Vec::new(),
         });

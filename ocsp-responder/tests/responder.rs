@@ -34,6 +34,7 @@ fn record(seq: u64, serial: u32, status: CertStatus) -> ChangeRecord {
             partition: PartitionId::WHOLE,
             not_after: UnixTime(2_100_000_000),
             status,
+            not_before: UnixTime(0),
         }],
         municipalities: Vec::new(),
     }

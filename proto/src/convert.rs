@@ -355,6 +355,7 @@ impl From<&StatusChange> for pb::StatusChange {
             reason,
             revocation_time: time,
             invalidity_date: inv,
+            not_before: c.not_before.0,
         }
     }
 }
@@ -427,6 +428,7 @@ impl TryFrom<&pb::StatusChange> for StatusChange {
             partition: PartitionId(c.partition),
             not_after: UnixTime(c.not_after),
             status: status_from_pb(c.status, c.reason, c.revocation_time, c.invalidity_date)?,
+            not_before: UnixTime(c.not_before),
         })
     }
 }

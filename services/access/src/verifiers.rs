@@ -13,7 +13,8 @@
 //! within a refresh.
 //!
 //! Every request is counted per verifier (`-` when anonymous), Japanese day,
-//! endpoint (`ocsp`, `crl_full`, `crl_delta`, `crl_partition`), purpose
+//! endpoint (`ocsp`, `crl_full`, `crl_delta`, `crl_partition`,
+//! `filter_full`, `filter_delta`), purpose
 //! (`Shikko-Purpose: signature | status | login`, else `unspecified`) and
 //! outcome (OCSP: `good`, `revoked`, `unknown`, `not_modified`, ...; CRLs:
 //! `ok`, `not_modified`, `not_found`; refusals: `refused_no_token`,
@@ -404,12 +405,17 @@ fn purpose(headers: &axum::http::HeaderMap) -> &'static str {
     }
 }
 
-/// The endpoint label of a CRL path.
+/// The endpoint label of a path the CRL routes serve: a CRL's, or a
+/// compact revocation filter's.
 pub fn crl_endpoint(path: &str) -> &'static str {
     if path.ends_with("/full.crl") {
         "crl_full"
     } else if path.ends_with("/delta.crl") {
         "crl_delta"
+    } else if path.ends_with("/full.filter") {
+        "filter_full"
+    } else if path.ends_with("/delta.filter") {
+        "filter_delta"
     } else {
         "crl_partition"
     }
@@ -738,6 +744,8 @@ mod tests {
         assert_eq!(crl_endpoint("/crl/sign/full.crl"), "crl_full");
         assert_eq!(crl_endpoint("/crl/sign/delta.crl"), "crl_delta");
         assert_eq!(crl_endpoint("/crl/sign/13101.crl"), "crl_partition");
+        assert_eq!(crl_endpoint("/filter/sign/full.filter"), "filter_full");
+        assert_eq!(crl_endpoint("/filter/sign/delta.filter"), "filter_delta");
     }
 
     #[test]

@@ -33,15 +33,15 @@ impl Progress for Bar {
     }
 }
 
-/// Prints one line per full and delta CRL and one per issuer's partitions.
+/// Prints one line per full and delta CRL and filter, and one per issuer's partitions.
 pub(crate) fn print_report(report: &BuildReport, verbose: bool) {
     println!(
-        "{:<11} {:<9} {:>7} {:>11} {:>14} {:>9}",
-        "issuer", "crl", "number", "entries", "bytes", "ms"
+        "{:<11} {:<12} {:>7} {:>11} {:>14} {:>9}",
+        "issuer", "file", "number", "entries", "bytes", "ms"
     );
     let line = |issuer: &str, crl: &str, number: String, c: (u64, u64, Duration)| {
         println!(
-            "{issuer:<11} {crl:<9} {number:>7} {:>11} {:>14} {:>9}",
+            "{issuer:<11} {crl:<12} {number:>7} {:>11} {:>14} {:>9}",
             c.0,
             c.1,
             c.2.as_millis()
@@ -152,8 +152,9 @@ pub(crate) fn build_local(
     if !report.crls.is_empty() {
         print_report(&report, verbose);
         println!(
-            "{} CRLs published under {} in {:.2} s",
-            report.crls.len(),
+            "{} CRLs and {} filters published under {} in {:.2} s",
+            report.crls.iter().filter(|c| !c.name.is_filter()).count(),
+            report.crls.iter().filter(|c| c.name.is_filter()).count(),
             out_dir(data_dir).display(),
             t.elapsed().as_secs_f64()
         );
@@ -210,8 +211,9 @@ pub(crate) async fn build_remote(
     };
     print_report(&report, verbose);
     println!(
-        "{} CRLs published by {endpoint} in {:.2} s",
-        report.crls.len(),
+        "{} CRLs and {} filters published by {endpoint} in {:.2} s",
+        report.crls.iter().filter(|c| !c.name.is_filter()).count(),
+        report.crls.iter().filter(|c| c.name.is_filter()).count(),
         t.elapsed().as_secs_f64()
     );
     Ok(())

@@ -19,6 +19,11 @@ pub struct StatusChange {
     pub not_after: UnixTime,
     /// The status after the event.
     pub status: CertStatus,
+    /// Start of validity: what the compact revocation filters' coverage is
+    /// decided by. (0 in records written before it existed, and in
+    /// snapshots of the listed certificates only: covered from the start.)
+    #[serde(default)]
+    pub not_before: UnixTime,
 }
 
 /// What one accepted event changed.

@@ -166,29 +166,59 @@ fn member(card: &Card, issuer: &[u8; 32], serial: &Serial) -> bool {
     )
 }
 
-/// A clubcard over a universe of one issuer: `universe()` yields every
-/// (serial, member?) of it, and is called twice (the approximate level
-/// takes the members, the exact level every element), so that a universe
-/// of hundreds of millions streams instead of sitting in memory.
-fn card<I: Iterator<Item = (Serial, bool)>>(issuer: &[u8; 32], universe: impl Fn() -> I) -> Card {
+/// Streams every (serial, member?) of a clubcard's universe to its argument.
+type Universe<'a> = dyn Fn(&mut dyn FnMut(Serial, bool)) -> Result<(), FilterError> + 'a;
+
+/// A clubcard over a universe of one issuer: `universe` yields every
+/// (serial, member?) of it, and is run twice (the approximate level takes
+/// the members, the exact level every element), so that a universe of
+/// hundreds of millions streams instead of sitting in memory.
+fn card(issuer: &[u8; 32], universe: &Universe<'_>) -> Result<Card, FilterError> {
     let mut b = ClubcardBuilder::<W, Item>::new();
     let mut approx = b.new_approx_builder(issuer);
     let mut size = 0usize;
-    for (s, m) in universe() {
+    universe(&mut |s, m| {
         size += 1;
         if m {
             approx.insert(Item::new(issuer, &s, true));
         }
-    }
+    })?;
     approx.set_universe_size(size);
     b.collect_approx_ribbons(vec![ApproximateRibbon::from(approx)]);
     let mut exact = b.new_exact_builder(issuer);
-    for (s, m) in universe() {
+    let mut again = 0usize;
+    universe(&mut |s, m| {
+        again += 1;
         exact.insert(Item::new(issuer, &s, m));
+    })?;
+    if again != size {
+        return Err(FilterError::Build(format!(
+            "the universe changed between two passes ({size} then {again} certificates)"
+        )));
     }
     let exact = ExactRibbon::from(exact);
     b.collect_exact_ribbons(vec![exact]);
-    b.build::<Item>((), ())
+    Ok(b.build::<Item>((), ()))
+}
+
+/// Every certificate of an issuer the registry knows, streamed as often as
+/// a build asks (twice or three times): from a store snapshot, or
+/// [`FromIter`] over a closure that makes an iterator.
+pub trait Population {
+    /// Calls `f` with every certificate, in the same order each time.
+    fn each(&self, f: &mut dyn FnMut(Entry)) -> Result<(), FilterError>;
+}
+
+/// A [`Population`] of the iterators a closure makes.
+pub struct FromIter<F>(pub F);
+
+impl<I: Iterator<Item = Entry>, F: Fn() -> I> Population for FromIter<F> {
+    fn each(&self, f: &mut dyn FnMut(Entry)) -> Result<(), FilterError> {
+        for e in (self.0)() {
+            f(e);
+        }
+        Ok(())
+    }
 }
 
 /// Who signs filters: the issuing CA's key.
@@ -234,12 +264,23 @@ pub fn build_full<I: Iterator<Item = Entry>>(
     entries: impl Fn() -> I,
     signer: &dyn FilterSigner,
 ) -> Result<Vec<u8>, FilterError> {
+    build_full_from(info, &FromIter(entries), signer)
+}
+
+/// [`build_full`] over a [`Population`].
+pub fn build_full_from(
+    info: &BuildInfo,
+    population: &dyn Population,
+    signer: &dyn FilterSigner,
+) -> Result<Vec<u8>, FilterError> {
     let now = info.now.0;
-    let listed = card(&info.issuer_key_hash, || {
-        entries()
-            .filter(move |e| e.not_before <= now && e.not_after > now)
-            .map(|e| (e.serial, e.listed))
-    });
+    let listed = card(&info.issuer_key_hash, &|f| {
+        population.each(&mut |e| {
+            if e.not_before <= now && e.not_after > now {
+                f(e.serial, e.listed)
+            }
+        })
+    })?;
     let header = Header {
         kind: Kind::Full,
         issuer_key_hash: info.issuer_key_hash,
@@ -263,6 +304,16 @@ pub fn build_delta<I: Iterator<Item = Entry>>(
     entries: impl Fn() -> I,
     signer: &dyn FilterSigner,
 ) -> Result<Vec<u8>, FilterError> {
+    build_delta_from(info, full, &FromIter(entries), signer)
+}
+
+/// [`build_delta`] over a [`Population`].
+pub fn build_delta_from(
+    info: &BuildInfo,
+    full: &FilterFile,
+    population: &dyn Population,
+    signer: &dyn FilterSigner,
+) -> Result<Vec<u8>, FilterError> {
     let f = &full.header;
     if f.kind != Kind::Full || f.issuer_key_hash != info.issuer_key_hash {
         return Err(FilterError::Build(
@@ -274,19 +325,28 @@ pub fn build_delta<I: Iterator<Item = Entry>>(
     // The full filter's own answer decides which universe a certificate is
     // in: what a client reads there is what the delta corrects. The full
     // filter's listed ones are few: kept; the rest stream.
-    let covered = move |e: &Entry| e.not_after > f.expired_before && e.not_before <= now;
+    let covered = |e: &Entry| e.not_after > f.expired_before && e.not_before <= now;
     let listed_in_full =
-        move |e: &Entry| e.not_before <= f.covered_until && member(&full.listed, &key, &e.serial);
-    let released: Vec<(Serial, bool)> = entries()
-        .filter(|e| covered(e) && listed_in_full(e))
-        .map(|e| (e.serial, !e.listed))
-        .collect();
-    let listed = card(&key, || {
-        entries()
-            .filter(move |e| covered(e) && !listed_in_full(e))
-            .map(|e| (e.serial, e.listed))
-    });
-    let released = card(&key, || released.iter().copied());
+        |e: &Entry| e.not_before <= f.covered_until && member(&full.listed, &key, &e.serial);
+    let mut released: Vec<(Serial, bool)> = Vec::new();
+    population.each(&mut |e| {
+        if covered(&e) && listed_in_full(&e) {
+            released.push((e.serial, !e.listed));
+        }
+    })?;
+    let listed = card(&key, &|out| {
+        population.each(&mut |e| {
+            if covered(&e) && !listed_in_full(&e) {
+                out(e.serial, e.listed)
+            }
+        })
+    })?;
+    let released = card(&key, &|out| {
+        for (s, m) in &released {
+            out(*s, *m);
+        }
+        Ok(())
+    })?;
     let header = Header {
         kind: Kind::Delta,
         issuer_key_hash: key,

@@ -120,7 +120,8 @@ pub struct UsageKey {
     pub day: String,
     /// The verifier, or `-` (anonymous).
     pub verifier: String,
-    /// `ocsp`, `crl_full`, `crl_delta`, `crl_partition`; the info role's
+    /// `ocsp`, `crl_full`, `crl_delta`, `crl_partition`, `filter_full`,
+    /// `filter_delta`; the info role's
     /// `info_query`, `info_batch`, `link_resolve`, `link_current`.
     pub endpoint: String,
     /// `signature`, `status`, `login`, `unspecified`; for the info role's
@@ -131,7 +132,14 @@ pub struct UsageKey {
 }
 
 /// The endpoints the CRL and OCSP roles report ([`InfoService::report_usage`]).
-pub const REPORTED_ENDPOINTS: &[&str] = &["ocsp", "crl_full", "crl_delta", "crl_partition"];
+pub const REPORTED_ENDPOINTS: &[&str] = &[
+    "ocsp",
+    "crl_full",
+    "crl_delta",
+    "crl_partition",
+    "filter_full",
+    "filter_delta",
+];
 
 /// The endpoint an audited action of the info role is metered as, if any.
 fn metered_endpoint(action: &str) -> Option<&'static str> {

@@ -486,6 +486,7 @@ mod tests {
                 partition: PartitionId::WHOLE,
                 not_after: UnixTime(2_000_000_000),
                 status,
+                not_before: UnixTime(0),
             }],
             municipalities: Vec::new(),
         }

@@ -181,18 +181,43 @@ impl MirrorStore {
     /// municipalities are forgotten, and the position is 0 (durably, so a
     /// crash while loading starts over).
     pub fn begin_reload(&self) -> Result<()> {
+        self.0.set_issued_index(false)?;
         self.0.begin_reload(&crate::reload::MIRROR_FAMILIES)
     }
 
-    /// Loads municipalities and listed statuses of the snapshot.
+    /// Loads municipalities and statuses of the snapshot: a snapshot of
+    /// every certificate's status fills the issued index (the filters'
+    /// universe) as well as the revoked index.
     pub fn reload(&self, municipalities: &[Municipality], changes: &[StatusChange]) -> Result<()> {
-        self.0.reload_listed(municipalities, changes)
+        self.0.reload_statuses(municipalities, changes)
     }
 
     /// The snapshot at `seq` is loaded: `seq` is the position, and the
-    /// mirror's own feed starts after it ([`Store::first_seq`]).
-    pub fn end_reload(&self, seq: u64) -> Result<u64> {
+    /// mirror's own feed starts after it ([`Store::first_seq`]). `every`
+    /// says whether it held every certificate (not only the listed ones):
+    /// the issued index is then complete.
+    pub fn end_reload(&self, seq: u64, every: bool) -> Result<u64> {
+        self.0.set_issued_index(every)?;
         self.0.end_reload(seq)
+    }
+
+    /// Whether the issued index holds every certificate (the filters'
+    /// universe): a mirror made before it existed does not, until it
+    /// loads a snapshot of every status.
+    pub fn has_issued_index(&self) -> Result<bool> {
+        self.0.has_issued_index()
+    }
+
+    /// Forgets the followed state (as [`MirrorStore::begin_reload`]) of a
+    /// mirror that has some but no complete issued index, so that the
+    /// follower loads a snapshot of every status at its start. Returns
+    /// whether it did.
+    pub fn reload_without_issued_index(&self) -> Result<bool> {
+        if self.0.last_seq() == 0 || self.0.has_issued_index()? {
+            return Ok(false);
+        }
+        self.begin_reload()?;
+        Ok(true)
     }
 
     /// Prunes the mirror's own feed applied more than `history_secs`

@@ -260,6 +260,7 @@ impl Store {
                         partition: c.partition,
                         not_after: c.not_after,
                         status: c.status,
+                        not_before: c.not_before,
                     });
                     view.certs.insert((c.kind, c.serial), c);
                 }

@@ -54,7 +54,7 @@ pub use handle::{MirrorStore, RegistryStore, ReplicaStore, StoreKind};
 pub use import::Import;
 pub use ingest::{IngestMode, Outcome};
 pub use retention::Pruned;
-pub use snapshot::{RevokedBatch, Snapshot};
+pub use snapshot::{IssuedCert, RevokedBatch, Snapshot};
 pub use standby::{Continuation, Replicated, Role, SEED_FAMILIES};
 
 /// A store failure: RocksDB itself, or a record that does not decode.
@@ -105,6 +105,12 @@ pub enum Error {
         /// The history offered.
         offered: String,
     },
+    /// A mirror made before it kept every certificate (the universe of the
+    /// compact revocation filters) and not yet reloaded.
+    #[error(
+        "this mirror does not hold every certificate yet: it loads them with its next snapshot of the registry (restart the role)"
+    )]
+    NoIssuedIndex,
     /// A meta key that the store keeps for itself.
     #[error("meta key {0:?} is reserved by the store")]
     ReservedKey(String),
@@ -175,8 +181,12 @@ pub(crate) mod cf {
     /// `seq (u64 BE)` -> the writes the event made (`Vec<Effect>`, with 4
     /// information): what a replica applies instead of re-running the rules.
     pub(crate) const WRITES: &str = "writes";
+    /// In a mirror only: `kind (u8) ++ serial (20)` -> `notBefore (i64 BE)
+    /// ++ notAfter (i64 BE) ++ listed (u8)`: every certificate, the universe
+    /// of the compact revocation filters (a registry reads `certs`).
+    pub(crate) const ISSUED: &str = "issued";
 
-    pub(crate) const ALL: [&str; 12] = [
+    pub(crate) const ALL: [&str; 13] = [
         EVENTS,
         FEED,
         EVENT_IDS,
@@ -189,6 +199,7 @@ pub(crate) mod cf {
         META,
         INFO,
         WRITES,
+        ISSUED,
     ];
 }
 
@@ -202,7 +213,10 @@ const META_STORE_ID: &[u8] = b"store_id";
 /// In a mirror: the identity of the registry store it follows.
 const META_MIRROR_OF: &[u8] = b"mirror_of";
 /// What the store is for ([`StoreKind`]), once opened for a purpose.
-const META_KIND: &[u8] = b"store_kind";
+pub(crate) const META_KIND: &[u8] = b"store_kind";
+/// In a mirror: present once its `issued` family holds every certificate
+/// (loaded from a snapshot of every status, or followed from the first record).
+pub(crate) const META_ISSUED_INDEX: &[u8] = b"issued_index";
 
 /// The read side of a store, shared by every role: snapshots, queries, the
 /// change feed, meta values and the info family. Writing the registry's
@@ -456,6 +470,7 @@ impl Store {
             META_STORE_ID,
             META_MIRROR_OF,
             META_KIND,
+            META_ISSUED_INDEX,
             retention::META_FIRST_SEQ,
             retention::META_ID_FLOOR,
             standby::META_ROLE,

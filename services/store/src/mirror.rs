@@ -10,8 +10,17 @@ use rocksdb::{WriteBatch, WriteOptions};
 use shikko_core::Municipality;
 
 use crate::query::RevokedValue;
-use crate::{Error, META_LAST_SEQ, META_MIRROR_OF, Result, Store, cf, keys};
-use shikko_core::ChangeRecord;
+use crate::{Error, META_ISSUED_INDEX, META_LAST_SEQ, META_MIRROR_OF, Result, Store, cf, keys};
+use shikko_core::{ChangeRecord, StatusChange};
+
+/// The `issued` family's value of a certificate: notBefore, notAfter, listed.
+pub(crate) fn issued_value(c: &StatusChange) -> [u8; 17] {
+    let mut v = [0u8; 17];
+    v[..8].copy_from_slice(&c.not_before.0.to_be_bytes());
+    v[8..16].copy_from_slice(&c.not_after.0.to_be_bytes());
+    v[16] = u8::from(c.status.is_listed());
+    v
+}
 
 impl Store {
     /// [`crate::MirrorStore::apply_changes`].
@@ -22,6 +31,10 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut seq = self.last_seq();
         let mut batch = WriteBatch::default();
+        if seq == 0 && !records.is_empty() {
+            // Followed from the first record: the issued index sees every certificate.
+            batch.put_cf(self.cf(cf::META), META_ISSUED_INDEX, b"1");
+        }
         for record in records {
             if record.seq != seq + 1 {
                 return Err(Error::Gap {
@@ -37,6 +50,11 @@ impl Store {
                 );
             }
             for c in &record.changes {
+                batch.put_cf(
+                    self.cf(cf::ISSUED),
+                    keys::cert_key(c.kind, &c.serial),
+                    issued_value(c),
+                );
                 let key = keys::revoked_key(c.kind, c.partition, &c.serial);
                 if c.status.is_listed() {
                     let v = RevokedValue {
@@ -117,6 +135,25 @@ impl Store {
         let mut w = WriteOptions::default();
         w.set_sync(true);
         Ok(self.db.write_opt(batch, &w)?)
+    }
+
+    /// Whether this mirror's `issued` family holds every certificate.
+    pub(crate) fn has_issued_index(&self) -> Result<bool> {
+        Ok(self.meta(META_ISSUED_INDEX)?.is_some())
+    }
+
+    /// Marks (synced) the `issued` family complete, or not.
+    pub(crate) fn set_issued_index(&self, complete: bool) -> Result<()> {
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        if complete {
+            self.db
+                .put_cf_opt(self.cf(cf::META), META_ISSUED_INDEX, b"1", &w)?;
+        } else {
+            self.db
+                .delete_cf_opt(self.cf(cf::META), META_ISSUED_INDEX, &w)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn holds_events(&self) -> Result<bool> {

@@ -24,7 +24,8 @@ use crate::{Error, META_LAST_SEQ, Result, Store, cf, keys};
 const KEY_END: [u8; 256] = [0xff; 256];
 
 /// What a mirror keeps of the registry's state.
-pub(crate) const MIRROR_FAMILIES: [&str; 3] = [cf::REVOKED, cf::FEED, cf::MUNICIPALITIES];
+pub(crate) const MIRROR_FAMILIES: [&str; 4] =
+    [cf::REVOKED, cf::FEED, cf::MUNICIPALITIES, cf::ISSUED];
 /// What a replica keeps of the registry's state (its `info` family is its own).
 pub(crate) const REPLICA_FAMILIES: [&str; 8] = [
     cf::CERTS,
@@ -61,8 +62,10 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a mirror's part of a snapshot: municipalities and listed statuses.
-    pub(crate) fn reload_listed(
+    /// Writes a mirror's part of a snapshot: municipalities, and statuses
+    /// (every certificate into the issued index, the listed ones into the
+    /// revoked index).
+    pub(crate) fn reload_statuses(
         &self,
         municipalities: &[Municipality],
         changes: &[StatusChange],
@@ -75,7 +78,15 @@ impl Store {
                 keys::encode(m, cf::MUNICIPALITIES)?,
             );
         }
-        for c in changes.iter().filter(|c| c.status.is_listed()) {
+        for c in changes {
+            batch.put_cf(
+                self.cf(cf::ISSUED),
+                keys::cert_key(c.kind, &c.serial),
+                crate::mirror::issued_value(c),
+            );
+            if !c.status.is_listed() {
+                continue;
+            }
             let v = RevokedValue {
                 status: c.status,
                 not_after: c.not_after,
@@ -126,6 +137,7 @@ fn status_of(c: &CertRecord) -> StatusChange {
         partition: c.partition,
         not_after: c.not_after,
         status: c.status,
+        not_before: c.not_before,
     }
 }
 
@@ -172,6 +184,8 @@ impl Snapshot<'_> {
                         partition: e.partition,
                         not_after: e.not_after,
                         status: e.status,
+                        // The revoked index does not keep it: unknown.
+                        not_before: shikko_core::UnixTime(0),
                     });
                 }
                 each(out)

@@ -5,7 +5,7 @@
 use rocksdb::{DB, ReadOptions, SnapshotWithThreadMode};
 use shikko_core::{CertKind, Municipality, PartitionId, SERIAL_MAX_OCTETS};
 
-use crate::{Error, META_LAST_SEQ, Result, Store, cf, keys};
+use crate::{Error, META_ISSUED_INDEX, META_KIND, META_LAST_SEQ, Result, Store, cf, keys};
 use shikko_core::ChangeRecord;
 use shikko_core::RevokedEntry;
 
@@ -25,6 +25,20 @@ impl std::fmt::Debug for Snapshot<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Snapshot").field("seq", &self.seq).finish()
     }
+}
+
+/// One certificate as the compact revocation filters see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssuedCert {
+    /// Its serial.
+    pub serial: shikko_core::Serial,
+    /// Start of validity (0 when the registry's feed did not say: records
+    /// written before it did).
+    pub not_before: shikko_core::UnixTime,
+    /// End of validity.
+    pub not_after: shikko_core::UnixTime,
+    /// Revoked or on hold.
+    pub listed: bool,
 }
 
 /// A run of raw revoked-index entries, decoded on demand with [`RevokedBatch::get`]
@@ -256,6 +270,67 @@ impl<'a> Snapshot<'a> {
         }
         it.status().map_err(Error::from)?;
         Ok(())
+    }
+
+    /// Every certificate of `kind` the store knows, in serial order, to
+    /// `each`: a mirror reads its issued index (refused while it is
+    /// incomplete: [`Error::NoIssuedIndex`]), a registry or replica its
+    /// certificate records. Returns how many.
+    pub fn scan_issued<E: From<Error>>(
+        &self,
+        kind: CertKind,
+        mut each: impl FnMut(IssuedCert) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let meta = |key: &[u8]| -> Result<Option<Vec<u8>>> {
+            Ok(self.snap.get_cf(self.store.cf(cf::META), key)?)
+        };
+        let mirror = meta(META_KIND)?.as_deref() == Some(b"mirror");
+        if mirror && meta(META_ISSUED_INDEX)?.is_none() {
+            return Err(Error::NoIssuedIndex.into());
+        }
+        let family = if mirror { cf::ISSUED } else { cf::CERTS };
+        let mut it = self
+            .store
+            .db
+            .raw_iterator_cf_opt(self.store.cf(family), self.read_options(true));
+        it.seek([kind.code()]);
+        let mut n = 0;
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if k.first() != Some(&kind.code()) {
+                break;
+            }
+            let cert = if mirror {
+                let serial = keys::serial_from(&k[1..], cf::ISSUED)?;
+                let v: [u8; 17] = v.try_into().map_err(|_| Error::Corrupt {
+                    cf: cf::ISSUED,
+                    why: format!("a value of {} octets", v.len()),
+                })?;
+                let int = |b: &[u8]| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(b);
+                    i64::from_be_bytes(a)
+                };
+                IssuedCert {
+                    serial,
+                    not_before: shikko_core::UnixTime(int(&v[..8])),
+                    not_after: shikko_core::UnixTime(int(&v[8..16])),
+                    listed: v[16] != 0,
+                }
+            } else {
+                let c: shikko_core::CertRecord = keys::decode(v, cf::CERTS)?;
+                IssuedCert {
+                    serial: c.serial,
+                    not_before: c.not_before,
+                    not_after: c.not_after,
+                    listed: c.status.is_listed(),
+                }
+            };
+            each(cert)?;
+            n += 1;
+            it.next();
+        }
+        it.status().map_err(Error::from)?;
+        Ok(n)
     }
 
     /// Every municipality (CRL partition) seen in an issued signing certificate.

@@ -833,7 +833,8 @@ fn a_mirror_loads_a_snapshot_and_prunes_its_feed_only_below_what_deltas_need() {
     mirror.reload(&snap.municipalities().unwrap(), &[]).unwrap();
     snap.scan_listed::<shikko_store::Error>(2, |changes| mirror.reload(&[], &changes))
         .unwrap();
-    assert_eq!(mirror.end_reload(snap.seq()).unwrap(), 11);
+    assert_eq!(mirror.end_reload(snap.seq(), false).unwrap(), 11);
+    assert!(!mirror.has_issued_index().unwrap());
     assert_eq!(revoked_of(&mirror), revoked_of(&registry));
     assert_eq!(mirror.first_seq(), 12);
     assert!(mirror.changes_since(1, 100).unwrap().is_empty());
