@@ -220,8 +220,24 @@ pub struct BuiltCrl {
 pub struct BuildReport {
     /// The sequence number of the last event reflected.
     pub seq: u64,
-    /// The CRLs published, in order.
+    /// The CRLs (and filters) published, in order.
     pub crls: Vec<BuiltCrl>,
+    /// Filters that failed (issuer, why): logged and counted, but a CRL
+    /// build does not fail for them (its CRLs are published).
+    pub filter_failures: Vec<(CertKind, String)>,
+}
+
+impl BuildReport {
+    /// Records a filter's build: published, or failed (logged).
+    fn filter(&mut self, kind: CertKind, built: Result<BuiltCrl>) {
+        match built {
+            Ok(b) => self.crls.push(b),
+            Err(e) => {
+                tracing::error!(issuer = kind.issuer_id(), error = %e, "filter build failed (the CRLs are published)");
+                self.filter_failures.push((kind, e.to_string()));
+            }
+        }
+    }
 }
 
 /// Observes a build: for progress bars and metrics.
@@ -349,9 +365,10 @@ impl Builder {
             let delta_number = first + 1 + munis.len() as u64;
             report.crls.push(self.delta_crl(&run, base, delta_number)?);
             if self.config.filters {
-                report
-                    .crls
-                    .push(crate::filter::full(&self.filter_run(&run, first, true))?);
+                report.filter(
+                    kind,
+                    crate::filter::full(&self.filter_run(&run, first, true)),
+                );
             }
         }
         Ok(report)
@@ -421,9 +438,10 @@ impl Builder {
             };
             report.crls.push(self.delta_crl(&run, base, number)?);
             if self.config.filters {
-                report
-                    .crls
-                    .push(crate::filter::delta(&self.filter_run(&run, number, false))?);
+                report.filter(
+                    kind,
+                    crate::filter::delta(&self.filter_run(&run, number, false)),
+                );
             }
         }
         Ok(report)

@@ -70,7 +70,7 @@ impl Metrics {
             failures: IntCounterVec::new(
                 Opts::new(
                     "shikko_crl_build_failures_total",
-                    "Failed CRL builds by issuer and kind",
+                    "Failed CRL builds by issuer and kind (full, delta; full_filter, delta_filter: a filter failed, its CRLs were published)",
                 ),
                 &["issuer", "kind"],
             )?,
@@ -344,8 +344,20 @@ impl CrlRole {
                         .with_label_values(&[k.issuer_id(), label])
                         .inc();
                     self.record(&r);
+                    for (kind, _) in &r.filter_failures {
+                        let label = if label == "full" {
+                            "full_filter"
+                        } else {
+                            "delta_filter"
+                        };
+                        self.metrics
+                            .failures
+                            .with_label_values(&[kind.issuer_id(), label])
+                            .inc();
+                    }
                     report.seq = report.seq.max(r.seq);
                     report.crls.extend(r.crls);
+                    report.filter_failures.extend(r.filter_failures);
                 }
                 Err(e) => {
                     self.metrics

@@ -35,6 +35,12 @@ impl Progress for Bar {
 
 /// Prints one line per full and delta CRL and filter, and one per issuer's partitions.
 pub(crate) fn print_report(report: &BuildReport, verbose: bool) {
+    for (kind, why) in &report.filter_failures {
+        eprintln!(
+            "the {} filter failed (its CRLs are published): {why}",
+            kind.issuer_id()
+        );
+    }
     println!(
         "{:<11} {:<12} {:>7} {:>11} {:>14} {:>9}",
         "issuer", "file", "number", "entries", "bytes", "ms"
@@ -189,6 +195,7 @@ pub(crate) async fn build_remote(
         .map_err(|s| anyhow::anyhow!("{}: {}", endpoint, s.message()))?
         .into_inner();
     let report = BuildReport {
+        filter_failures: Vec::new(),
         seq: resp.seq,
         crls: resp
             .crls

@@ -511,6 +511,10 @@ fn write_samples(
          Full CRLs are rebuilt daily and deltas every minute; `shikko crl build\n\
          --endpoint https://{grpc}` (add --delta for a delta) publishes now\n\
          (mutual TLS: the command presents admin.pem from this directory).\n\n\
+         Compact revocation filters, built with the CRLs (a few megabytes where\n\
+         the CRL is a gigabyte; docs/FILTER.md):\n\
+         \x20 http://{http}/filter/ISSUER/full.filter and delta.filter\n\
+         \x20 shikko filter check --issuer sign-ca.pem --cert sign-revoked.pem --url http://{http}\n\n\
          OCSP answers come from a status index that follows the registry: a\n\
          revocation ingested is answered as revoked at once. Try:\n\
          openssl ocsp -issuer sign-ca.pem -cert sign-revoked.pem -CAfile sign-ca.pem -url http://{http}/ocsp\n",
@@ -544,7 +548,7 @@ fn print_tour(opts: &DemoOptions) {
         )
     };
     println!(
-        "\nEndpoints:\n  registry gRPC   {ep} (mutual TLS: the commands present {d}/samples/admin.pem, authority.pem)\n  CRLs (HTTP)     http://{h}/crl/ISSUER/full.crl, delta.crl, PARTITION.crl\n  OCSP (HTTP)     http://{h}/ocsp (POST), http://{h}/ocsp/BASE64 (GET)\n  metrics         http://{m}/metrics\n  4-information   https://{i} (gRPC, mutual TLS)\n\
+        "\nEndpoints:\n  registry gRPC   {ep} (mutual TLS: the commands present {d}/samples/admin.pem, authority.pem)\n  CRLs (HTTP)     http://{h}/crl/ISSUER/full.crl, delta.crl, PARTITION.crl\n  filters (HTTP)  http://{h}/filter/ISSUER/full.filter, delta.filter (docs/FILTER.md)\n  OCSP (HTTP)     http://{h}/ocsp (POST), http://{h}/ocsp/BASE64 (GET)\n  metrics         http://{m}/metrics\n  4-information   https://{i} (gRPC, mutual TLS)\n\
          \nTry (in another terminal):{identities}\n\
          \x20 openssl verify -CAfile {d}/samples/sign-ca.pem {d}/samples/sign-good.pem\n\
          \x20 openssl x509 -in {d}/samples/sign-good.pem -noout -text\n\
@@ -555,6 +559,8 @@ fn print_tour(opts: &DemoOptions) {
          \x20 shikko crl build --endpoint {ep} --delta\n\
          \x20 openssl ocsp -issuer {d}/samples/sign-ca.pem -cert {d}/samples/sign-revoked.pem -CAfile {d}/samples/sign-ca.pem -url http://{h}/ocsp\n\
          \x20 shikko ocsp check --issuer {d}/samples/auth-ca.pem --cert {d}/samples/auth-good.pem --url http://{h}/ocsp\n\
+         \x20 shikko filter check --issuer {d}/samples/sign-ca.pem --cert {d}/samples/sign-good.pem --url http://{h}\n\
+         \x20 shikko filter check --issuer {d}/samples/sign-ca.pem --cert {d}/samples/sign-revoked.pem --url http://{h}\n\
          \x20 curl -s http://{m}/metrics | grep shikko_registry\n\
          \x20 cat {d}/samples/README.txt",
         m = opts.metrics,

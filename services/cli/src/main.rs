@@ -517,7 +517,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Filter {
             command: FilterCommand::Check(args),
         } => {
-            let code = filter::check(&args)?;
+            let code = filter::check(&args).await?;
             if code != 0 {
                 std::process::exit(code);
             }

@@ -76,7 +76,8 @@ fn crl_build_publishes_and_a_crash_before_publishing_leaves_the_old_crl() {
         "full",
         "delta",
         "partitions",
-        "CRLs published",
+        "CRLs and 4 filters published",
+        "full-filter",
     ] {
         assert!(
             stdout.contains(needle),

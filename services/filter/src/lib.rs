@@ -328,15 +328,18 @@ pub fn build_delta_from(
     let covered = |e: &Entry| e.not_after > f.expired_before && e.not_before <= now;
     let listed_in_full =
         |e: &Entry| e.not_before <= f.covered_until && member(&full.listed, &key, &e.serial);
+    // One query of the full filter per certificate: the ones it lists are
+    // kept (few), and the passes of the `listed` card look them up.
     let mut released: Vec<(Serial, bool)> = Vec::new();
     population.each(&mut |e| {
         if covered(&e) && listed_in_full(&e) {
             released.push((e.serial, !e.listed));
         }
     })?;
+    let in_full: std::collections::HashSet<Serial> = released.iter().map(|(s, _)| *s).collect();
     let listed = card(&key, &|out| {
         population.each(&mut |e| {
-            if covered(&e) && !listed_in_full(&e) {
+            if covered(&e) && !in_full.contains(&e.serial) {
                 out(e.serial, e.listed)
             }
         })
