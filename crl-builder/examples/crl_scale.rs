@@ -2,9 +2,14 @@
 //! over the same revocations (see `load-tests/crl-vs-openssl.sh`).
 //!
 //! ```text
-//! crl_scale fill  --dir DIR --entries N [--alg p256|rsa2048]
-//! crl_scale build --dir DIR [--batch N]
+//! crl_scale fill  --dir DIR --entries N [--alg p256|rsa2048] [--issued M]
+//! crl_scale build --dir DIR [--batch N] [--filters]
 //! ```
+//!
+//! With `--issued M`, the store is a crl role's mirror holding M
+//! certificates (the N revoked ones among them) in its issued index, and
+//! `build --filters` builds the full compact revocation filter beside the
+//! full CRL, from the store, as the role does.
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -20,8 +25,8 @@ use shikko_pki::{KeyAlgorithm, SoftwareSigner};
 use shikko_store::Store;
 
 const USAGE: &str = "usage:
-  crl_scale fill  --dir DIR --entries N [--alg p256|rsa2048]
-  crl_scale build --dir DIR [--batch N]";
+  crl_scale fill  --dir DIR --entries N [--alg p256|rsa2048] [--issued M]
+  crl_scale build --dir DIR [--batch N] [--filters]";
 
 /// Entries per `put_revoked_fixture` call.
 const FILL_BATCH: u64 = 100_000;
@@ -56,13 +61,16 @@ fn main() -> Result<()> {
                 .parse()
                 .context("--entries")?;
             let alg: KeyAlgorithm = get("alg").unwrap_or("p256").parse()?;
-            fill(&dir, entries, alg)
+            let issued = get("issued")
+                .map(|n| n.parse::<u64>().context("--issued"))
+                .transpose()?;
+            fill(&dir, entries, alg, issued)
         }
         "build" => {
             let batch = get("batch")
                 .map(|b| b.parse::<usize>().context("--batch"))
                 .transpose()?;
-            build(&dir, batch)
+            build(&dir, batch, get("filters").is_some_and(|v| v != "false"))
         }
         _ => bail!("unknown subcommand {cmd:?}\n{USAGE}"),
     }
@@ -77,6 +85,9 @@ fn parse_opts(args: &[String]) -> Result<Vec<(String, String)>> {
         };
         if let Some((k, v)) = name.split_once('=') {
             out.push((k.to_owned(), v.to_owned()));
+        } else if name == "filters" {
+            // A flag.
+            out.push((name.to_owned(), "true".to_owned()));
         } else {
             let v = it
                 .next()
@@ -109,8 +120,11 @@ fn entry(i: u64) -> Result<(RevokedEntry, &'static str)> {
     Ok((e, name))
 }
 
-fn fill(dir: &Path, entries: u64, alg: KeyAlgorithm) -> Result<()> {
-    let marker = dir.join(format!("filled-{entries}"));
+fn fill(dir: &Path, entries: u64, alg: KeyAlgorithm, issued: Option<u64>) -> Result<()> {
+    let marker = dir.join(match issued {
+        None => format!("filled-{entries}"),
+        Some(m) => format!("filled-{entries}-of-{m}"),
+    });
     if marker.exists() {
         println!(
             "fill: {} already holds {entries} entries ({} exists), skipped",
@@ -152,7 +166,10 @@ fn fill(dir: &Path, entries: u64, alg: KeyAlgorithm) -> Result<()> {
     )?;
 
     // The store, and openssl's index of the same revocations.
-    let store = Store::open(&dir.join("db"))?;
+    let store = match issued {
+        None => Arc::new(Store::open(&dir.join("db"))?),
+        Some(_) => shikko_store::MirrorStore::open(&dir.join("db"))?.shared(),
+    };
     let index_path = dir.join("index.txt");
     let mut index = BufWriter::with_capacity(
         1 << 20,
@@ -183,6 +200,11 @@ fn fill(dir: &Path, entries: u64, alg: KeyAlgorithm) -> Result<()> {
         store.put_revoked_fixture(&batch)?;
         store_time += t.elapsed();
         start = end;
+    }
+    if let Some(m) = issued {
+        let t = Instant::now();
+        fill_issued(&store, entries, m)?;
+        store_time += t.elapsed();
     }
     let t = Instant::now();
     store.flush_fixtures()?;
@@ -227,7 +249,41 @@ fn fill(dir: &Path, entries: u64, alg: KeyAlgorithm) -> Result<()> {
     Ok(())
 }
 
-fn build(dir: &Path, batch: Option<usize>) -> Result<()> {
+/// The issued index of a mirror of `issued` certificates: the `entries`
+/// revoked ones (listed), and good ones with serials of their own.
+fn fill_issued(store: &Store, entries: u64, issued: u64) -> Result<()> {
+    if issued < entries {
+        bail!("--issued must be at least --entries");
+    }
+    let cert = |serial: Serial, listed: bool| shikko_store::IssuedCert {
+        serial,
+        not_before: UnixTime(1_700_000_000),
+        not_after: NOT_AFTER,
+        listed,
+    };
+    let mut batch = Vec::with_capacity(FILL_BATCH as usize);
+    let mut flush = |batch: &mut Vec<shikko_store::IssuedCert>| -> Result<()> {
+        store.put_issued_fixture(CertKind::CardSigning, batch)?;
+        batch.clear();
+        Ok(())
+    };
+    for i in 0..entries {
+        batch.push(cert(entry(i)?.0.serial, true));
+        if batch.len() as u64 == FILL_BATCH {
+            flush(&mut batch)?;
+        }
+    }
+    for i in 0..issued - entries {
+        let serial = Serial::from_u128((0x4A50u128 << 72) | (2u128 << 64) | u128::from(i))?;
+        batch.push(cert(serial, false));
+        if batch.len() as u64 == FILL_BATCH {
+            flush(&mut batch)?;
+        }
+    }
+    flush(&mut batch)
+}
+
+fn build(dir: &Path, batch: Option<usize>, filters: bool) -> Result<()> {
     let key = SoftwareSigner::load(&dir.join("ca-key.pem"))?;
     let ca_der = fs::read(dir.join("ca.der")).context("reading ca.der (run fill first)")?;
     let store = Arc::new(Store::open(&dir.join("db"))?);
@@ -235,6 +291,8 @@ fn build(dir: &Path, batch: Option<usize>) -> Result<()> {
     let out = dir.join("out");
     let mut cfg = CrlConfig::new(&out);
     cfg.partitions = false;
+    // Filters need a store filled with --issued (an issued index).
+    cfg.filters = filters;
     if let Some(b) = batch {
         cfg.batch_size = b;
     }
@@ -256,6 +314,18 @@ fn build(dir: &Path, batch: Option<usize>) -> Result<()> {
         full.sign.as_secs_f64(),
         full.check.as_secs_f64(),
     );
+    for f in report.crls.iter().filter(|c| c.name.is_filter()) {
+        println!(
+            "{}: listed={} bytes={} seconds={:.3}",
+            f.name,
+            f.entries,
+            f.bytes,
+            f.elapsed.as_secs_f64()
+        );
+    }
+    for (_, why) in &report.filter_failures {
+        bail!("the filter failed: {why}");
+    }
     println!(
         "{}",
         out.join(CertKind::CardSigning.issuer_id())

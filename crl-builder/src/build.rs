@@ -118,7 +118,8 @@ pub struct CrlConfig {
     pub batch_size: usize,
     /// Whether full builds also build the partition CRLs of signing kinds (default true).
     pub partitions: bool,
-    /// Whether builds also publish compact revocation filters (default true).
+    /// Whether builds also publish compact revocation filters (default
+    /// true); when false, builds withdraw the published ones.
     pub filters: bool,
 }
 
@@ -369,6 +370,8 @@ impl Builder {
                     kind,
                     crate::filter::full(&self.filter_run(&run, first, true)),
                 );
+            } else {
+                crate::filter::withdraw(&self.dir(kind))?;
             }
         }
         Ok(report)
@@ -442,6 +445,8 @@ impl Builder {
                     kind,
                     crate::filter::delta(&self.filter_run(&run, number, false)),
                 );
+            } else {
+                crate::filter::withdraw(&self.dir(kind))?;
             }
         }
         Ok(report)

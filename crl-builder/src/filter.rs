@@ -101,6 +101,25 @@ pub(crate) struct FilterRun<'a> {
     pub(crate) validity: Duration,
 }
 
+/// Removes the published filters of the issuer directory `dir` (filters
+/// turned off: withdrawn rather than left to go stale).
+pub(crate) fn withdraw(dir: &Path) -> Result<()> {
+    let mut removed = false;
+    for name in [CrlName::DeltaFilter, CrlName::FullFilter] {
+        let path = dir.join(name.file_name());
+        match fs::remove_file(&path) {
+            Ok(()) => removed = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+    }
+    if removed {
+        tracing::info!(dir = %dir.display(), "filters are turned off: the published ones are withdrawn");
+        sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
 /// Builds and publishes a full filter; removes the delta filter of the
 /// previous one.
 pub(crate) fn full(run: &FilterRun<'_>) -> Result<BuiltCrl> {

@@ -116,7 +116,9 @@ pub struct CrlSection {
     /// Build and publish compact revocation filters beside the CRLs
     /// (`/filter/ISSUER/full.filter`, `delta.filter`; docs/FILTER.md).
     /// Default true. A full filter of hundreds of millions of certificates
-    /// takes minutes and gigabytes to build (docs/BENCHMARKS.md).
+    /// takes minutes and gigabytes to build (docs/BENCHMARKS.md), and the
+    /// mirror then loads every certificate's status from the registry's
+    /// snapshot (without filters, only the listed ones).
     #[serde(default = "default_true")]
     pub filters: bool,
     /// The CRLs over TLS as well (with `serve_http`), for verifiers with a
@@ -207,9 +209,10 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         .with_context(|| format!("opening the mirror store {}", mirror_path.display()))?;
     // A mirror made before it kept every certificate cannot give the
     // filters their universe: it loads the registry's snapshot again.
-    if store
-        .reload_without_issued_index()
-        .context("preparing the mirror's certificate index")?
+    if c.filters
+        && store
+            .reload_without_issued_index()
+            .context("preparing the mirror's certificate index")?
     {
         tracing::warn!(
             "the mirror predates its certificate index: loading a snapshot of the registry"
@@ -231,7 +234,10 @@ pub async fn serve(cfg: CrlRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         out_dir,
         shutdown.wait_owned(),
     ));
-    let sink = MirrorSink::new(store).with_build_lock(role.build_lock());
+    let mut sink = MirrorSink::new(store).with_build_lock(role.build_lock());
+    if !c.filters {
+        sink = sink.listed_only();
+    }
     let security = shikko_access::server_security(&cfg.tls).context("[tls]")?;
     let to_registry = shikko_access::registry_client(&cfg.tls, &shutdown).context("[tls]")?;
     let follower = Follower::new(

@@ -83,6 +83,11 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A crl role over the fixture's registry store (always current).
+fn role_over(f: &Fixture, reg: &prometheus::Registry) -> Arc<CrlRole> {
+    CrlRole::new(f.builder(), reg, shikko_follow::Readiness::always_current()).unwrap()
+}
+
 async fn start_http(role: &Arc<CrlRole>, reg: &prometheus::Registry) -> SocketAddr {
     let app = shikko_crl::http::router(role.catalog().clone(), reg).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -99,12 +104,7 @@ fn http_date(t: UnixTime) -> String {
 async fn http_serves_crls_with_caching_headers_and_not_modified() {
     let f = Fixture::new(KeyAlgorithm::EcdsaP256);
     let reg = prometheus::Registry::new();
-    let role = CrlRole::new(
-        f.builder(),
-        &reg,
-        shikko_follow::Readiness::always_current(),
-    )
-    .unwrap();
+    let role = role_over(&f, &reg);
     role.build(BuildKind::Full, &CertKind::ALL).await.unwrap();
     let addr = start_http(&role, &reg).await;
 
@@ -221,12 +221,7 @@ async fn http_serves_crls_with_caching_headers_and_not_modified() {
 async fn http_serves_filters_with_caching_headers_and_not_modified() {
     let f = Fixture::new(KeyAlgorithm::EcdsaP256);
     let reg = prometheus::Registry::new();
-    let role = CrlRole::new(
-        f.builder(),
-        &reg,
-        shikko_follow::Readiness::always_current(),
-    )
-    .unwrap();
+    let role = role_over(&f, &reg);
     role.build(BuildKind::Full, &CertKind::ALL).await.unwrap();
     let addr = start_http(&role, &reg).await;
     let kind = CertKind::CardAuth;
@@ -333,12 +328,7 @@ async fn http_serves_filters_with_caching_headers_and_not_modified() {
 async fn grpc_lists_downloads_watches_and_builds() {
     let f = Fixture::new(KeyAlgorithm::Rsa2048);
     let reg = prometheus::Registry::new();
-    let role = CrlRole::new(
-        f.builder(),
-        &reg,
-        shikko_follow::Readiness::always_current(),
-    )
-    .unwrap();
+    let role = role_over(&f, &reg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let svc = CrlService::new(role.clone()).into_service();
@@ -661,12 +651,7 @@ fn readers_during_rebuilds_get_a_whole_crl() {
 async fn builds_asked_for_while_one_waits_join_it() {
     let f = Fixture::new(KeyAlgorithm::EcdsaP256);
     let reg = prometheus::Registry::new();
-    let role = CrlRole::new(
-        f.builder(),
-        &reg,
-        shikko_follow::Readiness::always_current(),
-    )
-    .unwrap();
+    let role = role_over(&f, &reg);
     role.build(BuildKind::Full, &CertKind::ALL).await.unwrap();
 
     // A build in progress (the lock held), and requests arriving meanwhile.

@@ -218,7 +218,7 @@ pub(crate) async fn check(a: &CheckArgs) -> Result<i32> {
         "{}: {word} (filters {} to {through}, full filter made at {})",
         a.cert.display(),
         h.number,
-        h.this_update
+        UnixTime(h.this_update)
     );
     Ok(code)
 }

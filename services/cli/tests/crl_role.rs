@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    example_event_serial, http_get, run, setup_demo_dir, start_registry, start_role, write_config,
+    crl_build_when_ready, example_event_serial, http_get, run, setup_demo_dir, start_registry,
+    start_role, write_config,
 };
 use shikko_testkit::roles::Loopback;
 
@@ -22,26 +23,6 @@ fn openssl_text(crl: &Path, ca: &Path) -> String {
         ],
         Path::new("."),
     )
-}
-
-/// `shikko crl build --endpoint`, retried while the role's mirror catches up.
-fn build_when_ready(endpoint: &str, args: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut all = vec!["crl", "build", "--endpoint", endpoint];
-        all.extend_from_slice(args);
-        let out = run(&all);
-        if out.status.success() {
-            return String::from_utf8_lossy(&out.stdout).into_owned();
-        }
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(err.contains("catching up"), "{err}");
-        assert!(
-            Instant::now() < deadline,
-            "the mirror never caught up: {err}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -57,7 +38,8 @@ fn the_crl_role_follows_the_registry_and_publishes_what_it_ingested() {
             &data,
             &registry.endpoint,
             3600,
-            "public_url = \"http://crl.test\"\n",
+            // Without filters: the mirror loads the listed certificates only.
+            "public_url = \"http://crl.test\"\nfilters = false\n",
         )
         .unwrap();
     let crl = start_role("crl", &cfg);
@@ -85,7 +67,7 @@ fn the_crl_role_follows_the_registry_and_publishes_what_it_ingested() {
     let fetched = dir.path().join("delta.crl");
     let ca = data.join("samples/auth-ca.pem");
     loop {
-        build_when_ready(&grpc, &["--delta", "--issuer", "auth"]);
+        crl_build_when_ready(&grpc, &["--delta", "--issuer", "auth"]);
         let (status, body) = http_get(&http, "/crl/auth/delta.crl");
         assert_eq!(status, 200);
         std::fs::write(&fetched, &body).unwrap();
@@ -104,7 +86,7 @@ fn the_crl_role_follows_the_registry_and_publishes_what_it_ingested() {
 
     // ...and the full CRL the role builds from its mirror lists what the
     // registry's own store lists.
-    let out = build_when_ready(&grpc, &["--issuer", "auth"]);
+    let out = crl_build_when_ready(&grpc, &["--issuer", "auth"]);
     assert!(out.contains("full"), "{out}");
     let (status, body) = http_get(&http, "/crl/auth/full.crl");
     assert_eq!(status, 200);
@@ -120,6 +102,11 @@ fn the_crl_role_follows_the_registry_and_publishes_what_it_ingested() {
         "{text}"
     );
     let role_entries = text.matches("Serial Number:").count();
+    assert_eq!(
+        http_get(&http, "/filter/auth/full.filter").0,
+        404,
+        "filters = false"
+    );
     drop(registry); // killed: the role stops building from what may now be stale
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

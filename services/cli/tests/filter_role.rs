@@ -17,7 +17,7 @@ use shikko_pki::{
     HolderCertRequest, Issuer, KeyAlgorithm, Signer, SoftwareSigner, holder_certificate,
 };
 use shikko_testkit::process::{
-    http_get, run, setup_demo_dir, start_registry, start_role, write_config,
+    crl_build_when_ready, http_get, run, setup_demo_dir, start_registry, start_role, write_config,
 };
 use shikko_testkit::roles::Loopback;
 
@@ -43,26 +43,6 @@ fn check(http: &str, samples: &Path, ca: &str, cert: &Path, cache: &Path) -> i32
         String::from_utf8_lossy(&out.stderr)
     );
     code
-}
-
-/// `shikko crl build --endpoint`, retried while the role's mirror catches up.
-fn build(grpc: &str, args: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut all = vec!["crl", "build", "--endpoint", grpc];
-        all.extend_from_slice(args);
-        let out = run(&all);
-        if out.status.success() {
-            return;
-        }
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(err.contains("catching up"), "{err}");
-        assert!(
-            Instant::now() < deadline,
-            "the mirror never caught up: {err}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn ingest(endpoint: &str, dir: &Path, events: &[Event]) {
@@ -175,7 +155,7 @@ fn filters_served_by_the_crl_role_answer_as_the_registry_through_holds_releases_
     };
     ingest(&registry.endpoint, dir.path(), &[short, hold]);
     std::thread::sleep(Duration::from_secs(3));
-    build(&grpc, &[]);
+    crl_build_when_ready(&grpc, &[]);
     let s = |f: &str| samples.join(f);
     let answers = |pem: &[(&str, &Path)]| -> Vec<i32> {
         pem.iter()
@@ -204,7 +184,7 @@ fn filters_served_by_the_crl_role_answer_as_the_registry_through_holds_releases_
             "the full filter never had the hold: {got:?}"
         );
         std::thread::sleep(Duration::from_millis(300));
-        build(&grpc, &[]);
+        crl_build_when_ready(&grpc, &[]);
     }
 
     // After the full filter: a revocation, a hold released, and a new certificate.
@@ -248,7 +228,7 @@ fn filters_served_by_the_crl_role_answer_as_the_registry_through_holds_releases_
     refs.push(("auth-ca.pem", late_pem.as_path()));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        build(&grpc, &["--delta"]);
+        crl_build_when_ready(&grpc, &["--delta"]);
         let got = answers(&refs);
         if got == [0, 3, 3, 0, 4, 0] {
             break;

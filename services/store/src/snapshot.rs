@@ -383,9 +383,49 @@ impl Store {
         Ok(self.db.write_opt(batch, &w)?)
     }
 
+    /// **Benchmarks only** (feature `fixtures`): writes certificates of
+    /// `kind` straight into a mirror's issued index (the filters'
+    /// universe), as [`Store::put_revoked_fixture`] does for the revoked
+    /// index; [`Store::flush_fixtures`] marks the index complete.
+    pub fn put_issued_fixture(&self, kind: CertKind, certs: &[IssuedCert]) -> Result<()> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for c in certs {
+            let change = shikko_core::StatusChange {
+                kind,
+                serial: c.serial,
+                partition: PartitionId::WHOLE,
+                not_after: c.not_after,
+                status: if c.listed {
+                    shikko_core::CertStatus::OnHold {
+                        since: c.not_before,
+                    }
+                } else {
+                    shikko_core::CertStatus::Good
+                },
+                not_before: c.not_before,
+            };
+            batch.put_cf(
+                self.cf(cf::ISSUED),
+                keys::cert_key(kind, &c.serial),
+                crate::mirror::issued_value(&change),
+            );
+        }
+        let mut w = rocksdb::WriteOptions::default();
+        w.disable_wal(true);
+        Ok(self.db.write_opt(batch, &w)?)
+    }
+
     /// **Benchmarks only**: flushes memtables so that fixture data written
-    /// without a WAL survives the process.
+    /// without a WAL survives the process; an issued index written is
+    /// marked complete.
     pub fn flush_fixtures(&self) -> Result<()> {
-        Ok(self.db.flush_cf(self.cf(cf::REVOKED))?)
+        self.db.flush_cf(self.cf(cf::REVOKED))?;
+        let mut it = self.db.raw_iterator_cf(self.cf(cf::ISSUED));
+        it.seek_to_first();
+        if it.valid() {
+            self.db.flush_cf(self.cf(cf::ISSUED))?;
+            self.set_issued_index(true)?;
+        }
+        Ok(())
     }
 }

@@ -173,6 +173,27 @@ pub fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
 }
 
 /// `shikko demo --setup-only` with a small P-256 population in `data`.
+/// `shikko crl build --endpoint ENDPOINT ARGS...`, retried while the crl
+/// role's mirror catches up with the registry (30 s at most); its stdout.
+pub fn crl_build_when_ready(endpoint: &str, args: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut all = vec!["crl", "build", "--endpoint", endpoint];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(err.contains("catching up"), "{err}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mirror never caught up: {err}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 pub fn setup_demo_dir(data: &Path) {
     let out = run(&[
         "demo",
