@@ -262,7 +262,7 @@ fn fill_issued(store: &Store, entries: u64, issued: u64) -> Result<()> {
         listed,
     };
     let mut batch = Vec::with_capacity(FILL_BATCH as usize);
-    let mut flush = |batch: &mut Vec<shikko_store::IssuedCert>| -> Result<()> {
+    let flush = |batch: &mut Vec<shikko_store::IssuedCert>| -> Result<()> {
         store.put_issued_fixture(CertKind::CardSigning, batch)?;
         batch.clear();
         Ok(())
