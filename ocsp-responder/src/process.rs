@@ -94,6 +94,12 @@ pub struct OcspSection {
     /// HTTP listen address (`/ocsp`). Default `127.0.0.1:8081`.
     #[serde(default = "default_http")]
     pub http_listen: SocketAddr,
+    /// Threads serving `http_listen`, each with a listener of its own on
+    /// the address (SO_REUSEPORT) and a single-threaded runtime: a
+    /// connection stays on one thread, as in an event loop per core.
+    /// Default: the number of cores (0 means that too).
+    #[serde(default)]
+    pub http_threads: usize,
     /// gRPC listen address (`shikko.v1.OcspResponder`, health). Default `127.0.0.1:50053`.
     #[serde(default = "default_grpc")]
     pub grpc_listen: SocketAddr,
@@ -220,20 +226,26 @@ pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         FollowerMetrics::new(metrics.registry(), "ocsp").context("follower metrics")?,
     );
     role.set_max_stale(Duration::from_secs(c.max_stale_secs));
-    let http = bind(c.http_listen, "HTTP").await?;
+    let threads = match c.http_threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => n,
+    };
+    let http = shikko_runtime::bind_per_core(c.http_listen, "HTTP", threads)?;
     let grpc = bind(c.grpc_listen, "gRPC").await?;
     let metrics_listener = bind(cfg.telemetry.metrics_listen, "metrics").await?;
     let https = shikko_access::verifiers::HttpsConfig::bind(c.https.as_ref()).await?;
     // Tests and scripts read this line to learn the bound ports.
+    let addr =
+        |l: Result<SocketAddr, std::io::Error>| l.map_or_else(|_| "?".into(), |a| a.to_string());
     let mut listening = vec![
-        ("http", &http),
-        ("grpc", &grpc),
-        ("metrics", &metrics_listener),
+        ("http", addr(http[0].local_addr())),
+        ("grpc", addr(grpc.local_addr())),
+        ("metrics", addr(metrics_listener.local_addr())),
     ];
     if let Some(h) = &https {
-        listening.push(("https", &h.listener));
+        listening.push(("https", addr(h.listener.local_addr())));
     }
-    shikko_runtime::announce("ocsp", &listening);
+    shikko_runtime::announce_addrs("ocsp", &listening);
     tokio::spawn(follower.run_status(role.clone(), shutdown.wait_owned()));
     let (gate, metering) = shikko_access::verifiers::start(
         shikko_access::verifiers::Endpoint::Ocsp,
@@ -245,7 +257,7 @@ pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         GrpcRoutes::new(shikko_access::api()).service(OcspService::new(role).into_service());
     let mut server = RoleServer::new("ocsp", metrics, metrics_listener)
         .grpc(grpc, routes, security)
-        .http(http, app.clone(), cfg_http);
+        .http_per_core(http, app.clone(), cfg_http);
     if let Some(h) = https {
         server = h.attach(server, app, cfg_http);
     }

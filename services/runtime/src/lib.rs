@@ -93,8 +93,8 @@ pub use http_server::{HttpLimits, PeerCertificate, serve_http, serve_https};
 pub use limits::{Api, MethodLimits};
 pub use metrics_server::serve_metrics;
 pub use role::{
-    Context, RoleConfig, RoleError, RoleResult, announce, announce_addrs, bind, http_limits,
-    process_metrics,
+    Context, RoleConfig, RoleError, RoleResult, announce, announce_addrs, bind, bind_per_core,
+    http_limits, process_metrics,
 };
 pub use server::{GrpcRoutes, RoleServer, Security, ServeError};
 pub use shutdown::{Shutdown, drain_with_timeout, shutdown_signal};

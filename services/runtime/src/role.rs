@@ -70,6 +70,44 @@ pub async fn bind(addr: SocketAddr, what: &str) -> RoleResult<TcpListener> {
         .with_context(|| format!("cannot listen on {addr} for {what} (is another shikko running?)"))
 }
 
+/// Binds `count` TCP listeners on one address with SO_REUSEPORT (a port
+/// of 0 picks one, shared by all), for [`crate::RoleServer::http_per_core`]:
+/// the kernel spreads new connections over them, and each is served by a
+/// thread of its own. Plain `std` listeners: each is registered with its
+/// thread's runtime there.
+pub fn bind_per_core(
+    addr: SocketAddr,
+    what: &str,
+    count: usize,
+) -> RoleResult<Vec<std::net::TcpListener>> {
+    let err = |e: std::io::Error| {
+        RoleError::new(
+            format!("cannot listen on {addr} for {what} (is another shikko running?)"),
+            e,
+        )
+    };
+    let one = |at: SocketAddr| -> std::io::Result<std::net::TcpListener> {
+        let socket = if at.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(at)?;
+        // As std's own listen(): the kernel caps it at somaxconn.
+        let listener = socket.listen(1024)?;
+        listener.into_std()
+    };
+    let first = one(addr).map_err(err)?;
+    let bound = first.local_addr().map_err(err)?;
+    let mut all = vec![first];
+    for _ in 1..count.max(1) {
+        all.push(one(bound).map_err(err)?);
+    }
+    Ok(all)
+}
+
 /// Prints `ROLE listening NAME=ADDR ...` on standard output: tests and
 /// scripts read this line to learn the ports bound (a port of 0 picks one).
 pub fn announce(role: &str, listeners: &[(&str, &TcpListener)]) {

@@ -247,6 +247,8 @@ pub struct RoleServer {
     metrics_listener: TcpListener,
     grpc: Vec<GrpcEndpoint>,
     http: Option<(TcpListener, axum::Router, HttpLimits)>,
+    /// The HTTP endpoint served by a thread per listener instead.
+    http_per_core: Option<(Vec<std::net::TcpListener>, axum::Router, HttpLimits)>,
     https: Option<HttpsEndpoint>,
     on_shutdown: Vec<Hook>,
     ready: Arc<std::sync::atomic::AtomicBool>,
@@ -272,6 +274,7 @@ impl RoleServer {
             metrics_listener,
             grpc: Vec::new(),
             http: None,
+            http_per_core: None,
             https: None,
             on_shutdown: Vec::new(),
             ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
@@ -341,6 +344,22 @@ impl RoleServer {
         limits: HttpLimits,
     ) -> RoleServer {
         self.http = Some((listener, app, limits));
+        self
+    }
+
+    /// The HTTP endpoint on `listeners` ([`crate::bind_per_core`]: one
+    /// address, SO_REUSEPORT), each served by a thread of its own with a
+    /// single-threaded runtime: a connection's requests never hop between
+    /// threads (no work stealing, no cross-thread wake-ups on the hot path),
+    /// as one event loop per core serves a static file. The connection cap
+    /// is shared out evenly; the rest of `limits` holds on every thread.
+    pub fn http_per_core(
+        mut self,
+        listeners: Vec<std::net::TcpListener>,
+        app: axum::Router,
+        limits: HttpLimits,
+    ) -> RoleServer {
+        self.http_per_core = Some((listeners, app, limits));
         self
     }
 
@@ -526,6 +545,39 @@ impl RoleServer {
                 "HTTP",
                 crate::serve_http(listener, app, limits, stop),
             ));
+        }
+        if let Some((listeners, app, limits)) = self.http_per_core {
+            let n = listeners.len().max(1);
+            let limits = HttpLimits {
+                max_connections: limits.max_connections.div_ceil(n).max(1),
+                ..limits
+            };
+            for (i, listener) in listeners.into_iter().enumerate() {
+                let stop = shutdown.wait_owned();
+                let app = app.clone();
+                let thread = std::thread::Builder::new()
+                    .name(format!("{role}-http-{i}"))
+                    .spawn(move || -> std::io::Result<()> {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()?;
+                        rt.block_on(async move {
+                            let listener = TcpListener::from_std(listener)?;
+                            crate::serve_http(listener, app, limits, stop).await
+                        })
+                    })
+                    .map_err(|source| ServeError::Io {
+                        role,
+                        what: "HTTP",
+                        source,
+                    })?;
+                tasks.push(io_task(role, "HTTP", async move {
+                    tokio::task::spawn_blocking(move || thread.join())
+                        .await
+                        .map_err(std::io::Error::other)?
+                        .map_err(|_| std::io::Error::other("an HTTP thread panicked"))?
+                }));
+            }
         }
         if let Some(ep) = self.https {
             let metrics = internal_metrics_of(&mut internal_metrics, &self.metrics, role)?;

@@ -405,3 +405,62 @@ async fn the_public_tls_endpoint_bounds_connections_without_a_certificate() {
     );
     shutdown.trigger();
 }
+
+/// The HTTP endpoint served by a thread per listener: one address for all
+/// (SO_REUSEPORT), every connection answered by one of the role's own HTTP
+/// threads (the kernel spreading them), and a drain that ends them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_per_core_serves_every_connection_on_its_threads_then_drains() {
+    let listeners =
+        shikko_runtime::bind_per_core("127.0.0.1:0".parse().unwrap(), "HTTP", 3).unwrap();
+    let addr = listeners[0].local_addr().unwrap();
+    assert!(
+        listeners.iter().all(|l| l.local_addr().unwrap() == addr),
+        "one address for all"
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async { std::thread::current().name().unwrap_or("?").to_string() }),
+    );
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = Shutdown::new();
+    let server = tokio::spawn(
+        RoleServer::new("test", Metrics::new("test").unwrap(), metrics_listener)
+            .http_per_core(listeners, app, shikko_runtime::HttpLimits::default())
+            .serve(shutdown.clone(), Duration::from_secs(5)),
+    );
+    let names = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        (0..60)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+                out.rsplit("\r\n\r\n").next().unwrap().to_string()
+            })
+            .collect::<std::collections::BTreeSet<String>>()
+    })
+    .await
+    .unwrap();
+    assert!(
+        names.iter().all(|n| n.starts_with("test-http-")),
+        "{names:?}"
+    );
+    assert!(
+        names.len() >= 2,
+        "the kernel spreads connections: {names:?}"
+    );
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the threads drain and end")
+        .unwrap()
+        .unwrap();
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "no longer listening"
+    );
+}
