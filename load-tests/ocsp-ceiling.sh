@@ -16,6 +16,7 @@
 # stime of its processes from /proc, over the run).
 #
 # usage: load-tests/ocsp-ceiling.sh [SECONDS]
+# environment: SHIKKO_BIN, a `shikko` binary to measure instead of building one.
 # needs: nginx and h2load (scripts/install-deps --bench installs Debian's
 # nginx-light and nghttp2-client), openssl, python3; the release build
 # (CARGO_TARGET_DIR, default ~/.cache/shikko/target-release).
@@ -36,9 +37,14 @@ for port in $NGINX_H1 $NGINX_H2 $OPENSSL_PORT; do
         exit 2
     fi
 done
-echo "== building (release, with every bench example: one unit graph; CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-(cd "$ROOT" && cargo build --release --workspace --examples --features shikko-crl/fixtures)
-BIN=$CARGO_TARGET_DIR/release/shikko
+if [[ -n ${SHIKKO_BIN:-} ]]; then
+    # A given build (another commit's, for a before/after comparison).
+    BIN=$SHIKKO_BIN
+else
+    echo "== building (release, the binary and every bench example: one unit graph; CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    (cd "$ROOT" && cargo build --release --workspace --bins --examples --features shikko-crl/fixtures)
+    BIN=$CARGO_TARGET_DIR/release/shikko
+fi
 DIR=$(mktemp -d /tmp/shikko-ocsp-ceiling.XXXXXX)
 PIDS=()
 cleanup() {
