@@ -464,3 +464,112 @@ async fn http_per_core_serves_every_connection_on_its_threads_then_drains() {
         "no longer listening"
     );
 }
+
+/// A per-core HTTP endpoint over an app that echoes what it was asked.
+async fn echo_per_core() -> (std::net::SocketAddr, Shutdown) {
+    let listeners =
+        shikko_runtime::bind_per_core("127.0.0.1:0".parse().unwrap(), "HTTP", 2).unwrap();
+    let addr = listeners[0].local_addr().unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/echo/{n}",
+            axum::routing::get(
+                |axum::extract::Path(n): axum::extract::Path<String>| async move { n },
+            ),
+        )
+        .route(
+            "/len",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        );
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = Shutdown::new();
+    tokio::spawn(
+        RoleServer::new("test", Metrics::new("test").unwrap(), metrics_listener)
+            .http_per_core(listeners, app, shikko_runtime::HttpLimits::default())
+            .serve(shutdown.clone(), Duration::from_secs(5)),
+    );
+    (addr, shutdown)
+}
+
+/// The bodies of `n` HTTP/1.1 responses read from `s`, in order (each
+/// with a Content-Length).
+fn read_responses(s: &mut std::net::TcpStream, n: usize) -> Vec<String> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while out.len() < n {
+        // Parse what has arrived.
+        loop {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                break;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .expect("a content-length")
+                .trim()
+                .parse()
+                .unwrap();
+            if buf.len() < end + 4 + len {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned());
+            buf.drain(..end + 4 + len);
+        }
+        if out.len() >= n {
+            break;
+        }
+        let got = s.read(&mut chunk).unwrap();
+        assert!(got > 0, "closed after {} responses", out.len());
+        buf.extend_from_slice(&chunk[..got]);
+    }
+    out
+}
+
+/// What a fast path must not break: pipelined requests answered in
+/// order, a request split at every byte boundary, a body in pieces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_per_core_answers_pipelined_split_and_partial_requests() {
+    let (addr, shutdown) = echo_per_core().await;
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        // Twenty requests in one write, one connection: twenty answers, in order.
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let mut all = Vec::new();
+        for i in 0..20 {
+            all.extend_from_slice(format!("GET /echo/{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        }
+        s.write_all(&all).unwrap();
+        let bodies = read_responses(&mut s, 20);
+        assert_eq!(bodies, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());
+
+        // One request split at every byte boundary, on one keep-alive connection.
+        let req = b"GET /echo/split HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        for k in 1..req.len() {
+            s.write_all(&req[..k]).unwrap();
+            s.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+            s.write_all(&req[k..]).unwrap();
+            assert_eq!(read_responses(&mut s, 1), ["split"], "split at {k}");
+        }
+
+        // A body in three pieces, the headers alone first.
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.write_all(b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+            .unwrap();
+        for piece in [&b"abc"[..], b"defg", b"hij"] {
+            std::thread::sleep(Duration::from_millis(20));
+            s.write_all(piece).unwrap();
+        }
+        assert_eq!(read_responses(&mut s, 1), ["10"]);
+    })
+    .await
+    .unwrap();
+    shutdown.trigger();
+}
