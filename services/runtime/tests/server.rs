@@ -500,10 +500,7 @@ fn read_responses(s: &mut std::net::TcpStream, n: usize) -> Vec<String> {
     let mut chunk = [0u8; 4096];
     while out.len() < n {
         // Parse what has arrived.
-        loop {
-            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                break;
-            };
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
             assert!(head.starts_with("http/1.1 200"), "{head}");
             let len: usize = head
