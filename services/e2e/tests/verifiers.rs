@@ -306,6 +306,21 @@ fn restricted_endpoints_serve_registered_verifiers_and_every_request_is_metered(
     );
     assert_eq!(s, 304);
 
+    // The compact revocation filters behind the same gate: 401 without a
+    // token, served (private) and metered with one.
+    let (s, h, _) = http(&crl_addr, "GET", "/filter/sign/full.filter", &[], b"");
+    assert_eq!(s, 401);
+    assert!(h.contains("www-authenticate: bearer"), "{h}");
+    let (s, h, _) = http(
+        &crl_addr,
+        "GET",
+        "/filter/sign/full.filter",
+        &[("Authorization", &auth), ("Shikko-Purpose", "status")],
+        b"",
+    );
+    assert_eq!(s, 200, "{h}");
+    assert!(h.contains("private"), "{h}");
+
     // The public responder answers anyone, and counts them as anonymous.
     for _ in 0..2 {
         assert!(answered(&ocsp_post(&public_addr, &req, &[]).2));
@@ -344,6 +359,8 @@ fn restricted_endpoints_serve_registered_verifiers_and_every_request_is_metered(
             && count(rows, "bank-x", "crl_full", "unspecified", "ok") == 1
             && count(rows, "bank-x", "crl_full", "status", "not_modified") == 1
             && count(rows, "-", "crl_full", "unspecified", "refused_no_token") == 1
+            && count(rows, "bank-x", "filter_full", "status", "ok") == 1
+            && count(rows, "-", "filter_full", "unspecified", "refused_no_token") == 1
             // The revoked token, refused (at least once: the wait above
             // asked until it was).
             && count(rows, "-", "ocsp", "login", "refused_bad_token") >= 1
