@@ -365,16 +365,34 @@ impl Builder {
             state.set_base(kind, base)?;
             let delta_number = first + 1 + munis.len() as u64;
             report.crls.push(self.delta_crl(&run, base, delta_number)?);
-            if self.config.filters {
-                report.filter(
-                    kind,
-                    crate::filter::full(&self.filter_run(&run, first, true)),
-                );
-            } else {
-                crate::filter::withdraw(&self.dir(kind))?;
-            }
+            self.filters(&mut report, &run, first, true)?;
         }
         Ok(report)
+    }
+
+    /// The filter step of a CRL build (a full filter after a full CRL, a
+    /// delta after a delta), from its snapshot and numbered as its CRL; a
+    /// failed filter is reported, not an error. Filters turned off: the
+    /// published ones are withdrawn.
+    fn filters(
+        &self,
+        report: &mut BuildReport,
+        run: &Run<'_>,
+        number: u64,
+        full: bool,
+    ) -> Result<()> {
+        let kind = run.issuer.kind;
+        if !self.config.filters {
+            return crate::filter::withdraw(&self.dir(kind));
+        }
+        let filter_run = self.filter_run(run, number, full);
+        let built = if full {
+            crate::filter::full(&filter_run)
+        } else {
+            crate::filter::delta(&filter_run)
+        };
+        report.filter(kind, built);
+        Ok(())
     }
 
     /// A filter build from a CRL build's snapshot, numbered as its CRL.
@@ -440,14 +458,7 @@ impl Builder {
                 progress,
             };
             report.crls.push(self.delta_crl(&run, base, number)?);
-            if self.config.filters {
-                report.filter(
-                    kind,
-                    crate::filter::delta(&self.filter_run(&run, number, false)),
-                );
-            } else {
-                crate::filter::withdraw(&self.dir(kind))?;
-            }
+            self.filters(&mut report, &run, number, false)?;
         }
         Ok(report)
     }
