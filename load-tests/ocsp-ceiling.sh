@@ -5,7 +5,9 @@
 #   - nginx, as a static file (the ceiling: what the kernel and one
 #     event loop per core cost);
 #   - Shikko's OCSP role (`shikko serve ocsp`, following a registry), by
-#     GET (RFC 6960 appendix A) and by POST;
+#     GET (RFC 6960 appendix A) and by POST; and by GET from a second OCSP
+#     role with `fast_path = false` (every request through hyper and axum,
+#     as before issue 17's fast path), the comparison in the same run;
 #   - `openssl ocsp -index ... -port`, the reference responder, signing
 #     with the same CA (GET and POST; HTTP/1.1 only);
 # with the same load tool (h2load), in one run, loopback only: HTTP/1.1
@@ -13,7 +15,10 @@
 # client thread, SECONDS each after an unmeasured second. For each run:
 # requests/s, the latency's p50 and p99 (from h2load's per-request log),
 # the share of 200 answers, and the server's CPU per answer (utime +
-# stime of its processes from /proc, over the run).
+# stime of its processes from /proc, over the run). Then nginx and
+# Shikko's GET again at half of the peak each reached (HTTP/1.1, 8
+# connections, h2load --rps): the latency of a server that is not
+# saturated.
 #
 # usage: load-tests/ocsp-ceiling.sh [SECONDS]
 # environment: SHIKKO_BIN, a `shikko` binary to measure instead of building one.
@@ -94,17 +99,23 @@ EOF
 start ocsp "$DIR/ocsp.toml"
 SHIKKO=$(field http)
 SHIKKO_PID=$LASTPID
+sed 's/^\[ocsp\]$/[ocsp]\nfast_path = false/' "$DIR/ocsp.toml" > "$DIR/ocsp-full.toml"
+start ocsp "$DIR/ocsp-full.toml"
+FULL=$(field http)
+FULL_PID=$LASTPID
 
 # The request, and the answer Shikko caches for it (once its index is current).
 openssl ocsp -no_nonce -issuer "$S/sign-ca.pem" -cert "$S/sign-good.pem" -reqout "$DIR/req.der" > /dev/null 2>&1
 B64=$(base64 -w0 < "$DIR/req.der" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
 mkdir -p "$DIR/www/ocsp"
-for _ in $(seq 100); do
-    code=$(curl -s -o "$DIR/www/ocsp/answer.der" -w '%{http_code}' "http://$SHIKKO/ocsp/$B64" || true)
-    [[ $code == 200 ]] && break
-    sleep 0.2
+for at in $FULL $SHIKKO; do
+    for _ in $(seq 100); do
+        code=$(curl -s -o "$DIR/www/ocsp/answer.der" -w '%{http_code}' "http://$at/ocsp/$B64" || true)
+        [[ $code == 200 ]] && break
+        sleep 0.2
+    done
+    [[ $code == 200 ]] || { echo "the OCSP role at $at never answered: $(cat "$DIR/ocsp.err")" >&2; exit 1; }
 done
-[[ $code == 200 ]] || { echo "the OCSP role never answered: $(cat "$DIR/ocsp.err")" >&2; exit 1; }
 out=$(openssl ocsp -respin "$DIR/www/ocsp/answer.der" -issuer "$S/sign-ca.pem" -cert "$S/sign-good.pem" -CAfile "$S/sign-ca.pem" 2>&1)
 [[ $out == *"Response verify OK"* && $out == *": good"* ]] || { echo "the answer: $out" >&2; exit 1; }
 
@@ -161,6 +172,7 @@ server_pids() { # nginx|shikko|openssl
     case $1 in
         nginx) pgrep -P "$(cat "$DIR/nginx.pid")"; cat "$DIR/nginx.pid" ;;
         shikko) echo "$SHIKKO_PID" ;;
+        shikko_full) echo "$FULL_PID" ;;
         openssl) pgrep -f "ocsp -index $DIR/index.txt" || true ;;
     esac
 }
@@ -174,9 +186,10 @@ server_ticks() {
 }
 
 ROWS=()
-run() { # server label proto conns url [post]
-    local server=$1 label=$2 proto=$3 conns=$4 url=$5 post=${6:-}
+run() { # server label proto conns url [post] [requests/s per connection]
+    local server=$1 label=$2 proto=$3 conns=$4 url=$5 post=${6:-} rps=${7:-}
     local args=(-c "$conns" -t 1 --log-file="$DIR/h2load.log")
+    [[ -n $rps ]] && args+=(--rps "$rps")
     # openssl's responder closes every connection after its answer, and
     # h2load reconnects only when it counts requests (-n), not in a timed
     # run (-D): about SECS seconds' worth of its requests, then.
@@ -221,6 +234,7 @@ print("%.0f|%.3f|%.3f|%.2f|%.1f" % (rps, pct(0.50), pct(0.99), 100.0 * ok / n, c
 PY
 )
     ROWS+=("$label|$proto|$conns|$line")
+    LAST_RPS=${line%%|*}
     rm -f "$DIR/h2load.log"
 }
 
@@ -228,7 +242,10 @@ for conns in 8 32; do
     for proto in h1 h2c; do
         nport=$NGINX_H1; [[ $proto == h2c ]] && nport=$NGINX_H2
         run nginx "nginx static file" $proto $conns "http://127.0.0.1:$nport/ocsp/answer.der"
+        [[ $conns == 8 && $proto == h1 ]] && NGINX_PEAK=$LAST_RPS
         run shikko "shikko GET (cached)" $proto $conns "http://$SHIKKO/ocsp/$B64"
+        [[ $conns == 8 && $proto == h1 ]] && SHIKKO_PEAK=$LAST_RPS
+        run shikko_full "shikko GET, no fast" $proto $conns "http://$FULL/ocsp/$B64"
         run shikko "shikko POST (cached)" $proto $conns "http://$SHIKKO/ocsp" post
         if [[ $proto == h1 ]]; then
             run openssl "openssl ocsp GET" h1 $conns "http://127.0.0.1:$OPENSSL_PORT/$B64"
@@ -236,6 +253,10 @@ for conns in 8 32; do
         fi
     done
 done
+
+# Half of each one's peak (HTTP/1.1, 8 connections), spread over the connections.
+run nginx "nginx at half peak" h1 8 "http://127.0.0.1:$NGINX_H1/ocsp/answer.der" "" $((NGINX_PEAK / 16))
+run shikko "shikko GET half peak" h1 8 "http://$SHIKKO/ocsp/$B64" "" $((SHIKKO_PEAK / 16))
 
 echo
 echo "== $SECS s each after 1 s unmeasured (openssl: $((SECS * 8000)) requests), h2load -t 1 (h2c: -m 10); $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo); $(nginx -v 2>&1 | cut -d' ' -f3); $(openssl version | cut -d' ' -f1-2); $(h2load --version | head -1); answer $(stat -c %s "$DIR/www/ocsp/answer.der") octets"

@@ -25,7 +25,7 @@ use crate::request::{MAX_REQUEST_BYTES, decode_get_path, decode_request};
 use crate::responder::{Answer, Outcome, status_only};
 use crate::role::OcspRole;
 use crate::types::OcspResponseStatus;
-use shikko_access::verifiers::Gate;
+use shikko_access::verifiers::{FastAdmit, Gate};
 use shikko_runtime::PeerCertificate;
 
 /// Content type of an OCSP response (RFC 6960 appendix C.2).
@@ -275,6 +275,145 @@ async fn answer(
         other => other.name(),
     };
     metered((h, answer.der).into_response(), label)
+}
+
+/// The header lines of a cached answer, rendered once when it is signed:
+/// `content-type`, then what a 304 repeats (`etag`, `last-modified`,
+/// `expires`), and where those begin. `Cache-Control` (its `max-age`
+/// counts down) and `Date` are written per response.
+pub(crate) fn cached_head(etag: &str, this: UnixTime, next: UnixTime) -> (Bytes, usize) {
+    let ct = format!("content-type: {RESPONSE_TYPE}\r\n");
+    let head = format!(
+        "{ct}etag: {etag}\r\nlast-modified: {}\r\nexpires: {}\r\n",
+        http_date(this),
+        http_date(next)
+    );
+    (Bytes::from(head), ct.len())
+}
+
+/// The OCSP role's fast path ([`shikko_runtime::fast`]) on its plain HTTP
+/// endpoint: a GET whose answer is pre-signed and fresh, from a role that
+/// has caught up, admitted by the verifier gate (if any), is answered from
+/// the rendered head and DER of the cache: `Cache-Control` and `Date` are
+/// the only lines written per response, and nothing is allocated but the
+/// request's decoding. Every other request (a miss, a nonce, several
+/// CertIDs, a malformed one, a refusal, POST) goes to [`router_gated`]'s
+/// handlers unchanged; both count the same metrics and meters.
+pub struct FastOcsp {
+    role: Arc<OcspRole>,
+    gate: Option<Arc<Gate>>,
+    cached: prometheus::IntCounter,
+    not_modified: prometheus::IntCounter,
+}
+
+impl std::fmt::Debug for FastOcsp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastOcsp").finish_non_exhaustive()
+    }
+}
+
+impl FastOcsp {
+    /// The fast path of `role`'s answers, behind `gate` (as [`router_gated`]).
+    pub fn new(role: Arc<OcspRole>, gate: Option<Arc<Gate>>) -> Arc<FastOcsp> {
+        let requests = &role.metrics().requests;
+        let (cached, not_modified) = (
+            requests.with_label_values(&["get", "cached"]),
+            requests.with_label_values(&["get", "not_modified"]),
+        );
+        Arc::new(FastOcsp {
+            role,
+            gate,
+            cached,
+            not_modified,
+        })
+    }
+}
+
+/// Whether an `If-None-Match` value names `etag` (or is `*`).
+fn matches_etag(inm: &[u8], etag: &str) -> bool {
+    inm.split(|&b| b == b',').any(|t| {
+        let t = t.trim_ascii();
+        t == etag.as_bytes() || t == b"*"
+    })
+}
+
+impl shikko_runtime::FastPath for FastOcsp {
+    fn answer(
+        &self,
+        req: &shikko_runtime::FastRequest<'_>,
+        out: &mut shikko_runtime::Responses<'_>,
+    ) -> bool {
+        let Some(raw) = req.path().strip_prefix("/ocsp/") else {
+            return false;
+        };
+        let now = UnixTime::now();
+        if !self.role.is_ready() || self.role.too_stale(now) {
+            return false;
+        }
+        let Ok(der) = decode_get_path(raw) else {
+            return false;
+        };
+        let Ok(parsed) = decode_request(&der) else {
+            return false;
+        };
+        if parsed.nonce.is_some() || parsed.cert_ids.len() != 1 {
+            return false;
+        }
+        let Some(c) = self.role.responder().cached_entry(&parsed, now) else {
+            return false;
+        };
+        let pass = match &self.gate {
+            None => None,
+            Some(g) => match g.admit_fast(
+                req.header("shikko-purpose"),
+                req.header("authorization"),
+                "ocsp",
+            ) {
+                FastAdmit::Admitted(p) => Some((g, p)),
+                FastAdmit::RateLimited => {
+                    out.respond(
+                        StatusCode::OK,
+                        &[
+                            b"content-type: application/ocsp-response\r\n",
+                            b"retry-after: 1\r\n",
+                        ],
+                        &status_only(OcspResponseStatus::TryLater),
+                    );
+                    return true;
+                }
+                FastAdmit::Refer => return false,
+            },
+        };
+        let scope: &[u8] = match &pass {
+            Some((g, _)) if g.private() => b", private, no-transform, must-revalidate\r\n",
+            _ => b", public, no-transform, must-revalidate\r\n",
+        };
+        let mut max_age = itoa::Buffer::new();
+        let max_age = max_age.format((c.next_update.0 - now.0).max(0)).as_bytes();
+        let not_modified = req
+            .header("if-none-match")
+            .is_some_and(|v| matches_etag(v, &c.etag));
+        let outcome = if not_modified {
+            let lines: [&[u8]; 4] = [
+                &c.head[c.validators..],
+                b"cache-control: max-age=",
+                max_age,
+                scope,
+            ];
+            out.respond(StatusCode::NOT_MODIFIED, &lines, b"");
+            self.not_modified.inc();
+            "not_modified"
+        } else {
+            let lines: [&[u8]; 4] = [&c.head, b"cache-control: max-age=", max_age, scope];
+            out.respond(StatusCode::OK, &lines, &c.der);
+            self.cached.inc();
+            crate::responder::status_name(c.status)
+        };
+        if let Some((g, p)) = pass {
+            g.finish_as(&p, outcome);
+        }
+        true
+    }
 }
 
 /// Signs an answer (after a cache miss), timing it.

@@ -100,6 +100,13 @@ pub struct OcspSection {
     /// Default: the number of cores (0 means that too).
     #[serde(default)]
     pub http_threads: usize,
+    /// Whether `http_listen` answers cached GETs on its fast path (an
+    /// HTTP/1.1 response rendered when the answer was signed, written
+    /// without hyper: about the cost of a static file). Everything else,
+    /// and everything when false, goes through the full HTTP server.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub fast_path: bool,
     /// gRPC listen address (`shikko.v1.OcspResponder`, health). Default `127.0.0.1:50053`.
     #[serde(default = "default_grpc")]
     pub grpc_listen: SocketAddr,
@@ -132,6 +139,10 @@ pub struct OcspSection {
 
 fn default_responder_reload() -> u64 {
     60
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_http() -> SocketAddr {
@@ -252,12 +263,16 @@ pub async fn serve(cfg: OcspRoleConfig, shutdown: Shutdown) -> RoleResult<()> {
         &c.access,
         &cfg.tls,
     );
-    let app = crate::http::router_gated(role.clone(), c.max_signing, gate);
+    let app = crate::http::router_gated(role.clone(), c.max_signing, gate.clone());
+    let fast = crate::http::FastOcsp::new(role.clone(), gate);
     let routes =
         GrpcRoutes::new(shikko_access::api()).service(OcspService::new(role).into_service());
     let mut server = RoleServer::new("ocsp", metrics, metrics_listener)
         .grpc(grpc, routes, security)
         .http_per_core(http, app.clone(), cfg_http);
+    if c.fast_path {
+        server = server.fast_path(fast);
+    }
     if let Some(h) = https {
         server = h.attach(server, app, cfg_http);
     }

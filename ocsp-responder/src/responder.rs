@@ -83,7 +83,7 @@ pub struct Answer {
 }
 
 /// The name of a status an answer gives.
-fn status_name(s: Option<IndexedStatus>) -> &'static str {
+pub(crate) fn status_name(s: Option<IndexedStatus>) -> &'static str {
     match s {
         None => "unknown",
         Some(IndexedStatus::Good) => "good",
@@ -130,13 +130,20 @@ type CacheKey = (CertKind, bool, bool, [u8; SERIAL_MAX_OCTETS]);
 /// of the moment stays cached instead of the first million ever asked for.
 pub const MAX_CACHED_ANSWERS: usize = 1_000_000;
 
-struct Cached {
-    der: Bytes,
-    etag: Arc<str>,
+/// A pre-signed answer, with its HTTP header lines rendered when it was
+/// signed (for the fast path, [`crate::http::FastOcsp`]).
+#[derive(Debug)]
+pub(crate) struct Cached {
+    pub(crate) der: Bytes,
+    pub(crate) etag: Arc<str>,
     /// The status it was signed from: served only while the index agrees.
-    status: Option<IndexedStatus>,
-    this_update: UnixTime,
-    next_update: UnixTime,
+    pub(crate) status: Option<IndexedStatus>,
+    pub(crate) this_update: UnixTime,
+    pub(crate) next_update: UnixTime,
+    /// `content-type`, `etag`, `last-modified` and `expires` lines.
+    pub(crate) head: Bytes,
+    /// Where the lines a 304 repeats begin in `head` (after `content-type`).
+    pub(crate) validators: usize,
 }
 
 fn plus(t: UnixTime, d: Duration) -> UnixTime {
@@ -380,6 +387,19 @@ impl Responder {
     /// A pre-signed answer, if one is fresh (within half its validity) and
     /// its status is still the index's; `None` when it must be signed.
     pub fn cached(&self, req: &ParsedRequest, now: UnixTime) -> Option<Answer> {
+        let c = self.cached_entry(req, now)?;
+        Some(Answer {
+            der: c.der.clone(),
+            etag: Some(c.etag.clone()),
+            this_update: Some(c.this_update),
+            next_update: Some(c.next_update),
+            outcome: Outcome::Cached,
+            status: status_name(c.status),
+        })
+    }
+
+    /// The pre-signed answer to `req` at `now`, if fresh and still the index's.
+    pub(crate) fn cached_entry(&self, req: &ParsedRequest, now: UnixTime) -> Option<Arc<Cached>> {
         let (issuer, serials, key) = self.resolve(req).ok()?;
         let c = self
             .cache
@@ -389,14 +409,7 @@ impl Responder {
             .cloned()?;
         let fresh_until = plus(c.this_update, self.validity / 2);
         let status = serials[0].and_then(|s| self.index.get(issuer.kind, &s));
-        (now < fresh_until && now >= c.this_update && status == c.status).then(|| Answer {
-            der: c.der.clone(),
-            etag: Some(c.etag.clone()),
-            this_update: Some(c.this_update),
-            next_update: Some(c.next_update),
-            outcome: Outcome::Cached,
-            status: status_name(c.status),
-        })
+        (now < fresh_until && now >= c.this_update && status == c.status).then_some(c)
     }
 
     /// The answer to a parsed request at time `now`: pre-signed when fresh,
@@ -433,6 +446,8 @@ impl Responder {
                     // the entry right after.
                     // Nor if the responder key was rotated meanwhile: `rotate`
                     // swaps the key, then clears the cache under this lock.
+                    // (Its HTTP head rendered before the lock.)
+                    let (head, validators) = crate::http::cached_head(etag, now, next_update);
                     let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
                     let current = issuer
                         .responder
@@ -453,6 +468,8 @@ impl Responder {
                                 status: statuses[0],
                                 this_update: now,
                                 next_update,
+                                head,
+                                validators,
                             }),
                         );
                     }

@@ -43,6 +43,9 @@ fn record(seq: u64, serial: u32, status: CertStatus) -> ChangeRecord {
 struct Setup {
     dir: tempfile::TempDir,
     addr: SocketAddr,
+    /// The fast path alone (an app that answers nothing behind it: a 200
+    /// here is the fast path's own; what it declines is a 404).
+    fast: SocketAddr,
     grpc: SocketAddr,
     index: Arc<StatusIndex>,
     responder: Arc<Responder>,
@@ -140,6 +143,17 @@ fn setup(alg: KeyAlgorithm) -> Setup {
     let svc = shikko_ocsp::grpc::OcspService::new(role.clone()).into_service();
     let app = shikko_ocsp::http::router(role.clone(), 4);
     rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let flistener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let fast = flistener.local_addr().unwrap();
+    rt.spawn(shikko_runtime::serve_http_fast(
+        flistener,
+        axum::Router::new(),
+        shikko_ocsp::http::FastOcsp::new(role.clone(), None),
+        shikko_runtime::HttpLimits::default(),
+        std::future::pending(),
+    ));
     let glistener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
@@ -155,6 +169,7 @@ fn setup(alg: KeyAlgorithm) -> Setup {
     Setup {
         dir,
         addr,
+        fast,
         grpc,
         index,
         responder,
@@ -178,6 +193,42 @@ fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, Str
     let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
     let status = head[9..12].parse().unwrap();
     (status, head, raw[split + 4..].to_vec())
+}
+
+/// A GET on a keep-alive connection (what the fast path takes), one
+/// response read by its Content-Length.
+fn http_get_kept(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if raw.len() >= split + 4 + len {
+                let status = head[9..12].parse().unwrap();
+                return (status, head, raw[split + 4..split + 4 + len].to_vec());
+            }
+        }
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before a whole response: {raw:?}");
+        raw.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A header's value in a lower-cased head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
 }
 
 fn lint(dir: &Path, der: &[u8]) {
@@ -399,6 +450,58 @@ fn get_answers_carry_rfc5019_caching_and_follow_revocations() {
     let (status, _, body) = http_get(s.addr, &path, &[("If-None-Match", &etag)]);
     assert_eq!((status, body.len()), (304, 0));
 
+    // The fast path gives the same answer with the same headers, rendered
+    // when it was signed (Cache-Control's max-age counts down), and 304.
+    let (status, fhead, fbody) = http_get_kept(s.fast, &path, &[]);
+    assert_eq!(status, 200, "{fhead}");
+    assert_eq!(fbody, std::fs::read(d.join("get.der")).unwrap());
+    for name in ["content-type", "etag", "last-modified", "expires"] {
+        assert_eq!(header(&fhead, name), header(&head, name), "{name}: {fhead}");
+    }
+    let cc = header(&fhead, "cache-control").unwrap();
+    assert!(
+        cc.ends_with(", public, no-transform, must-revalidate"),
+        "{cc}"
+    );
+    let fast_age: i64 = cc
+        .strip_prefix("max-age=")
+        .and_then(|v| v.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((max_age - 5..=max_age).contains(&fast_age), "{fhead}");
+    assert!(header(&fhead, "date").is_some(), "{fhead}");
+    assert_eq!(
+        header(&fhead, "content-length"),
+        Some(&*fbody.len().to_string())
+    );
+    for inm in [etag.clone(), format!("\"x\", {etag}"), "*".into()] {
+        let (status, h304, body) = http_get_kept(s.fast, &path, &[("If-None-Match", &inm)]);
+        assert_eq!((status, body.len()), (304, 0), "{inm}: {h304}");
+        assert_eq!(header(&h304, "etag"), Some(&*etag));
+        assert!(header(&h304, "content-type").is_none(), "{h304}");
+        assert!(header(&h304, "cache-control").is_some(), "{h304}");
+    }
+    let (status, _, _) = http_get_kept(s.fast, &path, &[("If-None-Match", "\"other\"")]);
+    assert_eq!(status, 200);
+    let hits = s
+        .role
+        .metrics()
+        .requests
+        .with_label_values(&["get", "cached"])
+        .get();
+    let (status, _, _) = http_get_kept(s.fast, &path, &[]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        s.role
+            .metrics()
+            .requests
+            .with_label_values(&["get", "cached"])
+            .get(),
+        hits + 1,
+        "the fast path counts its answers as the full path does"
+    );
+
     // A revocation reaches the index: the cached good answer is dropped.
     let changed = s.index.apply(&[record(
         6,
@@ -410,8 +513,13 @@ fn get_answers_carry_rfc5019_caching_and_follow_revocations() {
         },
     )]);
     s.responder.invalidate(&changed);
+    // The fast path no longer has it (declined: the empty app's 404).
+    assert_eq!(http_get_kept(s.fast, &path, &[]).0, 404);
     let (status, _, body) = http_get(s.addr, &path, &[("If-None-Match", &etag)]);
     assert_eq!(status, 200);
+    // Signed again: the fast path serves the revoked answer.
+    let (status, _, fbody) = http_get_kept(s.fast, &path, &[]);
+    assert_eq!((status, &fbody), (200, &body));
     std::fs::write(d.join("get2.der"), &body).unwrap();
     let text = respin(d, "get2.der", "0x4A5001", false);
     assert!(

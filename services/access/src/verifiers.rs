@@ -393,16 +393,29 @@ fn japanese_day(now: UnixTime) -> (i64, String) {
 
 /// The purpose a request states.
 fn purpose(headers: &axum::http::HeaderMap) -> &'static str {
-    match headers
-        .get("shikko-purpose")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-    {
-        Some("signature") => "signature",
-        Some("status") => "status",
-        Some("login") => "login",
+    purpose_of(headers.get("shikko-purpose").map(|v| v.as_bytes()))
+}
+
+/// The purpose a `Shikko-Purpose` value states.
+fn purpose_of(value: Option<&[u8]>) -> &'static str {
+    match value.map(<[u8]>::trim_ascii) {
+        Some(b"signature") => "signature",
+        Some(b"status") => "status",
+        Some(b"login") => "login",
         _ => "unspecified",
     }
+}
+
+/// The token of an `Authorization` value: what follows `Bearer `, trimmed
+/// (empty for another scheme); `None` without one, or for a value that is
+/// not visible ASCII.
+fn bearer(value: Option<&[u8]>) -> Option<&str> {
+    let v = value?;
+    if !v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        return None;
+    }
+    let v = std::str::from_utf8(v).ok()?;
+    Some(v.strip_prefix("Bearer ").unwrap_or("").trim())
 }
 
 /// The endpoint label of a path the CRL routes serve: a CRL's, or a
@@ -615,6 +628,36 @@ enum Refusal {
     BadCertificate,
 }
 
+impl Refusal {
+    /// Its outcome, as counted.
+    fn outcome(self) -> &'static str {
+        match self {
+            Refusal::BadToken => "refused_bad_token",
+            Refusal::BadCertificate => "refused_bad_certificate",
+            Refusal::Nothing => "refused_no_token",
+        }
+    }
+}
+
+/// What the gate decided of a request (before counting it).
+enum Admission {
+    Pass(Pass),
+    Refused(Pass, Refusal),
+    RateLimited(Pass),
+}
+
+/// What [`Gate::admit_fast`] says.
+#[derive(Debug)]
+pub enum FastAdmit {
+    /// Admitted: count it with [`Gate::finish_as`] once answered.
+    Admitted(Pass),
+    /// A registered verifier over its rate (counted): answer OCSP
+    /// `tryLater` with `Retry-After`.
+    RateLimited,
+    /// Refused, and nothing counted: the full path answers it.
+    Refer,
+}
+
 /// A request the gate let through, to count once answered ([`Gate::finish`]).
 #[derive(Debug)]
 pub struct Pass {
@@ -636,11 +679,59 @@ impl Gate {
         peer: Option<&shikko_runtime::PeerCertificate>,
         endpoint: &'static str,
     ) -> Result<Pass, Box<Response>> {
-        let purpose = purpose(headers);
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.strip_prefix("Bearer ").unwrap_or("").trim());
+        let presented = bearer(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()));
+        match self.decide(purpose(headers), presented, peer, endpoint) {
+            Admission::Pass(pass) => Ok(pass),
+            Admission::Refused(pass, refusal) => {
+                self.count(&pass.who, endpoint, pass.purpose, refusal.outcome());
+                Err(Box::new(self.refusal(refusal)))
+            }
+            Admission::RateLimited(pass) => {
+                self.count(&pass.who, endpoint, pass.purpose, "rate_limited");
+                Err(Box::new(
+                    (
+                        [
+                            (header::CONTENT_TYPE, "application/ocsp-response"),
+                            (header::RETRY_AFTER, "1"),
+                        ],
+                        OCSP_TRY_LATER.to_vec(),
+                    )
+                        .into_response(),
+                ))
+            }
+        }
+    }
+
+    /// [`Gate::admit`] for a fast path (a request on plain HTTP, read as
+    /// its raw `Shikko-Purpose` and `Authorization` values): a refusal is
+    /// neither counted nor answered here ([`FastAdmit::Refer`]: the full
+    /// path answers and counts it), a request over its verifier's rate is
+    /// counted (`rate_limited`).
+    pub fn admit_fast(
+        &self,
+        purpose: Option<&[u8]>,
+        authorization: Option<&[u8]>,
+        endpoint: &'static str,
+    ) -> FastAdmit {
+        match self.decide(purpose_of(purpose), bearer(authorization), None, endpoint) {
+            Admission::Pass(pass) => FastAdmit::Admitted(pass),
+            Admission::Refused(..) => FastAdmit::Refer,
+            Admission::RateLimited(pass) => {
+                self.count(&pass.who, endpoint, pass.purpose, "rate_limited");
+                FastAdmit::RateLimited
+            }
+        }
+    }
+
+    /// Who asks, and whether they may: the one side effect is the rate a
+    /// registered verifier's request takes.
+    fn decide(
+        &self,
+        purpose: &'static str,
+        presented: Option<&str>,
+        peer: Option<&shikko_runtime::PeerCertificate>,
+        endpoint: &'static str,
+    ) -> Admission {
         let verifier = peer
             .and_then(|p| self.verifier_of(Credential::Certificate(p.0)))
             .or_else(|| {
@@ -649,36 +740,24 @@ impl Gate {
                     self.verifier_of(Credential::Token(d.as_ref().try_into().ok()?))
                 })
             });
-        let who = verifier
-            .as_ref()
-            .map_or_else(|| self.anonymous.clone(), |v| v.0.clone());
-        if self.mode == Mode::Restricted && verifier.is_none() {
-            let (why, refusal) = match (presented.is_some(), peer.is_some()) {
-                (true, _) => ("refused_bad_token", Refusal::BadToken),
-                (false, true) => ("refused_bad_certificate", Refusal::BadCertificate),
-                (false, false) => ("refused_no_token", Refusal::Nothing),
-            };
-            self.count(&who, endpoint, purpose, why);
-            return Err(Box::new(self.refusal(refusal)));
-        }
-        if let Some((_, false)) = verifier {
-            self.count(&who, endpoint, purpose, "rate_limited");
-            return Err(Box::new(
-                (
-                    [
-                        (header::CONTENT_TYPE, "application/ocsp-response"),
-                        (header::RETRY_AFTER, "1"),
-                    ],
-                    OCSP_TRY_LATER.to_vec(),
-                )
-                    .into_response(),
-            ));
-        }
-        Ok(Pass {
+        let pass = |who: Arc<str>| Pass {
             who,
             endpoint,
             purpose,
-        })
+        };
+        match verifier {
+            None if self.mode == Mode::Restricted => {
+                let refusal = match (presented.is_some(), peer.is_some()) {
+                    (true, _) => Refusal::BadToken,
+                    (false, true) => Refusal::BadCertificate,
+                    (false, false) => Refusal::Nothing,
+                };
+                Admission::Refused(pass(self.anonymous.clone()), refusal)
+            }
+            None => Admission::Pass(pass(self.anonymous.clone())),
+            Some((who, false)) => Admission::RateLimited(pass(who)),
+            Some((who, true)) => Admission::Pass(pass(who)),
+        }
     }
 
     /// Counts an admitted request by what `resp` says (its [`Metered`]
@@ -693,6 +772,11 @@ impl Gate {
                 _ => "error",
             },
         };
+        self.finish_as(pass, outcome);
+    }
+
+    /// Counts an admitted request as answered `outcome`.
+    pub fn finish_as(&self, pass: &Pass, outcome: &'static str) {
         self.count(&pass.who, pass.endpoint, pass.purpose, outcome);
     }
 
@@ -817,6 +901,54 @@ mod tests {
             .collect();
         assert!(refused.contains(&"refused_bad_certificate"), "{refused:?}");
         assert!(refused.contains(&"refused_no_token"), "{refused:?}");
+    }
+
+    /// The fast path's admission: a registered token is admitted (its
+    /// purpose read from the raw value), over its rate it is `tryLater`
+    /// and counted; a refusal is left to the full path, uncounted.
+    #[test]
+    fn the_fast_admission_counts_what_it_answers_and_refers_refusals() {
+        let g = Gate::new(Mode::Restricted, Endpoint::Ocsp);
+        let tok: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"tok")
+            .as_ref()
+            .try_into()
+            .unwrap_or([0; 32]);
+        g.set_table([(Credential::Token(tok), Verifier::new("clinic", 1, 1))]);
+        let who = |a: FastAdmit| match a {
+            FastAdmit::Admitted(p) => format!("{} {}", p.who, p.purpose),
+            FastAdmit::RateLimited => "rate limited".into(),
+            FastAdmit::Refer => "refer".into(),
+        };
+        assert_eq!(who(g.admit_fast(None, None, "ocsp")), "refer");
+        assert_eq!(
+            who(g.admit_fast(None, Some(b"Bearer nope"), "ocsp")),
+            "refer"
+        );
+        assert_eq!(who(g.admit_fast(None, Some(b"Basic tok"), "ocsp")), "refer");
+        assert!(
+            g.take_counts().is_empty(),
+            "refusals are the full path's to count"
+        );
+        assert_eq!(
+            who(g.admit_fast(Some(b" login "), Some(b"Bearer tok"), "ocsp")),
+            "clinic login"
+        );
+        assert_eq!(
+            who(g.admit_fast(None, Some(b"Bearer  tok "), "ocsp")),
+            "rate limited"
+        );
+        let counts = g.take_counts();
+        assert_eq!(counts.len(), 1, "{counts:?}");
+        let Some((k, n)) = counts.iter().next() else {
+            panic!("one count")
+        };
+        assert_eq!(
+            (&*k.verifier, k.outcome, k.purpose, *n),
+            ("clinic", "rate_limited", "unspecified", 1)
+        );
+        // Public: anyone, anonymous.
+        let p = Gate::new(Mode::Public, Endpoint::Ocsp);
+        assert_eq!(who(p.admit_fast(None, None, "ocsp")), "- unspecified");
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Default for HttpLimits {
 pub struct PeerCertificate(pub [u8; 32]);
 
 /// The HTTP/1.1 and HTTP/2 connection builder of both servers.
-fn connection_builder(limits: HttpLimits) -> auto::Builder<TokioExecutor> {
+pub(crate) fn connection_builder(limits: HttpLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -66,7 +66,7 @@ fn connection_builder(limits: HttpLimits) -> auto::Builder<TokioExecutor> {
 
 /// `app` with the body timeout, and the client's certificate (if any) in
 /// every request's extensions.
-fn connection_service(
+pub(crate) fn connection_service(
     app: axum::Router,
     body_timeout: Duration,
     peer: Option<PeerCertificate>,

@@ -74,6 +74,7 @@
 
 pub mod authz;
 pub mod config;
+pub mod fast;
 pub mod http_server;
 pub mod idle;
 pub mod limits;
@@ -89,6 +90,7 @@ pub use authz::{Authorize, Caller, Denial};
 pub use config::{
     ConfigError, EXIT_CONFIG, HttpConfig, LogFormat, ShutdownConfig, TelemetryConfig, load_toml,
 };
+pub use fast::{FastPath, FastRequest, Responses, serve_http_fast};
 pub use http_server::{HttpLimits, PeerCertificate, serve_http, serve_https};
 pub use limits::{Api, MethodLimits};
 pub use metrics_server::serve_metrics;

@@ -248,7 +248,7 @@ pub struct RoleServer {
     grpc: Vec<GrpcEndpoint>,
     http: Option<(TcpListener, axum::Router, HttpLimits)>,
     /// The HTTP endpoint served by a thread per listener instead.
-    http_per_core: Option<(Vec<std::net::TcpListener>, axum::Router, HttpLimits)>,
+    http_per_core: Option<PerCore>,
     https: Option<HttpsEndpoint>,
     on_shutdown: Vec<Hook>,
     ready: Arc<std::sync::atomic::AtomicBool>,
@@ -359,7 +359,23 @@ impl RoleServer {
         app: axum::Router,
         limits: HttpLimits,
     ) -> RoleServer {
-        self.http_per_core = Some((listeners, app, limits));
+        self.http_per_core = Some(PerCore {
+            listeners,
+            app,
+            limits,
+            fast: None,
+        });
+        self
+    }
+
+    /// Answers the per-core HTTP endpoint's requests that `fast` takes
+    /// before its app sees them ([`crate::fast`]: pre-rendered answers
+    /// written without hyper); the rest go to the app as before. No effect
+    /// without [`RoleServer::http_per_core`].
+    pub fn fast_path(mut self, fast: Arc<dyn crate::FastPath>) -> RoleServer {
+        if let Some(p) = &mut self.http_per_core {
+            p.fast = Some(fast);
+        }
         self
     }
 
@@ -546,7 +562,13 @@ impl RoleServer {
                 crate::serve_http(listener, app, limits, stop),
             ));
         }
-        if let Some((listeners, app, limits)) = self.http_per_core {
+        if let Some(PerCore {
+            listeners,
+            app,
+            limits,
+            fast,
+        }) = self.http_per_core
+        {
             let n = listeners.len().max(1);
             let limits = HttpLimits {
                 max_connections: limits.max_connections.div_ceil(n).max(1),
@@ -554,7 +576,7 @@ impl RoleServer {
             };
             for (i, listener) in listeners.into_iter().enumerate() {
                 let stop = shutdown.wait_owned();
-                let app = app.clone();
+                let (app, fast) = (app.clone(), fast.clone());
                 let thread = std::thread::Builder::new()
                     .name(format!("{role}-http-{i}"))
                     .spawn(move || -> std::io::Result<()> {
@@ -563,7 +585,12 @@ impl RoleServer {
                             .build()?;
                         rt.block_on(async move {
                             let listener = TcpListener::from_std(listener)?;
-                            crate::serve_http(listener, app, limits, stop).await
+                            match fast {
+                                Some(f) => {
+                                    crate::serve_http_fast(listener, app, f, limits, stop).await
+                                }
+                                None => crate::serve_http(listener, app, limits, stop).await,
+                            }
                         })
                     })
                     .map_err(|source| ServeError::Io {
@@ -649,6 +676,14 @@ impl RoleServer {
         }
         Ok(())
     }
+}
+
+/// The per-core HTTP endpoint ([`RoleServer::http_per_core`]).
+struct PerCore {
+    listeners: Vec<std::net::TcpListener>,
+    app: axum::Router,
+    limits: HttpLimits,
+    fast: Option<Arc<dyn crate::FastPath>>,
 }
 
 /// The endpoints' TLS metrics, registered by the first TLS endpoint.

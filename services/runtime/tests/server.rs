@@ -570,3 +570,420 @@ async fn http_per_core_answers_pipelined_split_and_partial_requests() {
     .unwrap();
     shutdown.trigger();
 }
+
+/// A fast path over the echo app's GETs: the same answers, marked
+/// `x-fast: 1`; `/echo/big` is 64 KiB; `/echo/slow` is declined (the app
+/// answers it).
+struct FastEcho;
+
+/// What `/echo/N` answers, by either path.
+fn echo_body(n: &str) -> Vec<u8> {
+    if n == "big" {
+        vec![b'x'; 64 * 1024]
+    } else {
+        n.as_bytes().to_vec()
+    }
+}
+
+impl shikko_runtime::FastPath for FastEcho {
+    fn answer(
+        &self,
+        req: &shikko_runtime::FastRequest<'_>,
+        out: &mut shikko_runtime::Responses<'_>,
+    ) -> bool {
+        let Some(n) = req.path().strip_prefix("/echo/") else {
+            return false;
+        };
+        if n == "slow" {
+            return false;
+        }
+        out.respond(
+            axum::http::StatusCode::OK,
+            &[b"x-fast: 1\r\n"],
+            &echo_body(n),
+        );
+        true
+    }
+}
+
+/// [`echo_per_core`] with [`FastEcho`] in front, and these limits.
+async fn fast_echo(
+    limits: shikko_runtime::HttpLimits,
+) -> (
+    std::net::SocketAddr,
+    Shutdown,
+    tokio::task::JoinHandle<Result<(), shikko_runtime::ServeError>>,
+) {
+    let listeners =
+        shikko_runtime::bind_per_core("127.0.0.1:0".parse().unwrap(), "HTTP", 2).unwrap();
+    let addr = listeners[0].local_addr().unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/echo/{n}",
+            axum::routing::get(
+                |axum::extract::Path(n): axum::extract::Path<String>| async move { echo_body(&n) },
+            ),
+        )
+        .route(
+            "/len",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        );
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = Shutdown::new();
+    let server = tokio::spawn(
+        RoleServer::new("test", Metrics::new("test").unwrap(), metrics_listener)
+            .http_per_core(listeners, app, limits)
+            .fast_path(Arc::new(FastEcho))
+            .serve(shutdown.clone(), Duration::from_secs(5)),
+    );
+    (addr, shutdown, server)
+}
+
+/// One HTTP/1.1 response: its head (lower-case) and body.
+struct Answer {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn fast(&self) -> bool {
+        self.head.contains("\r\nx-fast: 1")
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads `n` responses (each with a Content-Length) from `s`, in order;
+/// fewer if the connection ends first.
+fn read_answers(s: &mut impl std::io::Read, n: usize) -> Vec<Answer> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while out.len() < n {
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 2]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() < end + 4 + len {
+                break;
+            }
+            out.push(Answer {
+                head,
+                body: buf[end + 4..end + 4 + len].to_vec(),
+            });
+            buf.drain(..end + 4 + len);
+        }
+        if out.len() >= n {
+            break;
+        }
+        match s.read(&mut chunk) {
+            Ok(got) if got > 0 => buf.extend_from_slice(&chunk[..got]),
+            _ => break,
+        }
+    }
+    out
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+}
+
+/// Pipelined GETs answered by the fast path, in order, then a POST handed
+/// to the app with the rest of the connection; a request split at every
+/// octet; what the fast path declines or does not take (HTTP/1.0,
+/// `Connection: close`) answered by the app, the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_answers_in_order_and_hands_the_rest_to_the_app() {
+    let (addr, shutdown, _server) = fast_echo(shikko_runtime::HttpLimits::default()).await;
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let mut all = Vec::new();
+        for i in 0..10 {
+            all.extend(get(&format!("/echo/{i}")));
+        }
+        all.extend_from_slice(b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+        for i in 10..20 {
+            all.extend(get(&format!("/echo/{i}")));
+        }
+        s.write_all(&all).unwrap();
+        let answers = read_answers(&mut s, 21);
+        let bodies: Vec<String> = answers.iter().map(Answer::text).collect();
+        let mut expected: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        expected.push("3".into());
+        expected.extend((10..20).map(|i| i.to_string()));
+        assert_eq!(bodies, expected);
+        assert!(
+            answers[..10].iter().all(Answer::fast),
+            "the GETs before the POST"
+        );
+        assert!(
+            answers[10..].iter().all(|a| !a.fast()),
+            "the connection is the app's from the POST on"
+        );
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.head.starts_with("http/1.1 200 ok\r\n"))
+        );
+        assert!(
+            answers[0].head.contains("\r\ndate: "),
+            "{}",
+            answers[0].head
+        );
+
+        // Split at every octet, one keep-alive connection: the fast path each time.
+        let req = get("/echo/split");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        for k in 1..req.len() {
+            s.write_all(&req[..k]).unwrap();
+            s.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+            s.write_all(&req[k..]).unwrap();
+            let a = read_answers(&mut s, 1);
+            assert_eq!(a.len(), 1, "split at {k}");
+            assert!(a[0].fast() && a[0].text() == "split", "split at {k}");
+        }
+
+        // Declined by the fast path, HTTP/1.0, Connection: close: the app's.
+        for req in [
+            get("/echo/slow"),
+            b"GET /echo/old HTTP/1.0\r\n\r\n".to_vec(),
+            b"GET /echo/closing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+        ] {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(&req).unwrap();
+            let a = read_answers(&mut s, 1);
+            assert_eq!(a.len(), 1);
+            assert!(!a[0].fast(), "{}", a[0].head);
+            let want = String::from_utf8_lossy(&req[10..])
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string();
+            assert_eq!(a[0].text(), want);
+        }
+        // The app closes after `Connection: close`.
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /echo/bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        assert!(rest.ends_with(b"bye"));
+    })
+    .await
+    .unwrap();
+    shutdown.trigger();
+}
+
+/// A client that reads its pipelined answers slowly gets every one (the
+/// server's writes wait for it in pieces); one that stops reading is
+/// closed once the header timeout passes without progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_is_served_and_one_that_stops_reading_is_closed() {
+    let (addr, shutdown, _server) = fast_echo(shikko_runtime::HttpLimits {
+        header_read_timeout: Duration::from_secs(2),
+        ..Default::default()
+    })
+    .await;
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let n = 300;
+        let all: Vec<u8> = (0..n).flat_map(|_| get("/echo/big")).collect();
+
+        // Reads 16 KiB at a time, pausing: 300 x 64 KiB in all.
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&all).unwrap();
+        struct Slow<'a>(&'a mut std::net::TcpStream);
+        impl std::io::Read for Slow<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                std::thread::sleep(Duration::from_micros(200));
+                let k = buf.len().min(16 * 1024);
+                self.0.read(&mut buf[..k])
+            }
+        }
+        let answers = read_answers(&mut Slow(&mut s), n);
+        assert_eq!(answers.len(), n);
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.fast() && a.body.len() == 64 * 1024)
+        );
+
+        // Asks for 300 x 64 KiB and reads nothing for 5 s: closed meanwhile.
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&all).unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = 0usize;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(k) => got += k,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("still open after {got} octets: {e}"),
+            }
+        }
+        assert!(
+            got < n * 64 * 1024,
+            "a client that stopped reading was waited for ({got} octets)"
+        );
+    })
+    .await
+    .unwrap();
+    shutdown.trigger();
+}
+
+/// The header timeout on the fast path: a head trickled in (never whole),
+/// a head left half-sent, and a keep-alive connection left idle are all
+/// closed within it; then the drain closes an idle connection at once and
+/// ends the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_closes_slow_and_idle_clients_and_drains() {
+    let (addr, shutdown, server) = fast_echo(shikko_runtime::HttpLimits {
+        header_read_timeout: Duration::from_millis(800),
+        ..Default::default()
+    })
+    .await;
+    let drained = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let closed_within = |s: &mut std::net::TcpStream, secs: u64| {
+            s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+            let mut rest = Vec::new();
+            match s.read_to_end(&mut rest) {
+                Ok(_) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        };
+        // One octet every 200 ms, never a whole head.
+        let mut trickle = std::net::TcpStream::connect(addr).unwrap();
+        let started = std::time::Instant::now();
+        let mut cut = false;
+        for b in b"GET /echo/1 HTTP/1.1\r\nHost: x\r\nX-Long: abcdefghijklmnopqrstuvwxyz" {
+            if trickle.write_all(&[*b]).is_err() {
+                cut = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            cut || closed_within(&mut trickle, 1),
+            "a trickled head kept the connection"
+        );
+        assert!(started.elapsed() < Duration::from_secs(12));
+
+        // Half a head, then nothing.
+        let mut half = std::net::TcpStream::connect(addr).unwrap();
+        half.write_all(b"GET /echo/1 HTTP/1.1\r\nHo").unwrap();
+        assert!(
+            closed_within(&mut half, 5),
+            "a half head kept the connection"
+        );
+
+        // Answered, then idle.
+        let mut idle = std::net::TcpStream::connect(addr).unwrap();
+        idle.write_all(&get("/echo/1")).unwrap();
+        assert!(read_answers(&mut idle, 1)[0].fast());
+        assert!(
+            closed_within(&mut idle, 5),
+            "an idle keep-alive connection stayed"
+        );
+
+        // Answered and kept open, then the drain.
+        let mut kept = std::net::TcpStream::connect(addr).unwrap();
+        kept.write_all(&get("/echo/2")).unwrap();
+        assert_eq!(read_answers(&mut kept, 1)[0].text(), "2");
+        kept
+    })
+    .await
+    .unwrap();
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(3), server)
+        .await
+        .expect("the drain closes idle connections at once")
+        .unwrap()
+        .unwrap();
+    let mut drained = drained;
+    let mut rest = Vec::new();
+    use std::io::Read;
+    drained
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    match drained.read_to_end(&mut rest) {
+        Ok(n) => assert_eq!(n, 0),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+    }
+}
+
+/// HTTP/2 with prior knowledge (h2c) reaches the app behind the fast path:
+/// twenty requests multiplexed on one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_passes_the_fast_path_to_the_app() {
+    let (addr, shutdown, _server) = fast_echo(shikko_runtime::HttpLimits::default()).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<axum::body::Body>();
+    let asks = (0..20).map(|i| {
+        let client = client.clone();
+        async move {
+            let resp = client
+                .get(format!("http://{addr}/echo/{i}").parse().unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.version(), axum::http::Version::HTTP_2);
+            assert!(resp.headers().get("x-fast").is_none());
+            let body = axum::body::to_bytes(axum::body::Body::new(resp.into_body()), 1 << 20)
+                .await
+                .unwrap();
+            String::from_utf8(body.to_vec()).unwrap()
+        }
+    });
+    let bodies = futures::future::join_all(asks).await;
+    assert_eq!(bodies, (0..20).map(|i| i.to_string()).collect::<Vec<_>>());
+    shutdown.trigger();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    /// Pipelined GETs (fast, declined, app) cut into pieces anywhere are
+    /// answered whole and in order.
+    #[test]
+    fn pipelined_requests_cut_anywhere_are_answered_in_order(
+        kinds in proptest::collection::vec(0u8..3, 1..12),
+        cuts in proptest::collection::vec(1usize..400, 0..6),
+    ) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (addr, shutdown, _server) = rt.block_on(fast_echo(shikko_runtime::HttpLimits::default()));
+        let mut wire = Vec::new();
+        let mut want = Vec::new();
+        for (i, k) in kinds.iter().enumerate() {
+            let path = match k {
+                0 => format!("/echo/{i}"),
+                1 => "/echo/slow".to_string(),
+                _ => format!("/echo/p{i}"),
+            };
+            want.push(path.trim_start_matches("/echo/").to_string());
+            wire.extend(get(&path));
+        }
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut at = 0;
+        for c in cuts {
+            let end = (at + c).min(wire.len());
+            s.write_all(&wire[at..end]).unwrap();
+            std::thread::sleep(Duration::from_millis(3));
+            at = end;
+        }
+        s.write_all(&wire[at..]).unwrap();
+        let got: Vec<String> = read_answers(&mut s, want.len()).iter().map(Answer::text).collect();
+        shutdown.trigger();
+        proptest::prop_assert_eq!(got, want);
+    }
+}
