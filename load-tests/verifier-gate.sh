@@ -15,28 +15,17 @@
 set -euo pipefail
 SECS=${1:-10}
 ROUNDS=${2:-3}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/shikko/target-release}
+# shellcheck source=load-tests/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 command -v h2load > /dev/null || { echo "h2load is required (apt install nghttp2-client)" >&2; exit 2; }
-(cd "$ROOT" && cargo build --release --workspace)
-BIN=$CARGO_TARGET_DIR/release/shikko
-DIR=$(mktemp -d /tmp/shikko-gate-bench.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-"$BIN" demo --setup-only --holders 300 --key-algorithm p256 --data-dir "$DIR/data" > /dev/null
-S=$DIR/data/samples
+bench_bin
+bench_dir gate-bench
+bench_demo
 # The info service's operator-port TLS, as PEM (the registry's [info] needs files).
 mkdir -p "$DIR/tls"
 openssl x509 -inform DER -in "$DIR/data/certs/server.der" -out "$DIR/tls/server.pem"
 openssl pkey -inform DER -in "$DIR/data/keys/server.key" -out "$DIR/tls/server-key.pem"
 chmod 600 "$DIR/tls/server-key.pem"
-common='[telemetry]
-metrics_listen = "127.0.0.1:0"
-log_filter = "warn"
-[tls]
-insecure_loopback_only = true'
 cat > "$DIR/registry.toml" <<EOF
 [registry]
 data_dir = "$DIR/data"
@@ -47,17 +36,8 @@ tls_cert = "$DIR/tls/server.pem"
 tls_key = "$DIR/tls/server-key.pem"
 client_ca = "$S/operator-ca.pem"
 signing_cas = ["$S/sign-ca.pem"]
-$common
+$COMMON
 EOF
-start() { # role config -> sets LINE
-    local out=$DIR/$1.$RANDOM.out
-    "$BIN" serve "$1" --config "$2" > "$out" 2> "$DIR/$1.err" &
-    PIDS+=($!)
-    LASTPID=$!
-    for _ in $(seq 100); do [[ -s $out ]] && break; sleep 0.1; done
-    LINE=$(head -1 "$out")
-}
-field() { tr ' ' '\n' <<< "$LINE" | sed -n "s/^$1=//p"; }
 start registry "$DIR/registry.toml"
 EP=http://$(field grpc)
 TOKEN=$("$BIN" admin verifier-add bench --name bench --ocsp-per-second 1000000 --ocsp-burst 1000000 --endpoint "$EP" | tail -1)
@@ -69,15 +49,14 @@ registry = "$EP"
 http_listen = "127.0.0.1:0"
 grpc_listen = "127.0.0.1:0"
 $2
-$common
+$COMMON
 EOF
 }
 ocsp_config plain ""
 ocsp_config gated "access = { mode = \"restricted\", info = \"$EP\", refresh_secs = 10, report_secs = 1 }"
 start ocsp "$DIR/plain.toml"; PLAIN=$(field http); PLAIN_PID=$LASTPID
 start ocsp "$DIR/gated.toml"; GATED=$(field http); GATED_PID=$LASTPID
-openssl ocsp -no_nonce -issuer "$S/sign-ca.pem" -cert "$S/sign-good.pem" -reqout "$DIR/req.der" > /dev/null 2>&1
-B64=$(base64 -w0 < "$DIR/req.der" | sed 's/+/%2B/g; s/\//%2F/g; s/=/%3D/g')
+bench_request
 # Warm: both caught up, the answer signed and cached, the token loaded.
 for _ in $(seq 100); do
     a=$(curl -s -o /dev/null -w '%{size_download}' "http://$PLAIN/ocsp/$B64")

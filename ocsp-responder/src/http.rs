@@ -9,7 +9,9 @@
 //! go through a bounded number of in-flight signings: beyond it the request
 //! is shed with 503 and `Retry-After`, so they can never starve the cached path.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -22,7 +24,7 @@ use shikko_core::UnixTime;
 use tokio::sync::Semaphore;
 
 use crate::request::{MAX_REQUEST_BYTES, decode_get_path, decode_request};
-use crate::responder::{Answer, Outcome, status_only};
+use crate::responder::{Answer, Cached, Outcome, status_only};
 use crate::role::OcspRole;
 use crate::types::OcspResponseStatus;
 use shikko_access::verifiers::{FastAdmit, Gate};
@@ -329,6 +331,40 @@ impl FastOcsp {
     }
 }
 
+/// Most answers an HTTP thread remembers by the raw path of their GET.
+const MEMO_MAX: usize = 65_536;
+
+/// Answers by the raw path of their GET.
+type Paths = HashMap<Box<[u8]>, Weak<Cached>>;
+
+thread_local! {
+    /// By responder (its address), the answers this thread gave, by the
+    /// raw path of the GET (after `/ocsp/`): a path asked again is
+    /// answered without decoding it. Held weakly: an answer the cache
+    /// drops (a status change, a rotation, eviction) is gone from here at
+    /// once, and what it held is freed; what the memo keeps is checked as
+    /// the cache checks it ([`crate::responder::Responder::still_good`]).
+    static MEMO: RefCell<HashMap<usize, Paths>> = RefCell::new(HashMap::new());
+}
+
+/// The answer remembered for `raw`, if it is still in the cache.
+fn recall(owner: usize, raw: &str) -> Option<Arc<Cached>> {
+    MEMO.with(|m| m.borrow().get(&owner)?.get(raw.as_bytes())?.upgrade())
+}
+
+/// Remembers `c` as the answer to `raw` (the memo emptied when full: its
+/// keys are what clients send, any number of encodings of one request).
+fn remember(owner: usize, raw: &str, c: &Arc<Cached>) {
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        let paths = m.entry(owner).or_default();
+        if paths.len() >= MEMO_MAX {
+            paths.clear();
+        }
+        paths.insert(raw.as_bytes().into(), Arc::downgrade(c));
+    });
+}
+
 /// Whether an `If-None-Match` value names `etag` (or is `*`).
 fn matches_etag(inm: &[u8], etag: &str) -> bool {
     inm.split(|&b| b == b',').any(|t| {
@@ -343,24 +379,35 @@ impl shikko_runtime::FastPath for FastOcsp {
         req: &shikko_runtime::FastRequest<'_>,
         out: &mut shikko_runtime::Responses<'_>,
     ) -> bool {
-        let Some(raw) = req.path().strip_prefix("/ocsp/") else {
+        let Some(target) = req.path().strip_prefix("/ocsp/") else {
             return false;
         };
+        // As the router reads it: the path without a query.
+        let raw = target.split('?').next().unwrap_or("");
         let now = UnixTime::now();
         if !self.role.is_ready() || self.role.too_stale(now) {
             return false;
         }
-        let Ok(der) = decode_get_path(raw) else {
-            return false;
-        };
-        let Ok(parsed) = decode_request(&der) else {
-            return false;
-        };
-        if parsed.nonce.is_some() || parsed.cert_ids.len() != 1 {
-            return false;
-        }
-        let Some(c) = self.role.responder().cached_entry(&parsed, now) else {
-            return false;
+        let responder = self.role.responder();
+        let owner = Arc::as_ptr(responder) as usize;
+        let c = match recall(owner, raw) {
+            Some(c) if responder.still_good(&c, now) => c,
+            _ => {
+                let Ok(der) = decode_get_path(raw) else {
+                    return false;
+                };
+                let Ok(parsed) = decode_request(&der) else {
+                    return false;
+                };
+                if parsed.nonce.is_some() || parsed.cert_ids.len() != 1 {
+                    return false;
+                }
+                let Some(c) = responder.cached_entry(&parsed, now) else {
+                    return false;
+                };
+                remember(owner, raw, &c);
+                c
+            }
         };
         let pass = match &self.gate {
             None => None,

@@ -136,6 +136,9 @@ pub const MAX_CACHED_ANSWERS: usize = 1_000_000;
 pub(crate) struct Cached {
     pub(crate) der: Bytes,
     pub(crate) etag: Arc<str>,
+    /// The certificate it answers for.
+    pub(crate) kind: CertKind,
+    pub(crate) serial: Serial,
     /// The status it was signed from: served only while the index agrees.
     pub(crate) status: Option<IndexedStatus>,
     pub(crate) this_update: UnixTime,
@@ -400,16 +403,23 @@ impl Responder {
 
     /// The pre-signed answer to `req` at `now`, if fresh and still the index's.
     pub(crate) fn cached_entry(&self, req: &ParsedRequest, now: UnixTime) -> Option<Arc<Cached>> {
-        let (issuer, serials, key) = self.resolve(req).ok()?;
+        let (_, _, key) = self.resolve(req).ok()?;
         let c = self
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key?)
             .cloned()?;
+        self.still_good(&c, now).then_some(c)
+    }
+
+    /// Whether a pre-signed answer may still be served at `now`: fresh
+    /// (within half its validity), and signed from the status the index
+    /// has now. (One dropped from the cache is no longer anyone's: the
+    /// fast path holds answers weakly.)
+    pub(crate) fn still_good(&self, c: &Cached, now: UnixTime) -> bool {
         let fresh_until = plus(c.this_update, self.validity / 2);
-        let status = serials[0].and_then(|s| self.index.get(issuer.kind, &s));
-        (now < fresh_until && now >= c.this_update && status == c.status).then_some(c)
+        now < fresh_until && now >= c.this_update && self.index.get(c.kind, &c.serial) == c.status
     }
 
     /// The answer to a parsed request at time `now`: pre-signed when fresh,
@@ -465,6 +475,8 @@ impl Responder {
                             Arc::new(Cached {
                                 der: der.clone(),
                                 etag: etag.clone(),
+                                kind: first,
+                                serial,
                                 status: statuses[0],
                                 this_update: now,
                                 next_update,

@@ -195,34 +195,10 @@ fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, Str
     (status, head, raw[split + 4..].to_vec())
 }
 
-/// A GET on a keep-alive connection (what the fast path takes), one
-/// response read by its Content-Length.
+/// A GET on a keep-alive connection (what the fast path takes).
 fn http_get_kept(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if raw.len() >= split + 4 + len {
-                let status = head[9..12].parse().unwrap();
-                return (status, head, raw[split + 4..split + 4 + len].to_vec());
-            }
-        }
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed before a whole response: {raw:?}");
-        raw.extend_from_slice(&chunk[..n]);
-    }
+    let r = shikko_testkit::http::get_kept(&addr.to_string(), path, headers);
+    (r.status, r.head, r.body)
 }
 
 /// A header's value in a lower-cased head.
@@ -512,6 +488,10 @@ fn get_answers_carry_rfc5019_caching_and_follow_revocations() {
             invalidity_date: None,
         },
     )]);
+    // Before the cache drops it, the fast path (its memo of paths
+    // included) no longer serves it: the status it was signed from is not
+    // the index's.
+    assert_eq!(http_get_kept(s.fast, &path, &[]).0, 404);
     s.responder.invalidate(&changed);
     // The fast path no longer has it (declined: the empty app's 404).
     assert_eq!(http_get_kept(s.fast, &path, &[]).0, 404);
@@ -663,6 +643,31 @@ fn the_responder_key_rotates_without_downtime() {
     };
     let before = ask();
     assert!(before.contains("Response verify OK"), "{before}");
+    // The same request by GET, on the fast path (twice: the second from
+    // its memo of paths).
+    let out = openssl(
+        [
+            "ocsp",
+            "-issuer",
+            "auth-ca.pem",
+            "-serial",
+            "0x4A5001",
+            "-no_nonce",
+            "-reqout",
+            "rot.der",
+        ],
+        d,
+    );
+    let req = std::fs::read(d.join("rot.der")).unwrap_or_else(|_| panic!("{out}"));
+    let path = format!(
+        "/ocsp/{}",
+        base64::engine::general_purpose::STANDARD
+            .encode(&req)
+            .replace('+', "%2B")
+    );
+    let (status, _, old_answer) = http_get_kept(s.fast, &path, &[]);
+    assert_eq!(status, 200);
+    assert_eq!(http_get_kept(s.fast, &path, &[]).2, old_answer);
 
     // A new key and certificate, swapped in while the server runs.
     let new_key = Arc::new(SoftwareSigner::generate(KeyAlgorithm::EcdsaP256).unwrap());
@@ -682,7 +687,13 @@ fn the_responder_key_rotates_without_downtime() {
             ResponderKey::new(new_key, &cert).unwrap(),
         )
         .unwrap();
+    // The old key's answer is gone from the fast path too (declined: the
+    // empty app's 404), until one is signed with the new key.
+    assert_eq!(http_get_kept(s.fast, &path, &[]).0, 404);
     let after = ask();
+    let (status, _, new_answer) = http_get_kept(s.fast, &path, &[]);
+    assert_eq!(status, 200);
+    assert_ne!(new_answer, old_answer);
     assert!(
         after.contains("Response verify OK") && after.contains("0x4A5001: good"),
         "{after}"

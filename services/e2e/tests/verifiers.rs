@@ -43,33 +43,10 @@ fn http(
 const UNAUTHORIZED: [u8; 5] = [0x30, 0x03, 0x0a, 0x01, 0x06];
 
 /// A GET on a keep-alive connection (the OCSP role's fast path takes it
-/// when its answer is cached): one response, read by its Content-Length.
+/// when its answer is cached).
 fn get_kept(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if raw.len() >= split + 4 + len {
-                let status = head[9..12].parse().unwrap();
-                return (status, head, raw[split + 4..split + 4 + len].to_vec());
-            }
-        }
-        let n = s.read(&mut chunk).unwrap();
-        assert!(n > 0, "closed before a whole response");
-        raw.extend_from_slice(&chunk[..n]);
-    }
+    let r = shikko_testkit::http::get_kept(addr, path, headers);
+    (r.status, r.head, r.body)
 }
 
 fn ocsp_post(addr: &str, req: &[u8], headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {

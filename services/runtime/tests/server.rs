@@ -492,38 +492,16 @@ async fn echo_per_core() -> (std::net::SocketAddr, Shutdown) {
 }
 
 /// The bodies of `n` HTTP/1.1 responses read from `s`, in order (each
-/// with a Content-Length).
+/// a 200).
 fn read_responses(s: &mut std::net::TcpStream, n: usize) -> Vec<String> {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while out.len() < n {
-        // Parse what has arrived.
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            assert!(head.starts_with("http/1.1 200"), "{head}");
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .expect("a content-length")
-                .trim()
-                .parse()
-                .unwrap();
-            if buf.len() < end + 4 + len {
-                break;
-            }
-            out.push(String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned());
-            buf.drain(..end + 4 + len);
-        }
-        if out.len() >= n {
-            break;
-        }
-        let got = s.read(&mut chunk).unwrap();
-        assert!(got > 0, "closed after {} responses", out.len());
-        buf.extend_from_slice(&chunk[..got]);
-    }
-    out
+    let got = shikko_testkit::http::read_responses(s, n);
+    assert_eq!(got.len(), n, "closed after {} responses", got.len());
+    got.iter()
+        .map(|r| {
+            assert!(r.head.starts_with("http/1.1 200"), "{}", r.head);
+            String::from_utf8_lossy(&r.body).into_owned()
+        })
+        .collect()
 }
 
 /// What a fast path must not break: pipelined requests answered in
@@ -639,54 +617,18 @@ async fn fast_echo(
     (addr, shutdown, server)
 }
 
-/// One HTTP/1.1 response: its head (lower-case) and body.
-struct Answer {
-    head: String,
-    body: Vec<u8>,
+type Answer = shikko_testkit::http::Response;
+
+/// Whether the fast path answered it.
+fn fast(a: &Answer) -> bool {
+    a.header("x-fast") == Some("1")
 }
 
-impl Answer {
-    fn fast(&self) -> bool {
-        self.head.contains("\r\nx-fast: 1")
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
+fn text(a: &Answer) -> String {
+    String::from_utf8_lossy(&a.body).into_owned()
 }
 
-/// Reads `n` responses (each with a Content-Length) from `s`, in order;
-/// fewer if the connection ends first.
-fn read_answers(s: &mut impl std::io::Read, n: usize) -> Vec<Answer> {
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    while out.len() < n {
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end + 2]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if buf.len() < end + 4 + len {
-                break;
-            }
-            out.push(Answer {
-                head,
-                body: buf[end + 4..end + 4 + len].to_vec(),
-            });
-            buf.drain(..end + 4 + len);
-        }
-        if out.len() >= n {
-            break;
-        }
-        match s.read(&mut chunk) {
-            Ok(got) if got > 0 => buf.extend_from_slice(&chunk[..got]),
-            _ => break,
-        }
-    }
-    out
-}
+use shikko_testkit::http::read_responses as read_answers;
 
 fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
@@ -712,17 +654,14 @@ async fn the_fast_path_answers_in_order_and_hands_the_rest_to_the_app() {
         }
         s.write_all(&all).unwrap();
         let answers = read_answers(&mut s, 21);
-        let bodies: Vec<String> = answers.iter().map(Answer::text).collect();
+        let bodies: Vec<String> = answers.iter().map(text).collect();
         let mut expected: Vec<String> = (0..10).map(|i| i.to_string()).collect();
         expected.push("3".into());
         expected.extend((10..20).map(|i| i.to_string()));
         assert_eq!(bodies, expected);
+        assert!(answers[..10].iter().all(fast), "the GETs before the POST");
         assert!(
-            answers[..10].iter().all(Answer::fast),
-            "the GETs before the POST"
-        );
-        assert!(
-            answers[10..].iter().all(|a| !a.fast()),
+            answers[10..].iter().all(|a| !fast(a)),
             "the connection is the app's from the POST on"
         );
         assert!(
@@ -747,7 +686,7 @@ async fn the_fast_path_answers_in_order_and_hands_the_rest_to_the_app() {
             s.write_all(&req[k..]).unwrap();
             let a = read_answers(&mut s, 1);
             assert_eq!(a.len(), 1, "split at {k}");
-            assert!(a[0].fast() && a[0].text() == "split", "split at {k}");
+            assert!(fast(&a[0]) && text(&a[0]) == "split", "split at {k}");
         }
 
         // Declined by the fast path, HTTP/1.0, Connection: close: the app's.
@@ -760,13 +699,13 @@ async fn the_fast_path_answers_in_order_and_hands_the_rest_to_the_app() {
             s.write_all(&req).unwrap();
             let a = read_answers(&mut s, 1);
             assert_eq!(a.len(), 1);
-            assert!(!a[0].fast(), "{}", a[0].head);
+            assert!(!fast(&a[0]), "{}", a[0].head);
             let want = String::from_utf8_lossy(&req[10..])
                 .split(' ')
                 .next()
                 .unwrap()
                 .to_string();
-            assert_eq!(a[0].text(), want);
+            assert_eq!(text(&a[0]), want);
         }
         // The app closes after `Connection: close`.
         let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -809,11 +748,7 @@ async fn a_slow_reader_is_served_and_one_that_stops_reading_is_closed() {
         }
         let answers = read_answers(&mut Slow(&mut s), n);
         assert_eq!(answers.len(), n);
-        assert!(
-            answers
-                .iter()
-                .all(|a| a.fast() && a.body.len() == 64 * 1024)
-        );
+        assert!(answers.iter().all(|a| fast(a) && a.body.len() == 64 * 1024));
 
         // Asks for 300 x 64 KiB and reads nothing for 5 s: closed meanwhile.
         let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -889,7 +824,7 @@ async fn the_fast_path_closes_slow_and_idle_clients_and_drains() {
         // Answered, then idle.
         let mut idle = std::net::TcpStream::connect(addr).unwrap();
         idle.write_all(&get("/echo/1")).unwrap();
-        assert!(read_answers(&mut idle, 1)[0].fast());
+        assert!(fast(&read_answers(&mut idle, 1)[0]));
         assert!(
             closed_within(&mut idle, 5),
             "an idle keep-alive connection stayed"
@@ -898,7 +833,7 @@ async fn the_fast_path_closes_slow_and_idle_clients_and_drains() {
         // Answered and kept open, then the drain.
         let mut kept = std::net::TcpStream::connect(addr).unwrap();
         kept.write_all(&get("/echo/2")).unwrap();
-        assert_eq!(read_answers(&mut kept, 1)[0].text(), "2");
+        assert_eq!(text(&read_answers(&mut kept, 1)[0]), "2");
         kept
     })
     .await
@@ -982,7 +917,7 @@ proptest::proptest! {
             at = end;
         }
         s.write_all(&wire[at..]).unwrap();
-        let got: Vec<String> = read_answers(&mut s, want.len()).iter().map(Answer::text).collect();
+        let got: Vec<String> = read_answers(&mut s, want.len()).iter().map(text).collect();
         shutdown.trigger();
         proptest::prop_assert_eq!(got, want);
     }

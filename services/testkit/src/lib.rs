@@ -23,6 +23,7 @@
 // Test helpers: a failure to run a tool is the test's failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod http;
 pub mod identities;
 pub mod process;
 pub mod roles;
