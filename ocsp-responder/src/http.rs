@@ -294,18 +294,21 @@ pub(crate) fn cached_head(etag: &str, this: UnixTime, next: UnixTime) -> (Bytes,
 }
 
 /// The OCSP role's fast path ([`shikko_runtime::fast`]) on its plain HTTP
-/// endpoint: a GET whose answer is pre-signed and fresh, from a role that
-/// has caught up, admitted by the verifier gate (if any), is answered from
-/// the rendered head and DER of the cache: `Cache-Control` and `Date` are
-/// the only lines written per response, and nothing is allocated but the
-/// request's decoding. Every other request (a miss, a nonce, several
-/// CertIDs, a malformed one, a refusal, POST) goes to [`router_gated`]'s
-/// handlers unchanged; both count the same metrics and meters.
+/// endpoint: a GET, or a POST of `application/ocsp-request`, whose answer
+/// is pre-signed and fresh, from a role that has caught up, admitted by
+/// the verifier gate (if any), is answered from the rendered head and DER
+/// of the cache: `Cache-Control` and `Date` are the only lines written
+/// per response. A request asked again on the same thread (the same raw
+/// path, the same body) is found without decoding it, and nothing is
+/// allocated. Every other request (a miss, a nonce, several CertIDs, a
+/// malformed one, a refusal) goes to [`router_gated`]'s handlers
+/// unchanged; both count the same metrics and meters.
 pub struct FastOcsp {
     role: Arc<OcspRole>,
     gate: Option<Arc<Gate>>,
-    cached: prometheus::IntCounter,
-    not_modified: prometheus::IntCounter,
+    /// `{get, post} x {cached, not_modified}`, resolved once.
+    cached: [prometheus::IntCounter; 2],
+    not_modified: [prometheus::IntCounter; 2],
 }
 
 impl std::fmt::Debug for FastOcsp {
@@ -318,10 +321,9 @@ impl FastOcsp {
     /// The fast path of `role`'s answers, behind `gate` (as [`router_gated`]).
     pub fn new(role: Arc<OcspRole>, gate: Option<Arc<Gate>>) -> Arc<FastOcsp> {
         let requests = &role.metrics().requests;
-        let (cached, not_modified) = (
-            requests.with_label_values(&["get", "cached"]),
-            requests.with_label_values(&["get", "not_modified"]),
-        );
+        let count =
+            |outcome| ["get", "post"].map(|method| requests.with_label_values(&[method, outcome]));
+        let (cached, not_modified) = (count("cached"), count("not_modified"));
         Arc::new(FastOcsp {
             role,
             gate,
@@ -331,37 +333,38 @@ impl FastOcsp {
     }
 }
 
-/// Most answers an HTTP thread remembers by the raw path of their GET.
+/// Most answers an HTTP thread remembers, by method.
 const MEMO_MAX: usize = 65_536;
 
-/// Answers by the raw path of their GET.
+/// Answers by what identifies their request (a GET's raw path, a POST's body).
 type Paths = HashMap<Box<[u8]>, Weak<Cached>>;
 
 thread_local! {
-    /// By responder (its address), the answers this thread gave, by the
-    /// raw path of the GET (after `/ocsp/`): a path asked again is
-    /// answered without decoding it. Held weakly: an answer the cache
+    /// By responder (its address) and method (POST?), the answers this
+    /// thread gave, by the raw path of the GET (after `/ocsp/`) or the
+    /// body of the POST: a request asked again is answered without
+    /// decoding it. Held weakly: an answer the cache
     /// drops (a status change, a rotation, eviction) is gone from here at
     /// once, and what it held is freed; what the memo keeps is checked as
     /// the cache checks it ([`crate::responder::Responder::still_good`]).
-    static MEMO: RefCell<HashMap<usize, Paths>> = RefCell::new(HashMap::new());
+    static MEMO: RefCell<HashMap<(usize, bool), Paths>> = RefCell::new(HashMap::new());
 }
 
-/// The answer remembered for `raw`, if it is still in the cache.
-fn recall(owner: usize, raw: &str) -> Option<Arc<Cached>> {
-    MEMO.with(|m| m.borrow().get(&owner)?.get(raw.as_bytes())?.upgrade())
+/// The answer remembered for `key`, if it is still in the cache.
+fn recall(memo: (usize, bool), key: &[u8]) -> Option<Arc<Cached>> {
+    MEMO.with(|m| m.borrow().get(&memo)?.get(key)?.upgrade())
 }
 
-/// Remembers `c` as the answer to `raw` (the memo emptied when full: its
+/// Remembers `c` as the answer to `key` (the memo emptied when full: its
 /// keys are what clients send, any number of encodings of one request).
-fn remember(owner: usize, raw: &str, c: &Arc<Cached>) {
+fn remember(memo: (usize, bool), key: &[u8], c: &Arc<Cached>) {
     MEMO.with(|m| {
         let mut m = m.borrow_mut();
-        let paths = m.entry(owner).or_default();
-        if paths.len() >= MEMO_MAX {
-            paths.clear();
+        let keys = m.entry(memo).or_default();
+        if keys.len() >= MEMO_MAX {
+            keys.clear();
         }
-        paths.insert(raw.as_bytes().into(), Arc::downgrade(c));
+        keys.insert(key.into(), Arc::downgrade(c));
     });
 }
 
@@ -379,24 +382,49 @@ impl shikko_runtime::FastPath for FastOcsp {
         req: &shikko_runtime::FastRequest<'_>,
         out: &mut shikko_runtime::Responses<'_>,
     ) -> bool {
-        let Some(target) = req.path().strip_prefix("/ocsp/") else {
-            return false;
-        };
         // As the router reads it: the path without a query.
-        let raw = target.split('?').next().unwrap_or("");
+        let path = req.path().split('?').next().unwrap_or("");
+        // What identifies the request: a GET's raw path after `/ocsp/`, a
+        // POST's body.
+        let (post, key) = match req.method() {
+            "GET" => match path.strip_prefix("/ocsp/") {
+                Some(raw) => (false, raw.as_bytes()),
+                None => return false,
+            },
+            "POST"
+                if path == "/ocsp"
+                    && req
+                        .header("content-type")
+                        .is_some_and(|v| v.starts_with(b"application/ocsp-request")) =>
+            {
+                (true, req.body())
+            }
+            // Another path, or a POST of another type (415): the router's.
+            _ => return false,
+        };
         let now = UnixTime::now();
         if !self.role.is_ready() || self.role.too_stale(now) {
             return false;
         }
         let responder = self.role.responder();
-        let owner = Arc::as_ptr(responder) as usize;
-        let c = match recall(owner, raw) {
+        let memo = (Arc::as_ptr(responder) as usize, post);
+        let c = match recall(memo, key) {
             Some(c) if responder.still_good(&c, now) => c,
             _ => {
-                let Ok(der) = decode_get_path(raw) else {
-                    return false;
+                let decoded;
+                let der = if post {
+                    key
+                } else {
+                    let Ok(d) = std::str::from_utf8(key).map(decode_get_path) else {
+                        return false;
+                    };
+                    let Ok(d) = d else {
+                        return false;
+                    };
+                    decoded = d;
+                    &decoded[..]
                 };
-                let Ok(parsed) = decode_request(&der) else {
+                let Ok(parsed) = decode_request(der) else {
                     return false;
                 };
                 if parsed.nonce.is_some() || parsed.cert_ids.len() != 1 {
@@ -405,7 +433,7 @@ impl shikko_runtime::FastPath for FastOcsp {
                 let Some(c) = responder.cached_entry(&parsed, now) else {
                     return false;
                 };
-                remember(owner, raw, &c);
+                remember(memo, key, &c);
                 c
             }
         };
@@ -448,12 +476,12 @@ impl shikko_runtime::FastPath for FastOcsp {
                 scope,
             ];
             out.respond(StatusCode::NOT_MODIFIED, &lines, b"");
-            self.not_modified.inc();
+            self.not_modified[usize::from(post)].inc();
             "not_modified"
         } else {
             let lines: [&[u8]; 4] = [&c.head, b"cache-control: max-age=", max_age, scope];
             out.respond(StatusCode::OK, &lines, &c.der);
-            self.cached.inc();
+            self.cached[usize::from(post)].inc();
             crate::responder::status_name(c.status)
         };
         if let Some((g, p)) = pass {

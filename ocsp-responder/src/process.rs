@@ -100,10 +100,10 @@ pub struct OcspSection {
     /// Default: the number of cores (0 means that too).
     #[serde(default)]
     pub http_threads: usize,
-    /// Whether `http_listen` answers cached GETs on its fast path (an
-    /// HTTP/1.1 response rendered when the answer was signed, written
-    /// without hyper: about the cost of a static file). Everything else,
-    /// and everything when false, goes through the full HTTP server.
+    /// Whether `http_listen` answers cached GETs and POSTs over HTTP/1.1
+    /// on its fast path (a response rendered when the answer was signed,
+    /// written without hyper: about the cost of a static file). Everything
+    /// else, and everything when false, goes through the full HTTP server.
     /// Default true.
     #[serde(default = "default_true")]
     pub fast_path: bool,

@@ -460,6 +460,24 @@ fn get_answers_carry_rfc5019_caching_and_follow_revocations() {
     }
     let (status, _, _) = http_get_kept(s.fast, &path, &[("If-None-Match", "\"other\"")]);
     assert_eq!(status, 200);
+    // The same request by POST: the same answer and headers from the fast
+    // path; of another content type, not the fast path's (the router
+    // answers 415; here the empty app's 404).
+    let post = |ct: &str| {
+        shikko_testkit::http::request_kept(
+            &s.fast.to_string(),
+            "POST",
+            "/ocsp",
+            &[("Content-Type", ct)],
+            Some(&req),
+        )
+    };
+    let p = post("application/ocsp-request");
+    assert_eq!((p.status, &p.body), (200, &fbody), "{}", p.head);
+    for name in ["content-type", "etag", "last-modified", "expires"] {
+        assert_eq!(p.header(name), header(&fhead, name), "{name}: {}", p.head);
+    }
+    assert_eq!(post("application/octet-stream").status, 404);
     let hits = s
         .role
         .metrics()

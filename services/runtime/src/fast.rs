@@ -3,15 +3,16 @@
 //!
 //! A connection of an endpoint with a [`FastPath`] is read here first. Each
 //! request head is parsed with `httparse`; a GET over HTTP/1.1 without a
-//! body that the fast path takes is answered by appending its complete
+//! body, or a POST with a small body announced by its `Content-Length`
+//! and arrived whole, that the fast path takes is answered by appending its complete
 //! response (status line, headers rendered by the role when the answer was
 //! made, body) to the connection's output buffer, and every answer of what
 //! has arrived (pipelined requests too) goes out in one write. No hyper, no
 //! router, no allocation on the way: the buffers live as long as the
 //! connection.
 //!
-//! Anything else (another method, a body, HTTP/1.0, `Connection: close` or
-//! an upgrade, a head too large or that `httparse` refuses, the HTTP/2
+//! Anything else (another method, a chunked or large body, HTTP/1.0,
+//! `Connection: close`, an upgrade or `Expect`, a head too large or that `httparse` refuses, the HTTP/2
 //! preface, a request the fast path declines) hands the connection to
 //! hyper and the role's app, as the other endpoints serve it, with the
 //! octets already read put back in front: answers stay in request order,
@@ -47,17 +48,35 @@ pub const MAX_FAST_HEAD: usize = 8 * 1024;
 /// Most header fields the fast path parses; a request with more is hyper's.
 const MAX_HEADERS: usize = 32;
 
-/// A GET over HTTP/1.1, without a body, offered to the fast path.
+/// Largest request body the fast path reads (a POST's, whole, announced
+/// by its `Content-Length`); a longer one is hyper's.
+pub const MAX_FAST_BODY: usize = 8 * 1024;
+
+/// A request over HTTP/1.1 offered to the fast path: a GET without a body,
+/// or a POST whose body (at most [`MAX_FAST_BODY`], by `Content-Length`)
+/// has arrived whole.
 #[derive(Debug)]
 pub struct FastRequest<'a> {
+    method: &'a str,
     path: &'a str,
     headers: &'a [httparse::Header<'a>],
+    body: &'a [u8],
 }
 
 impl<'a> FastRequest<'a> {
+    /// `GET` or `POST`.
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
     /// The request target as it arrived (not decoded, not cleaned).
     pub fn path(&self) -> &'a str {
         self.path
+    }
+
+    /// The body (empty for a GET).
+    pub fn body(&self) -> &'a [u8] {
+        self.body
     }
 
     /// The value of the first header field named `name` (ASCII case-insensitive).
@@ -137,28 +156,40 @@ impl Responses<'_> {
 enum Parsed {
     /// A request answered by the fast path, this many octets long.
     Answered(usize),
-    /// Not all of a request head yet.
+    /// Not all of a request (head, or a POST's body) yet.
     Partial,
     /// For hyper and the app, from here on.
     HandOff,
 }
 
-/// Whether a request's framing is the fast path's: no body, the connection
-/// kept alive, no upgrade or expectation.
-fn plain(headers: &[httparse::Header<'_>]) -> bool {
-    headers.iter().all(|h| {
+/// The body length of a request whose framing is the fast path's (a
+/// single `Content-Length`, if any, of at most [`MAX_FAST_BODY`]; the
+/// connection kept alive; no transfer coding, upgrade or expectation), or
+/// `None`.
+fn framing(headers: &[httparse::Header<'_>]) -> Option<usize> {
+    let mut length = None;
+    for h in headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
-            h.value.trim_ascii() == b"0"
+            let v = std::str::from_utf8(h.value).ok()?;
+            // Digits only (no sign, no list): anything else is hyper's to refuse.
+            if length.is_some() || v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            length = Some(v.parse::<usize>().ok().filter(|n| *n <= MAX_FAST_BODY)?);
         } else if name.eq_ignore_ascii_case("connection") {
-            h.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive")
-        } else {
-            !(name.eq_ignore_ascii_case("transfer-encoding")
-                || name.eq_ignore_ascii_case("upgrade")
-                || name.eq_ignore_ascii_case("expect")
-                || name.eq_ignore_ascii_case("http2-settings"))
+            if !h.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive") {
+                return None;
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("upgrade")
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("http2-settings")
+        {
+            return None;
         }
-    })
+    }
+    Some(length.unwrap_or(0))
 }
 
 fn parse(buf: &[u8], fast: &dyn FastPath, out: &mut Vec<u8>) -> Parsed {
@@ -166,15 +197,30 @@ fn parse(buf: &[u8], fast: &dyn FastPath, out: &mut Vec<u8>) -> Parsed {
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => {
-            if req.method != Some("GET") || req.version != Some(1) || !plain(req.headers) {
+            let method = req.method.unwrap_or("");
+            let Some(len) = framing(req.headers) else {
+                return Parsed::HandOff;
+            };
+            let fits = match method {
+                "GET" => len == 0,
+                "POST" => true,
+                _ => false,
+            };
+            if req.version != Some(1) || !fits {
                 return Parsed::HandOff;
             }
+            let Some(body) = buf.get(n..n + len) else {
+                // The body is not all here yet.
+                return Parsed::Partial;
+            };
             let r = FastRequest {
+                method,
                 path: req.path.unwrap_or(""),
                 headers: req.headers,
+                body,
             };
             if fast.answer(&r, &mut Responses { out }) {
-                Parsed::Answered(n)
+                Parsed::Answered(n + len)
             } else {
                 Parsed::HandOff
             }
@@ -405,7 +451,12 @@ mod tests {
             let Some(n) = req.path().strip_prefix("/fast/") else {
                 return false;
             };
-            out.respond(StatusCode::OK, &[b"x-fast: 1\r\n"], n.as_bytes());
+            let body = if req.method() == "POST" {
+                req.body()
+            } else {
+                n.as_bytes()
+            };
+            out.respond(StatusCode::OK, &[b"x-fast: 1\r\n"], body);
             true
         }
     }
@@ -438,15 +489,38 @@ mod tests {
         );
         let kept = b"GET /fast/1 HTTP/1.1\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(parsed(kept), Some(kept.len()));
+        // A POST whose body is all here; not yet; framed otherwise.
+        let post = b"POST /fast/p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(parsed(post), Some(post.len()));
+        assert_eq!(parsed(&post[..post.len() - 1]), Some(0), "partial body");
+        let mut two = post.to_vec();
+        two.extend_from_slice(b"GET /fast/2 HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            parsed(&two),
+            Some(post.len()),
+            "the next request is not the body"
+        );
+        for other in [
+            &b"POST /fast/p HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"[..],
+            b"POST /fast/p HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc",
+            b"POST /fast/p HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc",
+            b"POST /fast/p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"POST /fast/p HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+            b"POST /fast/p HTTP/1.1\r\nContent-Length: 8193\r\n\r\n",
+            b"PUT /fast/p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+        ] {
+            assert_eq!(parsed(other), None, "{}", String::from_utf8_lossy(other));
+        }
         assert_eq!(parsed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), None);
         let long = format!("GET /fast/{} HTTP/1.1\r\n", "a".repeat(MAX_FAST_HEAD));
         assert_eq!(parsed(long.as_bytes()), None, "a head too long is hyper's");
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text.matches("HTTP/1.1 200 OK\r\ndate: ").count(),
-            2,
+            4,
             "{text}"
         );
+        assert!(text.contains("content-length: 3\r\n\r\nabc"), "{text}");
         assert!(
             text.contains("\r\nx-fast: 1\r\ncontent-length: 1\r\n\r\n1"),
             "{text}"

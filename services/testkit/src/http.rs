@@ -63,13 +63,30 @@ pub fn read_responses(s: &mut impl Read, n: usize) -> Vec<Response> {
 /// `GET path` on a new connection to `addr`, kept alive (no `Connection:
 /// close`), with `headers`; its response.
 pub fn get_kept(addr: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    request_kept(addr, "GET", path, headers, None)
+}
+
+/// `METHOD path` on a new connection to `addr`, kept alive, with
+/// `headers` and a body (with its `Content-Length`) if given; its response.
+pub fn request_kept(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Response {
     let mut s = TcpStream::connect(addr).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
+    let mut wire = req.into_bytes();
+    wire.extend_from_slice(body.unwrap_or_default());
+    s.write_all(&wire).unwrap();
     read_responses(&mut s, 1)
         .pop()
         .expect("a whole response before the connection closed")
