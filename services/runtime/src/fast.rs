@@ -351,27 +351,9 @@ pub async fn serve_http_fast(
     let (stop_tx, stop_rx) = watch::channel(false);
     let builder = crate::http_server::connection_builder(limits);
     tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    // Out of descriptors, or a connection reset before accept: go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, permit)) =
+        crate::http_server::next_connection(&listener, &permits, shutdown.as_mut()).await
+    {
         let (fast, app, builder, stop) =
             (fast.clone(), app.clone(), builder.clone(), stop_rx.clone());
         tokio::spawn(async move {

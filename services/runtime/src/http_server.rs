@@ -108,27 +108,8 @@ pub async fn serve_http(
     let graceful = GracefulShutdown::new();
     let builder = connection_builder(limits);
     tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    // Out of descriptors, or a connection reset before accept: go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, permit)) = next_connection(&listener, &permits, shutdown.as_mut()).await
+    {
         let service = connection_service(app.clone(), limits.header_read_timeout, None);
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         let first_byte = limits.header_read_timeout;
@@ -156,6 +137,36 @@ pub async fn serve_http(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The next connection of `listener` (`TCP_NODELAY` set), with its place
+/// among `permits` (past the cap, connections wait in the kernel's accept
+/// backlog); `None` once `shutdown` completes.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Option<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+    let permit = tokio::select! {
+        p = permits.clone().acquire_owned() => p.ok()?,
+        () = &mut shutdown => return None,
+    };
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => {
+                    let _ = s.set_nodelay(true);
+                    return Some((s, permit));
+                }
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before accept: go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            () = &mut shutdown => return None,
+        }
+    }
 }
 
 /// Serves `app` over the TLS connections of `incoming` ([`crate::tls::accept_tls`]:
