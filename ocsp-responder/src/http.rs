@@ -334,7 +334,13 @@ impl FastOcsp {
 }
 
 /// Most answers an HTTP thread remembers, by method.
-const MEMO_MAX: usize = 65_536;
+const MEMO_MAX: usize = 16_384;
+/// Longest request (a GET's raw path, a POST's body) remembered: a
+/// request for one certificate is 70 to 120 octets, 100 to 250 in a GET
+/// path. With [`MEMO_MAX`], a thread's memo holds at most 16 MiB of keys
+/// whatever clients send (padding makes any number of keys for one
+/// request: `%0A` in a path, an extension in a body).
+const MEMO_KEY_MAX: usize = 512;
 
 /// Answers by what identifies their request (a GET's raw path, a POST's body).
 type Paths = HashMap<Box<[u8]>, Weak<Cached>>;
@@ -358,6 +364,9 @@ fn recall(memo: (usize, bool), key: &[u8]) -> Option<Arc<Cached>> {
 /// Remembers `c` as the answer to `key` (the memo emptied when full: its
 /// keys are what clients send, any number of encodings of one request).
 fn remember(memo: (usize, bool), key: &[u8], c: &Arc<Cached>) {
+    if key.len() > MEMO_KEY_MAX {
+        return;
+    }
     MEMO.with(|m| {
         let mut m = m.borrow_mut();
         let keys = m.entry(memo).or_default();
@@ -408,6 +417,8 @@ impl shikko_runtime::FastPath for FastOcsp {
         }
         let responder = self.role.responder();
         let memo = (Arc::as_ptr(responder) as usize, post);
+        // Whether `c` was found by decoding (to remember once admitted).
+        let mut fresh = false;
         let c = match recall(memo, key) {
             Some(c) if responder.still_good(&c, now) => c,
             _ => {
@@ -433,7 +444,7 @@ impl shikko_runtime::FastPath for FastOcsp {
                 let Some(c) = responder.cached_entry(&parsed, now) else {
                     return false;
                 };
-                remember(memo, key, &c);
+                fresh = true;
                 c
             }
         };
@@ -459,6 +470,10 @@ impl shikko_runtime::FastPath for FastOcsp {
                 FastAdmit::Refer => return false,
             },
         };
+        if fresh {
+            // Only for a caller the gate admitted: a refused one leaves no trace.
+            remember(memo, key, &c);
+        }
         let scope: &[u8] = match &pass {
             Some((g, _)) if g.private() => b", private, no-transform, must-revalidate\r\n",
             _ => b", public, no-transform, must-revalidate\r\n",
@@ -502,4 +517,56 @@ fn timed(role: &OcspRole, parsed: &crate::request::ParsedRequest, now: UnixTime)
             .observe(t.elapsed().as_secs_f64());
     }
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shikko_core::{CertKind, Serial};
+
+    fn cached() -> Arc<Cached> {
+        let (head, validators) = cached_head("\"e\"", UnixTime(1_000), UnixTime(4_600));
+        Arc::new(Cached {
+            der: Bytes::from_static(b"der"),
+            etag: Arc::from("\"e\""),
+            kind: CertKind::CardSigning,
+            serial: Serial::from_u128(1).unwrap_or_else(|_| unreachable!()),
+            status: None,
+            this_update: UnixTime(1_000),
+            next_update: UnixTime(4_600),
+            head,
+            validators,
+        })
+    }
+
+    /// The memo holds answers weakly, by method, keys of at most
+    /// MEMO_KEY_MAX octets, at most MEMO_MAX of them (then emptied).
+    #[test]
+    fn the_memo_is_weak_and_bounded() {
+        let owner = 0x5eed;
+        let c = cached();
+        remember((owner, false), b"short", &c);
+        assert!(recall((owner, false), b"short").is_some_and(|r| Arc::ptr_eq(&r, &c)));
+        assert!(
+            recall((owner, true), b"short").is_none(),
+            "a POST body is another key"
+        );
+        assert!(
+            recall((owner + 1, false), b"short").is_none(),
+            "another responder's"
+        );
+        let long = vec![b'A'; MEMO_KEY_MAX + 1];
+        remember((owner, false), &long, &c);
+        assert!(recall((owner, false), &long).is_none(), "too long to keep");
+        for i in 0..MEMO_MAX {
+            remember((owner, true), i.to_string().as_bytes(), &c);
+        }
+        MEMO.with(|m| assert_eq!(m.borrow()[&(owner, true)].len(), MEMO_MAX));
+        remember((owner, true), b"one more", &c);
+        MEMO.with(|m| assert_eq!(m.borrow()[&(owner, true)].len(), 1, "emptied when full"));
+        // Dropped from the cache (the last strong reference): gone.
+        drop(c);
+        assert!(recall((owner, false), b"short").is_none());
+        assert!(recall((owner, true), b"one more").is_none());
+    }
 }

@@ -24,7 +24,7 @@
 //! each time (a slow reader is served, one that stops reading is closed,
 //! not waited for), the
 //! connection cap, and the drain (an idle connection closes at once, one
-//! with a request under way answers it first).
+//! with a request under way answers it first, then closes).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -294,8 +294,10 @@ async fn connection(
             deadline = tokio::time::Instant::now() + timeout;
         }
         let stopping = *stop.borrow();
-        if buf.is_empty() && stopping {
-            // Draining: nothing under way on this connection.
+        if stopping && (buf.is_empty() || answered) {
+            // Draining: nothing under way on this connection, or the
+            // request that was is answered (as hyper, which closes after
+            // the response in flight, reads no more pipelined requests).
             return;
         }
         if buf.capacity() - buf.len() < 1024 {
@@ -326,6 +328,10 @@ async fn connection(
     );
     tokio::pin!(conn);
     tokio::select! {
+        // The connection first: handed over while draining, it must read
+        // the request it was given before it is told to shut down (told
+        // earlier, hyper would close without reading it).
+        biased;
         // A client that goes away or times out is not an error of ours.
         _ = conn.as_mut() => {}
         () = stopped(&mut stop) => {

@@ -947,3 +947,52 @@ proptest::proptest! {
         proptest::prop_assert_eq!(got, want);
     }
 }
+
+/// Draining with a request under way: one the fast path does not take,
+/// completed after the drain began, is handed to the app and answered
+/// (not closed unread), every time; one the fast path takes is answered,
+/// and the connection closes without waiting for the next pipelined one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_under_way_when_the_drain_begins_is_answered_then_the_connection_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for round in 0..8 {
+        let (addr, shutdown, server) = fast_echo(shikko_runtime::HttpLimits::default()).await;
+        let mut declined = tokio::net::TcpStream::connect(addr).await.unwrap();
+        declined
+            .write_all(b"GET /echo/slow HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut taken = tokio::net::TcpStream::connect(addr).await.unwrap();
+        taken
+            .write_all(b"GET /echo/1 HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shutdown.trigger();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        declined.write_all(b"\r\n").await.unwrap();
+        taken
+            .write_all(b"st: x\r\n\r\nGET /echo/2 HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
+        for (c, want, by_fast) in [(&mut declined, "slow", false), (&mut taken, "1", true)] {
+            let mut all = Vec::new();
+            tokio::time::timeout(Duration::from_secs(3), c.read_to_end(&mut all))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: {want}: not closed after its answer"))
+                .ok();
+            let got = shikko_testkit::http::read_responses(&mut all.as_slice(), 2);
+            assert_eq!(got.len(), 1, "round {round}: {want}: {all:?}");
+            assert_eq!(
+                (text(&got[0]).as_str(), fast(&got[0])),
+                (want, by_fast),
+                "round {round}"
+            );
+        }
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("drained")
+            .unwrap()
+            .unwrap();
+    }
+}
