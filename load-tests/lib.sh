@@ -6,7 +6,8 @@
 #                         with every process started (bench_cleanup_hook,
 #                         if defined, runs first)
 #   bench_demo            the demo's data in $DIR/data (P-256, 300 holders); S: its samples
-#   start ROLE CONFIG     `shikko serve ROLE`; LINE: its "listening" line, LASTPID
+#   start ROLE CONFIG     `shikko serve ROLE` (after the prefix LAUNCH, if set);
+#                         LINE: its "listening" line, LASTPID
 #   field NAME            the address NAME= in LINE
 #   bench_request         $DIR/req.der (a GET-able OCSPRequest for sign-good.pem), B64 its path
 # and COMMON, the telemetry and loopback TLS sections of every config.
@@ -19,6 +20,8 @@ log_filter = "warn"
 [tls]
 insecure_loopback_only = true'
 PIDS=()
+# A command prefix for the roles `start` starts (e.g. taskset -c 0).
+LAUNCH=()
 
 bench_bin() {
     if [[ -n ${SHIKKO_BIN:-} ]]; then
@@ -49,7 +52,7 @@ bench_demo() {
 
 start() { # role config -> sets LINE, LASTPID
     local out=$DIR/$1.$RANDOM.out
-    "$BIN" serve "$1" --config "$2" > "$out" 2> "$DIR/$1.err" &
+    "${LAUNCH[@]}" "$BIN" serve "$1" --config "$2" > "$out" 2> "$DIR/$1.err" &
     PIDS+=($!)
     LASTPID=$!
     for _ in $(seq 100); do [[ -s $out ]] && break; sleep 0.1; done

@@ -22,7 +22,10 @@
 # saturated.
 #
 # usage: load-tests/ocsp-ceiling.sh [SECONDS]
-# environment: SHIKKO_BIN, a `shikko` binary to measure instead of building one.
+# environment: SHIKKO_BIN, a `shikko` binary to measure instead of building one;
+# PIN=1: every server on CPU 0 (nginx with one worker, Shikko with one HTTP
+# thread) and h2load on CPU 1, so that the client takes no CPU from the
+# server (steadier; each server has one core).
 # needs: nginx and h2load (scripts/install-deps --bench installs Debian's
 # nginx-light and nghttp2-client), openssl, python3; the release build
 # (CARGO_TARGET_DIR, default ~/.cache/shikko/target-release).
@@ -45,6 +48,17 @@ for port in $NGINX_H1 $NGINX_H2 $OPENSSL_PORT; do
 done
 bench_bin
 bench_dir ocsp-ceiling
+SRV=()
+CLI=()
+THREADS=0
+WORKERS=auto
+if [[ -n ${PIN:-} ]]; then
+    SRV=(taskset -c 0)
+    CLI=(taskset -c 1)
+    THREADS=1
+    WORKERS=1
+    LAUNCH=("${SRV[@]}")
+fi
 bench_cleanup_hook() {
     [[ -s $DIR/nginx.pid ]] && kill "$(cat "$DIR/nginx.pid")" 2>/dev/null || true
     pkill -f "ocsp -index $DIR/index.txt" 2>/dev/null || true
@@ -67,6 +81,7 @@ cat > "$DIR/ocsp.toml" <<EOF
 [ocsp]
 data_dir = "$DIR/data"
 registry = "$EP"
+http_threads = $THREADS
 http_listen = "127.0.0.1:0"
 grpc_listen = "127.0.0.1:0"
 $COMMON
@@ -98,7 +113,7 @@ out=$(openssl ocsp -respin "$DIR/www/ocsp/answer.der" -issuer "$S/sign-ca.pem" -
 # `http2` listener without TLS).
 mkdir -p "$DIR/nginx"
 cat > "$DIR/nginx/nginx.conf" <<EOF
-worker_processes auto;
+worker_processes $WORKERS;
 pid $DIR/nginx.pid;
 error_log $DIR/nginx/error.log warn;
 events { worker_connections 4096; }
@@ -128,7 +143,7 @@ EOF
 # the answer is readable to all, the rest of the directory is not listable.
 chmod 711 "$DIR"
 chmod -R a+rX "$DIR/www"
-nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf"
+"${SRV[@]}" nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf"
 for _ in $(seq 50); do [[ -s $DIR/nginx.pid ]] && break; sleep 0.1; done
 cmp <(curl -s "http://127.0.0.1:$NGINX_H1/ocsp/answer.der") "$DIR/www/ocsp/answer.der" \
     || { echo "nginx does not serve the answer's bytes" >&2; exit 1; }
@@ -139,7 +154,7 @@ serial=$(openssl x509 -in "$S/sign-good.pem" -noout -serial | cut -d= -f2)
 expiry=$(date -u -d "$(openssl x509 -in "$S/sign-good.pem" -noout -enddate | cut -d= -f2)" +%y%m%d%H%M%SZ)
 printf 'V\t%s\t\t%s\tunknown\t/CN=good\n' "$expiry" "$serial" > "$DIR/index.txt"
 openssl pkey -inform DER -in "$DIR/data/keys/sign-ca.key" -out "$DIR/ca-key.pem"
-openssl ocsp -index "$DIR/index.txt" -port "$OPENSSL_PORT" -rsigner "$S/sign-ca.pem" -rkey "$DIR/ca-key.pem" \
+"${SRV[@]}" openssl ocsp -index "$DIR/index.txt" -port "$OPENSSL_PORT" -rsigner "$S/sign-ca.pem" -rkey "$DIR/ca-key.pem" \
     -CA "$S/sign-ca.pem" -nmin 60 -multi "$(nproc)" -timeout 2 -ignore_err > "$DIR/openssl.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$OPENSSL_PORT) 2>/dev/null && break; sleep 0.2; done
@@ -185,10 +200,10 @@ run() { # server label proto conns url [post] [requests/s per connection]
         warm=(-c "$conns" -t 1 -D 1)
         if [[ $proto == h1 ]]; then warm+=(--h1); else warm+=(-m 10); fi
         [[ -n $post ]] && warm+=(-d "$DIR/req.der" -H "content-type: application/ocsp-request")
-        h2load "${warm[@]}" "$url" > /dev/null 2>&1 || true
+        "${CLI[@]}" h2load "${warm[@]}" "$url" > /dev/null 2>&1 || true
     fi
     t0=$(server_ticks "$server")
-    out=$(h2load "${args[@]}" "$url" 2>&1)
+    out=$("${CLI[@]}" h2load "${args[@]}" "$url" 2>&1)
     t1=$(server_ticks "$server")
     [[ $out == *"succeeded"* ]] || { echo "$label: $out" >&2; exit 1; }
     local line
@@ -238,6 +253,7 @@ run nginx "nginx at half peak" h1 8 "http://127.0.0.1:$NGINX_H1/ocsp/answer.der"
 run shikko "shikko GET half peak" h1 8 "http://$SHIKKO/ocsp/$B64" "" $((SHIKKO_PEAK / 16))
 
 echo
+[[ -n ${PIN:-} ]] && echo "== PIN=1: servers on CPU 0 (nginx 1 worker, shikko http_threads = 1), h2load on CPU 1"
 echo "== $SECS s each after 1 s unmeasured (openssl: $((SECS * 8000)) requests), h2load -t 1 (h2c: -m 10); $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo); $(nginx -v 2>&1 | cut -d' ' -f3); $(openssl version | cut -d' ' -f1-2); $(h2load --version | head -1); answer $(stat -c %s "$DIR/www/ocsp/answer.der") octets"
 printf '%-22s %5s %5s %10s %9s %9s %8s %12s\n' server proto conns "req/s" "p50 ms" "p99 ms" "200 %" "CPU us/ans"
 for r in "${ROWS[@]}"; do
